@@ -1,0 +1,294 @@
+//! The job: what EZThrottle executes (protocol.md §2).
+
+use std::collections::BTreeMap;
+
+use http::Method;
+use serde::{Deserialize, Serialize};
+
+/// Headers of a job: forwarded to the target as written.
+pub type Headers = BTreeMap<String, String>;
+
+/// Free-form metadata echoed back in the webhook payload.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// One HTTP request for EZThrottle to execute, with everything that governs how.
+///
+/// The JSON form is snake_case at every depth and omits every field left at its default,
+/// exactly as the Python SDK 1.3.0 builds it. Nested jobs (`fallback_job`, `on_success`,
+/// `on_failure`) are the same type, so they can never drift to another casing.
+///
+/// Most users build jobs through [`Step`](crate::Step); the fields are public so that
+/// servers (such as `ezthrottle-local`) and tools can read and adjust them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Job {
+    /// Absolute `http`/`https` URL of the target.
+    pub url: String,
+    /// HTTP method, serialized upper-case. Defaults to `GET`.
+    #[serde(default = "default_method", with = "method_serde")]
+    pub method: Method,
+    /// Request headers forwarded to the target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: Headers,
+    /// Raw request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Echoed back in the webhook payload.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: Metadata,
+    /// Where the result is delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+    /// How many voting webhooks must answer 2xx for the delivery to count (default 1).
+    #[serde(default = "default_quorum", skip_serializing_if = "is_default_quorum")]
+    pub webhook_quorum: u32,
+    /// Regions to execute in, e.g. `["iad", "lax"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// What to do when a region is down.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub region_policy: RegionPolicy,
+    /// How several regions execute.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub execution_mode: ExecutionMode,
+    /// Server-side retry and reroute policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Do not execute before this instant (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
+    /// Deduplication key; absent means the server derives one (HASH strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent_key: Option<String>,
+    /// When this job runs as a fallback: the condition that fires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// The next job in the fallback chain (it carries its own `trigger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_job: Option<Box<Job>>,
+    /// Spawned as a new job when this one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Box<Job>>,
+    /// Spawned as a new job when this one fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Box<Job>>,
+    /// Run `on_failure` if this job has not succeeded within this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure_timeout_ms: Option<u64>,
+}
+
+impl Job {
+    /// A `GET` of `url` with every other field at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            method: Method::GET,
+            headers: Headers::new(),
+            body: None,
+            metadata: Metadata::new(),
+            webhooks: Vec::new(),
+            webhook_quorum: 1,
+            regions: Vec::new(),
+            region_policy: RegionPolicy::default(),
+            execution_mode: ExecutionMode::default(),
+            retry_policy: None,
+            retry_at: None,
+            idempotent_key: None,
+            trigger: None,
+            fallback_job: None,
+            on_success: None,
+            on_failure: None,
+            on_failure_timeout_ms: None,
+        }
+    }
+
+    /// The jobs of the fallback chain, outermost first (not including `self`).
+    pub fn fallback_chain(&self) -> impl Iterator<Item = &Job> {
+        std::iter::successors(self.fallback_job.as_deref(), |job| job.fallback_job.as_deref())
+    }
+
+    /// Serializes the job to its wire JSON.
+    pub fn to_json(&self) -> String {
+        // A `Job` holds only strings, numbers and string-keyed maps: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| unreachable!("Job serialization is infallible"))
+    }
+}
+
+/// A webhook that receives the job's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Webhook {
+    /// Absolute URL the result is POSTed to.
+    pub url: String,
+    /// Regions the delivery is made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// Whether this webhook counts toward `webhook_quorum`. Always serialized, so the
+    /// intent is explicit on the wire (the Python SDK sends it the same way).
+    #[serde(default = "default_true")]
+    pub has_quorum_vote: bool,
+}
+
+impl Webhook {
+    /// A voting webhook at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), regions: Vec::new(), has_quorum_vote: true }
+    }
+
+    /// Deliver from these regions.
+    #[must_use]
+    pub fn regions<I, S>(mut self, regions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.regions = regions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether this webhook counts toward the quorum (default `true`).
+    #[must_use]
+    pub fn has_quorum_vote(mut self, votes: bool) -> Self {
+        self.has_quorum_vote = votes;
+        self
+    }
+}
+
+/// How a job with several regions executes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// Run in every region at once; the first 2xx wins and the others are cancelled.
+    #[default]
+    Race,
+    /// Run in every region; all results count.
+    Fanout,
+}
+
+/// What happens when a requested region is down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionPolicy {
+    /// Route around a down region.
+    #[default]
+    Fallback,
+    /// Fail the job.
+    Strict,
+}
+
+/// Server-side retries: `retry_codes` retry in the same region, `reroute_codes` move on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Retries in the same region at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Moves to another region at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reroutes: Option<u32>,
+    /// Status codes retried in the same region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_codes: Vec<u16>,
+    /// Status codes that move the attempt to the next region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reroute_codes: Vec<u16>,
+}
+
+impl RetryPolicy {
+    /// An empty policy: the server's defaults apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `n` retries in the same region.
+    #[must_use]
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// At most `n` moves to another region.
+    #[must_use]
+    pub fn max_reroutes(mut self, n: u32) -> Self {
+        self.max_reroutes = Some(n);
+        self
+    }
+
+    /// Status codes retried in the same region.
+    #[must_use]
+    pub fn retry_codes(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
+        self.retry_codes = codes.into_iter().collect();
+        self
+    }
+
+    /// Status codes that move to the next region.
+    #[must_use]
+    pub fn reroute_codes(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
+        self.reroute_codes = codes.into_iter().collect();
+        self
+    }
+}
+
+/// When a fallback job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The previous job answered one of these status codes.
+    OnError {
+        /// The status codes that fire the fallback.
+        codes: Vec<u16>,
+    },
+    /// The previous job had not answered within `timeout_ms`.
+    OnTimeout {
+        /// Milliseconds to wait for the previous job.
+        timeout_ms: u64,
+    },
+}
+
+impl Trigger {
+    /// Fires on any of these status codes.
+    pub fn on_error(codes: impl IntoIterator<Item = u16>) -> Self {
+        Self::OnError { codes: codes.into_iter().collect() }
+    }
+
+    /// Fires when the previous job has not answered within `timeout_ms` milliseconds.
+    pub fn on_timeout(timeout_ms: u64) -> Self {
+        Self::OnTimeout { timeout_ms }
+    }
+}
+
+fn default_method() -> Method {
+    Method::GET
+}
+
+fn default_quorum() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_default_quorum(quorum: &u32) -> bool {
+    *quorum == 1
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// Serializes `http::Method` as its upper-case name; accepts any case on input.
+pub(crate) mod method_serde {
+    use http::Method;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(method: &Method, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(method.as_str())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+            .map_err(|_| D::Error::custom(format_args!("invalid HTTP method {name:?}")))
+    }
+}

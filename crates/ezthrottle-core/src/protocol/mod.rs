@@ -1,0 +1,31 @@
+//! The wire types of EZThrottle, shared by the client and the local engine.
+//!
+//! Every type serializes snake_case at every depth and omits fields left at their
+//! default, matching what the Python SDK 1.3.0 sends (`../shared/protocol.md`).
+
+mod envelope;
+mod job;
+mod receipt;
+mod secrets;
+mod validate;
+mod webhook_payload;
+
+pub use envelope::{ErrorBody, ProxyAllowed, ProxyEnvelope};
+pub use job::{ExecutionMode, Headers, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+pub use receipt::{SubmissionStatus, SubmitReceipt};
+pub use secrets::{CreateWebhookSecrets, MIN_SECRET_LEN, StatusMessage, WebhookSecretsView, mask_secret};
+pub use validate::{InvalidJob, MAX_JOB_DEPTH, SUPPORTED_METHODS, check_absolute_url};
+pub use webhook_payload::{DeliveryStatus, TargetResponse, WebhookPayload};
+
+/// Paths of the EZThrottle HTTP API.
+pub mod paths {
+    /// Job submission.
+    pub const JOBS: &str = "/api/v1/jobs";
+    /// Webhook-secret management.
+    pub const WEBHOOK_SECRETS: &str = "/api/v1/webhook-secrets";
+    /// The TrackTags proxy.
+    pub const PROXY: &str = "/api/v1/proxy";
+}
+
+/// Header carrying a delivery's signature.
+pub const SIGNATURE_HEADER: &str = "X-EZThrottle-Signature";
