@@ -24,7 +24,7 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 pub struct Job {
     /// Absolute `http`/`https` URL of the target.
     pub url: String,
-    /// HTTP method, serialized upper-case. Defaults to `GET`.
+    /// HTTP method, serialized upper-case (`post` is sent as `POST`). Defaults to `GET`.
     #[serde(default = "default_method", with = "method_serde")]
     pub method: Method,
     /// Request headers forwarded to the target.
@@ -99,6 +99,16 @@ impl Job {
             on_success: None,
             on_failure: None,
             on_failure_timeout_ms: None,
+        }
+    }
+
+    /// The method upper-cased (`post` becomes `POST`), as it is sent.
+    pub fn normalized_method(&self) -> Method {
+        let name = self.method.as_str();
+        if name.bytes().any(|b| b.is_ascii_lowercase()) {
+            Method::from_bytes(name.to_ascii_uppercase().as_bytes()).unwrap_or_else(|_| self.method.clone())
+        } else {
+            self.method.clone()
         }
     }
 
@@ -283,7 +293,12 @@ pub(crate) mod method_serde {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub(crate) fn serialize<S: Serializer>(method: &Method, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(method.as_str())
+        let name = method.as_str();
+        if name.bytes().any(|b| b.is_ascii_lowercase()) {
+            serializer.serialize_str(&name.to_ascii_uppercase())
+        } else {
+            serializer.serialize_str(name)
+        }
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error> {

@@ -90,7 +90,7 @@ fn validate_job(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
         return Err(path.invalid("fallback_job", format!("jobs nest deeper than {MAX_JOB_DEPTH} levels")));
     }
     check_absolute_url(&job.url).map_err(|reason| path.invalid("url", reason))?;
-    if !SUPPORTED_METHODS.contains(&job.method) {
+    if !SUPPORTED_METHODS.iter().any(|m| m.as_str().eq_ignore_ascii_case(job.method.as_str())) {
         return Err(path.invalid("method", format!("unsupported method {:?}", job.method.as_str())));
     }
     for (name, value) in &job.headers {

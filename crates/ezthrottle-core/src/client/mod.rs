@@ -1,0 +1,223 @@
+//! The asynchronous EZThrottle client.
+
+mod builder;
+mod transport;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+pub use builder::{
+    DEFAULT_EZTHROTTLE_URL, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
+    EZThrottleBuilder,
+};
+pub(crate) use transport::read_capped;
+
+use crate::error::Error;
+use crate::protocol::{CreateWebhookSecrets, Job, SubmitReceipt, Webhook, WebhookSecretsView, paths};
+
+/// The EZThrottle client: submits jobs and manages webhook secrets.
+///
+/// Cheap to clone (one `Arc`), `Send + Sync`. Two modes, one API:
+/// - **cloud** (default): calls go through the TrackTags proxy envelope and EZThrottle's
+///   answer is unwrapped from `forwarded_response`;
+/// - **direct** ([`EZThrottleBuilder::direct`]): calls go straight to a self-hosted or
+///   local engine's `/api/v1/...` routes.
+///
+/// ```no_run
+/// use ezthrottle_core::{EZThrottle, Job, Webhook};
+/// # async fn run() -> Result<(), ezthrottle_core::Error> {
+/// let client = EZThrottle::from_env()?;
+/// let mut job = Job::new("https://api.example.com/charge");
+/// job.webhooks.push(Webhook::new("https://app.example.com/webhook"));
+/// let receipt = client.submit_job(&job).await?;
+/// println!("queued as {}", receipt.job_id);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EZThrottle {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    http: reqwest::Client,
+    /// `Bearer <key>`, kept out of `Debug`.
+    authorization: Option<String>,
+    endpoint: Endpoint,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Endpoint {
+    Cloud { tracktags: String, ezthrottle: String },
+    Direct { base: String },
+}
+
+/// What [`EZThrottle::forward_or_fallback`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ForwardOrFallback<T> {
+    /// EZThrottle accepted the job.
+    Forwarded(SubmitReceipt),
+    /// EZThrottle was unreachable, so the fallback ran.
+    FellBack {
+        /// What the fallback returned.
+        value: T,
+        /// Why EZThrottle could not be reached.
+        reason: Error,
+    },
+}
+
+impl EZThrottle {
+    /// Starts configuring a client.
+    pub fn builder() -> EZThrottleBuilder {
+        EZThrottleBuilder::new()
+    }
+
+    /// A cloud client with this API key and the default URLs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the key is empty.
+    pub fn new(api_key: impl Into<String>) -> Result<Self, Error> {
+        Self::builder().api_key(api_key).build()
+    }
+
+    /// A client configured from `EZTHROTTLE_API_KEY`, `EZTHROTTLE_URL` and
+    /// `EZTHROTTLE_TRACKTAGS_URL` (see [`EZThrottleBuilder::from_env`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the variables do not make a usable configuration.
+    pub fn from_env() -> Result<Self, Error> {
+        EZThrottleBuilder::from_env().build()
+    }
+
+    /// The HTTP client used for every call (and for FRUGAL local requests).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Whether this client talks to an engine directly (no proxy).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.inner.endpoint, Endpoint::Direct { .. })
+    }
+
+    /// Submits a job.
+    ///
+    /// The job is validated first: nothing is sent if any field (at any depth) is invalid.
+    /// A duplicate submission answers with the original job's id and `duplicate: true`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] before any network call; otherwise the proxy's or
+    /// EZThrottle's refusal, or [`Error::Unreachable`].
+    pub async fn submit_job(&self, job: &Job) -> Result<SubmitReceipt, Error> {
+        job.validate()?;
+        tracing::debug!(target: "ezthrottle", url = %job.url, method = %job.method, "submitting job");
+        let answer = self.call(Method::POST, paths::JOBS, Some(job.to_json())).await?;
+        let receipt: SubmitReceipt = answer.success_json()?;
+        tracing::debug!(target: "ezthrottle", job_id = %receipt.job_id, duplicate = receipt.duplicate, "job accepted");
+        Ok(receipt)
+    }
+
+    /// Submits `job` with one voting webhook at `webhook_url` (the peers' legacy call).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_job`](Self::submit_job).
+    #[deprecated(since = "0.1.0", note = "use `submit_job` with `Job::webhooks` (or `Step`) instead")]
+    pub async fn queue_request(&self, mut job: Job, webhook_url: impl Into<String>) -> Result<SubmitReceipt, Error> {
+        job.webhooks.push(Webhook::new(webhook_url));
+        self.submit_job(&job).await
+    }
+
+    /// Submits `job`; if EZThrottle is unreachable (connection error or timeout, never an
+    /// answer from it, even an error), runs `fallback` instead.
+    ///
+    /// This makes EZThrottle a reliability layer, not a single point of failure.
+    ///
+    /// # Errors
+    ///
+    /// Any error of [`submit_job`](Self::submit_job) other than unreachability.
+    pub async fn forward_or_fallback<F, Fut, T>(&self, job: &Job, fallback: F) -> Result<ForwardOrFallback<T>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        match self.submit_job(job).await {
+            Ok(receipt) => Ok(ForwardOrFallback::Forwarded(receipt)),
+            Err(reason) if reason.is_unreachable() => {
+                tracing::warn!(target: "ezthrottle", error = %reason, "EZThrottle unreachable; running the fallback");
+                Ok(ForwardOrFallback::FellBack { value: fallback().await, reason })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Sets the account's webhook secrets (create or replace). Each must be at least 16
+    /// characters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a short secret (nothing sent); otherwise the server's refusal.
+    pub async fn create_webhook_secret(&self, primary: &str, secondary: Option<&str>) -> Result<(), Error> {
+        let request = CreateWebhookSecrets::new(primary, secondary.map(str::to_owned));
+        request.validate()?;
+        let body = serde_json::to_string(&request).unwrap_or_else(|_| unreachable!("strings only"));
+        let answer = self.call(Method::POST, paths::WEBHOOK_SECRETS, Some(body)).await?;
+        if answer.status.is_success() { Ok(()) } else { Err(answer.into_error()) }
+    }
+
+    /// The account's webhook secrets, masked (the server never returns them in clear).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoWebhookSecrets`] when none are configured.
+    pub async fn get_webhook_secret(&self) -> Result<WebhookSecretsView, Error> {
+        let answer = self.call(Method::GET, paths::WEBHOOK_SECRETS, None).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(Error::NoWebhookSecrets);
+        }
+        answer.success_json()
+    }
+
+    /// Deletes the account's webhook secrets. Deleting when none exist succeeds.
+    ///
+    /// # Errors
+    ///
+    /// The server's refusal or unreachability.
+    pub async fn delete_webhook_secret(&self) -> Result<(), Error> {
+        let answer = self.call(Method::DELETE, paths::WEBHOOK_SECRETS, None).await?;
+        if answer.status.is_success() || answer.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(answer.into_error())
+        }
+    }
+
+    /// Rotates: `new` becomes the primary secret and `previous` the secondary, so
+    /// receivers holding either keep verifying during the switch.
+    ///
+    /// The caller passes the previous secret because the server only ever returns masked
+    /// secrets: a rotation that reads it back (as the peer SDKs do) can never keep it.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_webhook_secret`](Self::create_webhook_secret).
+    pub async fn rotate_webhook_secret(&self, new: &str, previous: &str) -> Result<(), Error> {
+        self.create_webhook_secret(new, Some(previous)).await
+    }
+}
+
+impl std::fmt::Debug for EZThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EZThrottle")
+            .field("endpoint", &self.inner.endpoint)
+            .field("api_key", &self.inner.authorization.as_ref().map(|_| "[redacted]"))
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,260 @@
+//! The one error type of the client.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+
+use crate::protocol::InvalidJob;
+
+/// Which server produced an error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Origin {
+    /// The TrackTags proxy in front of EZThrottle (cloud mode).
+    Proxy,
+    /// EZThrottle itself (directly, or unwrapped from the proxy's `forwarded_response`).
+    EZThrottle,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Proxy => "the EZThrottle proxy",
+            Self::EZThrottle => "EZThrottle",
+        })
+    }
+}
+
+/// Everything that can go wrong talking to EZThrottle.
+///
+/// Input that cannot be sent is refused before any network call
+/// ([`Error::InvalidInput`], [`Error::Config`]). Answers from the proxy or from
+/// EZThrottle keep their status and message; [`Error::retry_at`] tells when a rate-limited
+/// call may be repeated and [`Error::is_unreachable`] separates "could not reach EZThrottle"
+/// from "EZThrottle said no".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The client was configured with something unusable.
+    #[error("invalid EZThrottle client configuration: {0}")]
+    Config(String),
+
+    /// A value was refused before anything was sent.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Path of the offending field, e.g. `fallback_job.url`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// 401: the API key was refused.
+    #[error("invalid API key ({origin} answered 401: {message})")]
+    Unauthorized {
+        /// Who refused it.
+        origin: Origin,
+        /// The server's message.
+        message: String,
+    },
+
+    /// 403: the key may not do this (e.g. a business key on the proxy).
+    #[error("forbidden by {origin}: {message}")]
+    Forbidden {
+        /// Who refused it.
+        origin: Origin,
+        /// The server's message.
+        message: String,
+    },
+
+    /// 413: the job is larger than the server accepts.
+    #[error("job too large for {origin}: {message}")]
+    PayloadTooLarge {
+        /// Who refused it.
+        origin: Origin,
+        /// The server's message.
+        message: String,
+    },
+
+    /// 429: a plan limit, an IP limit or a full queue.
+    #[error("{}", rate_limited_message(*.origin, message, *.retry_at))]
+    RateLimited {
+        /// Who refused it.
+        origin: Origin,
+        /// The server's message, e.g. `Plan limit exceeded`.
+        message: String,
+        /// When to try again, Unix milliseconds, if the server said.
+        retry_at: Option<u64>,
+    },
+
+    /// Any other error answer (400, 404, 409, 5xx, ...).
+    #[error("{origin} answered {status}: {message}")]
+    Api {
+        /// Who answered.
+        origin: Origin,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The server's message, or the start of its body.
+        message: String,
+    },
+
+    /// `get_webhook_secret` found none configured.
+    #[error("no webhook secrets configured; call create_webhook_secret first")]
+    NoWebhookSecrets,
+
+    /// EZThrottle could not be reached: the connection failed or the call timed out.
+    #[error("EZThrottle unreachable at {url}: {}", describe_transport(source))]
+    Unreachable {
+        /// The URL that was called.
+        url: String,
+        /// The underlying failure.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The call failed in transport after the connection was made.
+    #[error("request to {url} failed: {}", describe_transport(source))]
+    Transport {
+        /// The URL that was called.
+        url: String,
+        /// The underlying failure.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A FRUGAL step failed here and forwarding it to EZThrottle failed too: both causes.
+    #[error("{local_failure}; forwarding to EZThrottle failed too: {source}")]
+    Forward {
+        /// Why the request made here failed.
+        local_failure: Box<crate::step::LocalFailure>,
+        /// Why the forward failed.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The server answered something this client cannot read.
+    #[error("unexpected answer from {origin} (HTTP {status}): {message}")]
+    InvalidResponse {
+        /// Who answered.
+        origin: Origin,
+        /// The HTTP status.
+        status: StatusCode,
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The HTTP status of an error answer, if there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
+            Self::Forbidden { .. } => Some(StatusCode::FORBIDDEN),
+            Self::PayloadTooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            Self::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            Self::NoWebhookSecrets => Some(StatusCode::NOT_FOUND),
+            Self::Api { status, .. } | Self::InvalidResponse { status, .. } => Some(*status),
+            Self::Forward { source, .. } => source.status(),
+            Self::Config(_) | Self::InvalidInput { .. } | Self::Unreachable { .. } | Self::Transport { .. } => None,
+        }
+    }
+
+    /// When a rate-limited call may be repeated, in Unix milliseconds.
+    ///
+    /// Computed from, in order: a `Retry-After` header (seconds or HTTP date), `retry_at`
+    /// (ms) in the body, `retry_after` or `retry_after_seconds` (s) in the body.
+    pub fn retry_at(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_at, .. } => *retry_at,
+            Self::Forward { source, .. } => source.retry_at(),
+            _ => None,
+        }
+    }
+
+    /// Whether EZThrottle could not be reached at all (connection error or timeout).
+    ///
+    /// This is the only case in which
+    /// [`forward_or_fallback`](crate::EZThrottle::forward_or_fallback) runs its fallback:
+    /// an answer from EZThrottle, even an error, means it was reachable.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Forward { source, .. } => source.is_unreachable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the call timed out.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Unreachable { source, .. } | Self::Transport { source, .. } => source.is_timeout(),
+            Self::Forward { source, .. } => source.is_timeout(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn transport(url: &str, source: reqwest::Error) -> Self {
+        let url = url.to_owned();
+        if source.is_connect() || source.is_timeout() {
+            Self::Unreachable { url, source }
+        } else {
+            Self::Transport { url, source }
+        }
+    }
+}
+
+impl From<InvalidJob> for Error {
+    fn from(invalid: InvalidJob) -> Self {
+        Self::InvalidInput { field: invalid.field, reason: invalid.reason }
+    }
+}
+
+fn rate_limited_message(origin: Origin, message: &str, retry_at: Option<u64>) -> String {
+    let what = if message.is_empty() { "rate limited".to_owned() } else { message.to_lowercase() };
+    match retry_at {
+        Some(at) => format!("{what} ({origin}); retry at {}", format_unix_ms(at)),
+        None => format!("{what} ({origin}); no retry time given"),
+    }
+}
+
+/// `2026-11-22T10:15:00Z`.
+pub(crate) fn format_unix_ms(unix_ms: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// The current time in Unix milliseconds.
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn describe_transport(source: &reqwest::Error) -> String {
+    // reqwest's Display stops at "error sending request"; the cause says why.
+    let mut text = if source.is_timeout() { "timed out".to_owned() } else { source.to_string() };
+    let mut cause = std::error::Error::source(source);
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_message_names_the_retry_time() {
+        let err = Error::RateLimited {
+            origin: Origin::Proxy,
+            message: "Plan limit exceeded".into(),
+            retry_at: Some(1_795_000_000_000),
+        };
+        assert_eq!(err.to_string(), "plan limit exceeded (the EZThrottle proxy); retry at 2026-11-18T11:06:40Z");
+        assert_eq!(err.retry_at(), Some(1_795_000_000_000));
+        assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS));
+    }
+}

@@ -1,0 +1,321 @@
+//! The `Step` builder: one request, how it runs, and what follows it.
+
+mod frugal;
+mod outcome;
+
+use std::time::Duration;
+
+use http::Method;
+
+pub use frugal::MAX_LOCAL_BODY_BYTES;
+pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
+
+use crate::client::EZThrottle;
+use crate::error::Error;
+use crate::protocol::{ExecutionMode, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+
+/// Where a step runs first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum StepType {
+    /// Submit to EZThrottle straight away (the default, as in the Python and Node SDKs).
+    #[default]
+    Performance,
+    /// Run the request here first; forward to EZThrottle only when it fails with a
+    /// status of [`Step::fallback_on_error`], a transport error or a timeout.
+    Frugal,
+}
+
+/// How the idempotency key of a step is chosen when none is set explicitly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IdempotentStrategy {
+    /// Send no key: EZThrottle derives one from (url, method, body, account), so the same
+    /// request is deduplicated (the default).
+    #[default]
+    Hash,
+    /// Send a fresh UUID v4 on every execution, so repeats are new jobs (polling, pings).
+    Unique,
+}
+
+/// Codes that make a FRUGAL step fall back to EZThrottle, unless changed.
+pub const DEFAULT_FALLBACK_ON_ERROR: [u16; 5] = [429, 500, 502, 503, 504];
+/// How long a FRUGAL step waits for its local request, unless changed.
+pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request and the workflow around it, built fluently and run with [`Step::execute`].
+///
+/// ```
+/// use std::time::Duration;
+/// use ezthrottle_core::{Method, Step, StepType, Trigger, Webhook};
+///
+/// let step = Step::new("https://api.example.com/charge")
+///     .method(Method::POST)
+///     .body(r#"{"amount":100}"#)
+///     .step_type(StepType::Frugal)
+///     .webhook(Webhook::new("https://app.example.com/webhook"))
+///     .fallback(Step::new("https://backup.example.com/charge"), Trigger::on_error([500, 502]))
+///     .on_success(Step::new("https://api.example.com/receipt").idempotent_key("receipt-1"));
+/// let job = step.to_job();
+/// assert_eq!(job.fallback_job.as_ref().map(|f| f.url.as_str()), Some("https://backup.example.com/charge"));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Step {
+    /// The request fields; nested jobs are built from the fields below.
+    request: Job,
+    step_type: StepType,
+    idempotent_strategy: IdempotentStrategy,
+    fallback_on_error: Vec<u16>,
+    local_timeout: Duration,
+    fallbacks: Vec<(Step, Trigger)>,
+    on_success: Option<Box<Step>>,
+    on_failure: Option<Box<Step>>,
+}
+
+impl Step {
+    /// A `GET` of `url`, PERFORMANCE, HASH idempotency.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            request: Job::new(url),
+            step_type: StepType::default(),
+            idempotent_strategy: IdempotentStrategy::default(),
+            fallback_on_error: DEFAULT_FALLBACK_ON_ERROR.to_vec(),
+            local_timeout: DEFAULT_LOCAL_TIMEOUT,
+            fallbacks: Vec::new(),
+            on_success: None,
+            on_failure: None,
+        }
+    }
+
+    /// FRUGAL or PERFORMANCE.
+    pub fn step_type(mut self, step_type: StepType) -> Self {
+        self.step_type = step_type;
+        self
+    }
+
+    /// The target URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.request.url = url.into();
+        self
+    }
+
+    /// The HTTP method (default `GET`).
+    pub fn method(mut self, method: Method) -> Self {
+        self.request.method = method;
+        self
+    }
+
+    /// Replaces the request headers.
+    pub fn headers<I, K, V>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.request.headers = headers.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Adds one request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.request.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// The request body.
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.request.body = Some(body.into());
+        self
+    }
+
+    /// Replaces the metadata echoed back in the webhook.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.request.metadata = metadata;
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn metadata_entry(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.request.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces the webhooks.
+    pub fn webhooks(mut self, webhooks: impl IntoIterator<Item = Webhook>) -> Self {
+        self.request.webhooks = webhooks.into_iter().collect();
+        self
+    }
+
+    /// Adds one webhook.
+    pub fn webhook(mut self, webhook: Webhook) -> Self {
+        self.request.webhooks.push(webhook);
+        self
+    }
+
+    /// How many voting webhooks must answer 2xx (default 1).
+    pub fn webhook_quorum(mut self, quorum: u32) -> Self {
+        self.request.webhook_quorum = quorum;
+        self
+    }
+
+    /// Regions to execute in.
+    pub fn regions<I, S>(mut self, regions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.request.regions = regions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// What to do when a region is down (default [`RegionPolicy::Fallback`]).
+    pub fn region_policy(mut self, policy: RegionPolicy) -> Self {
+        self.request.region_policy = policy;
+        self
+    }
+
+    /// How several regions execute (default [`ExecutionMode::Race`]).
+    pub fn execution_mode(mut self, mode: ExecutionMode) -> Self {
+        self.request.execution_mode = mode;
+        self
+    }
+
+    /// The server-side retry policy.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.request.retry_policy = Some(policy);
+        self
+    }
+
+    /// Do not execute before this instant (Unix milliseconds).
+    pub fn retry_at(mut self, unix_ms: u64) -> Self {
+        self.request.retry_at = Some(unix_ms);
+        self
+    }
+
+    /// An explicit idempotency key (wins over the strategy).
+    pub fn idempotent_key(mut self, key: impl Into<String>) -> Self {
+        self.request.idempotent_key = Some(key.into());
+        self
+    }
+
+    /// How the key is chosen when none is set (default [`IdempotentStrategy::Hash`]).
+    pub fn idempotent_strategy(mut self, strategy: IdempotentStrategy) -> Self {
+        self.idempotent_strategy = strategy;
+        self
+    }
+
+    /// FRUGAL: the local statuses that hand the step to its fallbacks and then to
+    /// EZThrottle (default 429, 500, 502, 503, 504).
+    pub fn fallback_on_error(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
+        self.fallback_on_error = codes.into_iter().collect();
+        self
+    }
+
+    /// FRUGAL: how long to wait for the local request (default 30 s).
+    pub fn local_timeout(mut self, timeout: Duration) -> Self {
+        self.local_timeout = timeout;
+        self
+    }
+
+    /// Adds a fallback run when `trigger` fires. Repeated calls build a chain: the first
+    /// fallback is tried first, each later one after the one before it failed.
+    pub fn fallback(mut self, step: Step, trigger: Trigger) -> Self {
+        self.fallbacks.push((step, trigger));
+        self
+    }
+
+    /// A step spawned when this one succeeds.
+    pub fn on_success(mut self, step: Step) -> Self {
+        self.on_success = Some(Box::new(step));
+        self
+    }
+
+    /// A step spawned when this one fails, or, with `timeout`, when it has not succeeded
+    /// within that time.
+    pub fn on_failure(mut self, step: Step, timeout: Option<Duration>) -> Self {
+        self.on_failure = Some(Box::new(step));
+        self.request.on_failure_timeout_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// The step's type.
+    pub fn get_step_type(&self) -> StepType {
+        self.step_type
+    }
+
+    /// The target URL.
+    pub fn get_url(&self) -> &str {
+        &self.request.url
+    }
+
+    /// The job this step submits, with its fallback chain and children.
+    ///
+    /// Under [`IdempotentStrategy::Unique`] every call draws a fresh key (per step, nested
+    /// steps included).
+    pub fn to_job(&self) -> Job {
+        let mut job = self.request_job();
+        job.fallback_job = self.fallback_chain_job();
+        job
+    }
+
+    /// This step's own job: its request, key and children, without fallbacks.
+    fn request_job(&self) -> Job {
+        let mut job = self.request.clone();
+        if job.idempotent_key.is_none() && self.idempotent_strategy == IdempotentStrategy::Unique {
+            job.idempotent_key = Some(uuid::Uuid::new_v4().to_string());
+        }
+        job.on_success = self.on_success.as_ref().map(|step| Box::new(step.to_job()));
+        job.on_failure = self.on_failure.as_ref().map(|step| Box::new(step.to_job()));
+        job
+    }
+
+    /// The fallbacks, depth first (a fallback's own fallbacks follow it), each with the
+    /// trigger that fires it.
+    fn flattened_fallbacks(&self) -> Vec<(&Step, &Trigger)> {
+        let mut chain = Vec::new();
+        for (step, trigger) in &self.fallbacks {
+            chain.push((step, trigger));
+            chain.extend(step.flattened_fallbacks());
+        }
+        chain
+    }
+
+    /// The fallback chain as nested `fallback_job`s, outermost first.
+    fn fallback_chain_job(&self) -> Option<Box<Job>> {
+        self.flattened_fallbacks().into_iter().rev().fold(None, |inner, (step, trigger)| {
+            let mut job = step.request_job();
+            job.trigger = Some(trigger.clone());
+            job.fallback_job = inner;
+            Some(Box::new(job))
+        })
+    }
+
+    /// Runs the step: PERFORMANCE submits it; FRUGAL runs it here first.
+    ///
+    /// The whole job (fallbacks and children included) is validated before anything runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an invalid step; a submission's error; for a FRUGAL
+    /// step whose forward failed, [`Error::Forward`] carrying the local failure too.
+    pub async fn execute(&self, client: &EZThrottle) -> StepResult {
+        let job = self.to_job();
+        job.validate()?;
+        match self.step_type {
+            StepType::Performance => client.submit_job(&job).await.map(StepOutcome::Forwarded),
+            StepType::Frugal => frugal::execute(self, job, client).await,
+        }
+    }
+}
+
+impl From<&Step> for Job {
+    fn from(step: &Step) -> Self {
+        step.to_job()
+    }
+}
+
+impl Error {
+    /// Wraps a failed forward with the local failure that caused it.
+    pub(crate) fn forward(local_failure: LocalFailure, source: Error) -> Self {
+        Error::Forward { local_failure: Box::new(local_failure), source: Box::new(source) }
+    }
+}

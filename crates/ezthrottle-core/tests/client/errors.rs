@@ -1,0 +1,182 @@
+//! Refusals: every one a typed error with status, message and retry time; invalid input
+//! refused before the network.
+
+use std::time::Duration;
+
+use ezthrottle_core::{EZThrottle, Error, Job, Origin, Webhook};
+
+use crate::support::{Answer, TestServer, now_ms, refused_url};
+
+async fn submit_to(proxy: &TestServer) -> Error {
+    proxy.cloud_client().submit_job(&Job::new("https://api.example.com/x")).await.expect_err("refused")
+}
+
+#[tokio::test]
+async fn plan_limit_denial_keeps_retry_after_from_the_body() {
+    let proxy = TestServer::always(|| {
+        Answer::json(
+            429,
+            serde_json::json!({"status": "denied", "error": "Plan limit exceeded", "retry_after": 3600, "breach_status": {}}),
+        )
+    })
+    .await;
+    let before = now_ms();
+    let error = submit_to(&proxy).await;
+    let after = now_ms();
+    assert!(matches!(error, Error::RateLimited { origin: Origin::Proxy, .. }), "{error:?}");
+    let retry_at = error.retry_at().expect("retry_at computed");
+    assert!((before + 3_600_000..=after + 3_600_000).contains(&retry_at), "{retry_at}");
+    let text = error.to_string();
+    assert!(text.starts_with("plan limit exceeded"), "{text}");
+    assert!(text.contains("retry at 20"), "{text}");
+}
+
+#[tokio::test]
+async fn ip_limit_uses_retry_after_seconds_and_headers_win() {
+    let proxy = TestServer::always(|| {
+        Answer::json(429, serde_json::json!({"error": "Too Many Requests", "retry_after_seconds": 300}))
+    })
+    .await;
+    let before = now_ms();
+    let retry_at = submit_to(&proxy).await.retry_at().expect("retry_at");
+    assert!(retry_at >= before + 300_000 && retry_at <= now_ms() + 300_000);
+
+    let with_header = TestServer::always(|| {
+        Answer::json(429, serde_json::json!({"error": "Too Many Requests", "retry_after_seconds": 300}))
+            .header("retry-after", "Wed, 21 Oct 2065 07:28:00 GMT")
+    })
+    .await;
+    assert_eq!(submit_to(&with_header).await.retry_at(), Some(3_023_335_680_000));
+}
+
+#[tokio::test]
+async fn forwarded_errors_are_unwrapped_with_their_status() {
+    for status in [400u16, 404, 409, 500] {
+        let proxy = TestServer::start(move |_| {
+            Answer::proxied(status, serde_json::json!({"error": format!("refused with {status}")}))
+        })
+        .await;
+        let error = submit_to(&proxy).await;
+        assert_eq!(error.status().map(|s| s.as_u16()), Some(status), "{error:?}");
+        assert!(matches!(error, Error::Api { origin: Origin::EZThrottle, .. }), "{error:?}");
+        assert!(error.to_string().contains(&format!("refused with {status}")), "{error}");
+        assert!(!error.is_unreachable());
+    }
+}
+
+#[tokio::test]
+async fn forwarded_queue_full_keeps_its_retry_after() {
+    let proxy = TestServer::always(|| Answer::proxied(429, serde_json::json!({"error": "queue full", "retry_at": 42})))
+        .await;
+    let error = submit_to(&proxy).await;
+    assert!(matches!(error, Error::RateLimited { origin: Origin::EZThrottle, .. }), "{error:?}");
+    assert_eq!(error.retry_at(), Some(42));
+}
+
+#[tokio::test]
+async fn proxy_refusals_are_typed() {
+    let unauthorized = TestServer::always(|| {
+        Answer::json(401, serde_json::json!({"error": "Unauthorized", "message": "Invalid API key"}))
+    })
+    .await;
+    let error = submit_to(&unauthorized).await;
+    assert!(matches!(error, Error::Unauthorized { origin: Origin::Proxy, .. }), "{error:?}");
+    assert!(error.to_string().starts_with("invalid API key"), "{error}");
+
+    let too_large = TestServer::always(|| {
+        Answer::json(413, serde_json::json!({"error": "Request Too Large", "message": "Request body exceeds maximum size of 1MB"}))
+    })
+    .await;
+    let error = submit_to(&too_large).await;
+    assert!(matches!(error, Error::PayloadTooLarge { .. }), "{error:?}");
+    assert!(error.to_string().contains("1MB"), "{error}");
+
+    let forbidden = TestServer::always(|| {
+        Answer::json(403, serde_json::json!({"error": "Forbidden", "message": "Business key cannot use proxy endpoint"}))
+    })
+    .await;
+    assert!(matches!(submit_to(&forbidden).await, Error::Forbidden { .. }));
+
+    let bad_gateway = TestServer::always(|| Answer::text(502, "upstream down")).await;
+    let error = submit_to(&bad_gateway).await;
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(502));
+    assert!(error.to_string().contains("upstream down"), "{error}");
+}
+
+#[tokio::test]
+async fn unreadable_answers_are_reported_not_panicked_on() {
+    let garbage = TestServer::always(|| Answer::text(200, "<html>not json</html>")).await;
+    let error = submit_to(&garbage).await;
+    assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
+    assert!(error.to_string().contains("not json"), "{error}");
+
+    let bad_status = TestServer::always(|| {
+        Answer::json(200, serde_json::json!({"status": "allowed", "forwarded_response": {"status_code": 9999, "body": ""}}))
+    })
+    .await;
+    assert!(matches!(submit_to(&bad_status).await, Error::InvalidResponse { .. }));
+}
+
+#[tokio::test]
+async fn connection_refused_is_unreachable() {
+    let client = EZThrottle::builder().api_key("k").tracktags_url(refused_url().await).build().expect("client");
+    let error = client.submit_job(&Job::new("https://api.example.com/x")).await.expect_err("refused");
+    assert!(error.is_unreachable(), "{error:?}");
+    assert_eq!(error.status(), None);
+    assert!(error.to_string().starts_with("EZThrottle unreachable at http://127.0.0.1:"), "{error}");
+}
+
+#[tokio::test]
+async fn a_slow_answer_past_the_timeout_is_unreachable() {
+    let slow = TestServer::always(|| Answer::proxied(201, crate::support::receipt("late")).after(Duration::from_secs(5)))
+        .await;
+    let client = EZThrottle::builder()
+        .api_key("k")
+        .tracktags_url(&slow.url)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let error = client.submit_job(&Job::new("https://api.example.com/x")).await.expect_err("timed out");
+    assert!(error.is_unreachable() && error.is_timeout(), "{error:?}");
+}
+
+#[tokio::test]
+async fn invalid_input_fails_before_any_network_call() {
+    let proxy = TestServer::always(|| Answer::proxied(201, crate::support::receipt("never"))).await;
+    let client = proxy.cloud_client();
+
+    let error = client.submit_job(&Job::new("")).await.expect_err("no url");
+    assert!(matches!(&error, Error::InvalidInput { field, .. } if field == "url"), "{error:?}");
+    let error = client.submit_job(&Job::new("/relative/path")).await.expect_err("relative");
+    assert!(error.to_string().contains("relative"), "{error}");
+
+    let mut job = Job::new("https://api.example.com/x");
+    job.webhooks = vec![Webhook::new("https://a.example/h"), Webhook::new("https://b.example/h").has_quorum_vote(false)];
+    job.webhook_quorum = 2;
+    let error = client.submit_job(&job).await.expect_err("quorum");
+    assert!(matches!(&error, Error::InvalidInput { field, .. } if field == "webhook_quorum"), "{error:?}");
+
+    let error = client.create_webhook_secret("too-short", None).await.expect_err("short secret");
+    assert!(matches!(&error, Error::InvalidInput { field, .. } if field == "primary_secret"), "{error:?}");
+    let error = client.rotate_webhook_secret("long-enough-secret-1", "short").await.expect_err("short previous");
+    assert!(matches!(&error, Error::InvalidInput { field, .. } if field == "secondary_secret"), "{error:?}");
+
+    assert!(proxy.requests().is_empty(), "nothing may be sent: {:?}", proxy.requests());
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let error = EZThrottle::builder().build().expect_err("no key");
+    assert!(error.to_string().contains("EZTHROTTLE_API_KEY"), "{error}");
+    let error = EZThrottle::builder().api_key("k").tracktags_url("tracktags.fly.dev").build().expect_err("relative");
+    assert!(error.to_string().contains("tracktags_url"), "{error}");
+    let error = EZThrottle::builder().direct("http://127.0.0.1:1").tracktags_url("http://x").build().expect_err("mixed");
+    assert!(matches!(error, Error::Config(_)));
+}
+
+#[test]
+fn the_api_key_never_prints() {
+    let client = EZThrottle::builder().api_key("ck_live_supersecret").build().expect("client");
+    let printed = format!("{client:?} {:?}", EZThrottle::builder().api_key("ck_live_supersecret"));
+    assert!(!printed.contains("supersecret"), "{printed}");
+}

@@ -1,0 +1,8 @@
+//! Client, Step and golden-JSON tests against real loopback HTTP servers.
+
+mod errors;
+mod golden;
+mod secrets;
+mod step;
+mod submit;
+mod support;
