@@ -1,1 +1,33 @@
-//! placeholder
+//! # ezthrottle
+//!
+//! The Rust SDK for [EZThrottle](https://ezthrottle.fly.dev): hand rate-limited HTTP calls
+//! to EZThrottle as *jobs* (per-host pacing, retries, region racing, fallbacks, workflows)
+//! and receive the results on signed webhooks.
+//!
+//! This facade re-exports the workspace crates:
+//!
+//! | what | where | feature |
+//! |---|---|---|
+//! | client, [`Step`], protocol types, [`webhook`] signatures | `ezthrottle-core` | always |
+//!
+//! ```no_run
+//! use ezthrottle::{EZThrottle, Step, StepType, Webhook};
+//!
+//! # async fn run() -> Result<(), ezthrottle::Error> {
+//! let client = EZThrottle::from_env()?;
+//! let outcome = Step::new("https://api.example.com/orders")
+//!     .step_type(StepType::Frugal)
+//!     .webhook(Webhook::new("https://app.example.com/webhook"))
+//!     .execute(&client)
+//!     .await?;
+//! println!("{outcome:?}");
+//! # Ok(()) }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use ezthrottle_core::*;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -49,3 +49,8 @@ pub use protocol::{
     WebhookPayload,
 };
 pub use step::{IdempotentStrategy, LocalFailure, LocalResponse, Step, StepOutcome, StepResult, StepType};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -59,7 +59,12 @@ impl EZThrottleBuilder {
     ///   (a self-hosted or local engine; the API key is then optional).
     /// - Neither: cloud mode with the default URLs.
     pub fn from_env() -> Self {
-        let read = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any source of variables.
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let read = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut builder = Self { api_key: read(ENV_API_KEY), ..Self::default() };
         match (read(ENV_TRACKTAGS_URL), read(ENV_URL)) {
             (Some(tracktags), ezthrottle) => {
@@ -180,4 +185,46 @@ impl std::fmt::Debug for EZThrottleBuilder {
 fn checked_base(what: &str, url: &str) -> Result<String, Error> {
     check_absolute_url(url).map_err(|reason| Error::Config(format!("{what} {reason}")))?;
     Ok(url.trim().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<EZThrottle, Error> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        EZThrottleBuilder::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).build()
+    }
+
+    #[test]
+    fn the_key_alone_means_cloud_with_default_urls() {
+        let client = from(&[(ENV_API_KEY, "ck_live_1")]).unwrap();
+        assert!(!client.is_direct());
+        let printed = format!("{client:?}");
+        assert!(printed.contains(DEFAULT_TRACKTAGS_URL) && printed.contains(DEFAULT_EZTHROTTLE_URL), "{printed}");
+        assert!(!printed.contains("ck_live_1"), "{printed}");
+    }
+
+    #[test]
+    fn a_url_alone_means_direct_to_a_local_engine() {
+        let client = from(&[(ENV_URL, "http://127.0.0.1:8080/")]).unwrap();
+        assert!(client.is_direct());
+        assert!(format!("{client:?}").contains("\"http://127.0.0.1:8080\""));
+    }
+
+    #[test]
+    fn a_proxy_url_means_cloud_through_it() {
+        let client =
+            from(&[(ENV_API_KEY, "k"), (ENV_TRACKTAGS_URL, "http://127.0.0.1:9"), (ENV_URL, "http://127.0.0.1:7")])
+                .unwrap();
+        assert!(!client.is_direct());
+        let printed = format!("{client:?}");
+        assert!(printed.contains("127.0.0.1:9") && printed.contains("127.0.0.1:7"), "{printed}");
+    }
+
+    #[test]
+    fn nothing_set_is_a_clear_error() {
+        let error = from(&[(ENV_API_KEY, "   ")]).unwrap_err();
+        assert!(error.to_string().contains(ENV_API_KEY), "{error}");
+    }
 }
