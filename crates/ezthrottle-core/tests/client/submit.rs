@@ -135,3 +135,14 @@ async fn forward_or_fallback_falls_back_only_when_unreachable() {
     let outcome = accepting.direct_client().forward_or_fallback(&Job::new("https://a.example"), || async {}).await;
     assert!(matches!(outcome, Ok(ForwardOrFallback::Forwarded(r)) if r.job_id == "job_ok"));
 }
+
+#[test]
+fn the_client_and_builders_are_cheap_to_share_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<EZThrottle>();
+    shareable::<ezthrottle_core::Step>();
+    shareable::<ezthrottle_core::ForwardToEZThrottle>();
+    shareable::<ezthrottle_core::webhook::Verifier>();
+    fn error_is_send_sync<T: std::error::Error + Send + Sync + 'static>() {}
+    error_is_send_sync::<ezthrottle_core::Error>();
+}
