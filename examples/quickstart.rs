@@ -93,9 +93,7 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("workflow")
         .fallback(Step::new(format!("http://{api}/orders/backup")), Trigger::on_error([500]))
         .on_success(
-            Step::new(format!("http://{api}/notify"))
-                .webhook(Webhook::new(&webhook_url))
-                .idempotent_key("notify"),
+            Step::new(format!("http://{api}/notify")).webhook(Webhook::new(&webhook_url)).idempotent_key("notify"),
         )
         .execute(&client)
         .await?;
@@ -126,10 +124,10 @@ async fn run() -> Result<(), Failure> {
     println!("   {:<38} {:<10} {:>8} {:<8} {:>10}", "job", "what", "attempts", "status", "to webhook");
     let mut failures = 0;
     let known: HashSet<&str> = expected.iter().map(|e| e.job_id.as_str()).collect();
-    let children = received.keys().filter(|id| !known.contains(id.as_str())).map(|id| Expected {
-        job_id: id.clone(),
-        what: "on_success".into(),
-    });
+    let children = received
+        .keys()
+        .filter(|id| !known.contains(id.as_str()))
+        .map(|id| Expected { job_id: id.clone(), what: "on_success".into() });
     let rows: Vec<Expected> = expected.iter().cloned().chain(children).collect();
     for row in rows {
         let (payload, latency) = received.get(&row.job_id).ok_or_else(|| format!("no webhook for {}", row.job_id))?;
@@ -138,13 +136,23 @@ async fn run() -> Result<(), Failure> {
         if status != "success" {
             failures += 1;
         }
-        println!("   {:<38} {:<10} {:>8} {:<8} {:>9.1}s", row.job_id, row.what, attempts, status, latency.as_secs_f64());
+        println!(
+            "   {:<38} {:<10} {:>8} {:<8} {:>9.1}s",
+            row.job_id,
+            row.what,
+            attempts,
+            status,
+            latency.as_secs_f64()
+        );
     }
     engine.shutdown().await;
     if failures > 0 {
         return Err(format!("{failures} job(s) did not succeed").into());
     }
-    println!("\nDone in {:.1}s: every call answered, every forwarded job executed and delivered.", started.elapsed().as_secs_f64());
+    println!(
+        "\nDone in {:.1}s: every call answered, every forwarded job executed and delivered.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -197,10 +205,7 @@ fn demo_api() -> Router {
         move || async move { answer(&window, StatusCode::OK, "customer notified".into()) }
     };
     let flaky = move || async move { answer(&window, StatusCode::INTERNAL_SERVER_ERROR, "primary is down".into()) };
-    Router::new()
-        .route("/orders/{order}", get(orders))
-        .route("/notify", get(notify))
-        .route("/flaky", get(flaky))
+    Router::new().route("/orders/{order}", get(orders)).route("/notify", get(notify)).route("/flaky", get(flaky))
 }
 
 /// Verifies each delivery over its raw bytes, drops repeats, hands new ones to `deliveries`.

@@ -25,7 +25,10 @@ fn workflow() -> Step {
         .fallback(Step::new("https://backup-2.example.com/charge").method(Method::POST), Trigger::on_timeout(2000))
         .fallback(Step::new("https://backup-3.example.com/charge").method(Method::POST), Trigger::on_error([503]))
         .on_success(Step::new("https://api.example.com/receipt").idempotent_key("receipt-o-42"))
-        .on_failure(Step::new("https://alerts.example.com/page").idempotent_key("page-o-42"), Some(Duration::from_secs(60)))
+        .on_failure(
+            Step::new("https://alerts.example.com/page").idempotent_key("page-o-42"),
+            Some(Duration::from_secs(60)),
+        )
 }
 
 fn bench(c: &mut Criterion) {

@@ -127,7 +127,10 @@ fn unwrap_proxy_answer(answer: Answer) -> Result<Answer, Error> {
         }
     };
     if allowed.status != "allowed" {
-        return Err(Error::Forbidden { origin: Origin::Proxy, message: format!("request denied ({})", allowed.status) });
+        return Err(Error::Forbidden {
+            origin: Origin::Proxy,
+            message: format!("request denied ({})", allowed.status),
+        });
     }
     let forwarded = allowed.forwarded_response;
     let status = StatusCode::from_u16(forwarded.status_code).map_err(|_| Error::InvalidResponse {

@@ -19,15 +19,8 @@ pub struct InvalidJob {
 }
 
 /// Methods a job may use.
-pub const SUPPORTED_METHODS: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::PATCH,
-    Method::DELETE,
-    Method::OPTIONS,
-];
+pub const SUPPORTED_METHODS: [Method; 7] =
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
 
 impl Job {
     /// Checks every field of the job and of its nested jobs.
@@ -151,10 +144,9 @@ fn validate_webhooks(webhooks: &[Webhook], quorum: u32, path: &Path) -> Result<(
     // The default quorum of 1 with no webhooks at all means "no delivery", which is fine.
     let no_delivery = webhooks.is_empty() && quorum == 1;
     if !no_delivery && quorum as usize > voters {
-        return Err(path.invalid(
-            "webhook_quorum",
-            format!("{quorum} is larger than the number of voting webhooks ({voters})"),
-        ));
+        return Err(
+            path.invalid("webhook_quorum", format!("{quorum} is larger than the number of voting webhooks ({voters})"))
+        );
     }
     Ok(())
 }
@@ -191,7 +183,8 @@ mod tests {
     #[test]
     fn quorum_larger_than_voters_is_refused() {
         let mut job = Job::new("https://a.example");
-        job.webhooks = vec![Webhook::new("https://hook.example"), Webhook::new("https://b.example").has_quorum_vote(false)];
+        job.webhooks =
+            vec![Webhook::new("https://hook.example"), Webhook::new("https://b.example").has_quorum_vote(false)];
         job.webhook_quorum = 2;
         let err = job.validate().expect_err("quorum");
         assert_eq!(err.field, "webhook_quorum");

@@ -95,11 +95,8 @@ async fn attempt(step: &Step, client: &EZThrottle) -> Attempt {
             headers.append(name, value);
         }
     }
-    let mut builder = client
-        .http_client()
-        .request(request.normalized_method(), &url)
-        .headers(headers)
-        .timeout(step.local_timeout);
+    let mut builder =
+        client.http_client().request(request.normalized_method(), &url).headers(headers).timeout(step.local_timeout);
     if let Some(body) = &request.body {
         builder = builder.body(body.clone());
     }
@@ -125,4 +122,3 @@ async fn attempt(step: &Step, client: &EZThrottle) -> Attempt {
     let response = LocalResponse { url, status, headers, body, body_truncated };
     if status.is_success() { Attempt::Succeeded(response) } else { Attempt::Failed(LocalFailure::Status(response)) }
 }
-

@@ -66,8 +66,8 @@ async fn forwarded_errors_are_unwrapped_with_their_status() {
 
 #[tokio::test]
 async fn forwarded_queue_full_keeps_its_retry_after() {
-    let proxy = TestServer::always(|| Answer::proxied(429, serde_json::json!({"error": "queue full", "retry_at": 42})))
-        .await;
+    let proxy =
+        TestServer::always(|| Answer::proxied(429, serde_json::json!({"error": "queue full", "retry_at": 42}))).await;
     let error = submit_to(&proxy).await;
     assert!(matches!(error, Error::RateLimited { origin: Origin::EZThrottle, .. }), "{error:?}");
     assert_eq!(error.retry_at(), Some(42));
@@ -84,7 +84,10 @@ async fn proxy_refusals_are_typed() {
     assert!(error.to_string().starts_with("invalid API key"), "{error}");
 
     let too_large = TestServer::always(|| {
-        Answer::json(413, serde_json::json!({"error": "Request Too Large", "message": "Request body exceeds maximum size of 1MB"}))
+        Answer::json(
+            413,
+            serde_json::json!({"error": "Request Too Large", "message": "Request body exceeds maximum size of 1MB"}),
+        )
     })
     .await;
     let error = submit_to(&too_large).await;
@@ -92,7 +95,10 @@ async fn proxy_refusals_are_typed() {
     assert!(error.to_string().contains("1MB"), "{error}");
 
     let forbidden = TestServer::always(|| {
-        Answer::json(403, serde_json::json!({"error": "Forbidden", "message": "Business key cannot use proxy endpoint"}))
+        Answer::json(
+            403,
+            serde_json::json!({"error": "Forbidden", "message": "Business key cannot use proxy endpoint"}),
+        )
     })
     .await;
     assert!(matches!(submit_to(&forbidden).await, Error::Forbidden { .. }));
@@ -111,7 +117,10 @@ async fn unreadable_answers_are_reported_not_panicked_on() {
     assert!(error.to_string().contains("not json"), "{error}");
 
     let bad_status = TestServer::always(|| {
-        Answer::json(200, serde_json::json!({"status": "allowed", "forwarded_response": {"status_code": 9999, "body": ""}}))
+        Answer::json(
+            200,
+            serde_json::json!({"status": "allowed", "forwarded_response": {"status_code": 9999, "body": ""}}),
+        )
     })
     .await;
     assert!(matches!(submit_to(&bad_status).await, Error::InvalidResponse { .. }));
@@ -128,8 +137,9 @@ async fn connection_refused_is_unreachable() {
 
 #[tokio::test]
 async fn a_slow_answer_past_the_timeout_is_unreachable() {
-    let slow = TestServer::always(|| Answer::proxied(201, crate::support::receipt("late")).after(Duration::from_secs(5)))
-        .await;
+    let slow =
+        TestServer::always(|| Answer::proxied(201, crate::support::receipt("late")).after(Duration::from_secs(5)))
+            .await;
     let client = EZThrottle::builder()
         .api_key("k")
         .tracktags_url(&slow.url)
@@ -151,7 +161,8 @@ async fn invalid_input_fails_before_any_network_call() {
     assert!(error.to_string().contains("relative"), "{error}");
 
     let mut job = Job::new("https://api.example.com/x");
-    job.webhooks = vec![Webhook::new("https://a.example/h"), Webhook::new("https://b.example/h").has_quorum_vote(false)];
+    job.webhooks =
+        vec![Webhook::new("https://a.example/h"), Webhook::new("https://b.example/h").has_quorum_vote(false)];
     job.webhook_quorum = 2;
     let error = client.submit_job(&job).await.expect_err("quorum");
     assert!(matches!(&error, Error::InvalidInput { field, .. } if field == "webhook_quorum"), "{error:?}");
@@ -170,7 +181,8 @@ fn configuration_errors_are_clear() {
     assert!(error.to_string().contains("EZTHROTTLE_API_KEY"), "{error}");
     let error = EZThrottle::builder().api_key("k").tracktags_url("tracktags.fly.dev").build().expect_err("relative");
     assert!(error.to_string().contains("tracktags_url"), "{error}");
-    let error = EZThrottle::builder().direct("http://127.0.0.1:1").tracktags_url("http://x").build().expect_err("mixed");
+    let error =
+        EZThrottle::builder().direct("http://127.0.0.1:1").tracktags_url("http://x").build().expect_err("mixed");
     assert!(matches!(error, Error::Config(_)));
 }
 

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use ezthrottle_core::{
-    ExecutionMode, IdempotentStrategy, Method, RegionPolicy, RetryPolicy, Step, Trigger, Webhook,
-};
+use ezthrottle_core::{ExecutionMode, IdempotentStrategy, Method, RegionPolicy, RetryPolicy, Step, Trigger, Webhook};
 use serde_json::Value;
 
 fn golden(name: &str) -> Value {
@@ -70,7 +68,9 @@ fn defaults_are_omitted() {
 #[test]
 fn retry_policy_and_retry_at() {
     let step = Step::new("https://api.example.com/items")
-        .retry_policy(RetryPolicy::new().max_retries(5).max_reroutes(3).retry_codes([429, 503]).reroute_codes([500, 502, 504]))
+        .retry_policy(
+            RetryPolicy::new().max_retries(5).max_reroutes(3).retry_codes([429, 503]).reroute_codes([500, 502, 504]),
+        )
         .retry_at(1_763_674_210_055);
     assert_golden("retry_policy_and_retry_at", &step);
 }
@@ -110,7 +110,10 @@ fn nested_workflow_children_keep_their_own_keys() {
                 .on_failure(Step::new("https://api.example.com/refund").idempotent_key("refund"), None),
         )
         .fallback(
-            Step::new("https://backup.example.com/orders").method(Method::POST).body(r#"{"sku":"A"}"#).idempotent_key("backup"),
+            Step::new("https://backup.example.com/orders")
+                .method(Method::POST)
+                .body(r#"{"sku":"A"}"#)
+                .idempotent_key("backup"),
             Trigger::on_error([502]),
         );
     assert_golden("nested_workflow", &step);

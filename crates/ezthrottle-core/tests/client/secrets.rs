@@ -48,10 +48,9 @@ async fn get_and_delete_send_empty_bodies_and_no_headers() {
 
 #[tokio::test]
 async fn get_without_secrets_is_a_typed_error() {
-    let proxy = TestServer::always(|| {
-        Answer::proxied(404, serde_json::json!({"error": "No webhook secrets configured"}))
-    })
-    .await;
+    let proxy =
+        TestServer::always(|| Answer::proxied(404, serde_json::json!({"error": "No webhook secrets configured"})))
+            .await;
     let error = proxy.cloud_client().get_webhook_secret().await.expect_err("none");
     assert!(matches!(error, Error::NoWebhookSecrets), "{error:?}");
     assert_eq!(error.to_string(), "no webhook secrets configured; call create_webhook_secret first");
@@ -60,7 +59,11 @@ async fn get_without_secrets_is_a_typed_error() {
 #[tokio::test]
 async fn rotation_keeps_the_previous_secret_as_secondary() {
     let engine = TestServer::always(|| Answer::json(200, serde_json::json!({"status": "ok"}))).await;
-    engine.direct_client().rotate_webhook_secret("new-secret-value-002", "old-secret-value-001").await.expect("rotated");
+    engine
+        .direct_client()
+        .rotate_webhook_secret("new-secret-value-002", "old-secret-value-001")
+        .await
+        .expect("rotated");
     let sent = engine.only_request();
     assert_eq!(sent.method, Method::POST);
     assert_eq!(sent.path, "/api/v1/webhook-secrets");
@@ -72,7 +75,8 @@ async fn rotation_keeps_the_previous_secret_as_secondary() {
 
 #[tokio::test]
 async fn secret_refusals_keep_their_status() {
-    let engine = TestServer::always(|| Answer::json(400, serde_json::json!({"error": "primary_secret: too short"}))).await;
+    let engine =
+        TestServer::always(|| Answer::json(400, serde_json::json!({"error": "primary_secret: too short"}))).await;
     let error = engine.direct_client().create_webhook_secret("primary-secret-0001", None).await.expect_err("400");
     assert_eq!(error.status().map(|s| s.as_u16()), Some(400));
     assert!(error.to_string().contains("primary_secret: too short"), "{error}");

@@ -26,7 +26,6 @@ impl Recorded {
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("json body")
     }
-
 }
 
 /// An answer: status, headers, body.
@@ -90,8 +89,7 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     pub(crate) async fn start(responder: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Self {
-        let shared =
-            Arc::new(Shared { responder: Box::new(responder), recorded: Mutex::new(Vec::new()) });
+        let shared = Arc::new(Shared { responder: Box::new(responder), recorded: Mutex::new(Vec::new()) });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
@@ -115,7 +113,6 @@ impl TestServer {
         assert_eq!(requests.len(), 1, "expected exactly one request, got {requests:#?}");
         requests.into_iter().next().expect("one request")
     }
-
 
     /// A cloud client whose proxy is this server.
     pub(crate) fn cloud_client(&self) -> EZThrottle {

@@ -1,0 +1,375 @@
+//! The reusable, pre-keyed [`Verifier`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use subtle::Choice;
+
+use super::sign::{HmacSha256, decode_tag, keyed, tag, tags_equal};
+use super::{SignatureHeader, VerifyError};
+
+/// Default timestamp tolerance: five minutes either way.
+const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Which configured secret a signature matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretSlot {
+    /// The secret given to [`Verifier::new`].
+    Primary,
+    /// The secret given to [`Verifier::with_secondary`].
+    Secondary,
+}
+
+/// A successful verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    secret: SecretSlot,
+    timestamp: i64,
+}
+
+impl Verified {
+    /// The secret whose signature matched.
+    #[must_use]
+    pub fn secret(&self) -> SecretSlot {
+        self.secret
+    }
+
+    /// The signed `t` value, in Unix seconds.
+    #[must_use]
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The protocol reason string: `valid_primary` or `valid_secondary`.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self.secret {
+            SecretSlot::Primary => "valid_primary",
+            SecretSlot::Secondary => "valid_secondary",
+        }
+    }
+}
+
+/// Verifies `X-EZThrottle-Signature` headers against one or two secrets.
+///
+/// Build it once (it keys HMAC-SHA256 for each secret up front) and share it: it is
+/// cheap to clone, `Send` and `Sync`. Each verification clones the keyed state and
+/// hashes `"<t>."` and the body, without allocating.
+///
+/// During a secret rotation, configure the new secret as primary and the old one as
+/// secondary (or the other way round): a request verifies if any of its `v1` values
+/// matches either secret, and [`Verified::secret`] says which one matched.
+///
+/// `Debug` prints the secrets as `[redacted]`.
+///
+/// ```
+/// use std::time::Duration;
+/// use ezthrottle_core::webhook::{sign, SecretSlot, Verifier, VerifyError};
+///
+/// let verifier = Verifier::new("whsec_new")
+///     .with_secondary("whsec_old")
+///     .tolerance(Duration::from_secs(60));
+/// let body = br#"{"job_id":"job_1","status":"success"}"#;
+///
+/// let header = sign("whsec_old", 1_700_000_000, body);
+/// let ok = verifier.verify_at(body, &header, 1_700_000_030)?;
+/// assert_eq!(ok.secret(), SecretSlot::Secondary);
+///
+/// // A minute and a half later the same request is refused as a replay.
+/// let err = verifier.verify_at(body, &header, 1_700_000_090).unwrap_err();
+/// assert_eq!(err.reason(), "timestamp_expired (diff=90s, tolerance=60s)");
+/// # Ok::<(), VerifyError>(())
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    primary: HmacSha256,
+    secondary: Option<HmacSha256>,
+    tolerance_secs: u64,
+    clock: Option<Clock>,
+}
+
+impl Verifier {
+    /// A verifier for one secret, with a 300 s tolerance and the system clock.
+    ///
+    /// The HMAC key is the UTF-8 bytes of the secret, as given.
+    #[must_use]
+    pub fn new(primary: impl AsRef<str>) -> Self {
+        let primary = primary.as_ref();
+        if primary.is_empty() {
+            tracing::warn!("webhook Verifier created with an empty primary secret");
+        }
+        Self {
+            primary: keyed(primary.as_bytes()),
+            secondary: None,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            clock: None,
+        }
+    }
+
+    /// Also accepts signatures made with `secret` (for rotation). Replaces any previous
+    /// secondary; an empty string removes it.
+    #[must_use]
+    pub fn with_secondary(mut self, secret: impl AsRef<str>) -> Self {
+        let secret = secret.as_ref();
+        self.secondary = (!secret.is_empty()).then(|| keyed(secret.as_bytes()));
+        self
+    }
+
+    /// How far `t` may be from now, in either direction (default 300 s). Truncated to
+    /// whole seconds.
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance_secs = tolerance.as_secs();
+        self
+    }
+
+    /// Uses `clock` (returning Unix seconds) instead of the system clock in
+    /// [`verify`](Self::verify).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The configured tolerance, in whole seconds.
+    #[must_use]
+    pub fn tolerance_secs(&self) -> u64 {
+        self.tolerance_secs
+    }
+
+    /// Whether a secondary secret is configured.
+    #[must_use]
+    pub fn has_secondary(&self) -> bool {
+        self.secondary.is_some()
+    }
+
+    /// Verifies `header` (the `X-EZThrottle-Signature` value) for the raw request
+    /// `body`, at the current time of the configured clock.
+    ///
+    /// Pass the body bytes exactly as received: a body that was parsed and
+    /// re-serialized will not verify.
+    ///
+    /// # Errors
+    ///
+    /// See [`verify_at`](Self::verify_at).
+    pub fn verify(&self, body: &[u8], header: &str) -> Result<Verified, VerifyError> {
+        let now = match &self.clock {
+            Some(clock) => clock(),
+            None => system_now(),
+        };
+        self.verify_at(body, header, now)
+    }
+
+    /// Verifies `header` for `body` as if the time were `now_unix_secs`.
+    ///
+    /// Never panics, whatever the header and body.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order: [`VerifyError::MissingHeader`],
+    /// [`VerifyError::MissingSignature`], [`VerifyError::InvalidTimestamp`],
+    /// [`VerifyError::TimestampExpired`], then [`VerifyError::SignatureMismatch`] when
+    /// no `v1` value matches any configured secret.
+    pub fn verify_at(&self, body: &[u8], header: &str, now_unix_secs: i64) -> Result<Verified, VerifyError> {
+        let parsed = SignatureHeader::parse(header)?;
+        let timestamp = parsed.timestamp();
+
+        let diff = (i128::from(now_unix_secs) - i128::from(timestamp)).unsigned_abs();
+        let diff_secs = u64::try_from(diff).unwrap_or(u64::MAX);
+        if diff_secs > self.tolerance_secs {
+            return Err(VerifyError::TimestampExpired { diff_secs, tolerance_secs: self.tolerance_secs });
+        }
+
+        if matches(&self.primary, &parsed, body) {
+            return Ok(Verified { secret: SecretSlot::Primary, timestamp });
+        }
+        if let Some(secondary) = &self.secondary
+            && matches(secondary, &parsed, body)
+        {
+            return Ok(Verified { secret: SecretSlot::Secondary, timestamp });
+        }
+        Err(VerifyError::SignatureMismatch)
+    }
+}
+
+/// Whether any `v1` value of `header` is the tag of `key`. The tag is computed once,
+/// and only if some `v1` value is well-formed hex; every well-formed value is compared
+/// in constant time.
+fn matches(key: &HmacSha256, header: &SignatureHeader<'_>, body: &[u8]) -> bool {
+    let mut expected = None;
+    let mut matched = Choice::from(0);
+    for given in header.v1_signatures().filter_map(decode_tag) {
+        let expected = expected.get_or_insert_with(|| tag(key, header.timestamp_text(), body));
+        matched |= tags_equal(&given, expected);
+    }
+    bool::from(matched)
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("primary", &format_args!("[redacted]"))
+            .field("secondary", &format_args!("{}", if self.has_secondary() { "[redacted]" } else { "None" }))
+            .field("tolerance_secs", &self.tolerance_secs)
+            .field("clock", &format_args!("{}", if self.clock.is_some() { "custom" } else { "system" }))
+            .finish()
+    }
+}
+
+/// Unix seconds from the system clock (negative before 1970), saturating.
+fn system_now() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sign;
+    use super::*;
+
+    const SECRET: &str = "secret_key_at_least_16";
+    const OLD: &str = "old_secret_key_value";
+    const T: i64 = 1_700_000_000;
+    const BODY: &[u8] = br#"{"a":1}"#;
+    const V1: &str = "8e9ec2c2f7da47514ac06bcf36a5855009f0a9ee7eb7e30524026df00cd52474";
+
+    fn reason(r: Result<Verified, VerifyError>) -> String {
+        match r {
+            Ok(v) => v.reason().to_owned(),
+            Err(e) => e.reason().into_owned(),
+        }
+    }
+
+    #[test]
+    fn every_reason() {
+        let v = Verifier::new(SECRET);
+        let ok = format!("t={T},v1={V1}");
+        assert_eq!(reason(v.verify_at(BODY, &ok, T)), "valid_primary");
+        assert_eq!(reason(v.verify_at(BODY, "", T)), "no_signature_header");
+        assert_eq!(reason(v.verify_at(BODY, "   ", T)), "no_signature_header");
+        assert_eq!(reason(v.verify_at(BODY, "t=1", T)), "missing_v1_signature");
+        assert_eq!(reason(v.verify_at(BODY, &format!("v1={V1}"), T)), "invalid_timestamp");
+        assert_eq!(reason(v.verify_at(BODY, &format!("t=soon,v1={V1}"), T)), "invalid_timestamp");
+        assert_eq!(reason(v.verify_at(BODY, &ok, T + 301)), "timestamp_expired (diff=301s, tolerance=300s)");
+        assert_eq!(reason(v.verify_at(b"{\"a\":2}", &ok, T)), "signature_mismatch");
+    }
+
+    #[test]
+    fn tolerance_is_symmetric_and_inclusive() {
+        let v = Verifier::new(SECRET);
+        let ok = format!("t={T},v1={V1}");
+        assert!(v.verify_at(BODY, &ok, T + 300).is_ok());
+        assert!(v.verify_at(BODY, &ok, T - 300).is_ok());
+        // Stale.
+        assert_eq!(
+            v.verify_at(BODY, &ok, T + 1000),
+            Err(VerifyError::TimestampExpired { diff_secs: 1000, tolerance_secs: 300 })
+        );
+        // In the future.
+        assert_eq!(reason(v.verify_at(BODY, &ok, T - 301)), "timestamp_expired (diff=301s, tolerance=300s)");
+        let short = Verifier::new(SECRET).tolerance(Duration::from_millis(10_999));
+        assert_eq!(short.tolerance_secs(), 10);
+        assert_eq!(reason(short.verify_at(BODY, &ok, T - 11)), "timestamp_expired (diff=11s, tolerance=10s)");
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        let v = Verifier::new(SECRET);
+        let header = sign(SECRET, i64::MIN, BODY);
+        assert_eq!(
+            v.verify_at(BODY, &header, i64::MAX),
+            Err(VerifyError::TimestampExpired { diff_secs: u64::MAX, tolerance_secs: 300 })
+        );
+        let header = sign(SECRET, i64::MAX, BODY);
+        assert!(v.verify_at(BODY, &header, i64::MAX).is_ok());
+        assert_eq!(reason(v.verify_at(BODY, &format!("t=99999999999999999999,v1={V1}"), T)), "invalid_timestamp");
+        let huge = Verifier::new(SECRET).tolerance(Duration::MAX);
+        assert!(huge.verify_at(BODY, &sign(SECRET, i64::MIN, BODY), i64::MAX).is_ok());
+    }
+
+    #[test]
+    fn trims_spaces_around_pairs() {
+        let v = Verifier::new(SECRET);
+        for header in [format!("t={T}, v1={V1}"), format!(" t={T} ,  v1={V1} "), format!("\tt={T},\tv1={V1},")] {
+            assert!(v.verify_at(BODY, &header, T).is_ok(), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn any_v1_may_match_and_unknown_schemes_are_ignored() {
+        let v = Verifier::new(SECRET);
+        let wrong = "0".repeat(64);
+        let header = format!("t={T},v1={wrong},v0=zzz,v2={V1},v1={V1}");
+        assert_eq!(v.verify_at(BODY, &header, T).map(|ok| ok.secret()), Ok(SecretSlot::Primary));
+        // Malformed v1 values are mismatches, not errors.
+        let header = format!("t={T},v1=short,v1={},v1={V1}", V1.to_uppercase());
+        assert!(v.verify_at(BODY, &header, T).is_ok());
+        let header = format!("t={T},v1=short,v1={}", V1.to_uppercase());
+        assert_eq!(v.verify_at(BODY, &header, T), Err(VerifyError::SignatureMismatch));
+        // The right HMAC under another scheme name never counts.
+        let header = format!("t={T},v0={V1},v2={V1}");
+        assert_eq!(v.verify_at(BODY, &header, T), Err(VerifyError::MissingSignature));
+        let header = format!("t={T},v0={V1},v1={wrong}");
+        assert_eq!(v.verify_at(BODY, &header, T), Err(VerifyError::SignatureMismatch));
+    }
+
+    #[test]
+    fn non_utf8_body() {
+        let body = b"\xff\xfe\x00 binary \x80";
+        let v = Verifier::new(SECRET);
+        let header = sign(SECRET, T, body);
+        assert!(v.verify_at(body, &header, T).is_ok());
+        assert_eq!(v.verify_at(b"\xff\xfe\x00", &header, T), Err(VerifyError::SignatureMismatch));
+    }
+
+    #[test]
+    fn secondary_is_reported() {
+        let v = Verifier::new(SECRET).with_secondary(OLD);
+        assert!(v.has_secondary());
+        let by_old = v.verify_at(BODY, &sign(OLD, T, BODY), T).unwrap();
+        assert_eq!(by_old.secret(), SecretSlot::Secondary);
+        assert_eq!(by_old.reason(), "valid_secondary");
+        assert_eq!(by_old.timestamp(), T);
+        let by_new = v.verify_at(BODY, &sign(SECRET, T, BODY), T).unwrap();
+        assert_eq!(by_new.secret(), SecretSlot::Primary);
+        // The sender signs with both during rotation: either order works.
+        let old_sig = sign(OLD, T, BODY);
+        let both = format!("{old_sig},v1={V1}");
+        assert_eq!(v.verify_at(BODY, &both, T).unwrap().secret(), SecretSlot::Primary);
+        assert!(Verifier::new(SECRET).verify_at(BODY, &old_sig, T).is_err());
+        assert!(!Verifier::new(SECRET).with_secondary(OLD).with_secondary("").has_secondary());
+    }
+
+    #[test]
+    fn clock_is_injectable() {
+        let header = format!("t={T},v1={V1}");
+        let v = Verifier::new(SECRET).with_clock(|| T + 5);
+        assert!(v.verify(BODY, &header).is_ok());
+        let late = v.clone().with_clock(|| T + 500);
+        assert_eq!(reason(late.verify(BODY, &header)), "timestamp_expired (diff=500s, tolerance=300s)");
+        // The system clock is far past 2023.
+        assert!(Verifier::new(SECRET).verify(BODY, &header).is_err());
+        assert!(system_now() > T);
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let v = Verifier::new("super-secret-primary").with_secondary("super-secret-secondary");
+        let text = format!("{v:?} {v:#?}");
+        assert!(!text.contains("super-secret"), "{text}");
+        assert!(text.contains("[redacted]"));
+        assert!(format!("{:?}", Verifier::new("x")).contains("secondary: None"));
+    }
+
+    #[test]
+    fn is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Verifier>();
+        check::<VerifyError>();
+    }
+}
