@@ -1,0 +1,107 @@
+//! `ForwardToEZThrottle`: built from the request that failed, handed over intact.
+
+use bytes::Bytes;
+use ezthrottle_core::{ForwardBuildError, ForwardToEZThrottle, Forwardable, Method, StepOutcome, StepType, Webhook};
+
+use crate::support::{Answer, TestServer, receipt};
+
+#[test]
+fn from_an_http_request_keeps_end_to_end_headers_and_the_body() {
+    let request = http::Request::post("https://api.example.com/charge?x=1")
+        .header("authorization", "Bearer t0k")
+        .header("content-type", "application/json")
+        .header("connection", "keep-alive")
+        .header("host", "api.example.com")
+        .header("x-trace", "a")
+        .header("x-trace", "b")
+        .body(Bytes::from_static(br#"{"amount":100}"#))
+        .expect("request");
+    let job = ForwardToEZThrottle::from_http_request(&request).expect("forwardable").idempotent_key("k").to_job();
+    assert_eq!(job.method, Method::POST);
+    assert_eq!(job.url, "https://api.example.com/charge?x=1");
+    assert_eq!(job.body.as_deref(), Some(r#"{"amount":100}"#));
+    assert_eq!(
+        job.headers.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("authorization".to_owned(), "Bearer t0k".to_owned()),
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-trace".to_owned(), "a, b".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn requests_that_cannot_be_carried_are_refused_with_the_reason() {
+    let relative = http::Request::get("/charge").body(Bytes::new()).expect("request");
+    assert!(matches!(ForwardToEZThrottle::from_http_request(&relative), Err(ForwardBuildError::Url { .. })));
+
+    let binary = http::Request::post("https://a.example/x").body(Bytes::from_static(&[0xff, 0xfe])).expect("request");
+    assert_eq!(ForwardToEZThrottle::from_http_request(&binary), Err(ForwardBuildError::NonUtf8Body));
+
+    let header = http::HeaderValue::from_bytes(&[0xe9]).expect("opaque header value");
+    let opaque = http::Request::get("https://a.example/x").header("x-name", header).body(Bytes::new()).expect("req");
+    assert_eq!(ForwardToEZThrottle::from_http_request(&opaque), Err(ForwardBuildError::NonUtf8Header("x-name".into())));
+}
+
+#[test]
+fn from_a_reqwest_request_needs_a_buffered_body() {
+    let client = reqwest::Client::new();
+    let request = client
+        .put("https://api.example.com/items/1")
+        .header("authorization", "Bearer t")
+        .body("payload")
+        .build()
+        .expect("request");
+    let forward = ForwardToEZThrottle::from_reqwest(&request).expect("buffered");
+    assert_eq!(forward.method_ref(), Method::PUT);
+    assert_eq!(forward.url_ref(), "https://api.example.com/items/1");
+    assert_eq!(forward.to_job().body.as_deref(), Some("payload"));
+
+    let stream = futures_stream();
+    let streaming = client.post("https://api.example.com/upload").body(stream).build().expect("request");
+    assert_eq!(ForwardToEZThrottle::from_reqwest(&streaming), Err(ForwardBuildError::StreamingBody));
+}
+
+fn futures_stream() -> reqwest::Body {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from_static(b"chunk"))];
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
+#[test]
+fn defaults_are_performance_with_a_unique_key() {
+    let forward = ForwardToEZThrottle::get("https://api.example.com/x");
+    let (first, second) = (forward.to_job(), forward.to_job());
+    assert!(first.idempotent_key.is_some());
+    assert_ne!(first.idempotent_key, second.idempotent_key);
+    assert_eq!(forward.to_step().get_step_type(), StepType::Performance);
+    assert_eq!(forward.forward_request(), Some(forward.clone()));
+    assert_eq!(forward.to_string(), "forward GET https://api.example.com/x to EZThrottle");
+}
+
+#[tokio::test]
+async fn the_client_forwards_it_intact() {
+    let engine = TestServer::always(|| Answer::json(201, receipt("job_fwd"))).await;
+    let forward = ForwardToEZThrottle::post("https://api.example.com/charge", r#"{"amount":100}"#)
+        .header("Authorization", "Bearer t0k")
+        .idempotent_key("charge-42")
+        .metadata_entry("order", "o-42")
+        .webhook(Webhook::new("https://app.example.com/hook"))
+        .regions(["iad"])
+        .retry_at(1_800_000_000_000);
+    let outcome = engine.direct_client().forward(&forward).await.expect("forwarded");
+    assert!(matches!(&outcome, StepOutcome::Forwarded(r) if r.job_id == "job_fwd"), "{outcome:?}");
+    assert_eq!(
+        engine.only_request().json(),
+        serde_json::json!({
+            "url": "https://api.example.com/charge",
+            "method": "POST",
+            "headers": {"Authorization": "Bearer t0k"},
+            "body": "{\"amount\":100}",
+            "metadata": {"order": "o-42"},
+            "webhooks": [{"url": "https://app.example.com/hook", "has_quorum_vote": true}],
+            "regions": ["iad"],
+            "retry_at": 1_800_000_000_000u64,
+            "idempotent_key": "charge-42",
+        })
+    );
+}
