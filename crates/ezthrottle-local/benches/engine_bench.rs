@@ -1,0 +1,261 @@
+//! Benchmarks of ezthrottle-local; prints figures.
+//!
+//! `cargo bench -p ezthrottle-local --bench engine_bench` (set `BENCH_PACE_SECS` to
+//! shorten the 30 s pace-accuracy run, `BENCH_QUICK=1` for a smoke run).
+//!
+//! 1. Submissions accepted per second with 64 concurrent keep-alive clients, p50/p99
+//!    accept latency, and resident memory per queued job with 100,000 jobs queued (the
+//!    target host is paced at 0.01 RPS so every job stays queued).
+//! 2. Jobs executed end to end per second with one webhook each, pacing lifted.
+//! 3. Pace accuracy: a host paced at 10 RPS, dispatches counted over 30 s.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{any, post};
+use ezthrottle_local::{Engine, Pace};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const KEY: &str = "ck_bench";
+const CLIENTS: usize = 64;
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// A minimal HTTP/1.1 keep-alive client: sends one request, reads one answer; returns the status.
+struct RawClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self { stream, buf: Vec::with_capacity(4096) }
+    }
+
+    async fn post(&mut self, path: &str, body: &str) -> u16 {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.write_all(request.as_bytes()).await.unwrap();
+        self.buf.clear();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap().to_ascii_lowercase();
+                let status: u16 = head[9..12].parse().unwrap();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + length {
+                    let n = self.stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0);
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                return status;
+            }
+        }
+    }
+}
+
+async fn target() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = Router::new().route("/{*path}", any(|| async { r#"{"ok":true}"# }));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// Submits `total` distinct jobs from `CLIENTS` connections; returns (elapsed, latencies µs, accepted).
+async fn submit_load(
+    engine: SocketAddr,
+    target: SocketAddr,
+    total: usize,
+    webhook: Option<String>,
+    salt: &str,
+) -> (Duration, Vec<u32>, u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (next, accepted, latencies, webhook, salt) = (next.clone(), accepted.clone(), latencies.clone(), webhook.clone(), salt.to_owned());
+            tokio::spawn(async move {
+                let mut client = RawClient::connect(engine).await;
+                let mut mine = Vec::with_capacity(total / CLIENTS + 1);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if n >= total {
+                        break;
+                    }
+                    let body = match &webhook {
+                        Some(hook) => format!(r#"{{"url":"http://{target}/ok","method":"POST","body":"{salt}{n}","webhooks":[{{"url":"{hook}"}}]}}"#),
+                        None => format!(r#"{{"url":"http://{target}/ok","method":"POST","body":"{salt}{n}"}}"#),
+                    };
+                    let sent = Instant::now();
+                    let status = client.post("/api/v1/jobs", &body).await;
+                    mine.push(sent.elapsed().as_micros() as u32);
+                    if status == 201 {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    (elapsed, latencies, accepted.load(Ordering::Relaxed))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+async fn bench_accept_and_memory(quick: bool) {
+    let target = target().await;
+    let total = if quick { 10_000 } else { 100_000 };
+    let engine =
+        Engine::builder().api_key(KEY).pace(format!("127.0.0.1:{}", target.port()), 0.01, 1).start().await.unwrap();
+    // Warm up the connections and allocator, then measure from here.
+    let _ = submit_load(engine.addr(), target, 2_000, None, "warm").await;
+    let before = rss_bytes();
+    let (elapsed, mut latencies, accepted) = submit_load(engine.addr(), target, total, None, "").await;
+    let after = rss_bytes();
+    latencies.sort_unstable();
+    let payload = format!(r#"{{"url":"http://{target}/ok","method":"POST","body":"{}"}}"#, total / 2).len();
+    let per_job = (after.saturating_sub(before)) as f64 / total as f64;
+    println!(
+        "accept: {total} submissions, {CLIENTS} clients: {:.0}/s, accepted {accepted}, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        total as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    println!(
+        "memory: RSS +{:.1} MiB for {total} queued jobs = {per_job:.0} B/job ({:.0} B/job beyond the {payload} B JSON payload)",
+        (after.saturating_sub(before)) as f64 / 1048576.0,
+        per_job - payload as f64
+    );
+    engine.shutdown().await;
+}
+
+async fn bench_end_to_end(quick: bool) {
+    let target = target().await;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let total: u64 = if quick { 5_000 } else { 30_000 };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    let (counter, notify) = (delivered.clone(), done.clone());
+    let router = Router::new().route(
+        "/hook",
+        post(move || {
+            let (counter, notify) = (counter.clone(), notify.clone());
+            async move {
+                if counter.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                    notify.notify_one();
+                }
+                ""
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let engine = Engine::builder().api_key(KEY).default_pace(Pace::unlimited()).start().await.unwrap();
+    let started = Instant::now();
+    let waiter = done.notified();
+    let (submit_elapsed, _, accepted) =
+        submit_load(engine.addr(), target, total as usize, Some(format!("http://{hook_addr}/hook")), "").await;
+    let finished = tokio::time::timeout(Duration::from_secs(120), waiter).await.is_ok();
+    let elapsed = started.elapsed();
+    println!(
+        "end-to-end: {accepted} jobs with a webhook each, pacing lifted: {:.0} jobs/s (all {total} webhooks in {:.2} s{}; submissions took {:.2} s)",
+        delivered.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        if finished { "" } else { ", TIMED OUT" },
+        submit_elapsed.as_secs_f64()
+    );
+    engine.shutdown().await;
+}
+
+async fn bench_pace(seconds: u64) {
+    let hits = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let log = hits.clone();
+    let router = Router::new().route(
+        "/{*path}",
+        any(move || {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(Instant::now());
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let rps = 10.0;
+    let engine =
+        Engine::builder().api_key(KEY).pace(format!("127.0.0.1:{}", target.port()), rps, 4).start().await.unwrap();
+    let jobs = (rps as u64) * (seconds + 5);
+    let _ = submit_load(engine.addr(), target, jobs as usize, None, "").await;
+    let first = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(first) = hits.lock().unwrap().first().copied() {
+                break first;
+            }
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::sleep_until((first + Duration::from_secs(seconds) + Duration::from_millis(200)).into()).await;
+    let window = Duration::from_secs(seconds);
+    let stamps = hits.lock().unwrap().clone();
+    let inside: Vec<&Instant> = stamps.iter().filter(|t| t.duration_since(first) < window).collect();
+    let measured = inside.len() as f64 / seconds as f64;
+    let gaps: Vec<f64> = inside.windows(2).map(|w| w[1].duration_since(*w[0]).as_secs_f64() * 1000.0).collect();
+    let (min_gap, max_gap) = gaps.iter().fold((f64::MAX, 0.0f64), |(lo, hi), g| (lo.min(*g), hi.max(*g)));
+    println!(
+        "pace: configured {rps} RPS, measured {measured:.2} RPS over {seconds} s ({:+.2} %), spacing {min_gap:.0}-{max_gap:.0} ms",
+        (measured / rps - 1.0) * 100.0
+    );
+    engine.shutdown().await;
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore arguments.
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+    let pace_secs =
+        std::env::var("BENCH_PACE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick { 5 } else { 30 });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        bench_accept_and_memory(quick).await;
+        bench_end_to_end(quick).await;
+        bench_pace(pace_secs).await;
+    });
+}

@@ -1,0 +1,114 @@
+//! The command-line options of the `ezthrottle-local` binary, reusable by other CLIs
+//! (`#[command(flatten)]`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Pace;
+use crate::engine::{Engine, EngineBuilder};
+
+/// Options of `ezthrottle-local`; each has an `EZTHROTTLE_LOCAL_*` environment variable.
+#[derive(Clone, clap::Parser)]
+#[command(name = "ezthrottle-local", version, about = "An EZThrottle-compatible engine on your machine.")]
+pub struct LocalArgs {
+    /// Address to listen on. Anything but loopback exposes an HTTP relay (SSRF): use
+    /// API keys and --allowed-host.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Accepted API key (repeatable; each key is a tenant). The variable takes a
+    /// comma-separated list.
+    #[arg(long = "api-key", env = "EZTHROTTLE_LOCAL_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+
+    /// No authentication (quick local use only).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_OPEN")]
+    pub open: bool,
+
+    /// Initial primary webhook secret of every tenant (at least 16 characters).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// A region (named lane); repeatable. The first one up runs jobs naming no region.
+    #[arg(long = "region", env = "EZTHROTTLE_LOCAL_REGIONS", value_delimiter = ',')]
+    pub regions: Vec<String>,
+
+    /// A region treated as down; repeatable.
+    #[arg(long = "down-region", env = "EZTHROTTLE_LOCAL_DOWN_REGIONS", value_delimiter = ',')]
+    pub down_regions: Vec<String>,
+
+    /// Default pace per target host, requests per second.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_DEFAULT_RPS", default_value_t = 2.0)]
+    pub default_rps: f64,
+
+    /// Default requests in flight per target host.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_DEFAULT_MAX_CONCURRENT", default_value_t = 2)]
+    pub default_max_concurrent: u32,
+
+    /// Only dispatch to (and deliver webhooks to) these hosts (`host` or `host:port`);
+    /// repeatable.
+    #[arg(long = "allowed-host", env = "EZTHROTTLE_LOCAL_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Largest request body, bytes.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most jobs waiting to start before submissions get 429.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_QUEUED_JOBS", default_value_t = 1_000_000)]
+    pub max_queued_jobs: usize,
+
+    /// Lifetime of an idempotency key, seconds.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for LocalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalArgs")
+            .field("bind", &self.bind)
+            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field("open", &self.open)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
+            .field("regions", &self.regions)
+            .field("down_regions", &self.down_regions)
+            .field("default_rps", &self.default_rps)
+            .field("default_max_concurrent", &self.default_max_concurrent)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_queued_jobs", &self.max_queued_jobs)
+            .field("idempotency_ttl_secs", &self.idempotency_ttl_secs)
+            .finish()
+    }
+}
+
+impl LocalArgs {
+    /// The engine builder these options describe.
+    pub fn to_builder(&self) -> EngineBuilder {
+        let mut builder = Engine::builder()
+            .bind(self.bind)
+            .default_pace(Pace::new(self.default_rps, self.default_max_concurrent))
+            .max_body_bytes(self.max_body_bytes)
+            .max_queued_jobs(self.max_queued_jobs)
+            .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs));
+        for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
+            builder = builder.api_key(key.trim());
+        }
+        if self.open {
+            builder = builder.open();
+        }
+        if let Some(secret) = &self.webhook_secret {
+            builder = builder.webhook_secret(secret.as_str());
+        }
+        for region in &self.regions {
+            builder = builder.region(region.as_str());
+        }
+        for region in &self.down_regions {
+            builder = builder.down_region(region.as_str());
+        }
+        if !self.allowed_hosts.is_empty() {
+            builder = builder.allowed_hosts(self.allowed_hosts.iter().cloned());
+        }
+        builder
+    }
+}

@@ -1,0 +1,155 @@
+//! Engine configuration: what the builder collects and the engine reads.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A secret string (API key or webhook secret) that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Arc::from(value.into()))
+    }
+
+    /// The secret in clear. Keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+/// The pace of one target host: requests per second and requests in flight at most.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// Requests per second (token-bucket refill rate).
+    pub rps: f64,
+    /// Requests in flight at once, at most.
+    pub max_concurrent: u32,
+}
+
+impl Pace {
+    /// `rps` requests per second with at most `max_concurrent` in flight.
+    pub fn new(rps: f64, max_concurrent: u32) -> Self {
+        Self { rps: sanitize_rps(rps), max_concurrent: max_concurrent.max(1) }
+    }
+
+    /// A pace that never waits: for benchmarks and tests that do not measure pacing.
+    pub fn unlimited() -> Self {
+        Self { rps: f64::INFINITY, max_concurrent: u32::MAX }
+    }
+}
+
+impl Default for Pace {
+    /// EZThrottle's default: 2 requests per second, 2 in flight, per host.
+    fn default() -> Self {
+        Self { rps: 2.0, max_concurrent: 2 }
+    }
+}
+
+/// Lowest pace a target can ask for (one request every 100 s).
+pub(crate) const MIN_RPS: f64 = 0.01;
+
+pub(crate) fn sanitize_rps(rps: f64) -> f64 {
+    if rps.is_nan() { MIN_RPS } else { rps.max(MIN_RPS) }
+}
+
+/// Everything the engine is configured with. Built by [`EngineBuilder`](crate::EngineBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) bind: SocketAddr,
+    pub(crate) api_keys: Vec<Secret>,
+    pub(crate) open: bool,
+    pub(crate) webhook_secret: Option<Secret>,
+    pub(crate) regions: Vec<String>,
+    pub(crate) down_regions: Vec<String>,
+    pub(crate) default_pace: Pace,
+    pub(crate) pace_overrides: HashMap<String, Pace>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_queued_jobs: usize,
+    pub(crate) idempotency_ttl: Duration,
+    pub(crate) job_retention: Duration,
+    pub(crate) allowed_hosts: Option<Vec<String>>,
+    pub(crate) retry_base: Duration,
+    pub(crate) retry_max: Duration,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) target_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) webhook_retry_base: Duration,
+    pub(crate) webhook_attempts: u32,
+    pub(crate) webhook_timeout: Duration,
+    pub(crate) admission_retry_after: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_keys: Vec::new(),
+            open: false,
+            webhook_secret: None,
+            regions: Vec::new(),
+            down_regions: Vec::new(),
+            default_pace: Pace::default(),
+            pace_overrides: HashMap::new(),
+            max_body_bytes: 1024 * 1024,
+            max_queued_jobs: 1_000_000,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            job_retention: Duration::from_secs(24 * 3600),
+            allowed_hosts: None,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+            target_timeout: Duration::from_secs(30),
+            max_response_bytes: 1024 * 1024,
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_attempts: 5,
+            webhook_timeout: Duration::from_secs(10),
+            admission_retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The region used when a job names none.
+    pub(crate) fn default_region(&self) -> &str {
+        self.regions.iter().find(|r| !self.is_down(r)).map_or("local", String::as_str)
+    }
+
+    pub(crate) fn is_down(&self, region: &str) -> bool {
+        self.down_regions.iter().any(|down| down == region)
+    }
+
+    /// Whether the allow-list (if any) admits `url`'s host.
+    pub(crate) fn host_allowed(&self, url: &url::Url) -> bool {
+        let Some(allowed) = &self.allowed_hosts else { return true };
+        let Some(host) = url.host_str() else { return false };
+        let host = host.to_ascii_lowercase();
+        let with_port = url.port_or_known_default().map(|port| format!("{host}:{port}"));
+        allowed.iter().any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            entry == host || with_port.as_deref() == Some(entry.as_str())
+        })
+    }
+}

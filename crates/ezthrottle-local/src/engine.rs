@@ -1,0 +1,398 @@
+//! The engine: its builder, its shared state and the running server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Pace, Secret};
+use crate::http::auth::Tenants;
+use crate::metrics::Metrics;
+use crate::pacing::Lanes;
+use crate::secrets::SecretsStore;
+use crate::store::{JobStore, MemoryStore};
+
+/// State shared by the HTTP handlers, the dispatchers and the job tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) lanes: Lanes,
+    pub(crate) metrics: Metrics,
+    pub(crate) secrets: SecretsStore,
+    pub(crate) tenants: Tenants,
+    pub(crate) http: reqwest::Client,
+    pub(crate) rejections: AtomicU32,
+    seq: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.lanes.wake_all();
+    }
+}
+
+/// Entry point: `Engine::builder()`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ezthrottle_local::StartError> {
+/// let engine = ezthrottle_local::Engine::builder().api_key("ck_test").start().await?;
+/// println!("{}", engine.base_url());
+/// engine.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Engine;
+
+impl Engine {
+    /// A builder with the defaults: bind `127.0.0.1:0`, 2 RPS and 2 in flight per host,
+    /// 1 MiB bodies, 24 h idempotency keys.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+}
+
+/// Why an engine did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The address could not be bound.
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// Neither an API key nor open mode was configured: every request would be refused.
+    #[error("no API key given: add one (--api-key) or run open (--open)")]
+    NoApiKey,
+    /// A pace override is not usable.
+    #[error("invalid pace for {host}: rps must be > 0 and max_concurrent >= 1")]
+    InvalidPace {
+        /// The host of the override.
+        host: String,
+    },
+}
+
+/// Configures and starts an engine. Every knob has a production-sensible default; the
+/// timing knobs exist so tests stay fast.
+#[derive(Debug, Default)]
+pub struct EngineBuilder {
+    config: Config,
+    store: Option<Arc<dyn JobStore>>,
+}
+
+impl EngineBuilder {
+    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
+    ///
+    /// Binding anything but loopback exposes an open HTTP relay protected only by the
+    /// API keys: see the crate docs on SSRF.
+    #[must_use]
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.config.bind = addr;
+        self
+    }
+
+    /// Accepts `key` as a bearer token. Each key is a tenant with its own idempotency
+    /// keys, jobs and webhook secrets. Repeatable.
+    #[must_use]
+    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
+        self.config.api_keys.push(key.into());
+        self
+    }
+
+    /// No authentication: any or no bearer token is accepted (unknown tokens share one
+    /// tenant). For quick local use only.
+    #[must_use]
+    pub fn open(mut self) -> Self {
+        self.config.open = true;
+        self
+    }
+
+    /// The primary webhook secret every tenant starts with (until it sets or deletes its
+    /// own through `/api/v1/webhook-secrets`).
+    #[must_use]
+    pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.config.webhook_secret = Some(secret.into());
+        self
+    }
+
+    /// Declares a region (a named lane). The first one that is up is where jobs naming no
+    /// region run; the others are where rerouted attempts go. Default: one region, `local`.
+    #[must_use]
+    pub fn region(mut self, name: impl Into<String>) -> Self {
+        self.config.regions.push(name.into());
+        self
+    }
+
+    /// Declares a region that is down: skipped under `region_policy: fallback`, failing
+    /// the job under `strict`.
+    #[must_use]
+    pub fn down_region(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.config.regions.contains(&name) {
+            self.config.regions.push(name.clone());
+        }
+        self.config.down_regions.push(name);
+        self
+    }
+
+    /// The pace of `host` (`host` or `host:port`), until the target's headers change it.
+    #[must_use]
+    pub fn pace(mut self, host: impl Into<String>, rps: f64, max_concurrent: u32) -> Self {
+        self.config.pace_overrides.insert(host.into(), Pace { rps, max_concurrent });
+        self
+    }
+
+    /// The pace of every host without an override (default 2 RPS, 2 in flight).
+    /// [`Pace::unlimited`] lifts pacing.
+    #[must_use]
+    pub fn default_pace(mut self, pace: Pace) -> Self {
+        self.config.default_pace = pace;
+        self
+    }
+
+    /// Largest request body accepted (default 1 MiB); larger ones get 413.
+    #[must_use]
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// Most jobs waiting to start (default 1,000,000); beyond it submissions get 429 with
+    /// `Retry-After`.
+    #[must_use]
+    pub fn max_queued_jobs(mut self, jobs: usize) -> Self {
+        self.config.max_queued_jobs = jobs;
+        self
+    }
+
+    /// How long an idempotency key stays bound to its job (default 24 h).
+    #[must_use]
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.config.idempotency_ttl = ttl;
+        self
+    }
+
+    /// How long a finished job stays visible at `GET /api/v1/jobs/{id}` (default 24 h).
+    #[must_use]
+    pub fn job_retention(mut self, retention: Duration) -> Self {
+        self.config.job_retention = retention;
+        self
+    }
+
+    /// Only dispatch to (and deliver webhooks to) these hosts (`host` or `host:port`).
+    /// Without it the engine requests whatever URL a caller gives (see SSRF in the
+    /// crate docs).
+    #[must_use]
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Backoff between retries in a region: `base * 2^n` ±20 %, at most `max`
+    /// (default 500 ms, 30 s). A longer `Retry-After` from the target wins.
+    #[must_use]
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.config.retry_base = base;
+        self.config.retry_max = max;
+        self
+    }
+
+    /// Longest `Retry-After` honoured (default 5 minutes).
+    #[must_use]
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.config.max_retry_after = max;
+        self
+    }
+
+    /// Timeout of one request to a target (default 30 s).
+    #[must_use]
+    pub fn target_timeout(mut self, timeout: Duration) -> Self {
+        self.config.target_timeout = timeout;
+        self
+    }
+
+    /// How much of a target's answer body is kept (default 1 MiB; the rest is dropped).
+    #[must_use]
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_response_bytes = bytes;
+        self
+    }
+
+    /// Webhook delivery: `attempts` tries per webhook, waiting `base * 2^n` between them
+    /// (default 5 attempts, 1 s: 1, 2, 4, 8 s).
+    #[must_use]
+    pub fn webhook_retry(mut self, base: Duration, attempts: u32) -> Self {
+        self.config.webhook_retry_base = base;
+        self.config.webhook_attempts = attempts.max(1);
+        self
+    }
+
+    /// Timeout of one webhook POST (default 10 s).
+    #[must_use]
+    pub fn webhook_timeout(mut self, timeout: Duration) -> Self {
+        self.config.webhook_timeout = timeout;
+        self
+    }
+
+    /// First `Retry-After` of a queue-full 429 (default 5 s); it doubles on each
+    /// consecutive refusal up to 60 s and resets once a job is accepted.
+    #[must_use]
+    pub fn admission_retry_after(mut self, wait: Duration) -> Self {
+        self.config.admission_retry_after = wait;
+        self
+    }
+
+    /// Keeps jobs in `store` instead of a fresh [`MemoryStore`].
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn JobStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Binds, starts serving, and returns the running engine.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`]: the address cannot be bound, no API key and not open, an unusable
+    /// pace override.
+    pub async fn start(self) -> Result<RunningEngine, StartError> {
+        let config = self.config;
+        if config.api_keys.is_empty() && !config.open {
+            return Err(StartError::NoApiKey);
+        }
+        for (host, pace) in &config.pace_overrides {
+            if pace.rps.is_nan() || pace.rps <= 0.0 || pace.max_concurrent == 0 {
+                return Err(StartError::InvalidPace { host: host.clone() });
+            }
+        }
+        let allowed = config.allowed_hosts.clone();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.stop();
+                }
+                let permitted = allowed.as_ref().is_none_or(|hosts| {
+                    let probe = Config { allowed_hosts: Some(hosts.clone()), ..Config::default() };
+                    probe.host_allowed(attempt.url())
+                });
+                if permitted { attempt.follow() } else { attempt.stop() }
+            }))
+            .build()?;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.bind, source })?;
+        let shared = Arc::new(Shared {
+            lanes: Lanes::new(config.default_pace, config.pace_overrides.clone()),
+            metrics: Metrics::default(),
+            secrets: SecretsStore::new(config.webhook_secret.clone()),
+            tenants: Tenants::new(&config.api_keys, config.open),
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            http,
+            rejections: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            config,
+        });
+        let router = crate::http::router(Arc::clone(&shared));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            });
+            if let Err(err) = serve.await {
+                tracing::error!(error = %err, "the HTTP server stopped");
+            }
+        });
+        let sweeper = tokio::spawn(sweep(Arc::clone(&shared)));
+        tracing::info!(%addr, "ezthrottle-local listening");
+        Ok(RunningEngine { addr, shared, stop: Some(stop_tx), server: Some(server), sweeper })
+    }
+}
+
+async fn sweep(shared: Arc<Shared>) {
+    let period = shared.config.idempotency_ttl.min(Duration::from_secs(30)).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let removed =
+            shared.store.sweep(std::time::Instant::now(), shared.config.idempotency_ttl, shared.config.job_retention);
+        if removed > 0 {
+            tracing::debug!(removed, "swept expired keys and jobs");
+        }
+    }
+}
+
+/// A started engine. Dropping it stops the server too; [`RunningEngine::shutdown`] also
+/// waits for open connections to finish.
+#[derive(Debug)]
+pub struct RunningEngine {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl RunningEngine {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`: what an SDK's `tracktags_url` (or a direct client's base URL)
+    /// points at.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets open requests finish, stops dispatching.
+    /// Jobs still queued are not started (the store is in memory: they end with the
+    /// process).
+    pub async fn shutdown(mut self) {
+        self.stop_now();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.shared.close();
+        self.sweeper.abort();
+    }
+}
+
+impl Drop for RunningEngine {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}

@@ -1,0 +1,401 @@
+//! Running a job: attempts, retries, reroutes, regions (race / fanout), then the end of
+//! the job (children, webhooks).
+//!
+//! A job becomes a task only when its lane dispatches it; every later request it makes
+//! (a retry, another region, a fallback) waits for a permit of the host it goes to.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use ezthrottle_core::protocol::{ExecutionMode, Job, RegionPolicy, TargetResponse};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::time::Instant;
+
+use crate::engine::Shared;
+use crate::pacing::{Permit, acquire, host_key};
+use crate::store::{AttemptOutcome, AttemptRecord, JobRecord, JobStatus};
+use crate::util::{header_object, jittered, millis, now_ms, retry_after};
+
+/// Status codes retried when a job carries no `retry_policy`.
+pub(crate) const DEFAULT_RETRY_CODES: [u16; 4] = [429, 502, 503, 504];
+/// Retries in the same region when a job carries no `retry_policy` (or no `max_retries`).
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// How a job (or a fallback job) ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub(crate) success: bool,
+    pub(crate) response: Option<TargetResponse>,
+    pub(crate) error: Option<String>,
+    /// The status code the triggers and policies match: the target's status, or 502 when
+    /// the target could not be reached, 504 when it did not answer in time.
+    pub(crate) code: Option<u16>,
+}
+
+impl Outcome {
+    pub(crate) fn error(message: impl Into<String>) -> Self {
+        Self { success: false, response: None, error: Some(message.into()), code: None }
+    }
+}
+
+/// Called by a lane's dispatcher when a queued job's turn comes.
+pub(crate) fn start(shared: &Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
+    shared.metrics.queued.fetch_sub(1, Relaxed);
+    shared.metrics.running.fetch_add(1, Relaxed);
+    tokio::spawn(run_job(Arc::clone(shared), record, permit));
+}
+
+/// Marks the job failed if its task ends without finishing it (a panic or a shutdown).
+struct FinishGuard {
+    shared: Arc<Shared>,
+    record: Arc<JobRecord>,
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        self.shared.metrics.running.fetch_sub(1, Relaxed);
+        let unfinished = {
+            let mut state = self.record.state();
+            if state.status.is_terminal() {
+                false
+            } else {
+                state.status = JobStatus::Failed;
+                state.finished_at_ms = now_ms();
+                state.detail().error = Some("the engine stopped before the job finished".into());
+                true
+            }
+        };
+        if unfinished {
+            self.shared.metrics.failed.fetch_add(1, Relaxed);
+            self.shared.store.updated(&self.record);
+        }
+    }
+}
+
+async fn run_job(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
+    let _guard = FinishGuard { shared: Arc::clone(&shared), record: Arc::clone(&record) };
+    {
+        let mut state = record.state();
+        state.status = JobStatus::Running;
+        state.started_at_ms = now_ms();
+    }
+    shared.store.updated(&record);
+    let outcome = crate::fallback::run_node(&shared, &record, record.job(), Arc::from("primary"), Some(permit)).await;
+    {
+        let mut state = record.state();
+        state.status = if outcome.success { JobStatus::Success } else { JobStatus::Failed };
+        state.finished_at_ms = now_ms();
+        let detail = state.detail();
+        detail.response.clone_from(&outcome.response);
+        detail.error.clone_from(&outcome.error);
+    }
+    if outcome.success {
+        shared.metrics.succeeded.fetch_add(1, Relaxed);
+    } else {
+        shared.metrics.failed.fetch_add(1, Relaxed);
+    }
+    shared.store.updated(&record);
+    crate::workflow::on_finished(&shared, &record, outcome.success);
+    crate::delivery::deliver(&shared, &record, &outcome).await;
+}
+
+/// The regions a job runs in: `Ok(lanes)` where each lane is an ordered list of regions
+/// (the first is where it starts; the rest are where `reroute_codes` move it).
+fn plan_regions(shared: &Shared, job: &Job) -> Result<Vec<Vec<Arc<str>>>, String> {
+    let config = &shared.config;
+    let requested: Vec<&str> = if job.regions.is_empty() {
+        vec![config.default_region()]
+    } else {
+        job.regions.iter().map(String::as_str).collect()
+    };
+    let down: Vec<&str> = requested.iter().copied().filter(|r| config.is_down(r)).collect();
+    if !down.is_empty() && job.region_policy == RegionPolicy::Strict {
+        return Err(format!("region {} is down (region_policy strict)", down.join(", ")));
+    }
+    let mut up: Vec<&str> = requested.iter().copied().filter(|r| !config.is_down(r)).collect();
+    up.dedup();
+    let spare: Vec<&str> =
+        config.regions.iter().map(String::as_str).filter(|r| !config.is_down(r) && !requested.contains(r)).collect();
+    if up.is_empty() {
+        let Some(first) = spare.first() else {
+            return Err(format!("every requested region is down ({})", down.join(", ")));
+        };
+        up.push(first);
+    }
+    if up.len() == 1 {
+        let lane: Vec<Arc<str>> = up.iter().chain(spare.iter()).map(|r| Arc::from(*r)).collect();
+        return Ok(vec![lane]);
+    }
+    Ok(up.iter().map(|r| vec![Arc::from(*r)]).collect())
+}
+
+/// Runs one job (not its fallbacks) in its regions.
+pub(crate) async fn run_regions(
+    shared: &Arc<Shared>,
+    record: &Arc<JobRecord>,
+    job: &Job,
+    path: &Arc<str>,
+    mut permit: Option<Permit>,
+) -> Outcome {
+    let host = match url::Url::parse(&job.url).ok().as_ref().and_then(host_key) {
+        Some(host) => host,
+        None => return Outcome::error(format!("{path}.url: not an absolute URL with a host")),
+    };
+    let lanes = match plan_regions(shared, job) {
+        Ok(lanes) => lanes,
+        Err(reason) => {
+            record.state().detail().events.push(format!("{path}: {reason}"));
+            return Outcome::error(reason);
+        }
+    };
+    if let Some(at) = job.retry_at.filter(|_| permit.is_none()) {
+        let wait = at.saturating_sub(now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+    if lanes.len() == 1 {
+        let regions = lanes.into_iter().next().unwrap_or_default();
+        return run_lane(shared, record, job, path, &host, &regions, permit, true).await;
+    }
+    let mut running: FuturesUnordered<_> =
+        lanes.iter().map(|regions| run_lane(shared, record, job, path, &host, regions, permit.take(), false)).collect();
+    let mut best: Option<Outcome> = None;
+    while let Some(outcome) = running.next().await {
+        if outcome.success && job.execution_mode == ExecutionMode::Race {
+            // Dropping the other lanes cancels them; their in-flight attempts show as cancelled.
+            return outcome;
+        }
+        if best.as_ref().is_none_or(|b| !b.success) {
+            best = Some(outcome);
+        }
+    }
+    best.unwrap_or_else(|| Outcome::error("no region ran"))
+}
+
+/// The retry policy of a job with the engine's defaults filled in.
+struct Policy {
+    max_retries: u32,
+    max_reroutes: u32,
+    retry_codes: Vec<u16>,
+    reroute_codes: Vec<u16>,
+}
+
+impl Policy {
+    fn of(job: &Job, regions: usize) -> Self {
+        match &job.retry_policy {
+            None => Self {
+                max_retries: DEFAULT_MAX_RETRIES,
+                max_reroutes: 0,
+                retry_codes: DEFAULT_RETRY_CODES.to_vec(),
+                reroute_codes: Vec::new(),
+            },
+            Some(policy) => Self {
+                max_retries: policy.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+                max_reroutes: policy
+                    .max_reroutes
+                    .unwrap_or_else(|| u32::try_from(regions.saturating_sub(1)).unwrap_or(u32::MAX)),
+                retry_codes: policy.retry_codes.clone(),
+                reroute_codes: policy.reroute_codes.clone(),
+            },
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_lane(
+    shared: &Arc<Shared>,
+    record: &Arc<JobRecord>,
+    job: &Job,
+    path: &Arc<str>,
+    host: &str,
+    regions: &[Arc<str>],
+    mut permit: Option<Permit>,
+    may_reroute: bool,
+) -> Outcome {
+    let policy = Policy::of(job, regions.len());
+    let (mut region_index, mut retries, mut reroutes) = (0usize, 0u32, 0u32);
+    loop {
+        let Some(region) = regions.get(region_index) else {
+            return Outcome::error("no region left");
+        };
+        let permit = match permit.take() {
+            Some(permit) => permit,
+            None => match acquire(shared, host).await {
+                Some(permit) => permit,
+                None => return Outcome::error("the engine is shutting down"),
+            },
+        };
+        let result = attempt(shared, record, job, path, region, permit).await;
+        let code = result.outcome.code.unwrap_or(502);
+        let decision = if result.outcome.success {
+            AttemptOutcome::Success
+        } else if may_reroute
+            && policy.reroute_codes.contains(&code)
+            && reroutes < policy.max_reroutes
+            && region_index + 1 < regions.len()
+        {
+            AttemptOutcome::Reroute
+        } else if policy.retry_codes.contains(&code) && retries < policy.max_retries {
+            AttemptOutcome::Retry
+        } else {
+            AttemptOutcome::Failed
+        };
+        set_attempt_outcome(shared, record, result.index, decision);
+        match decision {
+            AttemptOutcome::Reroute => {
+                reroutes += 1;
+                region_index += 1;
+            }
+            AttemptOutcome::Retry => {
+                let exponent = retries.min(20);
+                let backoff = jittered(shared.config.retry_base.saturating_mul(1u32 << exponent), 0.2)
+                    .min(shared.config.retry_max);
+                let wait = match result.retry_after {
+                    Some(after) => backoff.max(after.min(shared.config.max_retry_after)),
+                    None => backoff,
+                };
+                retries += 1;
+                tokio::time::sleep(wait).await;
+            }
+            _ => return result.outcome,
+        }
+    }
+}
+
+struct AttemptResult {
+    index: usize,
+    outcome: Outcome,
+    retry_after: Option<Duration>,
+}
+
+/// Marks an attempt cancelled if its future is dropped mid-flight (a race loser, a timeout).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    record: &'a JobRecord,
+    index: usize,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            set_attempt_outcome(self.shared, self.record, self.index, AttemptOutcome::Cancelled);
+        }
+    }
+}
+
+fn set_attempt_outcome(shared: &Shared, record: &JobRecord, index: usize, outcome: AttemptOutcome) {
+    if let Some(attempt) = record.state().detail().attempts.get_mut(index) {
+        attempt.outcome = outcome;
+    }
+    shared.metrics.attempt(outcome);
+    shared.store.updated(record);
+}
+
+async fn attempt(
+    shared: &Arc<Shared>,
+    record: &Arc<JobRecord>,
+    job: &Job,
+    path: &Arc<str>,
+    region: &Arc<str>,
+    permit: Permit,
+) -> AttemptResult {
+    let started = Instant::now();
+    let index = {
+        let mut state = record.state();
+        let attempts = &mut state.detail().attempts;
+        attempts.push(AttemptRecord {
+            job_path: Arc::clone(path),
+            url: Arc::from(job.url.as_str()),
+            region: Arc::clone(region),
+            started_at_ms: now_ms(),
+            latency_ms: None,
+            status_code: None,
+            error: None,
+            outcome: crate::store::AttemptOutcome::InFlight,
+        });
+        attempts.len() - 1
+    };
+    let mut guard = InFlight { shared, record, index, armed: true };
+    let timeout = shared.config.target_timeout;
+    let mut request = shared.http.request(job.method.clone(), &job.url).timeout(timeout);
+    for (name, value) in &job.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request = request.header("x-ezthrottle-job-id", record.id()).header("x-ezthrottle-region", &**region);
+    if let Some(body) = &job.body {
+        request = request.body(body.clone());
+    }
+    let (outcome, retry_after) = match request.send().await {
+        Ok(mut response) => {
+            permit.observe(response.headers());
+            let status = response.status();
+            let headers = header_object(response.headers());
+            let after = retry_after(response.headers());
+            let cap = shared.config.max_response_bytes;
+            let mut body = Vec::new();
+            let mut read_error = None;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = cap.saturating_sub(body.len());
+                        body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+                        if chunk.len() > room {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        read_error = Some(format!("reading the body: {err}"));
+                        break;
+                    }
+                }
+            }
+            let response = TargetResponse::new(status.as_u16(), headers, String::from_utf8_lossy(&body).into_owned());
+            let outcome = Outcome {
+                success: status.is_success() && read_error.is_none(),
+                response: Some(response),
+                error: read_error,
+                code: Some(status.as_u16()),
+            };
+            (outcome, after)
+        }
+        Err(err) => {
+            let (code, message) = if err.is_timeout() {
+                (504, format!("no answer within {} ms", timeout.as_millis()))
+            } else {
+                (502, format!("could not reach the target: {}", error_chain(&err)))
+            };
+            (Outcome { success: false, response: None, error: Some(message), code: Some(code) }, None)
+        }
+    };
+    drop(permit);
+    guard.armed = false;
+    {
+        let mut state = record.state();
+        if let Some(attempt) = state.detail().attempts.get_mut(index) {
+            attempt.latency_ms = Some(millis(started.elapsed()));
+            attempt.status_code = outcome.response.as_ref().map(|r| r.status_code);
+            attempt.error.clone_from(&outcome.error);
+        }
+    }
+    AttemptResult { index, outcome, retry_after }
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,61 @@
+//! `fallback_job` chains: `on_error` runs the fallback when the previous job ended with one
+//! of the listed codes; `on_timeout` runs it when the previous job has not answered within
+//! `timeout_ms` (the previous job is then cancelled). A fallback's own `fallback_job`
+//! applies to the fallback, recursively.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ezthrottle_core::protocol::{Job, Trigger};
+use futures_util::future::BoxFuture;
+
+use crate::engine::Shared;
+use crate::executor::{Outcome, run_regions};
+use crate::pacing::Permit;
+use crate::store::JobRecord;
+
+/// Runs `job` in its regions, then its fallback chain as the triggers say.
+pub(crate) fn run_node<'a>(
+    shared: &'a Arc<Shared>,
+    record: &'a Arc<JobRecord>,
+    job: &'a Job,
+    path: Arc<str>,
+    permit: Option<Permit>,
+) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move {
+        let mut primary = Box::pin(run_regions(shared, record, job, &path, permit));
+        let Some(fallback) = job.fallback_job.as_deref() else {
+            return primary.await;
+        };
+        let fallback_path: Arc<str> = Arc::from(format!("{path}.fallback_job").trim_start_matches("primary."));
+        match &fallback.trigger {
+            Some(Trigger::OnTimeout { timeout_ms }) => {
+                tokio::select! {
+                    outcome = &mut primary => outcome,
+                    () = tokio::time::sleep(Duration::from_millis(*timeout_ms)) => {
+                        // Dropping the future cancels the primary and frees its permit.
+                        drop(primary);
+                        note(record, format!("{fallback_path}: {path} had not answered within {timeout_ms} ms (on_timeout)"));
+                        run_node(shared, record, fallback, fallback_path, None).await
+                    }
+                }
+            }
+            Some(Trigger::OnError { codes }) => {
+                let outcome = primary.await;
+                match outcome.code {
+                    Some(code) if !outcome.success && codes.contains(&code) => {
+                        note(record, format!("{fallback_path}: {path} ended with {code} (on_error)"));
+                        run_node(shared, record, fallback, fallback_path, None).await
+                    }
+                    _ => outcome,
+                }
+            }
+            // `Job::validate` refuses a fallback without a trigger; run the primary alone.
+            None => primary.await,
+        }
+    })
+}
+
+fn note(record: &JobRecord, event: String) {
+    record.state().detail().events.push(event);
+}

@@ -1,0 +1,29 @@
+//! `GET /health`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::State;
+use http::StatusCode;
+use serde_json::json;
+
+use super::ApiResponse;
+use crate::engine::Shared;
+
+pub(crate) fn answer(shared: &Shared) -> ApiResponse {
+    ApiResponse::json(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "engine": "ezthrottle-local",
+            "version": env!("CARGO_PKG_VERSION"),
+            "jobs": shared.store.len(),
+            "queued": shared.metrics.queued.load(Relaxed).max(0),
+            "running": shared.metrics.running.load(Relaxed).max(0),
+        }),
+    )
+}
+
+pub(super) async fn handle(State(shared): State<Arc<Shared>>) -> ApiResponse {
+    answer(&shared)
+}

@@ -1,0 +1,147 @@
+//! `POST /api/v1/jobs` and `GET /api/v1/jobs/{id}`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use ezthrottle_core::protocol::Job;
+use http::StatusCode;
+
+use super::error::{bad_request, json_error, unauthorized};
+use super::{ApiResponse, read_body};
+use crate::engine::Shared;
+use crate::submit::{Admission, SubmitError, accept};
+
+/// Parses a job, naming the offending field on error.
+pub(crate) fn parse_job(body: &[u8]) -> Result<Job, ApiResponse> {
+    if contains(body, b"\"trigger\"") {
+        // The Python SDK sends `"trigger": {}` for a fallback added without a condition
+        // (its local runner then always tries it). Core's `Trigger` has no such variant, so
+        // it is read here as "on any error status" before the typed parse.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|err| bad_request("body", format!("malformed JSON ({err})")))?;
+        normalize_empty_triggers(&mut value, 0);
+        return serde_path_to_error::deserialize::<_, Job>(value).map_err(|err| {
+            let path = err.path().to_string();
+            field_error(path, &err.into_inner().to_string())
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let job = match serde_path_to_error::deserialize::<_, Job>(&mut deserializer) {
+        Ok(job) => job,
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                return Err(bad_request("body", format!("malformed JSON ({inner})")));
+            }
+            return Err(field_error(path, &inner.to_string()));
+        }
+    };
+    if let Err(err) = deserializer.end() {
+        return Err(bad_request("body", format!("malformed JSON ({err})")));
+    }
+    Ok(job)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// Status codes an empty trigger fires on: every 4xx and 5xx.
+const ANY_ERROR: std::ops::RangeInclusive<u16> = 400..=599;
+
+fn normalize_empty_triggers(value: &mut serde_json::Value, depth: usize) {
+    if depth > ezthrottle_core::protocol::MAX_JOB_DEPTH + 1 {
+        return;
+    }
+    let Some(object) = value.as_object_mut() else { return };
+    if object.get("trigger").and_then(serde_json::Value::as_object).is_some_and(serde_json::Map::is_empty) {
+        object.insert(
+            "trigger".into(),
+            serde_json::json!({"type": "on_error", "codes": ANY_ERROR.collect::<Vec<u16>>()}),
+        );
+    }
+    for key in ["fallback_job", "on_success", "on_failure"] {
+        if let Some(nested) = object.get_mut(key) {
+            normalize_empty_triggers(nested, depth + 1);
+        }
+    }
+}
+
+/// A 400 naming the field a deserialization error is about.
+fn field_error(path: String, text: &str) -> ApiResponse {
+    let message = text.rsplit_once(" at line ").map_or(text, |(message, _)| message);
+    let parent = if path == "." { String::new() } else { path };
+    let join = |name: &str| if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") };
+    let field = if let Some(missing) =
+        message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(name, _)| name)
+    {
+        join(missing)
+    } else if message.starts_with("unknown variant") && parent.ends_with("trigger") {
+        join("type")
+    } else if parent.is_empty() {
+        "body".to_owned()
+    } else {
+        parent.clone()
+    };
+    bad_request(&field, message)
+}
+
+/// Submits a job for `tenant`: 201 new, 200 duplicate, 400/403/429 refused.
+pub(crate) fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8]) -> ApiResponse {
+    let job = match parse_job(body) {
+        Ok(job) => job,
+        Err(response) => {
+            shared.metrics.rejected_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return response;
+        }
+    };
+    match accept(shared, tenant, job, Admission::Limit) {
+        Ok(accepted) => {
+            let status = if accepted.receipt.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+            ApiResponse::json(status, &accepted.receipt)
+        }
+        Err(SubmitError::Invalid { field, reason }) => {
+            shared.metrics.rejected_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bad_request(&field, reason)
+        }
+        Err(err @ SubmitError::Forbidden { .. }) => json_error(StatusCode::FORBIDDEN, err.to_string()),
+        Err(SubmitError::QueueFull(wait)) => {
+            let mut response = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("queue: the engine's queue is full ({} jobs); retry later", shared.config.max_queued_jobs),
+            );
+            response.retry_after = Some(wait.as_secs().max(1));
+            response
+        }
+    }
+}
+
+/// The status of one job of `tenant`.
+pub(crate) fn get(shared: &Shared, tenant: &str, id: &str) -> ApiResponse {
+    match shared.store.get(id).filter(|record| record.tenant() == tenant) {
+        Some(record) => ApiResponse::json(StatusCode::OK, &record.snapshot()),
+        None => json_error(StatusCode::NOT_FOUND, format!("job_id: no job {id:?}")),
+    }
+}
+
+pub(super) async fn submit_direct(State(shared): State<Arc<Shared>>, request: Request) -> ApiResponse {
+    let Some(tenant) = shared.tenants.authenticate(request.headers()) else {
+        return unauthorized();
+    };
+    match read_body(request, shared.config.max_body_bytes).await {
+        Ok(body) => submit(&shared, &tenant, &body),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn get_direct(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+) -> ApiResponse {
+    match shared.tenants.authenticate(&headers) {
+        Some(tenant) => get(&shared, &tenant, &id),
+        None => unauthorized(),
+    }
+}

@@ -1,0 +1,123 @@
+//! `ezthrottle-local`: an EZThrottle-compatible job engine, in-process or as a binary.
+//!
+//! It speaks both surfaces of EZThrottle (see `protocol.md`): the TrackTags proxy
+//! envelope at `POST /api/v1/proxy` (so the official SDKs work unchanged when their
+//! `tracktags_url` points here) and the direct API (`POST /api/v1/jobs`,
+//! `GET /api/v1/jobs/{id}`, `POST|GET|DELETE /api/v1/webhook-secrets`), plus
+//! `GET /health` and `GET /metrics` (Prometheus text). Every `/api/v1` route needs
+//! `Authorization: Bearer <key>` unless the engine is open.
+//!
+//! # Example
+//!
+//! Start an engine in-process, submit a job (here aimed at the engine's own `/health`),
+//! and wait until it has run:
+//!
+//! ```
+//! use ezthrottle_local::{Engine, Pace};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder().api_key("ck_test").default_pace(Pace::unlimited()).start().await?;
+//! let http = reqwest::Client::new();
+//! let answer = http
+//!     .post(format!("{}/api/v1/jobs", engine.base_url()))
+//!     .bearer_auth("ck_test")
+//!     .body(format!(r#"{{"url":"{}/health","method":"GET"}}"#, engine.base_url()))
+//!     .send()
+//!     .await?;
+//! assert_eq!(answer.status(), 201);
+//! let receipt: serde_json::Value = serde_json::from_slice(&answer.bytes().await?)?;
+//! assert_eq!(receipt["status"], "queued");
+//! let job_url = format!("{}/api/v1/jobs/{}", engine.base_url(), receipt["job_id"].as_str().unwrap_or(""));
+//! let mut succeeded = false;
+//! for _ in 0..200 {
+//!     let answer = http.get(&job_url).bearer_auth("ck_test").send().await?;
+//!     let job: serde_json::Value = serde_json::from_slice(&answer.bytes().await?)?;
+//!     if job["status"] == "success" {
+//!         assert_eq!(job["attempts"][0]["status_code"], 200);
+//!         succeeded = true;
+//!         break;
+//!     }
+//!     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! }
+//! assert!(succeeded);
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Execution
+//!
+//! - **Pacing** per target host (`host:port`): a token bucket, default 2 requests per
+//!   second and 2 in flight, hosts independent, ±10 % jitter on the spacing.
+//!   `X-EZTHROTTLE-RPS` / `X-EZTHROTTLE-MAX-CONCURRENT` (and `X-Aqueduct-Rps` /
+//!   `X-Aqueduct-Max-Concurrent`, which win when both are present) in a target's answer
+//!   change the pace from the next dispatch on.
+//! - **`retry_at`** (Unix ms): the job waits in its lane until then.
+//! - **Retries.** `retry_codes` retry in the same region with exponential backoff
+//!   (`base * 2^n`, ±20 %, see [`EngineBuilder::retry_backoff`]); a longer `Retry-After`
+//!   from the target wins. `reroute_codes` move the attempt to the next region (the
+//!   job's next region, then the engine's other regions). A target that cannot be reached
+//!   counts as `502`, one that does not answer in time as `504`.
+//!   **Default policy** when a job has none: `429`, `502`, `503` and `504` are retried up
+//!   to **3** times in the same region; nothing is rerouted. A policy without
+//!   `max_retries` retries 3 times; without `max_reroutes` it may visit every region once.
+//! - **Regions** are named lanes ([`EngineBuilder::region`]). Several regions with
+//!   `execution_mode: race` run at once (the submission answers `racing`); the first 2xx
+//!   wins and the others are cancelled. `fanout` runs them all; the job succeeds if any
+//!   did. Regions marked down ([`EngineBuilder::down_region`]) are skipped under
+//!   `region_policy: fallback` and fail the job under `strict`. Each attempt carries an
+//!   `X-EZThrottle-Region` header (and `X-EZThrottle-Job-Id`).
+//! - **Fallbacks.** `on_error` runs the `fallback_job` when the previous job ended with one
+//!   of its codes (after its retries); `on_timeout` runs it when the previous job has not
+//!   answered within `timeout_ms` (the previous job is cancelled). Chains nest.
+//! - **Children.** `on_success` / `on_failure` are submitted as new jobs (their own
+//!   idempotency keys and webhooks) when the parent ends; `on_failure_timeout_ms` submits
+//!   `on_failure` early if the parent has not succeeded by then (once). Children are never
+//!   refused for queue space.
+//! - **Webhooks.** Every webhook of a finished job gets the payload of protocol.md §3,
+//!   signed (`X-EZThrottle-Signature`) with the tenant's primary secret when one is set.
+//!   Each delivery is retried with exponential backoff (default 5 attempts: 1, 2, 4, 8 s);
+//!   the quorum counts the voting webhooks that answered 2xx. Everything is recorded on the
+//!   job (`GET /api/v1/jobs/{id}`).
+//! - **Idempotency.** An explicit `idempotent_key`, or a HASH key (`hash_` + SHA-256 of
+//!   the tenant, method, URL and body) when none is given. Keys are per tenant, bound
+//!   atomically (one insert-if-absent under a shard lock) and expire after the TTL
+//!   ([`EngineBuilder::idempotency_ttl`]). A duplicate answers 200 with the original
+//!   `job_id` and `"duplicate": true`, even when the queue is full.
+//! - **Limits.** Bodies over 1 MiB (declared or streamed): 413. A full queue: 429 with
+//!   `Retry-After` (5 s doubling to 60 s on consecutive refusals). Every accepted job
+//!   reaches `success` or `failed`.
+//!
+//! # Security
+//!
+//! The engine makes HTTP requests to **whatever URL a caller gives** (and POSTs webhooks
+//! to whatever URL a job names): anyone who can submit a job can make it reach any host it
+//! can reach, including internal services (server-side request forgery). It therefore binds
+//! loopback by default and requires an API key unless told to run open. Before exposing it,
+//! restrict it with [`EngineBuilder::allowed_hosts`] (checked at submission and on every
+//! redirect). API keys and webhook secrets never appear in `Debug` output, logs, ids or
+//! answers (tenants are named `cust_<sha256 prefix>`; secrets are answered masked).
+//! Target answers are buffered up to 1 MiB ([`EngineBuilder::max_response_bytes`]).
+//! `/health` and `/metrics` need no key; `/metrics` names the target hosts.
+//!
+//! The store is in memory ([`store::MemoryStore`]): jobs do not survive a restart.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+pub mod cli;
+mod config;
+mod delivery;
+mod engine;
+mod executor;
+mod fallback;
+mod http;
+mod metrics;
+mod pacing;
+mod secrets;
+pub mod store;
+mod submit;
+mod util;
+mod workflow;
+
+pub use config::{Pace, Secret};
+pub use engine::{Engine, EngineBuilder, RunningEngine, StartError};

@@ -1,0 +1,59 @@
+//! The `ezthrottle-local` binary: an EZThrottle-compatible engine on a loopback port.
+//!
+//! Prints `listening on http://<addr>` as its first line on stdout, then serves until
+//! SIGINT or SIGTERM.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use ezthrottle_local::cli::LocalArgs;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = LocalArgs::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let engine = match args.to_builder().start().await {
+        Ok(engine) => engine,
+        Err(err) => {
+            eprintln!("ezthrottle-local: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {}", engine.base_url());
+    let _ = stdout.flush();
+    drop(stdout);
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    engine.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,105 @@
+//! Counters and gauges, rendered as Prometheus text by `GET /metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::pacing::Lanes;
+use crate::store::AttemptOutcome;
+
+/// The engine's counters. Every field is a lock-free atomic.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) rejected_invalid: AtomicU64,
+    pub(crate) rejected_full: AtomicU64,
+    /// Accepted jobs not yet started: the admission gauge.
+    pub(crate) queued: AtomicI64,
+    pub(crate) running: AtomicI64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    attempts: [AtomicU64; 6],
+    pub(crate) deliveries_ok: AtomicU64,
+    pub(crate) deliveries_retried: AtomicU64,
+    pub(crate) deliveries_failed: AtomicU64,
+    pub(crate) quorum_met: AtomicU64,
+    pub(crate) quorum_missed: AtomicU64,
+}
+
+const OUTCOMES: [AttemptOutcome; 6] = [
+    AttemptOutcome::InFlight,
+    AttemptOutcome::Success,
+    AttemptOutcome::Retry,
+    AttemptOutcome::Reroute,
+    AttemptOutcome::Failed,
+    AttemptOutcome::Cancelled,
+];
+
+impl Metrics {
+    pub(crate) fn attempt(&self, outcome: AttemptOutcome) {
+        if let Some(slot) = OUTCOMES.iter().position(|o| *o == outcome).and_then(|i| self.attempts.get(i)) {
+            slot.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn render(&self, lanes: &Lanes) -> String {
+        let mut out = String::with_capacity(2048);
+        let g = |v: &AtomicI64| v.load(Relaxed).max(0);
+        let c = |v: &AtomicU64| v.load(Relaxed);
+        out.push_str("# HELP ezthrottle_jobs Jobs by state (queued and running are gauges; success and failed count finished jobs).\n");
+        out.push_str("# TYPE ezthrottle_jobs gauge\n");
+        let _ = writeln!(out, "ezthrottle_jobs{{state=\"queued\"}} {}", g(&self.queued));
+        let _ = writeln!(out, "ezthrottle_jobs{{state=\"running\"}} {}", g(&self.running));
+        let _ = writeln!(out, "ezthrottle_jobs{{state=\"success\"}} {}", c(&self.succeeded));
+        let _ = writeln!(out, "ezthrottle_jobs{{state=\"failed\"}} {}", c(&self.failed));
+        out.push_str(
+            "# HELP ezthrottle_submissions_total Submissions by answer.\n# TYPE ezthrottle_submissions_total counter\n",
+        );
+        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"accepted\"}} {}", c(&self.accepted));
+        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"duplicate\"}} {}", c(&self.duplicates));
+        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"invalid\"}} {}", c(&self.rejected_invalid));
+        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"queue_full\"}} {}", c(&self.rejected_full));
+        out.push_str("# HELP ezthrottle_attempts_total Requests to targets by outcome.\n# TYPE ezthrottle_attempts_total counter\n");
+        for (outcome, count) in OUTCOMES.iter().zip(&self.attempts).skip(1) {
+            let _ = writeln!(out, "ezthrottle_attempts_total{{outcome=\"{}\"}} {}", outcome.as_str(), c(count));
+        }
+        out.push_str("# HELP ezthrottle_webhook_deliveries_total Webhook POSTs by outcome.\n# TYPE ezthrottle_webhook_deliveries_total counter\n");
+        let _ =
+            writeln!(out, "ezthrottle_webhook_deliveries_total{{outcome=\"delivered\"}} {}", c(&self.deliveries_ok));
+        let _ =
+            writeln!(out, "ezthrottle_webhook_deliveries_total{{outcome=\"retried\"}} {}", c(&self.deliveries_retried));
+        let _ =
+            writeln!(out, "ezthrottle_webhook_deliveries_total{{outcome=\"failed\"}} {}", c(&self.deliveries_failed));
+        out.push_str("# HELP ezthrottle_webhook_quorum_total Finished jobs by webhook quorum outcome.\n# TYPE ezthrottle_webhook_quorum_total counter\n");
+        let _ = writeln!(out, "ezthrottle_webhook_quorum_total{{outcome=\"met\"}} {}", c(&self.quorum_met));
+        let _ = writeln!(out, "ezthrottle_webhook_quorum_total{{outcome=\"missed\"}} {}", c(&self.quorum_missed));
+        let hosts = lanes.snapshot();
+        out.push_str("# HELP ezthrottle_host_queue_depth Requests waiting for their turn, per target host.\n# TYPE ezthrottle_host_queue_depth gauge\n");
+        for host in &hosts {
+            let _ = writeln!(out, "ezthrottle_host_queue_depth{{host=\"{}\"}} {}", escape(&host.key), host.depth);
+        }
+        out.push_str("# HELP ezthrottle_host_in_flight Requests in flight, per target host.\n# TYPE ezthrottle_host_in_flight gauge\n");
+        for host in &hosts {
+            let _ = writeln!(out, "ezthrottle_host_in_flight{{host=\"{}\"}} {}", escape(&host.key), host.in_flight);
+        }
+        out.push_str("# HELP ezthrottle_host_pace_rps Current pace, requests per second, per target host.\n# TYPE ezthrottle_host_pace_rps gauge\n");
+        for host in &hosts {
+            let rps = if host.pace.rps.is_finite() { host.pace.rps.to_string() } else { "+Inf".to_owned() };
+            let _ = writeln!(out, "ezthrottle_host_pace_rps{{host=\"{}\"}} {rps}", escape(&host.key));
+        }
+        out.push_str("# HELP ezthrottle_host_max_concurrent Current concurrency limit per target host.\n# TYPE ezthrottle_host_max_concurrent gauge\n");
+        for host in &hosts {
+            let _ = writeln!(
+                out,
+                "ezthrottle_host_max_concurrent{{host=\"{}\"}} {}",
+                escape(&host.key),
+                host.pace.max_concurrent
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -1,0 +1,325 @@
+//! Per-target-host pacing: one FIFO lane and one dispatcher task per active host.
+//!
+//! A lane holds queued jobs as plain data (no task per queued job). Its dispatcher hands
+//! out [`Permit`]s on a grid of `1 / rps` seconds, each slot late by a random 0–10 % of
+//! the interval (so spacing varies ±10 % while the mean rate stays exact), and never more
+//! than `max_concurrent` at once. The target's pacing headers change the lane's pace from
+//! the next dispatch on. The dispatcher exits when its lane is empty.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use crate::config::{Pace, sanitize_rps};
+use crate::engine::Shared;
+use crate::store::JobRecord;
+use crate::util::lock;
+
+/// Something waiting in a lane.
+pub(crate) enum Item {
+    /// A newly accepted job: started (as a task) when its turn comes.
+    Start(Arc<JobRecord>),
+    /// A running job waiting to make another request to this host.
+    Wait(oneshot::Sender<Permit>),
+}
+
+struct LaneState {
+    ready: VecDeque<Item>,
+    delayed: BTreeMap<(Instant, u64), Item>,
+    seq: u64,
+    queued_jobs: usize,
+    pace: Pace,
+    last_grid: Option<Instant>,
+    lateness: f64,
+    running: bool,
+}
+
+/// The queue and pace of one target host.
+pub(crate) struct Lane {
+    key: Arc<str>,
+    state: Mutex<LaneState>,
+    notify: Notify,
+    in_flight: AtomicU32,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+/// What a lane looks like right now (for `/metrics`).
+#[derive(Debug, Clone)]
+pub(crate) struct LaneView {
+    pub(crate) key: Arc<str>,
+    pub(crate) depth: usize,
+    pub(crate) in_flight: u32,
+    pub(crate) pace: Pace,
+}
+
+/// The right to make one request to a host. Dropping it frees the concurrency slot.
+pub(crate) struct Permit {
+    lane: Arc<Lane>,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit").field("host", &self.lane.key).finish()
+    }
+}
+
+impl Permit {
+    /// Applies the target's pacing headers (`X-Aqueduct-*` wins over `X-EZTHROTTLE-*`).
+    pub(crate) fn observe(&self, headers: &HeaderMap) {
+        let number = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_owned))
+        };
+        let rps = number(["x-aqueduct-rps", "x-ezthrottle-rps"]).and_then(|v| v.parse::<f64>().ok());
+        let max = number(["x-aqueduct-max-concurrent", "x-ezthrottle-max-concurrent"])
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n > 0);
+        if rps.is_none() && max.is_none() {
+            return;
+        }
+        {
+            let mut state = lock(&self.lane.state);
+            if let Some(rps) = rps.filter(|r| r.is_finite() && *r > 0.0) {
+                state.pace.rps = sanitize_rps(rps);
+            }
+            if let Some(max) = max {
+                state.pace.max_concurrent = max;
+            }
+        }
+        self.lane.notify.notify_one();
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.lane.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.lane.notify.notify_one();
+    }
+}
+
+/// Every lane, by host key.
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    lanes: RwLock<HashMap<Arc<str>, Arc<Lane>>>,
+    default_pace: Pace,
+    overrides: HashMap<String, Pace>,
+}
+
+/// The lane key of a URL: `host:port` (lower-case host, default port filled in).
+pub(crate) fn host_key(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?.to_ascii_lowercase();
+    let port = url.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
+}
+
+impl Lanes {
+    pub(crate) fn new(default_pace: Pace, overrides: HashMap<String, Pace>) -> Self {
+        let overrides = overrides.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        Self { lanes: RwLock::new(HashMap::new()), default_pace, overrides }
+    }
+
+    /// The lane for `key` (`host:port`), created on first use.
+    pub(crate) fn lane(&self, key: &str) -> Arc<Lane> {
+        if let Some(lane) = self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
+            return Arc::clone(lane);
+        }
+        let mut lanes = self.lanes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pace = self.pace_for(key);
+        Arc::clone(lanes.entry(Arc::from(key)).or_insert_with(|| {
+            Arc::new(Lane {
+                key: Arc::from(key),
+                state: Mutex::new(LaneState {
+                    ready: VecDeque::new(),
+                    delayed: BTreeMap::new(),
+                    seq: 0,
+                    queued_jobs: 0,
+                    pace,
+                    last_grid: None,
+                    lateness: 0.0,
+                    running: false,
+                }),
+                notify: Notify::new(),
+                in_flight: AtomicU32::new(0),
+            })
+        }))
+    }
+
+    fn pace_for(&self, key: &str) -> Pace {
+        let host = key.rsplit_once(':').map_or(key, |(host, _)| host);
+        self.overrides.get(key).or_else(|| self.overrides.get(host)).copied().unwrap_or(self.default_pace)
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<LaneView> {
+        let lanes: Vec<Arc<Lane>> =
+            self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        let mut views: Vec<LaneView> = lanes
+            .iter()
+            .map(|lane| {
+                let state = lock(&lane.state);
+                LaneView {
+                    key: Arc::clone(&lane.key),
+                    depth: state.ready.len() + state.delayed.len(),
+                    in_flight: lane.in_flight.load(Ordering::Acquire),
+                    pace: state.pace,
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.key.cmp(&b.key));
+        views
+    }
+
+    /// Wakes every dispatcher (used at shutdown).
+    pub(crate) fn wake_all(&self) {
+        for lane in self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
+            lane.notify.notify_one();
+        }
+    }
+}
+
+impl Lane {
+    fn state(&self) -> MutexGuard<'_, LaneState> {
+        lock(&self.state)
+    }
+}
+
+/// Puts `item` in `lane`, not to be dispatched before `not_before`.
+pub(crate) fn enqueue(shared: &Arc<Shared>, lane: &Arc<Lane>, item: Item, not_before: Option<Instant>) {
+    let spawn = {
+        let mut state = lane.state();
+        if matches!(item, Item::Start(_)) {
+            state.queued_jobs += 1;
+        }
+        let mut wake = false;
+        match not_before.filter(|at| *at > Instant::now()) {
+            Some(at) => {
+                wake = state.delayed.first_key_value().is_none_or(|((first, _), _)| at < *first);
+                let seq = state.seq;
+                state.seq += 1;
+                state.delayed.insert((at, seq), item);
+            }
+            None => {
+                wake = wake || state.ready.is_empty();
+                state.ready.push_back(item);
+            }
+        }
+        if state.running {
+            if wake {
+                lane.notify.notify_one();
+            }
+            false
+        } else {
+            state.running = true;
+            true
+        }
+    };
+    if spawn {
+        tokio::spawn(dispatch(Arc::clone(shared), Arc::clone(lane)));
+    }
+}
+
+/// Waits for the right to make one request to the host of `key`.
+pub(crate) async fn acquire(shared: &Arc<Shared>, key: &str) -> Option<Permit> {
+    let lane = shared.lanes.lane(key);
+    let (tx, rx) = oneshot::channel();
+    enqueue(shared, &lane, Item::Wait(tx), None);
+    rx.await.ok()
+}
+
+enum Step {
+    Go(Item),
+    Sleep(Option<Instant>),
+    Exit,
+}
+
+fn interval(rps: f64) -> Duration {
+    if rps.is_finite() { Duration::try_from_secs_f64(1.0 / rps).unwrap_or(Duration::ZERO) } else { Duration::ZERO }
+}
+
+fn next_step(lane: &Lane, closed: bool) -> Step {
+    let mut state = lane.state();
+    if closed {
+        state.running = false;
+        return Step::Exit;
+    }
+    let now = Instant::now();
+    while let Some(entry) = state.delayed.first_entry() {
+        if entry.key().0 > now {
+            break;
+        }
+        let item = entry.remove();
+        state.ready.push_back(item);
+    }
+    while matches!(state.ready.front(), Some(Item::Wait(tx)) if tx.is_closed()) {
+        state.ready.pop_front();
+    }
+    if state.ready.is_empty() {
+        return match state.delayed.first_key_value() {
+            Some(((at, _), _)) => Step::Sleep(Some(*at)),
+            None => {
+                state.running = false;
+                Step::Exit
+            }
+        };
+    }
+    if lane.in_flight.load(Ordering::Acquire) >= state.pace.max_concurrent {
+        return Step::Sleep(None);
+    }
+    let spacing = interval(state.pace.rps);
+    let grid = match state.last_grid {
+        Some(last) if !spacing.is_zero() => {
+            let next = last + spacing;
+            let at = next + spacing.mul_f64(state.lateness);
+            if at > now {
+                return Step::Sleep(Some(at));
+            }
+            // Behind by less than one interval: keep the grid (the mean rate stays exact);
+            // further behind (the lane was idle or blocked): restart it now, no burst.
+            if now.saturating_duration_since(next) < spacing { next } else { now }
+        }
+        _ => now,
+    };
+    let Some(item) = state.ready.pop_front() else { return Step::Sleep(None) };
+    if matches!(item, Item::Start(_)) {
+        state.queued_jobs = state.queued_jobs.saturating_sub(1);
+    }
+    state.last_grid = Some(grid);
+    state.lateness = fastrand::f64() * 0.1;
+    lane.in_flight.fetch_add(1, Ordering::AcqRel);
+    Step::Go(item)
+}
+
+async fn dispatch(shared: Arc<Shared>, lane: Arc<Lane>) {
+    loop {
+        match next_step(&lane, shared.is_closed()) {
+            Step::Exit => return,
+            Step::Go(item) => {
+                let permit = Permit { lane: Arc::clone(&lane) };
+                match item {
+                    Item::Start(record) => crate::executor::start(&shared, record, permit),
+                    Item::Wait(tx) => {
+                        // A waiter that went away returns the permit by dropping it.
+                        let _ = tx.send(permit);
+                    }
+                }
+            }
+            Step::Sleep(Some(at)) => {
+                tokio::select! {
+                    () = lane.notify.notified() => {}
+                    () = tokio::time::sleep_until(at) => {}
+                }
+            }
+            Step::Sleep(None) => lane.notify.notified().await,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `on_success` / `on_failure` children: submitted as new jobs (with their own keys and
+//! webhooks) when the parent ends. `on_failure_timeout_ms` submits `on_failure` early if
+//! the parent has not succeeded by then; `on_failure` is submitted at most once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ezthrottle_core::protocol::Job;
+
+use crate::engine::Shared;
+use crate::store::{ChildRef, JobRecord, JobStatus};
+use crate::submit::{Admission, accept};
+
+/// Submits the child the parent's outcome calls for.
+pub(crate) fn on_finished(shared: &Arc<Shared>, record: &Arc<JobRecord>, success: bool) {
+    let job = record.job();
+    if success {
+        if let Some(child) = job.on_success.as_deref() {
+            submit_child(shared, record, child, "on_success");
+        }
+    } else if let Some(child) = job.on_failure.as_deref()
+        && claim_on_failure(record)
+    {
+        submit_child(shared, record, child, "on_failure");
+    }
+}
+
+/// Arms the `on_failure_timeout_ms` timer of a just-accepted job.
+pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>) {
+    let (Some(timeout_ms), Some(_)) = (record.job().on_failure_timeout_ms, record.job().on_failure.as_deref()) else {
+        return;
+    };
+    let (shared, record) = (Arc::clone(shared), Arc::clone(record));
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
+        if record.status() != JobStatus::Success
+            && let Some(child) = record.job().on_failure.as_deref()
+            && claim_on_failure(&record)
+        {
+            record
+                .state()
+                .detail()
+                .events
+                .push(format!("on_failure: the job had not succeeded within {timeout_ms} ms"));
+            submit_child(&shared, &record, child, "on_failure");
+        }
+    });
+}
+
+fn claim_on_failure(record: &JobRecord) -> bool {
+    let mut state = record.state();
+    let detail = state.detail();
+    !std::mem::replace(&mut detail.on_failure_spawned, true)
+}
+
+fn submit_child(shared: &Arc<Shared>, parent: &Arc<JobRecord>, child: &Job, relation: &'static str) {
+    let result = accept(shared, parent.tenant_arc(), child.clone(), Admission::Bypass);
+    {
+        let mut state = parent.state();
+        let detail = state.detail();
+        match result {
+            Ok(accepted) => detail.children.push(ChildRef {
+                job_id: accepted.receipt.job_id.clone(),
+                relation,
+                duplicate: accepted.receipt.duplicate,
+            }),
+            Err(err) => detail.events.push(format!("{relation}: the child job was refused: {err}")),
+        }
+    }
+    shared.store.updated(parent);
+}

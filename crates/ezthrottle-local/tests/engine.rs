@@ -1,0 +1,33 @@
+//! Integration tests of `ezthrottle-local` against real loopback servers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
+
+#[path = "engine/support.rs"]
+mod support;
+
+#[path = "engine/auth.rs"]
+mod auth;
+#[path = "engine/binary.rs"]
+mod binary;
+#[path = "engine/execution.rs"]
+mod execution;
+#[path = "engine/fallbacks.rs"]
+mod fallbacks;
+#[path = "engine/idempotency.rs"]
+mod idempotency;
+#[path = "engine/pacing.rs"]
+mod pacing;
+#[path = "engine/proxy.rs"]
+mod proxy;
+#[path = "engine/validation.rs"]
+mod validation;
+#[path = "engine/webhooks.rs"]
+mod webhooks;
+#[path = "engine/workflow.rs"]
+mod workflow;

@@ -1,0 +1,72 @@
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_or_missing_key_is_401_like_the_proxy() {
+    let (engine, api) = start(fast_engine()).await;
+    let target = Server::start().await;
+    let expected = json!({"error": "Unauthorized", "message": "Invalid API key"});
+    let wrong = api.with_key("ck_wrong");
+    let (status, body) = wrong.submit(&job(&target.url("/ok"), json!({}))).await;
+    assert_eq!((status, &body), (401, &expected));
+    let (status, body) = wrong.proxy(&json!({"scope":"customer","metric_name":"","target_url":"https://ezthrottle.fly.dev/api/v1/jobs","method":"POST","headers":{},"body":"{}"})).await;
+    assert_eq!((status, &body), (401, &expected));
+    for (method, path) in
+        [("GET", "/api/v1/webhook-secrets"), ("DELETE", "/api/v1/webhook-secrets"), ("GET", "/api/v1/jobs/job_1_1")]
+    {
+        let response = api.http.request(method.parse().unwrap(), format!("{}{path}", api.base)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {path} without a key");
+    }
+    // A valid key in another case of the scheme still works.
+    let response = api
+        .http
+        .post(format!("{}/api/v1/jobs", api.base))
+        .header("authorization", format!("bearer {KEY}"))
+        .body(job(&target.url("/ok?case=1"), json!({})).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_mode_accepts_any_or_no_key() {
+    let engine = ezthrottle_local::Engine::builder()
+        .open()
+        .default_pace(ezthrottle_local::Pace::unlimited())
+        .start()
+        .await
+        .unwrap();
+    let target = Server::start().await;
+    let api = Api::new(&engine.base_url(), "anything");
+    let id = api.submit_ok(&job(&target.url("/ok"), json!({}))).await;
+    assert_eq!(api.wait_terminal(&id).await["status"], "success");
+    let response = api
+        .http
+        .post(format!("{}/api/v1/jobs", api.base))
+        .body(job(&target.url("/ok?2"), json!({})).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_and_not_open_refuses_to_start() {
+    let err = ezthrottle_local::Engine::builder().start().await.unwrap_err();
+    assert!(err.to_string().contains("no API key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_need_no_key() {
+    let (engine, api) = start(fast_engine()).await;
+    let health: serde_json::Value =
+        api.http.get(format!("{}/health", api.base)).send().await.unwrap().json_value().await;
+    assert_eq!(health["status"], "ok");
+    let metrics = api.metrics().await;
+    assert!(metrics.contains("ezthrottle_jobs{state=\"queued\"} 0"), "{metrics}");
+    engine.shutdown().await;
+}

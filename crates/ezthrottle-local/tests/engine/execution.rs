@@ -1,0 +1,202 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::support::*;
+
+fn attempts(job: &Value) -> Vec<Value> {
+    job["attempts"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_honours_the_targets_retry_after() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine()).await;
+    let id = api
+        .submit_ok(&job(&target.url("/flaky/1"), json!({"retry_policy": {"max_retries": 2, "retry_codes": [429]}})))
+        .await;
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    let hits = target.hits("/flaky");
+    assert_eq!(hits.len(), 2);
+    assert!(hits[1].at - hits[0].at >= Duration::from_millis(950), "Retry-After: 1 not honoured");
+    let attempts = attempts(&done);
+    assert_eq!(attempts.len(), 2);
+    assert_eq!((attempts[0]["status_code"].as_u64(), attempts[0]["outcome"].as_str()), (Some(429), Some("retry")));
+    assert_eq!((attempts[1]["status_code"].as_u64(), attempts[1]["outcome"].as_str()), (Some(200), Some("success")));
+    assert!(attempts[1]["latency_ms"].is_u64());
+    assert_eq!(done["response"]["body"], r#"{"result":"data"}"#);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_policy_retries_503_three_times_and_not_500() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine()).await;
+    let retried = api.submit_ok(&job(&target.url("/status/503"), json!({}))).await;
+    let plain = api.submit_ok(&job(&target.url("/status/500"), json!({}))).await;
+    let done = api.wait_terminal(&retried).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(attempts(&done).len(), 4, "1 attempt + 3 retries: {done:#}");
+    let done = api.wait_terminal(&plain).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(attempts(&done).len(), 1);
+    assert_eq!(done["response"]["status_code"], 500);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_fails_with_the_error_recorded() {
+    let closed = free_port().await;
+    let (engine, api) = start(fast_engine()).await;
+    let id = api
+        .submit_ok(&job(
+            &format!("http://{closed}/nothing"),
+            json!({"retry_policy": {"max_retries": 1, "retry_codes": [502]}}),
+        ))
+        .await;
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(done["status"], "failed");
+    let attempts = attempts(&done);
+    assert_eq!(attempts.len(), 2, "unreachable counts as 502 for the policy");
+    assert!(attempts[0]["status_code"].is_null());
+    assert!(attempts[0]["error"].as_str().unwrap().contains("could not reach"), "{done:#}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reroute_codes_move_the_attempt_to_the_next_region() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().region("iad").region("lax").region("ord")).await;
+    let id = api
+        .submit_ok(&job(
+            &target.url("/fail-in/iad"),
+            json!({"regions": ["iad"], "retry_policy": {"max_reroutes": 1, "reroute_codes": [500]}}),
+        ))
+        .await;
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    let attempts = attempts(&done);
+    let summary: Vec<(&str, u64, &str)> = attempts
+        .iter()
+        .map(|a| (a["region"].as_str().unwrap(), a["status_code"].as_u64().unwrap(), a["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(summary, vec![("iad", 500, "reroute"), ("lax", 200, "success")]);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_takes_the_first_2xx_and_cancels_the_others() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().region("iad").region("lax").region("ord")).await;
+    let (status, receipt) = api
+        .submit(&job(&target.url("/fast-in/lax"), json!({"regions": ["iad", "lax", "ord"], "execution_mode": "race"})))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(receipt["status"], "racing");
+    let started = Instant::now();
+    let done = api.wait_terminal(receipt["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "success");
+    assert_eq!(done["response"]["body"], "from lax");
+    assert!(started.elapsed() < Duration::from_secs(3), "the race waited for the slow regions");
+    let attempts = attempts(&done);
+    assert_eq!(attempts.len(), 3);
+    let outcomes = count_by(&attempts, "outcome");
+    assert_eq!((outcomes.get("success"), outcomes.get("cancelled")), (Some(&1), Some(&2)), "{done:#}");
+    assert_eq!(target.wait_hits("/fast-in", 3).await.len(), 3);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_runs_in_every_region() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().region("iad").region("lax").region("ord")).await;
+    let (_, receipt) = api
+        .submit(&job(&target.url("/ok"), json!({"regions": ["iad", "lax", "ord"], "execution_mode": "fanout"})))
+        .await;
+    assert_eq!(receipt["status"], "queued");
+    let done = api.wait_terminal(receipt["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "success");
+    let mut regions: Vec<String> = target.hits("/ok").iter().filter_map(|h| h.region()).collect();
+    regions.sort();
+    assert_eq!(regions, ["iad", "lax", "ord"]);
+    assert_eq!(count_by(&attempts(&done), "outcome").get("success"), Some(&3));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_regions_are_skipped_under_fallback_and_fail_under_strict() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().region("iad").down_region("lax")).await;
+    let skipped = api
+        .submit_ok(&job(&target.url("/ok?fallback"), json!({"regions": ["lax", "iad"], "region_policy": "fallback"})))
+        .await;
+    let done = api.wait_terminal(&skipped).await;
+    assert_eq!(done["status"], "success");
+    let regions: Vec<&str> =
+        done["attempts"].as_array().unwrap().iter().map(|a| a["region"].as_str().unwrap()).collect();
+    assert_eq!(regions, ["iad"]);
+    // Only the down region requested: routed to a region that is up.
+    let rerouted = api.submit_ok(&job(&target.url("/ok?only-lax"), json!({"regions": ["lax"]}))).await;
+    let done = api.wait_terminal(&rerouted).await;
+    assert_eq!((done["status"].as_str(), done["attempts"][0]["region"].as_str()), (Some("success"), Some("iad")));
+
+    let strict = api
+        .submit_ok(&job(&target.url("/ok?strict"), json!({"regions": ["lax", "iad"], "region_policy": "strict"})))
+        .await;
+    let done = api.wait_terminal(&strict).await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("lax"), "{done:#}");
+    assert!(done["attempts"].as_array().unwrap().is_empty());
+    assert!(target.hits("/ok").iter().all(|h| h.region().as_deref() == Some("iad")));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_at_is_honoured() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine()).await;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let submitted = Instant::now();
+    let id = api.submit_ok(&job(&target.url("/ok?later"), json!({"retry_at": now_ms + 1000}))).await;
+    assert_eq!(api.job(&id).await["status"], "queued");
+    let hit = target.wait_hits("/ok", 1).await;
+    assert!(hit[0].at - submitted >= Duration::from_millis(900), "{:?}", hit[0].at - submitted);
+    assert_eq!(api.wait_terminal(&id).await["status"], "success");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_job_reaches_a_terminal_state() {
+    let target = Server::start().await;
+    let closed = free_port().await;
+    let (engine, api) = start(fast_engine().target_timeout(Duration::from_millis(300))).await;
+    let urls = [
+        target.url("/ok"),
+        target.url("/status/404"),
+        target.url("/status/503"),
+        target.url("/slow/2000"),
+        format!("http://{closed}/x"),
+    ];
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let url = format!("{}?n={i}", urls[i % urls.len()]);
+        ids.push(
+            api.submit_ok(&job(&url, json!({"retry_policy": {"max_retries": 1, "retry_codes": [503, 504]}}))).await,
+        );
+    }
+    let mut finished = Vec::new();
+    for id in &ids {
+        finished.push(api.wait_terminal(id).await);
+    }
+    let counts = count_by(&finished, "status");
+    assert_eq!(counts.get("success"), Some(&8));
+    assert_eq!(counts.get("failed"), Some(&32));
+    let metrics = api.metrics().await;
+    assert!(metrics.contains("ezthrottle_jobs{state=\"success\"} 8"), "{metrics}");
+    assert!(metrics.contains("ezthrottle_jobs{state=\"failed\"} 32"), "{metrics}");
+    assert!(metrics.contains("ezthrottle_jobs{state=\"queued\"} 0"), "{metrics}");
+    assert!(metrics.contains("ezthrottle_attempts_total{outcome=\"retry\"}"), "{metrics}");
+    engine.shutdown().await;
+}
