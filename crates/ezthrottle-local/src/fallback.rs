@@ -1,6 +1,6 @@
 //! `fallback_job` chains: `on_error` runs the fallback when the previous job ended with one
 //! of the listed codes; `on_timeout` runs it when the previous job has not answered within
-//! `timeout_ms` (the previous job is then cancelled). A fallback's own `fallback_job`
+//! `timeout_ms` (the previous job is then cancelled); `{}` (any) runs it on any failure. A fallback's own `fallback_job`
 //! applies to the fallback, recursively.
 
 use std::sync::Arc;
@@ -49,6 +49,14 @@ pub(crate) fn run_node<'a>(
                     }
                     _ => outcome,
                 }
+            }
+            Some(Trigger::Any) => {
+                let outcome = primary.await;
+                if outcome.success {
+                    return outcome;
+                }
+                note(record, format!("{fallback_path}: {path} failed (any)"));
+                run_node(shared, record, fallback, fallback_path, None).await
             }
             // `Job::validate` refuses a fallback without a trigger; run the primary alone.
             None => primary.await,

@@ -240,8 +240,11 @@ impl RetryPolicy {
 }
 
 /// When a fallback job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+///
+/// On the wire: `{"type":"on_error","codes":[..]}`, `{"type":"on_timeout","timeout_ms":N}`,
+/// or `{}` for [`Trigger::Any`] (what the Python SDK sends for `.fallback(step)` without a
+/// condition).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     /// The previous job answered one of these status codes.
     OnError {
@@ -253,6 +256,8 @@ pub enum Trigger {
         /// Milliseconds to wait for the previous job.
         timeout_ms: u64,
     },
+    /// The previous job failed in any way: an error status, a transport failure or a timeout.
+    Any,
 }
 
 impl Trigger {
@@ -264,6 +269,55 @@ impl Trigger {
     /// Fires when the previous job has not answered within `timeout_ms` milliseconds.
     pub fn on_timeout(timeout_ms: u64) -> Self {
         Self::OnTimeout { timeout_ms }
+    }
+
+    /// Fires on any failure of the previous job.
+    pub fn any() -> Self {
+        Self::Any
+    }
+}
+
+impl Serialize for Trigger {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Self::OnError { codes } => {
+                map.serialize_entry("type", "on_error")?;
+                map.serialize_entry("codes", codes)?;
+            }
+            Self::OnTimeout { timeout_ms } => {
+                map.serialize_entry("type", "on_timeout")?;
+                map.serialize_entry("timeout_ms", timeout_ms)?;
+            }
+            Self::Any => {}
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Trigger {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            codes: Option<Vec<u16>>,
+            timeout_ms: Option<u64>,
+        }
+        const KINDS: &[&str] = &["on_error", "on_timeout"];
+        let raw = Raw::deserialize(deserializer)?;
+        match raw.kind.as_deref() {
+            Some("on_error") => Ok(Self::OnError { codes: raw.codes.ok_or_else(|| D::Error::missing_field("codes"))? }),
+            Some("on_timeout") => {
+                Ok(Self::OnTimeout { timeout_ms: raw.timeout_ms.ok_or_else(|| D::Error::missing_field("timeout_ms"))? })
+            }
+            Some(other) => Err(D::Error::unknown_variant(other, KINDS)),
+            None if raw.codes.is_none() && raw.timeout_ms.is_none() => Ok(Self::Any),
+            None => Err(D::Error::missing_field("type")),
+        }
     }
 }
 
@@ -305,5 +359,31 @@ pub(crate) mod method_serde {
         let name = String::deserialize(deserializer)?;
         Method::from_bytes(name.to_ascii_uppercase().as_bytes())
             .map_err(|_| D::Error::custom(format_args!("invalid HTTP method {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_have_three_wire_forms() {
+        for (trigger, json) in [
+            (Trigger::on_error([500, 502]), r#"{"type":"on_error","codes":[500,502]}"#),
+            (Trigger::on_timeout(250), r#"{"type":"on_timeout","timeout_ms":250}"#),
+            (Trigger::any(), "{}"),
+        ] {
+            assert_eq!(serde_json::to_string(&trigger).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Trigger>(json).unwrap(), trigger);
+        }
+    }
+
+    #[test]
+    fn malformed_triggers_name_what_is_wrong() {
+        let error = |json: &str| serde_json::from_str::<Trigger>(json).unwrap_err().to_string();
+        assert!(error(r#"{"type":"on_fire"}"#).starts_with("unknown variant `on_fire`"));
+        assert!(error(r#"{"type":"on_error"}"#).starts_with("missing field `codes`"));
+        assert!(error(r#"{"codes":[500]}"#).starts_with("missing field `type`"));
+        assert!(error(r#"{"type":"on_timeout","timeout_ms":1,"extra":1}"#).contains("unknown field `extra`"));
     }
 }

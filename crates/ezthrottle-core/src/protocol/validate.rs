@@ -18,6 +18,13 @@ pub struct InvalidJob {
     pub reason: String,
 }
 
+impl InvalidJob {
+    /// `field` is invalid because of `reason` (for servers' and tools' own checks).
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
 /// Methods a job may use.
 pub const SUPPORTED_METHODS: [Method; 7] =
     [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
@@ -105,7 +112,9 @@ fn validate_job(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
     match (role, &job.trigger) {
         (Role::Primary, Some(_)) => return Err(path.invalid("trigger", "is only valid on a fallback job")),
         (Role::Fallback, None) => {
-            return Err(path.invalid("trigger", "a fallback job needs a trigger (on_error or on_timeout)"));
+            return Err(
+                path.invalid("trigger", "a fallback job needs a trigger (on_error, on_timeout or {} for any failure)")
+            );
         }
         (Role::Fallback, Some(Trigger::OnError { codes })) => {
             if codes.is_empty() {

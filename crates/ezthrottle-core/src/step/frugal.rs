@@ -4,7 +4,7 @@
 //! 2. 2xx: done; the `on_success` step runs here (it is not also sent to EZThrottle).
 //! 3. A status in `fallback_on_error`, a transport error or a timeout: try the FRUGAL
 //!    fallbacks in chain order, each only if its trigger matches the failure before it
-//!    (`on_error` the status, `on_timeout` a timeout). PERFORMANCE fallbacks are left to
+//!    (`on_error` the status, `on_timeout` a timeout, `any` every failure). PERFORMANCE fallbacks are left to
 //!    EZThrottle. The first 2xx wins and the step's `on_success` runs here.
 //! 4. None succeeded: forward the whole step, fallback chain included, once. Fallbacks
 //!    are never forwarded on their own, so a forwarded fallback can never be followed by
@@ -75,6 +75,7 @@ fn trigger_matches(trigger: &Trigger, failure: &LocalFailure) -> bool {
     match (trigger, failure) {
         (Trigger::OnError { codes }, LocalFailure::Status(response)) => codes.contains(&response.status.as_u16()),
         (Trigger::OnTimeout { .. }, LocalFailure::Timeout { .. }) => true,
+        (Trigger::Any, _) => true,
         _ => false,
     }
 }

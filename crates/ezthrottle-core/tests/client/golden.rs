@@ -96,6 +96,13 @@ fn two_level_fallback_chain_with_both_triggers_and_children() {
 }
 
 #[test]
+fn a_fallback_without_condition_sends_an_empty_trigger() {
+    let step = Step::new("https://api.example.com/items")
+        .fallback(Step::new("https://backup.example.com/items"), Trigger::any());
+    assert_golden("fallback_without_condition", &step);
+}
+
+#[test]
 fn nested_workflow_children_keep_their_own_keys() {
     let step = Step::new("https://api.example.com/orders")
         .method(Method::POST)

@@ -176,3 +176,14 @@ async fn an_invalid_step_fails_before_anything_runs() {
     assert!(matches!(&error, Error::InvalidInput { field, .. } if field == "on_success.url"), "{error:?}");
     assert!(target.requests().is_empty() && engine.requests().is_empty());
 }
+
+#[tokio::test]
+async fn an_any_trigger_fires_on_every_retryable_failure() {
+    let primary = TestServer::always(|| Answer::text(503, "busy")).await;
+    let backup = TestServer::always(|| Answer::text(200, "any will do")).await;
+    let engine = TestServer::always(|| Answer::json(201, receipt("never"))).await;
+    let step = frugal(&primary.url).fallback(frugal(&backup.url), Trigger::any());
+    let outcome = step.execute(&engine.direct_client()).await.expect("ok");
+    assert_eq!(outcome.local_response().map(|r| r.body.clone()), Some("any will do".into()));
+    assert!(engine.requests().is_empty());
+}

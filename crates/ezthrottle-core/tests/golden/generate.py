@@ -95,6 +95,9 @@ CASES = {
             timeout_ms=60000,
         )
     ),
+    "fallback_without_condition": lambda: (
+        Step().url("https://api.example.com/items").fallback(Step().url("https://backup.example.com/items"))
+    ),
     "nested_workflow": lambda: (
         Step()
         .url("https://api.example.com/orders")

@@ -13,18 +13,6 @@ use crate::submit::{Admission, SubmitError, accept};
 
 /// Parses a job, naming the offending field on error.
 pub(crate) fn parse_job(body: &[u8]) -> Result<Job, ApiResponse> {
-    if contains(body, b"\"trigger\"") {
-        // The Python SDK sends `"trigger": {}` for a fallback added without a condition
-        // (its local runner then always tries it). Core's `Trigger` has no such variant, so
-        // it is read here as "on any error status" before the typed parse.
-        let mut value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|err| bad_request("body", format!("malformed JSON ({err})")))?;
-        normalize_empty_triggers(&mut value, 0);
-        return serde_path_to_error::deserialize::<_, Job>(value).map_err(|err| {
-            let path = err.path().to_string();
-            field_error(path, &err.into_inner().to_string())
-        });
-    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let job = match serde_path_to_error::deserialize::<_, Job>(&mut deserializer) {
         Ok(job) => job,
@@ -41,31 +29,6 @@ pub(crate) fn parse_job(body: &[u8]) -> Result<Job, ApiResponse> {
         return Err(bad_request("body", format!("malformed JSON ({err})")));
     }
     Ok(job)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
-
-/// Status codes an empty trigger fires on: every 4xx and 5xx.
-const ANY_ERROR: std::ops::RangeInclusive<u16> = 400..=599;
-
-fn normalize_empty_triggers(value: &mut serde_json::Value, depth: usize) {
-    if depth > ezthrottle_core::protocol::MAX_JOB_DEPTH + 1 {
-        return;
-    }
-    let Some(object) = value.as_object_mut() else { return };
-    if object.get("trigger").and_then(serde_json::Value::as_object).is_some_and(serde_json::Map::is_empty) {
-        object.insert(
-            "trigger".into(),
-            serde_json::json!({"type": "on_error", "codes": ANY_ERROR.collect::<Vec<u16>>()}),
-        );
-    }
-    for key in ["fallback_job", "on_success", "on_failure"] {
-        if let Some(nested) = object.get_mut(key) {
-            normalize_empty_triggers(nested, depth + 1);
-        }
-    }
 }
 
 /// A 400 naming the field a deserialization error is about.

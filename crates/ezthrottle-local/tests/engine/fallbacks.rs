@@ -78,3 +78,19 @@ async fn nested_chains_recurse() {
     assert_eq!(done["events"].as_array().unwrap().len(), 2, "{done:#}");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_trigger_runs_the_fallback_on_any_failure_as_the_python_sdk_sends_it() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine()).await;
+    // `Step().fallback(step)` with no condition: the Python SDK sends `"trigger": {}`.
+    let fallback = json!({"url": target.url("/ok?any"), "method": "GET", "trigger": {}});
+    let id = api.submit_ok(&job(&target.url("/status/404"), json!({"fallback_job": fallback}))).await;
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    assert_eq!(summary(&done), vec![s("primary", Some(404), "failed"), s("fallback_job", Some(200), "success")]);
+    // A success does not run it.
+    let id = api.submit_ok(&job(&target.url("/ok?first"), json!({"fallback_job": fallback}))).await;
+    assert_eq!(summary(&api.wait_terminal(&id).await), vec![s("primary", Some(200), "success")]);
+    engine.shutdown().await;
+}
