@@ -9,6 +9,7 @@
 //! | what | where | feature |
 //! |---|---|---|
 //! | client, [`Step`], protocol types, [`webhook`] signatures | `ezthrottle-core` | always |
+//! | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` | `local` |
 //!
 //! ```no_run
 //! use ezthrottle::{EZThrottle, Step, StepType, Webhook};
@@ -26,6 +27,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use ezthrottle_core::*;
+
+/// The EZThrottle-compatible engine (`ezthrottle-local`): start one in-process for tests
+/// and offline work.
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
+pub use ezthrottle_local as local;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -69,7 +69,9 @@
 //!   `X-EZThrottle-Region` header (and `X-EZThrottle-Job-Id`).
 //! - **Fallbacks.** `on_error` runs the `fallback_job` when the previous job ended with one
 //!   of its codes (after its retries); `on_timeout` runs it when the previous job has not
-//!   answered within `timeout_ms` (the previous job is cancelled). Chains nest.
+//!   answered within `timeout_ms` (the previous job is cancelled); an empty trigger `{}`
+//!   (what the Python SDK sends for a fallback without a condition) runs it on any
+//!   failure. Chains nest.
 //! - **Children.** `on_success` / `on_failure` are submitted as new jobs (their own
 //!   idempotency keys and webhooks) when the parent ends; `on_failure_timeout_ms` submits
 //!   `on_failure` early if the parent has not succeeded by then (once). Children are never
