@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | client, [`Step`], protocol types, [`webhook`] signatures | `ezthrottle-core` | always |
 //! | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` | `local` |
+//! | `#[auto_forward]` (with [`Outcome`] and [`AutoForwardError`]) | `ezthrottle-macros` | `macros` |
 //!
 //! ```no_run
 //! use ezthrottle::{EZThrottle, Step, StepType, Webhook};
@@ -27,6 +28,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use ezthrottle_core::*;
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use ezthrottle_macros::auto_forward;
 
 /// The EZThrottle-compatible engine (`ezthrottle-local`): start one in-process for tests
 /// and offline work.

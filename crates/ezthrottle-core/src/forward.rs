@@ -32,6 +32,13 @@ use crate::step::{DEFAULT_FALLBACK_ON_ERROR, IdempotentStrategy, Step, StepResul
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub struct ForwardToEZThrottle {
+    // Boxed: errors are passed by value through `Result`, so the type stays one pointer wide
+    // (no `clippy::result_large_err` in users' code).
+    fields: Box<Fields>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Fields {
     method: Method,
     url: String,
     headers: Headers,
@@ -52,7 +59,7 @@ pub struct ForwardToEZThrottle {
 impl ForwardToEZThrottle {
     /// A `method` request to `url`.
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Self {
+        let fields = Fields {
             method,
             url: url.into(),
             headers: Headers::new(),
@@ -68,7 +75,8 @@ impl ForwardToEZThrottle {
             step_type: StepType::Performance,
             fallback_on_error: DEFAULT_FALLBACK_ON_ERROR.to_vec(),
             local_timeout: None,
-        }
+        };
+        Self { fields: Box::new(fields) }
     }
 
     /// A `GET` of `url`.
@@ -121,68 +129,68 @@ impl ForwardToEZThrottle {
             Some(bytes) => Some(String::from_utf8(bytes.to_vec()).map_err(|_| ForwardBuildError::NonUtf8Body)?),
         };
         let mut forward = Self::new(method.clone(), url);
-        forward.headers = headers;
-        forward.body = body;
+        forward.fields.headers = headers;
+        forward.fields.body = body;
         Ok(forward)
     }
 
     /// Adds a header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(name.into(), value.into());
+        self.fields.headers.insert(name.into(), value.into());
         self
     }
 
     /// Replaces the headers.
     pub fn headers(mut self, headers: Headers) -> Self {
-        self.headers = headers;
+        self.fields.headers = headers;
         self
     }
 
     /// The request body.
     pub fn body(mut self, body: impl Into<String>) -> Self {
-        self.body = Some(body.into());
+        self.fields.body = Some(body.into());
         self
     }
 
     /// An explicit idempotency key.
     pub fn idempotent_key(mut self, key: impl Into<String>) -> Self {
-        self.idempotent_key = Some(key.into());
+        self.fields.idempotent_key = Some(key.into());
         self
     }
 
     /// How the key is chosen when none is set (default [`IdempotentStrategy::Unique`]).
     pub fn idempotent_strategy(mut self, strategy: IdempotentStrategy) -> Self {
-        self.idempotent_strategy = strategy;
+        self.fields.idempotent_strategy = strategy;
         self
     }
 
     /// Replaces the metadata.
     pub fn metadata(mut self, metadata: Metadata) -> Self {
-        self.metadata = metadata;
+        self.fields.metadata = metadata;
         self
     }
 
     /// Adds one metadata entry.
     pub fn metadata_entry(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
-        self.metadata.insert(key.into(), value.into());
+        self.fields.metadata.insert(key.into(), value.into());
         self
     }
 
     /// Replaces the webhooks.
     pub fn webhooks(mut self, webhooks: impl IntoIterator<Item = Webhook>) -> Self {
-        self.webhooks = webhooks.into_iter().collect();
+        self.fields.webhooks = webhooks.into_iter().collect();
         self
     }
 
     /// Adds a webhook.
     pub fn webhook(mut self, webhook: Webhook) -> Self {
-        self.webhooks.push(webhook);
+        self.fields.webhooks.push(webhook);
         self
     }
 
     /// How many voting webhooks must answer 2xx.
     pub fn webhook_quorum(mut self, quorum: u32) -> Self {
-        self.webhook_quorum = quorum;
+        self.fields.webhook_quorum = quorum;
         self
     }
 
@@ -192,75 +200,75 @@ impl ForwardToEZThrottle {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.regions = regions.into_iter().map(Into::into).collect();
+        self.fields.regions = regions.into_iter().map(Into::into).collect();
         self
     }
 
     /// The server-side retry policy.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry_policy = Some(policy);
+        self.fields.retry_policy = Some(policy);
         self
     }
 
     /// Do not execute before this instant (Unix ms), e.g. from the target's `Retry-After`.
     pub fn retry_at(mut self, unix_ms: u64) -> Self {
-        self.retry_at = Some(unix_ms);
+        self.fields.retry_at = Some(unix_ms);
         self
     }
 
     /// PERFORMANCE (default: submit at once) or FRUGAL (run here again first).
     pub fn step_type(mut self, step_type: StepType) -> Self {
-        self.step_type = step_type;
+        self.fields.step_type = step_type;
         self
     }
 
     /// FRUGAL: the statuses that forward (default 429, 500, 502, 503, 504).
     pub fn fallback_on_error(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
-        self.fallback_on_error = codes.into_iter().collect();
+        self.fields.fallback_on_error = codes.into_iter().collect();
         self
     }
 
     /// FRUGAL: how long the local attempt may take.
     pub fn local_timeout(mut self, timeout: Duration) -> Self {
-        self.local_timeout = Some(timeout);
+        self.fields.local_timeout = Some(timeout);
         self
     }
 
     /// The HTTP method.
     pub fn method_ref(&self) -> &Method {
-        &self.method
+        &self.fields.method
     }
 
     /// The target URL.
     pub fn url_ref(&self) -> &str {
-        &self.url
+        &self.fields.url
     }
 
     /// The step that runs this request.
     pub fn to_step(&self) -> Step {
-        let mut step = Step::new(self.url.clone())
-            .method(self.method.clone())
-            .headers(self.headers.clone())
-            .metadata(self.metadata.clone())
-            .webhooks(self.webhooks.clone())
-            .webhook_quorum(self.webhook_quorum)
-            .regions(self.regions.clone())
-            .idempotent_strategy(self.idempotent_strategy)
-            .step_type(self.step_type)
-            .fallback_on_error(self.fallback_on_error.clone());
-        if let Some(body) = &self.body {
+        let mut step = Step::new(self.fields.url.clone())
+            .method(self.fields.method.clone())
+            .headers(self.fields.headers.clone())
+            .metadata(self.fields.metadata.clone())
+            .webhooks(self.fields.webhooks.clone())
+            .webhook_quorum(self.fields.webhook_quorum)
+            .regions(self.fields.regions.clone())
+            .idempotent_strategy(self.fields.idempotent_strategy)
+            .step_type(self.fields.step_type)
+            .fallback_on_error(self.fields.fallback_on_error.clone());
+        if let Some(body) = &self.fields.body {
             step = step.body(body.clone());
         }
-        if let Some(key) = &self.idempotent_key {
+        if let Some(key) = &self.fields.idempotent_key {
             step = step.idempotent_key(key.clone());
         }
-        if let Some(policy) = &self.retry_policy {
+        if let Some(policy) = &self.fields.retry_policy {
             step = step.retry_policy(policy.clone());
         }
-        if let Some(at) = self.retry_at {
+        if let Some(at) = self.fields.retry_at {
             step = step.retry_at(at);
         }
-        if let Some(timeout) = self.local_timeout {
+        if let Some(timeout) = self.fields.local_timeout {
             step = step.local_timeout(timeout);
         }
         step
@@ -274,7 +282,7 @@ impl ForwardToEZThrottle {
 
 impl std::fmt::Display for ForwardToEZThrottle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "forward {} {} to EZThrottle", self.method, self.url)
+        write!(f, "forward {} {} to EZThrottle", self.fields.method, self.fields.url)
     }
 }
 
@@ -353,5 +361,13 @@ impl EZThrottle {
     /// As [`Step::execute`].
     pub async fn forward(&self, request: &ForwardToEZThrottle) -> StepResult {
         request.to_step().execute(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_error_type_stays_small() {
+        assert_eq!(std::mem::size_of::<super::ForwardToEZThrottle>(), std::mem::size_of::<usize>());
     }
 }

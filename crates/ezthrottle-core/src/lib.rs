@@ -28,6 +28,9 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+#[doc(hidden)]
+pub mod __private;
+mod auto_forward;
 mod client;
 mod error;
 mod forward;
@@ -37,6 +40,7 @@ pub mod retry_after;
 pub mod step;
 pub mod webhook;
 
+pub use auto_forward::{AutoForwardError, Outcome};
 pub use client::{
     DEFAULT_EZTHROTTLE_URL, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
     EZThrottle, EZThrottleBuilder, ForwardOrFallback,

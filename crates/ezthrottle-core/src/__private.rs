@@ -1,0 +1,298 @@
+//! The runtime of `#[auto_forward]`: what the generated code calls. Not a public API: it
+//! changes with the macro, which only ever calls it as `<crate>::__private::...`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+
+pub use crate::auto_forward::{AutoForwardError, Outcome};
+pub use crate::client::EZThrottle;
+pub use crate::error::Error;
+pub use crate::forward::ForwardToEZThrottle;
+use crate::forward::Forwardable;
+use crate::protocol::Webhook;
+pub use crate::step::StepType;
+use crate::step::{LocalFailure, StepOutcome, StepResult};
+
+/// The parts of a function's `Result` return type, so `-> io::Result<T>`-like aliases work.
+#[diagnostic::on_unimplemented(
+    message = "`#[auto_forward]` requires a function returning `Result<T, E>`, found `{Self}`",
+    label = "not a `Result`"
+)]
+pub trait FnResult {
+    /// `T`.
+    type Ok;
+    /// `E`.
+    type Err;
+}
+
+impl<T, E> FnResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// The request a failure carries, if any (the default, without `on_status`).
+#[inline]
+pub fn forward_request<E: ForwardableError + ?Sized>(error: &E) -> Option<ForwardToEZThrottle> {
+    error.forward_request_of()
+}
+
+/// [`Forwardable`], with a message naming the attribute when it is missing.
+#[diagnostic::on_unimplemented(
+    message = "`#[auto_forward]` cannot forward `{Self}`: it does not implement `Forwardable`",
+    label = "the error type of this function",
+    note = "return `ForwardToEZThrottle`, implement `ezthrottle::Forwardable` for the error, \
+            or use `on_status = [..]` for HTTP errors such as `reqwest::Error`"
+)]
+pub trait ForwardableError {
+    /// [`Forwardable::forward_request`].
+    fn forward_request_of(&self) -> Option<ForwardToEZThrottle>;
+}
+
+impl<E: Forwardable + ?Sized> ForwardableError for E {
+    #[inline]
+    fn forward_request_of(&self) -> Option<ForwardToEZThrottle> {
+        self.forward_request()
+    }
+}
+
+/// An HTTP failure `on_status = [..]` can rebuild a request from.
+#[diagnostic::on_unimplemented(
+    message = "`on_status` cannot rebuild a request from `{Self}`",
+    label = "the error type of this function",
+    note = "`on_status` works with `reqwest::Error` (from `error_for_status()`), \
+            `Box<dyn Error + Send + Sync>` wrapping one, and any `Forwardable` error"
+)]
+pub trait HttpFailure {
+    /// The request to forward when this failure's status is in `statuses`.
+    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle>;
+}
+
+/// The request `on_status = [..]` forwards, if any.
+#[inline]
+pub fn http_forward_request<E: HttpFailure + ?Sized>(error: &E, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+    error.forward_on_status(statuses)
+}
+
+/// A `Forwardable` error decides for itself; `on_status` does not filter it.
+impl<E: Forwardable + ?Sized> HttpFailure for E {
+    fn forward_on_status(&self, _statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+        self.forward_request()
+    }
+}
+
+/// `error_for_status()`'s error: status and URL are known, the method is not (taken as
+/// `GET`) and the body is gone.
+impl HttpFailure for reqwest::Error {
+    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+        let status = self.status()?.as_u16();
+        let url = self.url()?;
+        statuses.contains(&status).then(|| ForwardToEZThrottle::get(url.as_str()))
+    }
+}
+
+/// A FRUGAL request that failed here: the URL and status are known (`GET`, no body).
+impl HttpFailure for LocalFailure {
+    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+        match self {
+            LocalFailure::Status(response) if statuses.contains(&response.status.as_u16()) => {
+                Some(ForwardToEZThrottle::get(response.url.as_str()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The first HTTP failure in the chain of sources.
+impl HttpFailure for Box<dyn std::error::Error + Send + Sync> {
+    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+        chain_forward_on_status(&**self, statuses)
+    }
+}
+
+/// The first HTTP failure in the chain of sources.
+impl HttpFailure for Box<dyn std::error::Error> {
+    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+        chain_forward_on_status(&**self, statuses)
+    }
+}
+
+fn chain_forward_on_status(error: &(dyn std::error::Error + 'static), statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(http) = error.downcast_ref::<reqwest::Error>() {
+            return http.forward_on_status(statuses);
+        }
+        if let Some(forward) = error.downcast_ref::<ForwardToEZThrottle>() {
+            return Some(forward.clone());
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// `step = ..`: overrides the request's step type.
+#[inline]
+pub fn set_step(request: ForwardToEZThrottle, step_type: StepType) -> ForwardToEZThrottle {
+    request.step_type(step_type)
+}
+
+/// `idempotent_key = ..`: overrides the request's key.
+#[inline]
+pub fn set_idempotent_key(request: ForwardToEZThrottle, key: impl Into<String>) -> ForwardToEZThrottle {
+    request.idempotent_key(key)
+}
+
+/// `webhooks = ..`: added to the request's webhooks.
+pub fn add_webhooks(
+    mut request: ForwardToEZThrottle,
+    webhooks: impl IntoIterator<Item = Webhook>,
+) -> ForwardToEZThrottle {
+    for webhook in webhooks {
+        request = request.webhook(webhook);
+    }
+    request
+}
+
+/// `client = ..`: a reference to the client (deref coercion does the rest).
+#[inline]
+pub fn client(client: &EZThrottle) -> Result<&EZThrottle, Error> {
+    Ok(client)
+}
+
+/// No `client`: the process-wide client built from the environment
+/// ([`EZThrottle::from_env`]) on the first forward. A failure is not cached: it is
+/// returned (with the function's error) and the next forward tries again.
+pub fn env_client() -> Result<&'static EZThrottle, Error> {
+    static CLIENT: OnceLock<EZThrottle> = OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let built = EZThrottle::from_env()?;
+    Ok(CLIENT.get_or_init(|| built))
+}
+
+/// The submission of an `async fn`'s failure, answering with the function's error.
+///
+/// One allocation holds the error and the (boxed) submission, made only on failure: the
+/// annotated function's future keeps a single pointer for it, so its size, its code and its
+/// drop stay those of the body on the `Ok` path. `Send` when `E` is.
+pub fn forward_async<T, E>(
+    original: E,
+    client: Result<&EZThrottle, Error>,
+    request: ForwardToEZThrottle,
+) -> Box<Forwarding<'_, T, E>> {
+    let submission = Box::pin(async move { client?.forward(&request).await });
+    Box::new(Forwarding { original: Some(original), submission, output: PhantomData })
+}
+
+/// The future of [`forward_async`].
+pub struct Forwarding<'a, T, E> {
+    original: Option<E>,
+    submission: Pin<Box<dyn Future<Output = StepResult> + Send + 'a>>,
+    output: PhantomData<fn() -> T>,
+}
+
+// The error is never pinned: it is only moved out once the submission is done.
+impl<T, E> Unpin for Forwarding<'_, T, E> {}
+
+impl<T, E> Future for Forwarding<'_, T, E> {
+    type Output = Result<Outcome<T>, AutoForwardError<E>>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let forwarded = std::task::ready!(this.submission.as_mut().poll(context));
+        match this.original.take() {
+            Some(original) => Poll::Ready(complete(original, forwarded)),
+            // Polled again after it completed: it never completes again.
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T, E> std::fmt::Debug for Forwarding<'_, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarding").field("done", &self.original.is_none()).finish_non_exhaustive()
+    }
+}
+
+/// The forward of a sync `fn`, answering with the function's error: the submission runs on
+/// the dedicated forwarding thread while the calling thread waits.
+pub fn forward_sync<T, E>(
+    original: E,
+    client: Result<&EZThrottle, Error>,
+    request: ForwardToEZThrottle,
+) -> Result<Outcome<T>, AutoForwardError<E>> {
+    complete(original, forward_blocking(client, request))
+}
+
+/// The forward of a sync `fn`: runs on a dedicated thread that owns a current-thread
+/// runtime (started on the first sync forward, never stopped), and blocks the calling
+/// thread until it is done.
+///
+/// The calling thread enters no runtime, so this cannot panic or deadlock inside a tokio
+/// runtime; it blocks that thread like any blocking I/O would.
+fn forward_blocking(client: Result<&EZThrottle, Error>, request: ForwardToEZThrottle) -> StepResult {
+    let client = client?.clone();
+    let runtime = forwarding_runtime()?;
+    let (sender, receiver) = mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        // The caller is waiting on the receiver; it cannot have gone away.
+        let _ = sender.send(client.forward(&request).await);
+    });
+    receiver.recv().unwrap_or_else(|_| Err(Error::Config("the EZThrottle forwarding task panicked".into())))
+}
+
+fn forwarding_runtime() -> Result<&'static tokio::runtime::Handle, Error> {
+    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    static START: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(handle) = RUNTIME.get() {
+        return Ok(handle);
+    }
+    // One thread only, even when several callers race for the first forward.
+    let _started = START.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(handle) = RUNTIME.get() {
+        return Ok(handle);
+    }
+    let unavailable =
+        |error: std::io::Error| Error::Config(format!("cannot start the EZThrottle forwarding thread: {error}"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(unavailable)?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("ezthrottle-forward".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .map_err(unavailable)?;
+    Ok(RUNTIME.get_or_init(|| handle))
+}
+
+/// What the forward produced, as the function's result.
+fn complete<T, E>(original: E, forwarded: StepResult) -> Result<Outcome<T>, AutoForwardError<E>> {
+    match forwarded {
+        Ok(StepOutcome::Forwarded(receipt)) => Ok(Outcome::Forwarded(receipt)),
+        Ok(StepOutcome::ExecutedLocally { response, .. }) => Ok(Outcome::ExecutedLocally(Box::new(response))),
+        Ok(StepOutcome::FailedLocally { response, .. }) => {
+            Err(AutoForwardError::FailedLocally { original, response: Box::new(response) })
+        }
+        Err(error) => Err(AutoForwardError::ForwardFailed { original, error: Box::new(error) }),
+    }
+}
+
+/// A failure that is not forwarded.
+#[inline]
+pub fn not_forwarded<T, E>(original: E) -> Result<Outcome<T>, AutoForwardError<E>> {
+    Err(AutoForwardError::Failed(original))
+}
+
+/// Moved into the closure that runs a sync body, so the closure is `FnOnce` and may return
+/// what it borrows from its captures.
+#[derive(Debug)]
+pub struct FnOnceToken;
+
+impl FnOnceToken {
+    /// Consumes the token.
+    #[inline]
+    pub fn consume(self) {}
+}

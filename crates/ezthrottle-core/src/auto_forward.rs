@@ -1,0 +1,220 @@
+//! What a function annotated with `#[auto_forward]` returns: [`Outcome`] and [`AutoForwardError`].
+//!
+//! The attribute (crate `ezthrottle-macros`, re-exported by the `ezthrottle` facade) turns
+//! `fn f(..) -> Result<T, E>` into `fn f(..) -> Result<Outcome<T>, AutoForwardError<E>>`.
+
+use crate::error::Error;
+use crate::protocol::SubmitReceipt;
+use crate::step::LocalResponse;
+
+/// How a function annotated with `#[auto_forward]` ended, when it did not fail.
+///
+/// ```
+/// use ezthrottle_core::Outcome;
+///
+/// fn describe(outcome: &Outcome<u32>) -> String {
+///     match outcome {
+///         Outcome::Completed(value) => format!("done here: {value}"),
+///         Outcome::Forwarded(receipt) => format!("handed to EZThrottle as {}", receipt.job_id),
+///         Outcome::ExecutedLocally(response) => format!("retried here: {}", response.status),
+///     }
+/// }
+/// assert_eq!(describe(&Outcome::Completed(7)), "done here: 7");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum Outcome<T> {
+    /// The function returned `Ok`: its value, untouched.
+    Completed(T),
+    /// The function failed with a forwardable error and EZThrottle accepted the request as
+    /// a job: the result will arrive on the request's webhooks.
+    Forwarded(SubmitReceipt),
+    /// FRUGAL only (`step = frugal`, or a request built with
+    /// [`StepType::Frugal`](crate::StepType::Frugal)): the failed request was made here
+    /// once more and this time the target answered 2xx, so nothing was forwarded. This is
+    /// the target's answer, not a value of the function (whose body failed); boxed, so the
+    /// common variants stay small.
+    ExecutedLocally(Box<LocalResponse>),
+}
+
+impl<T> Outcome<T> {
+    /// The function's value, if it completed.
+    pub fn completed(self) -> Option<T> {
+        match self {
+            Self::Completed(value) => Some(value),
+            Self::Forwarded(_) | Self::ExecutedLocally(_) => None,
+        }
+    }
+
+    /// The receipt, if the work was forwarded.
+    pub fn receipt(&self) -> Option<&SubmitReceipt> {
+        match self {
+            Self::Forwarded(receipt) => Some(receipt),
+            Self::Completed(_) | Self::ExecutedLocally(_) => None,
+        }
+    }
+
+    /// Whether the work was handed to EZThrottle.
+    pub fn is_forwarded(&self) -> bool {
+        matches!(self, Self::Forwarded(_))
+    }
+}
+
+/// Why a function annotated with `#[auto_forward]` failed. Nothing is swallowed: every
+/// variant keeps the function's own error.
+///
+/// `?` works both ways: inside the annotated function `?` still converts into the
+/// function's declared `E`; a caller returning `Result<_, AutoForwardError<E>>` can use `?`
+/// on a plain `Result<_, E>` (through `From<E>`); and when `E: std::error::Error`, so is
+/// this type (for `Box<dyn Error>` or `anyhow`).
+///
+/// ```
+/// use ezthrottle_core::{AutoForwardError, ForwardToEZThrottle};
+///
+/// fn legacy() -> Result<u32, ForwardToEZThrottle> {
+///     Err(ForwardToEZThrottle::get("https://api.example.com/orders"))
+/// }
+///
+/// fn caller() -> Result<u32, AutoForwardError<ForwardToEZThrottle>> {
+///     Ok(legacy()? + 1) // `From<E>`: a plain failure becomes `AutoForwardError::Failed`
+/// }
+///
+/// let error = caller().unwrap_err();
+/// assert!(matches!(error, AutoForwardError::Failed(_)));
+/// assert_eq!(error.into_original().url_ref(), "https://api.example.com/orders");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AutoForwardError<E> {
+    /// The error carries no request to forward (or, with `on_status`, its status is not
+    /// listed): returned as it was.
+    Failed(E),
+    /// The error was to be forwarded, but the forward failed (EZThrottle unreachable or
+    /// refusing, no client could be built from the environment, ...).
+    ForwardFailed {
+        /// The function's error.
+        original: E,
+        /// Why the forward failed (boxed, so the error type stays close to `E`'s size).
+        error: Box<Error>,
+    },
+    /// FRUGAL only: the failed request was made here once more and the target answered a
+    /// status that is neither 2xx nor one that forwards, so nothing was forwarded.
+    FailedLocally {
+        /// The function's error.
+        original: E,
+        /// What the target answered to the repeated request (boxed: it is large, and
+        /// this is a rare case).
+        response: Box<LocalResponse>,
+    },
+}
+
+impl<E> AutoForwardError<E> {
+    /// The function's own error.
+    pub fn original(&self) -> &E {
+        match self {
+            Self::Failed(original) | Self::ForwardFailed { original, .. } | Self::FailedLocally { original, .. } => {
+                original
+            }
+        }
+    }
+
+    /// The function's own error, dropping what the forward added.
+    pub fn into_original(self) -> E {
+        match self {
+            Self::Failed(original) | Self::ForwardFailed { original, .. } | Self::FailedLocally { original, .. } => {
+                original
+            }
+        }
+    }
+
+    /// Why the forward failed, when it was attempted and failed.
+    pub fn forward_error(&self) -> Option<&Error> {
+        match self {
+            Self::ForwardFailed { error, .. } => Some(error),
+            Self::Failed(_) | Self::FailedLocally { .. } => None,
+        }
+    }
+}
+
+impl<E> From<E> for AutoForwardError<E> {
+    fn from(original: E) -> Self {
+        Self::Failed(original)
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for AutoForwardError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(original) => original.fmt(f),
+            // The forward's error is the `source`, so it is not repeated here.
+            Self::ForwardFailed { original, .. } => write!(f, "{original}; forwarding it to EZThrottle failed"),
+            Self::FailedLocally { original, response } => write!(
+                f,
+                "{original}; made again here, {} answered {}, which does not forward",
+                response.url, response.status
+            ),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for AutoForwardError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(original) | Self::FailedLocally { original, .. } => original.source(),
+            Self::ForwardFailed { error, .. } => Some(&**error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::ForwardToEZThrottle;
+
+    fn forward() -> ForwardToEZThrottle {
+        ForwardToEZThrottle::get("https://api.example.com/orders")
+    }
+
+    #[test]
+    fn a_plain_failure_is_transparent() {
+        let error = AutoForwardError::Failed(forward());
+        assert_eq!(error.to_string(), "forward GET https://api.example.com/orders to EZThrottle");
+        assert!(error.source().is_none());
+        assert!(error.forward_error().is_none());
+        assert_eq!(error.original().url_ref(), "https://api.example.com/orders");
+    }
+
+    #[test]
+    fn a_failed_forward_keeps_both_errors() {
+        let error =
+            AutoForwardError::ForwardFailed { original: forward(), error: Box::new(Error::Config("no key".into())) };
+        assert_eq!(
+            error.to_string(),
+            "forward GET https://api.example.com/orders to EZThrottle; forwarding it to EZThrottle failed"
+        );
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("invalid EZThrottle client configuration: no key")
+        );
+        assert!(matches!(error.forward_error(), Some(Error::Config(_))));
+        assert_eq!(error.into_original(), forward());
+    }
+
+    #[test]
+    fn from_wraps_as_failed() {
+        let error: AutoForwardError<ForwardToEZThrottle> = forward().into();
+        assert!(matches!(error, AutoForwardError::Failed(_)));
+    }
+
+    #[test]
+    fn outcome_accessors() {
+        let receipt = SubmitReceipt::new("job_1", crate::SubmissionStatus::Queued);
+        let forwarded: Outcome<u8> = Outcome::Forwarded(receipt.clone());
+        assert!(forwarded.is_forwarded());
+        assert_eq!(forwarded.receipt(), Some(&receipt));
+        assert_eq!(forwarded.completed(), None);
+        assert_eq!(Outcome::Completed(3).completed(), Some(3));
+    }
+}
