@@ -1,0 +1,372 @@
+//! The cost of the forwarding layer.
+//!
+//! ```sh
+//! cargo bench -p ezthrottle-tower --all-features --bench forward
+//! ```
+//!
+//! Against a loopback hyper server answering 1 KiB bodies (to 1 KiB POSTs):
+//!
+//! 1. criterion, side by side: hyper-util's client bare and wrapped in `ForwardLayer`;
+//!    reqwest plain and with `ForwardMiddleware` (feature `reqwest-middleware`);
+//! 2. an interleaved A/B throughput run (8 concurrent callers, alternating batches)
+//!    printing the wrapped / bare throughput ratios (target ≥ 0.97);
+//! 3. the time from the target's 429 to the caller holding the 202 (engine on loopback),
+//!    measured per call from the instant the target produced the 429: p50 / p99.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput};
+use ezthrottle_core::EZThrottle;
+use ezthrottle_tower::{Forward, ForwardLayer, IdempotencyKey};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tower::{Layer, ServiceExt};
+
+const KIB: usize = 1024;
+const CALLERS: usize = 8;
+
+type Bare = Client<HttpConnector, Full<Bytes>>;
+type Wrapped = Forward<Bare>;
+
+/// When the target produced each 429, by `x-bench-id`.
+type Stamps = Arc<Mutex<HashMap<u64, Instant>>>;
+
+async fn serve(stamps: Stamps) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let payload = Bytes::from(vec![b'a'; KIB]);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let payload = payload.clone();
+            let stamps = Arc::clone(&stamps);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let payload = payload.clone();
+                    let stamps = Arc::clone(&stamps);
+                    async move {
+                        let limited = request.uri().path() == "/limited";
+                        let id = request.headers().get("x-bench-id").and_then(|v| v.to_str().ok()?.parse().ok());
+                        let _ = request.into_body().collect().await;
+                        let response = if limited {
+                            let mut response = Response::new(Full::new(Bytes::from_static(b"slow down")));
+                            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                            response.headers_mut().insert("retry-after", "3600".parse().unwrap());
+                            if let Some(id) = id {
+                                stamps.lock().unwrap().insert(id, Instant::now());
+                            }
+                            response
+                        } else {
+                            Response::new(Full::new(payload))
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+fn post(url: &str) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .header("content-type", "application/octet-stream")
+        .body(Full::new(Bytes::from(vec![b'q'; KIB])))
+        .unwrap()
+}
+
+async fn call_tower<S, B>(service: &S, url: &str)
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let response = service.clone().oneshot(post(url)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), KIB);
+}
+
+/// `calls` calls spread over [`CALLERS`] concurrent callers, each making its calls one
+/// after the other; the time they took.
+async fn batch<F, Fut>(calls: u64, make: F) -> Duration
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let make = Arc::new(make);
+    let per_caller = calls.div_ceil(CALLERS as u64).max(1);
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        let make = Arc::clone(&make);
+        callers.spawn(async move {
+            for _ in 0..per_caller {
+                make().await;
+            }
+        });
+    }
+    callers.join_all().await;
+    started.elapsed().mul_f64(calls as f64 / (per_caller * CALLERS as u64) as f64)
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    url: String,
+    limited_url: String,
+    bare: Bare,
+    wrapped: Wrapped,
+    stamps: Stamps,
+    #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
+    ezthrottle: EZThrottle,
+    _engine: ezthrottle_local::RunningEngine,
+}
+
+fn setup() -> Setup {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let stamps: Stamps = Arc::default();
+    let (addr, engine) = rt.block_on(async {
+        let addr = serve(Arc::clone(&stamps)).await;
+        let engine = ezthrottle_local::Engine::builder().open().max_queued_jobs(1_000_000).start().await.unwrap();
+        (addr, engine)
+    });
+    let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build().unwrap();
+    let _guard = rt.enter();
+    let bare: Bare = Client::builder(TokioExecutor::new()).build_http();
+    let wrapped = ForwardLayer::new(ezthrottle.clone()).idempotency(IdempotencyKey::Unique).layer(bare.clone());
+    Setup {
+        url: format!("http://{addr}/ok"),
+        limited_url: format!("http://{addr}/limited"),
+        rt,
+        bare,
+        wrapped,
+        stamps,
+        ezthrottle,
+        _engine: engine,
+    }
+}
+
+fn criterion_benches(c: &mut Criterion, s: &Setup) {
+    let mut group = c.benchmark_group("pass-through 1 KiB");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    group.bench_function("hyper-util bare", |b| {
+        b.iter_custom(|iters| s.rt.block_on(batch(iters, tower_call(s.bare.clone(), s.url.clone()))));
+    });
+    group.bench_function("hyper-util + ForwardLayer", |b| {
+        b.iter_custom(|iters| s.rt.block_on(batch(iters, tower_call(s.wrapped.clone(), s.url.clone()))));
+    });
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let (plain, empty, with) = reqwest_clients(s);
+        group.bench_function("reqwest plain", |b| {
+            b.iter_custom(|iters| s.rt.block_on(batch(iters, reqwest_plain_call(plain.clone(), s.url.clone()))));
+        });
+        group.bench_function("reqwest-middleware, no middleware", |b| {
+            b.iter_custom(|iters| s.rt.block_on(batch(iters, reqwest_mw_call(empty.clone(), s.url.clone()))));
+        });
+        group.bench_function("reqwest + ForwardMiddleware", |b| {
+            b.iter_custom(|iters| s.rt.block_on(batch(iters, reqwest_mw_call(with.clone(), s.url.clone()))));
+        });
+    }
+    group.finish();
+}
+
+#[cfg(feature = "reqwest-middleware")]
+fn reqwest_clients(
+    s: &Setup,
+) -> (reqwest::Client, reqwest_middleware::ClientWithMiddleware, reqwest_middleware::ClientWithMiddleware) {
+    let plain = reqwest::Client::new();
+    let empty = reqwest_middleware::ClientBuilder::new(plain.clone()).build();
+    let middleware = ezthrottle_tower::ForwardMiddleware::new(s.ezthrottle.clone()).idempotency(IdempotencyKey::Unique);
+    let with = reqwest_middleware::ClientBuilder::new(plain.clone()).with(middleware).build();
+    (plain, empty, with)
+}
+
+#[cfg(feature = "reqwest-middleware")]
+fn reqwest_plain_call(
+    client: reqwest::Client,
+    url: String,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static {
+    move || {
+        let request = client.post(&url).body(vec![b'q'; KIB]);
+        Box::pin(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.bytes().await.unwrap().len(), KIB);
+        })
+    }
+}
+
+#[cfg(feature = "reqwest-middleware")]
+fn reqwest_mw_call(
+    client: reqwest_middleware::ClientWithMiddleware,
+    url: String,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static {
+    move || {
+        let request = client.post(&url).body(vec![b'q'; KIB]);
+        Box::pin(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.bytes().await.unwrap().len(), KIB);
+        })
+    }
+}
+
+/// One call through a tower client, as a closure making the futures.
+fn tower_call<S, B>(
+    service: S,
+    url: String,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    move || {
+        let (service, url) = (service.clone(), url.clone());
+        Box::pin(async move { call_tower(&service, &url).await })
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Alternating batches of `a` and `b`; the median throughput (calls/s) of each.
+fn interleaved<A, B>(s: &Setup, rounds: usize, calls: u64, a: A, b: B) -> (f64, f64)
+where
+    A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
+    B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
+{
+    let (mut rate_a, mut rate_b) = (Vec::new(), Vec::new());
+    let rate = |took: Duration| calls as f64 / took.as_secs_f64();
+    s.rt.block_on(batch(calls, a.clone()));
+    s.rt.block_on(batch(calls, b.clone()));
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            rate_a.push(rate(s.rt.block_on(batch(calls, a.clone()))));
+            rate_b.push(rate(s.rt.block_on(batch(calls, b.clone()))));
+        } else {
+            rate_b.push(rate(s.rt.block_on(batch(calls, b.clone()))));
+            rate_a.push(rate(s.rt.block_on(batch(calls, a.clone()))));
+        }
+    }
+    (median(rate_a), median(rate_b))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn ab_report(s: &Setup) {
+    println!("\n== interleaved A/B throughput, {CALLERS} concurrent callers, 1 KiB bodies ==");
+    let (bare, wrapped) = interleaved(
+        s,
+        16,
+        4000,
+        tower_call(s.bare.clone(), s.url.clone()),
+        tower_call(s.wrapped.clone(), s.url.clone()),
+    );
+    println!("hyper-util bare            {bare:>9.0} calls/s");
+    println!("hyper-util + ForwardLayer  {wrapped:>9.0} calls/s");
+    println!("ratio wrapped / bare       {:.3}  (target >= 0.97)", wrapped / bare);
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let (plain, empty, with) = reqwest_clients(s);
+        let (empty_rate, with_rate) = interleaved(
+            s,
+            16,
+            4000,
+            reqwest_mw_call(empty, s.url.clone()),
+            reqwest_mw_call(with.clone(), s.url.clone()),
+        );
+        println!("reqwest-middleware, no middleware  {empty_rate:>9.0} calls/s");
+        println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
+        println!("ratio with / without the middleware {:.3}  (target >= 0.97)", with_rate / empty_rate);
+        let (plain_rate, with_rate) =
+            interleaved(s, 16, 4000, reqwest_plain_call(plain, s.url.clone()), reqwest_mw_call(with, s.url.clone()));
+        println!("reqwest plain                      {plain_rate:>9.0} calls/s");
+        println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
+        println!("ratio vs plain reqwest              {:.3}", with_rate / plain_rate);
+    }
+}
+
+fn latency_report(s: &Setup) {
+    const CALLS: u64 = 2000;
+    const WARM_UP: u64 = 200;
+    println!("\n== target's 429 -> caller holds the 202 (engine on loopback), {CALLS} sequential calls ==");
+    let mut deltas = Vec::new();
+    let mut totals = Vec::new();
+    s.rt.block_on(async {
+        for id in 0..CALLS + WARM_UP {
+            let mut request = post(&s.limited_url);
+            request.headers_mut().insert("x-bench-id", id.into());
+            let started = Instant::now();
+            let response = s.wrapped.clone().oneshot(request).await.unwrap();
+            let held = Instant::now();
+            assert_eq!(
+                response.status(),
+                StatusCode::ACCEPTED,
+                "{:?}",
+                response.extensions().get::<ezthrottle_tower::ForwardFailed>()
+            );
+            let answered = s.stamps.lock().unwrap().remove(&id).expect("the target stamped its 429");
+            if id >= WARM_UP {
+                deltas.push(held - answered);
+                totals.push(held - started);
+            }
+        }
+    });
+    deltas.sort();
+    totals.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "429 -> 202      p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms  (target p99 < 2 ms)",
+        ms(percentile(&deltas, 0.5)),
+        ms(percentile(&deltas, 0.99)),
+        ms(*deltas.last().unwrap())
+    );
+    println!(
+        "whole call      p50 {:.3} ms   p99 {:.3} ms",
+        ms(percentile(&totals, 0.5)),
+        ms(percentile(&totals, 0.99))
+    );
+}
+
+fn main() {
+    let setup = setup();
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_benches(&mut criterion, &setup);
+    criterion.final_summary();
+    // `cargo test --benches` runs the bench once in test mode: keep that quick.
+    if std::env::args().any(|arg| arg == "--bench") {
+        // `EZT_BENCH_ONLY=ab` or `=latency` runs one report.
+        let only = std::env::var("EZT_BENCH_ONLY").unwrap_or_default();
+        if only != "latency" {
+            ab_report(&setup);
+        }
+        if only != "ab" {
+            latency_report(&setup);
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The framework-neutral half of forwarding, shared by the tower layer and the reqwest
+//! middleware: what the request looked like, whether it goes to the target or straight
+//! to EZThrottle, the job built from it, and the `202 Accepted` answered for it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ezthrottle_core::retry_after::parse_retry_after;
+use ezthrottle_core::{ForwardToEZThrottle, IdempotentStrategy, Job, StepType, SubmitReceipt};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+
+use super::breaker::{Admission, ProbeGuard};
+use super::extension::{
+    FORWARDED_HEADER, ForwardFailed, ForwardReason, ForwardedJob, IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER,
+};
+use super::settings::{IdempotencyKey, Settings};
+
+/// A job submission in flight. Boxed: only forwarded calls pay for it.
+pub(crate) type Submission = Pin<Box<dyn Future<Output = Result<SubmitReceipt, ezthrottle_core::Error>> + Send>>;
+
+/// The current time in Unix milliseconds.
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The head of the original request, kept while the call runs so it can become a job.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderBlob,
+}
+
+impl Head {
+    /// The head of a request about to be sent (its extensions are not kept).
+    pub(crate) fn of(parts: &http::request::Parts) -> Self {
+        Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: HeaderBlob::of(&parts.headers),
+        }
+    }
+
+    /// The circuit-breaker key of the target: `host:port`, the port made explicit.
+    #[cfg(test)]
+    pub(crate) fn host_key(&self) -> Option<String> {
+        Self::host_key_of(&self.uri)
+    }
+
+    /// The circuit-breaker key of `uri`'s target.
+    pub(crate) fn host_key_of(uri: &Uri) -> Option<String> {
+        let authority = uri.authority()?;
+        let port = authority.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        Some(match port {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        })
+    }
+
+    fn parts(&self) -> http::request::Parts {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method.clone();
+        parts.uri = self.uri.clone();
+        parts.version = self.version;
+        parts.headers = self.headers.to_map();
+        parts
+    }
+}
+
+/// Request headers copied into one buffer: one allocation and a `memcpy`, where cloning a
+/// `HeaderMap` allocates twice and touches the shared count of every value. Decoded only
+/// when a job is built. Each header is `name length (u32 LE), name, value length (u32 LE),
+/// value`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct HeaderBlob(Vec<u8>);
+
+impl HeaderBlob {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let size = headers.iter().map(|(name, value)| 8 + name.as_str().len() + value.len()).sum();
+        let mut blob = Vec::with_capacity(size);
+        for (name, value) in headers {
+            for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+                blob.extend_from_slice(&len.to_le_bytes());
+                blob.extend_from_slice(part);
+            }
+        }
+        Self(blob)
+    }
+
+    /// The headers again, in their original order (repeated headers included).
+    pub(crate) fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let mut rest = self.0.as_slice();
+        let next = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+            let part = tail.get(..len)?.to_vec();
+            *rest = tail.get(len..)?;
+            Some(part)
+        };
+        while let (Some(name), Some(value)) = (next(&mut rest), next(&mut rest)) {
+            if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(&name), HeaderValue::from_bytes(&value)) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+impl fmt::Debug for HeaderBlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HeaderBlob").field(&self.to_map()).finish()
+    }
+}
+
+/// Why a request body was not captured for forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotCaptured {
+    /// No upper bound on its size: a stream.
+    UnknownSize,
+    /// Possibly larger than `max_replay_bytes`: its size may reach `upper`.
+    TooLarge { upper: u64, cap: usize },
+    /// A reqwest body that cannot be cloned (a stream).
+    #[cfg(feature = "reqwest-middleware")]
+    NotCloneable,
+}
+
+impl fmt::Display for NotCaptured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownSize => f.write_str("the request body has no known size (a stream), so it was not captured"),
+            Self::TooLarge { upper, cap } => {
+                write!(f, "the request body (up to {upper} bytes) may be larger than max_replay_bytes ({cap})")
+            }
+            #[cfg(feature = "reqwest-middleware")]
+            Self::NotCloneable => {
+                f.write_str("the request body is a stream that cannot be cloned, so it was not captured")
+            }
+        }
+    }
+}
+
+/// Whether a body of this size is captured: `Ok(())` or why not.
+pub(crate) fn capturable(upper: Option<u64>, cap: usize) -> Result<(), NotCaptured> {
+    match upper {
+        None => Err(NotCaptured::UnknownSize),
+        Some(upper) if upper > cap as u64 => Err(NotCaptured::TooLarge { upper, cap }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// How one request goes.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// Call the target (as the half-open probe when the guard is set).
+    Call { probe: Option<ProbeGuard> },
+    /// Submit to EZThrottle without calling the target.
+    ForwardFirst { reason: ForwardReason, retry_at: Option<u64> },
+}
+
+impl Settings {
+    /// Decides how the request to `host` goes, before anything is sent.
+    pub(crate) fn plan(&self, host: Option<&str>) -> Plan {
+        if self.step_type == StepType::Performance {
+            return Plan::ForwardFirst { reason: ForwardReason::Performance, retry_at: None };
+        }
+        match (&self.breaker, host) {
+            (Some(breaker), Some(host)) => match breaker.admit(host) {
+                Admission::Call => Plan::Call { probe: None },
+                Admission::Probe(guard) => Plan::Call { probe: Some(guard) },
+                Admission::Forward { retry_at } => Plan::ForwardFirst { reason: ForwardReason::CircuitOpen, retry_at },
+            },
+            _ => Plan::Call { probe: None },
+        }
+    }
+
+    /// Records, for the circuit breaker, the outcome of a call that reached the target.
+    pub(crate) fn record(
+        &self,
+        host: Option<&str>,
+        forwardable: bool,
+        retry_at: Option<u64>,
+        probe: Option<&mut ProbeGuard>,
+    ) {
+        if let (Some(breaker), Some(host)) = (&self.breaker, host) {
+            breaker.record(host, forwardable, retry_at, probe);
+        }
+    }
+
+    /// The job for `head` + `body`; `retry_at` from the target's `Retry-After`.
+    ///
+    /// Hop-by-hop headers and the deny-list are dropped; every other header (including
+    /// `Authorization` and `Idempotency-Key`) is kept.
+    pub(crate) fn job(&self, head: &Head, body: &Bytes, retry_at: Option<u64>) -> Result<Job, ForwardFailed> {
+        let parts = head.parts();
+        let key_from_header = header_key(&parts.headers);
+        let request = Request::from_parts(parts, body.clone());
+        let forward = ForwardToEZThrottle::from_http_request(&request).map_err(|err| not_forwarded(err.to_string()))?;
+        let (parts, _) = request.into_parts();
+        let mut forward = forward
+            .webhooks(self.webhooks.iter().cloned())
+            .webhook_quorum(self.webhook_quorum)
+            .regions(self.regions.iter().cloned())
+            .idempotent_strategy(IdempotentStrategy::Hash);
+        if let Some(policy) = &self.retry_policy {
+            forward = forward.retry_policy(policy.clone());
+        }
+        if let Some(at) = retry_at {
+            forward = forward.retry_at(at);
+        }
+        let mut metadata = self.metadata.clone();
+        if let Some(metadata_fn) = &self.metadata_fn {
+            metadata.extend(metadata_fn(&parts));
+        }
+        forward = forward.metadata(metadata);
+        let key = match &self.idempotency {
+            IdempotencyKey::HeaderThenHash => key_from_header,
+            IdempotencyKey::Hash => None,
+            IdempotencyKey::Unique => {
+                forward = forward.idempotent_strategy(IdempotentStrategy::Unique);
+                None
+            }
+            IdempotencyKey::Fn(key_fn) => (key_fn.0)(&parts, body),
+        };
+        if let Some(key) = key {
+            forward = forward.idempotent_key(key);
+        }
+        let mut job = forward.to_job();
+        job.region_policy = self.region_policy;
+        job.execution_mode = self.execution_mode;
+        if !self.deny_headers.is_empty() {
+            job.headers
+                .retain(|name, _| !self.deny_headers.iter().any(|denied| denied.as_str().eq_ignore_ascii_case(name)));
+        }
+        Ok(job)
+    }
+
+    /// Submits `job` in a boxed future (the only allocation of the forwarding path that
+    /// the pass-through path never makes).
+    pub(crate) fn submit(&self, job: Job) -> Submission {
+        let client = self.client.clone();
+        Box::pin(async move { client.submit_job(&job).await })
+    }
+}
+
+/// The request's `Idempotency-Key`, if it is usable text.
+fn header_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(IDEMPOTENCY_KEY_HEADER)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// The instant (Unix ms) of a response's `Retry-After`, seconds or HTTP date.
+pub(crate) fn retry_after_ms(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, now_unix_ms())
+}
+
+pub(crate) fn not_forwarded(reason: impl Into<String>) -> ForwardFailed {
+    ForwardFailed { reason: reason.into(), status: None }
+}
+
+/// Why a submission failed, as the extension carries it.
+pub(crate) fn submission_failed(error: &ezthrottle_core::Error) -> ForwardFailed {
+    ForwardFailed { reason: format!("submitting the job failed: {error}"), status: error.status() }
+}
+
+/// The `202 Accepted` answered for a forwarded call: JSON receipt, headers and the
+/// [`ForwardedJob`] extension.
+pub(crate) fn accepted<T>(receipt: SubmitReceipt, reason: ForwardReason, wrap: impl FnOnce(Bytes) -> T) -> Response<T> {
+    let original_status = reason.original_status();
+    let body = serde_json::json!({
+        "job_id": receipt.job_id,
+        "status": receipt.status.as_str(),
+        "idempotent_key": receipt.idempotent_key,
+        "duplicate": receipt.duplicate,
+        "forwarded": true,
+        "original_status": original_status.map(|status| status.as_u16()),
+        "reason": reason.as_str(),
+    });
+    let mut response = Response::new(wrap(Bytes::from(body.to_string())));
+    *response.status_mut() = StatusCode::ACCEPTED;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(id) = HeaderValue::from_str(&receipt.job_id) {
+        headers.insert(JOB_ID_HEADER, id);
+    }
+    headers.insert(FORWARDED_HEADER, HeaderValue::from_static("true"));
+    response.extensions_mut().insert(ForwardedJob { receipt, original_status, reason });
+    response
+}
+
+/// The synthesized answer when the request body failed while being captured: the request
+/// could not be sent at all.
+pub(crate) fn body_failed<T>(reason: String, wrap: impl FnOnce(Bytes) -> T) -> Response<T> {
+    let mut response = Response::new(wrap(Bytes::from(format!("{reason}\n"))));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static("false"));
+    response.extensions_mut().insert(not_forwarded(reason));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ezthrottle_core::{EZThrottle, SubmissionStatus, Webhook};
+
+    fn settings() -> Settings {
+        Settings::new(EZThrottle::builder().direct("http://127.0.0.1:9").build().unwrap())
+    }
+
+    fn head(uri: &str, headers: &[(&str, &str)]) -> Head {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        Head {
+            method: Method::POST,
+            uri: uri.parse().unwrap(),
+            version: Version::HTTP_11,
+            headers: HeaderBlob::of(&map),
+        }
+    }
+
+    #[test]
+    fn the_job_keeps_the_request_and_the_settings() {
+        let mut settings = settings();
+        settings.webhooks = vec![Webhook::new("http://127.0.0.1:1/hook")];
+        settings.deny_headers = vec![http::HeaderName::from_static("x-secret")];
+        settings.metadata_fn = Some(std::sync::Arc::new(|parts: &http::request::Parts| {
+            let mut metadata = ezthrottle_core::protocol::Metadata::new();
+            metadata.insert("path".into(), parts.uri.path().into());
+            metadata
+        }));
+        let head = head(
+            "http://api.test:8080/orders?x=1",
+            &[
+                ("authorization", "Bearer t"),
+                ("idempotency-key", "order-7"),
+                ("connection", "close"),
+                ("x-secret", "s"),
+                ("content-type", "application/json"),
+            ],
+        );
+        let job = settings.job(&head, &Bytes::from_static(b"{\"a\":1}"), Some(42)).unwrap();
+        assert_eq!(job.url, "http://api.test:8080/orders?x=1");
+        assert_eq!(job.method, Method::POST);
+        assert_eq!(job.body.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(job.idempotent_key.as_deref(), Some("order-7"));
+        assert_eq!(job.retry_at, Some(42));
+        assert_eq!(job.headers.get("authorization").map(String::as_str), Some("Bearer t"));
+        assert_eq!(job.headers.get("idempotency-key").map(String::as_str), Some("order-7"));
+        assert!(!job.headers.contains_key("connection") && !job.headers.contains_key("x-secret"), "{:?}", job.headers);
+        assert_eq!(job.metadata["path"], "/orders");
+        assert_eq!(job.webhooks.len(), 1);
+    }
+
+    #[test]
+    fn idempotency_strategies() {
+        let head = head("http://api.test/x", &[("idempotency-key", "k")]);
+        let body = Bytes::new();
+        let mut settings = settings();
+        settings.idempotency = IdempotencyKey::Hash;
+        assert_eq!(settings.job(&head, &body, None).unwrap().idempotent_key, None);
+        settings.idempotency = IdempotencyKey::Unique;
+        let unique = settings.job(&head, &body, None).unwrap().idempotent_key.unwrap();
+        assert_ne!(unique, "k");
+        settings.idempotency = IdempotencyKey::from_fn(|parts, _| Some(format!("fn-{}", parts.uri.path())));
+        assert_eq!(settings.job(&head, &body, None).unwrap().idempotent_key.as_deref(), Some("fn-/x"));
+    }
+
+    #[test]
+    fn relative_uris_and_binary_bodies_are_not_forwarded() {
+        let settings = settings();
+        let relative = settings.job(&head("/x", &[]), &Bytes::new(), None).unwrap_err();
+        assert!(relative.reason.contains("URL"), "{relative}");
+        let binary = settings.job(&head("http://a.test/x", &[]), &Bytes::from_static(&[0xff, 0xfe]), None).unwrap_err();
+        assert!(binary.reason.contains("UTF-8"), "{binary}");
+    }
+
+    #[test]
+    fn accepted_answers_202_with_the_receipt() {
+        let receipt = SubmitReceipt::new("job_1", SubmissionStatus::Queued).with_idempotent_key("k");
+        let response = accepted(receipt, ForwardReason::Status(StatusCode::TOO_MANY_REQUESTS), |b| b);
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers()[JOB_ID_HEADER], "job_1");
+        assert_eq!(response.headers()[FORWARDED_HEADER], "true");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"job_id":"job_1","status":"queued","idempotent_key":"k","duplicate":false,
+                "forwarded":true,"original_status":429,"reason":"status"})
+        );
+        let job = response.extensions().get::<ForwardedJob>().unwrap();
+        assert_eq!(job.original_status, Some(StatusCode::TOO_MANY_REQUESTS));
+    }
+
+    #[test]
+    fn header_blobs_give_the_headers_back_in_order() {
+        let mut map = HeaderMap::new();
+        map.append("x-a", "1".parse().unwrap());
+        map.append("accept", "text/html".parse().unwrap());
+        map.append("x-a", "2: with colon".parse().unwrap());
+        map.append("x-empty", HeaderValue::from_static(""));
+        let back = HeaderBlob::of(&map).to_map();
+        assert_eq!(back, map);
+        assert_eq!(back.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2: with colon"]);
+        assert!(HeaderBlob::of(&HeaderMap::new()).to_map().is_empty());
+        assert!(HeaderBlob(vec![9, 0, 0]).to_map().is_empty(), "a truncated blob decodes to nothing");
+    }
+
+    #[test]
+    fn host_keys_make_the_port_explicit() {
+        assert_eq!(head("https://a.test/x", &[]).host_key().as_deref(), Some("a.test:443"));
+        assert_eq!(head("http://a.test/x", &[]).host_key().as_deref(), Some("a.test:80"));
+        assert_eq!(head("http://127.0.0.1:81/", &[]).host_key().as_deref(), Some("127.0.0.1:81"));
+        assert_eq!(head("/relative", &[]).host_key(), None);
+        assert_eq!(capturable(None, 10), Err(NotCaptured::UnknownSize));
+        assert_eq!(capturable(Some(11), 10), Err(NotCaptured::TooLarge { upper: 11, cap: 10 }));
+        assert_eq!(capturable(Some(10), 10), Ok(()));
+    }
+}

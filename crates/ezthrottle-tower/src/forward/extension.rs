@@ -1,0 +1,108 @@
+//! What a forwarded (or not forwarded) answer carries as typed response extensions.
+
+use std::fmt;
+
+use ezthrottle_core::SubmitReceipt;
+use http::StatusCode;
+
+/// Header naming the job of a forwarded call.
+pub const JOB_ID_HEADER: &str = "x-ezthrottle-job-id";
+/// Header set to `true` on a forwarded call's `202 Accepted`.
+pub const FORWARDED_HEADER: &str = "x-ezthrottle-forwarded";
+/// Request header whose value becomes the job's idempotency key
+/// (with [`IdempotencyKey::HeaderThenHash`](super::IdempotencyKey::HeaderThenHash)).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Why a call was forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardReason {
+    /// The target answered a status the policy forwards (e.g. 429).
+    Status(StatusCode),
+    /// The call failed in transport (the wrapped service returned an error).
+    TransportError,
+    /// The target's circuit was open: the target was not called.
+    CircuitOpen,
+    /// The layer runs as [`StepType::Performance`](ezthrottle_core::StepType::Performance):
+    /// every call is submitted without calling the target.
+    Performance,
+}
+
+impl ForwardReason {
+    /// The wire name used in the `202` body's `reason` field.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Status(_) => "status",
+            Self::TransportError => "transport_error",
+            Self::CircuitOpen => "circuit_open",
+            Self::Performance => "performance",
+        }
+    }
+
+    /// The target's status, for [`ForwardReason::Status`].
+    pub fn original_status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status(status) => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ForwardReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status(status) => write!(f, "the target answered {status}"),
+            Self::TransportError => f.write_str("the call failed in transport"),
+            Self::CircuitOpen => f.write_str("the target's circuit is open"),
+            Self::Performance => f.write_str("PERFORMANCE: submitted without calling the target"),
+        }
+    }
+}
+
+/// Response extension of a forwarded call (`202 Accepted`): EZThrottle's receipt.
+///
+/// ```
+/// # use ezthrottle_tower::ForwardedJob;
+/// # fn handle(response: http::Response<()>) {
+/// if let Some(job) = response.extensions().get::<ForwardedJob>() {
+///     println!("queued as {} after {:?}", job.receipt.job_id, job.original_status);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForwardedJob {
+    /// EZThrottle's answer: the job id, its status, the idempotency key, `duplicate`.
+    pub receipt: SubmitReceipt,
+    /// The status the target answered; `None` for a transport error, or when the target
+    /// was not called ([`ForwardReason::CircuitOpen`], [`ForwardReason::Performance`]).
+    pub original_status: Option<StatusCode>,
+    /// Why the call was forwarded.
+    pub reason: ForwardReason,
+}
+
+/// Response extension of a call that should have been forwarded but was not: the
+/// response is the target's own, unchanged.
+///
+/// Set when EZThrottle refused the job or could not be reached, when the request could
+/// not become a job (its body was not captured, is not UTF-8 text, or its URI is not
+/// absolute). When the wrapped service returned an *error*, that error is returned
+/// unchanged and the reason is only logged (`tracing`, level `warn`).
+///
+/// One more case: when the request body fails while it is being captured (before the
+/// target is called), the request cannot be sent at all; the layer then answers a
+/// synthesized `400 Bad Request` carrying this extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForwardFailed {
+    /// What went wrong, for logs.
+    pub reason: String,
+    /// The status of EZThrottle's refusal, if it answered one (e.g. `401`, `400`).
+    pub status: Option<StatusCode>,
+}
+
+impl fmt::Display for ForwardFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not forwarded to EZThrottle: {}", self.reason)
+    }
+}

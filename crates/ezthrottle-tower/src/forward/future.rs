@@ -1,0 +1,557 @@
+//! The response future of [`Forward`](super::Forward).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::breaker::ProbeGuard;
+use super::decision::{
+    Head, NotCaptured, Plan, Submission, accepted, body_failed, capturable, not_forwarded, retry_after_ms,
+    submission_failed,
+};
+use super::extension::{ForwardFailed, ForwardReason};
+use super::policy::ForwardPolicy;
+use super::settings::Config;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// Response future of [`Forward`](super::Forward).
+    ///
+    /// A state machine: call the wrapped service (with the request body captured, when
+    /// its size is known and small enough), and, only if the outcome is forwarded, submit
+    /// the job. The pass-through path allocates no box: a body already in memory (such as
+    /// `Full<Bytes>`, `axum::body::Body::from(bytes)`, a buffered `reqwest::Body`) is read
+    /// in `call` and the service is called there. Only the rarer states are boxed: the
+    /// submission of a forwarded call, a request forwarded before calling the target,
+    /// and a body whose bytes are still arriving when the call is made.
+    ///
+    /// # `Send`
+    ///
+    /// The future is `Send` when the wrapped service `S`, its future, its response and
+    /// error, the request body `B` and the policy `P` (`Send + Sync`) are; the boxed
+    /// submission always is. With hyper-util's client and `Full<Bytes>` bodies it is.
+    pub struct ResponseFuture<S, B, P>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, S::Future, S::Response, S::Error>,
+        ctx: Ctx<P>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateOwned]
+    enum State<S, B, F, T, E> {
+        // The body is still arriving; the service is called once it is read.
+        Collecting {
+            pending: Box<Pending<S, B>>,
+        },
+        // The wrapped service is answering.
+        Calling {
+            #[pin]
+            future: F,
+            capture: Capture,
+        },
+        // The outcome is forwarded; the original is kept in case the submission fails.
+        Submitting {
+            work: Box<Submit<T, E>>,
+        },
+        // Forwarding without calling the target (circuit open, PERFORMANCE); if the
+        // submission fails, the target is called after all.
+        Ahead {
+            work: Box<Ahead<S, B>>,
+        },
+        // The request body failed while it was read: the request cannot be sent.
+        BodyFailed {
+            error: String,
+        },
+        Done,
+    }
+}
+
+/// A request whose body is still arriving, with the ready service that will send it.
+struct Pending<S, B> {
+    body: B,
+    chunks: Chunks,
+    trailers: bool,
+    inner: S,
+    parts: Parts,
+}
+
+struct Submit<T, E> {
+    submission: Submission,
+    original: Result<T, E>,
+    reason: ForwardReason,
+}
+
+struct Ahead<S, B> {
+    submission: Submission,
+    inner: S,
+    request: Request<B>,
+    reason: ForwardReason,
+}
+
+/// What the request can become as a job.
+// `Kept` is the common case: boxing it would allocate on the pass-through path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Capture {
+    /// Its head and its whole body.
+    Kept { head: Head, body: Bytes },
+    /// Nothing: the body was not captured.
+    Missing(NotCaptured),
+    /// Already used, or not needed any more.
+    Spent,
+}
+
+/// The request body read so far, without copying the common single-chunk body.
+#[derive(Debug)]
+enum Chunks {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        *self = match std::mem::replace(self, Chunks::Empty) {
+            Chunks::Empty => Chunks::One(chunk),
+            Chunks::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&chunk);
+                Chunks::Many(all)
+            }
+            Chunks::Many(mut all) => {
+                all.extend_from_slice(&chunk);
+                Chunks::Many(all)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Chunks::Empty => Bytes::new(),
+            Chunks::One(bytes) => bytes,
+            Chunks::Many(all) => all.freeze(),
+        }
+    }
+}
+
+/// Reads `body` with `cx` until it ends, fails or would wait. `Some(Ok(()))` when it
+/// ended, `Some(Err(..))` when it failed, `None` when it is waiting for more.
+fn read_body<B>(
+    body: &mut B,
+    chunks: &mut Chunks,
+    trailers: &mut bool,
+    cx: &mut Context<'_>,
+) -> Option<Result<(), B::Error>>
+where
+    B: Body + Unpin,
+{
+    loop {
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return None,
+            Poll::Ready(None) => return Some(Ok(())),
+            Poll::Ready(Some(Err(error))) => return Some(Err(error)),
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => chunks.push(data.copy_to_bytes(data.remaining())),
+                Err(frame) => *trailers |= frame.is_trailers(),
+            },
+        }
+    }
+}
+
+/// What the future knows besides its state.
+struct Ctx<P> {
+    config: Arc<Config<P>>,
+    /// The circuit-breaker key of the target (only with a breaker).
+    host: Option<String>,
+    probe: Option<ProbeGuard>,
+    /// Forward without calling the target, once the body is captured.
+    ahead: Option<(ForwardReason, Option<u64>)>,
+    /// A forward was already tried and failed: do not try again after the call.
+    failed: Option<Box<ForwardFailed>>,
+}
+
+impl<S, B, P> ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>> + Clone,
+    B: Body + From<Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Starts a call with `service`, made ready by `poll_ready`. The service is called at
+    /// once when possible; when the call must wait (the body is still arriving, or the
+    /// request is forwarded first), the ready service moves into the future and a clone
+    /// takes its place (clone-and-swap).
+    pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
+        let settings = &config.settings;
+        let (parts, mut body) = request.into_parts();
+        let hint = body.size_hint();
+        let captured = if hint.exact() == Some(0) {
+            Ok(false)
+        } else {
+            capturable(hint.upper(), settings.max_replay_bytes).map(|()| true)
+        };
+        let host = settings.breaker.as_ref().and_then(|_| Head::host_key_of(&parts.uri));
+        let (probe, ahead) = match settings.plan(host.as_deref()) {
+            Plan::Call { probe } => (probe, None),
+            Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
+        };
+        let mut ctx = Ctx { config, host, probe, ahead, failed: None };
+        let state = match captured {
+            Ok(false) => {
+                let capture = Capture::Kept { head: Head::of(&parts), body: Bytes::new() };
+                ctx.begin(service, Request::from_parts(parts, body), capture)
+            }
+            Ok(true) => {
+                // Most bodies with a known size are already in memory: read them now.
+                let (mut chunks, mut trailers) = (Chunks::Empty, false);
+                let mut cx = Context::from_waker(Waker::noop());
+                match read_body(&mut body, &mut chunks, &mut trailers, &mut cx) {
+                    Some(Ok(())) => {
+                        if trailers {
+                            tracing::debug!(uri = %parts.uri, "the request body's trailers are not replayed");
+                        }
+                        let bytes = chunks.into_bytes();
+                        let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
+                        ctx.begin(service, Request::from_parts(parts, B::from(bytes)), capture)
+                    }
+                    Some(Err(error)) => State::BodyFailed { error: error.into().to_string() },
+                    None => {
+                        let clone = service.clone();
+                        let inner = std::mem::replace(service, clone);
+                        State::Collecting { pending: Box::new(Pending { body, chunks, trailers, inner, parts }) }
+                    }
+                }
+            }
+            Err(not_captured) => {
+                if let Some((reason, _)) = ctx.ahead.take() {
+                    tracing::debug!(uri = %parts.uri, %reason, "{not_captured}: calling the target instead of forwarding");
+                }
+                let future = service.call(Request::from_parts(parts, body));
+                State::Calling { future, capture: Capture::Missing(not_captured) }
+            }
+        };
+        Self { state, ctx }
+    }
+}
+
+impl<P> Ctx<P> {
+    /// From `call`: call the ready service now, or, to forward first, move it into the
+    /// future and leave a clone in its place.
+    fn begin<S, B, T, E>(
+        &mut self,
+        service: &mut S,
+        request: Request<B>,
+        capture: Capture,
+    ) -> State<S, B, S::Future, T, E>
+    where
+        S: Service<Request<B>> + Clone,
+    {
+        if self.ahead.is_none() {
+            return State::Calling { future: service.call(request), capture };
+        }
+        let clone = service.clone();
+        let inner = std::mem::replace(service, clone);
+        self.start(inner, request, capture)
+    }
+
+    /// With the ready service in hand: forward first, or call the target.
+    fn start<S, B, T, E>(&mut self, mut inner: S, request: Request<B>, capture: Capture) -> State<S, B, S::Future, T, E>
+    where
+        S: Service<Request<B>>,
+    {
+        if let (Some((reason, retry_at)), Capture::Kept { head, body }) = (self.ahead.take(), &capture) {
+            match self.config.settings.job(head, body, retry_at) {
+                Ok(job) => {
+                    let submission = self.config.settings.submit(job);
+                    return State::Ahead { work: Box::new(Ahead { submission, inner, request, reason }) };
+                }
+                Err(failed) => {
+                    tracing::warn!(uri = %head.uri, %reason, "{failed}; calling the target instead");
+                    self.failed = Some(Box::new(failed));
+                }
+            }
+        }
+        State::Calling { future: inner.call(request), capture }
+    }
+
+    /// The outcome of the call that reached the target: answer it, or forward it.
+    fn after_call<R, E>(&mut self, outcome: Result<Response<R>, E>, capture: Capture) -> AfterCall<R, E>
+    where
+        P: ForwardPolicy<R, E>,
+    {
+        let forwardable = self.config.policy.should_forward(&outcome);
+        let retry_at = match &outcome {
+            Ok(response) if forwardable => retry_after_ms(response.headers()),
+            _ => None,
+        };
+        if self.host.is_some() {
+            let mut probe = self.probe.take();
+            self.config.settings.record(self.host.as_deref(), forwardable, retry_at, probe.as_mut());
+        }
+        if !forwardable {
+            return AfterCall::Answer(outcome.map(|response| response.map(ResponseBody::inner)));
+        }
+        if let Some(failed) = self.failed.take() {
+            return AfterCall::Answer(not_forwarded_outcome(outcome, *failed));
+        }
+        let reason = match &outcome {
+            Ok(response) => ForwardReason::Status(response.status()),
+            Err(_) => ForwardReason::TransportError,
+        };
+        let (head, body) = match &capture {
+            Capture::Kept { head, body } => (head, body),
+            Capture::Missing(not_captured) => {
+                tracing::debug!(%reason, "not forwarded: {not_captured}");
+                return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string())));
+            }
+            Capture::Spent => {
+                return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded("the request was not kept")));
+            }
+        };
+        match self.config.settings.job(head, body, retry_at) {
+            Ok(job) => AfterCall::Submit(Box::new(Submit {
+                submission: self.config.settings.submit(job),
+                original: outcome,
+                reason,
+            })),
+            Err(failed) => {
+                tracing::warn!(uri = %head.uri, %reason, "{failed}");
+                AfterCall::Answer(not_forwarded_outcome(outcome, failed))
+            }
+        }
+    }
+}
+
+/// What follows the call that reached the target.
+enum AfterCall<R, E> {
+    /// The answer to return.
+    Answer(Result<Response<ResponseBody<R>>, E>),
+    /// Forward: submit, keeping the original in case the submission fails.
+    Submit(Box<Submit<Response<R>, E>>),
+}
+
+/// The original outcome, with why it was not forwarded (an extension on a response; a
+/// `tracing` event for an error).
+fn not_forwarded_outcome<R, E>(
+    outcome: Result<Response<R>, E>,
+    failed: ForwardFailed,
+) -> Result<Response<ResponseBody<R>>, E> {
+    match outcome {
+        Ok(mut response) => {
+            response.extensions_mut().insert(failed);
+            Ok(response.map(ResponseBody::inner))
+        }
+        Err(error) => {
+            tracing::warn!("returning the original error: {failed}");
+            Err(error)
+        }
+    }
+}
+
+/// The synthesized answer when the request body failed while being read.
+fn body_read_failed<R>(error: &str) -> Response<ResponseBody<R>> {
+    let reason = format!("the request body failed while being read: {error}");
+    tracing::warn!("{reason}; the request was not sent");
+    body_failed(reason, ResponseBody::synthesized)
+}
+
+impl<S, B, P, R> Future for ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    B: Body + From<Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    P: ForwardPolicy<R, S::Error>,
+{
+    type Output = Result<Response<ResponseBody<R>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Collecting { pending } => {
+                    let Pending { body, chunks, trailers, .. } = &mut **pending;
+                    let Some(read) = read_body(body, chunks, trailers, cx) else {
+                        return Poll::Pending;
+                    };
+                    let StateOwned::Collecting { pending } = this.state.as_mut().project_replace(State::Done) else {
+                        unreachable!("the state was Collecting")
+                    };
+                    let Pending { chunks, trailers, inner, parts, .. } = *pending;
+                    if let Err(error) = read {
+                        this.ctx.probe = None;
+                        return Poll::Ready(Ok(body_read_failed(&error.into().to_string())));
+                    }
+                    if trailers {
+                        tracing::debug!(uri = %parts.uri, "the request body's trailers are not replayed");
+                    }
+                    let bytes = chunks.into_bytes();
+                    let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
+                    let next = this.ctx.start(inner, Request::from_parts(parts, B::from(bytes)), capture);
+                    this.state.set(next);
+                }
+                StateProj::Calling { future, capture } => {
+                    let outcome = ready!(future.poll(cx));
+                    let capture = std::mem::replace(capture, Capture::Spent);
+                    this.state.set(State::Done);
+                    match this.ctx.after_call(outcome, capture) {
+                        AfterCall::Answer(answer) => return Poll::Ready(answer),
+                        AfterCall::Submit(work) => this.state.set(State::Submitting { work }),
+                    }
+                }
+                StateProj::Submitting { work } => {
+                    let submitted = ready!(work.submission.as_mut().poll(cx));
+                    let StateOwned::Submitting { work } = this.state.as_mut().project_replace(State::Done) else {
+                        unreachable!("the state was Submitting")
+                    };
+                    let Submit { original, reason, .. } = *work;
+                    return Poll::Ready(match submitted {
+                        Ok(receipt) => Ok(accepted(receipt, reason, ResponseBody::synthesized)),
+                        Err(error) => {
+                            tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; returning the original answer");
+                            not_forwarded_outcome(original, submission_failed(&error))
+                        }
+                    });
+                }
+                StateProj::Ahead { work } => {
+                    let submitted = ready!(work.submission.as_mut().poll(cx));
+                    let StateOwned::Ahead { work } = this.state.as_mut().project_replace(State::Done) else {
+                        unreachable!("the state was Ahead")
+                    };
+                    let Ahead { mut inner, request, reason, .. } = *work;
+                    match submitted {
+                        Ok(receipt) => return Poll::Ready(Ok(accepted(receipt, reason, ResponseBody::synthesized))),
+                        Err(error) => {
+                            tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; calling the target instead");
+                            this.ctx.failed = Some(Box::new(submission_failed(&error)));
+                            let future = inner.call(request);
+                            this.state.set(State::Calling { future, capture: Capture::Spent });
+                        }
+                    }
+                }
+                StateProj::BodyFailed { error } => {
+                    let error = std::mem::take(error);
+                    this.state.set(State::Done);
+                    this.ctx.probe = None;
+                    return Poll::Ready(Ok(body_read_failed(&error)));
+                }
+                StateProj::Done => unreachable!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S, B, P> std::fmt::Debug for ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Collecting { .. } => "Collecting",
+            State::Calling { .. } => "Calling",
+            State::Submitting { .. } => "Submitting",
+            State::Ahead { .. } => "Ahead",
+            State::BodyFailed { .. } => "BodyFailed",
+            State::Done => "Done",
+        };
+        f.debug_struct("ResponseFuture").field("state", &state).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ezthrottle_core::EZThrottle;
+    use http::StatusCode;
+    use http_body::{Frame, SizeHint};
+    use http_body_util::Full;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{Forward, ForwardFailed};
+
+    /// A 4-byte body that fails, at once or after one `Pending`.
+    struct Failing {
+        wait_first: bool,
+    }
+
+    impl From<Bytes> for Failing {
+        fn from(_: Bytes) -> Self {
+            Self { wait_first: false }
+        }
+    }
+
+    impl Body for Failing {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if std::mem::take(&mut self.wait_first) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Some(Err(std::io::Error::other("connection lost"))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(4)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_while_read_is_answered_400_without_calling_the_service() {
+        for wait_first in [false, true] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&calls);
+            let service = tower::service_fn(move |_: Request<Failing>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }
+            });
+            let client = EZThrottle::builder().direct("http://127.0.0.1:9").build().unwrap();
+            let request = Request::post("http://api.test/x").body(Failing { wait_first }).unwrap();
+            let response = Forward::new(service, client).oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert!(response.body().is_synthesized());
+            let failed = response.extensions().get::<ForwardFailed>().unwrap();
+            assert!(failed.reason.contains("connection lost"), "{failed:?}");
+            assert_eq!(calls.load(Ordering::SeqCst), 0, "the request was not sent");
+        }
+    }
+
+    #[test]
+    fn chunks_join_without_copying_a_single_chunk() {
+        let one = Bytes::from_static(b"abc");
+        let mut chunks = Chunks::Empty;
+        chunks.push(Bytes::new());
+        chunks.push(one.clone());
+        let joined = chunks.into_bytes();
+        assert_eq!(joined.as_ptr(), one.as_ptr());
+        let mut chunks = Chunks::Empty;
+        for part in ["a", "b", "c"] {
+            chunks.push(Bytes::from_static(part.as_bytes()));
+        }
+        assert_eq!(chunks.into_bytes(), "abc");
+    }
+}

@@ -1,0 +1,98 @@
+//! [`ForwardLayer`]: the tower layer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ezthrottle_core::EZThrottle;
+use tower_layer::Layer;
+
+use super::policy::DefaultForwardPolicy;
+use super::service::Forward;
+use super::settings::{Config, Settings, policy_setters, settings_setters};
+
+/// Applies [`Forward`] to a service: calls that fail in a way the policy `P` selects (by
+/// default 429, 500, 502, 503, 504 and transport errors) are submitted to EZThrottle as
+/// jobs and answered `202 Accepted`.
+///
+/// Setters take and return the layer by value. The configuration sits behind an `Arc`:
+/// cloning the layer, or the services it makes, is cheap, and they share their
+/// [`CircuitBreaker`](crate::CircuitBreaker).
+///
+/// ```
+/// use std::time::Duration;
+/// use ezthrottle_core::{EZThrottle, RetryPolicy, Webhook};
+/// use ezthrottle_tower::{CircuitBreaker, ForwardLayer, IdempotencyKey};
+/// use http::{HeaderName, StatusCode};
+///
+/// # fn main() -> Result<(), ezthrottle_core::Error> {
+/// let client = EZThrottle::builder().direct("http://127.0.0.1:8080").build()?;
+/// let layer = ForwardLayer::new(client)
+///     .forward_on_status(StatusCode::REQUEST_TIMEOUT)
+///     .webhooks([Webhook::new("https://app.example.com/ezthrottle")])
+///     .retry_policy(RetryPolicy::new().max_retries(5).retry_codes([429, 503]))
+///     .idempotency(IdempotencyKey::HeaderThenHash)
+///     .deny_header(HeaderName::from_static("x-internal-token"))
+///     .circuit_breaker(CircuitBreaker::new(5, Duration::from_secs(30)));
+/// # let _ = layer; Ok(()) }
+/// ```
+pub struct ForwardLayer<P = DefaultForwardPolicy> {
+    pub(crate) config: Arc<Config<P>>,
+}
+
+impl ForwardLayer {
+    /// Forwards to `client` with the default policy and settings: FRUGAL (call the target
+    /// first), idempotency from the `Idempotency-Key` header else HASH, bodies up to 1 MiB
+    /// captured, no webhooks, no circuit breaker.
+    pub fn new(client: EZThrottle) -> Self {
+        Self { config: Arc::new(Config { settings: Settings::new(client), policy: DefaultForwardPolicy::new() }) }
+    }
+}
+
+impl<P> ForwardLayer<P> {
+    /// Replaces the policy that decides which outcomes forward.
+    pub fn policy<P2>(self, policy: P2) -> ForwardLayer<P2> {
+        let settings = match Arc::try_unwrap(self.config) {
+            Ok(config) => config.settings,
+            Err(shared) => shared.settings.clone(),
+        };
+        ForwardLayer { config: Arc::new(Config { settings, policy }) }
+    }
+
+    /// The policy.
+    pub fn get_policy(&self) -> &P {
+        &self.config.policy
+    }
+}
+
+impl<P: Clone> ForwardLayer<P> {
+    fn settings_mut(&mut self) -> &mut Settings {
+        &mut Arc::make_mut(&mut self.config).settings
+    }
+
+    settings_setters!();
+}
+
+policy_setters!(ForwardLayer);
+
+impl<S, P> Layer<S> for ForwardLayer<P> {
+    type Service = Forward<S, P>;
+
+    fn layer(&self, inner: S) -> Forward<S, P> {
+        Forward::from_config(inner, Arc::clone(&self.config))
+    }
+}
+
+impl<P> Clone for ForwardLayer<P> {
+    fn clone(&self) -> Self {
+        Self { config: Arc::clone(&self.config) }
+    }
+}
+
+impl<P: fmt::Debug> fmt::Debug for ForwardLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardLayer")
+            .field("settings", &self.config.settings)
+            .field("policy", &self.config.policy)
+            .finish()
+    }
+}

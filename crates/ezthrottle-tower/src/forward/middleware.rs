@@ -1,0 +1,282 @@
+//! [`ForwardMiddleware`]: the same forwarding for `reqwest-middleware` clients.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ezthrottle_core::{EZThrottle, SubmitReceipt};
+use http::Extensions;
+use reqwest::{Request, Response, ResponseBuilderExt, Url};
+use reqwest_middleware::{Middleware, Next};
+
+use super::decision::{
+    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, not_forwarded, retry_after_ms, submission_failed,
+};
+use super::extension::{ForwardFailed, ForwardReason};
+use super::layer::ForwardLayer;
+use super::policy::{DefaultForwardPolicy, ForwardPolicy};
+use super::settings::{Config, Settings, policy_setters, settings_setters};
+
+/// A [`reqwest_middleware::Middleware`] that hands failing calls to EZThrottle, with the
+/// same options, decisions and answers as [`ForwardLayer`].
+///
+/// The request is kept with `Request::try_clone` before it is sent (a cheap clone for a
+/// buffered body). A streaming body cannot be cloned: that request is sent untouched and,
+/// if it fails, its original answer is returned (with a `tracing` event), never an
+/// upfront error.
+///
+/// A forwarded call answers a synthesized `reqwest::Response`: `202 Accepted`, the JSON
+/// receipt, `x-ezthrottle-job-id`, `x-ezthrottle-forwarded: true` and the
+/// [`ForwardedJob`](crate::ForwardedJob) extension (`response.extensions()`); its `url()`
+/// is the original request's. If the submission fails, the original response is returned
+/// with a [`ForwardFailed`](crate::ForwardFailed) extension, or the original error.
+///
+/// The policy is a `ForwardPolicy<(), reqwest_middleware::Error>`: it sees the response's
+/// status, version and headers with an empty body.
+///
+/// ```
+/// use ezthrottle_core::{EZThrottle, Webhook};
+/// use ezthrottle_tower::ForwardMiddleware;
+///
+/// # fn main() -> Result<(), ezthrottle_core::Error> {
+/// let ezthrottle = EZThrottle::builder().direct("http://127.0.0.1:8080").build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(ForwardMiddleware::new(ezthrottle).webhooks([Webhook::new("https://app.example.com/hook")]))
+///     .build();
+/// # let _ = client; Ok(()) }
+/// ```
+pub struct ForwardMiddleware<P = DefaultForwardPolicy> {
+    config: Arc<Config<P>>,
+}
+
+impl ForwardMiddleware {
+    /// Forwards to `client` with the default policy and settings (as [`ForwardLayer::new`]).
+    pub fn new(client: EZThrottle) -> Self {
+        ForwardLayer::new(client).into()
+    }
+}
+
+impl<P> From<ForwardLayer<P>> for ForwardMiddleware<P> {
+    /// The middleware with the layer's settings, policy and circuit breaker (shared).
+    fn from(layer: ForwardLayer<P>) -> Self {
+        Self { config: layer.config }
+    }
+}
+
+impl<P> ForwardMiddleware<P> {
+    /// Replaces the policy that decides which outcomes forward.
+    pub fn policy<P2>(self, policy: P2) -> ForwardMiddleware<P2> {
+        let settings = match Arc::try_unwrap(self.config) {
+            Ok(config) => config.settings,
+            Err(shared) => shared.settings.clone(),
+        };
+        ForwardMiddleware { config: Arc::new(Config { settings, policy }) }
+    }
+
+    /// The policy.
+    pub fn get_policy(&self) -> &P {
+        &self.config.policy
+    }
+}
+
+impl<P: Clone> ForwardMiddleware<P> {
+    fn settings_mut(&mut self) -> &mut Settings {
+        &mut Arc::make_mut(&mut self.config).settings
+    }
+
+    settings_setters!();
+}
+
+policy_setters!(ForwardMiddleware);
+
+impl<P> Clone for ForwardMiddleware<P> {
+    fn clone(&self) -> Self {
+        Self { config: Arc::clone(&self.config) }
+    }
+}
+
+impl<P: fmt::Debug> fmt::Debug for ForwardMiddleware<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardMiddleware")
+            .field("settings", &self.config.settings)
+            .field("policy", &self.config.policy)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl<P> Middleware for ForwardMiddleware<P>
+where
+    P: ForwardPolicy<(), reqwest_middleware::Error> + Send + Sync + 'static,
+{
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let settings = &self.config.settings;
+        let kept = keep(&mut request, settings.max_replay_bytes);
+        let host = settings.breaker.as_ref().and_then(|_| host_key(request.url()));
+        let (mut probe, ahead) = match settings.plan(host.as_deref()) {
+            Plan::Call { probe } => (probe, None),
+            Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
+        };
+        let mut failed: Option<ForwardFailed> = None;
+        match (ahead, &kept) {
+            (Some((reason, retry_at)), Ok(copy)) => match submit(submission(settings, copy, retry_at)).await {
+                Ok(receipt) => return Ok(accepted_response(receipt, reason, copy.request.url())),
+                Err(not_submitted) => {
+                    tracing::warn!(url = %copy.request.url(), %reason, "{not_submitted}; calling the target instead");
+                    failed = Some(not_submitted);
+                }
+            },
+            (Some((reason, _)), Err(not_captured)) => {
+                tracing::debug!(url = %request.url(), %reason, "{not_captured}: calling the target instead of forwarding");
+            }
+            (None, _) => {}
+        }
+
+        let outcome = next.run(request, extensions).await;
+        let (forwardable, outcome) = decide(&self.config.policy, outcome);
+        let retry_at = match &outcome {
+            Ok(response) if forwardable => retry_after_ms(response.headers()),
+            _ => None,
+        };
+        settings.record(host.as_deref(), forwardable, retry_at, probe.as_mut());
+        drop(probe);
+        if !forwardable {
+            return outcome;
+        }
+        if let Some(failed) = failed {
+            return not_forwarded_outcome(outcome, failed);
+        }
+        let reason = match &outcome {
+            Ok(response) => ForwardReason::Status(response.status()),
+            Err(_) => ForwardReason::TransportError,
+        };
+        let copy = match kept {
+            Ok(copy) => copy,
+            Err(not_captured) => {
+                tracing::debug!(%reason, "not forwarded: {not_captured}");
+                return not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
+            }
+        };
+        match submit(submission(settings, &copy, retry_at)).await {
+            Ok(receipt) => Ok(accepted_response(receipt, reason, copy.request.url())),
+            Err(not_submitted) => {
+                tracing::warn!(url = %copy.request.url(), %reason, "{not_submitted}; returning the original answer");
+                not_forwarded_outcome(outcome, not_submitted)
+            }
+        }
+    }
+}
+
+/// What the job is built from if the call is forwarded.
+struct Kept {
+    /// A clone of the request, without its headers.
+    request: Request,
+    /// The headers, copied into one buffer (cheaper than cloning the map).
+    headers: HeaderBlob,
+}
+
+/// A copy of the request for the job, if its body can be kept (a cheap clone of a buffered
+/// body). Boxed: it keeps the middleware's own future (boxed by `async_trait`) small.
+fn keep(request: &mut Request, cap: usize) -> Result<Box<Kept>, NotCaptured> {
+    if let Some(bytes) = request.body().map(|body| body.as_bytes()) {
+        match bytes {
+            None => return Err(NotCaptured::NotCloneable),
+            Some(bytes) if bytes.len() > cap => return Err(NotCaptured::TooLarge { upper: bytes.len() as u64, cap }),
+            Some(_) => {}
+        }
+    }
+    // Clone the request without its headers, which are copied into a blob instead.
+    let headers = std::mem::take(request.headers_mut());
+    let copy = request.try_clone();
+    let kept = copy.map(|copy| Box::new(Kept { request: copy, headers: HeaderBlob::of(&headers) }));
+    *request.headers_mut() = headers;
+    kept.ok_or(NotCaptured::NotCloneable)
+}
+
+/// Builds the job from the kept request and starts its submission (boxed, so the
+/// middleware's own future stays small on the pass-through path).
+fn submission(settings: &Settings, kept: &Kept, retry_at: Option<u64>) -> Result<Submission, ForwardFailed> {
+    let copy = &kept.request;
+    let uri = copy
+        .url()
+        .as_str()
+        .parse()
+        .map_err(|err| not_forwarded(format!("the URL {} is not a valid URI: {err}", copy.url())))?;
+    let head = Head { method: copy.method().clone(), uri, version: copy.version(), headers: kept.headers.clone() };
+    let body = copy.body().and_then(|body| body.as_bytes()).map(Bytes::copy_from_slice).unwrap_or_default();
+    let job = settings.job(&head, &body, retry_at)?;
+    Ok(settings.submit(job))
+}
+
+/// Submits, turning EZThrottle's refusal into the extension carried by the answer.
+async fn submit(submission: Result<Submission, ForwardFailed>) -> Result<SubmitReceipt, ForwardFailed> {
+    submission?.await.map_err(|error| submission_failed(&error))
+}
+
+/// Applies the policy to a reqwest outcome, through a view of the response's head (its
+/// headers are moved into the view and back: nothing is copied).
+fn decide<P>(policy: &P, outcome: reqwest_middleware::Result<Response>) -> (bool, reqwest_middleware::Result<Response>)
+where
+    P: ForwardPolicy<(), reqwest_middleware::Error>,
+{
+    match outcome {
+        Ok(mut response) => {
+            let mut view = http::Response::new(());
+            *view.status_mut() = response.status();
+            *view.version_mut() = response.version();
+            std::mem::swap(view.headers_mut(), response.headers_mut());
+            let view: Result<http::Response<()>, reqwest_middleware::Error> = Ok(view);
+            let forward = policy.should_forward(&view);
+            if let Ok(mut view) = view {
+                std::mem::swap(view.headers_mut(), response.headers_mut());
+            }
+            (forward, Ok(response))
+        }
+        Err(error) => {
+            let view: Result<http::Response<()>, reqwest_middleware::Error> = Err(error);
+            let forward = policy.should_forward(&view);
+            match view {
+                Err(error) => (forward, Err(error)),
+                Ok(_) => unreachable!("the view was built from an error"),
+            }
+        }
+    }
+}
+
+fn not_forwarded_outcome(
+    outcome: reqwest_middleware::Result<Response>,
+    failed: ForwardFailed,
+) -> reqwest_middleware::Result<Response> {
+    match outcome {
+        Ok(mut response) => {
+            response.extensions_mut().insert(failed);
+            Ok(response)
+        }
+        Err(error) => {
+            tracing::warn!("returning the original error: {failed}");
+            Err(error)
+        }
+    }
+}
+
+/// The synthesized `202 Accepted`, its `url()` the original request's.
+fn accepted_response(receipt: SubmitReceipt, reason: ForwardReason, url: &Url) -> Response {
+    let (mut parts, body) = accepted(receipt, reason, |bytes| bytes).into_parts();
+    if let Ok(carrier) = http::Response::builder().url(url.clone()).body(()) {
+        parts.extensions.extend(carrier.into_parts().0.extensions);
+    }
+    Response::from(http::Response::from_parts(parts, body))
+}
+
+fn host_key(url: &Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}

@@ -1,0 +1,174 @@
+//! [`RateLimitLayer`]: the rules, the store, and how answers look.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderName, HeaderValue};
+use tower_layer::Layer;
+
+use super::algorithm::Rule;
+use super::headers::HeaderStyle;
+use super::memory::MemoryStore;
+use super::service::RateLimit;
+
+/// What to do when the store cannot decide (Redis unreachable or slow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailMode {
+    /// Let the request through, log a `tracing` warning and count it in
+    /// [`RateLimitMetrics::store_errors`] (the default: an outage of the limiter is not an
+    /// outage of the API).
+    #[default]
+    Open,
+    /// Refuse with `503 Service Unavailable` and `Retry-After: 1`.
+    Closed,
+}
+
+/// Counters of one layer (shared by every service it made).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitMetrics {
+    /// Requests admitted by every rule.
+    pub allowed: u64,
+    /// Requests refused with 429.
+    pub refused: u64,
+    /// Requests the store could not decide on.
+    pub store_errors: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) allowed: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) header_style: HeaderStyle,
+    pace_enabled: bool,
+    pub(crate) pace: Option<[(HeaderName, HeaderValue); 2]>,
+    pub(crate) fail_mode: FailMode,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Rate-limits requests by one or more [`Rule`]s, answering `429` with `Retry-After` and a
+/// JSON body naming the limit, and adding `RateLimit-*` headers to every answer.
+///
+/// ```
+/// use std::time::Duration;
+/// use ezthrottle_tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
+///
+/// let layer = RateLimitLayer::new()
+///     .rule(Rule::new("global", Scope::global(), Algorithm::sliding_window(1000, Duration::from_secs(60))))
+///     .rule(Rule::new("per_user", Scope::header("x-api-key"), Algorithm::sliding_window(100, Duration::from_secs(60))))
+///     .rule(Rule::new("per_endpoint", Scope::route(), Algorithm::sliding_window(10, Duration::from_secs(60))))
+///     .rule(Rule::new("burst", Scope::header("x-api-key"), Algorithm::token_bucket(20.0, 50)))
+///     .pace_headers(true);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RateLimitLayer<St = MemoryStore> {
+    config: Config,
+    store: St,
+}
+
+impl RateLimitLayer<MemoryStore> {
+    /// A layer with no rules yet, keeping its counts in this process.
+    pub fn new() -> Self {
+        Self::with_store(MemoryStore::new())
+    }
+}
+
+impl Default for RateLimitLayer<MemoryStore> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<St> RateLimitLayer<St> {
+    /// A layer with no rules yet, keeping its counts in `store` (e.g. a `RedisStore` shared
+    /// by several replicas).
+    pub fn with_store(store: St) -> Self {
+        Self {
+            config: Config {
+                rules: Vec::new(),
+                header_style: HeaderStyle::default(),
+                pace_enabled: false,
+                pace: None,
+                fail_mode: FailMode::default(),
+                counters: Arc::default(),
+            },
+            store,
+        }
+    }
+
+    /// Adds a rule. A request is admitted only if every rule admits it.
+    ///
+    /// # Panics
+    ///
+    /// When the rule's algorithm is unusable (a zero or non-finite rate, burst, limit or
+    /// window): a configuration mistake, reported at start-up.
+    pub fn rule(mut self, rule: Rule) -> Self {
+        if let Err(problem) = rule.algorithm.validate() {
+            #[allow(clippy::panic)] // Documented: a configuration mistake, found at start-up.
+            {
+                panic!("rate-limit rule {:?}: {problem}", rule.name);
+            }
+        }
+        self.config.rules.push(rule);
+        self.refresh_pace();
+        self
+    }
+
+    /// Which header names carry the limit (default both `RateLimit-*` and `X-RateLimit-*`).
+    pub fn header_style(mut self, style: HeaderStyle) -> Self {
+        self.config.header_style = style;
+        self
+    }
+
+    /// Also send `X-EZTHROTTLE-RPS` / `X-EZTHROTTLE-MAX-CONCURRENT` derived from the
+    /// tightest rule (its sustained rate; concurrency = the rate rounded up), so EZThrottle
+    /// paces its calls to this API instead of running into its 429s.
+    pub fn pace_headers(mut self, enabled: bool) -> Self {
+        self.config.pace_enabled = enabled;
+        self.refresh_pace();
+        self
+    }
+
+    /// What to do when the store cannot decide (default [`FailMode::Open`]).
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.config.fail_mode = mode;
+        self
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> RateLimitMetrics {
+        let counters = &self.config.counters;
+        RateLimitMetrics {
+            allowed: counters.allowed.load(Ordering::Relaxed),
+            refused: counters.refused.load(Ordering::Relaxed),
+            store_errors: counters.store_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn refresh_pace(&mut self) {
+        self.config.pace = if self.config.pace_enabled { pace_for(&self.config.rules) } else { None };
+    }
+}
+
+fn pace_for(rules: &[Rule]) -> Option<[(HeaderName, HeaderValue); 2]> {
+    let rps = rules.iter().map(|rule| rule.algorithm.rate_per_sec()).min_by(f64::total_cmp)?;
+    let concurrency = rps.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+    Some(crate::pace::pace_headers(rps, concurrency))
+}
+
+impl<S, St: Clone> Layer<S> for RateLimitLayer<St> {
+    type Service = RateLimit<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, Arc::new(self.config.clone()), self.store.clone())
+    }
+}

@@ -1,0 +1,71 @@
+//! [`RateLimit`]: the service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::future::ResponseFuture;
+use super::layer::Config;
+use super::scope::RequestHead;
+use super::store::{Check, RateLimitStore};
+
+/// A service limited by the rules of its [`RateLimitLayer`](super::RateLimitLayer).
+#[derive(Debug, Clone)]
+pub struct RateLimit<S, St> {
+    inner: S,
+    config: Arc<Config>,
+    store: St,
+}
+
+impl<S, St> RateLimit<S, St> {
+    pub(crate) fn new(inner: S, config: Arc<Config>, store: St) -> Self {
+        Self { inner, config, store }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, St, B, R> Service<Request<B>> for RateLimit<S, St>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    St: RateLimitStore,
+{
+    type Response = Response<ResponseBody<R>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B, St::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The service made ready is the one called (a clone may not be ready).
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let head = RequestHead::of(&request);
+        let checks: Vec<Check> = self
+            .config
+            .rules
+            .iter()
+            .map(|rule| Check { key: format!("{}\n{}", rule.name, rule.scope.key(&head)), algorithm: rule.algorithm })
+            .collect();
+        let check = self.store.check(checks);
+        ResponseFuture::new(check, ready, request, Arc::clone(&self.config))
+    }
+}

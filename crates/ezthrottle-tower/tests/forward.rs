@@ -1,0 +1,27 @@
+//! Integration tests of `ezthrottle-tower` against real servers on 127.0.0.1: loopback
+//! targets, the local engine as EZThrottle and a verifying webhook receiver.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
+
+#[path = "forward/support.rs"]
+mod support;
+
+#[path = "forward/breaker.rs"]
+mod breaker;
+#[path = "forward/hyper.rs"]
+mod hyper;
+#[path = "forward/mock.rs"]
+mod mock;
+#[path = "forward/pace.rs"]
+mod pace;
+#[cfg(feature = "reqwest-middleware")]
+#[path = "forward/reqwest.rs"]
+mod reqwest;
+#[path = "forward/stack.rs"]
+mod stack;

@@ -1,0 +1,389 @@
+//! Loopback targets, the local engine as EZThrottle, a verifying webhook receiver, and
+//! the clients under test.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use bytes::Bytes;
+use ezthrottle_core::webhook::Verifier;
+use ezthrottle_core::{EZThrottle, WebhookPayload};
+pub use ezthrottle_local::store::JobStore;
+use ezthrottle_local::store::{JobRecord, MemoryStore};
+use ezthrottle_local::{Engine, Pace, RunningEngine};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+pub const SECRET: &str = "whsec_tower_forward_tests";
+/// Every wait gives up after this long.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Header the engine sets on every attempt it makes.
+const ENGINE_HEADER: &str = "x-ezthrottle-job-id";
+
+/// One request a target saw.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Hit {
+    /// Whether EZThrottle (the engine) made this request, not the client under test.
+    pub fn is_from_engine(&self) -> bool {
+        self.headers.contains_key(ENGINE_HEADER)
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    hits: Mutex<Vec<Hit>>,
+    notify: Notify,
+    /// Status of `/switch` for direct calls.
+    switch: AtomicU16,
+    /// While `false`, direct calls to `/switch` wait.
+    gate: Mutex<Option<watch::Sender<bool>>>,
+}
+
+/// A loopback API recording every request.
+///
+/// Routes (any method): `/echo…` (200; the body is the request body, byte for byte;
+/// headers `x-target: echo` and `x-echo-method`), `/limited/{secs}` (429 with
+/// `Retry-After: secs` and the body `slow down`), `/unavailable` (503), `/switch` (the
+/// status set with [`Target::set_switch`], waiting while the gate is closed). Requests
+/// made by the engine (they carry `X-EZThrottle-Job-Id`) always get 200 with the echo.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    log: Arc<Log>,
+}
+
+impl Target {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let log = Arc::new(Log { switch: AtomicU16::new(200), ..Log::default() });
+        let (gate, _) = watch::channel(true);
+        *log.gate.lock().unwrap() = Some(gate);
+        let router = Router::new().route("/{*path}", any(handle)).with_state(Arc::clone(&log));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The circuit-breaker key of this target.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.log.hits.lock().unwrap().clone()
+    }
+
+    /// Requests made by the client under test (not by the engine).
+    pub fn direct_hits(&self) -> Vec<Hit> {
+        self.hits().into_iter().filter(|hit| !hit.is_from_engine()).collect()
+    }
+
+    /// Waits until `done` holds for the recorded hits.
+    pub async fn wait(&self, what: &str, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let notified = self.log.notify.notified();
+            let hits = self.hits();
+            if done(&hits) {
+                return hits;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, notified).await.is_ok(),
+                "timed out waiting for {what}: {hits:#?}"
+            );
+        }
+    }
+
+    /// Waits for the engine's attempt for `job_id`.
+    pub async fn wait_engine_hit(&self, job_id: &str) -> Hit {
+        let hits = self
+            .wait(&format!("the engine's attempt for {job_id}"), |hits| {
+                hits.iter().any(|hit| hit.headers.get(ENGINE_HEADER).is_some_and(|id| id == job_id))
+            })
+            .await;
+        hits.into_iter().find(|hit| hit.headers.get(ENGINE_HEADER).is_some_and(|id| id == job_id)).unwrap()
+    }
+
+    pub fn set_switch(&self, status: u16) {
+        self.log.switch.store(status, Ordering::SeqCst);
+    }
+
+    /// Opens or closes the gate of `/switch`.
+    pub fn set_gate(&self, open: bool) {
+        if let Some(gate) = &*self.log.gate.lock().unwrap() {
+            gate.send_replace(open);
+        }
+    }
+}
+
+fn record(log: &Log, hit: Hit) {
+    log.hits.lock().unwrap().push(hit);
+    log.notify.notify_waiters();
+}
+
+async fn handle(State(log): State<Arc<Log>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let hit = Hit { method: method.clone(), path: path.clone(), headers, body: body.clone() };
+    let from_engine = hit.is_from_engine();
+    record(&log, hit);
+    let echo =
+        || (StatusCode::OK, [("x-target", "echo"), ("x-echo-method", method.as_str())], body.clone()).into_response();
+    if from_engine {
+        return echo();
+    }
+    let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["limited", secs] => {
+            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", (*secs).to_owned())], "slow down").into_response()
+        }
+        ["unavailable"] => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+        ["switch"] => {
+            let mut open = log.gate.lock().unwrap().as_ref().map(watch::Sender::subscribe);
+            if let Some(open) = open.as_mut() {
+                let _ = open.wait_for(|open| *open).await;
+            }
+            let status = StatusCode::from_u16(log.switch.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+            (status, format!("switch {status}")).into_response()
+        }
+        _ => echo(),
+    }
+}
+
+/// A server that accepts connections and drops them at once (a reset).
+pub struct Resetter {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Resetter {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        Self { addr, accepted }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A loopback address nothing listens on.
+pub async fn refused_addr() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// The local engine as EZThrottle, with its store open for inspection.
+pub struct Ezt {
+    pub engine: RunningEngine,
+    pub store: Arc<MemoryStore>,
+    pub client: EZThrottle,
+}
+
+impl Ezt {
+    pub async fn start() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let engine = Engine::builder()
+            .open()
+            .webhook_secret(SECRET)
+            .default_pace(Pace::unlimited())
+            .retry_backoff(Duration::from_millis(10), Duration::from_millis(100))
+            .webhook_retry(Duration::from_millis(20), 3)
+            .store(Arc::clone(&store) as Arc<dyn JobStore>)
+            .start()
+            .await
+            .expect("engine starts");
+        let client = EZThrottle::builder().direct(engine.base_url()).build().expect("client");
+        Self { engine, store, client }
+    }
+
+    /// The job as the engine stored it.
+    pub fn job(&self, job_id: &str) -> Arc<JobRecord> {
+        self.store.get(job_id).unwrap_or_else(|| panic!("no job {job_id} in the engine"))
+    }
+
+    pub async fn shutdown(self) {
+        self.engine.shutdown().await;
+    }
+}
+
+/// An EZThrottle client whose engine cannot be reached.
+pub async fn unreachable_ezthrottle() -> EZThrottle {
+    let addr = refused_addr().await;
+    EZThrottle::builder().direct(format!("http://{addr}")).build().expect("client")
+}
+
+/// A webhook receiver verifying every delivery's signature.
+pub struct Receiver {
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<WebhookPayload>,
+    pub rejected: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        #[derive(Clone)]
+        struct Hook {
+            verifier: Arc<Verifier>,
+            tx: mpsc::UnboundedSender<WebhookPayload>,
+            rejected: Arc<AtomicUsize>,
+        }
+        async fn receive(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusCode {
+            let header = headers.get("x-ezthrottle-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if hook.verifier.verify(&body, header).is_err() {
+                hook.rejected.fetch_add(1, Ordering::SeqCst);
+                return StatusCode::UNAUTHORIZED;
+            }
+            match serde_json::from_slice::<WebhookPayload>(&body) {
+                Ok(payload) => {
+                    let _ = hook.tx.send(payload);
+                    StatusCode::OK
+                }
+                Err(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rejected = Arc::new(AtomicUsize::new(0));
+        let hook = Hook { verifier: Arc::new(Verifier::new(SECRET)), tx, rejected: Arc::clone(&rejected) };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().route("/hook", post(receive)).with_state(hook);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { url: format!("http://{addr}/hook"), rx, rejected }
+    }
+
+    /// The next verified delivery.
+    pub async fn next(&mut self) -> WebhookPayload {
+        tokio::time::timeout(DEADLINE, self.rx.recv()).await.expect("a webhook in time").expect("receiver open")
+    }
+}
+
+/// A request body: buffered (exact size), or streamed from a channel with no size hint
+/// or with an announced exact size.
+#[derive(Debug)]
+pub enum TestBody {
+    Full(Full<Bytes>),
+    Channel(mpsc::Receiver<Bytes>),
+    Sized(mpsc::Receiver<Bytes>, u64),
+}
+
+impl TestBody {
+    /// A streamed body and the sender of its chunks (dropping the sender ends it).
+    pub fn channel() -> (mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = mpsc::channel(4);
+        (tx, Self::Channel(rx))
+    }
+
+    /// A streamed body announcing exactly `len` bytes: captured, but only once they arrive.
+    pub fn sized_channel(len: u64) -> (mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = mpsc::channel(4);
+        (tx, Self::Sized(rx, len))
+    }
+}
+
+impl From<Bytes> for TestBody {
+    fn from(bytes: Bytes) -> Self {
+        Self::Full(Full::new(bytes))
+    }
+}
+
+impl From<&'static str> for TestBody {
+    fn from(text: &'static str) -> Self {
+        Self::Full(Full::new(Bytes::from_static(text.as_bytes())))
+    }
+}
+
+impl Body for TestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Self::Full(full) => Pin::new(full).poll_frame(cx),
+            Self::Channel(rx) | Self::Sized(rx, _) => {
+                rx.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(full) => full.size_hint(),
+            Self::Channel(_) => SizeHint::default(),
+            Self::Sized(_, len) => SizeHint::with_exact(*len),
+        }
+    }
+}
+
+pub type HyperClient = Client<HttpConnector, TestBody>;
+
+/// hyper-util's legacy client: a `tower::Service<http::Request<TestBody>>`.
+pub fn hyper_client() -> HyperClient {
+    Client::builder(TokioExecutor::new()).build_http::<TestBody>()
+}
+
+/// Reads a whole body.
+pub async fn bytes_of<B>(body: B) -> Bytes
+where
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    body.collect().await.expect("body").to_bytes()
+}
+
+/// 1 KiB of bytes that are not UTF-8 text.
+pub fn binary_kib() -> Bytes {
+    (0..1024u32).map(|i| (i * 7 % 256) as u8).collect::<Vec<u8>>().into()
+}
+
+/// Polls `done` until it holds (bounded by [`DEADLINE`]).
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}

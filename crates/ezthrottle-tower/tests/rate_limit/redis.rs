@@ -1,0 +1,77 @@
+use std::time::Duration;
+
+use ezthrottle_tower::rate_limit::{Algorithm, FailMode, RateLimitLayer, RedisStore, Rule, Scope};
+use http::StatusCode;
+
+use super::support::{RedisServer, burst, limited, request, send};
+
+fn layer(url: &str, algorithm: Algorithm) -> RateLimitLayer<RedisStore> {
+    RateLimitLayer::with_store(RedisStore::open(url).expect("url")).rule(Rule::new(
+        "per_user",
+        Scope::header("x-api-key"),
+        algorithm,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_one_redis_enforce_one_limit() {
+    let redis = RedisServer::start().await;
+    for algorithm in [Algorithm::sliding_window(50, Duration::from_secs(60)), Algorithm::token_bucket(0.001, 50)] {
+        let (first, second) = (limited(&layer(&redis.url, algorithm)), limited(&layer(&redis.url, algorithm)));
+        let user = format!("shared-{:?}", algorithm.limit() as f64 + algorithm.rate_per_sec());
+        let (a, b) = tokio::join!(burst(&first, 100, &user), burst(&second, 100, &user));
+        assert_eq!(a + b, 50, "{algorithm:?}: 200 concurrent requests over two instances, one limit");
+    }
+}
+
+#[tokio::test]
+async fn redis_answers_carry_the_same_headers() {
+    let redis = RedisServer::start().await;
+    let service = limited(&layer(&redis.url, Algorithm::sliding_window(2, Duration::from_secs(30))));
+    let first = send(&service, request("/", Some("h"))).await;
+    assert_eq!(first.headers()["ratelimit-remaining"], "1");
+    assert_eq!(first.headers()["ratelimit-reset"], "30");
+    send(&service, request("/", Some("h"))).await;
+    let refused = send(&service, request("/", Some("h"))).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((29..=30).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test]
+async fn flushed_scripts_are_loaded_again() {
+    let redis = RedisServer::start().await;
+    let service = limited(&layer(&redis.url, Algorithm::token_bucket(1.0, 5)));
+    assert_eq!(send(&service, request("/", Some("f"))).await.status(), StatusCode::OK);
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut connection).await.unwrap();
+    let response = send(&service, request("/", Some("f"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["ratelimit-remaining"], "3", "the count survived; only the scripts were reloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_test_fails_open_or_closed_as_configured() {
+    let mut redis = RedisServer::start().await;
+    let open = layer(&redis.url, Algorithm::token_bucket(1.0, 1));
+    let closed = layer(&redis.url, Algorithm::token_bucket(1.0, 1)).fail_mode(FailMode::Closed);
+    let (open_service, closed_service) = (limited(&open), limited(&closed));
+    assert_eq!(send(&open_service, request("/", Some("k"))).await.status(), StatusCode::OK);
+    assert_eq!(send(&closed_service, request("/", Some("k"))).await.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    redis.stop().await;
+
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let response = send(&open_service, request("/", Some("k"))).await;
+        assert_eq!(response.status(), StatusCode::OK, "fail open lets requests through");
+        assert!(response.headers().get("ratelimit-limit").is_none());
+        let response = send(&closed_service, request("/", Some("k"))).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "fail closed refuses");
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded: {:?}", started.elapsed());
+    assert_eq!(open.metrics().store_errors, 3);
+    assert_eq!(closed.metrics().store_errors, 3);
+}

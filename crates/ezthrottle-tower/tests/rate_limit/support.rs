@@ -1,0 +1,109 @@
+use std::convert::Infallible;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ezthrottle_tower::rate_limit::{RateLimit, RateLimitStore, ResponseBody};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+pub(crate) type Inner =
+    tower::util::ServiceFn<fn(Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>>;
+
+fn ok(_: Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+}
+
+/// An inner service that answers 200 "ok", wrapped in `layer`.
+pub(crate) fn limited<St: RateLimitStore>(
+    layer: &ezthrottle_tower::rate_limit::RateLimitLayer<St>,
+) -> RateLimit<Inner, St> {
+    layer.layer(service_fn(ok as fn(_) -> _))
+}
+
+pub(crate) fn request(path: &str, user: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::get(path);
+    if let Some(user) = user {
+        builder = builder.header("x-api-key", user);
+    }
+    builder.body(Full::new(Bytes::new())).expect("request")
+}
+
+pub(crate) async fn send<St: RateLimitStore>(
+    service: &RateLimit<Inner, St>,
+    request: Request<Full<Bytes>>,
+) -> Response<ResponseBody<Full<Bytes>>> {
+    match service.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Sends `count` requests at once (each on its own task) and counts the 200s.
+pub(crate) async fn burst<St: RateLimitStore>(service: &RateLimit<Inner, St>, count: usize, user: &str) -> usize {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let mut service = service.clone();
+        let request = request("/", Some(user));
+        tasks.spawn(async move {
+            let ready = service.ready().await.map_err(|never: Infallible| match never {})?;
+            ready.call(request).await.map(|response| response.status())
+        });
+    }
+    let mut admitted = 0;
+    while let Some(status) = tasks.join_next().await {
+        match status.expect("task") {
+            Ok(StatusCode::OK) => admitted += 1,
+            Ok(StatusCode::TOO_MANY_REQUESTS) => {}
+            Ok(other) => panic!("unexpected status {other}"),
+            Err(never) => match never {},
+        }
+    }
+    admitted
+}
+
+pub(crate) async fn body_json(response: Response<ResponseBody<Full<Bytes>>>) -> serde_json::Value {
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+/// A `redis-server` on a free loopback port, stopped when dropped.
+pub(crate) struct RedisServer {
+    pub(crate) url: String,
+    child: tokio::process::Child,
+}
+
+impl RedisServer {
+    pub(crate) async fn start() -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            listener.local_addr().expect("addr").port()
+        };
+        let mut child = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = async {
+            while let Some(line) = lines.next_line().await.expect("read redis log") {
+                if line.contains("Ready to accept connections") {
+                    return;
+                }
+            }
+            panic!("redis-server exited before it was ready");
+        };
+        tokio::time::timeout(Duration::from_secs(10), ready).await.expect("redis-server ready within 10 s");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { url: format!("redis://127.0.0.1:{port}"), child }
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
