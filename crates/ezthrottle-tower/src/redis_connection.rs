@@ -26,6 +26,9 @@ impl RedisConnection {
 
     /// The connection, opening it if needed (a failed open is retried on the next call).
     pub(crate) async fn get(&self) -> Result<ConnectionManager, String> {
+        if let Some(manager) = self.manager.get() {
+            return Ok(manager.clone());
+        }
         let open = async {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(self.timeout))

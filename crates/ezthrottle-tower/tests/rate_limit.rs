@@ -2,6 +2,8 @@
 //! started on a free loopback port.
 
 mod rate_limit {
+    #[cfg(feature = "axum")]
+    pub(crate) mod axum;
     pub(crate) mod memory;
     #[cfg(feature = "redis")]
     pub(crate) mod redis;
