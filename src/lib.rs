@@ -11,6 +11,7 @@
 //! | client, [`Step`], protocol types, [`webhook`] signatures | `ezthrottle-core` | always |
 //! | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` | `local` |
 //! | `#[auto_forward]` (with [`Outcome`] and [`AutoForwardError`]) | `ezthrottle-macros` | `macros` |
+//! | `ForwardLayer`, `PaceLayer`, `rate_limit`, as `ezthrottle::tower` | `ezthrottle-tower` | `tower` (`redis`, `axum`, `reqwest-middleware`) |
 //!
 //! ```no_run
 //! use ezthrottle::{EZThrottle, Step, StepType, Webhook};
@@ -32,6 +33,11 @@ pub use ezthrottle_core::*;
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use ezthrottle_macros::auto_forward;
+
+/// Tower middleware: forward failed calls as jobs, tell callers your pace, rate-limit.
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use ezthrottle_tower as tower;
 
 /// The EZThrottle-compatible engine (`ezthrottle-local`): start one in-process for tests
 /// and offline work.
