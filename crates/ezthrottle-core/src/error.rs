@@ -131,6 +131,17 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// [`queue_and_wait`](crate::EZThrottle::queue_and_wait) or
+    /// [`Step::execute_and_wait`](crate::Step::execute_and_wait): the job was accepted but
+    /// its webhook did not reach the inbox in time (the job may still complete later).
+    #[error("job {job_id} was accepted but its webhook did not arrive within {waited:?}")]
+    WaitTimedOut {
+        /// The accepted job.
+        job_id: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+
     /// The server answered something this client cannot read.
     #[error("unexpected answer from {origin} (HTTP {status}): {message}")]
     InvalidResponse {
@@ -154,7 +165,11 @@ impl Error {
             Self::NoWebhookSecrets => Some(StatusCode::NOT_FOUND),
             Self::Api { status, .. } | Self::InvalidResponse { status, .. } => Some(*status),
             Self::Forward { source, .. } => source.status(),
-            Self::Config(_) | Self::InvalidInput { .. } | Self::Unreachable { .. } | Self::Transport { .. } => None,
+            Self::Config(_)
+            | Self::InvalidInput { .. }
+            | Self::Unreachable { .. }
+            | Self::Transport { .. }
+            | Self::WaitTimedOut { .. } => None,
         }
     }
 

@@ -35,6 +35,7 @@ mod client;
 mod error;
 mod forward;
 pub mod headers;
+pub mod inbox;
 pub mod protocol;
 pub mod retry_after;
 pub mod step;
@@ -48,6 +49,7 @@ pub use client::{
 pub use error::{Error, Origin};
 pub use forward::{ForwardBuildError, ForwardToEZThrottle, Forwardable};
 pub use http::{Method, StatusCode};
+pub use inbox::{StepDelivery, WaitError, WebhookInbox};
 pub use protocol::{
     DeliveryStatus, ExecutionMode, Job, RegionPolicy, RetryPolicy, SubmissionStatus, SubmitReceipt, Trigger, Webhook,
     WebhookPayload,

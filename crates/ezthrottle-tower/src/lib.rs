@@ -26,11 +26,23 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub mod actix;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod forward;
+pub mod idempotency;
 pub mod pace;
 pub mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_connection;
+pub mod webhook;
+
+/// [`WebhookInbox`](inbox::WebhookInbox): verified deliveries, awaitable by job id or
+/// idempotency key (re-exported from `ezthrottle-core`).
+pub use ezthrottle_core::inbox;
 
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
@@ -39,4 +51,6 @@ pub use forward::{
     CircuitBreaker, CircuitState, DefaultForwardPolicy, Forward, ForwardFailed, ForwardLayer, ForwardPolicy,
     ForwardReason, ForwardedJob, IdempotencyKey, StatusCodes,
 };
+pub use idempotency::IdempotencyLayer;
 pub use pace::{Pace, PaceLayer, Pacing, pace_headers};
+pub use webhook::{VerifyWebhookLayer, WebhookRejection, WebhookVerifier};

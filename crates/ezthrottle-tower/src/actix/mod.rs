@@ -1,0 +1,115 @@
+//! actix-web 4 integrations: the [`VerifiedWebhook`] extractor.
+//!
+//! ```
+//! use actix_web::{App, HttpResponse, web};
+//! use ezthrottle_tower::actix::{VerifiedWebhook, WebhookVerifier};
+//!
+//! async fn webhook(delivery: VerifiedWebhook) -> HttpResponse {
+//!     println!("job {} finished (secret {:?})", delivery.payload.job_id, delivery.secret());
+//!     HttpResponse::Ok().finish()
+//! }
+//!
+//! let app = App::new()
+//!     .app_data(WebhookVerifier::new("whsec_1"))
+//!     .app_data(web::PayloadConfig::new(64 * 1024)) // body limit: over it is 413
+//!     .route("/webhook", web::post().to(webhook));
+//! # let _ = app;
+//! ```
+
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode as ActixStatus;
+use actix_web::web::{Bytes, Data};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
+use ezthrottle_core::WebhookPayload;
+use ezthrottle_core::webhook::{SecretSlot, Verified};
+use serde::de::DeserializeOwned;
+
+use crate::webhook::{SIGNATURE_HEADER, parse};
+pub use crate::webhook::{WebhookRejection, WebhookVerifier};
+
+/// A webhook delivery whose `X-EZThrottle-Signature` verified, deserialized as `T`.
+///
+/// The [`WebhookVerifier`] comes from `app_data::<WebhookVerifier>()`, else
+/// `app_data::<web::Data<WebhookVerifier>>()`; without either the request gets a 500 naming
+/// what is missing. The body is read with actix's `Bytes` extractor, so `web::PayloadConfig`
+/// limits apply (over the limit is 413); then the signature is checked over those exact
+/// bytes and `T` is deserialized from JSON. Failures are [`WebhookRejection`]s (400, 401,
+/// 413, 422, 500).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedWebhook<T = WebhookPayload> {
+    /// The deserialized payload.
+    pub payload: T,
+    /// The verification result (which secret matched, the signed timestamp).
+    pub verified: Verified,
+    /// The raw body, exactly as signed.
+    pub body: Bytes,
+}
+
+impl<T> VerifiedWebhook<T> {
+    /// Which secret matched.
+    #[must_use]
+    pub fn secret(&self) -> SecretSlot {
+        self.verified.secret()
+    }
+
+    /// The payload.
+    pub fn into_inner(self) -> T {
+        self.payload
+    }
+}
+
+impl<T> Deref for VerifiedWebhook<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.payload
+    }
+}
+
+const NOT_CONFIGURED: &str =
+    "webhook verifier not configured: register a WebhookVerifier with App::app_data (or as web::Data<WebhookVerifier>)";
+
+impl<T: DeserializeOwned + 'static> FromRequest for VerifiedWebhook<T> {
+    type Error = WebhookRejection;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, WebhookRejection>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let verifier = req
+            .app_data::<WebhookVerifier>()
+            .cloned()
+            .or_else(|| req.app_data::<Data<WebhookVerifier>>().map(|data| WebhookVerifier::clone(data)));
+        let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes().to_vec());
+        let body = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let Some(verifier) = verifier else {
+                tracing::error!(target: crate::webhook::TARGET, "{NOT_CONFIGURED}");
+                return Err(WebhookRejection::NotConfigured(NOT_CONFIGURED));
+            };
+            let body = body.await.map_err(|err| {
+                if err.as_response_error().status_code() == ActixStatus::PAYLOAD_TOO_LARGE {
+                    WebhookRejection::PayloadTooLarge
+                } else {
+                    WebhookRejection::BodyRead(err.to_string())
+                }
+            })?;
+            let verified = verifier.verify(signature.as_deref(), &body)?;
+            let payload = parse(&body)?;
+            Ok(Self { payload, verified, body })
+        })
+    }
+}
+
+impl ResponseError for WebhookRejection {
+    fn status_code(&self) -> ActixStatus {
+        ActixStatus::from_u16(self.status().as_u16()).unwrap_or(ActixStatus::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(self.body_text())
+    }
+}

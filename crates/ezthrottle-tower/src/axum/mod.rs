@@ -1,0 +1,158 @@
+//! axum 0.8 integrations: the [`VerifiedWebhook`] extractor and [`webhook_routes`].
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use ezthrottle_core::WebhookPayload;
+//! use ezthrottle_tower::axum::{VerifiedWebhook, WebhookVerifier};
+//!
+//! async fn webhook(delivery: VerifiedWebhook) -> &'static str {
+//!     let payload: &WebhookPayload = &delivery.payload;
+//!     println!("job {} finished: {:?} (secret {:?})", payload.job_id, payload.status, delivery.secret());
+//!     "ok"
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/webhook", post(webhook))
+//!     .with_state(WebhookVerifier::new("whsec_1").with_secondary("whsec_0"));
+//! # let _ = app;
+//! ```
+//!
+//! Add an [`IdempotencyLayer`](crate::idempotency::IdempotencyLayer) with
+//! `.route_layer(...)` to answer repeated deliveries without running the handler again; the
+//! extractor runs inside it only for the first delivery of a key. To verify *before* the
+//! idempotency check (so an unverified request can never replay a stored answer), put a
+//! [`VerifyWebhookLayer`](crate::webhook::VerifyWebhookLayer) outside it, as
+//! [`webhook_routes`] does.
+
+use std::ops::Deref;
+
+use ::axum::Router;
+use ::axum::body::Bytes;
+use ::axum::extract::{FromRef, FromRequest, Request, State};
+use ::axum::response::{IntoResponse, Response};
+use ::axum::routing::post;
+use ezthrottle_core::WebhookPayload;
+use ezthrottle_core::inbox::WebhookInbox;
+use ezthrottle_core::webhook::{SecretSlot, Verified};
+use http::{HeaderValue, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest};
+pub use crate::webhook::{WebhookRejection, WebhookVerifier};
+
+/// A webhook delivery whose `X-EZThrottle-Signature` verified, deserialized as `T`.
+///
+/// Extracting it buffers the body with axum's `Bytes` extractor (so `DefaultBodyLimit`
+/// applies: over the limit is 413), verifies the signature over those exact bytes with the
+/// [`WebhookVerifier`] taken from the state through `FromRef`, then deserializes `T` from
+/// JSON. Failures are [`WebhookRejection`]s: 400, 401, 413 or 422.
+///
+/// It consumes the body, so it must be the **last** extractor of the handler.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedWebhook<T = WebhookPayload> {
+    /// The deserialized payload.
+    pub payload: T,
+    /// The verification result (which secret matched, the signed timestamp).
+    pub verified: Verified,
+    /// The raw body, exactly as signed.
+    pub body: Bytes,
+}
+
+impl<T> VerifiedWebhook<T> {
+    /// Which secret matched.
+    #[must_use]
+    pub fn secret(&self) -> SecretSlot {
+        self.verified.secret()
+    }
+
+    /// The payload.
+    pub fn into_inner(self) -> T {
+        self.payload
+    }
+}
+
+impl<T> Deref for VerifiedWebhook<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.payload
+    }
+}
+
+impl<S, T> FromRequest<S> for VerifiedWebhook<T>
+where
+    WebhookVerifier: FromRef<S>,
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = WebhookRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = WebhookVerifier::from_ref(state);
+        let signature = request.headers().get(SIGNATURE_HEADER).cloned();
+        let already = request.extensions().get::<VerifiedRequest>().copied();
+        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                WebhookRejection::PayloadTooLarge
+            } else {
+                WebhookRejection::BodyRead(rejection.body_text())
+            }
+        })?;
+        let verified = match already {
+            // A `VerifyWebhookLayer` outside already verified these exact bytes.
+            Some(done) => done.verified(),
+            None => verifier.verify(signature.as_ref().map(HeaderValue::as_bytes), &body)?,
+        };
+        let payload = crate::webhook::parse(&body)?;
+        Ok(Self { payload, verified, body })
+    }
+}
+
+impl IntoResponse for WebhookRejection {
+    fn into_response(self) -> Response {
+        (self.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.body_text()).into_response()
+    }
+}
+
+#[derive(Clone)]
+struct RoutesState {
+    verifier: WebhookVerifier,
+    inbox: WebhookInbox,
+}
+
+impl FromRef<RoutesState> for WebhookVerifier {
+    fn from_ref(state: &RoutesState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// A router mounting `POST /webhook`: verifies each delivery, records it in `inbox`
+/// (where [`WebhookInbox::wait`] and
+/// [`EZThrottle::queue_and_wait`](ezthrottle_core::EZThrottle::queue_and_wait) find it)
+/// and answers 200.
+///
+/// Repeated deliveries of a job are absorbed by the inbox (the stored payload is replaced,
+/// waiters resolve once); the answer is 200 for both, with `X-Idempotent-Replay: true` on
+/// a repeat.
+///
+/// ```
+/// use ezthrottle_core::inbox::WebhookInbox;
+/// use ezthrottle_tower::axum::{WebhookVerifier, webhook_routes};
+///
+/// let inbox = WebhookInbox::new();
+/// let app: axum::Router = webhook_routes(WebhookVerifier::new("whsec_1"), inbox.clone());
+/// # let _ = app;
+/// ```
+pub fn webhook_routes(verifier: WebhookVerifier, inbox: WebhookInbox) -> Router {
+    Router::new().route("/webhook", post(receive)).with_state(RoutesState { verifier, inbox })
+}
+
+async fn receive(State(state): State<RoutesState>, delivery: VerifiedWebhook) -> Response {
+    let new = state.inbox.record(delivery.payload);
+    if new {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::OK, [(crate::idempotency::REPLAY_HEADER, "true")], "ok").into_response()
+    }
+}

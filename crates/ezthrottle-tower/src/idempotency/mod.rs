@@ -1,0 +1,522 @@
+//! Duplicate suppression for webhook receivers and ordinary APIs: [`IdempotencyLayer`].
+//!
+//! EZThrottle delivers webhooks at least once, and clients retry POSTs: the same request
+//! can arrive twice, even at the same time. Behind an [`IdempotencyLayer`]:
+//!
+//! - the **first** request with a key runs the handler; its answer (status, headers and
+//!   body up to [`max_stored_body`](IdempotencyLayer::max_stored_body), default 1 MiB) is
+//!   stored for the [`ttl`](IdempotencyLayer::ttl) (default 24 h);
+//! - a **repeat** gets the stored answer with `X-Idempotent-Replay: true`, without running
+//!   the handler;
+//! - a **concurrent** repeat, while the first runs, waits for its answer (up to
+//!   [`wait_timeout`](IdempotencyLayer::wait_timeout), default 10 s) or, with
+//!   [`InFlight::Conflict`], gets `409 Conflict` with `Retry-After` at once;
+//! - the same key with a **different** request (method, path or body) gets `422`;
+//! - a handler that answers **5xx** (or whose future is dropped) releases the key: a retry
+//!   runs again. 4xx answers are stored like 2xx ones.
+//!
+//! # Keys
+//!
+//! [`KeySource::Auto`] (the default) takes the `Idempotency-Key` or `X-Idempotency-Key`
+//! header (16 to 255 visible ASCII characters, else `400`) and, without one, a webhook
+//! payload's `idempotent_key`, else its `job_id`. Requests without a key pass through.
+//!
+//! # Order with verification
+//!
+//! For webhook routes, **verify before de-duplicating**: put a
+//! [`VerifyWebhookLayer`](crate::webhook::VerifyWebhookLayer) *outside* this layer, so an
+//! unverified request (a forger who learnt a job id) can never replay a stored answer or
+//! take a key. With tower's `ServiceBuilder`, list the verifier first:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use ezthrottle_tower::idempotency::IdempotencyLayer;
+//! use ezthrottle_tower::webhook::{VerifyWebhookLayer, WebhookVerifier};
+//! use tower::{ServiceBuilder, service_fn};
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(VerifyWebhookLayer::new(WebhookVerifier::new("whsec_1"))) // runs first
+//!     .layer(IdempotencyLayer::memory())
+//!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"charged"))))
+//!     }));
+//! # let _ = service;
+//! ```
+//!
+//! In axum, `route_layer` calls apply outside-in from the last one: add the
+//! `IdempotencyLayer` first, then the `VerifyWebhookLayer`.
+//!
+//! # Stores
+//!
+//! [`MemoryStore`] for one replica; [`RedisStore`] (feature `redis`) for several replicas
+//! sharing one view. A store failure answers `503` with `Retry-After` (fail closed: the
+//! handler does not run without protection).
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use sha2::{Digest, Sha256};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisStore};
+pub use store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoreError, StoredResponse};
+
+/// The header marking a replayed answer: `X-Idempotent-Replay: true`.
+pub const REPLAY_HEADER: &str = "x-idempotent-replay";
+/// Default time an answer is kept: 24 hours.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+const TARGET: &str = "ezthrottle::idempotency";
+
+/// A custom key function: the request head and the buffered body to an optional key.
+pub type KeyFn = Arc<dyn Fn(&http::request::Parts, &Bytes) -> Option<String> + Send + Sync>;
+
+/// Where the key of a request comes from.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// The `Idempotency-Key` / `X-Idempotency-Key` header, else a webhook payload's
+    /// `idempotent_key`, else its `job_id`.
+    #[default]
+    Auto,
+    /// Only the `Idempotency-Key` / `X-Idempotency-Key` header.
+    Header,
+    /// Only a webhook payload's `idempotent_key`, else its `job_id`.
+    Webhook,
+    /// A function of the request head and body.
+    Custom(KeyFn),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "Auto",
+            Self::Header => "Header",
+            Self::Webhook => "Webhook",
+            Self::Custom(_) => "Custom(..)",
+        })
+    }
+}
+
+/// What a concurrent repeat gets while the first request with its key is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum InFlight {
+    /// Wait for the first request's answer (up to the wait timeout, then 409).
+    #[default]
+    Wait,
+    /// Answer `409 Conflict` with `Retry-After` at once.
+    Conflict,
+}
+
+/// The response body of [`Idempotency`]: the inner body for requests without a key,
+/// else the buffered (or replayed) answer.
+pub type IdempotencyResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// A tower layer suppressing duplicate requests. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct IdempotencyLayer<St = MemoryStore> {
+    config: Arc<Config<St>>,
+}
+
+#[derive(Debug)]
+struct Config<St> {
+    store: St,
+    key_source: KeySource,
+    ttl: Duration,
+    lock_ttl: Duration,
+    wait_timeout: Duration,
+    in_flight: InFlight,
+    max_body: usize,
+    max_stored_body: usize,
+}
+
+impl IdempotencyLayer<MemoryStore> {
+    /// A layer with a fresh [`MemoryStore`].
+    #[must_use]
+    pub fn memory() -> Self {
+        Self::new(MemoryStore::new())
+    }
+}
+
+impl<St: IdempotencyStore> IdempotencyLayer<St> {
+    /// A layer over `store` with the defaults: [`KeySource::Auto`], 24 h TTL, concurrent
+    /// repeats wait up to 10 s, 60 s lock, 2 MiB request bodies, 1 MiB stored bodies.
+    #[must_use]
+    pub fn new(store: St) -> Self {
+        Self {
+            config: Arc::new(Config {
+                store,
+                key_source: KeySource::Auto,
+                ttl: DEFAULT_TTL,
+                lock_ttl: Duration::from_secs(60),
+                wait_timeout: Duration::from_secs(10),
+                in_flight: InFlight::Wait,
+                max_body: 2 * 1024 * 1024,
+                max_stored_body: 1024 * 1024,
+            }),
+        }
+    }
+
+    fn with(self, change: impl FnOnce(&mut Config<St>)) -> Self {
+        let mut config = unwrap_or_clone_config(self.config);
+        change(&mut config);
+        Self { config: Arc::new(config) }
+    }
+
+    /// Where keys come from (default [`KeySource::Auto`]).
+    #[must_use]
+    pub fn key_source(self, source: KeySource) -> Self {
+        self.with(|config| config.key_source = source)
+    }
+
+    /// How long answers are kept (default 24 h).
+    #[must_use]
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.with(|config| config.ttl = ttl)
+    }
+
+    /// How long a running request holds its key at most (default 60 s): if the replica
+    /// running it dies, the key frees itself after this.
+    #[must_use]
+    pub fn lock_ttl(self, ttl: Duration) -> Self {
+        self.with(|config| config.lock_ttl = ttl)
+    }
+
+    /// What a concurrent repeat gets (default [`InFlight::Wait`]).
+    #[must_use]
+    pub fn in_flight(self, behaviour: InFlight) -> Self {
+        self.with(|config| config.in_flight = behaviour)
+    }
+
+    /// How long a concurrent repeat waits before getting 409 (default 10 s).
+    #[must_use]
+    pub fn wait_timeout(self, timeout: Duration) -> Self {
+        self.with(|config| config.wait_timeout = timeout)
+    }
+
+    /// The largest request body read, in bytes (default 2 MiB; larger gets 413).
+    #[must_use]
+    pub fn max_body(self, bytes: usize) -> Self {
+        self.with(|config| config.max_body = bytes)
+    }
+
+    /// The largest answer body stored, in bytes (default 1 MiB). A larger answer is
+    /// returned but not stored: the key is released and a repeat runs again.
+    #[must_use]
+    pub fn max_stored_body(self, bytes: usize) -> Self {
+        self.with(|config| config.max_stored_body = bytes)
+    }
+}
+
+fn unwrap_or_clone_config<St: Clone>(this: Arc<Config<St>>) -> Config<St> {
+    Arc::try_unwrap(this).unwrap_or_else(|shared| Config {
+        store: shared.store.clone(),
+        key_source: shared.key_source.clone(),
+        ttl: shared.ttl,
+        lock_ttl: shared.lock_ttl,
+        wait_timeout: shared.wait_timeout,
+        in_flight: shared.in_flight,
+        max_body: shared.max_body,
+        max_stored_body: shared.max_stored_body,
+    })
+}
+
+impl<S, St> Layer<S> for IdempotencyLayer<St> {
+    type Service = Idempotency<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency { inner, config: Arc::clone(&self.config) }
+    }
+}
+
+/// The service of [`IdempotencyLayer`].
+#[derive(Debug)]
+pub struct Idempotency<S, St = MemoryStore> {
+    inner: S,
+    config: Arc<Config<St>>,
+}
+
+impl<S: Clone, St> Clone for Idempotency<S, St> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), config: Arc::clone(&self.config) }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+fn text<B>(status: StatusCode, message: &'static str) -> Response<Either<B, Full<Bytes>>> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(message.as_bytes()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn retry_later<B>(status: StatusCode, message: &'static str) -> Response<Either<B, Full<Bytes>>> {
+    let mut response = text(status, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn replay<B>(stored: &StoredResponse) -> Response<Either<B, Full<Bytes>>> {
+    let mut response = Response::new(Either::Right(Full::new(stored.body.clone())));
+    *response.status_mut() = stored.status;
+    *response.headers_mut() = stored.header_map();
+    response.headers_mut().insert(HeaderName::from_static(REPLAY_HEADER), HeaderValue::from_static("true"));
+    response
+}
+
+const KEY_HEADERS: [&str; 2] = ["idempotency-key", "x-idempotency-key"];
+
+/// The key from the headers: `Ok(None)` without one, `Err` for an invalid one.
+fn header_key(parts: &http::request::Parts) -> Result<Option<String>, ()> {
+    let Some(value) = KEY_HEADERS.iter().find_map(|name| parts.headers.get(*name)) else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| ())?;
+    if !(16..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(());
+    }
+    Ok(Some(format!("h:{key}")))
+}
+
+/// A webhook payload's `idempotent_key`, else its `job_id`.
+fn webhook_key(body: &Bytes) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        job_id: Option<String>,
+        idempotent_key: Option<String>,
+    }
+    if body.first() != Some(&b'{') {
+        return None;
+    }
+    let keys: Keys = serde_json::from_slice(body).ok()?;
+    match (keys.idempotent_key, keys.job_id) {
+        (Some(key), _) if !key.is_empty() => Some(format!("k:{key}")),
+        (_, Some(job)) if !job.is_empty() => Some(format!("j:{job}")),
+        _ => None,
+    }
+}
+
+/// SHA-256 over the method, path and body.
+#[must_use]
+pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().into()
+}
+
+/// Releases the key if the handler's future is dropped before it answered.
+struct ReleaseOnDrop<St: IdempotencyStore> {
+    armed: Option<(St, String, LockToken)>,
+}
+
+impl<St: IdempotencyStore> Drop for ReleaseOnDrop<St> {
+    fn drop(&mut self) {
+        if let Some((store, key, token)) = self.armed.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = store.release(&key, &token).await;
+            });
+        }
+    }
+}
+
+impl<S, St, B, ResBody> Service<Request<B>> for Idempotency<S, St>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    St: IdempotencyStore,
+    B: Body + From<Bytes> + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<IdempotencyResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let config = Arc::clone(&self.config);
+        Box::pin(handle(inner, config, request))
+    }
+}
+
+async fn handle<S, St, B, ResBody>(
+    mut inner: S,
+    config: Arc<Config<St>>,
+    request: Request<B>,
+) -> Result<Response<IdempotencyResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    St: IdempotencyStore,
+    B: Body + From<Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: Body,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    let from_header = match config.key_source {
+        KeySource::Auto | KeySource::Header => match header_key(&parts) {
+            Ok(key) => key,
+            Err(()) => {
+                return Ok(text(StatusCode::BAD_REQUEST, "Idempotency-Key must be 16 to 255 visible ASCII characters"));
+            }
+        },
+        KeySource::Webhook | KeySource::Custom(_) => None,
+    };
+    let body = match Limited::new(body, config.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+        }
+        Err(_) => return Ok(text(StatusCode::BAD_REQUEST, "failed to read the request body")),
+    };
+    let key = match &config.key_source {
+        KeySource::Auto => from_header.or_else(|| webhook_key(&body)),
+        KeySource::Header => from_header,
+        KeySource::Webhook => webhook_key(&body),
+        KeySource::Custom(derive) => derive(&parts, &body),
+    };
+    let print = fingerprint(&parts.method, parts.uri.path(), &body);
+    let request = Request::from_parts(parts, B::from(body));
+    let Some(key) = key else {
+        return inner.call(request).await.map(|response| response.map(Either::Left));
+    };
+
+    // Bounded: a released key is retried a few times, then the request gets 409.
+    let mut waited = false;
+    for _ in 0..4 {
+        let state = match config.store.begin(&key, print, config.lock_ttl).await {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::error!(target: TARGET, error = %err, "idempotency store failed");
+                return Ok(retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"));
+            }
+        };
+        let state = match state {
+            Begin::InFlight { fingerprint } if fingerprint != print => {
+                return Ok(text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"));
+            }
+            Begin::InFlight { .. } if config.in_flight == InFlight::Conflict || waited => {
+                return Ok(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"));
+            }
+            Begin::InFlight { .. } => {
+                waited = true;
+                match config.store.wait(&key, config.wait_timeout).await {
+                    Ok(Begin::Released) => continue,
+                    Ok(state) => state,
+                    Err(err) => {
+                        tracing::error!(target: TARGET, error = %err, "idempotency store failed");
+                        return Ok(retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"));
+                    }
+                }
+            }
+            other => other,
+        };
+        match state {
+            Begin::Completed(stored) if stored.fingerprint != print => {
+                return Ok(text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"));
+            }
+            Begin::Completed(stored) => {
+                tracing::debug!(target: TARGET, key = %key, "replaying a stored answer");
+                return Ok(replay(&stored));
+            }
+            Begin::InFlight { .. } => {
+                return Ok(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"));
+            }
+            Begin::Released => continue,
+            Begin::Acquired(token) => return run(inner, &config, request, key, token, print).await,
+        }
+    }
+    Ok(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"))
+}
+
+async fn run<S, St, B, ResBody>(
+    mut inner: S,
+    config: &Config<St>,
+    request: Request<B>,
+    key: String,
+    token: LockToken,
+    print: Fingerprint,
+) -> Result<Response<IdempotencyResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    St: IdempotencyStore,
+    ResBody: Body,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut guard = ReleaseOnDrop { armed: Some((config.store.clone(), key.clone(), token.clone())) };
+    let result = inner.call(request).await;
+    let release = |guard: &mut ReleaseOnDrop<St>| guard.armed = None;
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            release(&mut guard);
+            let _ = config.store.release(&key, &token).await;
+            return Err(err);
+        }
+    };
+    let (parts, body) = response.into_parts();
+    // The handler's own answer: read whole, stored only up to `max_stored_body`.
+    let body = match body.collect().await.map(http_body_util::Collected::to_bytes).ok() {
+        Some(body) => body,
+        None => {
+            release(&mut guard);
+            let _ = config.store.release(&key, &token).await;
+            tracing::warn!(target: TARGET, key = %key, "the answer body failed; key released");
+            return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "the handler's answer failed"));
+        }
+    };
+    release(&mut guard);
+    if parts.status.is_server_error() || body.len() > config.max_stored_body {
+        if !parts.status.is_server_error() {
+            tracing::warn!(target: TARGET, key = %key, bytes = body.len(), "answer too large to store; key released");
+        }
+        let _ = config.store.release(&key, &token).await;
+    } else {
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "connection" | "transfer-encoding" | "content-length"))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let stored = StoredResponse { fingerprint: print, status: parts.status, headers, body: body.clone() };
+        if let Err(err) = config.store.complete(&key, &token, stored, config.ttl).await {
+            tracing::error!(target: TARGET, error = %err, key = %key, "could not store the answer");
+        }
+    }
+    Ok(Response::from_parts(parts, Either::Right(Full::new(body))))
+}

@@ -1,0 +1,212 @@
+//! [`RedisStore`]: idempotency keys shared by every replica using one Redis.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoreError, StoredResponse, decode_fingerprint};
+use crate::redis_connection::RedisConnection;
+
+/// Takes the key (`SET NX PX`) or answers its value, atomically.
+const BEGIN: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'A' end
+local value = redis.call('GET', KEYS[1])
+if not value then return 'R' end
+return value
+";
+/// Stores the answer if the caller still holds the lock.
+const COMPLETE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+/// Deletes the key if the caller still holds the lock.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Default bound on every Redis call (connect included).
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// First and largest pause between two polls of an in-flight key.
+const POLL_FIRST: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// Idempotency keys in Redis, so several replicas of a receiver share one view.
+///
+/// - `begin` is one round trip: a Lua script does `SET key <lock> NX PX <lock_ttl>` and,
+///   when the key exists, answers its value (a lock holding the request's fingerprint, or
+///   a stored answer).
+/// - `complete` replaces the lock with the answer (`PX <ttl>`), `release` deletes it; both
+///   only if the caller still holds the lock (compare-and-set in Lua), so a request whose
+///   lock expired cannot clobber the next holder.
+/// - `wait` for an in-flight key running on another replica **polls** `GET` with a bounded
+///   exponential backoff (2 ms doubling to 100 ms) until the answer appears, the key is
+///   released, or the wait timeout passes: no pub/sub connection is needed.
+///
+/// Keys live under a prefix (default `ezthrottle:idem:`); answers are JSON. The
+/// connection is the crate's shared lazily-opened `ConnectionManager`, every call bounded
+/// by the timeout (default 500 ms); a failure answers 503 (fail closed).
+#[derive(Clone, Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connection: RedisConnection,
+    prefix: String,
+    begin: redis::Script,
+    complete: redis::Script,
+    release: redis::Script,
+    token_prefix: u64,
+    token_seq: AtomicU64,
+}
+
+impl RedisStore {
+    /// A store on `client`, keys under `ezthrottle:idem:`, 500 ms timeout.
+    #[must_use]
+    pub fn new(client: redis::Client) -> Self {
+        Self::with_options(client, "ezthrottle:idem:", DEFAULT_REDIS_TIMEOUT)
+    }
+
+    /// A store on the Redis at `url` (e.g. `redis://127.0.0.1:6379`).
+    ///
+    /// # Errors
+    ///
+    /// An unparsable URL.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        redis::Client::open(url).map(Self::new).map_err(|err| StoreError(format!("invalid Redis URL: {err}")))
+    }
+
+    /// A store with its own key prefix and call timeout.
+    #[must_use]
+    pub fn with_options(client: redis::Client, prefix: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connection: RedisConnection::new(client, timeout),
+                prefix: prefix.into(),
+                begin: redis::Script::new(BEGIN),
+                complete: redis::Script::new(COMPLETE),
+                release: redis::Script::new(RELEASE),
+                token_prefix: RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now())),
+                token_seq: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.inner.prefix)
+    }
+
+    fn state(value: &[u8]) -> Result<Begin, StoreError> {
+        match value.split_first() {
+            Some((b'R', _)) => Ok(Begin::Released),
+            Some((b'L', rest)) => {
+                // L<token>:<fingerprint hex>
+                let fingerprint = std::str::from_utf8(rest)
+                    .ok()
+                    .and_then(|rest| rest.rsplit(':').next())
+                    .and_then(decode_fingerprint)
+                    .ok_or_else(|| StoreError("unreadable lock in Redis".into()))?;
+                Ok(Begin::InFlight { fingerprint })
+            }
+            Some((b'D', rest)) => StoredResponse::from_json(rest)
+                .map(Begin::Completed)
+                .ok_or_else(|| StoreError("unreadable stored answer in Redis".into())),
+            _ => Err(StoreError("unexpected value in Redis".into())),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.key(key);
+        self.inner
+            .connection
+            .run(|mut connection| async move { redis::cmd("GET").arg(key).query_async(&mut connection).await })
+            .await
+            .map_err(StoreError)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl IdempotencyStore for RedisStore {
+    async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
+        let seq = self.inner.token_seq.fetch_add(1, Ordering::Relaxed);
+        let lock = format!("L{:x}-{seq:x}:{}", self.inner.token_prefix, hex::encode(fingerprint));
+        let redis_key = self.key(key);
+        let script = &self.inner.begin;
+        let lock_arg = lock.clone();
+        let value: Vec<u8> = self
+            .inner
+            .connection
+            .run(|mut connection| async move {
+                script.key(redis_key).arg(lock_arg).arg(millis(lock_ttl)).invoke_async(&mut connection).await
+            })
+            .await
+            .map_err(StoreError)?;
+        if value == b"A" {
+            return Ok(Begin::Acquired(LockToken(lock)));
+        }
+        Self::state(&value)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &LockToken,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let value = format!("D{}", response.to_json());
+        let redis_key = self.key(key);
+        let script = &self.inner.complete;
+        let token = token.0.clone();
+        let _: i64 = self
+            .inner
+            .connection
+            .run(|mut connection| async move {
+                script.key(redis_key).arg(token).arg(value).arg(millis(ttl)).invoke_async(&mut connection).await
+            })
+            .await
+            .map_err(StoreError)?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
+        let redis_key = self.key(key);
+        let script = &self.inner.release;
+        let token = token.0.clone();
+        let _: i64 = self
+            .inner
+            .connection
+            .run(|mut connection| async move { script.key(redis_key).arg(token).invoke_async(&mut connection).await })
+            .await
+            .map_err(StoreError)?;
+        Ok(())
+    }
+
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = POLL_FIRST;
+        loop {
+            let state = match self.get(key).await? {
+                None => return Ok(Begin::Released),
+                Some(value) => Self::state(&value)?,
+            };
+            let Begin::InFlight { .. } = state else { return Ok(state) };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(state);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+}

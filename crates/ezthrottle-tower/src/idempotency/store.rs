@@ -1,0 +1,126 @@
+//! The storage contract of [`IdempotencyLayer`](super::IdempotencyLayer).
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// A SHA-256 digest of a request (method, path and body): the same key with a different
+/// fingerprint is refused with 422.
+pub type Fingerprint = [u8; 32];
+
+/// A stored answer, replayed for repeats of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The fingerprint of the request that produced it.
+    pub fingerprint: Fingerprint,
+    /// The status.
+    pub status: StatusCode,
+    /// The headers (hop-by-hop headers excluded).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl StoredResponse {
+    /// The headers as a map.
+    #[must_use]
+    pub fn header_map(&self) -> HeaderMap {
+        self.headers.iter().cloned().collect()
+    }
+
+    /// Encodes it as JSON (for stores that keep bytes).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let headers: Vec<(&str, String)> =
+            self.headers.iter().map(|(name, value)| (name.as_str(), hex::encode(value.as_bytes()))).collect();
+        serde_json::json!({
+            "f": hex::encode(self.fingerprint),
+            "s": self.status.as_u16(),
+            "h": headers,
+            "b": hex::encode(&self.body),
+        })
+        .to_string()
+    }
+
+    /// Decodes [`to_json`](Self::to_json)'s output; `None` if it is not valid.
+    #[must_use]
+    pub fn from_json(text: &[u8]) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_slice(text).ok()?;
+        let fingerprint = decode_fingerprint(value.get("f")?.as_str()?)?;
+        let status = StatusCode::from_u16(u16::try_from(value.get("s")?.as_u64()?).ok()?).ok()?;
+        let mut headers = Vec::new();
+        for pair in value.get("h")?.as_array()? {
+            let name = HeaderName::from_bytes(pair.get(0)?.as_str()?.as_bytes()).ok()?;
+            let value = HeaderValue::from_bytes(&hex::decode(pair.get(1)?.as_str()?).ok()?).ok()?;
+            headers.push((name, value));
+        }
+        let body = Bytes::from(hex::decode(value.get("b")?.as_str()?).ok()?);
+        Some(Self { fingerprint, status, headers, body })
+    }
+}
+
+pub(crate) fn decode_fingerprint(text: &str) -> Option<Fingerprint> {
+    let mut fingerprint = [0u8; 32];
+    hex::decode_to_slice(text, &mut fingerprint).ok()?;
+    Some(fingerprint)
+}
+
+/// The state of a key, as seen by [`IdempotencyStore::begin`] and
+/// [`IdempotencyStore::wait`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Begin {
+    /// The caller now holds the key: run the handler, then `complete` or `release`.
+    Acquired(LockToken),
+    /// Another request with this key is running.
+    InFlight {
+        /// The running request's fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// A stored answer.
+    Completed(StoredResponse),
+    /// (`wait` only) the running request released the key without an answer (it failed):
+    /// try [`begin`](IdempotencyStore::begin) again.
+    Released,
+}
+
+/// Proof of holding a key, for `complete` and `release` (a lock that expired and was
+/// taken by another request is not released by the first holder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(pub(crate) String);
+
+/// A store failure (Redis unreachable, a full memory store, ...).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("idempotency store error: {0}")]
+pub struct StoreError(pub(crate) String);
+
+/// Where [`IdempotencyLayer`](super::IdempotencyLayer) keeps its locks and answers:
+/// [`MemoryStore`](super::MemoryStore) or, with feature `redis`,
+/// [`RedisStore`](super::RedisStore).
+pub trait IdempotencyStore: Clone + Send + Sync + 'static {
+    /// Atomically takes `key` for `lock_ttl` if it is free, or reports its state.
+    fn begin(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lock_ttl: Duration,
+    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+
+    /// Stores the answer for `key` for `ttl` (if `token` still holds it).
+    fn complete(
+        &self,
+        key: &str,
+        token: &LockToken,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Frees `key` without an answer (if `token` still holds it) and wakes its waiters.
+    fn release(&self, key: &str, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Waits, up to `timeout`, until `key` is no longer in flight; answers its state then
+    /// ([`Begin::InFlight`] when the time ran out).
+    fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+}

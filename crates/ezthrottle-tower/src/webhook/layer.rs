@@ -1,0 +1,163 @@
+//! [`VerifyWebhookLayer`]: webhook verification as tower middleware.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ezthrottle_core::webhook::{SecretSlot, Verified};
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{SIGNATURE_HEADER, WebhookRejection, WebhookVerifier};
+
+/// Default body limit of [`VerifyWebhookLayer`]: 2 MiB (axum's default too).
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The response body of [`VerifyWebhook`]: the inner service's, or a rejection's text.
+pub type VerifyWebhookResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// Put in the request extensions by [`VerifyWebhook`] for each verified delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedRequest {
+    verified: Verified,
+}
+
+impl VerifiedRequest {
+    /// The verification result (timestamp, protocol reason).
+    #[must_use]
+    pub fn verified(&self) -> Verified {
+        self.verified
+    }
+
+    /// Which secret matched: during a rotation, `Secondary` means the sender still signs
+    /// with the old secret.
+    #[must_use]
+    pub fn secret(&self) -> SecretSlot {
+        self.verified.secret()
+    }
+}
+
+/// A tower layer verifying `X-EZThrottle-Signature` before the inner service runs.
+///
+/// The body is buffered (up to [`limit`](Self::limit), default 2 MiB) and verified as
+/// raw bytes; a verified request goes on with the same bytes as a new body of the same
+/// type (`B: From<Bytes>`: axum's `Body`, `Full<Bytes>`, ...; map hyper's `Incoming` to one
+/// of these first) and a [`VerifiedRequest`] extension. Refused requests never reach the inner service and get
+/// the statuses of [`WebhookRejection`] (400, 401, 413) with a `text/plain` body. The
+/// payload is not parsed here.
+///
+/// Put it *outside* (before) an [`IdempotencyLayer`](crate::idempotency::IdempotencyLayer)
+/// so an unverified request can never replay a stored answer.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer, WebhookVerifier};
+/// use tower::{ServiceBuilder, service_fn};
+///
+/// let service = ServiceBuilder::new()
+///     .layer(VerifyWebhookLayer::new(WebhookVerifier::new("whsec_1")))
+///     .service(service_fn(|req: Request<Full<Bytes>>| async move {
+///         let secret = req.extensions().get::<VerifiedRequest>().map(VerifiedRequest::secret);
+///         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("{secret:?}")))))
+///     }));
+/// # let _ = service;
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifyWebhookLayer {
+    verifier: WebhookVerifier,
+    limit: usize,
+}
+
+impl VerifyWebhookLayer {
+    /// Verifies with `verifier`; 2 MiB body limit.
+    #[must_use]
+    pub fn new(verifier: WebhookVerifier) -> Self {
+        Self { verifier, limit: DEFAULT_BODY_LIMIT }
+    }
+
+    /// The largest body accepted, in bytes (larger ones get 413).
+    #[must_use]
+    pub fn limit(mut self, bytes: usize) -> Self {
+        self.limit = bytes;
+        self
+    }
+}
+
+impl<S> Layer<S> for VerifyWebhookLayer {
+    type Service = VerifyWebhook<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VerifyWebhook { inner, verifier: self.verifier.clone(), limit: self.limit }
+    }
+}
+
+/// The service of [`VerifyWebhookLayer`].
+#[derive(Debug, Clone)]
+pub struct VerifyWebhook<S> {
+    inner: S,
+    verifier: WebhookVerifier,
+    limit: usize,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A rejection as a plain-text response.
+pub(crate) fn rejection_response<B>(rejection: &WebhookRejection) -> Response<Either<B, Full<Bytes>>> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(rejection.body_text()))));
+    *response.status_mut() = rejection.status();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+impl<S, B, ResBody> Service<Request<B>> for VerifyWebhook<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Body + From<Bytes> + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<VerifyWebhookResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone is not ready; the ready one goes into the future.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        let limit = self.limit;
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let bytes = match Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(err) => {
+                    let rejection = if err.downcast_ref::<LengthLimitError>().is_some() {
+                        WebhookRejection::PayloadTooLarge
+                    } else {
+                        WebhookRejection::BodyRead(err.to_string())
+                    };
+                    return Ok(rejection_response(&rejection));
+                }
+            };
+            let signature = parts.headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
+            let verified = match verifier.verify(signature, &bytes) {
+                Ok(verified) => verified,
+                Err(rejection) => return Ok(rejection_response(&rejection)),
+            };
+            let mut request = Request::from_parts(parts, B::from(bytes));
+            request.extensions_mut().insert(VerifiedRequest { verified });
+            inner.call(request).await.map(|response| response.map(Either::Left))
+        })
+    }
+}
