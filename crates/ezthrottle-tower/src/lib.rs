@@ -9,6 +9,12 @@
 //!   built with `reqwest-middleware`.
 //! - [`PaceLayer`]: on the *server* side, tells EZThrottle how fast to send
 //!   (`X-EZTHROTTLE-RPS` / `X-EZTHROTTLE-MAX-CONCURRENT`). See the [`pace`] module.
+//! - [`rate_limit`]: protect your own API (token bucket or exact sliding window, scopes,
+//!   memory or Redis stores, `RateLimit-*` headers, `429` + `Retry-After`).
+//! - Receiving webhooks: [`webhook`] (verification glue and [`VerifyWebhookLayer`]), the
+//!   `axum` and `actix` modules (`VerifiedWebhook` extractors, features `axum` / `actix`),
+//!   [`idempotency`] ([`IdempotencyLayer`]: at-least-once deliveries and retried API calls
+//!   run the handler once; memory or Redis store) and the [`inbox`] to await results.
 //!
 //! ```
 //! use ezthrottle_core::{EZThrottle, Webhook};
