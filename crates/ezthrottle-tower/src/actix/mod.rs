@@ -1,4 +1,5 @@
-//! actix-web 4 integrations: the [`VerifiedWebhook`] extractor.
+//! actix-web 4 integrations: the [`VerifiedWebhook`] extractor, the [`Idempotency`]
+//! middleware (duplicate suppression) and the [`RateLimit`] middleware.
 //!
 //! ```
 //! use actix_web::{App, HttpResponse, web};
@@ -27,6 +28,12 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use ezthrottle_core::WebhookPayload;
 use ezthrottle_core::webhook::{SecretSlot, Verified};
 use serde::de::DeserializeOwned;
+
+mod idempotency;
+mod rate_limit;
+
+pub use idempotency::{Idempotency, IdempotencyMiddleware};
+pub use rate_limit::{RateLimit, RateLimitMiddleware};
 
 use crate::webhook::{SIGNATURE_HEADER, parse};
 pub use crate::webhook::{WebhookRejection, WebhookVerifier};
@@ -112,4 +119,62 @@ impl ResponseError for WebhookRejection {
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(self.body_text())
     }
+}
+
+/// The head of an actix request as `http` 1 parts (method, URI, headers), with the peer
+/// address as a `SocketAddr` extension (for `Scope::client_ip`); `None` if actix's `http`
+/// 0.2 values do not convert (they always should).
+fn request_parts(req: &actix_web::dev::ServiceRequest) -> Option<http::request::Parts> {
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes()).ok()?;
+    let uri = http::Uri::try_from(req.uri().to_string()).ok()?;
+    let (mut parts, ()) = http::Request::builder().method(method).uri(uri).body(()).ok()?.into_parts();
+    for (name, value) in req.headers() {
+        let name = http::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+        let value = http::HeaderValue::from_bytes(value.as_bytes()).ok()?;
+        parts.headers.append(name, value);
+    }
+    if let Some(addr) = req.peer_addr() {
+        parts.extensions.insert(addr);
+    }
+    Some(parts)
+}
+
+/// Copies `http` 1 headers into an actix response's headers (replacing same-named ones).
+fn copy_headers(from: &http::HeaderMap, to: &mut actix_web::http::header::HeaderMap) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    for name in from.keys() {
+        let Ok(actix_name) = HeaderName::from_bytes(name.as_str().as_bytes()) else { continue };
+        to.remove(&actix_name);
+        for value in from.get_all(name) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                to.append(actix_name.clone(), value);
+            }
+        }
+    }
+}
+
+/// The `http` 1 headers of an actix response.
+fn http_headers(from: &actix_web::http::header::HeaderMap) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::with_capacity(from.len());
+    for (name, value) in from {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_str().as_bytes()), http::HeaderValue::from_bytes(value.as_bytes()))
+        {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+/// An answer of the crate's own (status, headers, body) as an actix response.
+fn own_answer(status: http::StatusCode, headers: &http::HeaderMap, body: Bytes) -> HttpResponse {
+    let status = ActixStatus::from_u16(status.as_u16()).unwrap_or(ActixStatus::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::with_body(status, body);
+    copy_headers(headers, response.headers_mut());
+    response.map_into_boxed_body()
+}
+
+/// The `400` for a request whose head does not convert.
+fn bad_request() -> HttpResponse {
+    HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body("invalid request")
 }

@@ -138,7 +138,7 @@ pub struct IdempotencyLayer<St = MemoryStore> {
 }
 
 #[derive(Debug)]
-struct Config<St> {
+pub(crate) struct Config<St> {
     store: St,
     key_source: KeySource,
     ttl: Duration,
@@ -174,6 +174,12 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
                 max_stored_body: 1024 * 1024,
             }),
         }
+    }
+
+    /// The shared configuration (for the actix adapter).
+    #[cfg(feature = "actix")]
+    pub(crate) fn config(&self) -> &Arc<Config<St>> {
+        &self.config
     }
 
     fn with(self, change: impl FnOnce(&mut Config<St>)) -> Self {
@@ -263,25 +269,38 @@ impl<S: Clone, St> Clone for Idempotency<S, St> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-fn text<B>(status: StatusCode, message: &'static str) -> Response<Either<B, Full<Bytes>>> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(message.as_bytes()))));
+/// An answer of the layer itself (refusals, replays, buffered handler answers).
+pub(crate) type Answer = Response<Bytes>;
+
+fn text(status: StatusCode, message: &'static str) -> Answer {
+    let mut response = Response::new(Bytes::from_static(message.as_bytes()));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
-fn retry_later<B>(status: StatusCode, message: &'static str) -> Response<Either<B, Full<Bytes>>> {
+fn retry_later(status: StatusCode, message: &'static str) -> Answer {
     let mut response = text(status, message);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
-fn replay<B>(stored: &StoredResponse) -> Response<Either<B, Full<Bytes>>> {
-    let mut response = Response::new(Either::Right(Full::new(stored.body.clone())));
+fn replay(stored: &StoredResponse) -> Answer {
+    let mut response = Response::new(stored.body.clone());
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.header_map();
     response.headers_mut().insert(HeaderName::from_static(REPLAY_HEADER), HeaderValue::from_static("true"));
     response
+}
+
+/// `413`: the request body is over `max_body`.
+pub(crate) fn too_large() -> Answer {
+    text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}
+
+/// `400`: the request body could not be read.
+pub(crate) fn unreadable() -> Answer {
+    text(StatusCode::BAD_REQUEST, "failed to read the request body")
 }
 
 const KEY_HEADERS: [&str; 2] = ["idempotency-key", "x-idempotency-key"];
@@ -329,8 +348,15 @@ pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> Fingerprint {
 }
 
 /// Releases the key if the handler's future is dropped before it answered.
-struct ReleaseOnDrop<St: IdempotencyStore> {
+pub(crate) struct ReleaseOnDrop<St: IdempotencyStore> {
     armed: Option<(St, String, LockToken)>,
+}
+
+impl<St: IdempotencyStore> ReleaseOnDrop<St> {
+    /// The handler answered: the key is completed or released explicitly.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = None;
+    }
 }
 
 impl<St: IdempotencyStore> Drop for ReleaseOnDrop<St> {
@@ -341,6 +367,160 @@ impl<St: IdempotencyStore> Drop for ReleaseOnDrop<St> {
             runtime.spawn(async move {
                 let _ = store.release(&key, &token).await;
             });
+        }
+    }
+}
+
+/// A key this request holds: run the handler, then [`Config::finish`] or [`Config::release`].
+pub(crate) struct Held {
+    key: String,
+    token: LockToken,
+    print: Fingerprint,
+}
+
+/// What to do with a keyed request, decided by [`Config::admit`].
+pub(crate) enum Admission {
+    /// Answer this without running the handler (replay, 409, 422, 503).
+    Answer(Answer),
+    /// Run the handler holding the key.
+    Run(Held),
+}
+
+impl<St: IdempotencyStore> Config<St> {
+    /// The largest request body read, in bytes.
+    pub(crate) fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// The key from the headers, when the key source reads them; `Err` is the `400` for an
+    /// invalid header.
+    pub(crate) fn header_key(&self, parts: &http::request::Parts) -> Result<Option<String>, Box<Answer>> {
+        match self.key_source {
+            KeySource::Auto | KeySource::Header => header_key(parts).map_err(|()| {
+                Box::new(text(StatusCode::BAD_REQUEST, "Idempotency-Key must be 16 to 255 visible ASCII characters"))
+            }),
+            KeySource::Webhook | KeySource::Custom(_) => Ok(None),
+        }
+    }
+
+    /// The request's key, from the header key found before and the buffered body.
+    pub(crate) fn key(
+        &self,
+        from_header: Option<String>,
+        parts: &http::request::Parts,
+        body: &Bytes,
+    ) -> Option<String> {
+        match &self.key_source {
+            KeySource::Auto => from_header.or_else(|| webhook_key(body)),
+            KeySource::Header => from_header,
+            KeySource::Webhook => webhook_key(body),
+            KeySource::Custom(derive) => derive(parts, body),
+        }
+    }
+
+    /// Takes `key` for this request, or decides its answer (replay, wait, 409, 422, 503).
+    pub(crate) async fn admit(&self, key: String, print: Fingerprint) -> Admission {
+        // Bounded: a released key is retried a few times, then the request gets 409.
+        let mut waited = false;
+        for _ in 0..4 {
+            let state = match self.store.begin(&key, print, self.lock_ttl).await {
+                Ok(state) => state,
+                Err(err) => {
+                    tracing::error!(target: TARGET, error = %err, "idempotency store failed");
+                    return Admission::Answer(retry_later(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "idempotency store unavailable",
+                    ));
+                }
+            };
+            let state = match state {
+                Begin::InFlight { fingerprint } if fingerprint != print => {
+                    return Admission::Answer(text(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Idempotency-Key reused with a different request",
+                    ));
+                }
+                Begin::InFlight { .. } if self.in_flight == InFlight::Conflict || waited => {
+                    return Admission::Answer(retry_later(
+                        StatusCode::CONFLICT,
+                        "a request with this Idempotency-Key is in progress",
+                    ));
+                }
+                Begin::InFlight { .. } => {
+                    waited = true;
+                    match self.store.wait(&key, self.wait_timeout).await {
+                        Ok(Begin::Released) => continue,
+                        Ok(state) => state,
+                        Err(err) => {
+                            tracing::error!(target: TARGET, error = %err, "idempotency store failed");
+                            return Admission::Answer(retry_later(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "idempotency store unavailable",
+                            ));
+                        }
+                    }
+                }
+                other => other,
+            };
+            match state {
+                Begin::Completed(stored) if stored.fingerprint != print => {
+                    return Admission::Answer(text(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Idempotency-Key reused with a different request",
+                    ));
+                }
+                Begin::Completed(stored) => {
+                    tracing::debug!(target: TARGET, key = %key, "replaying a stored answer");
+                    return Admission::Answer(replay(&stored));
+                }
+                Begin::InFlight { .. } => {
+                    return Admission::Answer(retry_later(
+                        StatusCode::CONFLICT,
+                        "a request with this Idempotency-Key is in progress",
+                    ));
+                }
+                Begin::Released => continue,
+                Begin::Acquired(token) => return Admission::Run(Held { key, token, print }),
+            }
+        }
+        Admission::Answer(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"))
+    }
+
+    /// A guard releasing `held` if the handler's future is dropped; disarm it once answered.
+    pub(crate) fn guard(&self, held: &Held) -> ReleaseOnDrop<St> {
+        ReleaseOnDrop { armed: Some((self.store.clone(), held.key.clone(), held.token.clone())) }
+    }
+
+    /// Frees `held` without an answer (the handler failed).
+    pub(crate) async fn release(&self, held: &Held) {
+        let _ = self.store.release(&held.key, &held.token).await;
+    }
+
+    /// The `500` for an answer body that failed: releases `held`.
+    pub(crate) async fn answer_failed(&self, held: &Held) -> Answer {
+        self.release(held).await;
+        tracing::warn!(target: TARGET, key = %held.key, "the answer body failed; key released");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "the handler's answer failed")
+    }
+
+    /// Stores the handler's whole answer for `held`, or releases the key for a 5xx or an
+    /// answer over `max_stored_body`.
+    pub(crate) async fn finish(&self, held: &Held, status: StatusCode, headers: &http::HeaderMap, body: &Bytes) {
+        if status.is_server_error() || body.len() > self.max_stored_body {
+            if !status.is_server_error() {
+                tracing::warn!(target: TARGET, key = %held.key, bytes = body.len(), "answer too large to store; key released");
+            }
+            self.release(held).await;
+        } else {
+            let headers = headers
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "connection" | "transfer-encoding" | "content-length"))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let stored = StoredResponse { fingerprint: held.print, status, headers, body: body.clone() };
+            if let Err(err) = self.store.complete(&held.key, &held.token, stored, self.ttl).await {
+                tracing::error!(target: TARGET, error = %err, key = %held.key, "could not store the answer");
+            }
         }
     }
 }
@@ -374,6 +554,10 @@ where
     }
 }
 
+fn own<B>(answer: Answer) -> Response<IdempotencyResponseBody<B>> {
+    answer.map(|body| Either::Right(Full::new(body)))
+}
+
 async fn handle<S, St, B, ResBody>(
     mut inner: S,
     config: Arc<Config<St>>,
@@ -388,89 +572,32 @@ where
     ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = request.into_parts();
-    let from_header = match config.key_source {
-        KeySource::Auto | KeySource::Header => match header_key(&parts) {
-            Ok(key) => key,
-            Err(()) => {
-                return Ok(text(StatusCode::BAD_REQUEST, "Idempotency-Key must be 16 to 255 visible ASCII characters"));
-            }
-        },
-        KeySource::Webhook | KeySource::Custom(_) => None,
+    let from_header = match config.header_key(&parts) {
+        Ok(key) => key,
+        Err(answer) => return Ok(own(*answer)),
     };
-    let body = match Limited::new(body, config.max_body).collect().await {
+    let body = match Limited::new(body, config.max_body()).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
-        }
-        Err(_) => return Ok(text(StatusCode::BAD_REQUEST, "failed to read the request body")),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Ok(own(too_large())),
+        Err(_) => return Ok(own(unreadable())),
     };
-    let key = match &config.key_source {
-        KeySource::Auto => from_header.or_else(|| webhook_key(&body)),
-        KeySource::Header => from_header,
-        KeySource::Webhook => webhook_key(&body),
-        KeySource::Custom(derive) => derive(&parts, &body),
-    };
+    let key = config.key(from_header, &parts, &body);
     let print = fingerprint(&parts.method, parts.uri.path(), &body);
     let request = Request::from_parts(parts, B::from(body));
     let Some(key) = key else {
         return inner.call(request).await.map(|response| response.map(Either::Left));
     };
-
-    // Bounded: a released key is retried a few times, then the request gets 409.
-    let mut waited = false;
-    for _ in 0..4 {
-        let state = match config.store.begin(&key, print, config.lock_ttl).await {
-            Ok(state) => state,
-            Err(err) => {
-                tracing::error!(target: TARGET, error = %err, "idempotency store failed");
-                return Ok(retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"));
-            }
-        };
-        let state = match state {
-            Begin::InFlight { fingerprint } if fingerprint != print => {
-                return Ok(text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"));
-            }
-            Begin::InFlight { .. } if config.in_flight == InFlight::Conflict || waited => {
-                return Ok(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"));
-            }
-            Begin::InFlight { .. } => {
-                waited = true;
-                match config.store.wait(&key, config.wait_timeout).await {
-                    Ok(Begin::Released) => continue,
-                    Ok(state) => state,
-                    Err(err) => {
-                        tracing::error!(target: TARGET, error = %err, "idempotency store failed");
-                        return Ok(retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"));
-                    }
-                }
-            }
-            other => other,
-        };
-        match state {
-            Begin::Completed(stored) if stored.fingerprint != print => {
-                return Ok(text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"));
-            }
-            Begin::Completed(stored) => {
-                tracing::debug!(target: TARGET, key = %key, "replaying a stored answer");
-                return Ok(replay(&stored));
-            }
-            Begin::InFlight { .. } => {
-                return Ok(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"));
-            }
-            Begin::Released => continue,
-            Begin::Acquired(token) => return run(inner, &config, request, key, token, print).await,
-        }
+    match config.admit(key, print).await {
+        Admission::Answer(answer) => Ok(own(answer)),
+        Admission::Run(held) => run(inner, &config, request, held).await,
     }
-    Ok(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"))
 }
 
 async fn run<S, St, B, ResBody>(
     mut inner: S,
     config: &Config<St>,
     request: Request<B>,
-    key: String,
-    token: LockToken,
-    print: Fingerprint,
+    held: Held,
 ) -> Result<Response<IdempotencyResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
@@ -478,14 +605,13 @@ where
     ResBody: Body,
     ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut guard = ReleaseOnDrop { armed: Some((config.store.clone(), key.clone(), token.clone())) };
+    let mut guard = config.guard(&held);
     let result = inner.call(request).await;
-    let release = |guard: &mut ReleaseOnDrop<St>| guard.armed = None;
     let response = match result {
         Ok(response) => response,
         Err(err) => {
-            release(&mut guard);
-            let _ = config.store.release(&key, &token).await;
+            guard.disarm();
+            config.release(&held).await;
             return Err(err);
         }
     };
@@ -494,29 +620,11 @@ where
     let body = match body.collect().await.map(http_body_util::Collected::to_bytes).ok() {
         Some(body) => body,
         None => {
-            release(&mut guard);
-            let _ = config.store.release(&key, &token).await;
-            tracing::warn!(target: TARGET, key = %key, "the answer body failed; key released");
-            return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "the handler's answer failed"));
+            guard.disarm();
+            return Ok(own(config.answer_failed(&held).await));
         }
     };
-    release(&mut guard);
-    if parts.status.is_server_error() || body.len() > config.max_stored_body {
-        if !parts.status.is_server_error() {
-            tracing::warn!(target: TARGET, key = %key, bytes = body.len(), "answer too large to store; key released");
-        }
-        let _ = config.store.release(&key, &token).await;
-    } else {
-        let headers = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| !matches!(name.as_str(), "connection" | "transfer-encoding" | "content-length"))
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        let stored = StoredResponse { fingerprint: print, status: parts.status, headers, body: body.clone() };
-        if let Err(err) = config.store.complete(&key, &token, stored, config.ttl).await {
-            tracing::error!(target: TARGET, error = %err, key = %key, "could not store the answer");
-        }
-    }
+    guard.disarm();
+    config.finish(&held, parts.status, &parts.headers, &body).await;
     Ok(Response::from_parts(parts, Either::Right(Full::new(body))))
 }

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
@@ -12,8 +11,7 @@ use tower_service::Service;
 
 use super::algorithm::Decision;
 use super::body::ResponseBody;
-use super::headers;
-use super::layer::{Config, FailMode};
+use super::layer::Config;
 use super::store::StoreError;
 
 pin_project! {
@@ -58,32 +56,14 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
-                    let verdict = ready!(check.poll(cx));
+                    let verdict = this.config.verdict(ready!(check.poll(cx)));
                     #[allow(clippy::panic)] // Only reachable by polling a completed future.
                     let Some((mut service, request)) = pending.take() else {
                         panic!("rate_limit::ResponseFuture polled after completion")
                     };
                     let tightest = match verdict {
-                        Ok(decisions) => match refusal(this.config, &decisions) {
-                            Some(refused) => return Poll::Ready(Ok(refused)),
-                            None => {
-                                this.config.counters.allowed.fetch_add(1, Relaxed);
-                                decisions.into_iter().min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset)))
-                            }
-                        },
-                        Err(error) => {
-                            this.config.counters.store_errors.fetch_add(1, Relaxed);
-                            match this.config.fail_mode {
-                                FailMode::Open => {
-                                    tracing::warn!(target: "ezthrottle::rate_limit", %error, "letting the request through (fail open)");
-                                    None
-                                }
-                                FailMode::Closed => {
-                                    tracing::warn!(target: "ezthrottle::rate_limit", %error, "refusing the request (fail closed)");
-                                    return Poll::Ready(Ok(own_answer(headers::unavailable())));
-                                }
-                            }
-                        }
+                        Ok(tightest) => tightest,
+                        Err(answer) => return Poll::Ready(Ok(own_answer(*answer))),
                     };
                     let future = service.call(request);
                     this.state.set(State::Calling { future, tightest });
@@ -91,34 +71,12 @@ where
                 StateProj::Calling { future, tightest } => {
                     let response = ready!(future.poll(cx))?;
                     let (mut parts, body) = response.into_parts();
-                    if let Some(decision) = tightest {
-                        this.config.header_style.write(decision, &mut parts.headers);
-                    }
-                    if let Some(pace) = &this.config.pace {
-                        for (name, value) in pace {
-                            parts.headers.insert(name.clone(), value.clone());
-                        }
-                    }
+                    this.config.write_headers(tightest.as_ref(), &mut parts.headers);
                     return Poll::Ready(Ok(Response::from_parts(parts, ResponseBody::inner(body))));
                 }
             }
         }
     }
-}
-
-/// The 429 answer when some rule refused: the one that frees up last is named.
-fn refusal<R>(config: &Config, decisions: &[Decision]) -> Option<Response<ResponseBody<R>>> {
-    let (index, worst) = decisions.iter().enumerate().filter(|(_, d)| !d.allowed).max_by_key(|(_, d)| d.retry_after)?;
-    config.counters.refused.fetch_add(1, Relaxed);
-    let rule = config.rules.get(index).map_or("unknown", |rule| rule.name());
-    let mut response = own_answer(headers::refusal(rule, worst.retry_after));
-    config.header_style.write(worst, response.headers_mut());
-    if let Some(pace) = &config.pace {
-        for (name, value) in pace {
-            response.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    Some(response)
 }
 
 fn own_answer<R>(

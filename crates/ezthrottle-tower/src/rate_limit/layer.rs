@@ -6,10 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderName, HeaderValue};
 use tower_layer::Layer;
 
+use super::algorithm::Decision;
 use super::algorithm::Rule;
+use super::headers;
 use super::headers::HeaderStyle;
 use super::memory::MemoryStore;
+use super::scope::RequestHead;
 use super::service::RateLimit;
+use super::store::{Check, StoreError};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 
 /// What to do when the store cannot decide (Redis unreachable or slow).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -154,6 +160,12 @@ impl<St> RateLimitLayer<St> {
         }
     }
 
+    /// The store (for the actix adapter).
+    #[cfg(feature = "actix")]
+    pub(crate) fn store(&self) -> &St {
+        &self.store
+    }
+
     fn refresh_pace(&mut self) {
         self.config.pace = if self.config.pace_enabled { pace_for(&self.config.rules) } else { None };
     }
@@ -170,5 +182,75 @@ impl<S, St: Clone> Layer<S> for RateLimitLayer<St> {
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit::new(inner, Arc::new(self.config.clone()), self.store.clone())
+    }
+}
+
+/// What the store's answer means for one request: `Ok` runs the handler (with the tightest
+/// limit, if the store decided, for its headers); `Err` is the answer instead (429 naming the
+/// rule, or 503 when failing closed).
+pub(crate) type Verdict = Result<Option<Decision>, Box<(StatusCode, HeaderMap, Bytes)>>;
+
+/// The decisions both adapters (the tower [`ResponseFuture`](super::ResponseFuture) and the
+/// actix middleware) make, in one place.
+impl Config {
+    /// The checks of one request: one per rule, keyed by rule name and scope key.
+    pub(crate) fn checks(&self, head: &RequestHead<'_>) -> Vec<Check> {
+        self.rules
+            .iter()
+            .map(|rule| Check { key: format!("{}\n{}", rule.name, rule.scope.key(head)), algorithm: rule.algorithm })
+            .collect()
+    }
+
+    /// Decides on the store's answer, counting it in the metrics.
+    pub(crate) fn verdict(&self, result: Result<Vec<Decision>, StoreError>) -> Verdict {
+        let config = self;
+        match result {
+            Ok(decisions) => {
+                let refused =
+                    decisions.iter().enumerate().filter(|(_, d)| !d.allowed).max_by_key(|(_, d)| d.retry_after);
+                if let Some((index, worst)) = refused {
+                    config.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    let rule = config.rules.get(index).map_or("unknown", |rule| rule.name());
+                    let (status, mut headers, body) = headers::refusal(rule, worst.retry_after);
+                    self.write_headers(Some(worst), &mut headers);
+                    return Err(Box::new((status, headers, body)));
+                }
+                config.counters.allowed.fetch_add(1, Ordering::Relaxed);
+                Ok(decisions.into_iter().min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset))))
+            }
+            Err(error) => {
+                config.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                match config.fail_mode {
+                    FailMode::Open => {
+                        tracing::warn!(target: "ezthrottle::rate_limit", %error, "letting the request through (fail open)");
+                        Ok(None)
+                    }
+                    FailMode::Closed => {
+                        tracing::warn!(target: "ezthrottle::rate_limit", %error, "refusing the request (fail closed)");
+                        Err(Box::new(headers::unavailable()))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the tightest limit (in the configured header style) and the pace hints.
+    pub(crate) fn write_headers(&self, tightest: Option<&Decision>, headers: &mut HeaderMap) {
+        if let Some(decision) = tightest {
+            self.header_style.write(decision, headers);
+        }
+        if let Some(pace) = &self.pace {
+            for (name, value) in pace {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(feature = "actix")]
+impl<St> RateLimitLayer<St> {
+    /// The shared configuration, for the actix adapter.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 }

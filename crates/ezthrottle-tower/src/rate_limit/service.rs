@@ -10,7 +10,7 @@ use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::Config;
 use super::scope::RequestHead;
-use super::store::{Check, RateLimitStore};
+use super::store::RateLimitStore;
 
 /// A service limited by the rules of its [`RateLimitLayer`](super::RateLimitLayer).
 #[derive(Debug, Clone)]
@@ -58,14 +58,7 @@ where
         // The service made ready is the one called (a clone may not be ready).
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let head = RequestHead::of(&request);
-        let checks: Vec<Check> = self
-            .config
-            .rules
-            .iter()
-            .map(|rule| Check { key: format!("{}\n{}", rule.name, rule.scope.key(&head)), algorithm: rule.algorithm })
-            .collect();
-        let check = self.store.check(checks);
+        let check = self.store.check(self.config.checks(&RequestHead::of(&request)));
         ResponseFuture::new(check, ready, request, Arc::clone(&self.config))
     }
 }

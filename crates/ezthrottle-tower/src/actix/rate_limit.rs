@@ -1,0 +1,173 @@
+//! [`RateLimit`]: the rules of a [`RateLimitLayer`] as actix-web middleware.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::Error;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+
+use super::{bad_request, copy_headers, own_answer, request_parts};
+use crate::rate_limit::{MemoryStore, RateLimitLayer, RateLimitMetrics, RateLimitStore, RequestHead};
+
+/// actix-web middleware rate-limiting requests by the rules of a [`RateLimitLayer`], with
+/// the same answers as the tower service: `RateLimit-*` / `X-RateLimit-*` headers (per the
+/// layer's [`HeaderStyle`](crate::rate_limit::HeaderStyle)) and the optional pace headers
+/// on every answer; a refusal is `429` with `Retry-After` and
+/// `{"error":"rate limit exceeded","limit":"<rule>","retry_after":<s>}`; a store failure
+/// lets the request through ([`FailMode::Open`](crate::rate_limit::FailMode::Open)) or
+/// answers `503` ([`FailMode::Closed`](crate::rate_limit::FailMode::Closed)).
+///
+/// [`Scope::client_ip`](crate::rate_limit::Scope::client_ip) reads the connection's peer
+/// address (`HttpRequest::peer_addr`).
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_web::{App, HttpResponse, web};
+/// use ezthrottle_tower::actix::RateLimit;
+/// use ezthrottle_tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
+///
+/// let limits = RateLimitLayer::new()
+///     .rule(Rule::new("per_ip", Scope::client_ip(), Algorithm::sliding_window(100, Duration::from_secs(60))))
+///     .pace_headers(true);
+/// let app = App::new()
+///     .wrap(RateLimit::new(limits))
+///     .route("/", web::get().to(|| async { HttpResponse::Ok().body("hello") }));
+/// # let _ = app;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RateLimit<St = MemoryStore> {
+    layer: RateLimitLayer<St>,
+}
+
+impl<St: RateLimitStore> RateLimit<St> {
+    /// Middleware applying `layer`'s rules, store and answer settings (a layer built with
+    /// [`RateLimitLayer::with_store`] shares its store, e.g. Redis, across replicas).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ezthrottle_tower::actix::RateLimit;
+    /// use ezthrottle_tower::rate_limit::{Algorithm, MemoryStore, RateLimitLayer, Rule, Scope};
+    ///
+    /// let layer = RateLimitLayer::with_store(MemoryStore::new())
+    ///     .rule(Rule::new("global", Scope::global(), Algorithm::token_bucket(50.0, 100)));
+    /// let limit = RateLimit::new(layer);
+    /// # let _ = limit;
+    /// ```
+    pub fn new(layer: RateLimitLayer<St>) -> Self {
+        Self { layer }
+    }
+
+    /// The counters so far (shared with the layer it was made from and its clones).
+    ///
+    /// ```
+    /// use ezthrottle_tower::actix::RateLimit;
+    /// use ezthrottle_tower::rate_limit::RateLimitLayer;
+    ///
+    /// let limit = RateLimit::new(RateLimitLayer::new());
+    /// assert_eq!(limit.metrics().refused, 0);
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> RateLimitMetrics {
+        self.layer.metrics()
+    }
+}
+
+impl<St: RateLimitStore> From<RateLimitLayer<St>> for RateLimit<St> {
+    /// The same as [`RateLimit::new`].
+    ///
+    /// ```
+    /// use ezthrottle_tower::actix::RateLimit;
+    /// use ezthrottle_tower::rate_limit::RateLimitLayer;
+    ///
+    /// let limit: RateLimit = RateLimitLayer::new().into();
+    /// # let _ = limit;
+    /// ```
+    fn from(layer: RateLimitLayer<St>) -> Self {
+        Self::new(layer)
+    }
+}
+
+impl<S, B, St> Transform<S, ServiceRequest> for RateLimit<St>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+    St: RateLimitStore,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = RateLimitMiddleware<S, St>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RateLimitMiddleware { service: Rc::new(service), layer: Rc::new(self.layer.clone()) }))
+    }
+}
+
+/// The service of [`RateLimit`] (made by actix when the app starts).
+///
+/// ```
+/// use actix_web::{App, HttpResponse, test, web};
+/// use ezthrottle_tower::actix::RateLimit;
+/// use ezthrottle_tower::rate_limit::RateLimitLayer;
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let app = test::init_service(
+///     App::new().wrap(RateLimit::new(RateLimitLayer::new())).route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
+/// )
+/// .await; // `app` runs every request through a `RateLimitMiddleware`
+/// # let _ = app;
+/// # });
+/// ```
+pub struct RateLimitMiddleware<S, St = MemoryStore> {
+    service: Rc<S>,
+    layer: Rc<RateLimitLayer<St>>,
+}
+
+impl<S, St> std::fmt::Debug for RateLimitMiddleware<S, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitMiddleware").finish_non_exhaustive()
+    }
+}
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B, St> Service<ServiceRequest> for RateLimitMiddleware<S, St>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+    St: RateLimitStore,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalBoxFuture<Result<Self::Response, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let Some(parts) = request_parts(&req) else {
+            return Box::pin(ready(Ok(req.into_response(bad_request()).map_into_right_body())));
+        };
+        let head = http::Request::from_parts(parts, ());
+        let check = self.layer.store().check(self.layer.config().checks(&RequestHead::of(&head)));
+        let service = Rc::clone(&self.service);
+        let layer = Rc::clone(&self.layer);
+        Box::pin(async move {
+            let tightest = match layer.config().verdict(check.await) {
+                Ok(tightest) => tightest,
+                Err(refusal) => {
+                    let (status, headers, body) = *refusal;
+                    return Ok(req.into_response(own_answer(status, &headers, body)).map_into_right_body());
+                }
+            };
+            let mut response = service.call(req).await?;
+            let mut headers = http::HeaderMap::new();
+            layer.config().write_headers(tightest.as_ref(), &mut headers);
+            copy_headers(&headers, response.headers_mut());
+            Ok(response.map_into_left_body())
+        })
+    }
+}
