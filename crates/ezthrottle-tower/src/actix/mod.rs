@@ -18,15 +18,12 @@
 //! ```
 
 use std::future::Future;
-use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode as ActixStatus;
 use actix_web::web::{Bytes, Data};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
-use ezthrottle_core::WebhookPayload;
-use ezthrottle_core::webhook::{SecretSlot, Verified};
 use serde::de::DeserializeOwned;
 
 mod idempotency;
@@ -36,47 +33,7 @@ pub use idempotency::{Idempotency, IdempotencyMiddleware};
 pub use rate_limit::{RateLimit, RateLimitMiddleware};
 
 use crate::webhook::{SIGNATURE_HEADER, parse};
-pub use crate::webhook::{WebhookRejection, WebhookVerifier};
-
-/// A webhook delivery whose `X-EZThrottle-Signature` verified, deserialized as `T`.
-///
-/// The [`WebhookVerifier`] comes from `app_data::<WebhookVerifier>()`, else
-/// `app_data::<web::Data<WebhookVerifier>>()`; without either the request gets a 500 naming
-/// what is missing. The body is read with actix's `Bytes` extractor, so `web::PayloadConfig`
-/// limits apply (over the limit is 413); then the signature is checked over those exact
-/// bytes and `T` is deserialized from JSON. Failures are [`WebhookRejection`]s (400, 401,
-/// 413, 422, 500).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct VerifiedWebhook<T = WebhookPayload> {
-    /// The deserialized payload.
-    pub payload: T,
-    /// The verification result (which secret matched, the signed timestamp).
-    pub verified: Verified,
-    /// The raw body, exactly as signed.
-    pub body: Bytes,
-}
-
-impl<T> VerifiedWebhook<T> {
-    /// Which secret matched.
-    #[must_use]
-    pub fn secret(&self) -> SecretSlot {
-        self.verified.secret()
-    }
-
-    /// The payload.
-    pub fn into_inner(self) -> T {
-        self.payload
-    }
-}
-
-impl<T> Deref for VerifiedWebhook<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.payload
-    }
-}
+pub use crate::webhook::{VerifiedWebhook, WebhookRejection, WebhookVerifier};
 
 const NOT_CONFIGURED: &str =
     "webhook verifier not configured: register a WebhookVerifier with App::app_data (or as web::Data<WebhookVerifier>)";

@@ -24,61 +24,17 @@
 //! [`VerifyWebhookLayer`](crate::webhook::VerifyWebhookLayer) outside it, as
 //! [`webhook_routes`] does.
 
-use std::ops::Deref;
-
 use ::axum::Router;
 use ::axum::body::Bytes;
 use ::axum::extract::{FromRef, FromRequest, Request, State};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::post;
-use ezthrottle_core::WebhookPayload;
 use ezthrottle_core::inbox::WebhookInbox;
-use ezthrottle_core::webhook::{SecretSlot, Verified};
 use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest};
-pub use crate::webhook::{WebhookRejection, WebhookVerifier};
-
-/// A webhook delivery whose `X-EZThrottle-Signature` verified, deserialized as `T`.
-///
-/// Extracting it buffers the body with axum's `Bytes` extractor (so `DefaultBodyLimit`
-/// applies: over the limit is 413), verifies the signature over those exact bytes with the
-/// [`WebhookVerifier`] taken from the state through `FromRef`, then deserializes `T` from
-/// JSON. Failures are [`WebhookRejection`]s: 400, 401, 413 or 422.
-///
-/// It consumes the body, so it must be the **last** extractor of the handler.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct VerifiedWebhook<T = WebhookPayload> {
-    /// The deserialized payload.
-    pub payload: T,
-    /// The verification result (which secret matched, the signed timestamp).
-    pub verified: Verified,
-    /// The raw body, exactly as signed.
-    pub body: Bytes,
-}
-
-impl<T> VerifiedWebhook<T> {
-    /// Which secret matched.
-    #[must_use]
-    pub fn secret(&self) -> SecretSlot {
-        self.verified.secret()
-    }
-
-    /// The payload.
-    pub fn into_inner(self) -> T {
-        self.payload
-    }
-}
-
-impl<T> Deref for VerifiedWebhook<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.payload
-    }
-}
+pub use crate::webhook::{VerifiedWebhook, WebhookRejection, WebhookVerifier};
 
 impl<S, T> FromRequest<S> for VerifiedWebhook<T>
 where

@@ -41,6 +41,7 @@
 //! ```
 
 mod layer;
+mod verified;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ use http::StatusCode;
 use serde::de::DeserializeOwned;
 
 pub use layer::{DEFAULT_BODY_LIMIT, VerifiedRequest, VerifyWebhook, VerifyWebhookLayer, VerifyWebhookResponseBody};
+pub use verified::VerifiedWebhook;
 
 pub use ezthrottle_core::protocol::SIGNATURE_HEADER;
 
