@@ -11,19 +11,25 @@
 //! 2. an interleaved A/B throughput run (8 concurrent callers, alternating batches)
 //!    printing the wrapped / bare throughput ratios (target ≥ 0.97);
 //! 3. the time from the target's 429 to the caller holding the 202 (engine on loopback),
-//!    measured per call from the instant the target produced the 429: p50 / p99.
+//!    measured per call from the instant the target produced the 429: p50 / p99;
+//! 4. a retry storm against a failing target: how many calls reach it with and without
+//!    the circuit breaker.
+//!
+//! `EZT_BENCH_ONLY=ab|latency|storm` runs one of reports 2-4 (with a criterion filter that
+//! matches nothing, e.g. `-- none`, to skip 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use ezthrottle_core::EZThrottle;
-use ezthrottle_tower::{Forward, ForwardLayer, IdempotencyKey};
+use ezthrottle_tower::{CircuitBreaker, Forward, ForwardLayer, IdempotencyKey};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -42,6 +48,9 @@ type Wrapped = Forward<Bare>;
 /// When the target produced each 429, by `x-bench-id`.
 type Stamps = Arc<Mutex<HashMap<u64, Instant>>>;
 
+/// Requests the client under test (not the engine) made to `/down`.
+static DOWN_HITS: AtomicUsize = AtomicUsize::new(0);
+
 async fn serve(stamps: Stamps) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -57,6 +66,10 @@ async fn serve(stamps: Stamps) -> SocketAddr {
                     let stamps = Arc::clone(&stamps);
                     async move {
                         let limited = request.uri().path() == "/limited";
+                        let down = request.uri().path() == "/down";
+                        if down && !request.headers().contains_key("x-ezthrottle-job-id") {
+                            DOWN_HITS.fetch_add(1, Ordering::SeqCst);
+                        }
                         let id = request.headers().get("x-bench-id").and_then(|v| v.to_str().ok()?.parse().ok());
                         let _ = request.into_body().collect().await;
                         let response = if limited {
@@ -66,6 +79,10 @@ async fn serve(stamps: Stamps) -> SocketAddr {
                             if let Some(id) = id {
                                 stamps.lock().unwrap().insert(id, Instant::now());
                             }
+                            response
+                        } else if down {
+                            let mut response = Response::new(Full::new(Bytes::from_static(b"down")));
+                            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                             response
                         } else {
                             Response::new(Full::new(payload))
@@ -131,7 +148,6 @@ struct Setup {
     bare: Bare,
     wrapped: Wrapped,
     stamps: Stamps,
-    #[cfg_attr(not(feature = "reqwest-middleware"), allow(dead_code))]
     ezthrottle: EZThrottle,
     _engine: ezthrottle_local::RunningEngine,
 }
@@ -353,6 +369,36 @@ fn latency_report(s: &Setup) {
     );
 }
 
+/// A retry storm against a target that answers 503: how many calls reach it, with and
+/// without the circuit breaker.
+fn storm_report(s: &Setup) {
+    const CALLS: usize = 1000;
+    println!("\n== {CALLS} sequential calls to a target answering 503 (all forwarded) ==");
+    let down_url = s.url.replace("/ok", "/down");
+    let breaker = CircuitBreaker::new(5, Duration::from_millis(50));
+    let with_breaker = ForwardLayer::new(s.ezthrottle.clone())
+        .idempotency(IdempotencyKey::Unique)
+        .circuit_breaker(breaker)
+        .layer(s.bare.clone());
+    for (name, client) in [("no breaker", s.wrapped.clone()), ("CircuitBreaker::new(5, 50 ms)", with_breaker)] {
+        let before = DOWN_HITS.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let accepted = s.rt.block_on(async {
+            let mut accepted = 0;
+            for _ in 0..CALLS {
+                let response = client.clone().oneshot(post(&down_url)).await.unwrap();
+                accepted += usize::from(response.status() == StatusCode::ACCEPTED);
+            }
+            accepted
+        });
+        println!(
+            "{name:<30} {:>6.0} ms   {accepted} answered 202   the target received {}",
+            started.elapsed().as_secs_f64() * 1000.0,
+            DOWN_HITS.load(Ordering::SeqCst) - before
+        );
+    }
+}
+
 fn main() {
     let setup = setup();
     let mut criterion = Criterion::default().configure_from_args();
@@ -360,13 +406,16 @@ fn main() {
     criterion.final_summary();
     // `cargo test --benches` runs the bench once in test mode: keep that quick.
     if std::env::args().any(|arg| arg == "--bench") {
-        // `EZT_BENCH_ONLY=ab` or `=latency` runs one report.
+        // `EZT_BENCH_ONLY=ab`, `=latency` or `=storm` runs one report.
         let only = std::env::var("EZT_BENCH_ONLY").unwrap_or_default();
-        if only != "latency" {
+        if only.is_empty() || only == "ab" {
             ab_report(&setup);
         }
-        if only != "ab" {
+        if only.is_empty() || only == "latency" {
             latency_report(&setup);
+        }
+        if only.is_empty() || only == "storm" {
+            storm_report(&setup);
         }
     }
 }

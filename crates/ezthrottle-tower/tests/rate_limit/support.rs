@@ -1,12 +1,9 @@
 use std::convert::Infallible;
-use std::process::Stdio;
-use std::time::Duration;
 
 use bytes::Bytes;
 use ezthrottle_tower::rate_limit::{RateLimit, RateLimitStore, ResponseBody};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 pub(crate) type Inner =
@@ -69,41 +66,7 @@ pub(crate) async fn body_json(response: Response<ResponseBody<Full<Bytes>>>) -> 
     serde_json::from_slice(&bytes).expect("json")
 }
 
-/// A `redis-server` on a free loopback port, stopped when dropped.
-pub(crate) struct RedisServer {
-    pub(crate) url: String,
-    child: tokio::process::Child,
-}
-
-impl RedisServer {
-    pub(crate) async fn start() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            listener.local_addr().expect("addr").port()
-        };
-        let mut child = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = async {
-            while let Some(line) = lines.next_line().await.expect("read redis log") {
-                if line.contains("Ready to accept connections") {
-                    return;
-                }
-            }
-            panic!("redis-server exited before it was ready");
-        };
-        tokio::time::timeout(Duration::from_secs(10), ready).await.expect("redis-server ready within 10 s");
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { url: format!("redis://127.0.0.1:{port}"), child }
-    }
-
-    pub(crate) async fn stop(&mut self) {
-        let _ = self.child.kill().await;
-    }
-}
+#[path = "../common/redis_server.rs"]
+mod redis_server;
+#[allow(unused_imports)]
+pub(crate) use redis_server::RedisServer;

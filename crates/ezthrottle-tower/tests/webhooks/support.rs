@@ -1,10 +1,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub(crate) const SECRET: &str = "whsec_primary_for_tests";
 pub(crate) const OLD_SECRET: &str = "whsec_previous_for_tests";
@@ -40,36 +37,7 @@ pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client")
 }
 
-/// A `redis-server` on a free loopback port, stopped when dropped.
-pub(crate) struct RedisServer {
-    pub(crate) url: String,
-    _child: tokio::process::Child,
-}
-
-impl RedisServer {
-    pub(crate) async fn start() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            listener.local_addr().expect("addr").port()
-        };
-        let mut child = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = async {
-            while let Some(line) = lines.next_line().await.expect("read redis log") {
-                if line.contains("Ready to accept connections") {
-                    return;
-                }
-            }
-            panic!("redis-server exited before it was ready");
-        };
-        tokio::time::timeout(Duration::from_secs(10), ready).await.expect("redis-server ready within 10 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { url: format!("redis://127.0.0.1:{port}"), _child: child }
-    }
-}
+#[path = "../common/redis_server.rs"]
+mod redis_server;
+#[allow(unused_imports)]
+pub(crate) use redis_server::RedisServer;
