@@ -372,15 +372,15 @@ fn latency_report(s: &Setup) {
 /// A retry storm against a target that answers 503: how many calls reach it, with and
 /// without the circuit breaker.
 fn storm_report(s: &Setup) {
-    const CALLS: usize = 1000;
+    const CALLS: usize = 3000;
     println!("\n== {CALLS} sequential calls to a target answering 503 (all forwarded) ==");
     let down_url = s.url.replace("/ok", "/down");
-    let breaker = CircuitBreaker::new(5, Duration::from_millis(50));
+    let breaker = CircuitBreaker::new(5, Duration::from_millis(20));
     let with_breaker = ForwardLayer::new(s.ezthrottle.clone())
         .idempotency(IdempotencyKey::Unique)
         .circuit_breaker(breaker)
         .layer(s.bare.clone());
-    for (name, client) in [("no breaker", s.wrapped.clone()), ("CircuitBreaker::new(5, 50 ms)", with_breaker)] {
+    for (name, client) in [("no breaker", s.wrapped.clone()), ("CircuitBreaker::new(5, 20 ms)", with_breaker)] {
         let before = DOWN_HITS.load(Ordering::SeqCst);
         let started = Instant::now();
         let accepted = s.rt.block_on(async {

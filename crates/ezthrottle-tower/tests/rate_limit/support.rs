@@ -66,7 +66,8 @@ pub(crate) async fn body_json(response: Response<ResponseBody<Full<Bytes>>>) -> 
     serde_json::from_slice(&bytes).expect("json")
 }
 
+#[cfg(feature = "redis")]
 #[path = "../common/redis_server.rs"]
 mod redis_server;
-#[allow(unused_imports)]
+#[cfg(feature = "redis")]
 pub(crate) use redis_server::RedisServer;

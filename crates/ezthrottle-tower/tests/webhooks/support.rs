@@ -37,7 +37,8 @@ pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client")
 }
 
+#[cfg(feature = "redis")]
 #[path = "../common/redis_server.rs"]
 mod redis_server;
-#[allow(unused_imports)]
+#[cfg(feature = "redis")]
 pub(crate) use redis_server::RedisServer;
