@@ -104,7 +104,10 @@ async fn race_takes_the_first_2xx_and_cancels_the_others() {
     assert_eq!(attempts.len(), 3);
     let outcomes = count_by(&attempts, "outcome");
     assert_eq!((outcomes.get("success"), outcomes.get("cancelled")), (Some(&1), Some(&2)), "{done:#}");
-    assert_eq!(target.wait_hits("/fast-in", 3).await.len(), 3);
+    // The winner's request reached the target; a cancelled region's request may or may not
+    // have left before it was cancelled (the attempts above show all three regions ran).
+    let hits = target.wait_hits("/fast-in", 1).await;
+    assert!((1..=3).contains(&hits.len()), "{hits:?}");
     engine.shutdown().await;
 }
 
