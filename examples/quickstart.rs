@@ -4,36 +4,62 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! It starts, on 127.0.0.1, the embedded EZThrottle engine, a demo "rate-limited API"
-//! (3 requests per second; bursts get `429` with `Retry-After`; every answer carries
-//! `X-EZTHROTTLE-RPS` so EZThrottle paces itself to it) and a webhook receiver that verifies
-//! signatures and drops duplicate deliveries. Then:
+//! It starts, on 127.0.0.1, the embedded EZThrottle engine, a demo "rate-limited API" (3
+//! requests in any second, bursts answered `429` with `Retry-After`, every answer carrying
+//! `X-EZTHROTTLE-RPS: 3` so EZThrottle paces itself to it) and a webhook receiver (axum,
+//! `VerifiedWebhook`, duplicate deliveries absorbed by an `IdempotencyLayer`, results
+//! handed to a `WebhookInbox`). Then:
 //!
-//! 1. a burst of FRUGAL calls: each runs here first, the 429s are forwarded as jobs;
-//! 2. a workflow: a failing primary, a fallback on 500, an `on_success` child;
-//! 3. every webhook is awaited, verified and de-duplicated;
-//! 4. a closing table: job, attempts, final status, time to webhook.
+//! 1. a hyper client wrapped in `ForwardLayer` calls the API in a burst: the first calls
+//!    succeed directly, the 429s become jobs and come back `202 Accepted` with a receipt;
+//! 2. a legacy function under `#[auto_forward]` hands its failed request to EZThrottle;
+//! 3. a FRUGAL `Step` workflow: a failing primary, a fallback chain, an `on_success` child;
+//! 4. every webhook is awaited through the inbox (verified, duplicates absorbed);
+//! 5. a closing table: job, attempts, pace observed, final status, time to webhook.
 //!
-//! It exits non-zero if anything went wrong.
+//! It exits non-zero if anything did not happen as described.
+//!
+//! Against the cloud instead: set `EZTHROTTLE_API_KEY` and `EZTHROTTLE_WEBHOOK_SECRET`
+//! (your account's webhook secret), serve this process on a fixed port reachable from the
+//! internet (a tunnel), and name its public address:
+//!
+//! ```sh
+//! EZTHROTTLE_API_KEY=... EZTHROTTLE_WEBHOOK_SECRET=... \
+//!   cargo run --example quickstart -- --port 8000 --public-url https://my-tunnel.example.com
+//! ```
+//!
+//! (`--webhook-url` overrides only the receiver's address.)
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ezthrottle::webhook::Verifier;
-use ezthrottle::{EZThrottle, Step, StepOutcome, StepType, Trigger, Webhook, WebhookPayload};
-use ezthrottle_local::Engine;
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use ezthrottle::local::{Engine, RunningEngine};
+use ezthrottle::tower::axum::{VerifiedWebhook, WebhookVerifier};
+use ezthrottle::tower::idempotency::{IdempotencyLayer, KeySource, REPLAY_HEADER};
+use ezthrottle::tower::webhook::VerifyWebhookLayer;
+use ezthrottle::tower::{ForwardLayer, ForwardedJob};
+use ezthrottle::{
+    DeliveryStatus, EZThrottle, ForwardToEZThrottle, Outcome, Step, StepOutcome, StepType, Trigger, Webhook,
+    WebhookInbox, WebhookPayload, auto_forward,
+};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{ServiceBuilder, ServiceExt};
 
-const SECRET: &str = "quickstart-webhook-secret";
+const LOCAL_SECRET: &str = "quickstart-webhook-secret";
 const BURST: usize = 8;
+/// The demo API's limit, and the pace it asks EZThrottle for.
+const API_RPS: usize = 3;
 const DEADLINE: Duration = Duration::from_secs(45);
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -48,188 +74,408 @@ async fn main() {
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    println!("1. Starting everything on 127.0.0.1");
-    let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
-    let api = serve(demo_api()).await?;
-    let (deliveries, mut arrived) = mpsc::unbounded_channel();
-    let receiver = serve(webhook_receiver(deliveries)).await?;
-    let webhook_url = format!("http://{receiver}/webhook");
-    println!("   engine      {}", engine.base_url());
-    println!("   demo API    http://{api}  (3 req/s, bursts answered 429 + Retry-After)");
-    println!("   receiver    {webhook_url}  (verifies X-EZThrottle-Signature)");
-    let client = EZThrottle::builder().direct(engine.base_url()).build()?;
+    let options = Options::parse()?;
 
-    println!("\n2. A burst of {BURST} FRUGAL calls: each runs here first; 429s are forwarded");
-    let mut expected: Vec<Expected> = Vec::new();
+    println!("1. Starting everything on 127.0.0.1");
+    let inbox = WebhookInbox::new();
+    let mut arrivals = inbox.subscribe();
+    let secret = options.webhook_secret()?;
+    let receiver = Receiver { verifier: WebhookVerifier::new(&secret), inbox: inbox.clone(), handled: Arc::default() };
+    let app = Router::new().nest("/api", demo_api()).merge(receiver.router());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
+    let local = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("the demo server stopped: {error}");
+        }
+    });
+    let public = options.public_url.clone().unwrap_or_else(|| local.clone());
+    let api = format!("{public}/api");
+    let webhook_url = options.webhook_url.clone().unwrap_or_else(|| format!("{public}/webhook"));
+    let (client, engine) = connect(&secret).await?;
+    match &engine {
+        Some(engine) => println!("   engine      {} (embedded)", engine.base_url()),
+        None => println!("   EZThrottle  the cloud (EZTHROTTLE_API_KEY)"),
+    }
+    println!("   demo API    {api}  ({API_RPS} req/s; bursts get 429 + Retry-After)");
+    println!("   receiver    {webhook_url}  (verifies X-EZThrottle-Signature, absorbs repeats)");
+    let mut jobs = Vec::new();
+
+    println!("\n2. A hyper client under ForwardLayer calls the API {BURST} times at once");
+    let http = ServiceBuilder::new()
+        .layer(ForwardLayer::new(client.clone()).webhooks([Webhook::new(&webhook_url)]))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     for order in 0..BURST {
-        let url = format!("http://{api}/orders/{order}");
-        let outcome = Step::new(&url)
-            .step_type(StepType::Frugal)
-            .webhook(Webhook::new(&webhook_url))
-            .idempotent_key(format!("order-{order}"))
-            .execute(&client)
-            .await?;
-        match outcome {
-            StepOutcome::ExecutedLocally { response, .. } => {
-                println!("   order {order}: executed here, {}", response.status);
+        let request = http::Request::get(format!("{api}/orders/{order}")).body(Full::default())?;
+        let response = http.clone().oneshot(request).await?;
+        let status = response.status();
+        match response.extensions().get::<ForwardedJob>() {
+            Some(job) => {
+                let was = job.original_status.map_or_else(|| "a transport error".to_owned(), |s| s.to_string());
+                println!("   order {order}: {was} -> {status}, EZThrottle runs it as {}", job.receipt.job_id);
+                jobs.push(Tracked::new(job.receipt.job_id.clone(), format!("order {order}")));
             }
-            StepOutcome::Forwarded(receipt) => {
-                println!("   order {order}: 429 here, forwarded as {} ({})", receipt.job_id, receipt.status);
-                expected.push(Expected { job_id: receipt.job_id, what: format!("order {order}") });
+            None if status.is_success() => {
+                let body = response.into_body().collect().await?.to_bytes();
+                println!("   order {order}: {status} directly ({})", String::from_utf8_lossy(&body));
             }
-            StepOutcome::FailedLocally { response, .. } => {
-                return Err(format!("order {order} failed here with {}", response.status).into());
-            }
-            other => return Err(format!("order {order}: unexpected outcome {other:?}").into()),
+            None => return Err(format!("order {order}: {status} was neither served nor forwarded").into()),
         }
     }
-    if expected.is_empty() {
-        return Err("the burst was never rate limited; nothing was forwarded".into());
+    if jobs.is_empty() {
+        return Err("the burst was never rate limited: nothing was forwarded".into());
     }
 
-    println!("\n3. A workflow: the primary answers 500, a fallback on 500 takes over, then an on_success child");
-    let workflow = Step::new(format!("http://{api}/flaky"))
+    println!("\n3. A legacy function under #[auto_forward] hits a 429 and hands the request over");
+    let billing = Billing { client: client.clone(), api: api.clone(), webhook_url: webhook_url.clone() };
+    match billing.send_invoice(42).await? {
+        Outcome::Forwarded(receipt) => {
+            println!("   send_invoice(42): forwarded as {} ({})", receipt.job_id, receipt.status);
+            jobs.push(Tracked::new(receipt.job_id, "invoice".into()));
+        }
+        other => return Err(format!("send_invoice(42) should have been forwarded, got {other:?}").into()),
+    }
+
+    println!("\n4. A FRUGAL workflow: primary answers 500 -> fallback chain -> on_success child");
+    let outcome = Step::new(format!("{api}/charge"))
+        .step_type(StepType::Frugal)
         .webhook(Webhook::new(&webhook_url))
-        .idempotent_key("workflow")
-        .fallback(Step::new(format!("http://{api}/orders/backup")), Trigger::on_error([500]))
+        .idempotent_key("quickstart-charge")
+        .fallback(Step::new(format!("{api}/charge-backup")), Trigger::on_error([500]))
+        .fallback(Step::new(format!("{api}/charge-last-resort")), Trigger::on_timeout(2_000))
         .on_success(
-            Step::new(format!("http://{api}/notify")).webhook(Webhook::new(&webhook_url)).idempotent_key("notify"),
+            Step::new(format!("{api}/notify")).webhook(Webhook::new(&webhook_url)).idempotent_key("quickstart-notify"),
         )
         .execute(&client)
         .await?;
-    let receipt = workflow.receipt().ok_or("the workflow was not forwarded")?;
-    println!("   workflow submitted as {}", receipt.job_id);
-    expected.push(Expected { job_id: receipt.job_id.clone(), what: "workflow".into() });
-    // The child is a new job spawned by the engine: its id is learned from its webhook.
-    let children_expected = 1;
+    match outcome {
+        StepOutcome::Forwarded(receipt) => {
+            println!("   tried here first (failed), then forwarded whole as {}", receipt.job_id);
+            jobs.push(Tracked::new(receipt.job_id, "workflow".into()));
+        }
+        other => return Err(format!("the workflow should have been forwarded, got {other:?}").into()),
+    }
+    // The child is a new job the engine spawns; its id arrives with its webhook.
+    jobs.push(Tracked::new("quickstart-notify".into(), "on_success".into()));
 
-    println!("\n4. Waiting for every webhook (verified, duplicates dropped)");
+    println!("\n5. Waiting for every webhook");
     let submitted = Instant::now();
-    let mut received: HashMap<String, (WebhookPayload, Duration)> = HashMap::new();
-    let total = expected.len() + children_expected;
-    while received.len() < total {
-        print!("\r   received {}/{total} ", received.len());
-        let remaining = DEADLINE.checked_sub(submitted.elapsed()).ok_or("timed out waiting for webhooks")?;
-        match tokio::time::timeout(remaining, arrived.recv()).await {
-            Ok(Some(payload)) => {
-                received.insert(payload.job_id.clone(), (payload, submitted.elapsed()));
+    let mut delivered: HashMap<String, (WebhookPayload, Duration)> = HashMap::new();
+    let mut progress = tokio::time::interval(Duration::from_millis(250));
+    let terminal = std::io::stdout().is_terminal();
+    let mut reported = 0;
+    while let Some(waiting) = jobs.iter().find(|job| !job.matches_any(&delivered)) {
+        let waited = submitted.elapsed();
+        if waited > DEADLINE {
+            return Err(format!("no webhook for {} ({}) after {waited:.0?}", waiting.key, waiting.what).into());
+        }
+        tokio::select! {
+            payload = arrivals.recv() => {
+                let payload = payload.ok_or("the inbox closed")?;
+                delivered.entry(payload.job_id.clone()).or_insert((payload, waited));
             }
-            Ok(None) => return Err("the receiver stopped".into()),
-            Err(_) => return Err(format!("timed out with {}/{total} webhooks", received.len()).into()),
+            _ = progress.tick() => {}
         }
+        let done = jobs.iter().filter(|job| job.matches_any(&delivered)).count();
+        // A live progress line on a terminal; one line per new delivery in a log.
+        if terminal {
+            print!("\r   {done}/{} delivered after {:.1}s ", jobs.len(), waited.as_secs_f64());
+            std::io::Write::flush(&mut std::io::stdout())?;
+        } else if done > reported {
+            println!("   {done}/{} delivered after {:.1}s", jobs.len(), waited.as_secs_f64());
+        }
+        reported = done;
     }
-    println!("\r   received {total}/{total}: all delivered");
+    let end = if terminal { "\n" } else { "" };
+    println!("{end}   all {} delivered; the handler ran {} times, once per job", jobs.len(), receiver.handled());
+    prove_repeats_are_absorbed(&local, &secret, &receiver, &delivered).await?;
 
-    println!("\n5. Summary");
-    println!("   {:<38} {:<10} {:>8} {:<8} {:>10}", "job", "what", "attempts", "status", "to webhook");
-    let mut failures = 0;
-    let known: HashSet<&str> = expected.iter().map(|e| e.job_id.as_str()).collect();
-    let children = received
-        .keys()
-        .filter(|id| !known.contains(id.as_str()))
-        .map(|id| Expected { job_id: id.clone(), what: "on_success".into() });
-    let rows: Vec<Expected> = expected.iter().cloned().chain(children).collect();
-    for row in rows {
-        let (payload, latency) = received.get(&row.job_id).ok_or_else(|| format!("no webhook for {}", row.job_id))?;
-        let attempts = job_attempts(&engine.base_url(), &row.job_id).await.unwrap_or(0);
-        let status = format!("{:?}", payload.status).to_lowercase();
-        if status != "success" {
-            failures += 1;
-        }
-        println!(
-            "   {:<38} {:<10} {:>8} {:<8} {:>9.1}s",
-            row.job_id,
-            row.what,
-            attempts,
-            status,
-            latency.as_secs_f64()
-        );
+    println!("\n6. Summary");
+    let failures = summarize(&jobs, &delivered, engine.as_ref()).await?;
+    if let Some(engine) = engine {
+        engine.shutdown().await;
     }
-    engine.shutdown().await;
     if failures > 0 {
         return Err(format!("{failures} job(s) did not succeed").into());
     }
     println!(
-        "\nDone in {:.1}s: every call answered, every forwarded job executed and delivered.",
+        "\nDone in {:.1}s: every call answered, every forwarded job run and delivered.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-#[derive(Clone)]
-struct Expected {
-    job_id: String,
+/// The command line: all optional; only the cloud run needs them.
+#[derive(Debug, Default)]
+struct Options {
+    port: u16,
+    public_url: Option<String>,
+    webhook_url: Option<String>,
+}
+
+impl Options {
+    fn parse() -> Result<Self, Failure> {
+        let mut options = Self::default();
+        let mut args = std::env::args().skip(1);
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--port" => options.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+                "--public-url" => options.public_url = Some(value()?.trim_end_matches('/').to_owned()),
+                "--webhook-url" => options.webhook_url = Some(value()?),
+                other => return Err(format!("unknown argument {other:?} (see the file's header)").into()),
+            }
+        }
+        Ok(options)
+    }
+
+    /// The embedded engine signs with ours; in the cloud, the account's secret applies.
+    fn webhook_secret(&self) -> Result<String, Failure> {
+        if std::env::var_os("EZTHROTTLE_API_KEY").is_none() {
+            return Ok(LOCAL_SECRET.to_owned());
+        }
+        if self.public_url.is_none() && self.webhook_url.is_none() {
+            return Err("with EZTHROTTLE_API_KEY set, pass --public-url (EZThrottle must reach this process)".into());
+        }
+        std::env::var("EZTHROTTLE_WEBHOOK_SECRET")
+            .map_err(|_| "with EZTHROTTLE_API_KEY set, EZTHROTTLE_WEBHOOK_SECRET must hold your webhook secret".into())
+    }
+}
+
+/// The cloud when `EZTHROTTLE_API_KEY` is set, else an embedded engine.
+async fn connect(secret: &str) -> Result<(EZThrottle, Option<RunningEngine>), Failure> {
+    if std::env::var_os("EZTHROTTLE_API_KEY").is_some() {
+        return Ok((EZThrottle::from_env()?, None));
+    }
+    let engine = Engine::builder().open().webhook_secret(secret).start().await?;
+    let client = EZThrottle::builder().direct(engine.base_url()).build()?;
+    Ok((client, Some(engine)))
+}
+
+/// Legacy code that gives up on a 429 and describes the request instead of retrying.
+struct Billing {
+    client: EZThrottle,
+    api: String,
+    webhook_url: String,
+}
+
+impl Billing {
+    #[auto_forward(
+        client = self.client,
+        idempotent_key = format!("invoice-{order}"),
+        webhooks = [Webhook::new(&self.webhook_url)]
+    )]
+    async fn send_invoice(&self, order: u32) -> Result<String, ForwardToEZThrottle> {
+        let url = format!("{}/invoices/{order}", self.api);
+        let retry_later = || ForwardToEZThrottle::post(&url, format!(r#"{{"order":{order}}}"#));
+        let response = reqwest::Client::new().post(&url).send().await.map_err(|_| retry_later())?;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            return Err(retry_later());
+        }
+        response.text().await.map_err(|_| retry_later())
+    }
+}
+
+/// A job to wait for, by job id or idempotency key.
+struct Tracked {
+    key: String,
     what: String,
 }
 
-/// How many attempts the engine made for a job (from `GET /api/v1/jobs/{id}`).
-async fn job_attempts(base_url: &str, job_id: &str) -> Result<usize, Failure> {
+impl Tracked {
+    fn new(key: String, what: String) -> Self {
+        Self { key, what }
+    }
+
+    fn find<'a>(
+        &self,
+        delivered: &'a HashMap<String, (WebhookPayload, Duration)>,
+    ) -> Option<&'a (WebhookPayload, Duration)> {
+        delivered.get(&self.key).or_else(|| {
+            delivered.values().find(|(payload, _)| payload.idempotent_key.as_deref() == Some(self.key.as_str()))
+        })
+    }
+
+    fn matches_any(&self, delivered: &HashMap<String, (WebhookPayload, Duration)>) -> bool {
+        self.find(delivered).is_some()
+    }
+}
+
+/// The receiver: `VerifyWebhookLayer` checks the signature first, so an unverified request
+/// can never replay a stored answer; the `IdempotencyLayer` answers repeats of a job from
+/// its store; the handler runs once per job and hands the result to the inbox.
+#[derive(Clone)]
+struct Receiver {
+    verifier: WebhookVerifier,
+    inbox: WebhookInbox,
+    handled: Arc<AtomicUsize>,
+}
+
+impl FromRef<Receiver> for WebhookVerifier {
+    fn from_ref(receiver: &Receiver) -> Self {
+        receiver.verifier.clone()
+    }
+}
+
+impl Receiver {
+    fn router(&self) -> Router {
+        async fn on_webhook(State(receiver): State<Receiver>, delivery: VerifiedWebhook) -> &'static str {
+            receiver.handled.fetch_add(1, Ordering::Relaxed);
+            receiver.inbox.record(delivery.payload);
+            "ok"
+        }
+        Router::new()
+            .route("/webhook", post(on_webhook))
+            .route_layer(IdempotencyLayer::memory().key_source(KeySource::Webhook))
+            .route_layer(VerifyWebhookLayer::new(self.verifier.clone()))
+            .with_state(self.clone())
+    }
+
+    fn handled(&self) -> usize {
+        self.handled.load(Ordering::Relaxed)
+    }
+}
+
+/// Delivery is at-least-once: post one delivery again, as EZThrottle would after a lost
+/// answer, and show the handler does not run twice.
+async fn prove_repeats_are_absorbed(
+    local: &str,
+    secret: &str,
+    receiver: &Receiver,
+    delivered: &HashMap<String, (WebhookPayload, Duration)>,
+) -> Result<(), Failure> {
+    let (payload, _) = delivered.values().next().ok_or("nothing was delivered")?;
+    let body = serde_json::to_vec(payload)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs().try_into()?;
+    let handled = receiver.handled();
+    let answer = reqwest::Client::new()
+        .post(format!("{local}/webhook"))
+        .header("x-ezthrottle-signature", ezthrottle::webhook::sign(secret, now, &body))
+        .body(body)
+        .send()
+        .await?;
+    let replayed = answer.headers().get(REPLAY_HEADER).is_some();
+    if !answer.status().is_success() || !replayed || receiver.handled() != handled {
+        return Err(format!("a repeated delivery was not absorbed ({})", answer.status()).into());
+    }
+    println!(
+        "   a repeated delivery of {} got {} from the store; the handler did not run again",
+        payload.job_id,
+        answer.status()
+    );
+    Ok(())
+}
+
+/// Prints the closing table; returns how many jobs did not succeed.
+async fn summarize(
+    jobs: &[Tracked],
+    delivered: &HashMap<String, (WebhookPayload, Duration)>,
+    engine: Option<&RunningEngine>,
+) -> Result<usize, Failure> {
+    let mut rows = Vec::new();
+    for job in jobs {
+        let (payload, latency) = job.find(delivered).ok_or_else(|| format!("no webhook for {}", job.key))?;
+        let attempts = match engine {
+            Some(engine) => attempt_starts(&engine.base_url(), &payload.job_id).await?,
+            None => Vec::new(),
+        };
+        rows.push((job, payload, *latency, attempts));
+    }
+    // The pace EZThrottle kept with the demo API: the gap before each of its calls.
+    let mut calls: Vec<u64> = rows.iter().flat_map(|(.., attempts)| attempts.iter().copied()).collect();
+    calls.sort_unstable();
+    let gap_before = |at: u64| calls.iter().rev().find(|&&earlier| earlier < at).map(|earlier| at - earlier);
+
+    println!(
+        "   {:<38} {:<10} {:>8} {:>10} {:<8} {:>10}",
+        "job", "what", "attempts", "pace gap", "status", "to webhook"
+    );
+    let mut failures = 0;
+    for (job, payload, latency, attempts) in &rows {
+        let pace = match attempts.first().and_then(|&first| gap_before(first)) {
+            Some(gap_ms) => format!("+{:.2}s", gap_ms as f64 / 1000.0),
+            None if attempts.is_empty() => "-".to_owned(),
+            None => "first".to_owned(),
+        };
+        let attempts = if attempts.is_empty() { "-".to_owned() } else { attempts.len().to_string() };
+        let status = match payload.status {
+            DeliveryStatus::Success => "success",
+            _ => {
+                failures += 1;
+                "failed"
+            }
+        };
+        println!(
+            "   {:<38} {:<10} {:>8} {:>10} {:<8} {:>9.1}s",
+            payload.job_id,
+            job.what,
+            attempts,
+            pace,
+            status,
+            latency.as_secs_f64()
+        );
+    }
+    if let (Some(first), Some(last)) = (calls.first(), calls.last())
+        && calls.len() > 1
+        && last > first
+    {
+        let observed = (calls.len() - 1) as f64 * 1000.0 / (last - first) as f64;
+        println!("   pace gap: time since EZThrottle's previous call to the API. Forwarded 429s wait out");
+        println!("   their Retry-After first; the invoice, forwarded without one, went straight away.");
+        println!("   EZThrottle called the API {} times at {observed:.2} req/s (it asked for {API_RPS})", calls.len());
+    }
+    Ok(failures)
+}
+
+/// When the engine started each attempt of a job (`GET /api/v1/jobs/{id}`), in Unix ms.
+async fn attempt_starts(base_url: &str, job_id: &str) -> Result<Vec<u64>, Failure> {
     let body = reqwest::get(format!("{base_url}/api/v1/jobs/{job_id}")).await?.error_for_status()?.bytes().await?;
     let view: serde_json::Value = serde_json::from_slice(&body)?;
-    Ok(view["attempts"].as_array().map_or(0, Vec::len))
+    let attempts = view["attempts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    Ok(attempts.iter().filter_map(|attempt| attempt["started_at"].as_u64()).collect())
 }
 
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
-}
-
-/// A demo API allowing 3 requests in any second; it tells EZThrottle to send 3 per second.
+/// The demo API: at most `API_RPS` requests in any second, `429` + `Retry-After` beyond;
+/// every answer asks EZThrottle for that pace. Billing and the backup charge also refuse
+/// the first call to each path (they are "warming up"), so the story is the same every run.
 fn demo_api() -> Router {
-    let window: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
-    let answer = |window: &Mutex<VecDeque<Instant>>, status: StatusCode, body: String| -> Response {
+    #[derive(Default)]
+    struct Limits {
+        recent: std::collections::VecDeque<Instant>,
+        seen: std::collections::HashSet<String>,
+    }
+    type Shared = Arc<Mutex<Limits>>;
+
+    fn answer(limits: &Shared, path: &str, status: StatusCode, warm_up: bool) -> Response {
         let now = Instant::now();
-        let mut recent = window.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        while recent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
-            recent.pop_front();
+        let mut limits = limits.lock().unwrap_or_else(PoisonError::into_inner);
+        while limits.recent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
+            limits.recent.pop_front();
         }
-        let pace = [("x-ezthrottle-rps", "3")];
-        if recent.len() >= 3 {
+        let pace = [("x-ezthrottle-rps", API_RPS.to_string())];
+        let first_call = limits.seen.insert(path.to_owned());
+        if limits.recent.len() >= API_RPS || (warm_up && first_call) {
             return (StatusCode::TOO_MANY_REQUESTS, pace, [("retry-after", "1")], "slow down").into_response();
         }
-        recent.push_back(now);
-        (status, pace, body).into_response()
-    };
-    let orders = {
-        let window = window.clone();
-        move |Path(order): Path<String>| async move { answer(&window, StatusCode::OK, format!("order {order} placed")) }
-    };
-    let notify = {
-        let window = window.clone();
-        move || async move { answer(&window, StatusCode::OK, "customer notified".into()) }
-    };
-    let flaky = move || async move { answer(&window, StatusCode::INTERNAL_SERVER_ERROR, "primary is down".into()) };
-    Router::new().route("/orders/{order}", get(orders)).route("/notify", get(notify)).route("/flaky", get(flaky))
-}
+        limits.recent.push_back(now);
+        (status, pace, format!("{path}: {}", status.canonical_reason().unwrap_or("done"))).into_response()
+    }
 
-/// Verifies each delivery over its raw bytes, drops repeats, hands new ones to `deliveries`.
-fn webhook_receiver(deliveries: mpsc::UnboundedSender<WebhookPayload>) -> Router {
-    struct Receiver {
-        verifier: Verifier,
-        seen: Mutex<HashSet<String>>,
-        deliveries: mpsc::UnboundedSender<WebhookPayload>,
-    }
-    async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-        let header = headers.get("x-ezthrottle-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if let Err(error) = receiver.verifier.verify(&body, header) {
-            eprintln!("   rejected a delivery: {}", error.reason());
-            return StatusCode::UNAUTHORIZED;
-        }
-        let Ok(payload) = serde_json::from_slice::<WebhookPayload>(&body) else {
-            return StatusCode::UNPROCESSABLE_ENTITY;
-        };
-        let first_time = receiver.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(payload.job_id.clone());
-        if first_time {
-            let _ = receiver.deliveries.send(payload);
-        }
-        StatusCode::OK
-    }
-    let state = Arc::new(Receiver { verifier: Verifier::new(SECRET), seen: Mutex::default(), deliveries });
-    Router::new().route("/webhook", post(receive)).with_state(state)
+    let limits = Shared::default();
+    let order = |limits: Shared| {
+        move |Path(order): Path<u32>| async move { answer(&limits, &format!("order {order}"), StatusCode::OK, false) }
+    };
+    let invoice = |limits: Shared| {
+        move |Path(order): Path<u32>| async move { answer(&limits, &format!("invoice {order}"), StatusCode::OK, true) }
+    };
+    let fixed = |limits: Shared, path: &'static str, status: StatusCode, warm_up: bool| {
+        move || async move { answer(&limits, path, status, warm_up) }
+    };
+    Router::new()
+        .route("/orders/{order}", get(order(limits.clone())))
+        .route("/invoices/{order}", post(invoice(limits.clone())))
+        .route("/charge", get(fixed(limits.clone(), "charge", StatusCode::INTERNAL_SERVER_ERROR, false)))
+        .route("/charge-backup", get(fixed(limits.clone(), "charge-backup", StatusCode::OK, true)))
+        .route("/charge-last-resort", get(fixed(limits.clone(), "charge-last-resort", StatusCode::OK, false)))
+        .route("/notify", get(fixed(limits, "notify", StatusCode::OK, false)))
 }
