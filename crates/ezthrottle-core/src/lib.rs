@@ -22,6 +22,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! What a step becomes on the wire, and a signed delivery verified (runs offline):
+//!
+//! ```
+//! use ezthrottle_core::webhook::{Verifier, sign};
+//! use ezthrottle_core::{Step, StepType, Trigger, Webhook};
+//!
+//! let job = Step::new("https://api.example.com/orders")
+//!     .step_type(StepType::Frugal)
+//!     .webhook(Webhook::new("https://app.example.com/webhook"))
+//!     .fallback(Step::new("https://backup.example.com/orders"), Trigger::on_error([500]))
+//!     .to_job();
+//! job.validate().expect("a valid job");
+//! assert!(job.to_json().contains(r#""trigger":{"type":"on_error","codes":[500]}"#));
+//!
+//! let body = br#"{"job_id":"job_1","status":"success"}"#;
+//! let header = sign("whsec_current_0123456789", 1_763_674_210, body);
+//! let verifier = Verifier::new("whsec_current_0123456789").with_secondary("whsec_previous_012345");
+//! assert_eq!(verifier.verify_at(body, &header, 1_763_674_215).map(|v| v.reason()), Ok("valid_primary"));
+//! ```
+//!
 //! Modules: [`protocol`] (the wire types), [`webhook`] (signatures), and at the root the
 //! client ([`EZThrottle`]), [`Step`], [`ForwardToEZThrottle`] and [`Error`].
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -33,6 +33,33 @@
 //! # }
 //! ```
 //!
+//! Runnable, against the in-process engine of `ezthrottle-local`:
+//!
+//! ```
+//! # extern crate ezthrottle_core as ezthrottle;
+//! # use ezthrottle_macros::auto_forward;
+//! use ezthrottle::{EZThrottle, ForwardToEZThrottle, Outcome};
+//!
+//! #[auto_forward(client = client)]
+//! async fn report(client: &EZThrottle, day: u32) -> Result<String, ForwardToEZThrottle> {
+//!     if day == 0 {
+//!         return Ok("cached".to_owned());
+//!     }
+//!     // The reporting API is overloaded: let EZThrottle fetch it, paced.
+//!     Err(ForwardToEZThrottle::get(format!("http://127.0.0.1:9/reports/{day}")))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = ezthrottle_local::Engine::builder().open().start().await?;
+//! let client = EZThrottle::builder().direct(engine.base_url()).build()?;
+//! assert!(matches!(report(&client, 0).await?, Outcome::Completed(ref text) if text == "cached"));
+//! let Outcome::Forwarded(receipt) = report(&client, 7).await? else { panic!("not forwarded") };
+//! assert!(receipt.job_id.starts_with("job_"));
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # What the function returns
 //!
 //! `Result<T, E>` becomes `Result<Outcome<T>, AutoForwardError<E>>` (the rest of the

@@ -13,7 +13,10 @@
 //!   [`InFlight::Conflict`], gets `409 Conflict` with `Retry-After` at once;
 //! - the same key with a **different** request (method, path or body) gets `422`;
 //! - a handler that answers **5xx** (or whose future is dropped) releases the key: a retry
-//!   runs again. 4xx answers are stored like 2xx ones.
+//!   runs again. So does an answer refusing the request itself (400, 401, 403, 407, 408,
+//!   409, 411, 413, 414, 415, 422, 429, 431), so a forged or malformed request can never
+//!   decide what the genuine one gets. Other 4xx answers (404, 410, ...) are stored like
+//!   2xx ones.
 //!
 //! # Keys
 //!
@@ -272,6 +275,14 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// An answer of the layer itself (refusals, replays, buffered handler answers).
 pub(crate) type Answer = Response<Bytes>;
 
+/// Answers that refuse the request instead of processing it (bad or unauthenticated
+/// input, conflicts, limits). They are not stored: otherwise a forged webhook delivery
+/// (refused with 401 by an extractor inside this layer) or a malformed retry would take the
+/// key, and the genuine request would get its refusal replayed for the whole TTL.
+fn refuses_the_request(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 401 | 403 | 407 | 408 | 409 | 411 | 413 | 414 | 415 | 422 | 429 | 431)
+}
+
 fn text(status: StatusCode, message: &'static str) -> Answer {
     let mut response = Response::new(Bytes::from_static(message.as_bytes()));
     *response.status_mut() = status;
@@ -503,11 +514,12 @@ impl<St: IdempotencyStore> Config<St> {
         text(StatusCode::INTERNAL_SERVER_ERROR, "the handler's answer failed")
     }
 
-    /// Stores the handler's whole answer for `held`, or releases the key for a 5xx or an
-    /// answer over `max_stored_body`.
+    /// Stores the handler's whole answer for `held`, or releases the key for a 5xx, a
+    /// refusal (see [`refuses_the_request`]) or an answer over `max_stored_body`.
     pub(crate) async fn finish(&self, held: &Held, status: StatusCode, headers: &http::HeaderMap, body: &Bytes) {
-        if status.is_server_error() || body.len() > self.max_stored_body {
-            if !status.is_server_error() {
+        let kept = !status.is_server_error() && !refuses_the_request(status);
+        if !kept || body.len() > self.max_stored_body {
+            if kept {
                 tracing::warn!(target: TARGET, key = %held.key, bytes = body.len(), "answer too large to store; key released");
             }
             self.release(held).await;

@@ -191,3 +191,45 @@ async fn conflict_mode_answers_409_while_in_flight() {
     assert_eq!(first.await.expect("task"), StatusCode::CREATED);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// The extractor verifies *inside* the layer (the order `.route_layer(IdempotencyLayer)`
+/// alone gives): a forged delivery's 401 must not be stored under the job's key.
+#[tokio::test]
+async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
+    use ezthrottle_tower::axum::VerifiedWebhook;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let router =
+        Router::new()
+            .route(
+                "/webhook",
+                post(move |delivery: VerifiedWebhook| {
+                    let counter = Arc::clone(&counter);
+                    async move {
+                        format!("{} handled #{}", delivery.payload.job_id, counter.fetch_add(1, Ordering::SeqCst) + 1)
+                    }
+                }),
+            )
+            .route_layer(IdempotencyLayer::memory())
+            .with_state(WebhookVerifier::new(SECRET));
+    let url = format!("http://{}/webhook", serve(router).await);
+    let body = payload_json("job_forged_first", None);
+    let forged = http()
+        .post(&url)
+        .header("X-EZThrottle-Signature", sign("whsec_forger_0123456", now(), body.as_bytes()))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let unsigned = http().post(&url).body(body.clone()).send().await.expect("send");
+    assert_eq!(unsigned.status(), StatusCode::BAD_REQUEST);
+
+    let genuine = deliver(&url, &body).await;
+    assert_eq!(genuine.status(), StatusCode::OK);
+    assert!(genuine.headers().get(REPLAY_HEADER).is_none());
+    assert_eq!(genuine.text().await.expect("text"), "job_forged_first handled #1");
+    let repeat = deliver(&url, &body).await;
+    assert_eq!(repeat.headers().get(REPLAY_HEADER).map(|v| v.as_bytes()), Some(&b"true"[..]));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

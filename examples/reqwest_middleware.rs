@@ -1,0 +1,174 @@
+//! Forward rate-limited `reqwest` calls: `ForwardMiddleware` in a `reqwest-middleware` client.
+//!
+//! ```sh
+//! cargo run --example reqwest_middleware
+//! ```
+//!
+//! It starts, on 127.0.0.1, the embedded EZThrottle engine, a demo API that allows 3
+//! requests per second (then answers `429` with `Retry-After: 1`) and a webhook receiver.
+//! Then, through a `reqwest_middleware` client with `ForwardMiddleware`:
+//!
+//! 1. a burst of calls, each with an `Idempotency-Key`: the first ones pass through
+//!    untouched; each `429` comes back as `202 Accepted` with EZThrottle's receipt;
+//! 2. the same call again: EZThrottle recognises the key and answers the same job;
+//! 3. the result of each forwarded call is awaited in the webhook inbox, by its key.
+//!
+//! It exits non-zero if anything did not happen as described.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ezthrottle::inbox::WebhookInbox;
+use ezthrottle::local::Engine;
+use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
+use ezthrottle::tower::{ForwardMiddleware, ForwardedJob};
+use ezthrottle::{DeliveryStatus, EZThrottle, Webhook};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+
+const SECRET: &str = "reqwest-middleware-example-secret";
+/// More calls than the demo API allows in a second: the last ones are rate limited.
+const BURST: u32 = 6;
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("\nreqwest_middleware failed: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Failure> {
+    let started = Instant::now();
+    println!("1. Starting the engine, a demo API and a webhook receiver on 127.0.0.1");
+    let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
+    let api = serve(demo_api()).await?;
+    // The receiver verifies each delivery's signature and records it in the inbox, where
+    // it can be awaited by job id or by idempotency key.
+    let inbox = WebhookInbox::new();
+    let receiver = serve(webhook_routes(WebhookVerifier::new(SECRET), inbox.clone())).await?;
+    let webhook_url = format!("http://{receiver}/webhook");
+    println!("   engine    {}", engine.base_url());
+    println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");
+    println!("   receiver  {webhook_url}");
+
+    // Calls still go straight to the API; only the failures the policy selects (429, 5xx,
+    // transport errors) are handed to EZThrottle as jobs.
+    let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build()?;
+    let client: ClientWithMiddleware = ClientBuilder::new(reqwest::Client::new())
+        .with(ForwardMiddleware::new(ezthrottle).webhooks([Webhook::new(&webhook_url)]))
+        .build();
+
+    println!("\n2. A burst of {BURST} calls through reqwest + ForwardMiddleware");
+    let mut passed = 0;
+    let mut forwarded = Vec::new();
+    for order in 1..=BURST {
+        let (status, job, body) = place_order(&client, &format!("http://{api}/orders/{order}"), order).await?;
+        match job {
+            None if status == StatusCode::OK => {
+                println!("   GET /orders/{order} -> {status}, {body:?} (passed through)");
+                passed += 1;
+            }
+            Some(job) if status == StatusCode::ACCEPTED => {
+                let receipt = &job.receipt;
+                println!("   GET /orders/{order} -> {status}: {}; queued as {}", job.reason, receipt.job_id);
+                forwarded.push((order, receipt.job_id.clone()));
+            }
+            _ => return Err(format!("/orders/{order}: unexpected answer {status} {body:?}").into()),
+        }
+    }
+    let Some((order, job_id)) = forwarded.first().cloned() else {
+        return Err("the burst was never rate limited: nothing was forwarded".into());
+    };
+    if passed == 0 {
+        return Err("no call passed through".into());
+    }
+
+    println!("\n3. Order {order} again, while the API is still limiting");
+    // The `Idempotency-Key` header is the job's key: a retried call is the same job, not a
+    // second order.
+    let (status, job, _) = place_order(&client, &format!("http://{api}/orders/{order}"), order).await?;
+    let again = job.ok_or_else(|| format!("the repeat was not forwarded ({status})"))?;
+    println!("   {status}: job {}, duplicate: {}", again.receipt.job_id, again.receipt.duplicate);
+    if again.receipt.job_id != job_id || !again.receipt.duplicate {
+        return Err(format!("expected a duplicate of {job_id}, got {:?}", again.receipt).into());
+    }
+
+    println!("\n4. Waiting for each forwarded call's result (EZThrottle honours Retry-After)");
+    for (order, job_id) in &forwarded {
+        let key = idempotency_key(*order);
+        let payload = inbox.wait(&key, WEBHOOK_TIMEOUT).await?;
+        let answer = payload.response.as_ref().map(|r| format!("{} {:?}", r.status_code, r.body)).unwrap_or_default();
+        println!("   {key} ({job_id}): {:?}, the API answered {answer}", payload.status);
+        if payload.job_id != *job_id || payload.status != DeliveryStatus::Success {
+            return Err(format!("unexpected delivery for {key}: {payload:?}").into());
+        }
+    }
+
+    engine.shutdown().await;
+    println!(
+        "\nDone in {:.1} s: calls passed through, failures became jobs, results arrived signed.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn idempotency_key(order: u32) -> String {
+    format!("order-{order}")
+}
+
+/// One call: its status, its forwarding receipt (when it was forwarded) and its body.
+async fn place_order(
+    client: &ClientWithMiddleware,
+    url: &str,
+    order: u32,
+) -> Result<(StatusCode, Option<ForwardedJob>, String), Failure> {
+    let response = client.get(url).header("idempotency-key", idempotency_key(order)).send().await?;
+    let status = response.status();
+    // The synthesized `202` carries the typed receipt; it is also in the JSON body and
+    // the `x-ezthrottle-job-id` header.
+    let job = response.extensions().get::<ForwardedJob>().cloned();
+    Ok((status, job, response.text().await?))
+}
+
+/// Serves `app` on a free loopback port.
+async fn serve(app: Router) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("server on {addr} stopped: {error}");
+        }
+    });
+    Ok(addr)
+}
+
+/// When the demo API's recent requests were answered.
+type Window = Arc<Mutex<VecDeque<Instant>>>;
+
+/// A demo API allowing 3 requests in any second; beyond that, `429` with `Retry-After: 1`.
+fn demo_api() -> Router {
+    Router::new().route("/orders/{order}", get(order)).with_state(Window::default())
+}
+
+async fn order(State(window): State<Window>, Path(order): Path<u32>) -> Response {
+    let now = Instant::now();
+    let mut recent = window.lock().unwrap_or_else(PoisonError::into_inner);
+    while recent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
+        recent.pop_front();
+    }
+    if recent.len() >= 3 {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response();
+    }
+    recent.push_back(now);
+    format!("order {order} placed").into_response()
+}

@@ -1,0 +1,176 @@
+//! Forward rate-limited calls made with hyper's client: `ForwardLayer` in a tower stack.
+//!
+//! ```sh
+//! cargo run --example tower_hyper
+//! ```
+//!
+//! It starts, on 127.0.0.1, the embedded EZThrottle engine, a demo API that allows 3
+//! requests per second (then answers `429` with `Retry-After: 1`) and a webhook receiver.
+//! Then, through a hyper-util client wrapped in `ForwardLayer`:
+//!
+//! 1. a burst of calls: the first ones pass through untouched; each `429` comes back as
+//!    `202 Accepted` with the id of the job EZThrottle queued instead;
+//! 2. a call to a port where nothing listens: the transport error is forwarded too;
+//! 3. the signed webhook with each rate-limited call's result is awaited at the receiver.
+//!
+//! It exits non-zero if anything did not happen as described.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use ezthrottle::inbox::WebhookInbox;
+use ezthrottle::local::Engine;
+use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
+use ezthrottle::tower::forward::JOB_ID_HEADER;
+use ezthrottle::tower::{ForwardLayer, ForwardReason, ForwardedJob};
+use ezthrottle::{DeliveryStatus, EZThrottle, Webhook};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{ServiceBuilder, ServiceExt};
+
+const SECRET: &str = "tower-hyper-example-secret";
+/// More calls than the demo API allows in a second: the last ones are rate limited.
+const BURST: u32 = 6;
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("\ntower_hyper failed: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Failure> {
+    let started = Instant::now();
+    println!("1. Starting the engine, a demo API and a webhook receiver on 127.0.0.1");
+    let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
+    let api = serve(demo_api()).await?;
+    // The receiver verifies each delivery's signature and records it in the inbox, where
+    // the code that made the call can await it by job id.
+    let inbox = WebhookInbox::new();
+    let receiver = serve(webhook_routes(WebhookVerifier::new(SECRET), inbox.clone())).await?;
+    let webhook_url = format!("http://{receiver}/webhook");
+    println!("   engine    {}", engine.base_url());
+    println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");
+    println!("   receiver  {webhook_url}");
+
+    // The HTTP client you already have, wrapped: calls still go straight to the API; only
+    // the failures the policy selects (429, 5xx, transport errors) become jobs.
+    let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build()?;
+    let client = ServiceBuilder::new()
+        .layer(ForwardLayer::new(ezthrottle).webhooks([Webhook::new(&webhook_url)]))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+
+    println!("\n2. A burst of {BURST} calls through hyper + ForwardLayer");
+    let mut passed = 0;
+    let mut forwarded = Vec::new();
+    for order in 1..=BURST {
+        let request = Request::get(format!("http://{api}/orders/{order}")).body(Full::default())?;
+        let response = client.clone().oneshot(request).await?;
+        let status = response.status();
+        // A forwarded call carries its receipt twice: the `x-ezthrottle-job-id` header
+        // (for any code that only sees HTTP) and the typed `ForwardedJob` extension.
+        let job = response.extensions().get::<ForwardedJob>().cloned();
+        let header = response.headers().get(JOB_ID_HEADER).and_then(|id| id.to_str().ok()).map(str::to_owned);
+        let body = response.into_body().collect().await?.to_bytes();
+        match (job, header) {
+            (None, _) if status == StatusCode::OK => {
+                println!("   GET /orders/{order} -> {status}, {:?} (passed through)", String::from_utf8_lossy(&body));
+                passed += 1;
+            }
+            (Some(job), Some(job_id)) if status == StatusCode::ACCEPTED && job.receipt.job_id == job_id => {
+                println!("   GET /orders/{order} -> {status}: {}; queued as {job_id}", job.reason);
+                forwarded.push(job_id);
+            }
+            _ => return Err(format!("/orders/{order}: unexpected answer {status}").into()),
+        }
+    }
+    if passed == 0 || forwarded.is_empty() {
+        return Err(format!("expected both kinds: {passed} passed through, {} forwarded", forwarded.len()).into());
+    }
+
+    println!("\n3. A call to a port where nothing listens");
+    let refused = free_port()?;
+    let request = Request::get(format!("http://{refused}/orders/99")).body(Full::default())?;
+    let response = client.clone().oneshot(request).await?;
+    let job = response.extensions().get::<ForwardedJob>().ok_or("the transport error was not forwarded")?;
+    if job.reason != ForwardReason::TransportError {
+        return Err(format!("expected a transport error, got: {}", job.reason).into());
+    }
+    println!(
+        "   GET http://{refused}/orders/99 -> {}: {}; queued as {}",
+        response.status(),
+        job.reason,
+        job.receipt.job_id
+    );
+    // That job keeps failing (nothing will ever listen there); its "failed" webhook would
+    // come after the engine's retries, so this example does not wait for it.
+
+    println!("\n4. Waiting for the webhooks of the rate-limited calls (EZThrottle honours Retry-After)");
+    for job_id in &forwarded {
+        let payload = inbox.wait(job_id, WEBHOOK_TIMEOUT).await?;
+        let answer = payload.response.as_ref().map(|r| format!("{} {:?}", r.status_code, r.body)).unwrap_or_default();
+        println!("   {job_id}: {:?}, the API answered {answer}", payload.status);
+        if payload.status != DeliveryStatus::Success {
+            return Err(format!("{job_id} did not succeed: {payload:?}").into());
+        }
+    }
+
+    engine.shutdown().await;
+    println!(
+        "\nDone in {:.1} s: calls passed through, failures became jobs, results arrived signed.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Serves `app` on a free loopback port.
+async fn serve(app: Router) -> Result<SocketAddr, Failure> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("server on {addr} stopped: {error}");
+        }
+    });
+    Ok(addr)
+}
+
+/// A loopback address nothing listens on: bound to get a free port, then released.
+fn free_port() -> Result<SocketAddr, Failure> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// When the demo API's recent requests were answered.
+type Window = Arc<Mutex<VecDeque<Instant>>>;
+
+/// A demo API allowing 3 requests in any second; beyond that, `429` with `Retry-After: 1`.
+fn demo_api() -> Router {
+    Router::new().route("/orders/{order}", get(order)).with_state(Window::default())
+}
+
+async fn order(State(window): State<Window>, Path(order): Path<u32>) -> Response {
+    let now = Instant::now();
+    let mut recent = window.lock().unwrap_or_else(PoisonError::into_inner);
+    while recent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
+        recent.pop_front();
+    }
+    if recent.len() >= 3 {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response();
+    }
+    recent.push_back(now);
+    format!("order {order} placed").into_response()
+}
