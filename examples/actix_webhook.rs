@@ -74,8 +74,8 @@ async fn webhook(receiver: web::Data<Receiver>, delivery: VerifiedWebhook) -> Ht
 }
 
 /// Checks the signature before `Idempotency` sees the request. The extractor alone runs
-/// inside the middleware: a forged delivery's `401` would then be stored under the job's
-/// key and replayed to the genuine delivery.
+/// inside the middleware: an unsigned request naming a known job would then be answered
+/// from the store.
 async fn verify_first(
     mut request: ServiceRequest,
     next: Next<impl MessageBody>,
