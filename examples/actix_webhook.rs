@@ -22,15 +22,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use axum::Router;
 use axum::routing::get;
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
-use ezthrottle::tower::actix::{Idempotency, VerifiedWebhook, WebhookRejection, WebhookVerifier};
+use ezthrottle::tower::actix::{Idempotency, VerifiedWebhook, VerifyWebhook, WebhookVerifier};
 use ezthrottle::tower::idempotency::REPLAY_HEADER;
 use ezthrottle::tower::webhook::SIGNATURE_HEADER;
 use ezthrottle::webhook::sign;
@@ -73,24 +71,6 @@ async fn webhook(receiver: web::Data<Receiver>, delivery: VerifiedWebhook) -> Ht
     HttpResponse::Ok().body("ok")
 }
 
-/// Checks the signature before `Idempotency` sees the request. The extractor alone runs
-/// inside the middleware: an unsigned request naming a known job would then be answered
-/// from the store.
-async fn verify_first(
-    mut request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let verifier = request
-        .app_data::<WebhookVerifier>()
-        .cloned()
-        .ok_or(WebhookRejection::NotConfigured("no WebhookVerifier in app_data"))?;
-    let body = request.extract::<web::Bytes>().await?;
-    verifier.verify(request.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes()), &body)?;
-    // Hand the buffered body back for the next middleware and the handler.
-    request.set_payload(Payload::from(body));
-    next.call(request).await
-}
-
 /// Starts the actix-web receiver on a free loopback port (in its own worker thread, as
 /// actix does); stop it with the returned handle.
 fn start_receiver(
@@ -108,7 +88,7 @@ fn start_receiver(
             .route("/webhook", web::post().to(webhook))
             // The last `wrap` runs first: verify, then de-duplicate, then the handler.
             .wrap(idempotency.clone())
-            .wrap(from_fn(verify_first))
+            .wrap(VerifyWebhook::new())
     })
     .workers(1)
     .disable_signals()

@@ -1,5 +1,6 @@
-//! actix-web 4 integrations: the [`VerifiedWebhook`] extractor, the [`Idempotency`]
-//! middleware (duplicate suppression) and the [`RateLimit`] middleware.
+//! actix-web 4 integrations: the [`VerifiedWebhook`] extractor, the [`VerifyWebhook`]
+//! middleware (verify before anything else runs), the [`Idempotency`] middleware
+//! (duplicate suppression) and the [`RateLimit`] middleware.
 //!
 //! ```
 //! use actix_web::{App, HttpResponse, web};
@@ -23,16 +24,18 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode as ActixStatus;
 use actix_web::web::{Bytes, Data};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
 
 mod idempotency;
 mod rate_limit;
+mod verify;
 
 pub use idempotency::{Idempotency, IdempotencyMiddleware};
 pub use rate_limit::{RateLimit, RateLimitMiddleware};
+pub use verify::{VerifyWebhook, VerifyWebhookMiddleware};
 
-use crate::webhook::{SIGNATURE_HEADER, parse};
+use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest, parse};
 pub use crate::webhook::{VerifiedWebhook, WebhookRejection, WebhookVerifier};
 
 const NOT_CONFIGURED: &str =
@@ -43,28 +46,41 @@ impl<T: DeserializeOwned + 'static> FromRequest for VerifiedWebhook<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, WebhookRejection>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let verifier = req
-            .app_data::<WebhookVerifier>()
-            .cloned()
-            .or_else(|| req.app_data::<Data<WebhookVerifier>>().map(|data| WebhookVerifier::clone(data)));
+        let verifier = registered_verifier(req);
         let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes().to_vec());
+        let already = req.extensions().get::<VerifiedRequest>().copied();
         let body = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let Some(verifier) = verifier else {
-                tracing::error!(target: crate::webhook::TARGET, "{NOT_CONFIGURED}");
-                return Err(WebhookRejection::NotConfigured(NOT_CONFIGURED));
+            let body = body.await.map_err(body_rejection)?;
+            let verified = match already {
+                // A `VerifyWebhook` middleware outside already verified these exact bytes.
+                Some(done) => done.verified(),
+                None => verifier.ok_or_else(not_configured)?.verify(signature.as_deref(), &body)?,
             };
-            let body = body.await.map_err(|err| {
-                if err.as_response_error().status_code() == ActixStatus::PAYLOAD_TOO_LARGE {
-                    WebhookRejection::PayloadTooLarge
-                } else {
-                    WebhookRejection::BodyRead(err.to_string())
-                }
-            })?;
-            let verified = verifier.verify(signature.as_deref(), &body)?;
             let payload = parse(&body)?;
             Ok(Self { payload, verified, body })
         })
+    }
+}
+
+/// The verifier the app registered, as itself or as `web::Data<WebhookVerifier>`.
+fn registered_verifier(req: &HttpRequest) -> Option<WebhookVerifier> {
+    req.app_data::<WebhookVerifier>()
+        .cloned()
+        .or_else(|| req.app_data::<Data<WebhookVerifier>>().map(|data| WebhookVerifier::clone(data)))
+}
+
+fn not_configured() -> WebhookRejection {
+    tracing::error!(target: crate::webhook::TARGET, "{NOT_CONFIGURED}");
+    WebhookRejection::NotConfigured(NOT_CONFIGURED)
+}
+
+/// Why the body could not be read: over the `PayloadConfig` limit, or a broken stream.
+fn body_rejection(err: actix_web::Error) -> WebhookRejection {
+    if err.as_response_error().status_code() == ActixStatus::PAYLOAD_TOO_LARGE {
+        WebhookRejection::PayloadTooLarge
+    } else {
+        WebhookRejection::BodyRead(err.to_string())
     }
 }
 

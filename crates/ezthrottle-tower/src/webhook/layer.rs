@@ -27,6 +27,10 @@ pub struct VerifiedRequest {
 }
 
 impl VerifiedRequest {
+    pub(crate) fn new(verified: Verified) -> Self {
+        Self { verified }
+    }
+
     /// The verification result (timestamp, protocol reason).
     #[must_use]
     pub fn verified(&self) -> Verified {
@@ -156,7 +160,7 @@ where
                 Err(rejection) => return Ok(rejection_response(&rejection)),
             };
             let mut request = Request::from_parts(parts, B::from(bytes));
-            request.extensions_mut().insert(VerifiedRequest { verified });
+            request.extensions_mut().insert(VerifiedRequest::new(verified));
             inner.call(request).await.map(|response| response.map(Either::Left))
         })
     }

@@ -165,6 +165,61 @@ mod middleware {
         assert_eq!(call(&app, bad).await.0, StatusCode::BAD_REQUEST);
     }
 
+    /// `VerifyWebhook` wrapped around `Idempotency`: nothing unverified is answered from
+    /// the store, and the extractor does not verify a second time.
+    #[actix_web::test]
+    async fn verify_middleware_runs_before_idempotency() {
+        use ezthrottle_core::webhook::sign;
+        use ezthrottle_tower::actix::{VerifiedWebhook, VerifyWebhook, WebhookVerifier};
+
+        use super::super::support::{SECRET, now, payload_json};
+
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&runs);
+        let handler = move |delivery: VerifiedWebhook| {
+            let counter = Arc::clone(&counter);
+            async move {
+                let run = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                HttpResponse::Ok().body(format!("{} run {run} {:?}", delivery.payload.job_id, delivery.secret()))
+            }
+        };
+        let app = test::init_service(
+            App::new()
+                .route("/hook", web::post().to(handler))
+                .wrap(Idempotency::memory())
+                .wrap(VerifyWebhook::with_verifier(WebhookVerifier::new(SECRET))),
+        )
+        .await;
+        let body = payload_json("job_verified_first", None);
+        let delivery = |signature: Option<String>| {
+            let request = test::TestRequest::post().uri("/hook").set_payload(body.clone());
+            match signature {
+                Some(signature) => request.insert_header(("X-EZThrottle-Signature", signature)),
+                None => request,
+            }
+        };
+        let genuine = || delivery(Some(sign(SECRET, now(), body.as_bytes())));
+        let first = (StatusCode::OK, false, "job_verified_first run 1 Primary".to_owned());
+        assert_eq!(call(&app, genuine()).await, first);
+        assert_eq!(call(&app, delivery(None)).await.0, StatusCode::BAD_REQUEST);
+        let forged = delivery(Some(sign("whsec_forger_0123456", now(), body.as_bytes())));
+        assert_eq!(call(&app, forged).await.0, StatusCode::UNAUTHORIZED);
+        let (status, replayed, text) = call(&app, genuine()).await;
+        assert_eq!((status, replayed, text.as_str()), (StatusCode::OK, true, "job_verified_first run 1 Primary"));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_web::test]
+    async fn verify_middleware_without_a_verifier_is_500() {
+        use ezthrottle_tower::actix::VerifyWebhook;
+        let app =
+            test::init_service(App::new().route("/hook", web::post().to(HttpResponse::Ok)).wrap(VerifyWebhook::new()))
+                .await;
+        let (status, _, text) = call(&app, test::TestRequest::post().uri("/hook").set_payload("{}")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("not configured"), "{text}");
+    }
+
     #[actix_web::test]
     async fn idempotency_concurrent_duplicates_run_once() {
         let runs = Arc::new(AtomicUsize::new(0));

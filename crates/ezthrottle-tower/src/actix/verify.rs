@@ -1,0 +1,123 @@
+//! [`VerifyWebhook`]: webhook signature verification as actix-web middleware.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpMessage as _, ResponseError as _};
+
+use super::{body_rejection, not_configured, registered_verifier};
+use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest, WebhookRejection, WebhookVerifier};
+
+/// actix-web middleware verifying `X-EZThrottle-Signature` before the inner service runs:
+/// the actix counterpart of [`VerifyWebhookLayer`](crate::webhook::VerifyWebhookLayer).
+///
+/// The body is buffered (within the app's `web::PayloadConfig` limit, else `413`) and
+/// verified as raw bytes; a verified request goes on with the same bytes and a
+/// [`VerifiedRequest`] extension (the [`VerifiedWebhook`](super::VerifiedWebhook) extractor
+/// then does not verify again). Refusals never reach the inner service and get the
+/// statuses of [`WebhookRejection`] (400, 401, 413).
+///
+/// Wrap it *around* (after, in actix's `wrap` order) [`Idempotency`](super::Idempotency),
+/// so an unverified request can never be answered from the idempotency store:
+///
+/// ```
+/// use actix_web::{App, HttpResponse, web};
+/// use ezthrottle_tower::actix::{Idempotency, VerifiedWebhook, VerifyWebhook, WebhookVerifier};
+///
+/// async fn webhook(delivery: VerifiedWebhook) -> HttpResponse {
+///     HttpResponse::Ok().body(delivery.payload.job_id)
+/// }
+///
+/// let idempotency = Idempotency::memory(); // made once: every worker shares the store
+/// let app = App::new()
+///     .app_data(WebhookVerifier::new("whsec_1"))
+///     .route("/webhook", web::post().to(webhook))
+///     .wrap(idempotency.clone())
+///     .wrap(VerifyWebhook::new()); // the last `wrap` runs first
+/// # let _ = app;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct VerifyWebhook {
+    verifier: Option<WebhookVerifier>,
+}
+
+impl VerifyWebhook {
+    /// Verifies with the [`WebhookVerifier`] registered in the app (`App::app_data`, or as
+    /// `web::Data<WebhookVerifier>`); without one, requests get `500` (logged).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Verifies with `verifier`, whatever the app registered.
+    pub fn with_verifier(verifier: WebhookVerifier) -> Self {
+        Self { verifier: Some(verifier) }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for VerifyWebhook
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = VerifyWebhookMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(VerifyWebhookMiddleware { service: Rc::new(service), verifier: self.verifier.clone() }))
+    }
+}
+
+/// The service of [`VerifyWebhook`] (made by actix when the app starts).
+pub struct VerifyWebhookMiddleware<S> {
+    service: Rc<S>,
+    verifier: Option<WebhookVerifier>,
+}
+
+impl<S> std::fmt::Debug for VerifyWebhookMiddleware<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyWebhookMiddleware").field("verifier", &self.verifier).finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for VerifyWebhookMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let verifier = self.verifier.clone().or_else(|| registered_verifier(req.request()));
+        Box::pin(async move {
+            let verified = async {
+                let verifier = verifier.ok_or_else(not_configured)?;
+                let body = req.extract::<Bytes>().await.map_err(body_rejection)?;
+                let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes());
+                let verified = verifier.verify(signature, &body)?;
+                // The next middleware and the handler read the same bytes again.
+                req.set_payload(Payload::from(body));
+                Ok::<_, WebhookRejection>(verified)
+            };
+            match verified.await {
+                Ok(verified) => {
+                    req.extensions_mut().insert(VerifiedRequest::new(verified));
+                    Ok(service.call(req).await?.map_into_left_body())
+                }
+                Err(rejection) => Ok(req.into_response(rejection.error_response()).map_into_right_body()),
+            }
+        })
+    }
+}
