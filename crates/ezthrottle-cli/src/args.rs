@@ -1,0 +1,290 @@
+//! The command line: every command, flag and its `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ezthrottle_core::Method;
+use ezthrottle_local::cli::LocalArgs;
+
+/// `ezthrottle --help` (the long form; `-h` shows the first line).
+const LONG_ABOUT: &str = "\
+The EZThrottle command line: run a local engine, submit jobs, manage webhook secrets, \
+sign and verify webhook signatures.
+
+Output is plain text on stdout. With --json every command prints one JSON document on \
+stdout instead, and errors are printed on stderr as {\"error\": \"...\", \"exit_code\": N}.
+
+Exit codes:
+  0  success (verify: the signature is valid)
+  1  verify only: the signature did not verify (the reason is printed)
+  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB)
+  3  the request or the service failed (EZThrottle unreachable, an error answer such as 401 or 400, the engine did not start)
+  4  submit --wait: the job was accepted but its webhook did not arrive in time";
+
+/// The `ezthrottle` command.
+#[derive(clap::Parser)]
+#[command(name = "ezthrottle", version, about = "The EZThrottle command line.", long_about = LONG_ABOUT)]
+pub(crate) struct Cli {
+    /// Machine-readable output: one JSON document on stdout per command, errors as
+    /// `{"error": "...", "exit_code": N}` on stderr.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(clap::Subcommand)]
+pub(crate) enum Command {
+    /// Run an EZThrottle-compatible engine on this machine (same flags as `ezthrottle-local`).
+    ///
+    /// Prints `listening on http://<addr>` as its first line on stdout (with --json,
+    /// `{"listening_on": "http://<addr>"}`), then serves until SIGINT or SIGTERM.
+    Local(LocalCommand),
+
+    /// Submit a job, from flags or from a JSON file, and print its receipt.
+    ///
+    /// With --wait, a temporary webhook receiver on 127.0.0.1 is added to the job, and the
+    /// delivered result is printed once its signature verifies with --webhook-secret. The
+    /// engine must be able to reach this machine's loopback (a local engine, or a tunnel).
+    Submit(Box<SubmitArgs>),
+
+    /// Manage the account's webhook secrets (never printed in clear).
+    Secrets(SecretsArgs),
+
+    /// Print the X-EZThrottle-Signature header value for the body read from stdin.
+    Sign(SignArgs),
+
+    /// Verify an X-EZThrottle-Signature header for the body read from stdin.
+    ///
+    /// Prints the reason: `valid_primary` or `valid_secondary` (exit 0), or
+    /// `no_signature_header`, `missing_v1_signature`, `invalid_timestamp`,
+    /// `timestamp_expired (diff=<d>s, tolerance=<t>s)` or `signature_mismatch` (exit 1).
+    Verify(VerifyArgs),
+}
+
+/// `ezthrottle local`.
+#[derive(clap::Args)]
+pub(crate) struct LocalCommand {
+    #[command(flatten)]
+    pub(crate) args: LocalArgs,
+}
+
+/// Where EZThrottle is and how to authenticate (submit and secrets).
+///
+/// `--ezthrottle-url` alone means direct mode (a local or self-hosted engine, API key
+/// optional); with `--tracktags-url` it is the EZThrottle URL behind that proxy; neither
+/// means EZThrottle cloud with the default URLs.
+#[derive(clap::Args)]
+pub(crate) struct Connection {
+    /// API key, sent as `Authorization: Bearer <key>` (required for EZThrottle cloud).
+    #[arg(long, value_name = "KEY", env = "EZTHROTTLE_API_KEY", hide_env_values = true, global = true)]
+    pub(crate) api_key: Option<String>,
+
+    /// EZThrottle URL. Without --tracktags-url: talk to this engine directly (e.g. an
+    /// `ezthrottle local` at `http://127.0.0.1:8080`).
+    #[arg(long, env = "EZTHROTTLE_URL", value_name = "URL", global = true)]
+    pub(crate) ezthrottle_url: Option<String>,
+
+    /// TrackTags proxy URL (cloud mode; default `https://tracktags.fly.dev`).
+    #[arg(long, env = "EZTHROTTLE_TRACKTAGS_URL", value_name = "URL", global = true)]
+    pub(crate) tracktags_url: Option<String>,
+
+    /// Timeout of each call to EZThrottle, e.g. 10s, 1m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", global = true)]
+    pub(crate) request_timeout: Duration,
+}
+
+/// `ezthrottle submit`.
+#[derive(clap::Args)]
+pub(crate) struct SubmitArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+
+    /// Target URL of the job (absolute http or https). Required unless --file.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) url: Option<String>,
+
+    /// HTTP method of the job.
+    #[arg(long, short = 'X', value_parser = parse_method, default_value = "GET", conflicts_with = "file")]
+    pub(crate) method: Method,
+
+    /// A request header, `Name: value`; repeatable.
+    #[arg(
+        long = "header",
+        short = 'H',
+        value_name = "NAME: VALUE",
+        value_parser = parse_header,
+        conflicts_with = "file"
+    )]
+    pub(crate) headers: Vec<(String, String)>,
+
+    /// Request body, sent as is.
+    #[arg(long, short = 'd', conflicts_with = "file")]
+    pub(crate) body: Option<String>,
+
+    /// Regions to run the job in, e.g. iad,lax (comma-separated or repeated).
+    #[arg(long = "regions", value_name = "REGION", value_delimiter = ',', conflicts_with = "file")]
+    pub(crate) regions: Vec<String>,
+
+    /// Status codes EZThrottle retries, e.g. 429,503 (comma-separated or repeated).
+    #[arg(long, value_name = "CODE", value_delimiter = ',', conflicts_with = "file")]
+    pub(crate) retry_codes: Vec<u16>,
+
+    /// A JSON job in the wire format (as the SDKs send it) instead of the flags above;
+    /// `-` reads it from stdin. --webhook and --idempotent-key still apply.
+    #[arg(long, short = 'f', value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+
+    /// A webhook receiving the job's result; repeatable (added to the job's webhooks).
+    #[arg(long = "webhook", value_name = "URL")]
+    pub(crate) webhooks: Vec<String>,
+
+    /// Idempotency key: a second submission with the same key is a duplicate of the first
+    /// (replaces the file's key, if any).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotent_key: Option<String>,
+
+    /// Wait for the job's result on a temporary loopback webhook and print it.
+    #[arg(long)]
+    pub(crate) wait: bool,
+
+    /// How long --wait waits for the result once the job is accepted, e.g. 30s, 2m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "wait")]
+    pub(crate) timeout: Duration,
+
+    /// Secret the --wait receiver verifies deliveries with (the account's primary webhook
+    /// secret). Required with --wait.
+    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) webhook_secret: Option<String>,
+
+    /// A second secret the --wait receiver also accepts (during a rotation).
+    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
+    pub(crate) webhook_secondary_secret: Option<String>,
+}
+
+/// `ezthrottle secrets`.
+#[derive(clap::Args)]
+pub(crate) struct SecretsArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+
+    #[command(subcommand)]
+    pub(crate) action: SecretsAction,
+}
+
+/// The webhook-secret operations.
+#[derive(clap::Subcommand)]
+pub(crate) enum SecretsAction {
+    /// Set the webhook secrets (create or replace). Each must be at least 16 characters.
+    Create {
+        /// The secret every delivery is signed with.
+        #[arg(long, value_name = "SECRET")]
+        primary: String,
+        /// A second secret receivers may still hold (rotation).
+        #[arg(long, value_name = "SECRET")]
+        secondary: Option<String>,
+    },
+    /// Show the webhook secrets, masked.
+    Get,
+    /// Rotate: --new becomes the primary secret, --previous the secondary, so receivers
+    /// holding either keep verifying during the switch.
+    Rotate {
+        /// The new primary secret.
+        #[arg(long, value_name = "SECRET")]
+        new: String,
+        /// The secret in use until now (kept as the secondary).
+        #[arg(long, value_name = "SECRET")]
+        previous: String,
+    },
+    /// Delete the webhook secrets (deliveries are then unsigned).
+    Delete,
+}
+
+/// `ezthrottle sign`.
+#[derive(clap::Args)]
+pub(crate) struct SignArgs {
+    /// The webhook secret to sign with.
+    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) secret: String,
+
+    /// The signed timestamp, Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX_SECS", allow_negative_numbers = true)]
+    pub(crate) timestamp: Option<i64>,
+}
+
+/// `ezthrottle verify`.
+#[derive(clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The primary webhook secret.
+    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) secret: String,
+
+    /// A secondary secret, also accepted (during a rotation).
+    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
+    pub(crate) secondary: Option<String>,
+
+    /// The X-EZThrottle-Signature header value, `t=<unix secs>,v1=<hex>` (a leading
+    /// `X-EZThrottle-Signature:` is ignored).
+    #[arg(long, value_name = "VALUE", allow_hyphen_values = true)]
+    pub(crate) header: String,
+
+    /// How far the signed timestamp may be from now, in seconds, either way.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub(crate) tolerance: u64,
+
+    /// Verify as if the time were this, Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX_SECS", allow_negative_numbers = true)]
+    pub(crate) now: Option<i64>,
+}
+
+/// `30s`, `2m`, `1h 30m`, `500ms`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("{err} (expected e.g. 30s, 2m, 500ms)"))
+}
+
+/// An HTTP method, any case.
+fn parse_method(text: &str) -> Result<Method, String> {
+    Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("{text:?} is not an HTTP method"))
+}
+
+/// `Name: value`.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected `Name: value`, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_and_headers() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            parse_header("Content-Type: application/json"),
+            Ok(("Content-Type".into(), "application/json".into()))
+        );
+        assert_eq!(parse_header("X-A:b:c"), Ok(("X-A".into(), "b:c".into())));
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header(": v").is_err());
+        assert_eq!(parse_method("post"), Ok(Method::POST));
+    }
+}

@@ -1,0 +1,97 @@
+//! `ezthrottle`: the EZThrottle command line.
+//!
+//! ```text
+//! ezthrottle local --open --webhook-secret local-secret-0123456789     # run an engine
+//! ezthrottle submit --ezthrottle-url http://127.0.0.1:8080 --url https://api.example.com/x \
+//!     --wait --webhook-secret local-secret-0123456789                  # submit, print the result
+//! ezthrottle secrets get                                                 # masked secrets
+//! ezthrottle sign --secret S < body.json                                 # X-EZThrottle-Signature value
+//! ezthrottle verify --secret S --header 't=..,v1=..' < body.json         # valid_primary, exit 0
+//! ```
+//!
+//! Commands:
+//!
+//! - `local`: the `ezthrottle-local` engine (same flags); prints `listening on http://<addr>`
+//!   first and stops on SIGINT or SIGTERM.
+//! - `submit`: a job from flags (`--url`, `--method`, `--header`, `--body`, `--webhook`,
+//!   `--idempotent-key`, `--regions`, `--retry-codes`) or from a JSON file (`--file`, `-` for
+//!   stdin); prints the receipt. `--wait` adds a temporary loopback webhook receiver, verifies
+//!   deliveries with `--webhook-secret` and prints the delivered payload.
+//! - `secrets create | get | rotate | delete`: the account's webhook secrets, only ever
+//!   printed masked.
+//! - `sign` and `verify`: the `X-EZThrottle-Signature` header for a body read from stdin
+//!   (at most 16 MiB).
+//!
+//! `submit` and `secrets` find EZThrottle through `--api-key` (`EZTHROTTLE_API_KEY`),
+//! `--ezthrottle-url` (`EZTHROTTLE_URL`) and `--tracktags-url` (`EZTHROTTLE_TRACKTAGS_URL`),
+//! as `EZThrottle::from_env` does: an EZThrottle URL alone means direct mode (a local or
+//! self-hosted engine).
+//!
+//! `--json` makes every command print one JSON document on stdout; errors then go to stderr
+//! as `{"error": "...", "exit_code": N}` (otherwise as `ezthrottle: <message>`).
+//!
+//! Exit codes: 0 success; 1 `verify` only, the signature did not verify; 2 usage error or
+//! invalid input (nothing sent); 3 the request or the service failed; 4 `submit --wait`
+//! timed out waiting for the webhook.
+
+mod args;
+mod client;
+mod local;
+mod output;
+mod secrets;
+mod signature;
+mod submit;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+use crate::output::{CliError, EXIT_NOT_VERIFIED, EXIT_USAGE, Output, Status};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    let out = Output { json: cli.json };
+    match run(cli.command, out) {
+        Ok(Status::Ok) => ExitCode::SUCCESS,
+        Ok(Status::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),
+        Err(error) => {
+            out.error(&error);
+            ExitCode::from(error.code())
+        }
+    }
+}
+
+fn run(command: Command, out: Output) -> Result<Status, CliError> {
+    match command {
+        Command::Sign(args) => signature::run_sign(&args, out),
+        Command::Verify(args) => signature::run_verify(&args, out),
+        Command::Local(args) => runtime()?.block_on(local::run(&args, out)),
+        Command::Submit(args) => runtime()?.block_on(submit::run(&args, out)),
+        Command::Secrets(args) => runtime()?.block_on(secrets::run(&args, out)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::failed_with("cannot start the async runtime", &err))
+}
+
+/// clap's own output for `--help` and `--version` (exit 0) and usage errors (exit 2);
+/// with `--json` on the command line, a usage error is printed as JSON instead.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().any(|arg| arg == "--json");
+    if !json || matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        error.exit();
+    }
+    let message = error.render().to_string();
+    let message = message.trim().strip_prefix("error: ").unwrap_or(message.trim());
+    Output { json }.error(&CliError::usage(message));
+    ExitCode::from(EXIT_USAGE)
+}

@@ -1,0 +1,77 @@
+//! `ezthrottle secrets create | get | rotate | delete`.
+
+use ezthrottle_core::protocol::mask_secret;
+use serde_json::json;
+
+use crate::args::{SecretsAction, SecretsArgs};
+use crate::output::{CliError, Output, Status};
+
+/// Runs one webhook-secret operation. Secrets are only ever printed masked.
+pub(crate) async fn run(args: &SecretsArgs, out: Output) -> Result<Status, CliError> {
+    let client = args.connection.client()?;
+    match &args.action {
+        SecretsAction::Create { primary, secondary } => {
+            client.create_webhook_secret(primary, secondary.as_deref()).await?;
+            print_set(out, "webhook secrets set", primary, secondary.as_deref());
+        }
+        SecretsAction::Rotate { new, previous } => {
+            client.rotate_webhook_secret(new, previous).await?;
+            print_set(out, "webhook secrets rotated", new, Some(previous));
+        }
+        SecretsAction::Get => {
+            let view = client.get_webhook_secret().await?;
+            // The server masks them; mask again anything that does not look masked.
+            let primary = masked(&view.primary_secret);
+            let secondary = view.secondary_secret.as_deref().map(masked);
+            let mut text = String::new();
+            if let Some(customer) = &view.customer_id {
+                text.push_str(&format!("customer_id: {customer}\n"));
+            }
+            text.push_str(&format!(
+                "primary_secret: {primary}\nsecondary_secret: {}",
+                secondary.as_deref().unwrap_or("(none)")
+            ));
+            let value = json!({
+                "customer_id": view.customer_id,
+                "primary_secret": primary,
+                "secondary_secret": secondary,
+                "has_secondary": view.has_secondary,
+            });
+            out.print(&text, &value);
+        }
+        SecretsAction::Delete => {
+            client.delete_webhook_secret().await?;
+            out.print("webhook secrets deleted", &json!({ "status": "ok", "deleted": true }));
+        }
+    }
+    Ok(Status::Ok)
+}
+
+fn print_set(out: Output, what: &str, primary: &str, secondary: Option<&str>) {
+    let (primary, secondary) = (mask_secret(primary), secondary.map(mask_secret));
+    let text = match &secondary {
+        Some(secondary) => format!("{what}: primary {primary}, secondary {secondary}"),
+        None => format!("{what}: primary {primary}"),
+    };
+    out.print(&text, &json!({ "status": "ok", "primary_secret": primary, "secondary_secret": secondary }));
+}
+
+/// A value the server already masked (`abcd****wxyz`: stars and at most 8 other characters)
+/// as is; anything else masked here.
+fn masked(value: &str) -> String {
+    let shown = value.chars().filter(|c| *c != '*').count();
+    if value.contains("***") && shown <= 8 { value.to_owned() } else { mask_secret(value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_values_are_masked() {
+        assert_eq!(masked("abcd****wxyz"), "abcd****wxyz");
+        assert_eq!(masked("abcdefghijklmnopwxyz"), "abcd****wxyz");
+        assert_eq!(masked("short"), "****");
+        assert_eq!(masked("a-clear***secret-value"), "a-cl****alue");
+    }
+}

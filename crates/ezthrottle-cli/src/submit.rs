@@ -1,0 +1,174 @@
+//! `ezthrottle submit [--wait]`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::response::Response;
+use ezthrottle_core::inbox::WebhookInbox;
+use ezthrottle_core::{Job, RetryPolicy, SubmitReceipt, Webhook, WebhookPayload};
+use ezthrottle_tower::axum::{WebhookVerifier, webhook_routes};
+use serde_json::json;
+
+use crate::args::SubmitArgs;
+use crate::output::{CliError, Output, Status};
+use crate::signature::read_bounded;
+
+/// Submits the job; with `--wait`, waits for its webhook and prints the payload too.
+pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliError> {
+    let mut job = build_job(args)?;
+    job.validate().map_err(|invalid| CliError::usage(format!("invalid job: {invalid}")))?;
+    let client = args.connection.client()?;
+    if !args.wait {
+        let receipt = client.submit_job(&job).await?;
+        out.print(&receipt_text(&receipt), &receipt_json(&receipt));
+        return Ok(Status::Ok);
+    }
+    let Some(secret) = args.webhook_secret.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(CliError::usage(
+            "--wait needs the webhook secret to verify deliveries: pass --webhook-secret or set \
+             EZTHROTTLE_WEBHOOK_SECRET",
+        ));
+    };
+    let mut verifier = WebhookVerifier::new(secret);
+    if let Some(secondary) = &args.webhook_secondary_secret {
+        verifier = verifier.with_secondary(secondary);
+    }
+    let receiver = Receiver::start(verifier).await?;
+    job.webhooks.push(Webhook::new(receiver.url()));
+    let receipt = client.submit_job(&job).await?;
+    if receipt.duplicate {
+        if !out.json {
+            crate::output::line(&receipt_text(&receipt));
+        }
+        return Err(CliError::wait_timed_out(format!(
+            "job {} is a duplicate of an earlier submission: its result went to that submission's webhooks, \
+             not to this receiver (use another --idempotent-key)",
+            receipt.job_id
+        )));
+    }
+    let payload = receiver.wait(&receipt, args.timeout).await?;
+    let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
+    let value = json!({ "receipt": receipt_json(&receipt), "webhook": payload });
+    out.print(&format!("{}\n{pretty}", receipt_text(&receipt)), &value);
+    Ok(Status::Ok)
+}
+
+/// The job from `--file`, or from the flags.
+fn build_job(args: &SubmitArgs) -> Result<Job, CliError> {
+    let mut job = match &args.file {
+        Some(path) => read_job(path)?,
+        None => {
+            let mut job = Job::new(args.url.clone().unwrap_or_default());
+            job.method = args.method.clone();
+            job.headers.extend(args.headers.iter().cloned());
+            job.body.clone_from(&args.body);
+            job.regions.clone_from(&args.regions);
+            if !args.retry_codes.is_empty() {
+                job.retry_policy = Some(RetryPolicy::new().retry_codes(args.retry_codes.iter().copied()));
+            }
+            job
+        }
+    };
+    job.webhooks.extend(args.webhooks.iter().map(Webhook::new));
+    if let Some(key) = &args.idempotent_key {
+        job.idempotent_key = Some(key.clone());
+    }
+    Ok(job)
+}
+
+/// A JSON job from a file, or stdin for `-`.
+fn read_job(path: &Path) -> Result<Job, CliError> {
+    let (name, bytes) = if path == Path::new("-") {
+        ("the job on stdin".to_owned(), read_bounded(std::io::stdin().lock(), "the job on stdin")?)
+    } else {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|err| CliError::usage(format!("cannot open {name}: {err}")))?;
+        let bytes = read_bounded(file, &name)?;
+        (name, bytes)
+    };
+    serde_json::from_slice(&bytes).map_err(|err| CliError::usage(format!("{name} is not a valid JSON job: {err}")))
+}
+
+fn receipt_text(receipt: &SubmitReceipt) -> String {
+    format!(
+        "job_id: {}\nstatus: {}\nidempotent_key: {}\nduplicate: {}",
+        receipt.job_id,
+        receipt.status,
+        receipt.idempotent_key.as_deref().unwrap_or("(none)"),
+        receipt.duplicate
+    )
+}
+
+fn receipt_json(receipt: &SubmitReceipt) -> serde_json::Value {
+    json!({
+        "job_id": receipt.job_id,
+        "status": receipt.status.as_str(),
+        "idempotent_key": receipt.idempotent_key,
+        "duplicate": receipt.duplicate,
+    })
+}
+
+/// The temporary webhook receiver of `--wait`: `ezthrottle_tower`'s `webhook_routes` on
+/// 127.0.0.1, recording verified deliveries into an inbox.
+struct Receiver {
+    addr: SocketAddr,
+    inbox: WebhookInbox,
+    /// Deliveries answered 4xx (their signature did not verify, or the body was unreadable).
+    refused: Arc<AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(verifier: WebhookVerifier) -> Result<Self, CliError> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|err| CliError::failed_with("cannot start the webhook receiver on 127.0.0.1", &err))?;
+        let addr =
+            listener.local_addr().map_err(|err| CliError::failed_with("cannot start the webhook receiver", &err))?;
+        let inbox = WebhookInbox::with_capacity(64);
+        let refused = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&refused);
+        let app =
+            webhook_routes(verifier, inbox.clone()).layer(axum::middleware::map_response(move |response: Response| {
+                if response.status().is_client_error() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                std::future::ready(response)
+            }));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, inbox, refused, server })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
+    }
+
+    /// The delivery for the receipt's job id (or idempotency key).
+    async fn wait(self, receipt: &SubmitReceipt, timeout: Duration) -> Result<WebhookPayload, CliError> {
+        let mut keys = vec![receipt.job_id.as_str()];
+        keys.extend(receipt.idempotent_key.as_deref());
+        let result = self.inbox.wait_any(&keys, timeout).await;
+        self.server.abort();
+        result.map_err(|_| {
+            let refused = self.refused.load(Ordering::Relaxed);
+            let hint = if refused > 0 {
+                format!(
+                    "; the receiver refused {refused} deliveries whose signature did not verify: \
+                     check --webhook-secret"
+                )
+            } else {
+                String::new()
+            };
+            CliError::wait_timed_out(format!(
+                "job {} was accepted but its webhook did not arrive within {}{hint}",
+                receipt.job_id,
+                humantime::format_duration(timeout)
+            ))
+        })
+    }
+}

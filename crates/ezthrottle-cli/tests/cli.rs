@@ -1,0 +1,547 @@
+//! The `ezthrottle` binary, run as a user would, against real in-process engines and a
+//! loopback target.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::{HeaderMap, Method};
+use axum::routing::any;
+use ezthrottle_core::protocol::mask_secret;
+use ezthrottle_core::webhook::sign;
+use ezthrottle_local::{Engine, EngineBuilder, Pace, RunningEngine};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+/// Every wait in these tests gives up after this long.
+const DEADLINE: Duration = Duration::from_secs(60);
+const SECRET: &str = "cli_test_secret_0123456789";
+const OTHER_SECRET: &str = "cli_other_secret_9876543210";
+const BODY: &[u8] = br#"{"job_id":"job_1","status":"success"}"#;
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {self:?}"))
+    }
+
+    fn stderr_json(&self) -> Value {
+        serde_json::from_str(self.stderr.trim()).unwrap_or_else(|err| panic!("stderr is not JSON ({err}): {self:?}"))
+    }
+
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{self:?}");
+        self
+    }
+}
+
+/// The binary with no `EZTHROTTLE*` variable inherited from the test's environment.
+fn command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ezthrottle"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("EZTHROTTLE") {
+            command.env_remove(name);
+        }
+    }
+    command.env("RUST_LOG", "warn").kill_on_drop(true);
+    command
+}
+
+async fn ezthrottle_with(mut command: tokio::process::Command, args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // The binary may exit before reading everything (e.g. an oversized body): ignore EPIPE.
+    tokio::spawn(async move {
+        let _ = input.write_all(&stdin).await;
+    });
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("ezthrottle {args:?} did not finish in time"))
+        .unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn ezthrottle(args: &[&str], stdin: &[u8]) -> Run {
+    ezthrottle_with(command(), args, stdin).await
+}
+
+fn now() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+fn engine() -> EngineBuilder {
+    Engine::builder().default_pace(Pace::unlimited()).webhook_retry(Duration::from_millis(20), 3)
+}
+
+async fn open_engine() -> RunningEngine {
+    engine().open().webhook_secret(SECRET).start().await.expect("engine starts")
+}
+
+/// A loopback target whose `/echo` answers 200 with the request it saw, as JSON.
+async fn target() -> SocketAddr {
+    async fn echo(method: Method, headers: HeaderMap, body: String) -> axum::Json<Value> {
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        axum::Json(json!({ "method": method.as_str(), "content_type": content_type, "body": body }))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, Router::new().route("/echo", any(echo))).await;
+    });
+    addr
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn temp_file(name: &str, contents: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ezthrottle-cli-{name}"));
+    std::fs::write(&path, contents).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// The target's echo, from a delivered payload.
+fn echoed(webhook: &Value) -> Value {
+    assert_eq!(webhook["response"]["status_code"], 200, "{webhook}");
+    serde_json::from_str(webhook["response"]["body"].as_str().unwrap()).unwrap()
+}
+
+// ---------------------------------------------------------------- sign and verify
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_prints_the_header_of_core_sign() {
+    let run = ezthrottle(&["sign", "--secret", SECRET, "--timestamp", "1700000000"], BODY).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim_end(), sign(SECRET, 1_700_000_000, BODY));
+
+    let run = ezthrottle(&["--json", "sign", "--secret", SECRET, "--timestamp", "-5"], BODY).await;
+    run.expect_code(0);
+    assert_eq!(run.json(), json!({ "signature": sign(SECRET, -5, BODY), "timestamp": -5 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_then_verify_round_trips() {
+    let before = now();
+    let signed = ezthrottle(&["sign", "--secret", SECRET], BODY).await;
+    signed.expect_code(0);
+    let header = signed.stdout.trim_end();
+    let t: i64 = header.strip_prefix("t=").unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!((before..=now()).contains(&t), "{header}");
+
+    let run = ezthrottle(&["verify", "--secret", SECRET, "--header", header], BODY).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim_end(), "valid_primary");
+
+    // As pasted from a request dump, and through the environment.
+    let pasted = format!("X-EZThrottle-Signature: {header}");
+    let mut with_env = command();
+    with_env.env("EZTHROTTLE_WEBHOOK_SECRET", SECRET);
+    let run = ezthrottle_with(with_env, &["--json", "verify", "--header", &pasted], BODY).await;
+    run.expect_code(0);
+    assert_eq!(run.json(), json!({ "valid": true, "reason": "valid_primary", "timestamp": t }));
+
+    // A changed body does not verify.
+    let run = ezthrottle(&["verify", "--secret", SECRET, "--header", header], b"{}").await;
+    run.expect_code(1);
+    assert_eq!(run.stdout.trim_end(), "signature_mismatch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_with_the_wrong_secret_fails_with_the_reason() {
+    let header = sign(OTHER_SECRET, now(), BODY);
+    let run = ezthrottle(&["verify", "--secret", SECRET, "--header", &header], BODY).await;
+    run.expect_code(1);
+    assert_eq!(run.stdout.trim_end(), "signature_mismatch");
+
+    let run = ezthrottle(&["verify", "--json", "--secret", SECRET, "--header", &header], BODY).await;
+    run.expect_code(1);
+    assert_eq!(run.json(), json!({ "valid": false, "reason": "signature_mismatch" }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_accepts_the_secondary_secret() {
+    let header = sign(OTHER_SECRET, now(), BODY);
+    let run = ezthrottle(&["verify", "--secret", SECRET, "--secondary", OTHER_SECRET, "--header", &header], BODY).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim_end(), "valid_secondary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_what_is_wrong_with_a_header() {
+    let cases = [
+        ("", "no_signature_header"),
+        ("t=1700000000", "missing_v1_signature"),
+        ("t=soon,v1=00", "invalid_timestamp"),
+        ("v1=00,t=1,t=2", "invalid_timestamp"),
+    ];
+    for (header, reason) in cases {
+        let run = ezthrottle(&["verify", "--secret", SECRET, "--header", header], BODY).await;
+        run.expect_code(1);
+        assert_eq!(run.stdout.trim_end(), reason, "{header:?}");
+    }
+    // Stale: refused at the default tolerance, accepted with --now or a wider --tolerance.
+    let header = sign(SECRET, 1_700_000_000, BODY);
+    let run = ezthrottle(&["verify", "--secret", SECRET, "--header", &header, "--now", "1700000400"], BODY).await;
+    run.expect_code(1);
+    assert_eq!(run.stdout.trim_end(), "timestamp_expired (diff=400s, tolerance=300s)");
+    let args = ["verify", "--secret", SECRET, "--header", &header, "--now", "1700000400", "--tolerance", "500"];
+    ezthrottle(&args, BODY).await.expect_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_16_mib_is_refused_in_plain_words() {
+    let body = vec![b'x'; 16 * 1024 * 1024 + 1];
+    let run = ezthrottle(&["sign", "--secret", SECRET], &body).await;
+    run.expect_code(2);
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_eq!(run.stderr.trim_end(), "ezthrottle: the body on stdin is larger than 16 MiB");
+}
+
+// ---------------------------------------------------------------- usage
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
+    let run = ezthrottle(&["--help"], b"").await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("Exit codes:") && run.stdout.contains("4  submit --wait"), "{run:?}");
+
+    let run = ezthrottle(&["submit", "--ezthrottle-url", "http://127.0.0.1:1"], b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("--url"), "{run:?}");
+
+    let run = ezthrottle(&["--json", "submit", "--ezthrottle-url", "http://127.0.0.1:1"], b"").await;
+    run.expect_code(2);
+    let error = run.stderr_json();
+    assert_eq!(error["exit_code"], 2);
+    assert!(error["error"].as_str().unwrap().contains("--url"), "{error}");
+
+    // No key and no URL: cloud mode needs a key; said before anything is sent.
+    let run = ezthrottle(&["submit", "--url", "https://api.example.com/x"], b"").await;
+    run.expect_code(2);
+    assert!(
+        run.stderr.starts_with("ezthrottle: an API key is required") && run.stderr.contains("--api-key"),
+        "{run:?}"
+    );
+}
+
+// ---------------------------------------------------------------- submit
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
+    let engine = open_engine().await;
+    let target = target().await;
+    let url = format!("http://{target}/echo");
+    let base = engine.base_url();
+    let args = ["submit", "--ezthrottle-url", &base, "--url", &url, "-X", "post", "-d", "{}", "--idempotent-key", "k1"];
+    let first = ezthrottle(&args, b"").await;
+    first.expect_code(0);
+    let lines: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{first:?}");
+    let job_id = lines[0].strip_prefix("job_id: ").unwrap();
+    assert!(job_id.starts_with("job_"), "{first:?}");
+    assert_eq!(lines[1..], ["status: queued", "idempotent_key: k1", "duplicate: false"]);
+
+    let again = ezthrottle(&[&["--json"], &args[..]].concat(), b"").await;
+    again.expect_code(0);
+    assert_eq!(
+        again.json(),
+        json!({ "job_id": job_id, "status": "queued", "idempotent_key": "k1", "duplicate": true })
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_prints_the_delivered_payload() {
+    let engine = open_engine().await;
+    let target = target().await;
+    let url = format!("http://{target}/echo");
+    let base = engine.base_url();
+    let args = [
+        "--json",
+        "submit",
+        "--ezthrottle-url",
+        &base,
+        "--url",
+        &url,
+        "--method",
+        "POST",
+        "--header",
+        "Content-Type: text/plain",
+        "--body",
+        "hello",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--webhook-secret",
+        SECRET,
+    ];
+    let run = ezthrottle(&args, b"").await;
+    run.expect_code(0);
+    let out = run.json();
+    assert_eq!(out["receipt"]["duplicate"], false, "{out}");
+    assert_eq!(out["webhook"]["job_id"], out["receipt"]["job_id"], "{out}");
+    assert_eq!(out["webhook"]["status"], "success", "{out}");
+    assert_eq!(echoed(&out["webhook"]), json!({ "method": "POST", "content_type": "text/plain", "body": "hello" }));
+
+    // Text mode: the receipt, then the payload; the secret from the environment.
+    let mut with_env = command();
+    with_env.env("EZTHROTTLE_WEBHOOK_SECRET", SECRET).env("EZTHROTTLE_URL", &base);
+    let run = ezthrottle_with(with_env, &["submit", "--url", &url, "--wait"], b"").await;
+    run.expect_code(0);
+    assert!(run.stdout.starts_with("job_id: job_"), "{run:?}");
+    let payload: Value = serde_json::from_str(&run.stdout[run.stdout.find('{').unwrap()..]).unwrap();
+    assert_eq!(payload["status"], "success", "{run:?}");
+    assert_eq!(echoed(&payload)["method"], "GET");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify() {
+    let engine = open_engine().await;
+    let target = target().await;
+    let url = format!("http://{target}/echo");
+    let base = engine.base_url();
+
+    let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", &url, "--wait"], b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("--webhook-secret"), "{run:?}");
+
+    let args = ["submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--timeout", "5s"];
+    let run = ezthrottle(&[&args[..], &["--webhook-secret", OTHER_SECRET]].concat(), b"").await;
+    run.expect_code(4);
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert!(run.stderr.contains("was accepted but its webhook did not arrive within 5s"), "{run:?}");
+    assert!(run.stderr.contains("signature did not verify: check --webhook-secret"), "{run:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_from_a_json_file_and_from_stdin() {
+    let engine = open_engine().await;
+    let target = target().await;
+    let base = engine.base_url();
+    let job = json!({
+        "url": format!("http://{target}/echo"),
+        "method": "put",
+        "headers": { "Content-Type": "application/json" },
+        "body": "{\"n\":1}",
+        "idempotent_key": "from-file",
+    });
+    let path = temp_file("job.json", &job.to_string());
+    let run = ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--file", &path], b"").await;
+    run.expect_code(0);
+    let receipt = run.json();
+    assert_eq!(receipt["idempotent_key"], "from-file", "{receipt}");
+    assert_eq!(receipt["duplicate"], false, "{receipt}");
+
+    // The same job on stdin, with its key replaced, waited for.
+    let args = ["--json", "submit", "--ezthrottle-url", &base, "-f", "-", "--idempotent-key", "from-stdin", "--wait"];
+    let run = ezthrottle(&[&args[..], &["--webhook-secret", SECRET]].concat(), job.to_string().as_bytes()).await;
+    run.expect_code(0);
+    let out = run.json();
+    assert_eq!(out["receipt"]["idempotent_key"], "from-stdin", "{out}");
+    assert_eq!(out["webhook"]["status"], "success", "{out}");
+    let echo = echoed(&out["webhook"]);
+    assert_eq!(echo, json!({ "method": "PUT", "content_type": "application/json", "body": "{\"n\":1}" }));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_job_is_refused_naming_the_field() {
+    // Nothing listens there: an invalid job must be refused before any call.
+    let base = format!("http://127.0.0.1:{}", closed_port().await);
+    let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", "/relative/path"], b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.starts_with("ezthrottle: invalid job: url: must be an absolute http(s) URL"), "{run:?}");
+
+    let nested = json!({ "url": "https://api.example.com/a", "on_success": { "url": "ftp://api.example.com/b" } });
+    let path = temp_file("nested.json", &nested.to_string());
+    let run = ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--file", &path], b"").await;
+    run.expect_code(2);
+    let error = run.stderr_json()["error"].as_str().unwrap().to_owned();
+    assert!(error.starts_with("invalid job: on_success.url: "), "{error}");
+
+    let path = temp_file("broken.json", r#"{"method": "GET"}"#);
+    let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--file", &path], b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("is not a valid JSON job: missing field `url`"), "{run:?}");
+
+    let missing = format!("{}/ezthrottle-cli-no-such-file.json", env!("CARGO_TARGET_TMPDIR"));
+    let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--file", &missing], b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("cannot open"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_engine_exits_3_in_plain_words() {
+    let base = format!("http://127.0.0.1:{}", closed_port().await);
+    let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", "https://api.example.com/x"], b"").await;
+    run.expect_code(3);
+    assert!(run.stdout.is_empty(), "{run:?}");
+    let expected = format!("ezthrottle: EZThrottle unreachable at {base}/api/v1/jobs: ");
+    assert!(run.stderr.starts_with(&expected), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+
+    let run = ezthrottle(&["secrets", "get", "--json", "--ezthrottle-url", &base], b"").await;
+    run.expect_code(3);
+    let error = run.stderr_json();
+    assert_eq!(error["exit_code"], 3);
+    assert!(error["error"].as_str().unwrap().starts_with("EZThrottle unreachable at "), "{error}");
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_create_get_rotate_delete() {
+    const KEY: &str = "ck_cli_test_key";
+    const FIRST: &str = "first_secret_abcdefghij";
+    const SECOND: &str = "second_secret_klmnopqrs";
+    const THIRD: &str = "third_secret_tuvwxyz012";
+    let engine = engine().api_key(KEY).start().await.expect("engine starts");
+    let base = engine.base_url();
+    let secrets = |args: &[&str]| {
+        let mut all = vec!["secrets", "--ezthrottle-url", &base, "--api-key", KEY];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run_secrets = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = ezthrottle(&args, b"").await;
+        for secret in [FIRST, SECOND, THIRD] {
+            assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{run:?}");
+        }
+        run
+    };
+
+    let run = run_secrets(secrets(&["get"])).await;
+    run.expect_code(3);
+    assert!(run.stderr.contains("no webhook secrets configured"), "{run:?}");
+
+    let run = run_secrets(secrets(&["create", "--primary", FIRST, "--secondary", SECOND])).await;
+    run.expect_code(0);
+    let (first, second, third) = (mask_secret(FIRST), mask_secret(SECOND), mask_secret(THIRD));
+    assert_eq!(run.stdout.trim_end(), format!("webhook secrets set: primary {first}, secondary {second}"));
+
+    let run = run_secrets(secrets(&["get"])).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains(&format!("primary_secret: {first}\nsecondary_secret: {second}")), "{run:?}");
+
+    let run = run_secrets(secrets(&["rotate", "--new", THIRD, "--previous", FIRST])).await;
+    run.expect_code(0);
+    let run = run_secrets(secrets(&["get", "--json"])).await;
+    run.expect_code(0);
+    let view = run.json();
+    assert_eq!((&view["primary_secret"], &view["secondary_secret"]), (&json!(third), &json!(first)), "{view}");
+    assert_eq!(view["has_secondary"], true);
+
+    // The engine now signs with the rotated secret.
+    let target = target().await;
+    let url = format!("http://{target}/echo");
+    let mut args = secrets(&[]);
+    args[0] = "submit".into();
+    args.extend(["--url", &url, "--wait", "--webhook-secret", THIRD].map(str::to_owned));
+    run_secrets(args).await.expect_code(0);
+
+    run_secrets(secrets(&["delete"])).await.expect_code(0);
+    run_secrets(secrets(&["get"])).await.expect_code(3);
+
+    // Refused before sending: too short.
+    let run = run_secrets(secrets(&["create", "--primary", "short"])).await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("primary_secret") && run.stderr.contains("at least 16"), "{run:?}");
+
+    // A wrong key is the server's refusal, exit 3; the key comes from the environment too.
+    let mut with_env = command();
+    with_env.env("EZTHROTTLE_URL", &base).env("EZTHROTTLE_API_KEY", "ck_wrong");
+    let run = ezthrottle_with(with_env, &["secrets", "get"], b"").await;
+    run.expect_code(3);
+    assert!(run.stderr.starts_with("ezthrottle: invalid API key"), "{run:?}");
+    engine.shutdown().await;
+}
+
+// ---------------------------------------------------------------- local
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_prints_its_address_serves_and_stops_on_sigterm() {
+    let mut child = command()
+        .args(["local", "--bind", "127.0.0.1:0", "--open", "--webhook-secret", SECRET])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the binary");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").expect("first line").to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+
+    // It serves: a job goes through and its webhook is signed with --webhook-secret.
+    let target = target().await;
+    let url = format!("http://{target}/echo");
+    let args = ["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--webhook-secret", SECRET];
+    let run = ezthrottle(&args, b"").await;
+    run.expect_code(0);
+    assert_eq!(run.json()["webhook"]["status"], "success", "{run:?}");
+
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(DEADLINE, child.wait()).await.expect("exits in time").unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(tokio::time::timeout(DEADLINE, lines.next_line()).await.unwrap().unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_json_and_a_failed_start() {
+    let mut child = command()
+        .args(["local", "--json", "--bind", "127.0.0.1:0", "--api-key", "ck_local"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the binary");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap();
+    let base = first["listening_on"].as_str().unwrap().to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+
+    // The port is taken now: a second engine on it cannot start.
+    let bind = base.strip_prefix("http://").unwrap();
+    let run = ezthrottle(&["local", "--bind", bind, "--open"], b"").await;
+    run.expect_code(3);
+    assert!(run.stderr.starts_with(&format!("ezthrottle: the engine did not start: could not bind {bind}")), "{run:?}");
+    // Neither an API key nor --open.
+    let run = ezthrottle(&["local", "--bind", "127.0.0.1:0"], b"").await;
+    run.expect_code(3);
+    assert!(run.stderr.contains("no API key given"), "{run:?}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let exit = tokio::time::timeout(DEADLINE, child.wait()).await.expect("exits in time").unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
