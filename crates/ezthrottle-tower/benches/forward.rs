@@ -213,6 +213,23 @@ fn reqwest_clients(
     (plain, empty, with)
 }
 
+/// A middleware that only calls the next one.
+#[cfg(feature = "reqwest-middleware")]
+struct Noop;
+
+#[cfg(feature = "reqwest-middleware")]
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Noop {
+    async fn handle(
+        &self,
+        request: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        next.run(request, extensions).await
+    }
+}
+
 #[cfg(feature = "reqwest-middleware")]
 fn reqwest_plain_call(
     client: reqwest::Client,
@@ -319,6 +336,19 @@ fn ab_report(s: &Setup) {
         println!("reqwest-middleware, no middleware  {empty_rate:>9.0} calls/s");
         println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
         println!("ratio with / without the middleware {:.3}  (target >= 0.97)", with_rate / empty_rate);
+        // Any reqwest-middleware middleware costs a boxed future per call: a no-op one
+        // separates that from the forwarding's own cost.
+        let noop = reqwest_middleware::ClientBuilder::new(plain.clone()).with(Noop).build();
+        let (noop_rate, with_rate) = interleaved(
+            s,
+            16,
+            4000,
+            reqwest_mw_call(noop, s.url.clone()),
+            reqwest_mw_call(with.clone(), s.url.clone()),
+        );
+        println!("reqwest-middleware + a no-op one   {noop_rate:>9.0} calls/s");
+        println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
+        println!("ratio Forward / no-op middleware    {:.3}", with_rate / noop_rate);
         let (plain_rate, with_rate) =
             interleaved(s, 16, 4000, reqwest_plain_call(plain, s.url.clone()), reqwest_mw_call(with, s.url.clone()));
         println!("reqwest plain                      {plain_rate:>9.0} calls/s");
