@@ -1,5 +1,6 @@
 //! `ezthrottle local`: the engine of `ezthrottle-local`, started as its binary does.
 
+use ezthrottle_local::cli::ShutdownSignals;
 use serde_json::json;
 
 use crate::args::LocalCommand;
@@ -8,7 +9,7 @@ use crate::output::{CliError, Output, Status};
 /// Starts the engine, prints `listening on http://<addr>` first, serves until SIGINT or
 /// SIGTERM, then shuts down gracefully.
 pub(crate) async fn run(command: &LocalCommand, out: Output) -> Result<Status, CliError> {
-    let signals = Signals::install();
+    let signals = ShutdownSignals::install();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -28,42 +29,4 @@ pub(crate) async fn run(command: &LocalCommand, out: Output) -> Result<Status, C
     tracing::info!("stopping");
     engine.shutdown().await;
     Ok(Status::Ok)
-}
-
-/// SIGINT and SIGTERM, listened for from creation on.
-///
-/// Adapted from the `ezthrottle-local` binary's `wait_for_signal` (its `main.rs` is not a
-/// library module), with one difference: the Unix handlers are installed before the
-/// engine prints its address, so a signal sent as soon as that line is read is not lost
-/// (nor kills the process by the default action).
-struct Signals {
-    #[cfg(unix)]
-    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl Signals {
-    fn install() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Self { handlers: signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()) }
-        }
-        #[cfg(not(unix))]
-        {
-            Self {}
-        }
-    }
-
-    /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-    async fn recv(self) {
-        #[cfg(unix)]
-        if let Some((mut interrupt, mut terminate)) = self.handlers {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

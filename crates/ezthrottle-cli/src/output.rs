@@ -75,17 +75,7 @@ impl From<ezthrottle_core::Error> for CliError {
 
 /// The error's message followed by each source whose text it does not already contain.
 pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        cause = inner.source();
-    }
-    text
+    ezthrottle_core::ErrorChain(error).to_string()
 }
 
 /// Prints results as text or JSON.

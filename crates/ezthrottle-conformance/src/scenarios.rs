@@ -45,17 +45,7 @@ fn webhook(state: &AppState) -> Webhook {
 
 /// The message of `error` followed by its sources, each once.
 fn describe(error: &(dyn StdError + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
+    ezthrottle::ErrorChain(error).to_string()
 }
 
 fn failed(test: &str, error: &(dyn StdError + 'static)) -> Response {

@@ -243,18 +243,45 @@ pub(crate) fn now_unix_ms() -> u64 {
 }
 
 fn describe_transport(source: &reqwest::Error) -> String {
-    // reqwest's Display stops at "error sending request"; the cause says why.
+    // reqwest's Display stops at "error sending request"; the causes say why.
     let mut text = if source.is_timeout() { "timed out".to_owned() } else { source.to_string() };
-    let mut cause = std::error::Error::source(source);
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        cause = inner.source();
-    }
+    push_sources(&mut text, std::error::Error::source(source));
     text
+}
+
+/// Displays an error followed by each of its sources whose text it does not already
+/// contain, `: `-separated, e.g. `error sending request: connection refused`.
+///
+/// ```
+/// use ezthrottle_core::ErrorChain;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("could not reach the engine")]
+/// struct Unreachable(#[source] std::io::Error);
+///
+/// let error = Unreachable(std::io::Error::other("connection refused"));
+/// assert_eq!(ErrorChain(&error).to_string(), "could not reach the engine: connection refused");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        push_sources(&mut text, self.0.source());
+        f.write_str(&text)
+    }
+}
+
+fn push_sources(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
 }
 
 #[cfg(test)]

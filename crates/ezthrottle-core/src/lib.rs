@@ -66,7 +66,7 @@ pub use client::{
     DEFAULT_EZTHROTTLE_URL, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
     EZThrottle, EZThrottleBuilder, ForwardOrFallback,
 };
-pub use error::{Error, Origin};
+pub use error::{Error, ErrorChain, Origin};
 pub use forward::{ForwardBuildError, ForwardToEZThrottle, Forwardable};
 pub use http::{Method, StatusCode};
 pub use inbox::{StepDelivery, WaitError, WebhookInbox};

@@ -112,3 +112,49 @@ impl LocalArgs {
         builder
     }
 }
+
+/// SIGINT and SIGTERM, listened for from creation on: create it *before* announcing the
+/// address, so a signal sent as soon as that line is read is neither lost nor fatal (the
+/// default action would kill the process without a clean shutdown).
+///
+/// ```no_run
+/// # async fn run() {
+/// let signals = ezthrottle_local::cli::ShutdownSignals::install();
+/// // ... start, print `listening on ...`
+/// signals.recv().await; // then shut down
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignals {
+    /// Starts listening (inside a tokio runtime).
+    #[must_use]
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self { handlers: signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()) }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+    pub async fn recv(self) {
+        #[cfg(unix)]
+        if let Some((mut interrupt, mut terminate)) = self.handlers {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

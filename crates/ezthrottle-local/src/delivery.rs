@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ezthrottle_core::ErrorChain;
 use ezthrottle_core::protocol::{DeliveryStatus, SIGNATURE_HEADER, WebhookPayload};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::engine::Shared;
-use crate::executor::{Outcome, error_chain};
+use crate::executor::Outcome;
 use crate::store::{DeliveryAttempt, DeliveryOutcome, DeliveryRecord, JobRecord};
 use crate::util::{jittered, millis, now_ms, now_secs};
 
@@ -133,7 +134,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             Err(err) if err.is_timeout() => {
                 (None, Some(format!("no answer within {} ms", config.webhook_timeout.as_millis())))
             }
-            Err(err) => (None, Some(error_chain(&err))),
+            Err(err) => (None, Some(ErrorChain(&err).to_string())),
         };
         let ok = error.is_none();
         push_attempt(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use ezthrottle_core::ErrorChain;
 use ezthrottle_core::protocol::{ExecutionMode, Job, RegionPolicy, TargetResponse};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -367,7 +368,7 @@ async fn attempt(
             let (code, message) = if err.is_timeout() {
                 (504, format!("no answer within {} ms", timeout.as_millis()))
             } else {
-                (502, format!("could not reach the target: {}", error_chain(&err)))
+                (502, format!("could not reach the target: {}", ErrorChain(&err)))
             };
             (Outcome { success: false, response: None, error: Some(message), code: Some(code) }, None)
         }
@@ -383,19 +384,4 @@ async fn attempt(
         }
     }
     AttemptResult { index, outcome, retry_after }
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

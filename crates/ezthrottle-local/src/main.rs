@@ -7,11 +7,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use ezthrottle_local::cli::LocalArgs;
+use ezthrottle_local::cli::{LocalArgs, ShutdownSignals};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = LocalArgs::parse();
+    let signals = ShutdownSignals::install();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -30,30 +31,8 @@ async fn main() -> ExitCode {
     let _ = writeln!(stdout, "listening on {}", engine.base_url());
     let _ = stdout.flush();
     drop(stdout);
-    wait_for_signal().await;
+    signals.recv().await;
     tracing::info!("stopping");
     engine.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
