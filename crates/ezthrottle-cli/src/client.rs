@@ -1,40 +1,29 @@
 //! The EZThrottle client described by the connection flags.
 
-use ezthrottle_core::{ENV_API_KEY, EZThrottle};
+use ezthrottle_core::{ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL, EZThrottle, EZThrottleBuilder};
 
 use crate::args::Connection;
 use crate::output::CliError;
 
 impl Connection {
-    /// Builds the client, with the semantics of `EZThrottle::from_env`: a TrackTags URL
-    /// means cloud mode through it; an EZThrottle URL alone means direct mode; neither
-    /// means cloud with the default URLs (an API key is then required).
+    /// Builds the client, with the semantics of `EZThrottle::from_env` (the flags stand in
+    /// for the variables): a TrackTags URL means cloud mode through it; an EZThrottle URL
+    /// alone means direct mode; neither means cloud with the default URLs (an API key is
+    /// then required).
     pub(crate) fn client(&self) -> Result<EZThrottle, CliError> {
-        let set = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-        let (api_key, tracktags, ezthrottle) =
-            (set(&self.api_key), set(&self.tracktags_url), set(&self.ezthrottle_url));
-        let direct = tracktags.is_none() && ezthrottle.is_some();
-        let mut builder = EZThrottle::builder().timeout(self.request_timeout);
-        match (tracktags, ezthrottle) {
-            (Some(tracktags), ezthrottle) => {
-                builder = builder.tracktags_url(tracktags);
-                if let Some(ezthrottle) = ezthrottle {
-                    builder = builder.ezthrottle_url(ezthrottle);
-                }
-            }
-            (None, Some(direct)) => builder = builder.direct(direct),
-            (None, None) => {}
-        }
-        match api_key {
-            Some(key) => builder = builder.api_key(key),
-            None if !direct => {
-                return Err(CliError::usage(format!(
-                    "an API key is required for EZThrottle cloud: pass --api-key or set {ENV_API_KEY} \
-                     (or pass --ezthrottle-url URL to talk to a local engine)"
-                )));
-            }
-            None => {}
-        }
-        Ok(builder.build()?)
+        let flags = |name: &str| match name {
+            ENV_API_KEY => self.api_key.clone(),
+            ENV_TRACKTAGS_URL => self.tracktags_url.clone(),
+            ENV_URL => self.ezthrottle_url.clone(),
+            _ => None,
+        };
+        let builder = EZThrottleBuilder::from_lookup(flags).timeout(self.request_timeout);
+        builder.build().map_err(|error| match error {
+            ezthrottle_core::Error::Config(message) if message.contains(ENV_API_KEY) => CliError::usage(format!(
+                "an API key is required for EZThrottle cloud: pass --api-key or set {ENV_API_KEY} \
+                 (or pass --ezthrottle-url URL to talk to a local engine)"
+            )),
+            other => other.into(),
+        })
     }
 }

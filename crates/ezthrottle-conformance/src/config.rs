@@ -202,16 +202,13 @@ impl Config {
     ///
     /// [`ezthrottle::Error::Config`] when the settings do not make a usable client.
     pub fn client(&self) -> Result<EZThrottle, ezthrottle::Error> {
-        let mut builder = EZThrottleBuilder::new();
-        if let Some(key) = &self.api_key {
-            builder = builder.api_key(key);
-        }
-        builder = match (&self.tracktags_url, &self.ezthrottle_url) {
-            (Some(proxy), Some(url)) => builder.tracktags_url(proxy).ezthrottle_url(url),
-            (Some(proxy), None) => builder.tracktags_url(proxy),
-            (None, Some(url)) => builder.direct(url),
-            (None, None) => builder,
+        let settings = |name: &str| match name {
+            ezthrottle::ENV_API_KEY => self.api_key.clone(),
+            ezthrottle::ENV_TRACKTAGS_URL => self.tracktags_url.clone(),
+            ezthrottle::ENV_URL => self.ezthrottle_url.clone(),
+            _ => None,
         };
+        let builder = EZThrottleBuilder::from_lookup(settings);
         builder.build()
     }
 }

@@ -62,8 +62,19 @@ impl EZThrottleBuilder {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// [`from_env`](Self::from_env) over any source of variables.
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    /// [`from_env`](Self::from_env) over any source of variables: a CLI's flags, an
+    /// app's own configuration. Blank values count as unset.
+    ///
+    /// ```
+    /// use ezthrottle_core::{ENV_URL, EZThrottleBuilder};
+    ///
+    /// let flags = [(ENV_URL, "http://127.0.0.1:8080")];
+    /// let lookup = |name: &str| flags.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
+    /// let client = EZThrottleBuilder::from_lookup(lookup).build()?;
+    /// assert!(client.is_direct());
+    /// # Ok::<(), ezthrottle_core::Error>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let read = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut builder = Self { api_key: read(ENV_API_KEY), ..Self::default() };
         match (read(ENV_TRACKTAGS_URL), read(ENV_URL)) {
