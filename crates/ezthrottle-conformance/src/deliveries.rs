@@ -161,7 +161,7 @@ pub(crate) async fn receive(State(state): State<AppState>, headers: HeaderMap, b
     let verified = match &state.verifier {
         Some(verifier) => {
             let signature = headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes());
-            if let Err(rejection) = verifier.verify(signature, &body) {
+            if let Err(rejection) = verifier.verify(&body, signature) {
                 tracing::warn!(error = %rejection, "webhook delivery rejected");
                 return rejected(rejection.status(), rejection.body_text());
             }

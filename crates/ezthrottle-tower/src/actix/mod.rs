@@ -55,7 +55,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for VerifiedWebhook<T> {
             let verified = match already {
                 // A `VerifyWebhook` middleware outside already verified these exact bytes.
                 Some(done) => done.verified(),
-                None => verifier.ok_or_else(not_configured)?.verify(signature.as_deref(), &body)?,
+                None => verifier.ok_or_else(not_configured)?.verify(&body, signature.as_deref())?,
             };
             let payload = parse(&body)?;
             Ok(Self { payload, verified, body })

@@ -106,7 +106,7 @@ where
                 let verifier = verifier.ok_or_else(not_configured)?;
                 let body = req.extract::<Bytes>().await.map_err(body_rejection)?;
                 let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes());
-                let verified = verifier.verify(signature, &body)?;
+                let verified = verifier.verify(&body, signature)?;
                 // The next middleware and the handler read the same bytes again.
                 req.set_payload(Payload::from(body));
                 Ok::<_, WebhookRejection>(verified)

@@ -58,7 +58,7 @@ where
         let verified = match already {
             // A `VerifyWebhookLayer` outside already verified these exact bytes.
             Some(done) => done.verified(),
-            None => verifier.verify(signature.as_ref().map(HeaderValue::as_bytes), &body)?,
+            None => verifier.verify(&body, signature.as_ref().map(HeaderValue::as_bytes))?,
         };
         let payload = crate::webhook::parse(&body)?;
         Ok(Self { payload, verified, body })

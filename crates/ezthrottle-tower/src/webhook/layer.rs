@@ -155,7 +155,7 @@ where
                 }
             };
             let signature = parts.headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
-            let verified = match verifier.verify(signature, &bytes) {
+            let verified = match verifier.verify(&bytes, signature) {
                 Ok(verified) => verified,
                 Err(rejection) => return Ok(rejection_response(&rejection)),
             };

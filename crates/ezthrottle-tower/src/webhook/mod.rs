@@ -31,11 +31,11 @@
 //! let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
 //! let header = sign("whsec_old", now, body);
 //!
-//! let (payload, verified) = verifier.verify_and_parse::<WebhookPayload>(Some(header.as_bytes()), body)?;
+//! let (payload, verified) = verifier.verify_and_parse::<WebhookPayload>(body, Some(header.as_bytes()))?;
 //! assert_eq!(payload.job_id, "job_1");
 //! assert_eq!(verified.reason(), "valid_secondary");
 //!
-//! let err = verifier.verify(None, body).unwrap_err();
+//! let err = verifier.verify(body, None).unwrap_err();
 //! assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 //! # Ok::<(), WebhookRejection>(())
 //! ```
@@ -101,13 +101,14 @@ impl WebhookVerifier {
         &self.inner
     }
 
-    /// Verifies the raw `body` against the signature header value (`None` when absent).
+    /// Verifies the raw `body` against the signature header value (`None` when absent);
+    /// the same argument order as [`Verifier::verify`].
     ///
     /// # Errors
     ///
     /// [`WebhookRejection::MissingSignature`], [`WebhookRejection::MalformedSignature`] or
     /// [`WebhookRejection::InvalidSignature`].
-    pub fn verify(&self, signature: Option<&[u8]>, body: &[u8]) -> Result<Verified, WebhookRejection> {
+    pub fn verify(&self, body: &[u8], signature: Option<&[u8]>) -> Result<Verified, WebhookRejection> {
         let Some(signature) = signature else {
             return Err(WebhookRejection::MissingSignature);
         };
@@ -149,10 +150,10 @@ impl WebhookVerifier {
     /// body is not a valid `T`.
     pub fn verify_and_parse<T: DeserializeOwned>(
         &self,
-        signature: Option<&[u8]>,
         body: &[u8],
+        signature: Option<&[u8]>,
     ) -> Result<(T, Verified), WebhookRejection> {
-        let verified = self.verify(signature, body)?;
+        let verified = self.verify(body, signature)?;
         let payload = parse(body)?;
         Ok((payload, verified))
     }
