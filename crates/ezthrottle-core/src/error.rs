@@ -97,6 +97,13 @@ pub enum Error {
         message: String,
     },
 
+    /// `get_job` asked for a job EZThrottle does not know (or no longer keeps).
+    #[error("job {job_id} not found")]
+    JobNotFound {
+        /// The id asked for.
+        job_id: String,
+    },
+
     /// `get_webhook_secret` found none configured.
     #[error("no webhook secrets configured; call create_webhook_secret first")]
     NoWebhookSecrets,
@@ -162,7 +169,7 @@ impl Error {
             Self::Forbidden { .. } => Some(StatusCode::FORBIDDEN),
             Self::PayloadTooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
             Self::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
-            Self::NoWebhookSecrets => Some(StatusCode::NOT_FOUND),
+            Self::NoWebhookSecrets | Self::JobNotFound { .. } => Some(StatusCode::NOT_FOUND),
             Self::Api { status, .. } | Self::InvalidResponse { status, .. } => Some(*status),
             Self::Forward { source, .. } => source.status(),
             Self::Config(_)

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ezthrottle_core::ErrorChain;
-use ezthrottle_core::protocol::{DeliveryStatus, SIGNATURE_HEADER, WebhookPayload};
+use ezthrottle_core::protocol::{
+    DeliveryAttempt, DeliveryOutcome, DeliveryStatus, SIGNATURE_HEADER, WebhookDeliveries, WebhookPayload,
+};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::engine::Shared;
 use crate::executor::Outcome;
-use crate::store::{DeliveryAttempt, DeliveryOutcome, DeliveryRecord, JobRecord};
+use crate::store::JobRecord;
 use crate::util::{jittered, millis, now_ms, now_secs};
 
 /// Longest wait between two delivery attempts.
@@ -50,12 +52,7 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, record: &Arc<JobRecord>, outco
         state.detail().deliveries = job
             .webhooks
             .iter()
-            .map(|hook| DeliveryRecord {
-                url: hook.url.clone(),
-                has_quorum_vote: hook.has_quorum_vote,
-                outcome: DeliveryOutcome::Pending,
-                attempts: Vec::new(),
-            })
+            .map(|hook| WebhookDeliveries::new(hook.url.clone(), hook.has_quorum_vote))
             .collect();
     }
     let mut deliveries: FuturesUnordered<_> = job
@@ -98,12 +95,12 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             push_attempt(
                 record,
                 index,
-                DeliveryAttempt {
-                    at_ms: now_ms(),
-                    latency_ms: 0,
-                    status_code: None,
-                    error: Some("the webhook host is not in the engine's allow-list".into()),
-                },
+                DeliveryAttempt::new(
+                    now_ms(),
+                    0,
+                    None,
+                    Some("the webhook host is not in the engine's allow-list".into()),
+                ),
             );
             break;
         }
@@ -140,7 +137,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
         push_attempt(
             record,
             index,
-            DeliveryAttempt { at_ms, latency_ms: millis(started.elapsed()), status_code, error },
+            DeliveryAttempt::new(at_ms, millis(started.elapsed()), status_code, error),
         );
         if ok {
             delivered = true;

@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use ezthrottle_core::ErrorChain;
-use ezthrottle_core::protocol::{ExecutionMode, Job, RegionPolicy, TargetResponse};
+use ezthrottle_core::protocol::{AttemptOutcome, ExecutionMode, Job, JobStatus, RegionPolicy, TargetResponse};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::engine::Shared;
 use crate::pacing::{Permit, acquire, host_key};
-use crate::store::{AttemptOutcome, AttemptRecord, JobRecord, JobStatus};
+use crate::store::{AttemptRecord, JobRecord};
 use crate::util::{header_object, jittered, millis, now_ms, retry_after};
 
 /// Status codes retried when a job carries no `retry_policy`.
@@ -59,7 +59,7 @@ impl Drop for FinishGuard {
         self.shared.metrics.running.fetch_sub(1, Relaxed);
         let unfinished = {
             let mut state = self.record.state();
-            if state.status.is_terminal() {
+            if state.status.is_finished() {
                 false
             } else {
                 state.status = JobStatus::Failed;
@@ -316,7 +316,7 @@ async fn attempt(
             latency_ms: None,
             status_code: None,
             error: None,
-            outcome: crate::store::AttemptOutcome::InFlight,
+            outcome: AttemptOutcome::InFlight,
         });
         attempts.len() - 1
     };

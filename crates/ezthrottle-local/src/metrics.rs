@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::pacing::Lanes;
-use crate::store::AttemptOutcome;
+use ezthrottle_core::protocol::AttemptOutcome;
 
 /// The engine's counters. Every field is a lock-free atomic.
 #[derive(Debug, Default)]

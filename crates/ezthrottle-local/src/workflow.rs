@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ezthrottle_core::protocol::Job;
+use ezthrottle_core::protocol::{ChildJob, ChildRelation, Job, JobStatus};
 
 use crate::engine::Shared;
-use crate::store::{ChildRef, JobRecord, JobStatus};
+use crate::store::JobRecord;
 use crate::submit::{Admission, accept};
 
 /// Submits the child the parent's outcome calls for.
@@ -16,12 +16,12 @@ pub(crate) fn on_finished(shared: &Arc<Shared>, record: &Arc<JobRecord>, success
     let job = record.job();
     if success {
         if let Some(child) = job.on_success.as_deref() {
-            submit_child(shared, record, child, "on_success");
+            submit_child(shared, record, child, ChildRelation::OnSuccess);
         }
     } else if let Some(child) = job.on_failure.as_deref()
         && claim_on_failure(record)
     {
-        submit_child(shared, record, child, "on_failure");
+        submit_child(shared, record, child, ChildRelation::OnFailure);
     }
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>)
                 .detail()
                 .events
                 .push(format!("on_failure: the job had not succeeded within {timeout_ms} ms"));
-            submit_child(&shared, &record, child, "on_failure");
+            submit_child(&shared, &record, child, ChildRelation::OnFailure);
         }
     });
 }
@@ -53,18 +53,18 @@ fn claim_on_failure(record: &JobRecord) -> bool {
     !std::mem::replace(&mut detail.on_failure_spawned, true)
 }
 
-fn submit_child(shared: &Arc<Shared>, parent: &Arc<JobRecord>, child: &Job, relation: &'static str) {
+fn submit_child(shared: &Arc<Shared>, parent: &Arc<JobRecord>, child: &Job, relation: ChildRelation) {
     let result = accept(shared, parent.tenant_arc(), child.clone(), Admission::Bypass);
     {
         let mut state = parent.state();
         let detail = state.detail();
         match result {
-            Ok(accepted) => detail.children.push(ChildRef {
-                job_id: accepted.receipt.job_id.clone(),
+            Ok(accepted) => detail.children.push(ChildJob::new(
+                accepted.receipt.job_id.clone(),
                 relation,
-                duplicate: accepted.receipt.duplicate,
-            }),
-            Err(err) => detail.events.push(format!("{relation}: the child job was refused: {err}")),
+                accepted.receipt.duplicate,
+            )),
+            Err(err) => detail.events.push(format!("{}: the child job was refused: {err}", relation.as_str())),
         }
     }
     shared.store.updated(parent);

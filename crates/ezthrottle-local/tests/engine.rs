@@ -21,6 +21,8 @@ mod execution;
 mod fallbacks;
 #[path = "engine/idempotency.rs"]
 mod idempotency;
+#[path = "engine/job_status.rs"]
+mod job_status;
 #[path = "engine/pacing.rs"]
 mod pacing;
 #[path = "engine/proxy.rs"]

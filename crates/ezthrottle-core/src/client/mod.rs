@@ -16,7 +16,7 @@ pub use builder::{
 pub(crate) use transport::read_capped;
 
 use crate::error::Error;
-use crate::protocol::{CreateWebhookSecrets, Job, SubmitReceipt, Webhook, WebhookSecretsView, paths};
+use crate::protocol::{CreateWebhookSecrets, Job, JobSnapshot, SubmitReceipt, Webhook, WebhookSecretsView, paths};
 
 /// The EZThrottle client: submits jobs and manages webhook secrets.
 ///
@@ -157,6 +157,26 @@ impl EZThrottle {
         }
     }
 
+    /// A job's state and history: attempts, the target's answer, webhook deliveries and
+    /// the children it spawned (`GET /api/v1/jobs/{id}`).
+    ///
+    /// The local engine answers with every field of [`JobSnapshot`]; the self-hosted
+    /// peers answer `job_id`, `status`, `url`, `method` and `created_at` only.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an id that cannot be a path segment (nothing sent);
+    /// [`Error::JobNotFound`] when EZThrottle does not know the job; otherwise the
+    /// server's refusal or unreachability.
+    pub async fn get_job(&self, job_id: &str) -> Result<JobSnapshot, Error> {
+        check_job_id(job_id)?;
+        let answer = self.call(Method::GET, &format!("{}/{job_id}", paths::JOBS), None).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(Error::JobNotFound { job_id: job_id.to_owned() });
+        }
+        answer.success_json()
+    }
+
     /// Sets the account's webhook secrets (create or replace). Each must be at least 16
     /// characters.
     ///
@@ -210,6 +230,22 @@ impl EZThrottle {
     pub async fn rotate_webhook_secret(&self, new: &str, previous: &str) -> Result<(), Error> {
         self.create_webhook_secret(new, Some(previous)).await
     }
+}
+
+/// Job ids are path segments: refuse what would change the path or the query.
+fn check_job_id(job_id: &str) -> Result<(), Error> {
+    let reason = if job_id.is_empty() {
+        "must not be empty"
+    } else if job_id.bytes().all(|b| b == b'.') {
+        "must not be a relative path segment"
+    } else if job_id.len() > 256 {
+        "must be at most 256 characters"
+    } else if !job_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')) {
+        "may hold only ASCII letters, digits, '_', '-', '.' and ':'"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidInput { field: "job_id".to_owned(), reason: reason.to_owned() })
 }
 
 impl std::fmt::Debug for EZThrottle {

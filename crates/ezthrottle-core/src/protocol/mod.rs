@@ -5,6 +5,7 @@
 
 mod envelope;
 mod job;
+mod job_snapshot;
 mod receipt;
 mod secrets;
 mod validate;
@@ -12,6 +13,10 @@ mod webhook_payload;
 
 pub use envelope::{ErrorBody, ProxyAllowed, ProxyEnvelope};
 pub use job::{ExecutionMode, Headers, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+pub use job_snapshot::{
+    Attempt, AttemptOutcome, ChildJob, ChildRelation, DeliveryAttempt, DeliveryOutcome, JobSnapshot, JobStatus,
+    WebhookDeliveries, WebhookQuorum,
+};
 pub use receipt::{SubmissionStatus, SubmitReceipt};
 pub use secrets::{CreateWebhookSecrets, MIN_SECRET_LEN, StatusMessage, WebhookSecretsView, mask_secret};
 pub use validate::{InvalidJob, MAX_JOB_DEPTH, SUPPORTED_METHODS, check_absolute_url};

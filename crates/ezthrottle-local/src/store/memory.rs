@@ -100,7 +100,7 @@ impl JobStore for MemoryStore {
             let before = jobs.len();
             jobs.retain(|_, job| {
                 let state = job.state();
-                !(state.status.is_terminal() && state.finished_at_ms < cutoff)
+                !(state.status.is_finished() && state.finished_at_ms < cutoff)
             });
             removed += before - jobs.len();
         }

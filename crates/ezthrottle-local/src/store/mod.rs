@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use memory::MemoryStore;
-pub(crate) use record::{AttemptOutcome, AttemptRecord, ChildRef, DeliveryAttempt, DeliveryOutcome, DeliveryRecord};
-pub use record::{JobRecord, JobStatus};
+pub(crate) use record::AttemptRecord;
+pub use record::JobRecord;
 
 /// The answer of [`JobStore::insert_if_absent`].
 #[derive(Debug, Clone)]

@@ -2,64 +2,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ezthrottle_core::protocol::{Job, TargetResponse};
-use serde_json::{Value, json};
+use ezthrottle_core::protocol::{
+    Attempt, AttemptOutcome, ChildJob, Job, JobSnapshot, JobStatus, TargetResponse, WebhookDeliveries, WebhookQuorum,
+};
 
 use crate::util::lock;
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobStatus {
-    /// Accepted, waiting for its turn at the target host (or for `retry_at`).
-    Queued,
-    /// Being executed (attempts, retries, fallbacks).
-    Running,
-    /// Finished: the target answered 2xx.
-    Success,
-    /// Finished: every attempt failed.
-    Failed,
-}
-
-impl JobStatus {
-    /// The wire name: `queued`, `running`, `success` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Success => "success",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Whether the job has finished (`success` or `failed`).
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Success | Self::Failed)
-    }
-}
-
-/// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AttemptOutcome {
-    InFlight,
-    Success,
-    Retry,
-    Reroute,
-    Failed,
-    Cancelled,
-}
-
-impl AttemptOutcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::InFlight => "in_flight",
-            Self::Success => "success",
-            Self::Retry => "retry",
-            Self::Reroute => "reroute",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
 
 /// One request made to a target.
 #[derive(Debug, Clone)]
@@ -74,48 +21,15 @@ pub(crate) struct AttemptRecord {
     pub(crate) outcome: AttemptOutcome,
 }
 
-/// The state of one webhook's delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeliveryOutcome {
-    Pending,
-    Delivered,
-    Failed,
-}
-
-impl DeliveryOutcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
+impl AttemptRecord {
+    fn to_wire(&self, number: u32) -> Attempt {
+        let mut attempt = Attempt::new(number, &*self.job_path, &*self.url, &*self.region, self.started_at_ms);
+        attempt.latency_ms = self.latency_ms;
+        attempt.status_code = self.status_code;
+        attempt.error.clone_from(&self.error);
+        attempt.outcome = self.outcome;
+        attempt
     }
-}
-
-/// One POST to a webhook.
-#[derive(Debug, Clone)]
-pub(crate) struct DeliveryAttempt {
-    pub(crate) at_ms: u64,
-    pub(crate) latency_ms: u64,
-    pub(crate) status_code: Option<u16>,
-    pub(crate) error: Option<String>,
-}
-
-/// Every POST to one webhook.
-#[derive(Debug, Clone)]
-pub(crate) struct DeliveryRecord {
-    pub(crate) url: String,
-    pub(crate) has_quorum_vote: bool,
-    pub(crate) outcome: DeliveryOutcome,
-    pub(crate) attempts: Vec<DeliveryAttempt>,
-}
-
-/// A job spawned by this one (`on_success` / `on_failure`).
-#[derive(Debug, Clone)]
-pub(crate) struct ChildRef {
-    pub(crate) job_id: String,
-    pub(crate) relation: &'static str,
-    pub(crate) duplicate: bool,
 }
 
 /// Progress details, allocated only once the job starts (keeps queued jobs small).
@@ -124,9 +38,9 @@ pub(crate) struct Detail {
     pub(crate) attempts: Vec<AttemptRecord>,
     pub(crate) response: Option<TargetResponse>,
     pub(crate) error: Option<String>,
-    pub(crate) deliveries: Vec<DeliveryRecord>,
+    pub(crate) deliveries: Vec<WebhookDeliveries>,
     pub(crate) quorum_met: Option<bool>,
-    pub(crate) children: Vec<ChildRef>,
+    pub(crate) children: Vec<ChildJob>,
     pub(crate) on_failure_spawned: bool,
     pub(crate) events: Vec<String>,
 }
@@ -227,83 +141,31 @@ impl JobRecord {
         lock(&self.state)
     }
 
-    /// The JSON answered by `GET /api/v1/jobs/{id}`.
-    pub fn snapshot(&self) -> Value {
+    /// What `GET /api/v1/jobs/{id}` answers.
+    pub fn snapshot(&self) -> JobSnapshot {
         let state = self.state();
-        let detail = state.detail_ref();
-        let attempts: Vec<Value> = detail
-            .map(|d| {
-                d.attempts
-                    .iter()
-                    .enumerate()
-                    .map(|(index, a)| {
-                        json!({
-                            "attempt": index + 1,
-                            "job": &*a.job_path,
-                            "url": &*a.url,
-                            "region": &*a.region,
-                            "started_at": a.started_at_ms,
-                            "latency_ms": a.latency_ms,
-                            "status_code": a.status_code,
-                            "error": a.error,
-                            "outcome": a.outcome.as_str(),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let webhooks: Vec<Value> = detail
-            .map(|d| {
-                d.deliveries
-                    .iter()
-                    .map(|w| {
-                        json!({
-                            "url": w.url,
-                            "has_quorum_vote": w.has_quorum_vote,
-                            "outcome": w.outcome.as_str(),
-                            "attempts": w.attempts.iter().map(|a| json!({
-                                "at": a.at_ms,
-                                "latency_ms": a.latency_ms,
-                                "status_code": a.status_code,
-                                "error": a.error,
-                            })).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let children: Vec<Value> = detail
-            .map(|d| {
-                d.children
-                    .iter()
-                    .map(|c| json!({"job_id": c.job_id, "relation": c.relation, "duplicate": c.duplicate}))
-                    .collect()
-            })
-            .unwrap_or_default();
         let nonzero = |ms: u64| if ms == 0 { None } else { Some(ms) };
-        json!({
-            "job_id": &*self.id,
-            "status": state.status.as_str(),
-            "idempotent_key": &*self.idempotent_key,
-            "url": self.job.url,
-            "method": self.job.method.as_str(),
-            "regions": self.job.regions,
-            "execution_mode": self.job.execution_mode,
-            "region_policy": self.job.region_policy,
-            "created_at": self.accepted_at_ms,
-            "started_at": nonzero(state.started_at_ms),
-            "finished_at": nonzero(state.finished_at_ms),
-            "attempts": attempts,
-            "response": detail.and_then(|d| d.response.as_ref()),
-            "error": detail.and_then(|d| d.error.as_ref()),
-            "events": detail.map(|d| d.events.clone()).unwrap_or_default(),
-            "webhooks": webhooks,
-            "webhook_quorum": {
-                "required": self.job.webhook_quorum,
-                "voters": self.job.webhooks.iter().filter(|w| w.has_quorum_vote).count(),
-                "met": detail.and_then(|d| d.quorum_met),
-            },
-            "children": children,
-        })
+        let mut snapshot = JobSnapshot::new(&*self.id, &self.job.url, self.job.method.as_str(), self.accepted_at_ms);
+        snapshot.status = state.status;
+        snapshot.idempotent_key = Some(self.idempotent_key.to_string());
+        snapshot.regions.clone_from(&self.job.regions);
+        snapshot.execution_mode = self.job.execution_mode;
+        snapshot.region_policy = self.job.region_policy;
+        snapshot.started_at = nonzero(state.started_at_ms);
+        snapshot.finished_at = nonzero(state.finished_at_ms);
+        let voters = self.job.webhooks.iter().filter(|w| w.has_quorum_vote).count();
+        let voters = u32::try_from(voters).unwrap_or(u32::MAX);
+        let mut quorum_met = None;
+        if let Some(detail) = state.detail_ref() {
+            snapshot.attempts = detail.attempts.iter().zip(1..).map(|(a, number)| a.to_wire(number)).collect();
+            snapshot.response.clone_from(&detail.response);
+            snapshot.error.clone_from(&detail.error);
+            snapshot.events.clone_from(&detail.events);
+            snapshot.webhooks.clone_from(&detail.deliveries);
+            snapshot.children.clone_from(&detail.children);
+            quorum_met = detail.quorum_met;
+        }
+        snapshot.webhook_quorum = WebhookQuorum::new(self.job.webhook_quorum, voters, quorum_met);
+        snapshot
     }
 }
