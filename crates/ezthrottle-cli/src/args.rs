@@ -19,7 +19,8 @@ Exit codes:
   1  verify only: the signature did not verify (the reason is printed)
   2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB)
   3  the request or the service failed (EZThrottle unreachable, an error answer such as 401 or 400, the engine did not start)
-  4  submit --wait: the job was accepted but its webhook did not arrive in time";
+  4  submit --wait: the job was accepted but its webhook did not arrive in time;
+     job --wait: the job did not finish in time";
 
 /// The `ezthrottle` command.
 #[derive(clap::Parser)]
@@ -49,6 +50,12 @@ pub(crate) enum Command {
     /// delivered result is printed once its signature verifies with --webhook-secret. The
     /// engine must be able to reach this machine's loopback (a local engine, or a tunnel).
     Submit(Box<SubmitArgs>),
+
+    /// Show a job: status, every attempt, the target's answer, webhook deliveries and the
+    /// jobs it spawned (`GET /api/v1/jobs/{id}`; the local engine reports all of it).
+    ///
+    /// With --wait, asks again (every 200 ms) until the job has finished.
+    Job(JobArgs),
 
     /// Manage the account's webhook secrets (never printed in clear).
     Secrets(SecretsArgs),
@@ -162,6 +169,25 @@ pub(crate) struct SubmitArgs {
     /// A second secret the --wait receiver also accepts (during a rotation).
     #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
     pub(crate) webhook_secondary_secret: Option<String>,
+}
+
+/// `ezthrottle job`.
+#[derive(clap::Args)]
+pub(crate) struct JobArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+
+    /// The job's id, as the submission's receipt printed it.
+    #[arg(value_name = "JOB_ID")]
+    pub(crate) job_id: String,
+
+    /// Ask again until the job has finished (success or failed).
+    #[arg(long)]
+    pub(crate) wait: bool,
+
+    /// How long --wait waits for the job to finish, e.g. 30s, 2m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", requires = "wait")]
+    pub(crate) timeout: Duration,
 }
 
 /// `ezthrottle secrets`.

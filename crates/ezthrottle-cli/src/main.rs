@@ -17,12 +17,14 @@
 //!   `--idempotent-key`, `--regions`, `--retry-codes`) or from a JSON file (`--file`, `-` for
 //!   stdin); prints the receipt. `--wait` adds a temporary loopback webhook receiver, verifies
 //!   deliveries with `--webhook-secret` and prints the delivered payload.
+//! - `job <JOB_ID>`: a job's status and history (attempts, the target's answer, webhook
+//!   deliveries, children); `--wait` asks again until it has finished.
 //! - `secrets create | get | rotate | delete`: the account's webhook secrets, only ever
 //!   printed masked.
 //! - `sign` and `verify`: the `X-EZThrottle-Signature` header for a body read from stdin
 //!   (at most 16 MiB).
 //!
-//! `submit` and `secrets` find EZThrottle through `--api-key` (`EZTHROTTLE_API_KEY`),
+//! `submit`, `job` and `secrets` find EZThrottle through `--api-key` (`EZTHROTTLE_API_KEY`),
 //! `--ezthrottle-url` (`EZTHROTTLE_URL`) and `--tracktags-url` (`EZTHROTTLE_TRACKTAGS_URL`),
 //! as `EZThrottle::from_env` does: an EZThrottle URL alone means direct mode (a local or
 //! self-hosted engine).
@@ -31,11 +33,13 @@
 //! as `{"error": "...", "exit_code": N}` (otherwise as `ezthrottle: <message>`).
 //!
 //! Exit codes: 0 success; 1 `verify` only, the signature did not verify; 2 usage error or
-//! invalid input (nothing sent); 3 the request or the service failed; 4 `submit --wait`
-//! timed out waiting for the webhook.
+//! invalid input (nothing sent); 3 the request or the service failed (a job that is not
+//! found included); 4 `submit --wait` timed out waiting for the webhook, or `job --wait` for
+//! the job to finish.
 
 mod args;
 mod client;
+mod job;
 mod local;
 mod output;
 mod secrets;
@@ -71,6 +75,7 @@ fn run(command: Command, out: Output) -> Result<Status, CliError> {
         Command::Verify(args) => signature::run_verify(&args, out),
         Command::Local(args) => runtime()?.block_on(local::run(&args, out)),
         Command::Submit(args) => runtime()?.block_on(submit::run(&args, out)),
+        Command::Job(args) => runtime()?.block_on(job::run(&args, out)),
         Command::Secrets(args) => runtime()?.block_on(secrets::run(&args, out)),
     }
 }

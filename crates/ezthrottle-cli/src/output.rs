@@ -9,7 +9,8 @@ pub(crate) const EXIT_NOT_VERIFIED: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// The request or the service failed.
 pub(crate) const EXIT_FAILED: u8 = 3;
-/// `submit --wait`: accepted, but the webhook did not arrive in time.
+/// `submit --wait`: accepted, but the webhook did not arrive in time; `job --wait`: the
+/// job did not finish in time.
 pub(crate) const EXIT_WAIT_TIMED_OUT: u8 = 4;
 
 /// How a command ended without an error.
@@ -39,7 +40,7 @@ impl CliError {
         Self { code: EXIT_FAILED, message: message.to_string() }
     }
 
-    /// Exit 4: the wait for a webhook timed out.
+    /// Exit 4: a wait (for a webhook, for a job to finish) timed out.
     pub(crate) fn wait_timed_out(message: impl fmt::Display) -> Self {
         Self { code: EXIT_WAIT_TIMED_OUT, message: message.to_string() }
     }

@@ -274,6 +274,56 @@ async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
     engine.shutdown().await;
 }
 
+// ---------------------------------------------------------------- job
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
+    let engine = open_engine().await;
+    let target = target().await;
+    let url = format!("http://{target}/echo");
+    let base = engine.base_url();
+    let submitted =
+        ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "-X", "POST"], b"").await;
+    let job_id = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
+
+    let json = ezthrottle(&["--json", "job", &job_id, "--ezthrottle-url", &base, "--wait"], b"").await;
+    let job = json.expect_code(0).json();
+    assert_eq!((job["job_id"].as_str(), job["status"].as_str()), (Some(job_id.as_str()), Some("success")));
+    assert_eq!((job["method"].as_str(), job["url"].as_str()), (Some("POST"), Some(url.as_str())));
+    assert_eq!(job["attempts"][0]["status_code"], 200, "{job:#}");
+    assert_eq!(job["response"]["status_code"], 200);
+
+    let text = ezthrottle(&["job", &job_id, "--ezthrottle-url", &base], b"").await;
+    text.expect_code(0);
+    assert!(text.stdout.starts_with(&format!("job {job_id}: success (POST {url})\n")), "{text:?}");
+    assert!(text.stdout.lines().any(|l| l.trim_start().starts_with("1  primary") && l.contains("200")), "{text:?}");
+
+    let missing = ezthrottle(&["job", "job_0_0", "--ezthrottle-url", &base], b"").await;
+    missing.expect_code(3);
+    assert_eq!(missing.stderr.trim(), "ezthrottle: job job_0_0 not found");
+    let unusable = ezthrottle(&["--json", "job", "job/../x", "--ezthrottle-url", &base], b"").await;
+    assert_eq!(unusable.expect_code(2).stderr_json()["exit_code"], 2);
+    assert!(unusable.stderr.contains("job_id"), "{unusable:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_wait_times_out_with_exit_4_on_a_job_that_has_not_run() {
+    let engine = open_engine().await;
+    let base = engine.base_url();
+    let later = (now() + 3600) * 1000;
+    let file = temp_file(
+        "later.json",
+        &json!({"url": "http://127.0.0.1:9/never", "method": "GET", "retry_at": later}).to_string(),
+    );
+    let submitted = ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--file", &file], b"").await;
+    let job_id = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
+    let waited = ezthrottle(&["job", &job_id, "--ezthrottle-url", &base, "--wait", "--timeout", "1s"], b"").await;
+    waited.expect_code(4);
+    assert_eq!(waited.stderr.trim(), format!("ezthrottle: job {job_id} is still queued after 1s"));
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_prints_the_delivered_payload() {
     let engine = open_engine().await;
