@@ -49,11 +49,8 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, record: &Arc<JobRecord>, outco
     };
     {
         let mut state = record.state();
-        state.detail().deliveries = job
-            .webhooks
-            .iter()
-            .map(|hook| WebhookDeliveries::new(hook.url.clone(), hook.has_quorum_vote))
-            .collect();
+        state.detail().deliveries =
+            job.webhooks.iter().map(|hook| WebhookDeliveries::new(hook.url.clone(), hook.has_quorum_vote)).collect();
     }
     let mut deliveries: FuturesUnordered<_> = job
         .webhooks
@@ -134,11 +131,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             Err(err) => (None, Some(ErrorChain(&err).to_string())),
         };
         let ok = error.is_none();
-        push_attempt(
-            record,
-            index,
-            DeliveryAttempt::new(at_ms, millis(started.elapsed()), status_code, error),
-        );
+        push_attempt(record, index, DeliveryAttempt::new(at_ms, millis(started.elapsed()), status_code, error));
         if ok {
             delivered = true;
             break;

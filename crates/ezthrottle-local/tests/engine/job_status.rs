@@ -42,7 +42,10 @@ async fn get_job_reports_attempts_deliveries_and_children_typed_in_both_modes() 
             snapshot.attempts.iter().map(|a| (a.attempt, a.job.as_str(), a.status_code, a.outcome)).collect();
         assert_eq!(
             attempts,
-            [(1, "primary", Some(500), AttemptOutcome::Failed), (2, "fallback_job", Some(200), AttemptOutcome::Success)]
+            [
+                (1, "primary", Some(500), AttemptOutcome::Failed),
+                (2, "fallback_job", Some(200), AttemptOutcome::Success)
+            ]
         );
         assert_eq!(snapshot.response.as_ref().map(|r| r.status_code), Some(200));
         assert_eq!(snapshot.webhooks.len(), 1);
