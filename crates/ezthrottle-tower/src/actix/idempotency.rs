@@ -258,6 +258,9 @@ where
         Ok(key) => key,
         Err(refusal) => return Ok(answer(req, *refusal)),
     };
+    if from_header.is_none() && !config.key_may_be_in_body(&parts) {
+        return service.call(req).await.map(ServiceResponse::map_into_left_body);
+    }
     let body = match actix_web::body::to_bytes_limited(BodyStream::new(req.take_payload()), config.max_body()).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) => return Ok(answer(req, unreadable())),

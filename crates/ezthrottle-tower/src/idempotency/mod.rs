@@ -21,8 +21,11 @@
 //! # Keys
 //!
 //! [`KeySource::Auto`] (the default) takes the `Idempotency-Key` or `X-Idempotency-Key`
-//! header (16 to 255 visible ASCII characters, else `400`) and, without one, a webhook
-//! payload's `idempotent_key`, else its `job_id`. Requests without a key pass through.
+//! header (16 to 255 visible ASCII characters, else `400`) and, without one, for a
+//! webhook delivery (a request signed with `X-EZThrottle-Signature`) the payload's
+//! `idempotent_key`, else its `job_id`. Requests without a key pass through: a plain API's
+//! body is never read for a key, so `{"job_id": ...}` in an ordinary request means nothing
+//! here. Receive unsigned deliveries with [`KeySource::Webhook`].
 //!
 //! # Order with verification
 //!
@@ -76,6 +79,8 @@ use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::webhook::SIGNATURE_HEADER;
+
 pub use memory::{DEFAULT_MEMORY_CAPACITY, MemoryStore};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -96,8 +101,9 @@ pub type KeyFn = Arc<dyn Fn(&http::request::Parts, &Bytes) -> Option<String> + S
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum KeySource {
-    /// The `Idempotency-Key` / `X-Idempotency-Key` header, else a webhook payload's
-    /// `idempotent_key`, else its `job_id`.
+    /// The `Idempotency-Key` / `X-Idempotency-Key` header; else, for a request signed with
+    /// `X-EZThrottle-Signature` (a webhook delivery), the payload's `idempotent_key`, else
+    /// its `job_id`.
     #[default]
     Auto,
     /// Only the `Idempotency-Key` / `X-Idempotency-Key` header.
@@ -329,6 +335,11 @@ fn header_key(parts: &http::request::Parts) -> Result<Option<String>, ()> {
 }
 
 /// A webhook payload's `idempotent_key`, else its `job_id`.
+/// Only a delivery's payload names its job: an ordinary request's body is data.
+fn is_delivery(parts: &http::request::Parts) -> bool {
+    parts.headers.contains_key(SIGNATURE_HEADER)
+}
+
 fn webhook_key(body: &Bytes) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Keys {
@@ -414,6 +425,16 @@ impl<St: IdempotencyStore> Config<St> {
         }
     }
 
+    /// Whether a request without a header key may still find one in its body; when not,
+    /// the request passes through with its body unread (streamed, never refused as large).
+    pub(crate) fn key_may_be_in_body(&self, parts: &http::request::Parts) -> bool {
+        match self.key_source {
+            KeySource::Auto => is_delivery(parts),
+            KeySource::Header => false,
+            KeySource::Webhook | KeySource::Custom(_) => true,
+        }
+    }
+
     /// The request's key, from the header key found before and the buffered body.
     pub(crate) fn key(
         &self,
@@ -422,7 +443,8 @@ impl<St: IdempotencyStore> Config<St> {
         body: &Bytes,
     ) -> Option<String> {
         match &self.key_source {
-            KeySource::Auto => from_header.or_else(|| webhook_key(body)),
+            KeySource::Auto if is_delivery(parts) => from_header.or_else(|| webhook_key(body)),
+            KeySource::Auto => from_header,
             KeySource::Header => from_header,
             KeySource::Webhook => webhook_key(body),
             KeySource::Custom(derive) => derive(parts, body),
@@ -588,6 +610,10 @@ where
         Ok(key) => key,
         Err(answer) => return Ok(own(*answer)),
     };
+    if from_header.is_none() && !config.key_may_be_in_body(&parts) {
+        let request = Request::from_parts(parts, body);
+        return inner.call(request).await.map(|response| response.map(Either::Left));
+    }
     let body = match Limited::new(body, config.max_body()).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Ok(own(too_large())),

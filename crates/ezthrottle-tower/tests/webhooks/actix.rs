@@ -253,6 +253,13 @@ mod middleware {
         let (status, _, _) = call(&app, post("this body is longer than sixteen bytes")).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // Without a key (and unsigned, so not a delivery) nothing is buffered or keyed: a
+        // large body passes, and a body naming a job is data, run every time.
+        for body in ["this body is longer than sixteen bytes", r#"{"job_id":"j"}"#, r#"{"job_id":"j"}"#] {
+            let request = test::TestRequest::post().uri("/charge").set_payload(body);
+            assert_eq!(call(&app, request).await, (StatusCode::CREATED, false, format!("charged {body}")));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
     }
 
     #[actix_web::test]

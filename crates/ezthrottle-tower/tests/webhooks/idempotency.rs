@@ -150,7 +150,7 @@ async fn header_keys_for_ordinary_apis() {
                 async move { format!("paid {body} #{}", counter.fetch_add(1, Ordering::SeqCst) + 1) }
             }),
         )
-        .route_layer(IdempotencyLayer::new(MemoryStore::new()).ttl(Duration::from_secs(60)));
+        .route_layer(IdempotencyLayer::new(MemoryStore::new()).ttl(Duration::from_secs(60)).max_body(64));
     let addr = serve(router).await;
     let url = format!("http://{addr}/pay");
     let send = |key: &'static str, body: &'static str| {
@@ -169,6 +169,19 @@ async fn header_keys_for_ordinary_apis() {
     assert_eq!(plain.text().await.expect("text"), "paid 30 #2");
     let plain = http().post(&url).body("30").send().await.expect("send");
     assert_eq!(plain.text().await.expect("text"), "paid 30 #3");
+    // An unsigned body naming a job is data, not a key (only a signed delivery's is): both
+    // run, and the second is not refused as "the same key with a different body".
+    for (amount, run) in [(1, 4), (2, 5)] {
+        let body = format!(r#"{{"job_id":"job_7","amount":{amount}}}"#);
+        let answer = http().post(&url).body(body.clone()).send().await.expect("send");
+        assert_eq!(answer.text().await.expect("text"), format!("paid {body} #{run}"));
+    }
+    // Without a key the body is never buffered, so the 64-byte cap does not apply to it.
+    let large = "9".repeat(1000);
+    let answer = http().post(&url).body(large.clone()).send().await.expect("send");
+    assert_eq!(answer.text().await.expect("text"), format!("paid {large} #6"));
+    let keyed = http().post(&url).header("Idempotency-Key", "key-large-0123456789").body(large).send().await;
+    assert_eq!(keyed.expect("send").status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
