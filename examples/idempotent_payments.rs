@@ -141,7 +141,7 @@ async fn run() -> Result<(), Failure> {
         let response = payload.response.as_ref().ok_or("a delivery carries no response")?;
         let transaction = transaction_id(response.body.as_bytes())?;
         let replayed = response.headers.get(REPLAY_HEADER).is_some_and(|v| v == "true");
-        let attempts = attempt_statuses(&engine.base_url(), job_id).await?;
+        let attempts = attempt_statuses(&client, job_id).await?;
         let replay = if replayed { " (replayed)" } else { "" };
         println!("   order {order}: {:?}, {transaction}{replay}; EZThrottle's attempts: {attempts}", payload.status);
         if payload.status != DeliveryStatus::Success {
@@ -198,12 +198,11 @@ fn transaction_id(body: &[u8]) -> Result<String, Failure> {
     Ok(answer["transaction_id"].as_str().ok_or("no transaction_id in the answer")?.to_owned())
 }
 
-/// What the API answered each of a job's attempts, e.g. `429, 201` (`GET /api/v1/jobs/{id}`).
-async fn attempt_statuses(base_url: &str, job_id: &str) -> Result<String, Failure> {
-    let answer = reqwest::get(format!("{base_url}/api/v1/jobs/{job_id}")).await?.error_for_status()?;
-    let job: Value = serde_json::from_slice(&answer.bytes().await?)?;
+/// What the API answered each of a job's attempts, e.g. `429, 201` (`-` where it did not answer).
+async fn attempt_statuses(client: &EZThrottle, job_id: &str) -> Result<String, Failure> {
+    let job = client.get_job(job_id).await?;
     let statuses: Vec<String> =
-        job["attempts"].as_array().into_iter().flatten().map(|a| a["status_code"].to_string()).collect();
+        job.attempts.iter().map(|a| a.status_code.map_or_else(|| "-".to_owned(), |code| code.to_string())).collect();
     Ok(statuses.join(", "))
 }
 

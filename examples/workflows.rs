@@ -16,7 +16,7 @@
 //!    skipped under `RegionPolicy::Fallback`), and the same down region under `Strict`;
 //! 5. a result fanned out to three webhooks with a quorum of two, one receiver being down.
 //!
-//! After each delivery it reads the job back (`GET /api/v1/jobs/{id}`), prints what
+//! After each delivery it reads the job back (`EZThrottle::get_job`), prints what
 //! happened (every attempt with its region and status) and checks it. It exits non-zero if
 //! anything did not happen as expected.
 
@@ -28,12 +28,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::{Engine, Pace};
+use ezthrottle::protocol::{Attempt, ChildRelation, DeliveryOutcome, JobSnapshot};
 use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
 use ezthrottle::{
     DeliveryStatus, EZThrottle, ExecutionMode, RegionPolicy, Step, StepDelivery, SubmitReceipt, Trigger, Webhook,
     WebhookPayload,
 };
-use serde_json::Value;
 
 const SECRET: &str = "workflows-webhook-secret";
 const WAIT: Duration = Duration::from_secs(15);
@@ -85,11 +85,11 @@ async fn run() -> Result<(), Failure> {
         .fallback(Step::new(at("/backup")), Trigger::on_error([500, 502, 503]))
         .on_success(Step::new(at("/notify")).webhook(hook_a.clone()).idempotent_key("wf-notify"));
     let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&base, &receipt.job_id, |_| true).await?;
+    let job = job_view(&client, &receipt.job_id, |_| true).await?;
     print_job("primary 500 -> backup", &job, &payload);
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary 500 failed", "fallback_job 200 success"], "primary failed, fallback ran")?;
-    let child = child_of(&job, "on_success")?;
+    let child = child_of(&job, ChildRelation::OnSuccess)?;
     let notified = inbox_a.wait(&child, WAIT).await?;
     println!("   on_success child {child}: {:?}, {}", notified.status, body(&notified));
     check(notified.status == DeliveryStatus::Success, "the on_success child ran")?;
@@ -100,7 +100,7 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("wf-on-timeout")
         .fallback(Step::new(at("/fast")), Trigger::on_timeout(300));
     let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&base, &receipt.job_id, |_| true).await?;
+    let job = job_view(&client, &receipt.job_id, |_| true).await?;
     print_job("slow -> fast", &job, &payload);
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary - cancelled", "fallback_job 200 success"], "the slow primary was cancelled")?;
@@ -111,12 +111,12 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("wf-on-failure")
         .on_failure(Step::new(at("/alert")).webhook(hook_a.clone()).idempotent_key("wf-alert"), None);
     let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&base, &receipt.job_id, |_| true).await?;
+    let job = job_view(&client, &receipt.job_id, |_| true).await?;
     print_job("broken (400)", &job, &payload);
     // A 400 is not retried (the default policy retries 429, 502, 503 and 504).
     check(payload.status == DeliveryStatus::Failed, "the job failed")?;
     check(outcomes(&job) == ["primary 400 failed"], "one attempt, no retry")?;
-    let child = child_of(&job, "on_failure")?;
+    let child = child_of(&job, ChildRelation::OnFailure)?;
     let alerted = inbox_a.wait(&child, WAIT).await?;
     println!("   on_failure child {child}: {:?}, {}", alerted.status, body(&alerted));
     check(alerted.status == DeliveryStatus::Success, "the on_failure child ran")?;
@@ -130,7 +130,7 @@ async fn run() -> Result<(), Failure> {
         .region_policy(RegionPolicy::Fallback); // skip syd, which is down
     let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
     println!("   submitted as {} ({})", receipt.job_id, receipt.status);
-    let job = job_view(&base, &receipt.job_id, |_| true).await?;
+    let job = job_view(&client, &receipt.job_id, |_| true).await?;
     print_job("race iad/lax/fra/syd", &job, &payload);
     check(body(&payload) == "answered from lax", "lax, the fastest region, won")?;
     let mut lanes = outcomes_by_region(&job);
@@ -143,7 +143,7 @@ async fn run() -> Result<(), Failure> {
         .regions(["syd"])
         .region_policy(RegionPolicy::Strict); // fail rather than run elsewhere
     let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&base, &receipt.job_id, |_| true).await?;
+    let job = job_view(&client, &receipt.job_id, |_| true).await?;
     print_job("syd only, strict", &job, &payload);
     check(payload.status == DeliveryStatus::Failed && outcomes(&job).is_empty(), "strict failed without running")?;
 
@@ -157,20 +157,21 @@ async fn run() -> Result<(), Failure> {
     println!("   A and B received {} ({:?}, {:?})", receipt.job_id, to_a.status, to_b.status);
     // The engine records the quorum and C's last try after A and B answered: read the job
     // until every delivery has ended.
-    let job = job_view(&base, &receipt.job_id, |job| {
-        job["webhooks"].as_array().is_some_and(|hooks| hooks.iter().all(|hook| hook["outcome"] != "pending"))
+    let job = job_view(&client, &receipt.job_id, |job| {
+        !job.webhooks.is_empty() && job.webhooks.iter().all(|hook| hook.outcome != DeliveryOutcome::Pending)
     })
     .await?;
-    for hook in job["webhooks"].as_array().into_iter().flatten() {
-        let tries = hook["attempts"].as_array().map_or(0, Vec::len);
-        println!("   {:<40} {:<10} after {tries} tries", text(&hook["url"]), text(&hook["outcome"]));
+    for hook in &job.webhooks {
+        let tries = hook.attempts.len();
+        println!("   {:<40} {:<10} after {tries} tries", hook.url, hook.outcome.as_str());
     }
-    let quorum = &job["webhook_quorum"];
-    println!("   quorum: {} of {} voters required, met: {}", quorum["required"], quorum["voters"], quorum["met"]);
-    let delivered: Vec<String> =
-        job["webhooks"].as_array().into_iter().flatten().map(|hook| text(&hook["outcome"])).collect();
-    check(delivered == ["delivered", "delivered", "failed"], "A and B delivered, C failed")?;
-    check(quorum["met"] == true, "the quorum was met")?;
+    let quorum = job.webhook_quorum;
+    let met = quorum.met.map_or_else(|| "-".to_owned(), |met| met.to_string());
+    println!("   quorum: {} of {} voters required, met: {met}", quorum.required, quorum.voters);
+    let delivered: Vec<DeliveryOutcome> = job.webhooks.iter().map(|hook| hook.outcome).collect();
+    let expected = [DeliveryOutcome::Delivered, DeliveryOutcome::Delivered, DeliveryOutcome::Failed];
+    check(delivered == expected, "A and B delivered, C failed")?;
+    check(quorum.met == Some(true), "the quorum was met")?;
 
     engine.shutdown().await;
     println!("\nDone in {:.1}s: every workflow ran as expected.", started.elapsed().as_secs_f64());
@@ -189,75 +190,65 @@ async fn execute_and_wait(
     }
 }
 
-/// `GET /api/v1/jobs/{id}`, read again (bounded) until `ready` holds.
+/// The job as the engine reports it, read again (bounded) until `ready` holds.
 ///
 /// There is no event for "the engine updated its record", so this polls its job API.
-async fn job_view(base: &str, job_id: &str, ready: impl Fn(&Value) -> bool) -> Result<Value, Failure> {
+async fn job_view(
+    client: &EZThrottle,
+    job_id: &str,
+    ready: impl Fn(&JobSnapshot) -> bool,
+) -> Result<JobSnapshot, Failure> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let answer = reqwest::get(format!("{base}/api/v1/jobs/{job_id}")).await?.error_for_status()?;
-        let job: Value = serde_json::from_slice(&answer.bytes().await?)?;
+        let job = client.get_job(job_id).await?;
         if ready(&job) {
             return Ok(job);
         }
         if Instant::now() >= deadline {
-            return Err(format!("job {job_id} did not reach the expected state: {job:#}").into());
+            return Err(format!("job {job_id} did not reach the expected state: {job:#?}").into());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 /// Prints a job: its final status, what was delivered, each attempt and each event.
-fn print_job(what: &str, job: &Value, payload: &WebhookPayload) {
+fn print_job(what: &str, job: &JobSnapshot, payload: &WebhookPayload) {
     let detail = payload.error.clone().unwrap_or_else(|| body(payload));
-    println!(
-        "   {what}: job {} {}; webhook {:?}: {detail}",
-        text(&job["job_id"]),
-        text(&job["status"]),
-        payload.status
-    );
-    for attempt in job["attempts"].as_array().into_iter().flatten() {
+    println!("   {what}: job {} {}; webhook {:?}: {detail}", job.job_id, job.status, payload.status);
+    for attempt in &job.attempts {
         println!(
             "     attempt {}  {:<13} region {:<4} status {:<4} {}",
-            attempt["attempt"],
-            text(&attempt["job"]),
-            text(&attempt["region"]),
-            text(&attempt["status_code"]),
-            text(&attempt["outcome"]),
+            attempt.attempt,
+            attempt.job,
+            attempt.region,
+            status_code(attempt),
+            attempt.outcome.as_str(),
         );
     }
-    for event in job["events"].as_array().into_iter().flatten() {
-        println!("     event: {}", text(event));
+    for event in &job.events {
+        println!("     event: {event}");
     }
 }
 
 /// Each attempt as "<job path> <status> <outcome>".
-fn outcomes(job: &Value) -> Vec<String> {
-    let attempts = job["attempts"].as_array().into_iter().flatten();
-    attempts.map(|a| format!("{} {} {}", text(&a["job"]), text(&a["status_code"]), text(&a["outcome"]))).collect()
+fn outcomes(job: &JobSnapshot) -> Vec<String> {
+    job.attempts.iter().map(|a| format!("{} {} {}", a.job, status_code(a), a.outcome.as_str())).collect()
 }
 
 /// Each attempt as "<region> <outcome>".
-fn outcomes_by_region(job: &Value) -> Vec<String> {
-    let attempts = job["attempts"].as_array().into_iter().flatten();
-    attempts.map(|a| format!("{} {}", text(&a["region"]), text(&a["outcome"]))).collect()
+fn outcomes_by_region(job: &JobSnapshot) -> Vec<String> {
+    job.attempts.iter().map(|a| format!("{} {}", a.region, a.outcome.as_str())).collect()
 }
 
-/// The id of the child job the engine spawned with `relation` (`on_success`, `on_failure`).
-fn child_of(job: &Value, relation: &str) -> Result<String, Failure> {
-    let children = job["children"].as_array().into_iter().flatten();
-    let mut matching = children.filter(|child| child["relation"] == relation);
-    let child = matching.next().ok_or_else(|| format!("no {relation} child in {job:#}"))?;
-    Ok(text(&child["job_id"]))
+/// The target's status code, `-` when it never answered (cancelled, unreachable).
+fn status_code(attempt: &Attempt) -> String {
+    attempt.status_code.map_or_else(|| "-".to_owned(), |code| code.to_string())
 }
 
-/// A JSON value as plain text: strings unquoted, `null` as `-`.
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
+/// The id of the child job the engine spawned as `relation`.
+fn child_of(job: &JobSnapshot, relation: ChildRelation) -> Result<String, Failure> {
+    let child = job.child(relation).ok_or_else(|| format!("no {} child in {job:#?}", relation.as_str()))?;
+    Ok(child.job_id.clone())
 }
 
 /// The target's answer body carried by a delivery.

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ezthrottle::EZThrottle;
+use ezthrottle::protocol::JobSnapshot;
 use ezthrottle::webhook::sign;
 use ezthrottle_conformance::{Config, RunningApp, start};
 use ezthrottle_local::{Engine, Pace, RunningEngine};
@@ -19,6 +21,8 @@ struct Harness {
     engine: RunningEngine,
     app: RunningApp,
     http: reqwest::Client,
+    /// Reads jobs back from the engine, as the app's client would.
+    client: EZThrottle,
 }
 
 async fn engine() -> RunningEngine {
@@ -39,7 +43,8 @@ async fn harness() -> Harness {
     let config = Config::new().port(0).ezthrottle_url(engine.base_url()).webhook_secret(SECRET);
     let app = start(config).await.expect("the app starts");
     assert!(app.verifies_webhooks());
-    Harness { engine, app, http: reqwest::Client::new() }
+    let client = EZThrottle::builder().direct(engine.base_url()).build().expect("a direct client");
+    Harness { engine, app, http: reqwest::Client::new(), client }
 }
 
 async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -89,11 +94,10 @@ impl Harness {
         body["webhook"].clone()
     }
 
-    /// The engine's view of a job (`GET /api/v1/jobs/{id}`).
-    async fn engine_job(&self, job_id: &str) -> Value {
-        let (status, body) = send(self.http.get(format!("{}/api/v1/jobs/{job_id}", self.engine.base_url()))).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
+    /// The engine's view of a job.
+    async fn engine_job(&self, job_id: &str) -> JobSnapshot {
+        let job = tokio::time::timeout(DEADLINE, self.client.get_job(job_id)).await.expect("answered in time");
+        job.unwrap_or_else(|error| panic!("job {job_id}: {error}"))
     }
 
     async fn shutdown(self) {
@@ -142,7 +146,7 @@ async fn performance_racing_races_three_regions() {
     let webhook = h.webhook(&id).await;
     assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
     let job = h.engine_job(&id).await;
-    assert_eq!(job["regions"], json!(["iad", "lax", "ord"]), "{job}");
+    assert_eq!(job.regions, ["iad", "lax", "ord"], "{job:?}");
     h.shutdown().await;
 }
 
@@ -160,16 +164,13 @@ async fn fallback_chain_ends_in_success_through_the_last_fallback() {
     // The primary answered 500 (on_error fired), the first fallback was too slow
     // (on_timeout fired), the second answered 200.
     let job = h.engine_job(&id).await;
-    let attempts = job["attempts"].as_array().expect("attempts");
     let attempt = |marker: &str| {
-        attempts
-            .iter()
-            .find(|a| a["url"].as_str().is_some_and(|u| u.contains(marker)))
-            .unwrap_or_else(|| panic!("no attempt at {marker}: {job}"))
+        let attempt = job.attempts.iter().find(|a| a.url.contains(marker));
+        attempt.unwrap_or_else(|| panic!("no attempt at {marker}: {job:?}")).status_code
     };
-    assert_eq!(attempt("test=fallback_primary")["status_code"], 500, "{job}");
-    assert!(attempt("test=fallback_1")["status_code"].is_null(), "cancelled by the timeout: {job}");
-    assert_eq!(attempt("test=fallback_2")["status_code"], 200, "{job}");
+    assert_eq!(attempt("test=fallback_primary"), Some(500), "{job:?}");
+    assert_eq!(attempt("test=fallback_1"), None, "cancelled by the timeout: {job:?}");
+    assert_eq!(attempt("test=fallback_2"), Some(200), "{job:?}");
     h.shutdown().await;
 }
 
@@ -268,8 +269,8 @@ async fn auto_forward_hands_the_rate_limited_call_to_ezthrottle() {
     assert_eq!(webhook["data"]["metadata"]["order_id"], "order_12345", "{webhook}");
 
     let job = h.engine_job(&id).await;
-    assert_eq!(job["method"], "POST", "{job}");
-    assert!(job["url"].as_str().is_some_and(|u| u.ends_with("/status/200")), "{job}");
+    assert_eq!(job.method, "POST", "{job:?}");
+    assert!(job.url.ends_with("/status/200"), "{job:?}");
     h.shutdown().await;
 }
 

@@ -9,32 +9,25 @@
 //!
 //! # Example
 //!
-//! Start an engine in-process, submit a job (here aimed at the engine's own `/health`),
-//! and wait until it has run:
+//! Start an engine in-process, submit a job (here aimed at the engine's own `/health`)
+//! with the `ezthrottle-core` client, and wait until it has run:
 //!
 //! ```
+//! use ezthrottle_core::protocol::JobStatus;
+//! use ezthrottle_core::{EZThrottle, Job, SubmissionStatus};
 //! use ezthrottle_local::{Engine, Pace};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = Engine::builder().api_key("ck_test").default_pace(Pace::unlimited()).start().await?;
-//! let http = reqwest::Client::new();
-//! let answer = http
-//!     .post(format!("{}/api/v1/jobs", engine.base_url()))
-//!     .bearer_auth("ck_test")
-//!     .body(format!(r#"{{"url":"{}/health","method":"GET"}}"#, engine.base_url()))
-//!     .send()
-//!     .await?;
-//! assert_eq!(answer.status(), 201);
-//! let receipt: serde_json::Value = serde_json::from_slice(&answer.bytes().await?)?;
-//! assert_eq!(receipt["status"], "queued");
-//! let job_url = format!("{}/api/v1/jobs/{}", engine.base_url(), receipt["job_id"].as_str().unwrap_or(""));
+//! let client = EZThrottle::builder().direct(engine.base_url()).api_key("ck_test").build()?;
+//! let receipt = client.submit_job(&Job::new(format!("{}/health", engine.base_url()))).await?;
+//! assert_eq!(receipt.status, SubmissionStatus::Queued);
 //! let mut succeeded = false;
 //! for _ in 0..200 {
-//!     let answer = http.get(&job_url).bearer_auth("ck_test").send().await?;
-//!     let job: serde_json::Value = serde_json::from_slice(&answer.bytes().await?)?;
-//!     if job["status"] == "success" {
-//!         assert_eq!(job["attempts"][0]["status_code"], 200);
+//!     let job = client.get_job(&receipt.job_id).await?;
+//!     if job.status == JobStatus::Success {
+//!         assert_eq!(job.attempts.first().and_then(|attempt| attempt.status_code), Some(200));
 //!         succeeded = true;
 //!         break;
 //!     }
