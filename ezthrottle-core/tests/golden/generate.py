@@ -6,7 +6,7 @@ patched `requests.post` that captures the proxy envelope, and writes the inner j
 workflows with `ezthrottle_core::Step` and compare.
 
     python3 -m venv /tmp/py && /tmp/py/bin/pip install ezthrottle==1.3.0
-    /tmp/py/bin/python crates/ezthrottle-core/tests/golden/generate.py
+    /tmp/py/bin/python ezthrottle-core/tests/golden/generate.py
 """
 
 import json
