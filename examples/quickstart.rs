@@ -19,13 +19,15 @@
 //!
 //! It exits non-zero if anything did not happen as described.
 //!
-//! Against the cloud instead: set `EZTHROTTLE_API_KEY` and `EZTHROTTLE_WEBHOOK_SECRET`
-//! (your account's webhook secret), serve this process on a fixed port reachable from the
-//! internet (a tunnel), and name its public address:
+//! It stays offline even when `EZTHROTTLE_API_KEY` is exported: only `--cloud` sends jobs
+//! to EZThrottle cloud (a paid service). Against the cloud: pass `--cloud`, set
+//! `EZTHROTTLE_API_KEY` and `EZTHROTTLE_WEBHOOK_SECRET` (your account's webhook secret),
+//! serve this process on a fixed port reachable from the internet (a tunnel), and name its
+//! public address:
 //!
 //! ```sh
 //! EZTHROTTLE_API_KEY=... EZTHROTTLE_WEBHOOK_SECRET=... \
-//!   cargo run --example quickstart -- --port 8000 --public-url https://my-tunnel.example.com
+//!   cargo run --example quickstart -- --cloud --port 8000 --public-url https://my-tunnel.example.com
 //! ```
 //!
 //! (`--webhook-url` overrides only the receiver's address.)
@@ -74,7 +76,7 @@ async fn main() {
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    let options = Options::parse()?;
+    let options = Options::parse(std::env::args().skip(1))?;
 
     println!("1. Starting everything on 127.0.0.1");
     let inbox = WebhookInbox::new();
@@ -92,7 +94,7 @@ async fn run() -> Result<(), Failure> {
     let public = options.public_url.clone().unwrap_or_else(|| local.clone());
     let api = format!("{public}/api");
     let webhook_url = options.webhook_url.clone().unwrap_or_else(|| format!("{public}/webhook"));
-    let (client, engine) = connect(&secret).await?;
+    let (client, engine) = connect(options.cloud, &secret).await?;
     match &engine {
         Some(engine) => println!("   engine      {} (embedded)", engine.base_url()),
         None => println!("   EZThrottle  the cloud (EZTHROTTLE_API_KEY)"),
@@ -208,20 +210,23 @@ async fn run() -> Result<(), Failure> {
 }
 
 /// The command line: all optional; only the cloud run needs them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Options {
+    /// Only this flag leaves the machine: an exported API key alone never does.
+    cloud: bool,
     port: u16,
     public_url: Option<String>,
     webhook_url: Option<String>,
 }
 
 impl Options {
-    fn parse() -> Result<Self, Failure> {
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, Failure> {
         let mut options = Self::default();
-        let mut args = std::env::args().skip(1);
+        let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
+                "--cloud" => options.cloud = true,
                 "--port" => options.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
                 "--public-url" => options.public_url = Some(value()?.trim_end_matches('/').to_owned()),
                 "--webhook-url" => options.webhook_url = Some(value()?),
@@ -233,21 +238,27 @@ impl Options {
 
     /// The embedded engine signs with ours; in the cloud, the account's secret applies.
     fn webhook_secret(&self) -> Result<String, Failure> {
-        if std::env::var_os("EZTHROTTLE_API_KEY").is_none() {
+        if !self.cloud {
             return Ok(LOCAL_SECRET.to_owned());
         }
+        if std::env::var_os("EZTHROTTLE_API_KEY").is_none() {
+            return Err("--cloud needs EZTHROTTLE_API_KEY (your EZThrottle API key)".into());
+        }
         if self.public_url.is_none() && self.webhook_url.is_none() {
-            return Err("with EZTHROTTLE_API_KEY set, pass --public-url (EZThrottle must reach this process)".into());
+            return Err("--cloud needs --public-url (EZThrottle must reach this process)".into());
         }
         std::env::var("EZTHROTTLE_WEBHOOK_SECRET")
-            .map_err(|_| "with EZTHROTTLE_API_KEY set, EZTHROTTLE_WEBHOOK_SECRET must hold your webhook secret".into())
+            .map_err(|_| "--cloud needs EZTHROTTLE_WEBHOOK_SECRET (your account's webhook secret)".into())
     }
 }
 
-/// The cloud when `EZTHROTTLE_API_KEY` is set, else an embedded engine.
-async fn connect(secret: &str) -> Result<(EZThrottle, Option<RunningEngine>), Failure> {
-    if std::env::var_os("EZTHROTTLE_API_KEY").is_some() {
+/// The cloud with `--cloud`, else an embedded engine (whatever the environment holds).
+async fn connect(cloud: bool, secret: &str) -> Result<(EZThrottle, Option<RunningEngine>), Failure> {
+    if cloud {
         return Ok((EZThrottle::from_env()?, None));
+    }
+    if std::env::var_os("EZTHROTTLE_API_KEY").is_some() {
+        println!("   (EZTHROTTLE_API_KEY is set but unused: pass --cloud to run against EZThrottle cloud)");
     }
     let engine = Engine::builder().open().webhook_secret(secret).start().await?;
     let client = EZThrottle::builder().direct(engine.base_url()).build()?;
@@ -473,4 +484,38 @@ fn demo_api() -> Router {
         .route("/charge-backup", get(fixed(limits.clone(), "charge-backup", StatusCode::OK, true)))
         .route("/charge-last-resort", get(fixed(limits.clone(), "charge-last-resort", StatusCode::OK, false)))
         .route("/notify", get(fixed(limits, "notify", StatusCode::OK, false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, Failure> {
+        Options::parse(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn offline_unless_cloud_is_asked_for() {
+        let options = parse(&[]).expect("no arguments");
+        assert!(!options.cloud);
+        // Offline, the embedded engine's secret applies, whatever the environment holds.
+        assert_eq!(options.webhook_secret().expect("offline secret"), LOCAL_SECRET);
+        assert!(!parse(&["--port", "8000"]).expect("--port").cloud);
+    }
+
+    #[test]
+    fn the_cloud_flag_is_parsed() {
+        let options = parse(&["--cloud", "--port", "8000", "--public-url", "https://tunnel.example.com/"])
+            .expect("cloud arguments");
+        let expected = Options {
+            cloud: true,
+            port: 8000,
+            public_url: Some("https://tunnel.example.com".to_owned()),
+            webhook_url: None,
+        };
+        assert_eq!(options, expected);
+        assert!(parse(&["--cloud=yes"]).is_err(), "no value syntax: a typo must not pass silently");
+        // The cloud needs a reachable address (and a key): it refuses to start half-configured.
+        assert!(parse(&["--cloud"]).expect("--cloud").webhook_secret().is_err());
+    }
 }
