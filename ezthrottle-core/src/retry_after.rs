@@ -1,4 +1,4 @@
-//! When may a refused call be repeated? (protocol.md §1.1)
+//! When may a refused call be repeated? (`docs/protocol.md` §1.2)
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -1,4 +1,4 @@
-//! Webhook fan-out: every webhook of a finished job gets the payload of protocol.md §3,
+//! Webhook fan-out: every webhook of a finished job gets the payload of `docs/protocol.md` §3,
 //! signed with the tenant's primary secret when one is set. Each delivery is retried with
 //! bounded exponential backoff; the quorum is evaluated over the voting webhooks and the
 //! outcome recorded on the job.

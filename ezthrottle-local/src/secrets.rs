@@ -1,4 +1,4 @@
-//! Webhook secrets per tenant (protocol.md §3.2).
+//! Webhook secrets per tenant (`docs/protocol.md` §3.2).
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -1,4 +1,4 @@
-//! The TrackTags proxy envelope and its answers (protocol.md §1.1).
+//! The TrackTags proxy envelope and its answers (`docs/protocol.md` §1.1).
 
 use serde::{Deserialize, Serialize};
 

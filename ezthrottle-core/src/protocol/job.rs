@@ -1,4 +1,4 @@
-//! The job: what EZThrottle executes (protocol.md §2).
+//! The job: what EZThrottle executes (`docs/protocol.md` §2).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! What `GET /api/v1/jobs/{id}` answers: a job's state and history (protocol.md §5).
+//! What `GET /api/v1/jobs/{id}` answers: a job's state and history (`docs/protocol.md` §5).
 //!
 //! The local engine answers with every field; the self-hosted peers answer a subset
 //! (`job_id`, `status`, `url`, `method`, `created_at`, with `in_flight`/`completed` for

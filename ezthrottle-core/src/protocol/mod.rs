@@ -1,7 +1,7 @@
 //! The wire types of EZThrottle, shared by the client and the local engine.
 //!
 //! Every type serializes snake_case at every depth and omits fields left at their
-//! default, matching what the Python SDK 1.3.0 sends (`../shared/protocol.md`).
+//! default, matching what the Python SDK 1.3.0 sends (`docs/protocol.md` in the repository).
 
 mod envelope;
 mod job;

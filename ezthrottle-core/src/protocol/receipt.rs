@@ -1,4 +1,4 @@
-//! What EZThrottle answers to a submission (protocol.md §2.1).
+//! What EZThrottle answers to a submission (`docs/protocol.md` §2.3).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Webhook-secret management bodies (protocol.md §3.2).
+//! Webhook-secret management bodies (`docs/protocol.md` §3.2).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The body EZThrottle POSTs to webhooks (protocol.md §3).
+//! The body EZThrottle POSTs to webhooks (`docs/protocol.md` §3).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! `POST|GET|DELETE /api/v1/webhook-secrets` (protocol.md §3.2).
+//! `POST|GET|DELETE /api/v1/webhook-secrets` (`docs/protocol.md` §3.2).
 
 use std::sync::Arc;
 
