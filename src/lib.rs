@@ -4,14 +4,30 @@
 //! to EZThrottle as *jobs* (per-host pacing, retries, region racing, fallbacks, workflows)
 //! and receive the results on signed webhooks.
 //!
-//! This facade re-exports the workspace crates:
+//! ```sh
+//! cargo add ezthrottle                                    # the client, Step, webhook signatures
+//! cargo add ezthrottle --features tower,axum,reqwest-middleware   # plus middleware and receivers
+//! ```
 //!
-//! | what | where | feature |
+//! (Nothing is on crates.io yet: until the first release, add
+//! `--git https://github.com/ezthrottle/ezthrottle-rs` to each `cargo add`.)
+//!
+//! This facade re-exports the workspace crates behind features; with none, it is the
+//! client crate `ezthrottle-core` alone.
+//!
+//! | feature | adds | from |
 //! |---|---|---|
-//! | client, [`Step`], protocol types, [`webhook`] signatures | `ezthrottle-core` | always |
-//! | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` | `local` |
-//! | `#[auto_forward]` (with [`Outcome`] and [`AutoForwardError`]) | `ezthrottle-macros` | `macros` |
-//! | `ForwardLayer`, `PaceLayer`, `rate_limit`, as `ezthrottle::tower` | `ezthrottle-tower` | `tower` (`redis`, `axum`, `reqwest-middleware`) |
+//! | (none) | the client [`EZThrottle`], [`Step`], the [`protocol`] types, [`webhook`] signatures, [`WebhookInbox`] | `ezthrottle-core` |
+//! | `macros` | `#[auto_forward]` (with [`Outcome`] and [`AutoForwardError`]) | `ezthrottle-macros` |
+//! | `tower` | `ezthrottle::tower`: `ForwardLayer`, `PaceLayer`, `rate_limit`, `IdempotencyLayer`, `VerifyWebhookLayer` | `ezthrottle-tower` |
+//! | `axum` | `tower`, plus the axum `VerifiedWebhook` extractor and `webhook_routes` | `ezthrottle-tower/axum` |
+//! | `actix` | `tower`, plus the actix-web `VerifiedWebhook` extractor and middlewares | `ezthrottle-tower/actix` |
+//! | `redis` | `tower`, plus Redis stores for `rate_limit` and `IdempotencyLayer` | `ezthrottle-tower/redis` |
+//! | `reqwest-middleware` | `tower`, plus `ForwardMiddleware` for reqwest-middleware clients | `ezthrottle-tower/reqwest-middleware` |
+//! | `local` | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` |
+//!
+//! The wire contract these crates speak, with the reason for each decision, is
+//! [`docs/protocol.md`](https://github.com/ezthrottle/ezthrottle-rs/blob/main/docs/protocol.md).
 //!
 //! ```no_run
 //! use ezthrottle::{EZThrottle, Step, StepType, Webhook};

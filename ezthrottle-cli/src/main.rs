@@ -1,5 +1,11 @@
 //! `ezthrottle`: the EZThrottle command line.
 //!
+//! ```sh
+//! cargo install --path ezthrottle-cli   # from a checkout of the repository
+//! ```
+//!
+//! It is a binary only (no library to `cargo add`) and has no Cargo features.
+//!
 //! ```text
 //! ezthrottle local --open --webhook-secret local-secret-0123456789     # run an engine
 //! ezthrottle submit --ezthrottle-url http://127.0.0.1:8080 --url https://api.example.com/x \

@@ -5,6 +5,15 @@
 //! pacing, retries, region racing, fallbacks, workflows) and delivers the result to signed
 //! webhooks.
 //!
+//! ```sh
+//! cargo add ezthrottle-core   # or the facade, `cargo add ezthrottle`, which re-exports it
+//! ```
+//!
+//! (Nothing is on crates.io yet: until the first release, add
+//! `--git https://github.com/ezthrottle/ezthrottle-rs`.) The crate has no Cargo features.
+//! What it sends and accepts, and why, is the wire contract in
+//! [`docs/protocol.md`](https://github.com/ezthrottle/ezthrottle-rs/blob/main/docs/protocol.md).
+//!
 //! ```no_run
 //! use ezthrottle_core::{EZThrottle, Method, Step, StepType, Trigger, Webhook};
 //!

@@ -1,11 +1,22 @@
 //! `ezthrottle-local`: an EZThrottle-compatible job engine, in-process or as a binary.
 //!
-//! It speaks both surfaces of EZThrottle (see `protocol.md`): the TrackTags proxy
-//! envelope at `POST /api/v1/proxy` (so the official SDKs work unchanged when their
-//! `tracktags_url` points here) and the direct API (`POST /api/v1/jobs`,
+//! It speaks both surfaces of EZThrottle (see the wire contract,
+//! [`docs/protocol.md`][protocol]): the TrackTags proxy envelope at `POST /api/v1/proxy`
+//! (so the official SDKs work unchanged when their `tracktags_url` points here) and the
+//! direct API (`POST /api/v1/jobs`,
 //! `GET /api/v1/jobs/{id}`, `POST|GET|DELETE /api/v1/webhook-secrets`), plus
 //! `GET /health` and `GET /metrics` (Prometheus text). Every `/api/v1` route needs
 //! `Authorization: Bearer <key>` unless the engine is open.
+//!
+//! ```sh
+//! cargo add --dev ezthrottle-local               # in-process, for tests
+//! cargo add --dev ezthrottle --features local    # the same, as `ezthrottle::local`
+//! cargo install --path ezthrottle-local          # the binary, from a checkout of the repository
+//! ```
+//!
+//! (Nothing is on crates.io yet: until the first release, add
+//! `--git https://github.com/ezthrottle/ezthrottle-rs` to `cargo add`.) The crate has no
+//! Cargo features.
 //!
 //! # Example
 //!
@@ -69,9 +80,9 @@
 //!   idempotency keys and webhooks) when the parent ends; `on_failure_timeout_ms` submits
 //!   `on_failure` early if the parent has not succeeded by then (once). Children are never
 //!   refused for queue space.
-//! - **Webhooks.** Every webhook of a finished job gets the payload of protocol.md §3,
-//!   signed (`X-EZThrottle-Signature`) with the tenant's primary secret when one is set.
-//!   Each delivery is retried with exponential backoff (default 5 attempts: 1, 2, 4, 8 s);
+//! - **Webhooks.** Every webhook of a finished job gets the payload of
+//!   [`docs/protocol.md`][protocol] §3, signed (`X-EZThrottle-Signature`) with the
+//!   tenant's primary secret when one is set. Each delivery is retried with exponential backoff (default 5 attempts: 1, 2, 4, 8 s);
 //!   the quorum counts the voting webhooks that answered 2xx. Everything is recorded on the
 //!   job (`GET /api/v1/jobs/{id}`).
 //! - **Idempotency.** An explicit `idempotent_key`, or a HASH key (`hash_` + SHA-256 of
@@ -96,6 +107,8 @@
 //! `/health` and `/metrics` need no key; `/metrics` names the target hosts.
 //!
 //! The store is in memory ([`store::MemoryStore`]): jobs do not survive a restart.
+//!
+//! [protocol]: https://github.com/ezthrottle/ezthrottle-rs/blob/main/docs/protocol.md
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 

@@ -1,6 +1,15 @@
 //! `#[auto_forward]`: hand a fallible function's failures to EZThrottle, without rewriting
 //! its error handling.
 //!
+//! ```sh
+//! cargo add ezthrottle --features macros
+//! ```
+//!
+//! (Nothing is on crates.io yet: until the first release, add
+//! `--git https://github.com/ezthrottle/ezthrottle-rs`.) This crate has no Cargo features of
+//! its own; the code it generates names `::ezthrottle` (the facade) unless told otherwise
+//! with `crate = "..."`.
+//!
 //! Use it through the facade, `ezthrottle::auto_forward` (feature `macros`). Put it on a
 //! `fn` or `async fn` returning `Result<T, E>`, where `E` is
 //! [`ForwardToEZThrottle`](https://docs.rs/ezthrottle-core/latest/ezthrottle_core/struct.ForwardToEZThrottle.html)
