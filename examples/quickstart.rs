@@ -103,7 +103,7 @@ async fn run() -> Result<(), Failure> {
 
     println!("\n2. A hyper client under ForwardLayer calls the API {BURST} times at once");
     let http = ServiceBuilder::new()
-        .layer(ForwardLayer::new(client.clone()).webhooks([Webhook::new(&webhook_url)]))
+        .layer(ForwardLayer::new(client.clone()).with_template(|job| job.webhook(Webhook::new(&webhook_url))))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     for order in 0..BURST {
         let request = http::Request::get(format!("{api}/orders/{order}")).body(Full::default())?;
@@ -142,7 +142,7 @@ async fn run() -> Result<(), Failure> {
         .webhook(Webhook::new(&webhook_url))
         .idempotent_key("quickstart-charge")
         .fallback(Step::new(format!("{api}/charge-backup")), Trigger::on_error([500]))
-        .fallback(Step::new(format!("{api}/charge-last-resort")), Trigger::on_timeout(2_000))
+        .fallback(Step::new(format!("{api}/charge-last-resort")), Trigger::on_timeout(Duration::from_millis(2_000)))
         .on_success(
             Step::new(format!("{api}/notify")).webhook(Webhook::new(&webhook_url)).idempotent_key("quickstart-notify"),
         )

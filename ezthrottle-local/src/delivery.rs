@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ezthrottle_core::ErrorChain;
+use ezthrottle_core::protocol::headers::JOB_ID_HEADER;
 use ezthrottle_core::protocol::{
     DeliveryAttempt, DeliveryOutcome, DeliveryStatus, SIGNATURE_HEADER, WebhookDeliveries, WebhookPayload,
 };
@@ -110,7 +111,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             .post(url)
             .timeout(config.webhook_timeout)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-ezthrottle-job-id", record.id());
+            .header(JOB_ID_HEADER, record.id());
         // Read the secret at each attempt: a rotation made while retrying applies.
         if let Some(secret) = shared.secrets.primary(record.tenant()) {
             request =
