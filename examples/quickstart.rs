@@ -43,6 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use ezthrottle::local::{Engine, RunningEngine};
+use ezthrottle::protocol::time::to_unix_ms;
 use ezthrottle::tower::axum::{VerifiedWebhook, WebhookVerifier};
 use ezthrottle::tower::idempotency::{IdempotencyLayer, KeySource, REPLAY_HEADER};
 use ezthrottle::tower::webhook::VerifyWebhookLayer;
@@ -379,7 +380,9 @@ async fn summarize(
         let (payload, latency) = job.find(delivered).ok_or_else(|| format!("no webhook for {}", job.key))?;
         // Each attempt's start, in Unix ms: the pace gaps below are differences of these.
         let attempts: Vec<u64> = match history {
-            Some(client) => client.get_job(&payload.job_id).await?.attempts.iter().map(|a| a.started_at).collect(),
+            Some(client) => {
+                client.get_job(&payload.job_id).await?.attempts.iter().map(|a| to_unix_ms(a.started_at)).collect()
+            }
             None => Vec::new(),
         };
         rows.push((job, payload, *latency, attempts));

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use ezthrottle_core::ErrorChain;
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::engine::Shared;
 use crate::executor::Outcome;
 use crate::store::JobRecord;
-use crate::util::{jittered, millis, now_ms, now_secs};
+use crate::util::{jittered, now_secs};
 
 /// Longest wait between two delivery attempts.
 const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
@@ -94,8 +94,8 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
                 record,
                 index,
                 DeliveryAttempt::new(
-                    now_ms(),
-                    0,
+                    SystemTime::now(),
+                    Duration::ZERO,
                     None,
                     Some("the webhook host is not in the engine's allow-list".into()),
                 ),
@@ -118,7 +118,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
                 request.header(SIGNATURE_HEADER, ezthrottle_core::webhook::sign(secret.expose(), now_secs(), &body));
         }
         let started = Instant::now();
-        let at_ms = now_ms();
+        let at = SystemTime::now();
         let (status_code, error) = match request.body(body.clone()).send().await {
             Ok(response) => {
                 let status = response.status();
@@ -132,7 +132,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             Err(err) => (None, Some(ErrorChain(&err).to_string())),
         };
         let ok = error.is_none();
-        push_attempt(record, index, DeliveryAttempt::new(at_ms, millis(started.elapsed()), status_code, error));
+        push_attempt(record, index, DeliveryAttempt::new(at, started.elapsed(), status_code, error));
         if ok {
             delivered = true;
             break;

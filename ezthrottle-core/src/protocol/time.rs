@@ -24,6 +24,37 @@ pub fn saturating_add(now: SystemTime, delay: Duration) -> SystemTime {
     now.checked_add(delay).or_else(|| from_unix_ms(u64::MAX)).unwrap_or(now)
 }
 
+/// Serde adapters: `SystemTime` as Unix milliseconds.
+pub(crate) mod unix_ms {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(super::to_unix_ms(*at))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+        let ms = u64::deserialize(deserializer)?;
+        super::from_unix_ms(ms).ok_or_else(|| D::Error::custom(format_args!("instant {ms} ms is out of range")))
+    }
+}
+
+/// Serde adapters: `Duration` as milliseconds.
+pub(crate) mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(super::duration_to_ms(*duration))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}
+
 /// Serde adapters: `Option<SystemTime>` as Unix milliseconds.
 pub(crate) mod unix_ms_opt {
     use std::time::SystemTime;
