@@ -98,7 +98,8 @@
 //! and [`forward_on_transport_error`](ForwardLayer::forward_on_transport_error), or
 //! replace it with [`policy`](ForwardLayer::policy) (a closure works).
 //!
-//! With [`step_type(StepType::Performance)`](ForwardLayer::step_type) every request is
+//! With `with_template(|job| job.step_type(StepType::Performance))`
+//! ([`with_template`](ForwardLayer::with_template)) every request is
 //! submitted without calling the target.
 //!
 //! # Request bodies
