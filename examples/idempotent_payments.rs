@@ -255,7 +255,7 @@ fn payments_api(ledger: Ledger, limits: RateLimitLayer) -> Router {
         // handler; the rate limit protects both; every answer, 429s included, carries the pace.
         .layer(IdempotencyLayer::memory().key_source(KeySource::Header))
         .layer(limits)
-        .layer(PaceLayer::fixed(3.0, 2))
+        .layer(PaceLayer::fixed(ezthrottle::Pace::new(3.0, 2).expect("a valid pace")))
 }
 
 async fn serve(app: Router) -> Result<SocketAddr, Failure> {

@@ -87,7 +87,8 @@ impl Market {
         let response = request.send().await?;
         match response.status() {
             StatusCode::TOO_MANY_REQUESTS => {
-                let retry = ForwardToEZThrottle::post(url, body).header("content-type", "application/json");
+                let retry = ForwardToEZThrottle::post(url, body)
+                    .map_step(|step| step.header("content-type", "application/json"));
                 Err(OrderError::RateLimited(retry))
             }
             status if status.is_success() => Ok(response.text().await?),

@@ -45,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use ezthrottle::local::{Engine, RunningEngine};
+use ezthrottle::protocol::time::to_unix_ms;
 use ezthrottle::tower::axum::{VerifiedWebhook, WebhookVerifier};
 use ezthrottle::tower::idempotency::{IdempotencyLayer, KeySource, REPLAY_HEADER};
 use ezthrottle::tower::webhook::VerifyWebhookLayer;
@@ -105,7 +106,7 @@ async fn run() -> Result<(), Failure> {
 
     println!("\n2. A hyper client under ForwardLayer calls the API {BURST} times at once");
     let http = ServiceBuilder::new()
-        .layer(ForwardLayer::new(client.clone()).webhooks([Webhook::new(&webhook_url)]))
+        .layer(ForwardLayer::new(client.clone()).with_template(|job| job.webhook(Webhook::new(&webhook_url))))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     for order in 0..BURST {
         let request = http::Request::get(format!("{api}/orders/{order}")).body(Full::default())?;
@@ -144,7 +145,7 @@ async fn run() -> Result<(), Failure> {
         .webhook(Webhook::new(&webhook_url))
         .idempotent_key("quickstart-charge")
         .fallback(Step::new(format!("{api}/charge-backup")), Trigger::on_error([500]))
-        .fallback(Step::new(format!("{api}/charge-last-resort")), Trigger::on_timeout(2_000))
+        .fallback(Step::new(format!("{api}/charge-last-resort")), Trigger::on_timeout(Duration::from_millis(2_000)))
         .on_success(
             Step::new(format!("{api}/notify")).webhook(Webhook::new(&webhook_url)).idempotent_key("quickstart-notify"),
         )
@@ -390,7 +391,9 @@ async fn summarize(
         let (payload, latency) = job.find(delivered).ok_or_else(|| format!("no webhook for {}", job.key))?;
         // Each attempt's start, in Unix ms: the pace gaps below are differences of these.
         let attempts: Vec<u64> = match history {
-            Some(client) => client.get_job(&payload.job_id).await?.attempts.iter().map(|a| a.started_at).collect(),
+            Some(client) => {
+                client.get_job(&payload.job_id).await?.attempts.iter().map(|a| to_unix_ms(a.started_at)).collect()
+            }
             None => Vec::new(),
         };
         rows.push((job, payload, *latency, attempts));

@@ -65,7 +65,7 @@ async fn run() -> Result<(), Failure> {
     // transport errors) are handed to EZThrottle as jobs.
     let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build()?;
     let client: ClientWithMiddleware = ClientBuilder::new(reqwest::Client::new())
-        .with(ForwardMiddleware::new(ezthrottle).webhooks([Webhook::new(&webhook_url)]))
+        .with(ForwardMiddleware::new(ezthrottle).with_template(|job| job.webhook(Webhook::new(&webhook_url))))
         .build();
 
     println!("\n2. A burst of {BURST} calls through reqwest + ForwardMiddleware");

@@ -28,8 +28,8 @@ use axum::routing::get;
 use bytes::Bytes;
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
+use ezthrottle::protocol::headers::JOB_ID_HEADER;
 use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
-use ezthrottle::tower::forward::JOB_ID_HEADER;
 use ezthrottle::tower::{ForwardLayer, ForwardReason, ForwardedJob};
 use ezthrottle::{DeliveryStatus, EZThrottle, Webhook};
 use http::Request;
@@ -71,7 +71,7 @@ async fn run() -> Result<(), Failure> {
     // the failures the policy selects (429, 5xx, transport errors) become jobs.
     let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build()?;
     let client = ServiceBuilder::new()
-        .layer(ForwardLayer::new(ezthrottle).webhooks([Webhook::new(&webhook_url)]))
+        .layer(ForwardLayer::new(ezthrottle).with_template(|job| job.webhook(Webhook::new(&webhook_url))))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
 
     println!("\n2. A burst of {BURST} calls through hyper + ForwardLayer");

@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use ezthrottle::Pace;
 use ezthrottle::inbox::WebhookInbox;
-use ezthrottle::local::{Engine, Pace};
+use ezthrottle::local::Engine;
 use ezthrottle::protocol::{Attempt, ChildRelation, DeliveryOutcome, JobSnapshot};
 use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
 use ezthrottle::{
@@ -59,7 +60,7 @@ async fn run() -> Result<(), Failure> {
         .region("fra")
         .down_region("syd")
         // The demo API takes anything: lift the default 2 requests per second per host.
-        .default_pace(Pace::new(50.0, 10))
+        .default_pace(Pace::new(50.0, 10)?)
         // Give up on a dead receiver after 3 tries, 100 ms apart then 200 ms (default 5, from 1 s).
         .webhook_retry(Duration::from_millis(100), 3)
         .start()
@@ -98,7 +99,7 @@ async fn run() -> Result<(), Failure> {
     let step = Step::new(at("/slow"))
         .webhook(hook_a.clone())
         .idempotent_key("wf-on-timeout")
-        .fallback(Step::new(at("/fast")), Trigger::on_timeout(300));
+        .fallback(Step::new(at("/fast")), Trigger::on_timeout(Duration::from_millis(300)));
     let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
     let job = job_view(&client, &receipt.job_id, |_| true).await?;
     print_job("slow -> fast", &job, &payload);

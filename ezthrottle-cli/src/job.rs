@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ezthrottle_core::protocol::JobSnapshot;
+use ezthrottle_core::protocol::time::to_unix_ms;
 use tokio::time::Instant;
 
 use crate::args::JobArgs;
@@ -45,10 +46,11 @@ fn describe(job: &JobSnapshot) -> String {
     if let Some(key) = &job.idempotent_key {
         let _ = writeln!(text, "  idempotent key: {key}");
     }
-    let mut times = format!("  created {}", timestamp(job.created_at));
+    let mut times = format!("  created {}", timestamp(to_unix_ms(job.created_at)));
     for (what, at) in [("started", job.started_at), ("finished", job.finished_at)] {
         if let Some(at) = at {
-            let _ = write!(times, ", {what} +{} ms", at.saturating_sub(job.created_at));
+            let after = at.duration_since(job.created_at).unwrap_or_default();
+            let _ = write!(times, ", {what} +{} ms", after.as_millis());
         }
     }
     let _ = writeln!(text, "{times}");
@@ -61,7 +63,7 @@ fn describe(job: &JobSnapshot) -> String {
             (None, Some(error)) => error.clone(),
             (None, None) => "-".to_owned(),
         };
-        let latency = attempt.latency_ms.map(|ms| format!("  {ms} ms")).unwrap_or_default();
+        let latency = attempt.latency.map(|latency| format!("  {} ms", latency.as_millis())).unwrap_or_default();
         let _ = writeln!(
             text,
             "    {:>2}  {:<14} {:<6} {:<9} {answer}{latency}",

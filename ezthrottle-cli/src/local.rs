@@ -20,6 +20,7 @@ pub(crate) async fn run(command: &LocalCommand, out: Output) -> Result<Status, C
     let engine = command
         .args
         .to_builder()
+        .map_err(|err| CliError::failed_with("the engine did not start", &err))?
         .start()
         .await
         .map_err(|err| CliError::failed_with("the engine did not start", &err))?;

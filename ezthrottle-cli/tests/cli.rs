@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::http::{HeaderMap, Method};
 use axum::routing::any;
+use ezthrottle_core::Pace;
 use ezthrottle_core::protocol::mask_secret;
 use ezthrottle_core::webhook::sign;
-use ezthrottle_local::{Engine, EngineBuilder, Pace, RunningEngine};
+use ezthrottle_local::{Engine, EngineBuilder, RunningEngine};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -91,7 +92,7 @@ fn now() -> i64 {
 }
 
 fn engine() -> EngineBuilder {
-    Engine::builder().default_pace(Pace::unlimited()).webhook_retry(Duration::from_millis(20), 3)
+    Engine::builder().default_pace(Pace::UNLIMITED).webhook_retry(Duration::from_millis(20), 3)
 }
 
 async fn open_engine() -> RunningEngine {

@@ -147,7 +147,7 @@ pub(crate) async fn performance_fallback_chain(State(state): State<AppState>) ->
         )
         .fallback(
             Step::new(state.upstream("/status/200?test=fallback_2")).method(Method::GET),
-            Trigger::on_timeout(500),
+            Trigger::on_timeout(Duration::from_millis(500)),
         )
         .idempotent_key(&key);
     run(test, step, &state, |result| json!({ "test": test, "idempotent_key": key, "result": result })).await
@@ -264,10 +264,13 @@ async fn legacy_payment_processor(
 ) -> Result<Value, ForwardToEZThrottle> {
     let body = json!({ "amount": 1000, "currency": "usd" }).to_string();
     let forward = || {
-        ForwardToEZThrottle::new(Method::POST, format!("{upstream_url}/status/200"))
-            .idempotent_key(idempotent_key)
-            .metadata_entry("order_id", order_id)
-            .webhook(Webhook::new(webhook_url).has_quorum_vote(true))
+        ForwardToEZThrottle::new(
+            Step::new(format!("{upstream_url}/status/200"))
+                .method(Method::POST)
+                .idempotent_key(idempotent_key)
+                .metadata_entry("order_id", order_id)
+                .webhook(Webhook::new(webhook_url).has_quorum_vote(true)),
+        )
     };
     let sent = client
         .http_client()
@@ -280,15 +283,15 @@ async fn legacy_payment_processor(
         .await;
     let response = match sent {
         Ok(response) => response,
-        Err(error) => return Err(forward().metadata_entry("error", error.to_string())),
+        Err(error) => return Err(forward().map_step(|step| step.metadata_entry("error", error.to_string()))),
     };
     if response.status() == StatusCode::TOO_MANY_REQUESTS {
         // The decorator catches this and forwards it.
-        return Err(forward().header("Authorization", "Bearer sk_test_...").body(body));
+        return Err(forward().map_step(|step| step.header("Authorization", "Bearer sk_test_...").body(body)));
     }
     let text = match response.text().await {
         Ok(text) => text,
-        Err(error) => return Err(forward().metadata_entry("error", error.to_string())),
+        Err(error) => return Err(forward().map_step(|step| step.metadata_entry("error", error.to_string()))),
     };
     Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }

@@ -6,10 +6,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ezthrottle::EZThrottle;
+use ezthrottle::Pace;
 use ezthrottle::protocol::JobSnapshot;
 use ezthrottle::webhook::sign;
 use ezthrottle_conformance::{Config, RunningApp, start};
-use ezthrottle_local::{Engine, Pace, RunningEngine};
+use ezthrottle_local::{Engine, RunningEngine};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -29,7 +30,7 @@ async fn engine() -> RunningEngine {
     Engine::builder()
         .open()
         .webhook_secret(SECRET)
-        .default_pace(Pace::unlimited())
+        .default_pace(Pace::UNLIMITED)
         .retry_backoff(Duration::from_millis(10), Duration::from_millis(200))
         .webhook_retry(Duration::from_millis(20), 5)
         .start()

@@ -22,7 +22,10 @@ fn workflow() -> Step {
         .idempotent_key("charge-o-42")
         .step_type(StepType::Frugal)
         .fallback(Step::new("https://backup-1.example.com/charge").method(Method::POST), Trigger::on_error([500, 502]))
-        .fallback(Step::new("https://backup-2.example.com/charge").method(Method::POST), Trigger::on_timeout(2000))
+        .fallback(
+            Step::new("https://backup-2.example.com/charge").method(Method::POST),
+            Trigger::on_timeout(Duration::from_millis(2000)),
+        )
         .fallback(Step::new("https://backup-3.example.com/charge").method(Method::POST), Trigger::on_error([503]))
         .on_success(Step::new("https://api.example.com/receipt").idempotent_key("receipt-o-42"))
         .on_failure(

@@ -134,27 +134,22 @@ fn chain_forward_on_status(error: &(dyn std::error::Error + 'static), statuses: 
     None
 }
 
-/// `step = ..`: overrides the request's step type.
+/// `step = ..`: overrides the request's step type (on its [`Step`](crate::Step), the one
+/// place job options are set).
 #[inline]
 pub fn set_step(request: ForwardToEZThrottle, step_type: StepType) -> ForwardToEZThrottle {
-    request.step_type(step_type)
+    request.map_step(|step| step.step_type(step_type))
 }
 
 /// `idempotent_key = ..`: overrides the request's key.
 #[inline]
 pub fn set_idempotent_key(request: ForwardToEZThrottle, key: impl Into<String>) -> ForwardToEZThrottle {
-    request.idempotent_key(key)
+    request.map_step(|step| step.idempotent_key(key))
 }
 
 /// `webhooks = ..`: added to the request's webhooks.
-pub fn add_webhooks(
-    mut request: ForwardToEZThrottle,
-    webhooks: impl IntoIterator<Item = Webhook>,
-) -> ForwardToEZThrottle {
-    for webhook in webhooks {
-        request = request.webhook(webhook);
-    }
-    request
+pub fn add_webhooks(request: ForwardToEZThrottle, webhooks: impl IntoIterator<Item = Webhook>) -> ForwardToEZThrottle {
+    request.map_step(|step| webhooks.into_iter().fold(step, crate::Step::webhook))
 }
 
 /// `client = ..`: a reference to the client (deref coercion does the rest).

@@ -81,7 +81,7 @@ impl<T> Outcome<T> {
 ///
 /// let error = caller().unwrap_err();
 /// assert!(matches!(error, AutoForwardError::Failed(_)));
-/// assert_eq!(error.into_original().url_ref(), "https://api.example.com/orders");
+/// assert_eq!(error.into_original().url(), "https://api.example.com/orders");
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(error.to_string(), "forward GET https://api.example.com/orders to EZThrottle");
         assert!(error.source().is_none());
         assert!(error.forward_error().is_none());
-        assert_eq!(error.original().url_ref(), "https://api.example.com/orders");
+        assert_eq!(error.original().url(), "https://api.example.com/orders");
     }
 
     #[test]

@@ -82,8 +82,8 @@ pub enum Error {
         origin: Origin,
         /// The server's message, e.g. `Plan limit exceeded`.
         message: String,
-        /// When to try again, Unix milliseconds, if the server said.
-        retry_at: Option<u64>,
+        /// When to try again, if the server said.
+        retry_at: Option<SystemTime>,
     },
 
     /// Any other error answer (400, 404, 409, 5xx, ...).
@@ -180,11 +180,11 @@ impl Error {
         }
     }
 
-    /// When a rate-limited call may be repeated, in Unix milliseconds.
+    /// When a rate-limited call may be repeated.
     ///
     /// Computed from, in order: a `Retry-After` header (seconds or HTTP date), `retry_at`
     /// (ms) in the body, `retry_after` or `retry_after_seconds` (s) in the body.
-    pub fn retry_at(&self) -> Option<u64> {
+    pub fn retry_at(&self) -> Option<SystemTime> {
         match self {
             Self::RateLimited { retry_at, .. } => *retry_at,
             Self::Forward { source, .. } => source.retry_at(),
@@ -230,23 +230,23 @@ impl From<InvalidJob> for Error {
     }
 }
 
-fn rate_limited_message(origin: Origin, message: &str, retry_at: Option<u64>) -> String {
+fn rate_limited_message(origin: Origin, message: &str, retry_at: Option<SystemTime>) -> String {
     let what = if message.is_empty() { "rate limited".to_owned() } else { message.to_lowercase() };
     match retry_at {
-        Some(at) => format!("{what} ({origin}); retry at {}", format_unix_ms(at)),
+        Some(at) => format!("{what} ({origin}); retry at {}", format_instant(at)),
         None => format!("{what} ({origin}); no retry time given"),
     }
 }
 
-/// `2026-11-22T10:15:00Z`.
-pub(crate) fn format_unix_ms(unix_ms: u64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(unix_ms);
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
-/// The current time in Unix milliseconds.
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+/// `2026-11-22T10:15:00Z`; the epoch for an earlier instant, and a phrase past the year
+/// 9999, which RFC 3339 cannot write (humantime would fail there).
+pub(crate) fn format_instant(at: SystemTime) -> String {
+    const YEAR_10000_UNIX_SECS: u64 = 253_402_300_800;
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    if since_epoch.as_secs() >= YEAR_10000_UNIX_SECS {
+        return "a time after the year 9999".to_owned();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + since_epoch).to_string()
 }
 
 fn describe_transport(source: &reqwest::Error) -> String {
@@ -300,10 +300,17 @@ mod tests {
         let err = Error::RateLimited {
             origin: Origin::Proxy,
             message: "Plan limit exceeded".into(),
-            retry_at: Some(1_795_000_000_000),
+            retry_at: crate::protocol::time::from_unix_ms(1_795_000_000_000),
         };
         assert_eq!(err.to_string(), "plan limit exceeded (the EZThrottle proxy); retry at 2026-11-18T11:06:40Z");
-        assert_eq!(err.retry_at(), Some(1_795_000_000_000));
+        assert_eq!(err.retry_at().map(crate::protocol::time::to_unix_ms), Some(1_795_000_000_000));
         assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS));
+    }
+
+    #[test]
+    fn instants_past_what_rfc3339_writes_do_not_panic() {
+        let far = crate::protocol::time::from_unix_ms(u64::MAX).unwrap();
+        assert_eq!(format_instant(far), "a time after the year 9999");
+        assert_eq!(format_instant(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00Z");
     }
 }

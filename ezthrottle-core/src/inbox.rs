@@ -33,7 +33,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::error::Error;
 use crate::protocol::{Job, WebhookPayload};
-use crate::step::{Step, StepOutcome, StepType};
+use crate::step::{Step, StepOutcome};
 use crate::{EZThrottle, SubmitReceipt};
 
 /// How many deliveries an inbox keeps by default.
@@ -349,7 +349,7 @@ impl Step {
                 Ok(StepDelivery::Webhook { receipt, payload })
             }
             local => {
-                debug_assert!(matches!(self.get_step_type(), StepType::Frugal));
+                debug_assert!(self.is_frugal());
                 Ok(StepDelivery::Local(local))
             }
         }

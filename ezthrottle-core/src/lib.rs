@@ -63,10 +63,8 @@ mod auto_forward;
 mod client;
 mod error;
 mod forward;
-pub mod headers;
 pub mod inbox;
 pub mod protocol;
-pub mod retry_after;
 pub mod step;
 pub mod webhook;
 
@@ -80,8 +78,8 @@ pub use forward::{ForwardBuildError, ForwardToEZThrottle, Forwardable};
 pub use http::{Method, StatusCode};
 pub use inbox::{StepDelivery, WaitError, WebhookInbox};
 pub use protocol::{
-    DeliveryStatus, ExecutionMode, Job, RegionPolicy, RetryPolicy, SubmissionStatus, SubmitReceipt, Trigger, Webhook,
-    WebhookPayload,
+    DeliveryStatus, ExecutionMode, Job, Pace, RegionPolicy, RetryPolicy, SubmissionStatus, SubmitReceipt, Trigger,
+    Webhook, WebhookPayload,
 };
 pub use step::{IdempotentStrategy, LocalFailure, LocalResponse, Step, StepOutcome, StepResult, StepType};
 

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{any, post};
-use ezthrottle_local::{Engine, Pace};
+use ezthrottle_core::Pace;
+use ezthrottle_local::Engine;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -139,8 +140,12 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 async fn bench_accept_and_memory(quick: bool) {
     let target = target().await;
     let total = if quick { 10_000 } else { 100_000 };
-    let engine =
-        Engine::builder().api_key(KEY).pace(format!("127.0.0.1:{}", target.port()), 0.01, 1).start().await.unwrap();
+    let engine = Engine::builder()
+        .api_key(KEY)
+        .pace(format!("127.0.0.1:{}", target.port()), Pace::new(0.01, 1).unwrap())
+        .start()
+        .await
+        .unwrap();
     // Warm up the connections and allocator, then measure from here.
     let _ = submit_load(engine.addr(), target, 2_000, None, "warm").await;
     let before = rss_bytes();
@@ -185,7 +190,7 @@ async fn bench_end_to_end(quick: bool) {
         }),
     );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let engine = Engine::builder().api_key(KEY).default_pace(Pace::unlimited()).start().await.unwrap();
+    let engine = Engine::builder().api_key(KEY).default_pace(Pace::UNLIMITED).start().await.unwrap();
     let started = Instant::now();
     let waiter = done.notified();
     let (submit_elapsed, _, accepted) =
@@ -219,8 +224,12 @@ async fn bench_pace(seconds: u64) {
     );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let rps = 10.0;
-    let engine =
-        Engine::builder().api_key(KEY).pace(format!("127.0.0.1:{}", target.port()), rps, 4).start().await.unwrap();
+    let engine = Engine::builder()
+        .api_key(KEY)
+        .pace(format!("127.0.0.1:{}", target.port()), Pace::new(rps, 4).unwrap())
+        .start()
+        .await
+        .unwrap();
     let jobs = (rps as u64) * (seconds + 5);
     let _ = submit_load(engine.addr(), target, jobs as usize, None, "").await;
     let first = {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::Pace;
 use crate::engine::{Engine, EngineBuilder};
+use ezthrottle_core::protocol::{InvalidPace, Pace};
 
 /// Options of `ezthrottle-local`; each has an `EZTHROTTLE_LOCAL_*` environment variable.
 #[derive(Clone, clap::Parser)]
@@ -84,10 +84,15 @@ impl std::fmt::Debug for LocalArgs {
 
 impl LocalArgs {
     /// The engine builder these options describe.
-    pub fn to_builder(&self) -> EngineBuilder {
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPace`]: `--default-rps` is not a finite number above 0, or
+    /// `--default-max-concurrent` is 0.
+    pub fn to_builder(&self) -> Result<EngineBuilder, InvalidPace> {
         let mut builder = Engine::builder()
             .bind(self.bind)
-            .default_pace(Pace::new(self.default_rps, self.default_max_concurrent))
+            .default_pace(Pace::new(self.default_rps, self.default_max_concurrent)?)
             .max_body_bytes(self.max_body_bytes)
             .max_queued_jobs(self.max_queued_jobs)
             .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs));
@@ -109,7 +114,7 @@ impl LocalArgs {
         if !self.allowed_hosts.is_empty() {
             builder = builder.allowed_hosts(self.allowed_hosts.iter().cloned());
         }
-        builder
+        Ok(builder)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Engine configuration: what the builder collects and the engine reads.
 
+use ezthrottle_core::protocol::{AnnouncedPace, Pace};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -40,39 +41,15 @@ impl From<String> for Secret {
     }
 }
 
-/// The pace of one target host: requests per second and requests in flight at most.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pace {
-    /// Requests per second (token-bucket refill rate).
-    pub rps: f64,
-    /// Requests in flight at once, at most.
-    pub max_concurrent: u32,
-}
-
-impl Pace {
-    /// `rps` requests per second with at most `max_concurrent` in flight.
-    pub fn new(rps: f64, max_concurrent: u32) -> Self {
-        Self { rps: sanitize_rps(rps), max_concurrent: max_concurrent.max(1) }
-    }
-
-    /// A pace that never waits: for benchmarks and tests that do not measure pacing.
-    pub fn unlimited() -> Self {
-        Self { rps: f64::INFINITY, max_concurrent: u32::MAX }
-    }
-}
-
-impl Default for Pace {
-    /// EZThrottle's default: 2 requests per second, 2 in flight, per host.
-    fn default() -> Self {
-        Self { rps: 2.0, max_concurrent: 2 }
-    }
-}
-
 /// Lowest pace a target can ask for (one request every 100 s).
 pub(crate) const MIN_RPS: f64 = 0.01;
 
-pub(crate) fn sanitize_rps(rps: f64) -> f64 {
-    if rps.is_nan() { MIN_RPS } else { rps.max(MIN_RPS) }
+/// The pace a target announced, applied to `pace`: each announced half replaces its
+/// counterpart, a rate under [`MIN_RPS`] is raised to it.
+pub(crate) fn announced(pace: Pace, announced: AnnouncedPace) -> Pace {
+    let rps = announced.rps.map_or(pace.rps(), |rps| rps.max(MIN_RPS));
+    let max_concurrent = announced.max_concurrent.unwrap_or(pace.max_concurrent());
+    Pace::new(rps, max_concurrent).unwrap_or(pace)
 }
 
 /// Everything the engine is configured with. Built by [`EngineBuilder`](crate::EngineBuilder).

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use ezthrottle_core::ErrorChain;
+use ezthrottle_core::protocol::headers::JOB_ID_HEADER;
 use ezthrottle_core::protocol::{
     DeliveryAttempt, DeliveryOutcome, DeliveryStatus, SIGNATURE_HEADER, WebhookDeliveries, WebhookPayload,
 };
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use crate::engine::Shared;
 use crate::executor::Outcome;
 use crate::store::JobRecord;
-use crate::util::{jittered, millis, now_ms, now_secs};
+use crate::util::{jittered, now_secs};
 
 /// Longest wait between two delivery attempts.
 const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
@@ -93,8 +94,8 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
                 record,
                 index,
                 DeliveryAttempt::new(
-                    now_ms(),
-                    0,
+                    SystemTime::now(),
+                    Duration::ZERO,
                     None,
                     Some("the webhook host is not in the engine's allow-list".into()),
                 ),
@@ -110,14 +111,14 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             .post(url)
             .timeout(config.webhook_timeout)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-ezthrottle-job-id", record.id());
+            .header(JOB_ID_HEADER, record.id());
         // Read the secret at each attempt: a rotation made while retrying applies.
         if let Some(secret) = shared.secrets.primary(record.tenant()) {
             request =
                 request.header(SIGNATURE_HEADER, ezthrottle_core::webhook::sign(secret.expose(), now_secs(), &body));
         }
         let started = Instant::now();
-        let at_ms = now_ms();
+        let at = SystemTime::now();
         let (status_code, error) = match request.body(body.clone()).send().await {
             Ok(response) => {
                 let status = response.status();
@@ -131,7 +132,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             Err(err) => (None, Some(ErrorChain(&err).to_string())),
         };
         let ok = error.is_none();
-        push_attempt(record, index, DeliveryAttempt::new(at_ms, millis(started.elapsed()), status_code, error));
+        push_attempt(record, index, DeliveryAttempt::new(at, started.elapsed(), status_code, error));
         if ok {
             delivered = true;
             break;

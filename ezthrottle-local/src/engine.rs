@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Pace, Secret};
+use ezthrottle_core::protocol::Pace;
+
+use crate::config::{Config, Secret};
 use crate::http::auth::Tenants;
 use crate::metrics::Metrics;
 use crate::pacing::Lanes;
@@ -83,12 +85,6 @@ pub enum StartError {
     /// Neither an API key nor open mode was configured: every request would be refused.
     #[error("no API key given: add one (--api-key) or run open (--open)")]
     NoApiKey,
-    /// A pace override is not usable.
-    #[error("invalid pace for {host}: rps must be > 0 and max_concurrent >= 1")]
-    InvalidPace {
-        /// The host of the override.
-        host: String,
-    },
 }
 
 /// Configures and starts an engine. Every knob has a production-sensible default; the
@@ -156,13 +152,13 @@ impl EngineBuilder {
 
     /// The pace of `host` (`host` or `host:port`), until the target's headers change it.
     #[must_use]
-    pub fn pace(mut self, host: impl Into<String>, rps: f64, max_concurrent: u32) -> Self {
-        self.config.pace_overrides.insert(host.into(), Pace { rps, max_concurrent });
+    pub fn pace(mut self, host: impl Into<String>, pace: Pace) -> Self {
+        self.config.pace_overrides.insert(host.into(), pace);
         self
     }
 
     /// The pace of every host without an override (default 2 RPS, 2 in flight).
-    /// [`Pace::unlimited`] lifts pacing.
+    /// [`Pace::UNLIMITED`] lifts pacing.
     #[must_use]
     pub fn default_pace(mut self, pace: Pace) -> Self {
         self.config.default_pace = pace;
@@ -276,17 +272,11 @@ impl EngineBuilder {
     ///
     /// # Errors
     ///
-    /// [`StartError`]: the address cannot be bound, no API key and not open, an unusable
-    /// pace override.
+    /// [`StartError`]: the address cannot be bound, no API key and not open.
     pub async fn start(self) -> Result<RunningEngine, StartError> {
         let config = self.config;
         if config.api_keys.is_empty() && !config.open {
             return Err(StartError::NoApiKey);
-        }
-        for (host, pace) in &config.pace_overrides {
-            if pace.rps.is_nan() || pace.rps <= 0.0 || pace.max_concurrent == 0 {
-                return Err(StartError::InvalidPace { host: host.clone() });
-            }
         }
         let allowed = config.allowed_hosts.clone();
         let http = reqwest::Client::builder()

@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ezthrottle_core::ErrorChain;
+use ezthrottle_core::protocol::headers::{JOB_ID_HEADER, REGION_HEADER};
 use ezthrottle_core::protocol::{AttemptOutcome, ExecutionMode, Job, JobStatus, RegionPolicy, TargetResponse};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -152,9 +153,10 @@ pub(crate) async fn run_regions(
         }
     };
     if let Some(at) = job.retry_at.filter(|_| permit.is_none()) {
-        let wait = at.saturating_sub(now_ms());
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+        let wait = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        if !wait.is_zero() {
+            // tokio clamps a sleep past its horizon; this never overflows.
+            tokio::time::sleep(wait).await;
         }
     }
     if lanes.len() == 1 {
@@ -326,7 +328,7 @@ async fn attempt(
     for (name, value) in &job.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    request = request.header("x-ezthrottle-job-id", record.id()).header("x-ezthrottle-region", &**region);
+    request = request.header(JOB_ID_HEADER, record.id()).header(REGION_HEADER, &**region);
     if let Some(body) = &job.body {
         request = request.body(body.clone());
     }

@@ -4,7 +4,6 @@
 //! applies to the fallback, recursively.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ezthrottle_core::protocol::{Job, Trigger};
 use futures_util::future::BoxFuture;
@@ -29,12 +28,13 @@ pub(crate) fn run_node<'a>(
         };
         let fallback_path: Arc<str> = Arc::from(format!("{path}.fallback_job").trim_start_matches("primary."));
         match &fallback.trigger {
-            Some(Trigger::OnTimeout { timeout_ms }) => {
+            Some(Trigger::OnTimeout { timeout }) => {
                 tokio::select! {
                     outcome = &mut primary => outcome,
-                    () = tokio::time::sleep(Duration::from_millis(*timeout_ms)) => {
+                    () = tokio::time::sleep(*timeout) => {
                         // Dropping the future cancels the primary and frees its permit.
                         drop(primary);
+                        let timeout_ms = timeout.as_millis();
                         note(record, format!("{fallback_path}: {path} had not answered within {timeout_ms} ms (on_timeout)"));
                         run_node(shared, record, fallback, fallback_path, None).await
                     }

@@ -26,11 +26,12 @@
 //! ```
 //! use ezthrottle_core::protocol::JobStatus;
 //! use ezthrottle_core::{EZThrottle, Job, SubmissionStatus};
-//! use ezthrottle_local::{Engine, Pace};
+//! use ezthrottle_core::Pace;
+//! use ezthrottle_local::Engine;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let engine = Engine::builder().api_key("ck_test").default_pace(Pace::unlimited()).start().await?;
+//! let engine = Engine::builder().api_key("ck_test").default_pace(Pace::UNLIMITED).start().await?;
 //! let client = EZThrottle::builder().direct(engine.base_url()).api_key("ck_test").build()?;
 //! let receipt = client.submit_job(&Job::new(format!("{}/health", engine.base_url()))).await?;
 //! assert_eq!(receipt.status, SubmissionStatus::Queued);
@@ -127,5 +128,5 @@ mod submit;
 mod util;
 mod workflow;
 
-pub use config::{Pace, Secret};
+pub use config::Secret;
 pub use engine::{Engine, EngineBuilder, RunningEngine, StartError};

@@ -20,7 +20,14 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let engine = match args.to_builder().start().await {
+    let builder = match args.to_builder() {
+        Ok(builder) => builder,
+        Err(err) => {
+            eprintln!("ezthrottle-local: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let engine = match builder.start().await {
         Ok(engine) => engine,
         Err(err) => {
             eprintln!("ezthrottle-local: {err}");

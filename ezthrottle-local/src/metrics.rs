@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::pacing::Lanes;
-use ezthrottle_core::protocol::AttemptOutcome;
+use ezthrottle_core::protocol::{AttemptOutcome, Pace};
 
 /// The engine's counters. Every field is a lock-free atomic.
 #[derive(Debug, Default)]
@@ -84,7 +84,7 @@ impl Metrics {
         }
         out.push_str("# HELP ezthrottle_host_pace_rps Current pace, requests per second, per target host.\n# TYPE ezthrottle_host_pace_rps gauge\n");
         for host in &hosts {
-            let rps = if host.pace.rps.is_finite() { host.pace.rps.to_string() } else { "+Inf".to_owned() };
+            let rps = if host.pace == Pace::UNLIMITED { "+Inf".to_owned() } else { host.pace.rps().to_string() };
             let _ = writeln!(out, "ezthrottle_host_pace_rps{{host=\"{}\"}} {rps}", escape(&host.key));
         }
         out.push_str("# HELP ezthrottle_host_max_concurrent Current concurrency limit per target host.\n# TYPE ezthrottle_host_max_concurrent gauge\n");
@@ -93,7 +93,7 @@ impl Metrics {
                 out,
                 "ezthrottle_host_max_concurrent{{host=\"{}\"}} {}",
                 escape(&host.key),
-                host.pace.max_concurrent
+                host.pace.max_concurrent()
             );
         }
         out

@@ -15,7 +15,9 @@ use http::HeaderMap;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::config::{Pace, sanitize_rps};
+use ezthrottle_core::protocol::{AnnouncedPace, Pace};
+
+use crate::config::announced;
 use crate::engine::Shared;
 use crate::store::JobRecord;
 use crate::util::lock;
@@ -76,26 +78,13 @@ impl std::fmt::Debug for Permit {
 impl Permit {
     /// Applies the target's pacing headers (`X-Aqueduct-*` wins over `X-EZTHROTTLE-*`).
     pub(crate) fn observe(&self, headers: &HeaderMap) {
-        let number = |names: [&str; 2]| {
-            names
-                .iter()
-                .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_owned))
-        };
-        let rps = number(["x-aqueduct-rps", "x-ezthrottle-rps"]).and_then(|v| v.parse::<f64>().ok());
-        let max = number(["x-aqueduct-max-concurrent", "x-ezthrottle-max-concurrent"])
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|n| *n > 0);
-        if rps.is_none() && max.is_none() {
+        let update = AnnouncedPace::from_headers(headers);
+        if update.is_empty() {
             return;
         }
         {
             let mut state = lock(&self.lane.state);
-            if let Some(rps) = rps.filter(|r| r.is_finite() && *r > 0.0) {
-                state.pace.rps = sanitize_rps(rps);
-            }
-            if let Some(max) = max {
-                state.pace.max_concurrent = max;
-            }
+            state.pace = announced(state.pace, update);
         }
         self.lane.notify.notify_one();
     }
@@ -117,11 +106,7 @@ pub(crate) struct Lanes {
 }
 
 /// The lane key of a URL: `host:port` (lower-case host, default port filled in).
-pub(crate) fn host_key(url: &url::Url) -> Option<String> {
-    let host = url.host_str()?.to_ascii_lowercase();
-    let port = url.port_or_known_default()?;
-    Some(format!("{host}:{port}"))
-}
+pub(crate) use ezthrottle_core::protocol::lane_key_of_url as host_key;
 
 impl Lanes {
     pub(crate) fn new(default_pace: Pace, overrides: HashMap<String, Pace>) -> Self {
@@ -272,10 +257,10 @@ fn next_step(lane: &Lane, closed: bool) -> Step {
             }
         };
     }
-    if lane.in_flight.load(Ordering::Acquire) >= state.pace.max_concurrent {
+    if lane.in_flight.load(Ordering::Acquire) >= state.pace.max_concurrent() {
         return Step::Sleep(None);
     }
-    let spacing = interval(state.pace.rps);
+    let spacing = interval(state.pace.rps());
     let grid = match state.last_grid {
         Some(last) if !spacing.is_zero() => {
             let next = last + spacing;

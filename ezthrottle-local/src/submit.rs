@@ -136,8 +136,9 @@ pub(crate) fn accept(
 
     let id = format!("job_{}_{}", now_ms(), shared.next_seq());
     let not_before = job.retry_at.and_then(|at| {
-        let wait = at.saturating_sub(now_ms());
-        (wait > 0).then(|| now + Duration::from_millis(wait))
+        let wait = at.duration_since(std::time::SystemTime::now()).ok().filter(|wait| !wait.is_zero())?;
+        // A `retry_at` centuries ahead waits as long as an `Instant` can say (checked sum).
+        Some(now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30)))
     });
     let record = Arc::new(JobRecord::new(id, Arc::clone(tenant), Arc::clone(&key), job, now_ms()));
     match shared.store.insert_if_absent(&scoped, Arc::clone(&record), ttl, now.into_std()) {

@@ -48,12 +48,8 @@ pub(crate) fn header_object(headers: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-/// `Retry-After` as a duration: delta seconds or an HTTP date.
+/// `Retry-After` as a duration: delay-seconds (a fraction allowed) or an HTTP date, parsed
+/// by the protocol's one parser.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    ezthrottle_core::protocol::retry_after_delay(headers, SystemTime::now())
 }

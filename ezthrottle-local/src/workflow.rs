@@ -3,7 +3,6 @@
 //! the parent has not succeeded by then; `on_failure` is submitted at most once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ezthrottle_core::protocol::{ChildJob, ChildRelation, Job, JobStatus};
 
@@ -27,12 +26,12 @@ pub(crate) fn on_finished(shared: &Arc<Shared>, record: &Arc<JobRecord>, success
 
 /// Arms the `on_failure_timeout_ms` timer of a just-accepted job.
 pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>) {
-    let (Some(timeout_ms), Some(_)) = (record.job().on_failure_timeout_ms, record.job().on_failure.as_deref()) else {
+    let (Some(timeout), Some(_)) = (record.job().on_failure_timeout, record.job().on_failure.as_deref()) else {
         return;
     };
     let (shared, record) = (Arc::clone(shared), Arc::clone(record));
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
+        tokio::time::sleep(timeout).await;
         if record.status() != JobStatus::Success
             && let Some(child) = record.job().on_failure.as_deref()
             && claim_on_failure(&record)
@@ -41,7 +40,7 @@ pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>)
                 .state()
                 .detail()
                 .events
-                .push(format!("on_failure: the job had not succeeded within {timeout_ms} ms"));
+                .push(format!("on_failure: the job had not succeeded within {} ms", timeout.as_millis()));
             submit_child(&shared, &record, child, ChildRelation::OnFailure);
         }
     });

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use ezthrottle_core::EZThrottle;
-use ezthrottle_tower::{CircuitBreaker, Forward, ForwardLayer, IdempotencyKey};
+use ezthrottle_core::IdempotentStrategy;
+use ezthrottle_tower::{CircuitBreaker, Forward, ForwardLayer};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -163,7 +164,9 @@ fn setup() -> Setup {
     let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build().unwrap();
     let _guard = rt.enter();
     let bare: Bare = Client::builder(TokioExecutor::new()).build_http();
-    let wrapped = ForwardLayer::new(ezthrottle.clone()).idempotency(IdempotencyKey::Unique).layer(bare.clone());
+    let wrapped = ForwardLayer::new(ezthrottle.clone())
+        .with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique))
+        .layer(bare.clone());
     Setup {
         url: format!("http://{addr}/ok"),
         limited_url: format!("http://{addr}/limited"),
@@ -208,7 +211,8 @@ fn reqwest_clients(
 ) -> (reqwest::Client, reqwest_middleware::ClientWithMiddleware, reqwest_middleware::ClientWithMiddleware) {
     let plain = reqwest::Client::new();
     let empty = reqwest_middleware::ClientBuilder::new(plain.clone()).build();
-    let middleware = ezthrottle_tower::ForwardMiddleware::new(s.ezthrottle.clone()).idempotency(IdempotencyKey::Unique);
+    let middleware = ezthrottle_tower::ForwardMiddleware::new(s.ezthrottle.clone())
+        .with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique));
     let with = reqwest_middleware::ClientBuilder::new(plain.clone()).with(middleware).build();
     (plain, empty, with)
 }
@@ -407,7 +411,7 @@ fn storm_report(s: &Setup) {
     let down_url = s.url.replace("/ok", "/down");
     let breaker = CircuitBreaker::new(5, Duration::from_millis(20));
     let with_breaker = ForwardLayer::new(s.ezthrottle.clone())
-        .idempotency(IdempotencyKey::Unique)
+        .with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique))
         .circuit_breaker(breaker)
         .layer(s.bare.clone());
     for (name, client) in [("no breaker", s.wrapped.clone()), ("CircuitBreaker::new(5, 20 ms)", with_breaker)] {

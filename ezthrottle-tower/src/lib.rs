@@ -25,7 +25,7 @@
 //! let client = EZThrottle::builder().direct("http://127.0.0.1:8080").build()?;
 //! let layer = ForwardLayer::new(client)
 //!     .forward_on([StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE])
-//!     .webhooks([Webhook::new("https://app.example.com/ezthrottle")]);
+//!     .with_template(|job| job.webhook(Webhook::new("https://app.example.com/ezthrottle")));
 //! # let _ = layer; Ok(()) }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -55,8 +55,8 @@ pub use ezthrottle_core::inbox;
 pub use forward::ForwardMiddleware;
 pub use forward::{
     CircuitBreaker, CircuitState, DefaultForwardPolicy, Forward, ForwardFailed, ForwardLayer, ForwardPolicy,
-    ForwardReason, ForwardedJob, IdempotencyKey, StatusCodes,
+    ForwardReason, ForwardedJob, StatusCodes,
 };
 pub use idempotency::IdempotencyLayer;
-pub use pace::{Pace, PaceLayer, Pacing, pace_headers};
+pub use pace::{Pace, PaceLayer};
 pub use webhook::{VerifyWebhookLayer, WebhookRejection, WebhookVerifier};

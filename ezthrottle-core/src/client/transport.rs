@@ -4,9 +4,9 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 
 use super::{EZThrottle, Endpoint};
-use crate::error::{Error, Origin, now_unix_ms};
+use crate::error::{Error, Origin};
+use crate::protocol::retry_at_from;
 use crate::protocol::{ErrorBody, ProxyAllowed, ProxyEnvelope, paths};
-use crate::retry_after::retry_at_from;
 
 /// The most of an answer body this client buffers.
 pub(crate) const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -49,7 +49,7 @@ impl Answer {
             StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
                 origin,
                 message,
-                retry_at: retry_at_from(&self.headers, body.as_ref(), now_unix_ms()),
+                retry_at: retry_at_from(&self.headers, body.as_ref(), std::time::SystemTime::now()),
             },
             status => Error::Api { origin, status, message },
         }

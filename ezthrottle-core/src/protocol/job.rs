@@ -1,6 +1,7 @@
 //! The job: what EZThrottle executes (`docs/protocol.md` §2).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -54,9 +55,9 @@ pub struct Job {
     /// Server-side retry and reroute policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
-    /// Do not execute before this instant (Unix milliseconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_at: Option<u64>,
+    /// Do not execute before this instant (Unix milliseconds on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::time::unix_ms_opt")]
+    pub retry_at: Option<SystemTime>,
     /// Deduplication key; absent means the server derives one (HASH strategy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotent_key: Option<String>,
@@ -72,9 +73,15 @@ pub struct Job {
     /// Spawned as a new job when this one fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Box<Job>>,
-    /// Run `on_failure` if this job has not succeeded within this many milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_failure_timeout_ms: Option<u64>,
+    /// Run `on_failure` if this job has not succeeded within this time
+    /// (`on_failure_timeout_ms` on the wire).
+    #[serde(
+        default,
+        rename = "on_failure_timeout_ms",
+        skip_serializing_if = "Option::is_none",
+        with = "super::time::duration_ms_opt"
+    )]
+    pub on_failure_timeout: Option<Duration>,
 }
 
 impl Job {
@@ -98,7 +105,7 @@ impl Job {
             fallback_job: None,
             on_success: None,
             on_failure: None,
-            on_failure_timeout_ms: None,
+            on_failure_timeout: None,
         }
     }
 
@@ -241,7 +248,8 @@ impl RetryPolicy {
 
 /// When a fallback job runs.
 ///
-/// On the wire: `{"type":"on_error","codes":[..]}`, `{"type":"on_timeout","timeout_ms":N}`,
+/// On the wire: `{"type":"on_error","codes":[..]}`, `{"type":"on_timeout","timeout_ms":N}`
+/// (whole milliseconds),
 /// or `{}` for [`Trigger::Any`] (what the Python SDK sends for `.fallback(step)` without a
 /// condition).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,10 +259,10 @@ pub enum Trigger {
         /// The status codes that fire the fallback.
         codes: Vec<u16>,
     },
-    /// The previous job had not answered within `timeout_ms`.
+    /// The previous job had not answered within `timeout`.
     OnTimeout {
-        /// Milliseconds to wait for the previous job.
-        timeout_ms: u64,
+        /// How long to wait for the previous job.
+        timeout: Duration,
     },
     /// The previous job failed in any way: an error status, a transport failure or a timeout.
     Any,
@@ -266,9 +274,9 @@ impl Trigger {
         Self::OnError { codes: codes.into_iter().collect() }
     }
 
-    /// Fires when the previous job has not answered within `timeout_ms` milliseconds.
-    pub fn on_timeout(timeout_ms: u64) -> Self {
-        Self::OnTimeout { timeout_ms }
+    /// Fires when the previous job has not answered within `timeout`.
+    pub fn on_timeout(timeout: Duration) -> Self {
+        Self::OnTimeout { timeout }
     }
 
     /// Fires on any failure of the previous job.
@@ -286,9 +294,9 @@ impl Serialize for Trigger {
                 map.serialize_entry("type", "on_error")?;
                 map.serialize_entry("codes", codes)?;
             }
-            Self::OnTimeout { timeout_ms } => {
+            Self::OnTimeout { timeout } => {
                 map.serialize_entry("type", "on_timeout")?;
-                map.serialize_entry("timeout_ms", timeout_ms)?;
+                map.serialize_entry("timeout_ms", &super::time::duration_to_ms(*timeout))?;
             }
             Self::Any => {}
         }
@@ -312,7 +320,8 @@ impl<'de> Deserialize<'de> for Trigger {
         match raw.kind.as_deref() {
             Some("on_error") => Ok(Self::OnError { codes: raw.codes.ok_or_else(|| D::Error::missing_field("codes"))? }),
             Some("on_timeout") => {
-                Ok(Self::OnTimeout { timeout_ms: raw.timeout_ms.ok_or_else(|| D::Error::missing_field("timeout_ms"))? })
+                let timeout_ms = raw.timeout_ms.ok_or_else(|| D::Error::missing_field("timeout_ms"))?;
+                Ok(Self::OnTimeout { timeout: Duration::from_millis(timeout_ms) })
             }
             Some(other) => Err(D::Error::unknown_variant(other, KINDS)),
             None if raw.codes.is_none() && raw.timeout_ms.is_none() => Ok(Self::Any),
@@ -370,12 +379,26 @@ mod tests {
     fn triggers_have_three_wire_forms() {
         for (trigger, json) in [
             (Trigger::on_error([500, 502]), r#"{"type":"on_error","codes":[500,502]}"#),
-            (Trigger::on_timeout(250), r#"{"type":"on_timeout","timeout_ms":250}"#),
+            (Trigger::on_timeout(Duration::from_millis(250)), r#"{"type":"on_timeout","timeout_ms":250}"#),
             (Trigger::any(), "{}"),
         ] {
             assert_eq!(serde_json::to_string(&trigger).unwrap(), json);
             assert_eq!(serde_json::from_str::<Trigger>(json).unwrap(), trigger);
         }
+    }
+
+    #[test]
+    fn instants_and_durations_keep_their_integer_wire_fields() {
+        let mut job = Job::new("https://a.test/x");
+        job.retry_at = super::super::time::from_unix_ms(1_763_674_210_055);
+        job.on_failure_timeout = Some(Duration::from_millis(1500));
+        let json = job.to_json();
+        assert!(json.contains(r#""retry_at":1763674210055"#), "{json}");
+        assert!(json.contains(r#""on_failure_timeout_ms":1500"#), "{json}");
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), job);
+        let far: Job = serde_json::from_str(r#"{"url":"https://a.test","retry_at":18446744073709551615}"#).unwrap();
+        assert!(far.to_json().contains(r#""retry_at":18446744073709551615"#));
+        assert!(serde_json::from_str::<Job>(r#"{"url":"https://a.test","retry_at":-1}"#).is_err());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! (`job_id`, `status`, `url`, `method`, `created_at`, with `in_flight`/`completed` for
 //! statuses), which deserializes into the same type with the rest left empty.
 
+use std::time::{Duration, SystemTime};
+
 use serde::{Deserialize, Serialize};
 
 use super::job::{ExecutionMode, RegionPolicy};
@@ -11,7 +13,8 @@ use super::webhook_payload::TargetResponse;
 
 /// A job's state and history, as `GET /api/v1/jobs/{id}` reports it.
 ///
-/// Times are Unix milliseconds.
+/// Instants and durations are integer milliseconds on the wire (Unix milliseconds for
+/// instants).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct JobSnapshot {
@@ -36,13 +39,14 @@ pub struct JobSnapshot {
     #[serde(default)]
     pub region_policy: RegionPolicy,
     /// When the job was accepted.
-    pub created_at: u64,
+    #[serde(with = "super::time::unix_ms")]
+    pub created_at: SystemTime,
     /// When its first attempt started.
-    #[serde(default)]
-    pub started_at: Option<u64>,
+    #[serde(default, with = "super::time::unix_ms_opt")]
+    pub started_at: Option<SystemTime>,
     /// When it finished.
-    #[serde(default)]
-    pub finished_at: Option<u64>,
+    #[serde(default, with = "super::time::unix_ms_opt")]
+    pub finished_at: Option<SystemTime>,
     /// Every request made to a target, fallbacks included, in order.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
@@ -68,7 +72,12 @@ pub struct JobSnapshot {
 
 impl JobSnapshot {
     /// A snapshot of a job accepted at `created_at` and not started yet.
-    pub fn new(job_id: impl Into<String>, url: impl Into<String>, method: impl Into<String>, created_at: u64) -> Self {
+    pub fn new(
+        job_id: impl Into<String>,
+        url: impl Into<String>,
+        method: impl Into<String>,
+        created_at: SystemTime,
+    ) -> Self {
         Self {
             job_id: job_id.into(),
             status: JobStatus::Queued,
@@ -159,10 +168,11 @@ pub struct Attempt {
     /// The region it ran in.
     pub region: String,
     /// When it started.
-    pub started_at: u64,
-    /// How long the target took, once it answered or failed.
-    #[serde(default)]
-    pub latency_ms: Option<u64>,
+    #[serde(with = "super::time::unix_ms")]
+    pub started_at: SystemTime,
+    /// How long the target took, once it answered or failed (`latency_ms` on the wire).
+    #[serde(default, rename = "latency_ms", with = "super::time::duration_ms_opt")]
+    pub latency: Option<Duration>,
     /// The target's status code, when it answered.
     #[serde(default)]
     pub status_code: Option<u16>,
@@ -180,7 +190,7 @@ impl Attempt {
         job: impl Into<String>,
         url: impl Into<String>,
         region: impl Into<String>,
-        started_at: u64,
+        started_at: SystemTime,
     ) -> Self {
         Self {
             attempt,
@@ -188,7 +198,7 @@ impl Attempt {
             url: url.into(),
             region: region.into(),
             started_at,
-            latency_ms: None,
+            latency: None,
             status_code: None,
             error: None,
             outcome: AttemptOutcome::InFlight,
@@ -288,9 +298,11 @@ impl DeliveryOutcome {
 #[non_exhaustive]
 pub struct DeliveryAttempt {
     /// When it was sent.
-    pub at: u64,
-    /// How long the receiver took.
-    pub latency_ms: u64,
+    #[serde(with = "super::time::unix_ms")]
+    pub at: SystemTime,
+    /// How long the receiver took (`latency_ms` on the wire).
+    #[serde(rename = "latency_ms", with = "super::time::duration_ms")]
+    pub latency: Duration,
     /// The receiver's status code, when it answered.
     #[serde(default)]
     pub status_code: Option<u16>,
@@ -300,9 +312,9 @@ pub struct DeliveryAttempt {
 }
 
 impl DeliveryAttempt {
-    /// A POST sent at `at` that took `latency_ms`.
-    pub fn new(at: u64, latency_ms: u64, status_code: Option<u16>, error: Option<String>) -> Self {
-        Self { at, latency_ms, status_code, error }
+    /// A POST sent at `at` that took `latency`.
+    pub fn new(at: SystemTime, latency: Duration, status_code: Option<u16>, error: Option<String>) -> Self {
+        Self { at, latency, status_code, error }
     }
 }
 
@@ -400,12 +412,16 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips() {
-        let mut snapshot = JobSnapshot::new("job_1_1", "https://x.test/a", "POST", 10);
+        let at = |ms| crate::protocol::time::from_unix_ms(ms).unwrap();
+        let mut snapshot = JobSnapshot::new("job_1_1", "https://x.test/a", "POST", at(10));
         snapshot.status = JobStatus::Success;
-        snapshot.attempts.push(Attempt::new(1, "primary", "https://x.test/a", "iad", 11));
+        let mut attempt = Attempt::new(1, "primary", "https://x.test/a", "iad", at(11));
+        attempt.latency = Some(Duration::from_millis(7));
+        snapshot.attempts.push(attempt);
         snapshot.children.push(ChildJob::new("job_1_2", ChildRelation::OnSuccess, false));
         let json = serde_json::to_string(&snapshot).unwrap();
         assert!(json.contains(r#""relation":"on_success""#) && json.contains(r#""outcome":"in_flight""#));
+        assert!(json.contains(r#""created_at":10,"#) && json.contains(r#""started_at":11,"latency_ms":7,"#), "{json}");
         assert_eq!(serde_json::from_str::<JobSnapshot>(&json).unwrap(), snapshot);
         assert_eq!(snapshot.child(ChildRelation::OnSuccess).map(|c| c.job_id.as_str()), Some("job_1_2"));
     }

@@ -4,10 +4,14 @@
 //! default, matching what the Python SDK 1.3.0 sends (`docs/protocol.md` in the repository).
 
 mod envelope;
+pub mod headers;
 mod job;
 mod job_snapshot;
+mod pace;
 mod receipt;
+mod retry_after;
 mod secrets;
+pub mod time;
 mod validate;
 mod webhook_payload;
 
@@ -17,7 +21,9 @@ pub use job_snapshot::{
     Attempt, AttemptOutcome, ChildJob, ChildRelation, DeliveryAttempt, DeliveryOutcome, JobSnapshot, JobStatus,
     WebhookDeliveries, WebhookQuorum,
 };
+pub use pace::{AnnouncedPace, InvalidPace, Pace, lane_key, lane_key_of_uri, lane_key_of_url};
 pub use receipt::{SubmissionStatus, SubmitReceipt};
+pub use retry_after::{parse_retry_after, retry_after_delay, retry_at_from};
 pub use secrets::{CreateWebhookSecrets, MIN_SECRET_LEN, StatusMessage, WebhookSecretsView, mask_secret};
 pub use validate::{InvalidJob, MAX_JOB_DEPTH, SUPPORTED_METHODS, check_absolute_url};
 pub use webhook_payload::{DeliveryStatus, TargetResponse, WebhookPayload};
@@ -32,5 +38,6 @@ pub mod paths {
     pub const PROXY: &str = "/api/v1/proxy";
 }
 
-/// Header carrying a delivery's signature.
-pub const SIGNATURE_HEADER: &str = "X-EZThrottle-Signature";
+/// The signature header, also at the root of the module (where the webhook code has always
+/// found it).
+pub use headers::SIGNATURE_HEADER;

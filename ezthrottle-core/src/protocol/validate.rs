@@ -122,12 +122,13 @@ fn validate_job(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
             }
             check_codes(codes, &path.field("trigger.codes"))?;
         }
-        (Role::Fallback, Some(Trigger::OnTimeout { timeout_ms: 0 })) => {
+        // Sent in whole milliseconds: under 1 ms would be sent as 0.
+        (Role::Fallback, Some(Trigger::OnTimeout { timeout })) if super::time::duration_to_ms(*timeout) == 0 => {
             return Err(path.invalid("trigger.timeout_ms", "must be greater than 0"));
         }
         _ => {}
     }
-    if job.on_failure_timeout_ms.is_some() && job.on_failure.is_none() {
+    if job.on_failure_timeout.is_some() && job.on_failure.is_none() {
         return Err(path.invalid("on_failure_timeout_ms", "is set but there is no on_failure job"));
     }
     if let Some(fallback) = &job.fallback_job {
@@ -220,7 +221,7 @@ mod tests {
     #[test]
     fn triggers_belong_to_fallbacks_only() {
         let mut job = Job::new("https://a.example");
-        job.trigger = Some(Trigger::on_timeout(5));
+        job.trigger = Some(Trigger::on_timeout(std::time::Duration::from_millis(5)));
         assert_eq!(field_of(&job), "trigger");
         let mut job = Job::new("https://a.example");
         job.fallback_job = Some(Box::new(Job::new("https://b.example")));

@@ -1,13 +1,16 @@
 //! The `Step` builder: one request, how it runs, and what follows it.
 
 mod frugal;
+mod key;
 mod outcome;
+mod request;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::Method;
 
 pub use frugal::MAX_LOCAL_BODY_BYTES;
+pub use key::credential_key;
 pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
 
 use crate::client::EZThrottle;
@@ -25,12 +28,30 @@ pub enum StepType {
     Frugal,
 }
 
-/// How the idempotency key of a step is chosen when none is set explicitly.
+/// How the idempotency key of a job is chosen when the caller sets none.
+///
+/// One default for every entry point ([`Step`], [`ForwardToEZThrottle`](crate::ForwardToEZThrottle),
+/// the tower `ForwardLayer` and `ForwardMiddleware`, `#[auto_forward]`). An explicit key
+/// ([`Step::idempotent_key`], or a forwarded request's `Idempotency-Key` header) always wins.
+///
+/// Why [`CredentialHash`](Self::CredentialHash) is the default: EZThrottle's own derivation
+/// ([`Hash`](Self::Hash)) covers URL, method, body and the *account*, not the end user. Two
+/// users of one backend calling `GET /me` with their own tokens would become one job, run
+/// with the first user's token, and the second would receive the first user's data. The
+/// SDK's key adds the credential headers, so two users never share a job, while the same
+/// user repeating the same call within EZThrottle's idempotency window (its idempotency
+/// TTL) is still one job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum IdempotentStrategy {
-    /// Send no key: EZThrottle derives one from (url, method, body, account), so the same
-    /// request is deduplicated (the default).
+    /// The SDK computes the key ([`credential_key`]): SHA-256 over the method, the full URL
+    /// (query included), the body and the credential headers (`Authorization`,
+    /// `Proxy-Authorization`, `Cookie`, `X-Api-Key`, plus those named with
+    /// [`Step::credential_header`]). The default.
     #[default]
+    CredentialHash,
+    /// Send no key: EZThrottle derives one from (url, method, body, account), so identical
+    /// requests of *all* callers of the account are one job (what the Python SDK does).
     Hash,
     /// Send a fresh UUID v4 on every execution, so repeats are new jobs (polling, pings).
     Unique,
@@ -57,13 +78,18 @@ pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// let job = step.to_job();
 /// assert_eq!(job.fallback_job.as_ref().map(|f| f.url.as_str()), Some("https://backup.example.com/charge"));
 /// ```
-#[derive(Debug, Clone)]
+///
+/// `Step` is the one place job options are set: [`ForwardToEZThrottle`](crate::ForwardToEZThrottle)
+/// wraps one, and the tower `ForwardLayer` / `ForwardMiddleware` hold one as the template
+/// of every job they forward.
+#[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub struct Step {
     /// The request fields; nested jobs are built from the fields below.
     request: Job,
     step_type: StepType,
     idempotent_strategy: IdempotentStrategy,
+    credential_headers: Vec<String>,
     fallback_on_error: Vec<u16>,
     local_timeout: Duration,
     fallbacks: Vec<(Step, Trigger)>,
@@ -72,12 +98,13 @@ pub struct Step {
 }
 
 impl Step {
-    /// A `GET` of `url`, PERFORMANCE, HASH idempotency.
+    /// A `GET` of `url`, PERFORMANCE, [`IdempotentStrategy::CredentialHash`].
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             request: Job::new(url),
             step_type: StepType::default(),
             idempotent_strategy: IdempotentStrategy::default(),
+            credential_headers: Vec::new(),
             fallback_on_error: DEFAULT_FALLBACK_ON_ERROR.to_vec(),
             local_timeout: DEFAULT_LOCAL_TIMEOUT,
             fallbacks: Vec::new(),
@@ -185,9 +212,9 @@ impl Step {
         self
     }
 
-    /// Do not execute before this instant (Unix milliseconds).
-    pub fn retry_at(mut self, unix_ms: u64) -> Self {
-        self.request.retry_at = Some(unix_ms);
+    /// Do not execute before this instant (e.g. from the target's `Retry-After`).
+    pub fn retry_at(mut self, at: SystemTime) -> Self {
+        self.request.retry_at = Some(at);
         self
     }
 
@@ -197,9 +224,16 @@ impl Step {
         self
     }
 
-    /// How the key is chosen when none is set (default [`IdempotentStrategy::Hash`]).
+    /// How the key is chosen when none is set (default [`IdempotentStrategy::CredentialHash`]).
     pub fn idempotent_strategy(mut self, strategy: IdempotentStrategy) -> Self {
         self.idempotent_strategy = strategy;
+        self
+    }
+
+    /// Adds a request header that identifies the caller (a tenant id, a session header) to
+    /// those the computed key covers ([`IdempotentStrategy::CredentialHash`]).
+    pub fn credential_header(mut self, name: impl Into<String>) -> Self {
+        self.credential_headers.push(name.into());
         self
     }
 
@@ -233,24 +267,26 @@ impl Step {
     /// within that time.
     pub fn on_failure(mut self, step: Step, timeout: Option<Duration>) -> Self {
         self.on_failure = Some(Box::new(step));
-        self.request.on_failure_timeout_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        self.request.on_failure_timeout = timeout;
         self
     }
 
-    /// The step's type.
-    pub fn get_step_type(&self) -> StepType {
-        self.step_type
+    /// Whether the step runs here first ([`StepType::Frugal`]).
+    pub fn is_frugal(&self) -> bool {
+        self.step_type == StepType::Frugal
     }
 
-    /// The target URL.
-    pub fn get_url(&self) -> &str {
-        &self.request.url
+    /// This step's own request and options (without its fallbacks, children and computed
+    /// key): the URL, method, headers, body, webhooks, regions, ...
+    pub fn request(&self) -> &Job {
+        &self.request
     }
 
     /// The job this step submits, with its fallback chain and children.
     ///
-    /// Under [`IdempotentStrategy::Unique`] every call draws a fresh key (per step, nested
-    /// steps included).
+    /// Without an explicit key, each job (nested steps included) gets the key of its
+    /// step's strategy: computed from the request, or under [`IdempotentStrategy::Unique`]
+    /// a fresh one on every call.
     pub fn to_job(&self) -> Job {
         let mut job = self.request_job();
         job.fallback_job = self.fallback_chain_job();
@@ -260,8 +296,12 @@ impl Step {
     /// This step's own job: its request, key and children, without fallbacks.
     fn request_job(&self) -> Job {
         let mut job = self.request.clone();
-        if job.idempotent_key.is_none() && self.idempotent_strategy == IdempotentStrategy::Unique {
-            job.idempotent_key = Some(uuid::Uuid::new_v4().to_string());
+        if job.idempotent_key.is_none() {
+            job.idempotent_key = match self.idempotent_strategy {
+                IdempotentStrategy::CredentialHash => Some(credential_key(&job, &self.credential_headers)),
+                IdempotentStrategy::Hash => None,
+                IdempotentStrategy::Unique => Some(uuid::Uuid::new_v4().to_string()),
+            };
         }
         job.on_success = self.on_success.as_ref().map(|step| Box::new(step.to_job()));
         job.on_failure = self.on_failure.as_ref().map(|step| Box::new(step.to_job()));
@@ -304,6 +344,14 @@ impl Step {
             StepType::Performance => client.submit_job(&job).await.map(StepOutcome::Forwarded),
             StepType::Frugal => frugal::execute(self, job, client).await,
         }
+    }
+}
+
+impl Default for Step {
+    /// A template: no URL yet (a layer or [`Step::for_http_request`] sets the request),
+    /// every option at its default.
+    fn default() -> Self {
+        Self::new("")
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ezthrottle_core::protocol::time::to_unix_ms;
 use ezthrottle_core::{EZThrottle, Error, Job, Origin, Webhook};
 
 use crate::support::{Answer, TestServer, now_ms, refused_url};
@@ -24,7 +25,7 @@ async fn plan_limit_denial_keeps_retry_after_from_the_body() {
     let error = submit_to(&proxy).await;
     let after = now_ms();
     assert!(matches!(error, Error::RateLimited { origin: Origin::Proxy, .. }), "{error:?}");
-    let retry_at = error.retry_at().expect("retry_at computed");
+    let retry_at = error.retry_at().map(to_unix_ms).expect("retry_at computed");
     assert!((before + 3_600_000..=after + 3_600_000).contains(&retry_at), "{retry_at}");
     let text = error.to_string();
     assert!(text.starts_with("plan limit exceeded"), "{text}");
@@ -38,7 +39,7 @@ async fn ip_limit_uses_retry_after_seconds_and_headers_win() {
     })
     .await;
     let before = now_ms();
-    let retry_at = submit_to(&proxy).await.retry_at().expect("retry_at");
+    let retry_at = submit_to(&proxy).await.retry_at().map(to_unix_ms).expect("retry_at");
     assert!(retry_at >= before + 300_000 && retry_at <= now_ms() + 300_000);
 
     let with_header = TestServer::always(|| {
@@ -46,7 +47,7 @@ async fn ip_limit_uses_retry_after_seconds_and_headers_win() {
             .header("retry-after", "Wed, 21 Oct 2065 07:28:00 GMT")
     })
     .await;
-    assert_eq!(submit_to(&with_header).await.retry_at(), Some(3_023_335_680_000));
+    assert_eq!(submit_to(&with_header).await.retry_at().map(to_unix_ms), Some(3_023_335_680_000));
 }
 
 #[tokio::test]
@@ -70,7 +71,7 @@ async fn forwarded_queue_full_keeps_its_retry_after() {
         TestServer::always(|| Answer::proxied(429, serde_json::json!({"error": "queue full", "retry_at": 42}))).await;
     let error = submit_to(&proxy).await;
     assert!(matches!(error, Error::RateLimited { origin: Origin::EZThrottle, .. }), "{error:?}");
-    assert_eq!(error.retry_at(), Some(42));
+    assert_eq!(error.retry_at().map(to_unix_ms), Some(42));
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `ForwardToEZThrottle`: built from the request that failed, handed over intact.
 
 use bytes::Bytes;
-use ezthrottle_core::{ForwardBuildError, ForwardToEZThrottle, Forwardable, Method, StepOutcome, StepType, Webhook};
+use ezthrottle_core::protocol::time::from_unix_ms;
+use ezthrottle_core::{ForwardBuildError, ForwardToEZThrottle, Forwardable, Method, Step, StepOutcome, Webhook};
 
 use crate::support::{Answer, TestServer, receipt};
 
@@ -16,7 +17,10 @@ fn from_an_http_request_keeps_end_to_end_headers_and_the_body() {
         .header("x-trace", "b")
         .body(Bytes::from_static(br#"{"amount":100}"#))
         .expect("request");
-    let job = ForwardToEZThrottle::from_http_request(&request).expect("forwardable").idempotent_key("k").to_job();
+    let job = ForwardToEZThrottle::from_http_request(&request)
+        .expect("forwardable")
+        .map_step(|step| step.idempotent_key("k"))
+        .to_job();
     assert_eq!(job.method, Method::POST);
     assert_eq!(job.url, "https://api.example.com/charge?x=1");
     assert_eq!(job.body.as_deref(), Some(r#"{"amount":100}"#));
@@ -53,8 +57,8 @@ fn from_a_reqwest_request_needs_a_buffered_body() {
         .build()
         .expect("request");
     let forward = ForwardToEZThrottle::from_reqwest(&request).expect("buffered");
-    assert_eq!(forward.method_ref(), Method::PUT);
-    assert_eq!(forward.url_ref(), "https://api.example.com/items/1");
+    assert_eq!(forward.method(), Method::PUT);
+    assert_eq!(forward.url(), "https://api.example.com/items/1");
     assert_eq!(forward.to_job().body.as_deref(), Some("payload"));
 
     let stream = futures_stream();
@@ -68,12 +72,14 @@ fn futures_stream() -> reqwest::Body {
 }
 
 #[test]
-fn defaults_are_performance_with_a_unique_key() {
+fn defaults_are_performance_with_the_credential_key() {
     let forward = ForwardToEZThrottle::get("https://api.example.com/x");
     let (first, second) = (forward.to_job(), forward.to_job());
     assert!(first.idempotent_key.is_some());
-    assert_ne!(first.idempotent_key, second.idempotent_key);
-    assert_eq!(forward.to_step().get_step_type(), StepType::Performance);
+    assert_eq!(first.idempotent_key, second.idempotent_key, "the same request is one job");
+    let other_caller = forward.clone().map_step(|step| step.header("Authorization", "Bearer other")).to_job();
+    assert_ne!(first.idempotent_key, other_caller.idempotent_key, "another caller is another job");
+    assert!(!forward.step().is_frugal());
     assert_eq!(forward.forward_request(), Some(forward.clone()));
     assert_eq!(forward.to_string(), "forward GET https://api.example.com/x to EZThrottle");
 }
@@ -81,13 +87,17 @@ fn defaults_are_performance_with_a_unique_key() {
 #[tokio::test]
 async fn the_client_forwards_it_intact() {
     let engine = TestServer::always(|| Answer::json(201, receipt("job_fwd"))).await;
-    let forward = ForwardToEZThrottle::post("https://api.example.com/charge", r#"{"amount":100}"#)
-        .header("Authorization", "Bearer t0k")
-        .idempotent_key("charge-42")
-        .metadata_entry("order", "o-42")
-        .webhook(Webhook::new("https://app.example.com/hook"))
-        .regions(["iad"])
-        .retry_at(1_800_000_000_000);
+    let forward = ForwardToEZThrottle::new(
+        Step::new("https://api.example.com/charge")
+            .method(Method::POST)
+            .body(r#"{"amount":100}"#)
+            .header("Authorization", "Bearer t0k")
+            .idempotent_key("charge-42")
+            .metadata_entry("order", "o-42")
+            .webhook(Webhook::new("https://app.example.com/hook"))
+            .regions(["iad"])
+            .retry_at(from_unix_ms(1_800_000_000_000).expect("instant")),
+    );
     let outcome = engine.direct_client().forward(&forward).await.expect("forwarded");
     assert!(matches!(&outcome, StepOutcome::Forwarded(r) if r.job_id == "job_fwd"), "{outcome:?}");
     assert_eq!(

@@ -12,6 +12,12 @@ fn golden(name: &str) -> Value {
     serde_json::from_str(&text).expect("golden json")
 }
 
+/// A step with the Python SDK's default idempotency (HASH: no key sent, EZThrottle derives
+/// one), so its JSON compares with what that SDK sends. Our default computes a key.
+fn py(url: &str) -> Step {
+    Step::new(url).idempotent_strategy(IdempotentStrategy::Hash)
+}
+
 fn assert_golden(name: &str, step: &Step) {
     let ours: Value = serde_json::from_str(&step.to_job().to_json()).expect("our json");
     assert_eq!(ours, golden(name), "{name}: ours (left) differs from the Python SDK's (right)");
@@ -19,12 +25,12 @@ fn assert_golden(name: &str, step: &Step) {
 
 #[test]
 fn minimal() {
-    assert_golden("minimal", &Step::new("https://api.example.com/items"));
+    assert_golden("minimal", &py("https://api.example.com/items"));
 }
 
 #[test]
 fn request_fields() {
-    let step = Step::new("https://api.example.com/charge")
+    let step = py("https://api.example.com/charge")
         // Lower-case, as the Python example passes it: sent upper-case.
         .method(Method::from_bytes(b"post").expect("method"))
         .headers([("Authorization", "Bearer t0k"), ("Content-Type", "application/json")])
@@ -36,7 +42,7 @@ fn request_fields() {
 
 #[test]
 fn webhooks_quorum() {
-    let step = Step::new("https://api.example.com/items")
+    let step = py("https://api.example.com/items")
         .webhooks([
             Webhook::new("https://a.example.com/hook"),
             Webhook::new("https://b.example.com/hook").regions(["iad", "lax"]),
@@ -48,7 +54,7 @@ fn webhooks_quorum() {
 
 #[test]
 fn regions_strict_fanout() {
-    let step = Step::new("https://api.example.com/items")
+    let step = py("https://api.example.com/items")
         .regions(["iad", "lax", "ord"])
         .region_policy(RegionPolicy::Strict)
         .execution_mode(ExecutionMode::Fanout);
@@ -57,7 +63,7 @@ fn regions_strict_fanout() {
 
 #[test]
 fn defaults_are_omitted() {
-    let step = Step::new("https://api.example.com/items")
+    let step = py("https://api.example.com/items")
         .regions(["iad", "lax"])
         .region_policy(RegionPolicy::Fallback)
         .execution_mode(ExecutionMode::Race)
@@ -67,29 +73,29 @@ fn defaults_are_omitted() {
 
 #[test]
 fn retry_policy_and_retry_at() {
-    let step = Step::new("https://api.example.com/items")
+    let step = py("https://api.example.com/items")
         .retry_policy(
             RetryPolicy::new().max_retries(5).max_reroutes(3).retry_codes([429, 503]).reroute_codes([500, 502, 504]),
         )
-        .retry_at(1_763_674_210_055);
+        .retry_at(ezthrottle_core::protocol::time::from_unix_ms(1_763_674_210_055).expect("instant"));
     assert_golden("retry_policy_and_retry_at", &step);
 }
 
 #[test]
 fn explicit_key() {
-    assert_golden("explicit_key", &Step::new("https://api.example.com/items").idempotent_key("order-42"));
+    assert_golden("explicit_key", &py("https://api.example.com/items").idempotent_key("order-42"));
 }
 
 #[test]
 fn two_level_fallback_chain_with_both_triggers_and_children() {
-    let step = Step::new("https://httpbin.org/status/500")
+    let step = py("https://httpbin.org/status/500")
         .webhook(Webhook::new("https://app/webhook"))
         .idempotent_key("k1")
-        .fallback(Step::new("https://httpbin.org/delay/2"), Trigger::on_error([500, 502, 503]))
-        .fallback(Step::new("https://httpbin.org/status/200"), Trigger::on_timeout(500))
-        .on_success(Step::new("https://httpbin.org/delay/1").idempotent_key("k2"))
+        .fallback(py("https://httpbin.org/delay/2"), Trigger::on_error([500, 502, 503]))
+        .fallback(py("https://httpbin.org/status/200"), Trigger::on_timeout(Duration::from_millis(500)))
+        .on_success(py("https://httpbin.org/delay/1").idempotent_key("k2"))
         .on_failure(
-            Step::new("https://alerts.example.com/page").method(Method::POST).body("failed").idempotent_key("k3"),
+            py("https://alerts.example.com/page").method(Method::POST).body("failed").idempotent_key("k3"),
             Some(Duration::from_secs(60)),
         );
     assert_golden("fallback_chain_with_children", &step);
@@ -97,27 +103,26 @@ fn two_level_fallback_chain_with_both_triggers_and_children() {
 
 #[test]
 fn a_fallback_without_condition_sends_an_empty_trigger() {
-    let step = Step::new("https://api.example.com/items")
-        .fallback(Step::new("https://backup.example.com/items"), Trigger::any());
+    let step = py("https://api.example.com/items").fallback(py("https://backup.example.com/items"), Trigger::any());
     assert_golden("fallback_without_condition", &step);
 }
 
 #[test]
 fn nested_workflow_children_keep_their_own_keys() {
-    let step = Step::new("https://api.example.com/orders")
+    let step = py("https://api.example.com/orders")
         .method(Method::POST)
         .body(r#"{"sku":"A"}"#)
         .idempotent_key("order")
         .on_success(
-            Step::new("https://api.example.com/invoice")
+            py("https://api.example.com/invoice")
                 .method(Method::POST)
                 .idempotent_key("invoice")
                 .webhook(Webhook::new("https://app.example.com/invoice-hook"))
-                .on_success(Step::new("https://api.example.com/email").idempotent_key("email"))
-                .on_failure(Step::new("https://api.example.com/refund").idempotent_key("refund"), None),
+                .on_success(py("https://api.example.com/email").idempotent_key("email"))
+                .on_failure(py("https://api.example.com/refund").idempotent_key("refund"), None),
         )
         .fallback(
-            Step::new("https://backup.example.com/orders")
+            py("https://backup.example.com/orders")
                 .method(Method::POST)
                 .body(r#"{"sku":"A"}"#)
                 .idempotent_key("backup"),
@@ -128,9 +133,9 @@ fn nested_workflow_children_keep_their_own_keys() {
 
 #[test]
 fn unique_strategy_draws_a_fresh_uuid_per_job_and_per_step() {
-    let step = Step::new("https://api.example.com/poll")
+    let step = py("https://api.example.com/poll")
         .idempotent_strategy(IdempotentStrategy::Unique)
-        .on_success(Step::new("https://api.example.com/next").idempotent_strategy(IdempotentStrategy::Unique));
+        .on_success(py("https://api.example.com/next").idempotent_strategy(IdempotentStrategy::Unique));
     let (first, second) = (step.to_job(), step.to_job());
     let key = |job: &ezthrottle_core::Job| job.idempotent_key.clone().expect("unique key");
     assert_ne!(key(&first), key(&second));
@@ -144,11 +149,11 @@ fn unique_strategy_draws_a_fresh_uuid_per_job_and_per_step() {
 
 #[test]
 fn the_wire_form_round_trips() {
-    let step = Step::new("https://api.example.com/orders")
+    let step = py("https://api.example.com/orders")
         .webhook(Webhook::new("https://a.example/h").has_quorum_vote(false))
         .webhook(Webhook::new("https://b.example/h"))
-        .fallback(Step::new("https://b.example/x"), Trigger::on_timeout(250))
-        .on_failure(Step::new("https://c.example/y"), Some(Duration::from_millis(1500)));
+        .fallback(py("https://b.example/x"), Trigger::on_timeout(Duration::from_millis(250)))
+        .on_failure(py("https://c.example/y"), Some(Duration::from_millis(1500)));
     let job = step.to_job();
     let back: ezthrottle_core::Job = serde_json::from_str(&job.to_json()).expect("parse");
     assert_eq!(back, job);

@@ -138,7 +138,7 @@ async fn a_local_timeout_fires_on_timeout_fallbacks() {
     let step = frugal(&slow.url)
         .local_timeout(Duration::from_millis(200))
         .fallback(frugal(&on_error.url), Trigger::on_error([500]))
-        .fallback(frugal(&on_timeout.url), Trigger::on_timeout(200));
+        .fallback(frugal(&on_timeout.url), Trigger::on_timeout(Duration::from_millis(200)));
 
     let outcome = step.execute(&engine.direct_client()).await.expect("ok");
 

@@ -40,7 +40,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     let mut headers = BTreeMap::new();
     headers.insert("content-type".to_owned(), inner.content_type.to_owned());
     if let Some(seconds) = inner.retry_after {
-        headers.insert("retry-after".to_owned(), seconds.to_string());
+        headers.insert(http::header::RETRY_AFTER.as_str().to_owned(), seconds.to_string());
     }
     let forwarded =
         TargetResponse::new(inner.status.as_u16(), headers, String::from_utf8_lossy(&inner.body).into_owned());

@@ -23,8 +23,8 @@ pub(crate) struct AttemptRecord {
 
 impl AttemptRecord {
     fn to_wire(&self, number: u32) -> Attempt {
-        let mut attempt = Attempt::new(number, &*self.job_path, &*self.url, &*self.region, self.started_at_ms);
-        attempt.latency_ms = self.latency_ms;
+        let mut attempt = Attempt::new(number, &*self.job_path, &*self.url, &*self.region, instant(self.started_at_ms));
+        attempt.latency = self.latency_ms.map(std::time::Duration::from_millis);
         attempt.status_code = self.status_code;
         attempt.error.clone_from(&self.error);
         attempt.outcome = self.outcome;
@@ -144,8 +144,9 @@ impl JobRecord {
     /// What `GET /api/v1/jobs/{id}` answers.
     pub fn snapshot(&self) -> JobSnapshot {
         let state = self.state();
-        let nonzero = |ms: u64| if ms == 0 { None } else { Some(ms) };
-        let mut snapshot = JobSnapshot::new(&*self.id, &self.job.url, self.job.method.as_str(), self.accepted_at_ms);
+        let nonzero = |ms: u64| if ms == 0 { None } else { Some(instant(ms)) };
+        let mut snapshot =
+            JobSnapshot::new(&*self.id, &self.job.url, self.job.method.as_str(), instant(self.accepted_at_ms));
         snapshot.status = state.status;
         snapshot.idempotent_key = Some(self.idempotent_key.to_string());
         snapshot.regions.clone_from(&self.job.regions);
@@ -168,4 +169,10 @@ impl JobRecord {
         snapshot.webhook_quorum = WebhookQuorum::new(self.job.webhook_quorum, voters, quorum_met);
         snapshot
     }
+}
+
+/// The instant of an engine timestamp (Unix ms, always representable: it was read from the
+/// clock).
+fn instant(unix_ms: u64) -> std::time::SystemTime {
+    ezthrottle_core::protocol::time::from_unix_ms(unix_ms).unwrap_or(std::time::UNIX_EPOCH)
 }

@@ -35,7 +35,7 @@ async fn unknown_or_missing_key_is_401_like_the_proxy() {
 async fn open_mode_accepts_any_or_no_key() {
     let engine = ezthrottle_local::Engine::builder()
         .open()
-        .default_pace(ezthrottle_local::Pace::unlimited())
+        .default_pace(ezthrottle_core::Pace::UNLIMITED)
         .start()
         .await
         .unwrap();

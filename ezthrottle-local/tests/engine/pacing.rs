@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use ezthrottle_local::Pace;
+use ezthrottle_core::Pace;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -90,7 +90,7 @@ async fn aqueduct_headers_win_over_ezthrottle_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrent_bounds_requests_in_flight() {
     let target = Server::start().await;
-    let (engine, api) = start(fast_engine().pace(target.host(), 1000.0, 2)).await;
+    let (engine, api) = start(fast_engine().pace(target.host(), Pace::new(1000.0, 2).unwrap())).await;
     let mut ids = Vec::new();
     for i in 0..6 {
         ids.push(api.submit_ok(&job(&target.url(&format!("/slow/300?{i}")), json!({}))).await);

@@ -11,7 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
-use ezthrottle_local::{Engine, EngineBuilder, Pace, RunningEngine};
+use ezthrottle_core::Pace;
+use ezthrottle_local::{Engine, EngineBuilder, RunningEngine};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -24,7 +25,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub fn fast_engine() -> EngineBuilder {
     Engine::builder()
         .api_key(KEY)
-        .default_pace(Pace::unlimited())
+        .default_pace(Pace::UNLIMITED)
         .retry_backoff(Duration::from_millis(10), Duration::from_millis(200))
         .webhook_retry(Duration::from_millis(20), 5)
         .target_timeout(Duration::from_secs(10))

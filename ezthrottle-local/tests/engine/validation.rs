@@ -80,7 +80,10 @@ async fn a_full_queue_is_429_with_retry_after_but_duplicates_still_answer() {
     let target = Server::start().await;
     // One request every 100 s: accepted jobs stay queued.
     let (engine, api) = start(
-        fast_engine().pace(target.host(), 0.01, 1).max_queued_jobs(2).admission_retry_after(Duration::from_secs(5)),
+        fast_engine()
+            .pace(target.host(), ezthrottle_core::Pace::new(0.01, 1).unwrap())
+            .max_queued_jobs(2)
+            .admission_retry_after(Duration::from_secs(5)),
     )
     .await;
     let first = api.submit_ok(&job(&target.url("/ok?1"), json!({"idempotent_key": "q1"}))).await;

@@ -11,7 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::any;
 use ezthrottle::EZThrottle;
-use ezthrottle_local::{Engine, Pace, RunningEngine};
+use ezthrottle_core::Pace;
+use ezthrottle_local::{Engine, RunningEngine};
 
 /// One request the target received.
 #[derive(Debug, Clone)]
@@ -120,7 +121,7 @@ async fn answer(
 
 /// An open engine with no pacing, and a direct client to it.
 pub async fn engine() -> (RunningEngine, EZThrottle) {
-    let engine = Engine::builder().open().default_pace(Pace::unlimited()).start().await.unwrap();
+    let engine = Engine::builder().open().default_pace(Pace::UNLIMITED).start().await.unwrap();
     let client = EZThrottle::builder().direct(engine.base_url()).build().unwrap();
     (engine, client)
 }

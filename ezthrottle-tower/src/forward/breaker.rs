@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-
-use super::decision::now_unix_ms;
+use std::time::{Duration, Instant, SystemTime};
 
 /// An opt-in circuit breaker, one circuit per target host (`host:port`).
 ///
@@ -39,6 +37,9 @@ pub struct CircuitBreaker {
     shared: Arc<Shared>,
 }
 
+/// The longest a circuit stays open when the target's wait cannot be represented.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 struct Shared {
     threshold: u32,
     cool_down: Duration,
@@ -48,8 +49,8 @@ struct Shared {
 #[derive(Debug, Clone, Copy)]
 enum Circuit {
     Closed { failures: u32 },
-    Open { until: Instant, retry_at: Option<u64> },
-    HalfOpen { retry_at: Option<u64> },
+    Open { until: Instant, retry_at: Option<SystemTime> },
+    HalfOpen { retry_at: Option<SystemTime> },
 }
 
 /// The state of one host's circuit, as [`CircuitBreaker::state`] reports it.
@@ -72,7 +73,7 @@ pub(crate) enum Admission {
     /// Call the target as the half-open probe.
     Probe(ProbeGuard),
     /// Forward without calling the target.
-    Forward { retry_at: Option<u64> },
+    Forward { retry_at: Option<SystemTime> },
 }
 
 impl CircuitBreaker {
@@ -126,7 +127,13 @@ impl CircuitBreaker {
 
     /// Records the outcome of a call that reached the target. `retry_at` is the target's
     /// `Retry-After` (Unix ms), if it sent one.
-    pub(crate) fn record(&self, host: &str, forwardable: bool, retry_at: Option<u64>, probe: Option<&mut ProbeGuard>) {
+    pub(crate) fn record(
+        &self,
+        host: &str,
+        forwardable: bool,
+        retry_at: Option<SystemTime>,
+        probe: Option<&mut ProbeGuard>,
+    ) {
         let is_probe = probe.is_some();
         if let Some(probe) = probe {
             probe.settled = true;
@@ -153,22 +160,22 @@ impl CircuitBreaker {
         hosts.insert(host.to_owned(), next);
     }
 
-    fn after_failure(&self, host: &str, failures: u32, retry_at: Option<u64>) -> Circuit {
+    fn after_failure(&self, host: &str, failures: u32, retry_at: Option<SystemTime>) -> Circuit {
         if failures >= self.shared.threshold { self.open(host, retry_at) } else { Circuit::Closed { failures } }
     }
 
-    fn open(&self, host: &str, retry_at: Option<u64>) -> Circuit {
-        let now_ms = now_unix_ms();
-        let wait = match retry_at {
-            Some(at) if at > now_ms => Duration::from_millis(at - now_ms),
-            _ => self.shared.cool_down,
-        };
+    fn open(&self, host: &str, retry_at: Option<SystemTime>) -> Circuit {
+        let ahead = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).filter(|wait| !wait.is_zero());
+        let wait = ahead.unwrap_or(self.shared.cool_down);
         tracing::warn!(
             host,
-            wait_ms = wait.as_millis() as u64,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "circuit open: forwarding to EZThrottle without calling the target"
         );
-        Circuit::Open { until: Instant::now() + wait, retry_at: retry_at.filter(|at| *at > now_ms) }
+        let now = Instant::now();
+        // Checked: a `Retry-After` centuries ahead waits as long as an `Instant` can say.
+        let until = now.checked_add(wait).or_else(|| now.checked_add(FAR_FUTURE)).unwrap_or(now);
+        Circuit::Open { until, retry_at: retry_at.filter(|_| ahead.is_some()) }
     }
 
     /// A probe that ended without an outcome (its future was dropped): the next request
@@ -253,7 +260,7 @@ mod tests {
         let breaker = CircuitBreaker::new(1, Duration::ZERO);
         breaker.record(HOST, true, None, None);
         let Admission::Probe(mut probe) = breaker.admit(HOST) else { panic!("expected the probe") };
-        let later = now_unix_ms() + 60_000;
+        let later = SystemTime::now() + Duration::from_secs(60);
         breaker.record(HOST, true, Some(later), Some(&mut probe));
         assert_eq!(breaker.state(HOST), CircuitState::Open, "Retry-After keeps it open");
         assert!(matches!(breaker.admit(HOST), Admission::Forward { retry_at: Some(at) } if at == later));

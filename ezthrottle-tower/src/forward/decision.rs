@@ -5,29 +5,22 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use ezthrottle_core::retry_after::parse_retry_after;
-use ezthrottle_core::{ForwardToEZThrottle, IdempotentStrategy, Job, StepType, SubmitReceipt};
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use ezthrottle_core::protocol::headers::{FORWARDED_HEADER, IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER};
+use ezthrottle_core::protocol::retry_after_delay;
+use ezthrottle_core::protocol::time::saturating_add;
+use ezthrottle_core::{Job, SubmitReceipt};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 
 use super::breaker::{Admission, ProbeGuard};
-use super::extension::{
-    FORWARDED_HEADER, ForwardFailed, ForwardReason, ForwardedJob, IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER,
-};
-use super::settings::{IdempotencyKey, Settings};
+use super::extension::{ForwardFailed, ForwardReason, ForwardedJob};
+use super::settings::Settings;
 
 /// A job submission in flight. Boxed: only forwarded calls pay for it.
 pub(crate) type Submission = Pin<Box<dyn Future<Output = Result<SubmitReceipt, ezthrottle_core::Error>> + Send>>;
-
-/// The current time in Unix milliseconds.
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// The head of the original request, kept while the call runs so it can become a job.
 #[derive(Debug, Clone)]
@@ -47,26 +40,6 @@ impl Head {
             version: parts.version,
             headers: HeaderBlob::of(&parts.headers),
         }
-    }
-
-    /// The circuit-breaker key of the target: `host:port`, the port made explicit.
-    #[cfg(test)]
-    pub(crate) fn host_key(&self) -> Option<String> {
-        Self::host_key_of(&self.uri)
-    }
-
-    /// The circuit-breaker key of `uri`'s target.
-    pub(crate) fn host_key_of(uri: &Uri) -> Option<String> {
-        let authority = uri.authority()?;
-        let port = authority.port_u16().or_else(|| match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
-        Some(match port {
-            Some(port) => format!("{}:{port}", authority.host()),
-            None => authority.host().to_owned(),
-        })
     }
 
     fn parts(&self) -> http::request::Parts {
@@ -168,13 +141,13 @@ pub(crate) enum Plan {
     /// Call the target (as the half-open probe when the guard is set).
     Call { probe: Option<ProbeGuard> },
     /// Submit to EZThrottle without calling the target.
-    ForwardFirst { reason: ForwardReason, retry_at: Option<u64> },
+    ForwardFirst { reason: ForwardReason, retry_at: Option<SystemTime> },
 }
 
 impl Settings {
     /// Decides how the request to `host` goes, before anything is sent.
     pub(crate) fn plan(&self, host: Option<&str>) -> Plan {
-        if self.step_type == StepType::Performance {
+        if !self.template.is_frugal() {
             return Plan::ForwardFirst { reason: ForwardReason::Performance, retry_at: None };
         }
         match (&self.breaker, host) {
@@ -192,7 +165,7 @@ impl Settings {
         &self,
         host: Option<&str>,
         forwardable: bool,
-        retry_at: Option<u64>,
+        retry_at: Option<SystemTime>,
         probe: Option<&mut ProbeGuard>,
     ) {
         if let (Some(breaker), Some(host)) = (&self.breaker, host) {
@@ -200,52 +173,32 @@ impl Settings {
         }
     }
 
-    /// The job for `head` + `body`; `retry_at` from the target's `Retry-After`.
+    /// The job for `head` + `body`: the template's options, the call's request;
+    /// `retry_at` from the target's `Retry-After`.
     ///
     /// Hop-by-hop headers and the deny-list are dropped; every other header (including
-    /// `Authorization` and `Idempotency-Key`) is kept.
-    pub(crate) fn job(&self, head: &Head, body: &Bytes, retry_at: Option<u64>) -> Result<Job, ForwardFailed> {
-        let parts = head.parts();
-        let key_from_header = header_key(&parts.headers);
+    /// `Authorization` and `Idempotency-Key`) is kept. The key: the `Idempotency-Key`
+    /// header, else the key function's, else the template's strategy.
+    pub(crate) fn job(&self, head: &Head, body: &Bytes, retry_at: Option<SystemTime>) -> Result<Job, ForwardFailed> {
+        let mut parts = head.parts();
+        let has_key = parts.headers.contains_key(IDEMPOTENCY_KEY_HEADER);
+        for denied in &self.deny_headers {
+            parts.headers.remove(denied);
+        }
         let request = Request::from_parts(parts, body.clone());
-        let forward = ForwardToEZThrottle::from_http_request(&request).map_err(|err| not_forwarded(err.to_string()))?;
+        let mut step =
+            self.template.clone().for_http_request(&request).map_err(|err| not_forwarded(err.to_string()))?;
         let (parts, _) = request.into_parts();
-        let mut forward = forward
-            .webhooks(self.webhooks.iter().cloned())
-            .webhook_quorum(self.webhook_quorum)
-            .regions(self.regions.iter().cloned())
-            .idempotent_strategy(IdempotentStrategy::Hash);
-        if let Some(policy) = &self.retry_policy {
-            forward = forward.retry_policy(policy.clone());
-        }
         if let Some(at) = retry_at {
-            forward = forward.retry_at(at);
+            step = step.retry_at(at);
         }
-        let mut metadata = self.metadata.clone();
         if let Some(metadata_fn) = &self.metadata_fn {
-            metadata.extend(metadata_fn(&parts));
+            step = metadata_fn(&parts).into_iter().fold(step, |step, (key, value)| step.metadata_entry(key, value));
         }
-        forward = forward.metadata(metadata);
-        let key = match &self.idempotency {
-            IdempotencyKey::HeaderThenHash => key_from_header,
-            IdempotencyKey::Hash => None,
-            IdempotencyKey::Unique => {
-                forward = forward.idempotent_strategy(IdempotentStrategy::Unique);
-                None
-            }
-            IdempotencyKey::Fn(key_fn) => (key_fn.0)(&parts, body),
-        };
-        if let Some(key) = key {
-            forward = forward.idempotent_key(key);
+        if !has_key && let Some(key) = self.key_fn.as_ref().and_then(|key_fn| key_fn(&parts, body)) {
+            step = step.idempotent_key(key);
         }
-        let mut job = forward.to_job();
-        job.region_policy = self.region_policy;
-        job.execution_mode = self.execution_mode;
-        if !self.deny_headers.is_empty() {
-            job.headers
-                .retain(|name, _| !self.deny_headers.iter().any(|denied| denied.as_str().eq_ignore_ascii_case(name)));
-        }
-        Ok(job)
+        Ok(step.to_job())
     }
 
     /// Submits `job` in a boxed future (the only allocation of the forwarding path that
@@ -256,16 +209,10 @@ impl Settings {
     }
 }
 
-/// The request's `Idempotency-Key`, if it is usable text.
-fn header_key(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(IDEMPOTENCY_KEY_HEADER)?.to_str().ok()?.trim();
-    (!value.is_empty()).then(|| value.to_owned())
-}
-
-/// The instant (Unix ms) of a response's `Retry-After`, seconds or HTTP date.
-pub(crate) fn retry_after_ms(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, now_unix_ms())
+/// The instant of a response's `Retry-After` (the protocol's one parser), the sum checked.
+pub(crate) fn retry_at_of(headers: &HeaderMap) -> Option<SystemTime> {
+    let now = SystemTime::now();
+    Some(saturating_add(now, retry_after_delay(headers, now)?))
 }
 
 pub(crate) fn not_forwarded(reason: impl Into<String>) -> ForwardFailed {
@@ -316,7 +263,8 @@ pub(crate) fn body_failed<T>(reason: String, wrap: impl FnOnce(Bytes) -> T) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ezthrottle_core::{EZThrottle, SubmissionStatus, Webhook};
+    use ezthrottle_core::protocol::time::{from_unix_ms, to_unix_ms};
+    use ezthrottle_core::{EZThrottle, IdempotentStrategy, SubmissionStatus, Webhook};
 
     fn settings() -> Settings {
         Settings::new(EZThrottle::builder().direct("http://127.0.0.1:9").build().unwrap())
@@ -338,7 +286,7 @@ mod tests {
     #[test]
     fn the_job_keeps_the_request_and_the_settings() {
         let mut settings = settings();
-        settings.webhooks = vec![Webhook::new("http://127.0.0.1:1/hook")];
+        settings.template = settings.template.webhook(Webhook::new("http://127.0.0.1:1/hook"));
         settings.deny_headers = vec![http::HeaderName::from_static("x-secret")];
         settings.metadata_fn = Some(std::sync::Arc::new(|parts: &http::request::Parts| {
             let mut metadata = ezthrottle_core::protocol::Metadata::new();
@@ -355,12 +303,12 @@ mod tests {
                 ("content-type", "application/json"),
             ],
         );
-        let job = settings.job(&head, &Bytes::from_static(b"{\"a\":1}"), Some(42)).unwrap();
+        let job = settings.job(&head, &Bytes::from_static(b"{\"a\":1}"), from_unix_ms(42)).unwrap();
         assert_eq!(job.url, "http://api.test:8080/orders?x=1");
         assert_eq!(job.method, Method::POST);
         assert_eq!(job.body.as_deref(), Some("{\"a\":1}"));
         assert_eq!(job.idempotent_key.as_deref(), Some("order-7"));
-        assert_eq!(job.retry_at, Some(42));
+        assert_eq!(job.retry_at.map(to_unix_ms), Some(42));
         assert_eq!(job.headers.get("authorization").map(String::as_str), Some("Bearer t"));
         assert_eq!(job.headers.get("idempotency-key").map(String::as_str), Some("order-7"));
         assert!(!job.headers.contains_key("connection") && !job.headers.contains_key("x-secret"), "{:?}", job.headers);
@@ -369,17 +317,26 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_strategies() {
-        let head = head("http://api.test/x", &[("idempotency-key", "k")]);
+    fn idempotency_keys_header_then_key_fn_then_the_template() {
         let body = Bytes::new();
+        let keyed = head("http://api.test/x", &[("idempotency-key", "k")]);
+        let plain = head("http://api.test/x", &[("authorization", "Bearer a")]);
         let mut settings = settings();
-        settings.idempotency = IdempotencyKey::Hash;
-        assert_eq!(settings.job(&head, &body, None).unwrap().idempotent_key, None);
-        settings.idempotency = IdempotencyKey::Unique;
-        let unique = settings.job(&head, &body, None).unwrap().idempotent_key.unwrap();
-        assert_ne!(unique, "k");
-        settings.idempotency = IdempotencyKey::from_fn(|parts, _| Some(format!("fn-{}", parts.uri.path())));
-        assert_eq!(settings.job(&head, &body, None).unwrap().idempotent_key.as_deref(), Some("fn-/x"));
+        let computed = settings.job(&plain, &body, None).unwrap().idempotent_key.unwrap();
+        assert_eq!(computed.len(), 64, "the credential hash by default");
+        let other = head("http://api.test/x", &[("authorization", "Bearer b")]);
+        assert_ne!(settings.job(&other, &body, None).unwrap().idempotent_key.unwrap(), computed);
+        settings.template = settings.template.idempotent_strategy(IdempotentStrategy::Hash);
+        assert_eq!(settings.job(&plain, &body, None).unwrap().idempotent_key, None);
+        settings.template = settings.template.idempotent_strategy(IdempotentStrategy::Unique);
+        let unique = settings.job(&plain, &body, None).unwrap().idempotent_key.unwrap();
+        assert_ne!(unique, settings.job(&plain, &body, None).unwrap().idempotent_key.unwrap());
+        assert_eq!(settings.job(&keyed, &body, None).unwrap().idempotent_key.as_deref(), Some("k"), "the header wins");
+        settings.key_fn = Some(std::sync::Arc::new(|parts: &http::request::Parts, _: &[u8]| {
+            Some(format!("fn-{}", parts.uri.path()))
+        }));
+        assert_eq!(settings.job(&plain, &body, None).unwrap().idempotent_key.as_deref(), Some("fn-/x"));
+        assert_eq!(settings.job(&keyed, &body, None).unwrap().idempotent_key.as_deref(), Some("k"), "the header wins");
     }
 
     #[test]
@@ -423,11 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn host_keys_make_the_port_explicit() {
-        assert_eq!(head("https://a.test/x", &[]).host_key().as_deref(), Some("a.test:443"));
-        assert_eq!(head("http://a.test/x", &[]).host_key().as_deref(), Some("a.test:80"));
-        assert_eq!(head("http://127.0.0.1:81/", &[]).host_key().as_deref(), Some("127.0.0.1:81"));
-        assert_eq!(head("/relative", &[]).host_key(), None);
+    fn bodies_are_captured_up_to_the_cap() {
         assert_eq!(capturable(None, 10), Err(NotCaptured::UnknownSize));
         assert_eq!(capturable(Some(11), 10), Err(NotCaptured::TooLarge { upper: 11, cap: 10 }));
         assert_eq!(capturable(Some(10), 10), Ok(()));

@@ -5,14 +5,6 @@ use std::fmt;
 use ezthrottle_core::SubmitReceipt;
 use http::StatusCode;
 
-/// Header naming the job of a forwarded call.
-pub const JOB_ID_HEADER: &str = "x-ezthrottle-job-id";
-/// Header set to `true` on a forwarded call's `202 Accepted`.
-pub const FORWARDED_HEADER: &str = "x-ezthrottle-forwarded";
-/// Request header whose value becomes the job's idempotency key
-/// (with [`IdempotencyKey::HeaderThenHash`](super::IdempotencyKey::HeaderThenHash)).
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-
 /// Why a call was forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::decision::{
-    Head, NotCaptured, Plan, Submission, accepted, body_failed, capturable, not_forwarded, retry_after_ms,
+    Head, NotCaptured, Plan, Submission, accepted, body_failed, capturable, not_forwarded, retry_at_of,
     submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason};
@@ -184,7 +184,7 @@ struct Ctx<P> {
     host: Option<String>,
     probe: Option<ProbeGuard>,
     /// Forward without calling the target, once the body is captured.
-    ahead: Option<(ForwardReason, Option<u64>)>,
+    ahead: Option<(ForwardReason, Option<std::time::SystemTime>)>,
     /// A forward was already tried and failed: do not try again after the call.
     failed: Option<Box<ForwardFailed>>,
 }
@@ -208,7 +208,7 @@ where
         } else {
             capturable(hint.upper(), settings.max_replay_bytes).map(|()| true)
         };
-        let host = settings.breaker.as_ref().and_then(|_| Head::host_key_of(&parts.uri));
+        let host = settings.breaker.as_ref().and_then(|_| ezthrottle_core::protocol::lane_key_of_uri(&parts.uri));
         let (probe, ahead) = match settings.plan(host.as_deref()) {
             Plan::Call { probe } => (probe, None),
             Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
@@ -299,7 +299,7 @@ impl<P> Ctx<P> {
     {
         let forwardable = self.config.policy.should_forward(&outcome);
         let retry_at = match &outcome {
-            Ok(response) if forwardable => retry_after_ms(response.headers()),
+            Ok(response) if forwardable => retry_at_of(response.headers()),
             _ => None,
         };
         if self.host.is_some() {

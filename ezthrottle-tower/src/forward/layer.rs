@@ -21,16 +21,18 @@ use super::settings::{Config, Settings, policy_setters, settings_setters};
 /// ```
 /// use std::time::Duration;
 /// use ezthrottle_core::{EZThrottle, RetryPolicy, Webhook};
-/// use ezthrottle_tower::{CircuitBreaker, ForwardLayer, IdempotencyKey};
+/// use ezthrottle_tower::{CircuitBreaker, ForwardLayer};
 /// use http::{HeaderName, StatusCode};
 ///
 /// # fn main() -> Result<(), ezthrottle_core::Error> {
 /// let client = EZThrottle::builder().direct("http://127.0.0.1:8080").build()?;
 /// let layer = ForwardLayer::new(client)
 ///     .forward_on_status(StatusCode::REQUEST_TIMEOUT)
-///     .webhooks([Webhook::new("https://app.example.com/ezthrottle")])
-///     .retry_policy(RetryPolicy::new().max_retries(5).retry_codes([429, 503]))
-///     .idempotency(IdempotencyKey::HeaderThenHash)
+///     // Every job option is set on the template, a `Step`:
+///     .with_template(|job| {
+///         job.webhook(Webhook::new("https://app.example.com/ezthrottle"))
+///             .retry_policy(RetryPolicy::new().max_retries(5).retry_codes([429, 503]))
+///     })
 ///     .deny_header(HeaderName::from_static("x-internal-token"))
 ///     .circuit_breaker(CircuitBreaker::new(5, Duration::from_secs(30)));
 /// # let _ = layer; Ok(()) }
@@ -41,8 +43,8 @@ pub struct ForwardLayer<P = DefaultForwardPolicy> {
 
 impl ForwardLayer {
     /// Forwards to `client` with the default policy and settings: FRUGAL (call the target
-    /// first), idempotency from the `Idempotency-Key` header else HASH, bodies up to 1 MiB
-    /// captured, no webhooks, no circuit breaker.
+    /// first), idempotency from the `Idempotency-Key` header else the credential hash,
+    /// bodies up to 1 MiB captured, no webhooks, no circuit breaker.
     pub fn new(client: EZThrottle) -> Self {
         Self { config: Arc::new(Config { settings: Settings::new(client), policy: DefaultForwardPolicy::new() }) }
     }
@@ -59,7 +61,7 @@ impl<P> ForwardLayer<P> {
     }
 
     /// The policy.
-    pub fn get_policy(&self) -> &P {
+    pub fn forward_policy(&self) -> &P {
         &self.config.policy
     }
 }

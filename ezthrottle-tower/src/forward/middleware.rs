@@ -2,15 +2,17 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
+use ezthrottle_core::protocol::lane_key_of_url;
 use ezthrottle_core::{EZThrottle, SubmitReceipt};
 use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 
 use super::decision::{
-    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, not_forwarded, retry_after_ms, submission_failed,
+    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, not_forwarded, retry_at_of, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason};
 use super::layer::ForwardLayer;
@@ -41,7 +43,7 @@ use super::settings::{Config, Settings, policy_setters, settings_setters};
 /// # fn main() -> Result<(), ezthrottle_core::Error> {
 /// let ezthrottle = EZThrottle::builder().direct("http://127.0.0.1:8080").build()?;
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-///     .with(ForwardMiddleware::new(ezthrottle).webhooks([Webhook::new("https://app.example.com/hook")]))
+///     .with(ForwardMiddleware::new(ezthrottle).with_template(|job| job.webhook(Webhook::new("https://app.example.com/hook"))))
 ///     .build();
 /// # let _ = client; Ok(()) }
 /// ```
@@ -74,7 +76,7 @@ impl<P> ForwardMiddleware<P> {
     }
 
     /// The policy.
-    pub fn get_policy(&self) -> &P {
+    pub fn forward_policy(&self) -> &P {
         &self.config.policy
     }
 }
@@ -117,7 +119,7 @@ where
     ) -> reqwest_middleware::Result<Response> {
         let settings = &self.config.settings;
         let kept = keep(&mut request, settings.max_replay_bytes);
-        let host = settings.breaker.as_ref().and_then(|_| host_key(request.url()));
+        let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
         let (mut probe, ahead) = match settings.plan(host.as_deref()) {
             Plan::Call { probe } => (probe, None),
             Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
@@ -140,7 +142,7 @@ where
         let outcome = next.run(request, extensions).await;
         let (forwardable, outcome) = decide(&self.config.policy, outcome);
         let retry_at = match &outcome {
-            Ok(response) if forwardable => retry_after_ms(response.headers()),
+            Ok(response) if forwardable => retry_at_of(response.headers()),
             _ => None,
         };
         settings.record(host.as_deref(), forwardable, retry_at, probe.as_mut());
@@ -200,7 +202,7 @@ fn keep(request: &mut Request, cap: usize) -> Result<Box<Kept>, NotCaptured> {
 
 /// Builds the job from the kept request and starts its submission (boxed, so the
 /// middleware's own future stays small on the pass-through path).
-fn submission(settings: &Settings, kept: &Kept, retry_at: Option<u64>) -> Result<Submission, ForwardFailed> {
+fn submission(settings: &Settings, kept: &Kept, retry_at: Option<SystemTime>) -> Result<Submission, ForwardFailed> {
     let copy = &kept.request;
     let uri = copy
         .url()
@@ -271,12 +273,4 @@ fn accepted_response(receipt: SubmitReceipt, reason: ForwardReason, url: &Url) -
         parts.extensions.extend(carrier.into_parts().0.extensions);
     }
     Response::from(http::Response::from_parts(parts, body))
-}
-
-fn host_key(url: &Url) -> Option<String> {
-    let host = url.host_str()?;
-    Some(match url.port_or_known_default() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    })
 }

@@ -17,7 +17,8 @@
 //! `Authorization` and `Idempotency-Key`) and body. Hop-by-hop headers are dropped, and
 //! so is every header named with [`deny_header`](ForwardLayer::deny_header). The target's
 //! `Retry-After` (seconds or HTTP date) becomes the job's `retry_at`: EZThrottle will not
-//! run it earlier. The result reaches your [`webhooks`](ForwardLayer::webhooks).
+//! run it earlier. The result reaches the webhooks of the layer's job template
+//! ([`with_template`](ForwardLayer::with_template)).
 //!
 //! # Example
 //!
@@ -97,7 +98,8 @@
 //! and [`forward_on_transport_error`](ForwardLayer::forward_on_transport_error), or
 //! replace it with [`policy`](ForwardLayer::policy) (a closure works).
 //!
-//! With [`step_type(StepType::Performance)`](ForwardLayer::step_type) every request is
+//! With `with_template(|job| job.step_type(StepType::Performance))`
+//! ([`with_template`](ForwardLayer::with_template)) every request is
 //! submitted without calling the target.
 //!
 //! # Request bodies
@@ -124,11 +126,16 @@
 //!
 //! # Idempotency
 //!
-//! By default ([`IdempotencyKey::HeaderThenHash`]) the request's `Idempotency-Key` header
-//! is the job's key, so two forwarded calls with the same key are one job (the second
-//! receipt says `duplicate: true`); without the header EZThrottle derives the key from
-//! the method, URL and body (HASH). [`IdempotencyKey::Unique`] makes every call its own
-//! job; [`IdempotencyKey::from_fn`] computes the key.
+//! The request's `Idempotency-Key` header, when it has one, is the job's key: two
+//! forwarded calls with the same key are one job (the second receipt says
+//! `duplicate: true`). Without the header, the template's
+//! [`IdempotentStrategy`](ezthrottle_core::IdempotentStrategy) decides; the default,
+//! `CredentialHash`, computes the key from the method, full URL, body and credential
+//! headers (`Authorization`, `Cookie`, ...), so two callers with different tokens never
+//! share a job while the same caller repeating a call within EZThrottle's idempotency
+//! window is one job. `Unique` makes every call its own job (set it with
+//! [`with_template`](ForwardLayer::with_template));
+//! [`idempotency_key_fn`](ForwardLayer::idempotency_key_fn) computes the key.
 //!
 //! # Circuit breaker
 //!
@@ -162,9 +169,7 @@ mod settings;
 
 pub use body::ResponseBody;
 pub use breaker::{CircuitBreaker, CircuitState};
-pub use extension::{
-    FORWARDED_HEADER, ForwardFailed, ForwardReason, ForwardedJob, IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER,
-};
+pub use extension::{ForwardFailed, ForwardReason, ForwardedJob};
 pub use future::ResponseFuture;
 pub use layer::ForwardLayer;
 #[cfg(feature = "reqwest-middleware")]
@@ -172,4 +177,4 @@ pub use layer::ForwardLayer;
 pub use middleware::ForwardMiddleware;
 pub use policy::{DefaultForwardPolicy, ForwardPolicy, StatusCodes};
 pub use service::Forward;
-pub use settings::{DEFAULT_MAX_REPLAY_BYTES, IdempotencyKey, IdempotencyKeyFn};
+pub use settings::DEFAULT_MAX_REPLAY_BYTES;

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tower_layer::Layer;
 
-use super::Pacing;
+use ezthrottle_core::protocol::Pace as PaceValue;
+
 use super::service::Pace;
 
 /// Adds `X-EZTHROTTLE-RPS` / `X-EZTHROTTLE-MAX-CONCURRENT` to a service's responses.
@@ -23,9 +24,9 @@ pub(crate) struct Shared {
 }
 
 pub(crate) enum Source {
-    Fixed(Pacing),
-    Adaptive { max_in_flight: u32, rps_when_idle: f64 },
-    Fn(Box<dyn Fn(usize) -> Pacing + Send + Sync>),
+    Fixed(PaceValue),
+    Adaptive(PaceValue),
+    Fn(Box<dyn Fn(usize) -> PaceValue + Send + Sync>),
 }
 
 impl Shared {
@@ -35,14 +36,18 @@ impl Shared {
     }
 
     /// The pace to announce while `in_flight` requests (this one included) are handled.
-    pub(crate) fn pacing(&self, in_flight: usize) -> Pacing {
+    pub(crate) fn pacing(&self, in_flight: usize) -> PaceValue {
         match &self.source {
-            Source::Fixed(pacing) => *pacing,
-            Source::Adaptive { max_in_flight, rps_when_idle } => {
+            Source::Fixed(pace) => *pace,
+            Source::Adaptive(idle) => {
                 let others = u32::try_from(in_flight.saturating_sub(1)).unwrap_or(u32::MAX);
-                let max = (*max_in_flight).max(1);
+                let max = idle.max_concurrent();
                 let free = max.saturating_sub(others).max(1);
-                Pacing::new(rps_when_idle * f64::from(free) / f64::from(max), free)
+                // A valid rate scaled by a fraction in (0, 1] stays valid unless it
+                // underflows to 0; then the slowest valid pace is announced.
+                PaceValue::new(idle.rps() * f64::from(free) / f64::from(max), free)
+                    .or_else(|_| PaceValue::new(f64::MIN_POSITIVE, free))
+                    .unwrap_or(*idle)
             }
             Source::Fn(pace) => pace(in_flight),
         }
@@ -50,36 +55,38 @@ impl Shared {
 }
 
 impl PaceLayer {
-    /// Always announces `rps` requests per second and `max_concurrent` in flight.
-    pub fn fixed(rps: f64, max_concurrent: u32) -> Self {
-        Self::with_source(Source::Fixed(Pacing::new(rps, max_concurrent)))
+    /// Always announces `pace`.
+    pub fn fixed(pace: PaceValue) -> Self {
+        Self::with_source(Source::Fixed(pace))
     }
 
-    /// Announces the room left: with `n` *other* requests in flight out of
-    /// `max_in_flight`, `free = max(max_in_flight - n, 1)`, it announces `free` in flight
-    /// and `rps_when_idle * free / max_in_flight` requests per second. Idle, that is
-    /// `max_in_flight` and `rps_when_idle`; saturated, one request at
-    /// `rps_when_idle / max_in_flight` per second.
+    /// Announces the room left of `idle`, the pace of an idle service: with `n` *other*
+    /// requests in flight out of `idle.max_concurrent()`, `free = max(max - n, 1)`, it
+    /// announces `free` in flight and `idle.rps() * free / max` requests per second.
+    /// Saturated, that is one request at `idle.rps() / max` per second.
     ///
     /// ```
+    /// use ezthrottle_core::Pace;
     /// use ezthrottle_tower::PaceLayer;
-    /// let layer = PaceLayer::adaptive(4, 20.0);
-    /// # let _ = layer;
+    /// let layer = PaceLayer::adaptive(Pace::new(20.0, 4)?);
+    /// # let _ = layer; Ok::<(), ezthrottle_core::protocol::InvalidPace>(())
     /// ```
-    pub fn adaptive(max_in_flight: u32, rps_when_idle: f64) -> Self {
-        Self::with_source(Source::Adaptive { max_in_flight, rps_when_idle })
+    pub fn adaptive(idle: PaceValue) -> Self {
+        Self::with_source(Source::Adaptive(idle))
     }
 
     /// Computes the pace from the count of requests in flight (this one included).
     ///
     /// ```
-    /// use ezthrottle_tower::{PaceLayer, Pacing};
-    /// let layer = PaceLayer::from_fn(|in_flight| if in_flight > 8 { Pacing::new(1.0, 1) } else { Pacing::new(10.0, 8) });
-    /// # let _ = layer;
+    /// use ezthrottle_core::Pace;
+    /// use ezthrottle_tower::PaceLayer;
+    /// let (busy, idle) = (Pace::new(1.0, 1)?, Pace::new(10.0, 8)?);
+    /// let layer = PaceLayer::from_fn(move |in_flight| if in_flight > 8 { busy } else { idle });
+    /// # let _ = layer; Ok::<(), ezthrottle_core::protocol::InvalidPace>(())
     /// ```
     pub fn from_fn<F>(pace: F) -> Self
     where
-        F: Fn(usize) -> Pacing + Send + Sync + 'static,
+        F: Fn(usize) -> PaceValue + Send + Sync + 'static,
     {
         Self::with_source(Source::Fn(Box::new(pace)))
     }
@@ -107,10 +114,8 @@ impl fmt::Debug for PaceLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("PaceLayer");
         match &self.shared.source {
-            Source::Fixed(pacing) => debug.field("fixed", pacing),
-            Source::Adaptive { max_in_flight, rps_when_idle } => {
-                debug.field("max_in_flight", max_in_flight).field("rps_when_idle", rps_when_idle)
-            }
+            Source::Fixed(pace) => debug.field("fixed", pace),
+            Source::Adaptive(idle) => debug.field("adaptive", idle),
             Source::Fn(_) => debug.field("from_fn", &".."),
         };
         debug.field("in_flight", &self.in_flight()).finish()
@@ -123,11 +128,12 @@ mod tests {
 
     #[test]
     fn adaptive_announces_the_room_left() {
-        let layer = PaceLayer::adaptive(4, 20.0);
-        assert_eq!(layer.shared.pacing(1), Pacing::new(20.0, 4));
-        assert_eq!(layer.shared.pacing(3), Pacing::new(10.0, 2));
-        assert_eq!(layer.shared.pacing(5), Pacing::new(5.0, 1));
-        assert_eq!(layer.shared.pacing(50), Pacing::new(5.0, 1));
-        assert!(format!("{layer:?}").contains("max_in_flight: 4"));
+        let pace = |rps, max| PaceValue::new(rps, max).unwrap();
+        let layer = PaceLayer::adaptive(pace(20.0, 4));
+        assert_eq!(layer.shared.pacing(1), pace(20.0, 4));
+        assert_eq!(layer.shared.pacing(3), pace(10.0, 2));
+        assert_eq!(layer.shared.pacing(5), pace(5.0, 1));
+        assert_eq!(layer.shared.pacing(50), pace(5.0, 1));
+        assert!(format!("{layer:?}").contains("max_concurrent: 4"), "{layer:?}");
     }
 }

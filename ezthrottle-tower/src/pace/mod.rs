@@ -10,8 +10,8 @@
 //! - [`PaceLayer::adaptive`]: computed from how many requests the service is handling;
 //! - [`PaceLayer::from_fn`]: computed by your closure from that count.
 //!
-//! A header the service set itself is kept. [`pace_headers`] gives the header pair for
-//! other middleware.
+//! A header the service set itself is kept. The pace is the protocol's value type,
+//! [`ezthrottle_core::Pace`] (valid by construction); [`Pace`] here is the service.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -22,8 +22,8 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Infallible> {
-//! let api = ServiceBuilder::new().layer(PaceLayer::fixed(5.0, 2)).service_fn(|_: Request<Full<Bytes>>| async {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = ServiceBuilder::new().layer(PaceLayer::fixed(ezthrottle_core::Pace::new(5.0, 2)?)).service_fn(|_: Request<Full<Bytes>>| async {
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok"))))
 //! });
 //! let response = api.oneshot(Request::new(Full::default())).await?;
@@ -38,58 +38,31 @@
 mod layer;
 mod service;
 
+use ezthrottle_core::protocol::Pace as PaceValue;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use layer::PaceLayer;
 pub use service::{Pace, ResponseFuture};
 
-/// `X-EZTHROTTLE-RPS`: requests per second EZThrottle may send to this host.
-pub const RPS_HEADER: HeaderName = HeaderName::from_static("x-ezthrottle-rps");
-/// `X-EZTHROTTLE-MAX-CONCURRENT`: requests EZThrottle may have in flight to this host.
-pub const MAX_CONCURRENT_HEADER: HeaderName = HeaderName::from_static("x-ezthrottle-max-concurrent");
-
-/// A pace for EZThrottle: requests per second and requests in flight.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pacing {
-    /// Requests per second (a float; negative or non-finite values are sent as `0`).
-    pub rps: f64,
-    /// Requests in flight at most.
-    pub max_concurrent: u32,
-}
-
-impl Pacing {
-    /// `rps` requests per second, at most `max_concurrent` at once.
-    pub fn new(rps: f64, max_concurrent: u32) -> Self {
-        Self { rps, max_concurrent }
-    }
-
-    /// The two headers, as [`pace_headers`].
-    pub fn headers(&self) -> [(HeaderName, HeaderValue); 2] {
-        pace_headers(self.rps, self.max_concurrent)
-    }
-
-    /// Adds the two headers to `headers`, keeping any already set.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.headers() {
-            headers.entry(name).or_insert(value);
+/// The pace headers of `rps` / `max_concurrent` for the rate limiter, which announces
+/// its own rate: written by [`Pace::headers`](ezthrottle_core::protocol::Pace::headers); a
+/// rate that is not a pace (not finite and above zero) is announced as `0`.
+pub(crate) fn pace_headers(rps: f64, max_concurrent: u32) -> [(HeaderName, HeaderValue); 2] {
+    let max_concurrent = max_concurrent.max(1);
+    match PaceValue::new(rps, max_concurrent) {
+        Ok(pace) => pace.headers(),
+        Err(_) => {
+            let [(rps_name, _), max] = PaceValue::new(1.0, max_concurrent).unwrap_or_default().headers();
+            [(rps_name, HeaderValue::from_static("0")), max]
         }
     }
 }
 
-/// The `X-EZTHROTTLE-RPS` and `X-EZTHROTTLE-MAX-CONCURRENT` headers for a pace.
-///
-/// The rate is written with at most three decimals (`2`, `2.5`, `0.333`); a negative or
-/// non-finite rate is written `0`.
-///
-/// ```
-/// let [(rps_name, rps), (max_name, max)] = ezthrottle_tower::pace_headers(2.5, 4);
-/// assert_eq!((rps_name.as_str(), rps.to_str().unwrap()), ("x-ezthrottle-rps", "2.5"));
-/// assert_eq!((max_name.as_str(), max.to_str().unwrap()), ("x-ezthrottle-max-concurrent", "4"));
-/// ```
-pub fn pace_headers(rps: f64, max_concurrent: u32) -> [(HeaderName, HeaderValue); 2] {
-    let rps = if rps.is_finite() && rps > 0.0 { (rps * 1000.0).round() / 1000.0 } else { 0.0 };
-    let rps = HeaderValue::try_from(format!("{rps}")).unwrap_or(HeaderValue::from_static("0"));
-    [(RPS_HEADER, rps), (MAX_CONCURRENT_HEADER, HeaderValue::from(max_concurrent))]
+/// Adds the pace headers of `pace` to `headers`, keeping any the service set itself.
+pub(crate) fn apply(pace: &PaceValue, headers: &mut HeaderMap) {
+    for (name, value) in pace.headers() {
+        headers.entry(name).or_insert(value);
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +70,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_are_written_compactly_and_safely() {
+    fn rates_that_are_not_paces_are_written_as_zero() {
         let rps = |value: f64| pace_headers(value, 1)[0].1.to_str().unwrap().to_owned();
         assert_eq!(rps(3.0), "3");
         assert_eq!(rps(1.0 / 3.0), "0.333");
@@ -105,14 +78,15 @@ mod tests {
         assert_eq!(rps(f64::NAN), "0");
         assert_eq!(rps(f64::INFINITY), "0");
         assert_eq!(rps(1e-9), "0");
+        assert_eq!(pace_headers(1.0, 0)[1].1, "1");
     }
 
     #[test]
     fn apply_keeps_headers_the_service_set() {
         let mut headers = HeaderMap::new();
-        headers.insert(RPS_HEADER, HeaderValue::from_static("9"));
-        Pacing::new(1.0, 2).apply(&mut headers);
-        assert_eq!(headers[RPS_HEADER], "9");
-        assert_eq!(headers[MAX_CONCURRENT_HEADER], "2");
+        headers.insert("x-ezthrottle-rps", HeaderValue::from_static("9"));
+        apply(&PaceValue::new(1.0, 2).unwrap(), &mut headers);
+        assert_eq!(headers["x-ezthrottle-rps"], "9");
+        assert_eq!(headers["x-ezthrottle-max-concurrent"], "2");
     }
 }

@@ -114,7 +114,7 @@ where
             Some(guard) => guard.at_entry.max(this.shared.in_flight.load(Ordering::Relaxed)),
             None => 1,
         };
-        this.shared.pacing(in_flight).apply(response.headers_mut());
+        super::apply(&this.shared.pacing(in_flight), response.headers_mut());
         Poll::Ready(Ok(response))
     }
 }

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+use ezthrottle_core::IdempotentStrategy;
 use ezthrottle_core::StatusCode;
-use ezthrottle_tower::{
-    CircuitBreaker, CircuitState, ForwardFailed, ForwardLayer, ForwardReason, ForwardedJob, IdempotencyKey,
-};
+use ezthrottle_tower::{CircuitBreaker, CircuitState, ForwardFailed, ForwardLayer, ForwardReason, ForwardedJob};
 use http::Request;
 use tower::{Layer, ServiceExt};
 
@@ -23,7 +22,7 @@ async fn the_circuit_opens_sends_nothing_while_open_probes_once_and_closes() {
     let breaker = CircuitBreaker::new(3, Duration::from_millis(300));
     let client = ForwardLayer::new(ezt.client.clone())
         .circuit_breaker(breaker.clone())
-        .idempotency(IdempotencyKey::Unique)
+        .with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique))
         .layer(hyper_client());
     let call = |client: &ezthrottle_tower::Forward<HyperClient>| {
         let client = client.clone();

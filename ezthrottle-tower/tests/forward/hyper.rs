@@ -1,9 +1,11 @@
 //! The layer around hyper-util's legacy client, against loopback servers and the engine.
 
 use bytes::Bytes;
+use ezthrottle_core::IdempotentStrategy;
+use ezthrottle_core::protocol::time::to_unix_ms;
 use ezthrottle_core::{DeliveryStatus, StatusCode, Webhook};
 use ezthrottle_tower::forward::ResponseBody;
-use ezthrottle_tower::{Forward, ForwardFailed, ForwardLayer, ForwardReason, ForwardedJob, IdempotencyKey};
+use ezthrottle_tower::{Forward, ForwardFailed, ForwardLayer, ForwardReason, ForwardedJob};
 use http::{HeaderName, Request, Response};
 use hyper::body::Incoming;
 use tower::{Layer, ServiceExt};
@@ -66,7 +68,8 @@ async fn a_429_becomes_a_job_that_runs_and_is_delivered_signed() {
     let target = Target::start().await;
     let ezt = Ezt::start().await;
     let mut receiver = Receiver::start().await;
-    let client = wrap(ForwardLayer::new(ezt.client.clone()).webhooks([Webhook::new(&receiver.url)]));
+    let client =
+        wrap(ForwardLayer::new(ezt.client.clone()).with_template(|job| job.webhook(Webhook::new(&receiver.url))));
     let body = r#"{"sku":"tea","qty":2}"#;
     let url = target.url("/limited/1?order=7");
     let before = now_ms();
@@ -108,7 +111,7 @@ async fn a_429_becomes_a_job_that_runs_and_is_delivered_signed() {
     assert_eq!(submitted.headers["content-type"], "application/json");
     assert!(!submitted.headers.contains_key("keep-alive"), "hop-by-hop dropped: {:?}", submitted.headers);
     assert!(!submitted.headers.contains_key("host"));
-    let retry_at = submitted.retry_at.expect("Retry-After became retry_at");
+    let retry_at = submitted.retry_at.map(to_unix_ms).expect("Retry-After became retry_at");
     assert!((before + 1000..=now_ms() + 1000).contains(&retry_at), "retry_at {retry_at}");
 
     // EZThrottle runs it (after the Retry-After) and the signed webhook arrives.
@@ -148,17 +151,43 @@ async fn the_idempotency_key_header_makes_repeats_one_job() {
     assert_eq!(first.job_id, second.job_id);
     assert!(!first.duplicate && second.duplicate);
 
-    // Without the header: HASH, derived from method, URL and body.
+    // Without the header: the SDK's key over method, URL, body and credentials.
     let hashed = receipt(&send(&client, request(None, "b")).await);
     let again = receipt(&send(&client, request(None, "b")).await);
     let other = receipt(&send(&client, request(None, "c")).await);
     assert_eq!(hashed.job_id, again.job_id);
     assert!(again.duplicate);
     assert_ne!(hashed.job_id, other.job_id);
-    assert_eq!(ezt.job(&hashed.job_id).job().idempotent_key, None, "no key sent: the engine derived one");
+    let key = ezt.job(&hashed.job_id).job().idempotent_key.clone().expect("the SDK computed the key");
+    assert_eq!(key.len(), 64, "{key}");
 
-    // UNIQUE: every call is its own job, header or not.
-    let unique = wrap(ForwardLayer::new(ezt.client.clone()).idempotency(IdempotencyKey::Unique));
+    // Two callers with their own tokens are two jobs; one caller repeating is one job.
+    let as_caller = |token: &str| {
+        let mut request = request(None, "b");
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    let alice = receipt(&send(&client, as_caller("alice")).await);
+    let bob = receipt(&send(&client, as_caller("bob")).await);
+    let alice_again = receipt(&send(&client, as_caller("alice")).await);
+    assert_ne!(alice.job_id, bob.job_id, "two tokens, two jobs");
+    assert_ne!(alice.job_id, hashed.job_id);
+    assert_eq!(alice.job_id, alice_again.job_id, "the same token twice, one job");
+    assert!(alice_again.duplicate);
+    let key = ezt.job(&alice.job_id).job().idempotent_key.clone().unwrap_or_default();
+    assert!(!key.contains("alice"), "the key does not carry the token: {key}");
+
+    // HASH, chosen on the template: no key sent, the engine derives one.
+    let hash = wrap(
+        ForwardLayer::new(ezt.client.clone()).with_template(|job| job.idempotent_strategy(IdempotentStrategy::Hash)),
+    );
+    let derived = receipt(&send(&hash, request(None, "e")).await);
+    assert_eq!(ezt.job(&derived.job_id).job().idempotent_key, None, "no key sent: the engine derived one");
+
+    // UNIQUE: every call without a key is its own job.
+    let unique = wrap(
+        ForwardLayer::new(ezt.client.clone()).with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique)),
+    );
     let one = receipt(&send(&unique, request(None, "d")).await);
     let two = receipt(&send(&unique, request(None, "d")).await);
     assert_ne!(one.job_id, two.job_id);
@@ -291,7 +320,9 @@ async fn a_refusal_by_ezthrottle_is_reported_with_its_status() {
 async fn every_concurrent_call_gets_exactly_one_answer() {
     let target = Target::start().await;
     let ezt = Ezt::start().await;
-    let up = wrap(ForwardLayer::new(ezt.client.clone()).idempotency(IdempotencyKey::Unique));
+    let up = wrap(
+        ForwardLayer::new(ezt.client.clone()).with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique)),
+    );
     let down = wrap(ForwardLayer::new(unreachable_ezthrottle().await));
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..40 {
@@ -331,13 +362,15 @@ async fn job_settings_and_the_deny_list_shape_the_job() {
     let client = wrap(
         ForwardLayer::new(ezt.client.clone())
             .forward_on([StatusCode::CONFLICT])
-            .webhooks([Webhook::new("http://127.0.0.1:9/a"), Webhook::new("http://127.0.0.1:9/b")])
-            .webhook_quorum(2)
-            .regions(["iad", "lax"])
-            .execution_mode(ezthrottle_core::ExecutionMode::Fanout)
-            .region_policy(ezthrottle_core::RegionPolicy::Strict)
-            .retry_policy(ezthrottle_core::RetryPolicy::new().max_retries(1).retry_codes([409]))
-            .metadata(metadata)
+            .with_template(|job| {
+                job.webhooks([Webhook::new("http://127.0.0.1:9/a"), Webhook::new("http://127.0.0.1:9/b")])
+                    .webhook_quorum(2)
+                    .regions(["iad", "lax"])
+                    .execution_mode(ezthrottle_core::ExecutionMode::Fanout)
+                    .region_policy(ezthrottle_core::RegionPolicy::Strict)
+                    .retry_policy(ezthrottle_core::RetryPolicy::new().max_retries(1).retry_codes([409]))
+                    .metadata(metadata)
+            })
             .metadata_fn(|parts| {
                 let mut metadata = ezthrottle_core::protocol::Metadata::new();
                 metadata.insert("path".into(), parts.uri.path().into());
@@ -379,7 +412,10 @@ async fn job_settings_and_the_deny_list_shape_the_job() {
 async fn performance_mode_submits_without_calling_the_target() {
     let target = Target::start().await;
     let ezt = Ezt::start().await;
-    let client = wrap(ForwardLayer::new(ezt.client.clone()).step_type(ezthrottle_core::StepType::Performance));
+    let client = wrap(
+        ForwardLayer::new(ezt.client.clone())
+            .with_template(|job| job.step_type(ezthrottle_core::StepType::Performance)),
+    );
     let response = send(&client, Request::post(target.url("/echo/perf")).body(TestBody::from("p")).unwrap()).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let job = response.extensions().get::<ForwardedJob>().cloned().unwrap();

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use ezthrottle_tower::{PaceLayer, Pacing};
+use ezthrottle_core::Pace;
+use ezthrottle_tower::PaceLayer;
 use http::{Request, Response};
 use http_body_util::Full;
 use tokio::sync::Semaphore;
@@ -18,7 +19,7 @@ async fn an_axum_api_announces_a_fixed_pace() {
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .route("/own", get(|| async { ([("x-ezthrottle-rps", "1")], "own") }))
-        .layer(PaceLayer::fixed(12.5, 3));
+        .layer(PaceLayer::fixed(Pace::new(12.5, 3).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -38,7 +39,7 @@ async fn an_axum_api_announces_a_fixed_pace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adaptive_pace_follows_the_requests_in_flight() {
     let gate = Arc::new(Semaphore::new(0));
-    let layer = PaceLayer::adaptive(4, 20.0);
+    let layer = PaceLayer::adaptive(Pace::new(20.0, 4).unwrap());
     let handler = {
         let gate = Arc::clone(&gate);
         move |_: Request<Full<Bytes>>| {
@@ -78,10 +79,11 @@ async fn an_adaptive_pace_follows_the_requests_in_flight() {
     assert_eq!(layer.in_flight(), 0);
 
     // A closure decides from the count.
-    let custom =
-        ServiceBuilder::new().layer(PaceLayer::from_fn(|in_flight| Pacing::new(in_flight as f64 / 3.0, 7))).service_fn(
-            |_: Request<Full<Bytes>>| async { Ok::<_, std::convert::Infallible>(Response::new(Full::default())) },
-        );
+    let custom = ServiceBuilder::new()
+        .layer(PaceLayer::from_fn(|in_flight| Pace::new(in_flight as f64 / 3.0, 7).unwrap_or_default()))
+        .service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::default()))
+        });
     let response = custom.oneshot(Request::new(Full::default())).await.unwrap();
     assert_eq!(pace_of(&response), ("0.333".to_owned(), "7".to_owned()));
 }

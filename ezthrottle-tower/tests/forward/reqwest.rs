@@ -47,7 +47,9 @@ async fn a_429_answers_a_synthesized_202_and_the_job_runs() {
     let target = Target::start().await;
     let ezt = Ezt::start().await;
     let mut receiver = Receiver::start().await;
-    let http = client(ForwardMiddleware::new(ezt.client.clone()).webhooks([Webhook::new(&receiver.url)]));
+    let http = client(
+        ForwardMiddleware::new(ezt.client.clone()).with_template(|job| job.webhook(Webhook::new(&receiver.url))),
+    );
     let url = target.url("/limited/1");
     let response = http
         .patch(&url)

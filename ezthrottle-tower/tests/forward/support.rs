@@ -15,11 +15,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use bytes::Bytes;
+use ezthrottle_core::Pace;
 use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::{EZThrottle, WebhookPayload};
 pub use ezthrottle_local::store::JobStore;
 use ezthrottle_local::store::{JobRecord, MemoryStore};
-use ezthrottle_local::{Engine, Pace, RunningEngine};
+use ezthrottle_local::{Engine, RunningEngine};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -222,7 +223,7 @@ impl Ezt {
         let engine = Engine::builder()
             .open()
             .webhook_secret(SECRET)
-            .default_pace(Pace::unlimited())
+            .default_pace(Pace::UNLIMITED)
             .retry_backoff(Duration::from_millis(10), Duration::from_millis(100))
             .webhook_retry(Duration::from_millis(20), 3)
             .store(Arc::clone(&store) as Arc<dyn JobStore>)

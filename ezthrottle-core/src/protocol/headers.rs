@@ -1,6 +1,36 @@
-//! Which request headers may be forwarded to EZThrottle.
+//! The header names of the protocol, and which request headers a job may carry.
+//!
+//! Every crate of the workspace (client, tower layers, engine) takes its header names from
+//! here, so a name is written once.
 
 use http::HeaderName;
+
+/// Header carrying a webhook delivery's signature (`t=<unix seconds>,v1=<hex>`).
+pub const SIGNATURE_HEADER: &str = "X-EZThrottle-Signature";
+/// Header naming the job: on a forwarded call's `202 Accepted`, on every request the engine
+/// makes to the target, and on every webhook delivery.
+pub const JOB_ID_HEADER: &str = "x-ezthrottle-job-id";
+/// Header naming the region an attempt runs in, on every request the engine makes.
+pub const REGION_HEADER: &str = "x-ezthrottle-region";
+/// Header set to `true` on a forwarded call's `202 Accepted` (`false` when a call could not
+/// be sent or forwarded).
+pub const FORWARDED_HEADER: &str = "x-ezthrottle-forwarded";
+/// Request header whose value is the caller's idempotency key: it wins over any key the SDK
+/// would compute.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Response header of a target: requests per second EZThrottle may send to its host.
+pub const RPS_HEADER: &str = "x-ezthrottle-rps";
+/// Response header of a target: requests EZThrottle may have in flight to its host.
+pub const MAX_CONCURRENT_HEADER: &str = "x-ezthrottle-max-concurrent";
+/// The Aqueduct name of [`RPS_HEADER`]; it wins when both are present.
+pub const AQUEDUCT_RPS_HEADER: &str = "x-aqueduct-rps";
+/// The Aqueduct name of [`MAX_CONCURRENT_HEADER`]; it wins when both are present.
+pub const AQUEDUCT_MAX_CONCURRENT_HEADER: &str = "x-aqueduct-max-concurrent";
+
+/// Request headers that identify the caller. Part of the idempotency key the SDK computes
+/// ([`IdempotentStrategy::CredentialHash`](crate::IdempotentStrategy::CredentialHash)), so
+/// two callers never share a job.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
 
 /// Connection-level headers that describe one hop, never the request (RFC 9110 §7.6.1),
 /// plus those the engine recomputes (`host`, `content-length`).
