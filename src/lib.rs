@@ -11,7 +11,8 @@
 //! | client, [`Step`], protocol types, [`webhook`] signatures | `ezthrottle-core` | always |
 //! | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` | `local` |
 //! | `#[auto_forward]` (with [`Outcome`] and [`AutoForwardError`]) | `ezthrottle-macros` | `macros` |
-//! | `ForwardLayer`, `PaceLayer`, `rate_limit`, as `ezthrottle::tower` | `ezthrottle-tower` | `tower` (`redis`, `axum`, `reqwest-middleware`) |
+//! | every tower middleware, as `ezthrottle::tower` | `ezthrottle-tower` | `tower` (all of them), or one each: `forward`, `pace`, `rate-limit`, `idempotency`, `webhook`; with `redis`, `axum`, `reqwest-middleware` |
+//! | actix-web extractor and middlewares, as `ezthrottle::actix` | `ezthrottle-actix` | `actix` |
 //!
 //! ```no_run
 //! use ezthrottle::{EZThrottle, Step, StepType, Webhook};
@@ -34,10 +35,24 @@ pub use ezthrottle_core::*;
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use ezthrottle_macros::auto_forward;
 
-/// Tower middleware: forward failed calls as jobs, tell callers your pace, rate-limit.
-#[cfg(feature = "tower")]
+/// Tower middleware: forward failed calls as jobs, tell callers your pace, rate-limit,
+/// suppress duplicates, verify webhooks (each behind its own feature).
+#[cfg(any(
+    feature = "forward",
+    feature = "pace",
+    feature = "rate-limit",
+    feature = "idempotency",
+    feature = "webhook",
+    feature = "redis"
+))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use ezthrottle_tower as tower;
+
+/// actix-web integrations (`ezthrottle-actix`): the `VerifiedDelivery` extractor and the
+/// verify, idempotency and rate-limit middlewares.
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub use ezthrottle_actix as actix;
 
 /// The EZThrottle-compatible engine (`ezthrottle-local`): start one in-process for tests
 /// and offline work.

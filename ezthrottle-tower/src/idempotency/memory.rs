@@ -1,4 +1,4 @@
-//! [`MemoryStore`]: a sharded in-process store.
+//! [`MemoryIdempotencyStore`]: a sharded in-process store.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -9,11 +9,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoreError, StoredResponse};
+use super::store::{Begin, Fingerprint, IdempotencyStore, IdempotencyStoreError, LockToken, StoredResponse};
 
 const SHARDS: usize = 64;
-/// Default maximum number of keys kept (in flight or answered).
-pub const DEFAULT_MEMORY_CAPACITY: usize = 1_000_000;
 /// Inserts into one shard between two sweeps of its expired entries.
 const SWEEP_EVERY: u32 = 1024;
 
@@ -23,12 +21,12 @@ const SWEEP_EVERY: u32 = 1024;
 /// lock is held only for a map operation. Expired entries are dropped when met, and each
 /// shard sweeps its expired entries every 1,024 inserts. At most
 /// [`capacity`](Self::with_capacity) keys (default 1,000,000) are kept: when a shard is
-/// full even after a sweep, new keys get a [`StoreError`] (the layer answers 503) rather
+/// full even after a sweep, new keys get a [`IdempotencyStoreError`] (the layer answers 503) rather
 /// than growing without bound or silently forgetting answers.
 ///
 /// Cheap to clone: clones share the store.
 #[derive(Clone, Debug)]
-pub struct MemoryStore {
+pub struct MemoryIdempotencyStore {
     inner: Arc<Inner>,
 }
 
@@ -60,17 +58,20 @@ impl Entry {
     }
 }
 
-impl Default for MemoryStore {
+impl Default for MemoryIdempotencyStore {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl MemoryStore {
+impl MemoryIdempotencyStore {
+    /// Default maximum number of keys kept (in flight or answered): 1,000,000.
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
     /// An empty store keeping up to 1,000,000 keys.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_MEMORY_CAPACITY)
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
     /// An empty store keeping up to about `capacity` keys (spread over 64 shards).
@@ -128,7 +129,7 @@ fn unreachable_shard() -> ! {
     // `shards` always has SHARDS elements.
     #[allow(clippy::panic)]
     {
-        panic!("MemoryStore has no shard")
+        panic!("MemoryIdempotencyStore has no shard")
     }
 }
 
@@ -136,8 +137,13 @@ fn token_of(token: &LockToken) -> Option<u64> {
     token.0.parse().ok()
 }
 
-impl IdempotencyStore for MemoryStore {
-    async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
+impl IdempotencyStore for MemoryIdempotencyStore {
+    async fn begin(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lock_ttl: Duration,
+    ) -> Result<Begin, IdempotencyStoreError> {
         let now = Instant::now();
         let mut shard = self.shard(key);
         if let Some(state) = Self::state(shard.entries.get(key), now) {
@@ -148,7 +154,7 @@ impl IdempotencyStore for MemoryStore {
             shard.entries.retain(|_, entry| entry.expires() > now);
         }
         if shard.entries.len() >= self.inner.per_shard && !shard.entries.contains_key(key) {
-            return Err(StoreError("the in-memory idempotency store is full".into()));
+            return Err(IdempotencyStoreError("the in-memory idempotency store is full".into()));
         }
         let token = self.inner.tokens.fetch_add(1, Ordering::Relaxed);
         let entry = Entry::InFlight { fingerprint, token, notify: Arc::new(Notify::new()), expires: now + lock_ttl };
@@ -162,7 +168,7 @@ impl IdempotencyStore for MemoryStore {
         token: &LockToken,
         response: StoredResponse,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), IdempotencyStoreError> {
         let mut shard = self.shard(key);
         if let Some(Entry::InFlight { token: held, notify, .. }) = shard.entries.get(key)
             && Some(*held) == token_of(token)
@@ -175,7 +181,7 @@ impl IdempotencyStore for MemoryStore {
         Ok(())
     }
 
-    async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &LockToken) -> Result<(), IdempotencyStoreError> {
         let mut shard = self.shard(key);
         if let Some(Entry::InFlight { token: held, .. }) = shard.entries.get(key)
             && Some(*held) == token_of(token)
@@ -187,7 +193,7 @@ impl IdempotencyStore for MemoryStore {
         Ok(())
     }
 
-    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, IdempotencyStoreError> {
         let deadline = Instant::now() + timeout;
         loop {
             let notify = {

@@ -1,12 +1,12 @@
-//! [`RedisStore`]: idempotency keys shared by every replica using one Redis.
+//! [`RedisIdempotencyStore`]: idempotency keys shared by every replica using one Redis.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoreError, StoredResponse, decode_fingerprint};
-use crate::redis_connection::RedisConnection;
+use super::store::{
+    Begin, Fingerprint, IdempotencyStore, IdempotencyStoreError, LockToken, StoredResponse, decode_fingerprint,
+};
+use crate::redis_connection::{self, RedisConnection};
 
 /// Takes the key (`SET NX PX`) or answers its value, atomically.
 const BEGIN: &str = r"
@@ -29,8 +29,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// Default bound on every Redis call (connect included).
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// First and largest pause between two polls of an in-flight key.
 const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(100);
@@ -52,26 +50,26 @@ const POLL_MAX: Duration = Duration::from_millis(100);
 /// by the timeout (default 500 ms); a failure answers 503 (fail closed).
 #[derive(Clone, Debug)]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub struct RedisStore {
+pub struct RedisIdempotencyStore {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     connection: RedisConnection,
-    prefix: String,
     begin: redis::Script,
     complete: redis::Script,
     release: redis::Script,
-    token_prefix: u64,
-    token_seq: AtomicU64,
 }
 
-impl RedisStore {
+impl RedisIdempotencyStore {
+    /// Default bound on every Redis call (connect included): 500 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
     /// A store on `client`, keys under `ezthrottle:idem:`, 500 ms timeout.
     #[must_use]
     pub fn new(client: redis::Client) -> Self {
-        Self::with_options(client, "ezthrottle:idem:", DEFAULT_REDIS_TIMEOUT)
+        Self::with_options(client, "ezthrottle:idem:", Self::DEFAULT_TIMEOUT)
     }
 
     /// A store on the Redis at `url` (e.g. `redis://127.0.0.1:6379`).
@@ -79,8 +77,8 @@ impl RedisStore {
     /// # Errors
     ///
     /// An unparsable URL.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        redis::Client::open(url).map(Self::new).map_err(|err| StoreError(format!("invalid Redis URL: {err}")))
+    pub fn open(url: &str) -> Result<Self, IdempotencyStoreError> {
+        redis_connection::client(url).map(Self::new).map_err(IdempotencyStoreError)
     }
 
     /// A store with its own key prefix and call timeout.
@@ -88,22 +86,15 @@ impl RedisStore {
     pub fn with_options(client: redis::Client, prefix: impl Into<String>, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                connection: RedisConnection::new(client, timeout),
-                prefix: prefix.into(),
+                connection: RedisConnection::new(client, prefix.into(), timeout),
                 begin: redis::Script::new(BEGIN),
                 complete: redis::Script::new(COMPLETE),
                 release: redis::Script::new(RELEASE),
-                token_prefix: RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now())),
-                token_seq: AtomicU64::new(0),
             }),
         }
     }
 
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.inner.prefix)
-    }
-
-    fn state(value: &[u8]) -> Result<Begin, StoreError> {
+    fn state(value: &[u8]) -> Result<Begin, IdempotencyStoreError> {
         match value.split_first() {
             Some((b'R', _)) => Ok(Begin::Released),
             Some((b'L', rest)) => {
@@ -112,23 +103,23 @@ impl RedisStore {
                     .ok()
                     .and_then(|rest| rest.rsplit(':').next())
                     .and_then(decode_fingerprint)
-                    .ok_or_else(|| StoreError("unreadable lock in Redis".into()))?;
+                    .ok_or_else(|| IdempotencyStoreError("unreadable lock in Redis".into()))?;
                 Ok(Begin::InFlight { fingerprint })
             }
             Some((b'D', rest)) => StoredResponse::from_json(rest)
                 .map(Begin::Completed)
-                .ok_or_else(|| StoreError("unreadable stored answer in Redis".into())),
-            _ => Err(StoreError("unexpected value in Redis".into())),
+                .ok_or_else(|| IdempotencyStoreError("unreadable stored answer in Redis".into())),
+            _ => Err(IdempotencyStoreError("unexpected value in Redis".into())),
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.key(key);
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, IdempotencyStoreError> {
+        let key = self.inner.connection.key(key);
         self.inner
             .connection
             .run(|mut connection| async move { redis::cmd("GET").arg(key).query_async(&mut connection).await })
             .await
-            .map_err(StoreError)
+            .map_err(IdempotencyStoreError)
     }
 }
 
@@ -136,11 +127,15 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-impl IdempotencyStore for RedisStore {
-    async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
-        let seq = self.inner.token_seq.fetch_add(1, Ordering::Relaxed);
-        let lock = format!("L{:x}-{seq:x}:{}", self.inner.token_prefix, hex::encode(fingerprint));
-        let redis_key = self.key(key);
+impl IdempotencyStore for RedisIdempotencyStore {
+    async fn begin(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lock_ttl: Duration,
+    ) -> Result<Begin, IdempotencyStoreError> {
+        let lock = format!("L{}:{}", self.inner.connection.unique_id(), hex::encode(fingerprint));
+        let redis_key = self.inner.connection.key(key);
         let script = &self.inner.begin;
         let lock_arg = lock.clone();
         let value: Vec<u8> = self
@@ -150,7 +145,7 @@ impl IdempotencyStore for RedisStore {
                 script.key(redis_key).arg(lock_arg).arg(millis(lock_ttl)).invoke_async(&mut connection).await
             })
             .await
-            .map_err(StoreError)?;
+            .map_err(IdempotencyStoreError)?;
         if value == b"A" {
             return Ok(Begin::Acquired(LockToken(lock)));
         }
@@ -163,9 +158,9 @@ impl IdempotencyStore for RedisStore {
         token: &LockToken,
         response: StoredResponse,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), IdempotencyStoreError> {
         let value = format!("D{}", response.to_json());
-        let redis_key = self.key(key);
+        let redis_key = self.inner.connection.key(key);
         let script = &self.inner.complete;
         let token = token.0.clone();
         let _: i64 = self
@@ -175,12 +170,12 @@ impl IdempotencyStore for RedisStore {
                 script.key(redis_key).arg(token).arg(value).arg(millis(ttl)).invoke_async(&mut connection).await
             })
             .await
-            .map_err(StoreError)?;
+            .map_err(IdempotencyStoreError)?;
         Ok(())
     }
 
-    async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
-        let redis_key = self.key(key);
+    async fn release(&self, key: &str, token: &LockToken) -> Result<(), IdempotencyStoreError> {
+        let redis_key = self.inner.connection.key(key);
         let script = &self.inner.release;
         let token = token.0.clone();
         let _: i64 = self
@@ -188,11 +183,11 @@ impl IdempotencyStore for RedisStore {
             .connection
             .run(|mut connection| async move { script.key(redis_key).arg(token).invoke_async(&mut connection).await })
             .await
-            .map_err(StoreError)?;
+            .map_err(IdempotencyStoreError)?;
         Ok(())
     }
 
-    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, IdempotencyStoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = POLL_FIRST;
         loop {

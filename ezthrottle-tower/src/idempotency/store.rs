@@ -91,14 +91,60 @@ pub enum Begin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(pub(crate) String);
 
-/// A store failure (Redis unreachable, a full memory store, ...).
-#[derive(Debug, Clone, thiserror::Error)]
+impl LockToken {
+    /// A token carrying `value`: whatever the store needs to recognise its own lock later
+    /// (a counter, a random id). A store answers it from
+    /// [`begin`](IdempotencyStore::begin) and gets it back in `complete` and `release`.
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::LockToken;
+    ///
+    /// let token = LockToken::new("lock-7");
+    /// assert_eq!(token.as_str(), "lock-7");
+    /// ```
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value given to [`new`](Self::new).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A store failure (Redis unreachable, a full memory store, ...): the layer answers `503`
+/// with `Retry-After` (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("idempotency store error: {0}")]
-pub struct StoreError(pub(crate) String);
+pub struct IdempotencyStoreError(pub(crate) String);
+
+impl IdempotencyStoreError {
+    /// A failure described by `message` (logged, never sent to the client).
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::IdempotencyStoreError;
+    ///
+    /// let err = IdempotencyStoreError::new("database unreachable");
+    /// assert_eq!(err.message(), "database unreachable");
+    /// assert_eq!(err.to_string(), "idempotency store error: database unreachable");
+    /// ```
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// What failed.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Where [`IdempotencyLayer`](super::IdempotencyLayer) keeps its locks and answers:
-/// [`MemoryStore`](super::MemoryStore) or, with feature `redis`,
-/// [`RedisStore`](super::RedisStore).
+/// [`MemoryIdempotencyStore`](super::MemoryIdempotencyStore) or, with feature `redis`,
+/// [`RedisIdempotencyStore`](super::RedisIdempotencyStore).
 pub trait IdempotencyStore: Clone + Send + Sync + 'static {
     /// Atomically takes `key` for `lock_ttl` if it is free, or reports its state.
     fn begin(
@@ -106,7 +152,7 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         key: &str,
         fingerprint: Fingerprint,
         lock_ttl: Duration,
-    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Begin, IdempotencyStoreError>> + Send;
 
     /// Stores the answer for `key` for `ttl` (if `token` still holds it).
     fn complete(
@@ -115,12 +161,12 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         token: &LockToken,
         response: StoredResponse,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
 
     /// Frees `key` without an answer (if `token` still holds it) and wakes its waiters.
-    fn release(&self, key: &str, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(&self, key: &str, token: &LockToken) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
 
     /// Waits, up to `timeout`, until `key` is no longer in flight; answers its state then
     /// ([`Begin::InFlight`] when the time ran out).
-    fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+    fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, IdempotencyStoreError>> + Send;
 }

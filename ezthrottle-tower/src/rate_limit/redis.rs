@@ -1,22 +1,18 @@
 //! The Redis store: one Lua script per algorithm, so check-and-count is atomic across
 //! every replica sharing the Redis; all rules of a request go in one pipelined round trip.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use super::algorithm::{Algorithm, Decision};
-use super::store::{Check, RateLimitStore, StoreError};
-use crate::redis_connection::RedisConnection;
+use super::store::{Check, RateLimitStore, RateLimitStoreError};
+use crate::redis_connection::{self, RedisConnection};
 
 const TOKEN_BUCKET: &str = include_str!("token_bucket.lua");
 const SLIDING_WINDOW: &str = include_str!("sliding_window.lua");
-
-/// Default bound on every Redis call (connect included).
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Rate-limit state in Redis, shared by every replica that uses the same server.
 ///
@@ -24,25 +20,25 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// connection is opened on first use and every call is bounded by the timeout; when Redis
 /// is unreachable the layer fails open or closed as configured, never hangs.
 #[derive(Clone, Debug)]
-pub struct RedisStore {
+pub struct RedisRateLimitStore {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     connection: RedisConnection,
-    prefix: String,
     token_bucket: redis::Script,
     sliding_window: redis::Script,
-    member_prefix: u64,
-    member_seq: AtomicU64,
     scripts_loaded: AtomicBool,
 }
 
-impl RedisStore {
+impl RedisRateLimitStore {
+    /// Default bound on every Redis call (connect included): 100 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+
     /// A store on `client` with keys under `ezthrottle:rl:` and a 100 ms timeout.
     pub fn new(client: redis::Client) -> Self {
-        Self::with_options(client, "ezthrottle:rl:", DEFAULT_REDIS_TIMEOUT)
+        Self::with_options(client, "ezthrottle:rl:", Self::DEFAULT_TIMEOUT)
     }
 
     /// A store on the Redis at `url` (e.g. `redis://127.0.0.1:6379`).
@@ -50,20 +46,17 @@ impl RedisStore {
     /// # Errors
     ///
     /// An unparsable URL.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        redis::Client::open(url).map(Self::new).map_err(|err| StoreError(format!("invalid Redis URL: {err}")))
+    pub fn open(url: &str) -> Result<Self, RateLimitStoreError> {
+        redis_connection::client(url).map(Self::new).map_err(RateLimitStoreError)
     }
 
     /// A store with its own key prefix and call timeout.
     pub fn with_options(client: redis::Client, prefix: impl Into<String>, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                connection: RedisConnection::new(client, timeout),
-                prefix: prefix.into(),
+                connection: RedisConnection::new(client, prefix.into(), timeout),
                 token_bucket: redis::Script::new(TOKEN_BUCKET),
                 sliding_window: redis::Script::new(SLIDING_WINDOW),
-                member_prefix: RandomState::new().hash_one(std::process::id()),
-                member_seq: AtomicU64::new(0),
                 scripts_loaded: AtomicBool::new(false),
             }),
         }
@@ -79,14 +72,13 @@ impl Inner {
     fn pipeline(&self, checks: &[Check]) -> redis::Pipeline {
         let mut pipeline = redis::pipe();
         for check in checks {
-            let key = format!("{}{}", self.prefix, check.key);
+            let key = self.connection.key(&check.key);
             match check.algorithm {
                 Algorithm::TokenBucket { rate_per_sec, burst } => {
                     pipeline.invoke_script(self.token_bucket.key(key).arg(rate_per_sec).arg(burst));
                 }
                 Algorithm::SlidingWindow { limit, window } => {
-                    let member =
-                        format!("{:x}-{}", self.member_prefix, self.member_seq.fetch_add(1, Ordering::Relaxed));
+                    let member = self.connection.unique_id();
                     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
                     pipeline.invoke_script(self.sliding_window.key(key).arg(limit).arg(window_ms).arg(member));
                 }
@@ -95,7 +87,7 @@ impl Inner {
         pipeline
     }
 
-    async fn check(&self, checks: Vec<Check>) -> Result<Vec<Decision>, StoreError> {
+    async fn check(&self, checks: Vec<Check>) -> Result<Vec<Decision>, RateLimitStoreError> {
         let pipeline = self.pipeline(&checks);
         if !self.scripts_loaded.load(Ordering::Acquire) {
             self.load_scripts().await?;
@@ -104,17 +96,21 @@ impl Inner {
             // A restarted or flushed Redis forgot the scripts: load them and try once more.
             Err(err) if err.to_ascii_lowercase().contains("noscript") => {
                 self.load_scripts().await?;
-                self.query(&pipeline).await.map_err(StoreError)?
+                self.query(&pipeline).await.map_err(RateLimitStoreError)?
             }
-            other => other.map_err(StoreError)?,
+            other => other.map_err(RateLimitStoreError)?,
         };
         if answers.len() != checks.len() {
-            return Err(StoreError(format!("Redis answered {} results for {} checks", answers.len(), checks.len())));
+            return Err(RateLimitStoreError(format!(
+                "Redis answered {} results for {} checks",
+                answers.len(),
+                checks.len()
+            )));
         }
         Ok(checks.iter().zip(answers).map(|(check, answer)| decision(&check.algorithm, answer)).collect())
     }
 
-    async fn load_scripts(&self) -> Result<(), StoreError> {
+    async fn load_scripts(&self) -> Result<(), RateLimitStoreError> {
         let (token_bucket, sliding_window) = (&self.token_bucket, &self.sliding_window);
         self.connection
             .run(|mut connection| async move {
@@ -122,7 +118,7 @@ impl Inner {
                 sliding_window.load_async(&mut connection).await
             })
             .await
-            .map_err(StoreError)?;
+            .map_err(RateLimitStoreError)?;
         self.scripts_loaded.store(true, Ordering::Release);
         Ok(())
     }
@@ -143,8 +139,8 @@ fn decision(algorithm: &Algorithm, [allowed, remaining, retry_after_ms, reset_ms
     }
 }
 
-impl RateLimitStore for RedisStore {
-    type Future = BoxFuture<'static, Result<Vec<Decision>, StoreError>>;
+impl RateLimitStore for RedisRateLimitStore {
+    type Future = BoxFuture<'static, Result<Vec<Decision>, RateLimitStoreError>>;
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
         let inner = Arc::clone(&self.inner);

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::body::ResponseBody;
-use super::future::ResponseFuture;
+use super::body::RateLimitResponseBody;
+use super::future::RateLimitFuture;
 use super::layer::Config;
 use super::scope::RequestHead;
 use super::store::RateLimitStore;
@@ -46,9 +46,9 @@ where
     S: Service<Request<B>, Response = Response<R>> + Clone,
     St: RateLimitStore,
 {
-    type Response = Response<ResponseBody<R>>;
+    type Response = Response<RateLimitResponseBody<R>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B, St::Future>;
+    type Future = RateLimitFuture<S, B, St::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -59,6 +59,6 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         let check = self.store.check(self.config.checks(&RequestHead::of(&request)));
-        ResponseFuture::new(check, ready, request, Arc::clone(&self.config))
+        RateLimitFuture::new(check, ready, request, Arc::clone(&self.config))
     }
 }

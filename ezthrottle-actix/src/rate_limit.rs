@@ -1,4 +1,4 @@
-//! [`RateLimit`]: the rules of a [`RateLimitLayer`] as actix-web middleware.
+//! [`ActixRateLimit`]: the rules of a [`RateLimitLayer`] as actix-web middleware.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -8,52 +8,55 @@ use actix_web::Error;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 
+use ezthrottle_tower::rate_limit::{
+    MemoryRateLimitStore, RateLimitLayer, RateLimitMetrics, RateLimitStore, RequestHead,
+};
+
 use super::{bad_request, copy_headers, own_answer, request_parts};
-use crate::rate_limit::{MemoryStore, RateLimitLayer, RateLimitMetrics, RateLimitStore, RequestHead};
 
 /// actix-web middleware rate-limiting requests by the rules of a [`RateLimitLayer`], with
 /// the same answers as the tower service: `RateLimit-*` / `X-RateLimit-*` headers (per the
-/// layer's [`HeaderStyle`](crate::rate_limit::HeaderStyle)) and the optional pace headers
+/// layer's [`HeaderStyle`](ezthrottle_tower::rate_limit::HeaderStyle)) and the optional pace headers
 /// on every answer; a refusal is `429` with `Retry-After` and
 /// `{"error":"rate limit exceeded","limit":"<rule>","retry_after":<s>}`; a store failure
-/// lets the request through ([`FailMode::Open`](crate::rate_limit::FailMode::Open)) or
-/// answers `503` ([`FailMode::Closed`](crate::rate_limit::FailMode::Closed)).
+/// lets the request through ([`FailMode::Open`](ezthrottle_tower::rate_limit::FailMode::Open)) or
+/// answers `503` ([`FailMode::Closed`](ezthrottle_tower::rate_limit::FailMode::Closed)).
 ///
-/// [`Scope::client_ip`](crate::rate_limit::Scope::client_ip) reads the connection's peer
+/// [`Scope::client_ip`](ezthrottle_tower::rate_limit::Scope::client_ip) reads the connection's peer
 /// address (`HttpRequest::peer_addr`).
 ///
 /// ```
 /// use std::time::Duration;
 /// use actix_web::{App, HttpResponse, web};
-/// use ezthrottle_tower::actix::RateLimit;
+/// use ezthrottle_actix::ActixRateLimit;
 /// use ezthrottle_tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
 ///
 /// let limits = RateLimitLayer::new()
 ///     .rule(Rule::new("per_ip", Scope::client_ip(), Algorithm::sliding_window(100, Duration::from_secs(60))))
 ///     .pace_headers(true);
 /// let app = App::new()
-///     .wrap(RateLimit::new(limits))
+///     .wrap(ActixRateLimit::new(limits))
 ///     .route("/", web::get().to(|| async { HttpResponse::Ok().body("hello") }));
 /// # let _ = app;
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct RateLimit<St = MemoryStore> {
+pub struct ActixRateLimit<St = MemoryRateLimitStore> {
     layer: RateLimitLayer<St>,
 }
 
-impl<St: RateLimitStore> RateLimit<St> {
+impl<St: RateLimitStore> ActixRateLimit<St> {
     /// Middleware applying `layer`'s rules, store and answer settings (a layer built with
     /// [`RateLimitLayer::with_store`] shares its store, e.g. Redis, across replicas).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ezthrottle_tower::actix::RateLimit;
-    /// use ezthrottle_tower::rate_limit::{Algorithm, MemoryStore, RateLimitLayer, Rule, Scope};
+    /// use ezthrottle_actix::ActixRateLimit;
+    /// use ezthrottle_tower::rate_limit::{Algorithm, MemoryRateLimitStore, RateLimitLayer, Rule, Scope};
     ///
-    /// let layer = RateLimitLayer::with_store(MemoryStore::new())
+    /// let layer = RateLimitLayer::with_store(MemoryRateLimitStore::new())
     ///     .rule(Rule::new("global", Scope::global(), Algorithm::token_bucket(50.0, 100)));
-    /// let limit = RateLimit::new(layer);
+    /// let limit = ActixRateLimit::new(layer);
     /// # let _ = limit;
     /// ```
     pub fn new(layer: RateLimitLayer<St>) -> Self {
@@ -63,10 +66,10 @@ impl<St: RateLimitStore> RateLimit<St> {
     /// The counters so far (shared with the layer it was made from and its clones).
     ///
     /// ```
-    /// use ezthrottle_tower::actix::RateLimit;
+    /// use ezthrottle_actix::ActixRateLimit;
     /// use ezthrottle_tower::rate_limit::RateLimitLayer;
     ///
-    /// let limit = RateLimit::new(RateLimitLayer::new());
+    /// let limit = ActixRateLimit::new(RateLimitLayer::new());
     /// assert_eq!(limit.metrics().refused, 0);
     /// ```
     #[must_use]
@@ -75,14 +78,14 @@ impl<St: RateLimitStore> RateLimit<St> {
     }
 }
 
-impl<St: RateLimitStore> From<RateLimitLayer<St>> for RateLimit<St> {
-    /// The same as [`RateLimit::new`].
+impl<St: RateLimitStore> From<RateLimitLayer<St>> for ActixRateLimit<St> {
+    /// The same as [`ActixRateLimit::new`].
     ///
     /// ```
-    /// use ezthrottle_tower::actix::RateLimit;
+    /// use ezthrottle_actix::ActixRateLimit;
     /// use ezthrottle_tower::rate_limit::RateLimitLayer;
     ///
-    /// let limit: RateLimit = RateLimitLayer::new().into();
+    /// let limit: ActixRateLimit = RateLimitLayer::new().into();
     /// # let _ = limit;
     /// ```
     fn from(layer: RateLimitLayer<St>) -> Self {
@@ -90,7 +93,7 @@ impl<St: RateLimitStore> From<RateLimitLayer<St>> for RateLimit<St> {
     }
 }
 
-impl<S, B, St> Transform<S, ServiceRequest> for RateLimit<St>
+impl<S, B, St> Transform<S, ServiceRequest> for ActixRateLimit<St>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
@@ -107,22 +110,22 @@ where
     }
 }
 
-/// The service of [`RateLimit`] (made by actix when the app starts).
+/// The service of [`ActixRateLimit`] (made by actix when the app starts).
 ///
 /// ```
 /// use actix_web::{App, HttpResponse, test, web};
-/// use ezthrottle_tower::actix::RateLimit;
+/// use ezthrottle_actix::ActixRateLimit;
 /// use ezthrottle_tower::rate_limit::RateLimitLayer;
 ///
 /// # actix_web::rt::System::new().block_on(async {
 /// let app = test::init_service(
-///     App::new().wrap(RateLimit::new(RateLimitLayer::new())).route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
+///     App::new().wrap(ActixRateLimit::new(RateLimitLayer::new())).route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
 /// )
 /// .await; // `app` runs every request through a `RateLimitMiddleware`
 /// # let _ = app;
 /// # });
 /// ```
-pub struct RateLimitMiddleware<S, St = MemoryStore> {
+pub struct RateLimitMiddleware<S, St = MemoryRateLimitStore> {
     service: Rc<S>,
     layer: Rc<RateLimitLayer<St>>,
 }
