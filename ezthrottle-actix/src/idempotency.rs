@@ -1,13 +1,11 @@
 //! [`ActixIdempotency`]: the duplicate suppression of
 //! [`IdempotencyLayer`] as actix-web middleware.
 
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::{BodyStream, EitherBody, MessageBody};
-use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
 use ezthrottle_tower::idempotency::engine::{Admission, Answer, Config, too_large, unreadable};
 use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyStore, MemoryIdempotencyStore, fingerprint};
@@ -87,21 +85,10 @@ impl<St> From<IdempotencyLayer<St>> for ActixIdempotency<St> {
     }
 }
 
-impl<S, B, St> Transform<S, ServiceRequest> for ActixIdempotency<St>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-    St: IdempotencyStore,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Transform = IdempotencyMiddleware<S, St>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(IdempotencyMiddleware { service: Rc::new(service), config: Arc::clone(self.layer.config()) }))
-    }
+super::middleware! {
+    ActixIdempotency<St: IdempotencyStore> => IdempotencyMiddleware,
+    state: Arc<Config<St>> = |transform| Arc::clone(transform.layer.config()),
+    handle,
 }
 
 /// The service of [`ActixIdempotency`] (made by actix when the app starts).
@@ -120,37 +107,12 @@ where
 /// ```
 pub struct IdempotencyMiddleware<S, St = MemoryIdempotencyStore> {
     service: Rc<S>,
-    config: Arc<Config<St>>,
+    state: Arc<Config<St>>,
 }
-
-impl<S, St> std::fmt::Debug for IdempotencyMiddleware<S, St> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdempotencyMiddleware").finish_non_exhaustive()
-    }
-}
-
-type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 fn answer<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBody<B>> {
     let (parts, body) = answer.into_parts();
     req.into_response(own_answer(parts.status, &parts.headers, body)).map_into_right_body()
-}
-
-impl<S, B, St> Service<ServiceRequest> for IdempotencyMiddleware<S, St>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-    St: IdempotencyStore,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Future = LocalBoxFuture<Result<Self::Response, Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        Box::pin(handle(Rc::clone(&self.service), Arc::clone(&self.config), req))
-    }
 }
 
 async fn handle<S, B, St>(

@@ -47,6 +47,68 @@ use ezthrottle_tower::webhook::engine::{TARGET, parse, verified_webhook, verify_
 use ezthrottle_tower::webhook::{SIGNATURE_HEADER, VerifiedRequest, VerifiedWebhook, WebhookRejection};
 use serde::de::DeserializeOwned;
 
+/// Implements actix's `Transform` for `$transform<St>` (making `$middleware { service,
+/// state }`) and `Service` for `$middleware<S, St>`, whose `call` is `$handle(service,
+/// state, request)`: the plumbing every middleware here shares.
+macro_rules! middleware {
+    (
+        $transform:ident<St: $bound:path> => $middleware:ident,
+        state: $state:ty = |$this:ident| $make:expr,
+        $handle:ident $(,)?
+    ) => {
+        impl<S, B, St> actix_web::dev::Transform<S, actix_web::dev::ServiceRequest> for $transform<St>
+        where
+            S: actix_web::dev::Service<
+                    actix_web::dev::ServiceRequest,
+                    Response = actix_web::dev::ServiceResponse<B>,
+                    Error = actix_web::Error,
+                > + 'static,
+            B: actix_web::body::MessageBody + 'static,
+            St: $bound,
+        {
+            type Response = actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>;
+            type Error = actix_web::Error;
+            type Transform = $middleware<S, St>;
+            type InitError = ();
+            type Future = std::future::Ready<Result<Self::Transform, ()>>;
+
+            fn new_transform(&self, service: S) -> Self::Future {
+                let $this = self;
+                std::future::ready(Ok($middleware { service: std::rc::Rc::new(service), state: $make }))
+            }
+        }
+
+        impl<S, B, St> actix_web::dev::Service<actix_web::dev::ServiceRequest> for $middleware<S, St>
+        where
+            S: actix_web::dev::Service<
+                    actix_web::dev::ServiceRequest,
+                    Response = actix_web::dev::ServiceResponse<B>,
+                    Error = actix_web::Error,
+                > + 'static,
+            B: actix_web::body::MessageBody + 'static,
+            St: $bound,
+        {
+            type Response = actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>;
+            type Error = actix_web::Error;
+            type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>>>>;
+
+            actix_web::dev::forward_ready!(service);
+
+            fn call(&self, request: actix_web::dev::ServiceRequest) -> Self::Future {
+                let state: $state = self.state.clone();
+                Box::pin($handle(std::rc::Rc::clone(&self.service), state, request))
+            }
+        }
+
+        impl<S, St> std::fmt::Debug for $middleware<S, St> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($middleware)).finish_non_exhaustive()
+            }
+        }
+    };
+}
+use middleware;
+
 mod idempotency;
 mod rate_limit;
 mod verify;

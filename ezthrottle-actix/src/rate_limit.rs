@@ -1,12 +1,10 @@
 //! [`ActixRateLimit`]: the rules of a [`RateLimitLayer`] as actix-web middleware.
 
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
 use std::rc::Rc;
 
 use actix_web::Error;
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::body::EitherBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 
 use ezthrottle_tower::rate_limit::{
     MemoryRateLimitStore, RateLimitLayer, RateLimitMetrics, RateLimitStore, RequestHead,
@@ -93,21 +91,10 @@ impl<St: RateLimitStore> From<RateLimitLayer<St>> for ActixRateLimit<St> {
     }
 }
 
-impl<S, B, St> Transform<S, ServiceRequest> for ActixRateLimit<St>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-    St: RateLimitStore,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Transform = RateLimitMiddleware<S, St>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RateLimitMiddleware { service: Rc::new(service), layer: Rc::new(self.layer.clone()) }))
-    }
+super::middleware! {
+    ActixRateLimit<St: RateLimitStore> => RateLimitMiddleware,
+    state: Rc<RateLimitLayer<St>> = |transform| Rc::new(transform.layer.clone()),
+    handle,
 }
 
 /// The service of [`ActixRateLimit`] (made by actix when the app starts).
@@ -127,50 +114,33 @@ where
 /// ```
 pub struct RateLimitMiddleware<S, St = MemoryRateLimitStore> {
     service: Rc<S>,
+    state: Rc<RateLimitLayer<St>>,
+}
+
+async fn handle<S, B, St>(
+    service: Rc<S>,
     layer: Rc<RateLimitLayer<St>>,
-}
-
-impl<S, St> std::fmt::Debug for RateLimitMiddleware<S, St> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimitMiddleware").finish_non_exhaustive()
-    }
-}
-
-type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
-
-impl<S, B, St> Service<ServiceRequest> for RateLimitMiddleware<S, St>
+    req: ServiceRequest,
+) -> Result<ServiceResponse<EitherBody<B>>, Error>
 where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     St: RateLimitStore,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Future = LocalBoxFuture<Result<Self::Response, Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let Some(parts) = request_parts(&req) else {
-            return Box::pin(ready(Ok(req.into_response(bad_request()).map_into_right_body())));
-        };
-        let head = http::Request::from_parts(parts, ());
-        let check = self.layer.store().check(self.layer.config().checks(&RequestHead::of(&head)));
-        let service = Rc::clone(&self.service);
-        let layer = Rc::clone(&self.layer);
-        Box::pin(async move {
-            let tightest = match layer.config().verdict(check.await) {
-                Ok(tightest) => tightest,
-                Err(refusal) => {
-                    let (status, headers, body) = *refusal;
-                    return Ok(req.into_response(own_answer(status, &headers, body)).map_into_right_body());
-                }
-            };
-            let mut response = service.call(req).await?;
-            let mut headers = http::HeaderMap::new();
-            layer.config().write_headers(tightest.as_ref(), &mut headers);
-            copy_headers(&headers, response.headers_mut());
-            Ok(response.map_into_left_body())
-        })
-    }
+    let Some(parts) = request_parts(&req) else {
+        return Ok(req.into_response(bad_request()).map_into_right_body());
+    };
+    let head = http::Request::from_parts(parts, ());
+    let check = layer.store().check(layer.config().checks(&RequestHead::of(&head)));
+    let tightest = match layer.config().verdict(check.await) {
+        Ok(tightest) => tightest,
+        Err(refusal) => {
+            let (status, headers, body) = *refusal;
+            return Ok(req.into_response(own_answer(status, &headers, body)).map_into_right_body());
+        }
+    };
+    let mut response = service.call(req).await?;
+    let mut headers = http::HeaderMap::new();
+    layer.config().write_headers(tightest.as_ref(), &mut headers);
+    copy_headers(&headers, response.headers_mut());
+    Ok(response.map_into_left_body())
 }

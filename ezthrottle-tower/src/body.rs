@@ -52,6 +52,38 @@ impl<B: Body<Data = Bytes>> Body for OwnOrInner<B> {
     }
 }
 
+/// Why a request body could not be buffered.
+#[cfg(any(feature = "idempotency", feature = "webhook"))]
+pub(crate) enum ReadError {
+    /// Over the limit.
+    TooLarge,
+    /// The body failed (the connection broke, ...).
+    Failed(String),
+}
+
+/// Buffers a request body of at most `limit` bytes.
+#[cfg(any(feature = "idempotency", feature = "webhook"))]
+pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(ReadError::TooLarge),
+        Err(err) => Err(ReadError::Failed(err.to_string())),
+    }
+}
+
+/// Takes the service `poll_ready` readied, leaving a clone (not ready) in its place: the
+/// response future owns the ready one.
+#[cfg(any(feature = "idempotency", feature = "webhook"))]
+pub(crate) fn take_ready<S: Clone>(service: &mut S) -> S {
+    let clone = service.clone();
+    std::mem::replace(service, clone)
+}
+
 /// Declares `pub struct $name<B>`: an opaque response body over [`OwnOrInner`], with
 /// `inner(body)` / `own(bytes)` constructors for the crate and `http_body::Body` and
 /// `Debug` impls.

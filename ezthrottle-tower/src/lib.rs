@@ -56,6 +56,8 @@ pub mod pace;
 pub mod rate_limit;
 #[cfg(all(feature = "redis", any(feature = "rate-limit", feature = "idempotency")))]
 mod redis_connection;
+#[cfg(any(feature = "rate-limit", feature = "idempotency"))]
+mod store_error;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub mod webhook;
@@ -82,5 +84,8 @@ pub use forward::{
 pub use idempotency::IdempotencyLayer;
 #[cfg(feature = "pace")]
 pub use pace::{Pace, PaceLayer, Pacing, pace_headers};
+#[cfg(any(feature = "rate-limit", feature = "idempotency"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rate-limit", feature = "idempotency"))))]
+pub use store_error::StoreError;
 #[cfg(feature = "webhook")]
 pub use webhook::{VerifyWebhookLayer, WebhookRejection};

@@ -12,13 +12,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use ezthrottle_tower::REPLAY_HEADER;
 use ezthrottle_tower::idempotency::{
-    Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, IdempotencyStoreError, LockToken, StoredResponse,
+    Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, LockToken, StoredResponse,
 };
-use ezthrottle_tower::rate_limit::{
-    Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, RateLimitStoreError, Rule, Scope,
-};
+use ezthrottle_tower::rate_limit::{Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, Rule, Scope};
+use ezthrottle_tower::{REPLAY_HEADER, StoreError};
 use tokio::sync::Notify;
 
 async fn serve(router: Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
@@ -47,9 +45,9 @@ enum Slot {
 }
 
 impl MapStore {
-    fn check_up(&self) -> Result<(), IdempotencyStoreError> {
+    fn check_up(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(IdempotencyStoreError::new("the map store is down"));
+            return Err(StoreError::new("the map store is down"));
         }
         Ok(())
     }
@@ -67,12 +65,7 @@ impl MapStore {
 }
 
 impl IdempotencyStore for MapStore {
-    async fn begin(
-        &self,
-        key: &str,
-        fingerprint: Fingerprint,
-        _lock_ttl: Duration,
-    ) -> Result<Begin, IdempotencyStoreError> {
+    async fn begin(&self, key: &str, fingerprint: Fingerprint, _lock_ttl: Duration) -> Result<Begin, StoreError> {
         self.check_up()?;
         let mut slots = self.slots.lock().unwrap();
         match slots.get(key) {
@@ -92,7 +85,7 @@ impl IdempotencyStore for MapStore {
         token: &LockToken,
         response: StoredResponse,
         _ttl: Duration,
-    ) -> Result<(), IdempotencyStoreError> {
+    ) -> Result<(), StoreError> {
         self.check_up()?;
         if self.holds(key, token) {
             self.slots.lock().unwrap().insert(key.to_owned(), Slot::Answered(response));
@@ -101,7 +94,7 @@ impl IdempotencyStore for MapStore {
         Ok(())
     }
 
-    async fn release(&self, key: &str, token: &LockToken) -> Result<(), IdempotencyStoreError> {
+    async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
         if self.holds(key, token) {
             self.slots.lock().unwrap().remove(key);
             self.changed.notify_waiters();
@@ -109,7 +102,7 @@ impl IdempotencyStore for MapStore {
         Ok(())
     }
 
-    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, IdempotencyStoreError> {
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let mut changed = std::pin::pin!(self.changed.notified());
@@ -182,11 +175,11 @@ struct CountingStore {
 }
 
 impl RateLimitStore for CountingStore {
-    type Future = Ready<Result<Vec<Decision>, RateLimitStoreError>>;
+    type Future = Ready<Result<Vec<Decision>, StoreError>>;
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
         if self.failing.load(Ordering::SeqCst) {
-            return ready(Err(RateLimitStoreError::new("the counting store is down")));
+            return ready(Err(StoreError::new("the counting store is down")));
         }
         let mut counts = self.counts.lock().unwrap();
         let decisions = checks

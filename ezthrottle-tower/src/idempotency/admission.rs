@@ -11,6 +11,7 @@ use super::key::{KeySource, header_key, is_delivery, webhook_key};
 use super::layer::{Config, InFlight};
 use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
 use crate::REPLAY_HEADER;
+use crate::StoreError;
 
 /// An answer of the layer itself (refusals, replays, buffered handler answers).
 pub type Answer = Response<Bytes>;
@@ -42,6 +43,12 @@ fn replay(stored: &StoredResponse) -> Answer {
     *response.headers_mut() = stored.header_map();
     response.headers_mut().insert(HeaderName::from_static(REPLAY_HEADER), HeaderValue::from_static("true"));
     response
+}
+
+/// `503` with `Retry-After`: the store failed, so the handler does not run unprotected.
+fn store_failed(err: &StoreError) -> Admission {
+    tracing::error!(target: TARGET, error = %err, "idempotency store failed");
+    Admission::Answer(retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"))
 }
 
 /// `413`: the request body is over `max_body`.
@@ -142,13 +149,7 @@ impl<St: IdempotencyStore> Config<St> {
         for _ in 0..4 {
             let state = match self.store.begin(&key, print, self.lock_ttl).await {
                 Ok(state) => state,
-                Err(err) => {
-                    tracing::error!(target: TARGET, error = %err, "idempotency store failed");
-                    return Admission::Answer(retry_later(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "idempotency store unavailable",
-                    ));
-                }
+                Err(err) => return store_failed(&err),
             };
             let state = match state {
                 Begin::InFlight { fingerprint } if fingerprint != print => {
@@ -168,13 +169,7 @@ impl<St: IdempotencyStore> Config<St> {
                     match self.store.wait(&key, self.wait_timeout).await {
                         Ok(Begin::Released) => continue,
                         Ok(state) => state,
-                        Err(err) => {
-                            tracing::error!(target: TARGET, error = %err, "idempotency store failed");
-                            return Admission::Answer(retry_later(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "idempotency store unavailable",
-                            ));
-                        }
+                        Err(err) => return store_failed(&err),
                     }
                 }
                 other => other,

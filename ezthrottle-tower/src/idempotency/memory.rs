@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::store::{Begin, Fingerprint, IdempotencyStore, IdempotencyStoreError, LockToken, StoredResponse};
+use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
+use crate::StoreError;
 
 const SHARDS: usize = 64;
 /// Inserts into one shard between two sweeps of its expired entries.
@@ -21,7 +22,7 @@ const SWEEP_EVERY: u32 = 1024;
 /// lock is held only for a map operation. Expired entries are dropped when met, and each
 /// shard sweeps its expired entries every 1,024 inserts. At most
 /// [`capacity`](Self::with_capacity) keys (default 1,000,000) are kept: when a shard is
-/// full even after a sweep, new keys get a [`IdempotencyStoreError`] (the layer answers 503) rather
+/// full even after a sweep, new keys get a [`StoreError`] (the layer answers 503) rather
 /// than growing without bound or silently forgetting answers.
 ///
 /// Cheap to clone: clones share the store.
@@ -138,12 +139,7 @@ fn token_of(token: &LockToken) -> Option<u64> {
 }
 
 impl IdempotencyStore for MemoryIdempotencyStore {
-    async fn begin(
-        &self,
-        key: &str,
-        fingerprint: Fingerprint,
-        lock_ttl: Duration,
-    ) -> Result<Begin, IdempotencyStoreError> {
+    async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
         let now = Instant::now();
         let mut shard = self.shard(key);
         if let Some(state) = Self::state(shard.entries.get(key), now) {
@@ -154,7 +150,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
             shard.entries.retain(|_, entry| entry.expires() > now);
         }
         if shard.entries.len() >= self.inner.per_shard && !shard.entries.contains_key(key) {
-            return Err(IdempotencyStoreError("the in-memory idempotency store is full".into()));
+            return Err(StoreError("the in-memory idempotency store is full".into()));
         }
         let token = self.inner.tokens.fetch_add(1, Ordering::Relaxed);
         let entry = Entry::InFlight { fingerprint, token, notify: Arc::new(Notify::new()), expires: now + lock_ttl };
@@ -168,7 +164,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         token: &LockToken,
         response: StoredResponse,
         ttl: Duration,
-    ) -> Result<(), IdempotencyStoreError> {
+    ) -> Result<(), StoreError> {
         let mut shard = self.shard(key);
         if let Some(Entry::InFlight { token: held, notify, .. }) = shard.entries.get(key)
             && Some(*held) == token_of(token)
@@ -181,7 +177,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         Ok(())
     }
 
-    async fn release(&self, key: &str, token: &LockToken) -> Result<(), IdempotencyStoreError> {
+    async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
         let mut shard = self.shard(key);
         if let Some(Entry::InFlight { token: held, .. }) = shard.entries.get(key)
             && Some(*held) == token_of(token)
@@ -193,7 +189,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         Ok(())
     }
 
-    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, IdempotencyStoreError> {
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
         let deadline = Instant::now() + timeout;
         loop {
             let notify = {

@@ -81,7 +81,7 @@ pub use memory::MemoryIdempotencyStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisIdempotencyStore;
 pub use service::Idempotency;
-pub use store::{Begin, Fingerprint, IdempotencyStore, IdempotencyStoreError, LockToken, StoredResponse};
+pub use store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
 
 /// The engine `ezthrottle-actix`'s middleware shares with [`Idempotency`] (not a stable API).
 #[doc(hidden)]

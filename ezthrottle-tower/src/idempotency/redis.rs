@@ -3,9 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{
-    Begin, Fingerprint, IdempotencyStore, IdempotencyStoreError, LockToken, StoredResponse, decode_fingerprint,
-};
+use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse, decode_fingerprint};
+use crate::StoreError;
 use crate::redis_connection::{self, RedisConnection};
 
 /// Takes the key (`SET NX PX`) or answers its value, atomically.
@@ -77,8 +76,8 @@ impl RedisIdempotencyStore {
     /// # Errors
     ///
     /// An unparsable URL.
-    pub fn open(url: &str) -> Result<Self, IdempotencyStoreError> {
-        redis_connection::client(url).map(Self::new).map_err(IdempotencyStoreError)
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        redis_connection::client(url).map(Self::new).map_err(StoreError)
     }
 
     /// A store with its own key prefix and call timeout.
@@ -94,7 +93,7 @@ impl RedisIdempotencyStore {
         }
     }
 
-    fn state(value: &[u8]) -> Result<Begin, IdempotencyStoreError> {
+    fn state(value: &[u8]) -> Result<Begin, StoreError> {
         match value.split_first() {
             Some((b'R', _)) => Ok(Begin::Released),
             Some((b'L', rest)) => {
@@ -103,23 +102,23 @@ impl RedisIdempotencyStore {
                     .ok()
                     .and_then(|rest| rest.rsplit(':').next())
                     .and_then(decode_fingerprint)
-                    .ok_or_else(|| IdempotencyStoreError("unreadable lock in Redis".into()))?;
+                    .ok_or_else(|| StoreError("unreadable lock in Redis".into()))?;
                 Ok(Begin::InFlight { fingerprint })
             }
             Some((b'D', rest)) => StoredResponse::from_json(rest)
                 .map(Begin::Completed)
-                .ok_or_else(|| IdempotencyStoreError("unreadable stored answer in Redis".into())),
-            _ => Err(IdempotencyStoreError("unexpected value in Redis".into())),
+                .ok_or_else(|| StoreError("unreadable stored answer in Redis".into())),
+            _ => Err(StoreError("unexpected value in Redis".into())),
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, IdempotencyStoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self.inner.connection.key(key);
         self.inner
             .connection
             .run(|mut connection| async move { redis::cmd("GET").arg(key).query_async(&mut connection).await })
             .await
-            .map_err(IdempotencyStoreError)
+            .map_err(StoreError)
     }
 }
 
@@ -128,12 +127,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl IdempotencyStore for RedisIdempotencyStore {
-    async fn begin(
-        &self,
-        key: &str,
-        fingerprint: Fingerprint,
-        lock_ttl: Duration,
-    ) -> Result<Begin, IdempotencyStoreError> {
+    async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
         let lock = format!("L{}:{}", self.inner.connection.unique_id(), hex::encode(fingerprint));
         let redis_key = self.inner.connection.key(key);
         let script = &self.inner.begin;
@@ -145,7 +139,7 @@ impl IdempotencyStore for RedisIdempotencyStore {
                 script.key(redis_key).arg(lock_arg).arg(millis(lock_ttl)).invoke_async(&mut connection).await
             })
             .await
-            .map_err(IdempotencyStoreError)?;
+            .map_err(StoreError)?;
         if value == b"A" {
             return Ok(Begin::Acquired(LockToken(lock)));
         }
@@ -158,7 +152,7 @@ impl IdempotencyStore for RedisIdempotencyStore {
         token: &LockToken,
         response: StoredResponse,
         ttl: Duration,
-    ) -> Result<(), IdempotencyStoreError> {
+    ) -> Result<(), StoreError> {
         let value = format!("D{}", response.to_json());
         let redis_key = self.inner.connection.key(key);
         let script = &self.inner.complete;
@@ -170,11 +164,11 @@ impl IdempotencyStore for RedisIdempotencyStore {
                 script.key(redis_key).arg(token).arg(value).arg(millis(ttl)).invoke_async(&mut connection).await
             })
             .await
-            .map_err(IdempotencyStoreError)?;
+            .map_err(StoreError)?;
         Ok(())
     }
 
-    async fn release(&self, key: &str, token: &LockToken) -> Result<(), IdempotencyStoreError> {
+    async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
         let redis_key = self.inner.connection.key(key);
         let script = &self.inner.release;
         let token = token.0.clone();
@@ -183,11 +177,11 @@ impl IdempotencyStore for RedisIdempotencyStore {
             .connection
             .run(|mut connection| async move { script.key(redis_key).arg(token).invoke_async(&mut connection).await })
             .await
-            .map_err(IdempotencyStoreError)?;
+            .map_err(StoreError)?;
         Ok(())
     }
 
-    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, IdempotencyStoreError> {
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = POLL_FIRST;
         loop {

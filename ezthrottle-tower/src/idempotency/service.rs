@@ -8,15 +8,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use tower_service::Service;
 
+use super::TARGET;
 use super::admission::{Admission, Answer, Held, too_large, unreadable};
 use super::body::IdempotencyResponseBody;
 use super::key::fingerprint;
 use super::layer::Config;
 use super::memory::MemoryIdempotencyStore;
 use super::store::IdempotencyStore;
+use crate::body::{ReadError, read_limited, take_ready};
 
 /// The service of [`IdempotencyLayer`](super::IdempotencyLayer).
 #[derive(Debug)]
@@ -55,10 +57,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let config = Arc::clone(&self.config);
-        Box::pin(handle(inner, config, request))
+        Box::pin(handle(take_ready(&mut self.inner), Arc::clone(&self.config), request))
     }
 }
 
@@ -88,10 +87,13 @@ where
         let request = Request::from_parts(parts, body);
         return inner.call(request).await.map(|response| response.map(IdempotencyResponseBody::inner));
     }
-    let body = match Limited::new(body, config.max_body()).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Ok(own(too_large())),
-        Err(_) => return Ok(own(unreadable())),
+    let body = match read_limited(body, config.max_body()).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => return Ok(own(too_large())),
+        Err(ReadError::Failed(error)) => {
+            tracing::debug!(target: TARGET, %error, "the request body failed");
+            return Ok(own(unreadable()));
+        }
     };
     let key = config.key(from_header, &parts, &body);
     let print = fingerprint(&parts.method, parts.uri.path(), &body);

@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::StoreError;
+
 /// A SHA-256 digest of a request (method, path and body): the same key with a different
 /// fingerprint is refused with 422.
 pub type Fingerprint = [u8; 32];
@@ -114,34 +116,6 @@ impl LockToken {
     }
 }
 
-/// A store failure (Redis unreachable, a full memory store, ...): the layer answers `503`
-/// with `Retry-After` (fail closed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("idempotency store error: {0}")]
-pub struct IdempotencyStoreError(pub(crate) String);
-
-impl IdempotencyStoreError {
-    /// A failure described by `message` (logged, never sent to the client).
-    ///
-    /// ```
-    /// use ezthrottle_tower::idempotency::IdempotencyStoreError;
-    ///
-    /// let err = IdempotencyStoreError::new("database unreachable");
-    /// assert_eq!(err.message(), "database unreachable");
-    /// assert_eq!(err.to_string(), "idempotency store error: database unreachable");
-    /// ```
-    #[must_use]
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-
-    /// What failed.
-    #[must_use]
-    pub fn message(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Where [`IdempotencyLayer`](super::IdempotencyLayer) keeps its locks and answers:
 /// [`MemoryIdempotencyStore`](super::MemoryIdempotencyStore) or, with feature `redis`,
 /// [`RedisIdempotencyStore`](super::RedisIdempotencyStore).
@@ -152,7 +126,7 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         key: &str,
         fingerprint: Fingerprint,
         lock_ttl: Duration,
-    ) -> impl Future<Output = Result<Begin, IdempotencyStoreError>> + Send;
+    ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
     /// Stores the answer for `key` for `ttl` (if `token` still holds it).
     fn complete(
@@ -161,12 +135,12 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         token: &LockToken,
         response: StoredResponse,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Frees `key` without an answer (if `token` still holds it) and wakes its waiters.
-    fn release(&self, key: &str, token: &LockToken) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
+    fn release(&self, key: &str, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Waits, up to `timeout`, until `key` is no longer in flight; answers its state then
     /// ([`Begin::InFlight`] when the time ran out).
-    fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, IdempotencyStoreError>> + Send;
+    fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 }

@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::algorithm::Decision;
 use super::body::RateLimitResponseBody;
 use super::layer::Config;
-use super::store::RateLimitStoreError;
+use crate::StoreError;
 
 pin_project! {
     /// The future of [`RateLimit`](super::RateLimit): waits for the store's decision, then
@@ -47,7 +47,7 @@ where
 impl<S, B, C, R> Future for RateLimitFuture<S, B, C>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    C: Future<Output = Result<Vec<Decision>, RateLimitStoreError>>,
+    C: Future<Output = Result<Vec<Decision>, StoreError>>,
 {
     type Output = Result<Response<RateLimitResponseBody<R>>, S::Error>;
 

@@ -13,7 +13,8 @@ use super::headers::HeaderStyle;
 use super::memory::MemoryRateLimitStore;
 use super::scope::RequestHead;
 use super::service::RateLimit;
-use super::store::{Check, RateLimitStoreError};
+use super::store::Check;
+use crate::StoreError;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
@@ -204,7 +205,7 @@ impl Config {
     }
 
     /// Decides on the store's answer, counting it in the metrics.
-    pub fn verdict(&self, result: Result<Vec<Decision>, RateLimitStoreError>) -> Verdict {
+    pub fn verdict(&self, result: Result<Vec<Decision>, StoreError>) -> Verdict {
         let config = self;
         match result {
             Ok(decisions) => {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::algorithm::{Algorithm, Bucket, Decision, Log};
 use super::clock::{Clock, SystemClock};
-use super::store::{Check, RateLimitStore, RateLimitStoreError};
+use super::store::{Check, RateLimitStore};
+use crate::StoreError;
 
 const SHARDS: usize = 64;
 /// Every this many checks, the next shard (round robin) drops its idle keys.
@@ -155,7 +156,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl RateLimitStore for MemoryRateLimitStore {
-    type Future = Ready<Result<Vec<Decision>, RateLimitStoreError>>;
+    type Future = Ready<Result<Vec<Decision>, StoreError>>;
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
         ready(Ok(checks.iter().map(|check| self.check_one(&check.key, &check.algorithm)).collect()))

@@ -41,7 +41,7 @@ pub use memory::MemoryRateLimitStore;
 pub use redis::RedisRateLimitStore;
 pub use scope::{ANONYMOUS, RequestHead, Scope};
 pub use service::RateLimit;
-pub use store::{Check, RateLimitStore, RateLimitStoreError};
+pub use store::{Check, RateLimitStore};
 
 /// The decisions `ezthrottle-actix`'s middleware shares with [`RateLimit`] (not a stable API).
 #[doc(hidden)]

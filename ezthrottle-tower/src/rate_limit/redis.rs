@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::algorithm::{Algorithm, Decision};
-use super::store::{Check, RateLimitStore, RateLimitStoreError};
+use super::store::{Check, RateLimitStore};
+use crate::StoreError;
 use crate::redis_connection::{self, RedisConnection};
 
 const TOKEN_BUCKET: &str = include_str!("token_bucket.lua");
@@ -46,8 +47,8 @@ impl RedisRateLimitStore {
     /// # Errors
     ///
     /// An unparsable URL.
-    pub fn open(url: &str) -> Result<Self, RateLimitStoreError> {
-        redis_connection::client(url).map(Self::new).map_err(RateLimitStoreError)
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        redis_connection::client(url).map(Self::new).map_err(StoreError)
     }
 
     /// A store with its own key prefix and call timeout.
@@ -87,7 +88,7 @@ impl Inner {
         pipeline
     }
 
-    async fn check(&self, checks: Vec<Check>) -> Result<Vec<Decision>, RateLimitStoreError> {
+    async fn check(&self, checks: Vec<Check>) -> Result<Vec<Decision>, StoreError> {
         let pipeline = self.pipeline(&checks);
         if !self.scripts_loaded.load(Ordering::Acquire) {
             self.load_scripts().await?;
@@ -96,21 +97,17 @@ impl Inner {
             // A restarted or flushed Redis forgot the scripts: load them and try once more.
             Err(err) if err.to_ascii_lowercase().contains("noscript") => {
                 self.load_scripts().await?;
-                self.query(&pipeline).await.map_err(RateLimitStoreError)?
+                self.query(&pipeline).await.map_err(StoreError)?
             }
-            other => other.map_err(RateLimitStoreError)?,
+            other => other.map_err(StoreError)?,
         };
         if answers.len() != checks.len() {
-            return Err(RateLimitStoreError(format!(
-                "Redis answered {} results for {} checks",
-                answers.len(),
-                checks.len()
-            )));
+            return Err(StoreError(format!("Redis answered {} results for {} checks", answers.len(), checks.len())));
         }
         Ok(checks.iter().zip(answers).map(|(check, answer)| decision(&check.algorithm, answer)).collect())
     }
 
-    async fn load_scripts(&self) -> Result<(), RateLimitStoreError> {
+    async fn load_scripts(&self) -> Result<(), StoreError> {
         let (token_bucket, sliding_window) = (&self.token_bucket, &self.sliding_window);
         self.connection
             .run(|mut connection| async move {
@@ -118,7 +115,7 @@ impl Inner {
                 sliding_window.load_async(&mut connection).await
             })
             .await
-            .map_err(RateLimitStoreError)?;
+            .map_err(StoreError)?;
         self.scripts_loaded.store(true, Ordering::Release);
         Ok(())
     }
@@ -140,7 +137,7 @@ fn decision(algorithm: &Algorithm, [allowed, remaining, retry_after_ms, reset_ms
 }
 
 impl RateLimitStore for RedisRateLimitStore {
-    type Future = BoxFuture<'static, Result<Vec<Decision>, RateLimitStoreError>>;
+    type Future = BoxFuture<'static, Result<Vec<Decision>, StoreError>>;
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
         let inner = Arc::clone(&self.inner);

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use ezthrottle_core::webhook::{SecretSlot, Verified, Verifier};
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{SIGNATURE_HEADER, VerifyWebhookResponseBody, WebhookRejection, verify_request};
+use crate::body::{ReadError, read_limited, take_ready};
 
 /// Default body limit of [`VerifyWebhookLayer`]: 2 MiB (axum's default too).
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -135,23 +135,15 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The clone is not ready; the ready one goes into the future.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let verifier = self.verifier.clone();
         let limit = self.limit;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let bytes = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(err) => {
-                    let rejection = if err.downcast_ref::<LengthLimitError>().is_some() {
-                        WebhookRejection::PayloadTooLarge
-                    } else {
-                        WebhookRejection::BodyRead(err.to_string())
-                    };
-                    return Ok(rejection_response(&rejection));
-                }
+            let bytes = match read_limited(body, limit).await {
+                Ok(bytes) => bytes,
+                Err(ReadError::TooLarge) => return Ok(rejection_response(&WebhookRejection::PayloadTooLarge)),
+                Err(ReadError::Failed(err)) => return Ok(rejection_response(&WebhookRejection::BodyRead(err))),
             };
             let signature = parts.headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
             let verified = match verify_request(&verifier, &bytes, signature) {
