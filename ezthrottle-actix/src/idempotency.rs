@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::body::{BodyStream, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
-use ezthrottle_tower::idempotency::engine::{Admission, Answer, Config, too_large, unreadable};
+use ezthrottle_tower::idempotency::engine::{Admission, Answer, IdempotencyConfig, too_large, unreadable};
 use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyStore, MemoryIdempotencyStore, fingerprint};
 
 use super::{bad_request, http_headers, own_answer, request_parts};
@@ -87,7 +87,7 @@ impl<St> From<IdempotencyLayer<St>> for ActixIdempotency<St> {
 
 super::middleware! {
     ActixIdempotency<St: IdempotencyStore> => IdempotencyMiddleware,
-    state: Arc<Config<St>> = |transform| Arc::clone(transform.layer.config()),
+    state: Arc<IdempotencyConfig<St>> = |transform| Arc::clone(transform.layer.config()),
     handle,
 }
 
@@ -107,7 +107,7 @@ super::middleware! {
 /// ```
 pub struct IdempotencyMiddleware<S, St = MemoryIdempotencyStore> {
     service: Rc<S>,
-    state: Arc<Config<St>>,
+    state: Arc<IdempotencyConfig<St>>,
 }
 
 fn answer<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBody<B>> {
@@ -117,7 +117,7 @@ fn answer<B>(req: ServiceRequest, answer: Answer) -> ServiceResponse<EitherBody<
 
 async fn handle<S, B, St>(
     service: Rc<S>,
-    config: Arc<Config<St>>,
+    config: Arc<IdempotencyConfig<St>>,
     mut req: ServiceRequest,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error>
 where

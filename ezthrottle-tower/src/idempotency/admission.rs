@@ -1,4 +1,4 @@
-//! What the layer decides for a keyed request ([`Config::admit`]) and how a handler's
+//! What the layer decides for a keyed request ([`IdempotencyConfig::admit`]) and how a handler's
 //! answer is kept: shared by the tower service and the actix-web middleware.
 
 use std::future::Future;
@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 use super::TARGET;
 use super::key::{KeySource, header_key, is_delivery, webhook_key};
-use super::layer::{Config, InFlight};
+use super::layer::{IdempotencyConfig, InFlight};
 use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
 use crate::REPLAY_HEADER;
 use crate::StoreError;
@@ -62,7 +62,7 @@ pub fn unreadable() -> Answer {
 }
 
 /// Releases the key if the handler's future is dropped before it answered (made by
-/// [`Config::call_holding`], disarmed by [`Config::settle`]).
+/// [`IdempotencyConfig::call_holding`], disarmed by [`IdempotencyConfig::settle`]).
 #[allow(missing_debug_implementations)] // Holds the store; never printed.
 pub struct ReleaseOnDrop<St: IdempotencyStore> {
     armed: Option<(St, String, LockToken)>,
@@ -87,7 +87,7 @@ impl<St: IdempotencyStore> Drop for ReleaseOnDrop<St> {
     }
 }
 
-/// A key this request holds: run the handler with [`Config::call_holding`], then [`Config::settle`].
+/// A key this request holds: run the handler with [`IdempotencyConfig::call_holding`], then [`IdempotencyConfig::settle`].
 #[derive(Debug)]
 pub struct Held {
     key: String,
@@ -95,7 +95,7 @@ pub struct Held {
     print: Fingerprint,
 }
 
-/// What to do with a keyed request, decided by [`Config::admit`].
+/// What to do with a keyed request, decided by [`IdempotencyConfig::admit`].
 #[derive(Debug)]
 pub enum Admission {
     /// Answer this without running the handler (replay, 409, 422, 503).
@@ -104,7 +104,7 @@ pub enum Admission {
     Run(Held),
 }
 
-impl<St: IdempotencyStore> Config<St> {
+impl<St: IdempotencyStore> IdempotencyConfig<St> {
     /// The largest request body read, in bytes.
     pub fn max_body(&self) -> usize {
         self.max_body

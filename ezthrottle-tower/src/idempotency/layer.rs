@@ -25,13 +25,13 @@ pub enum InFlight {
 /// A tower layer suppressing duplicate requests. See the [module docs](super).
 #[derive(Debug, Clone)]
 pub struct IdempotencyLayer<St = MemoryIdempotencyStore> {
-    config: Arc<Config<St>>,
+    config: Arc<IdempotencyConfig<St>>,
 }
 
 /// The configuration one layer and its services share (and the actix middleware, through
 /// `ezthrottle-actix`).
 #[derive(Debug)]
-pub struct Config<St> {
+pub struct IdempotencyConfig<St> {
     pub(crate) store: St,
     pub(crate) key_source: KeySource,
     pub(crate) ttl: Duration,
@@ -56,7 +56,7 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     #[must_use]
     pub fn new(store: St) -> Self {
         Self {
-            config: Arc::new(Config {
+            config: Arc::new(IdempotencyConfig {
                 store,
                 key_source: KeySource::Auto,
                 ttl: DEFAULT_TTL,
@@ -71,11 +71,11 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
 
     /// The shared configuration (for the actix adapter).
     #[doc(hidden)]
-    pub fn config(&self) -> &Arc<Config<St>> {
+    pub fn config(&self) -> &Arc<IdempotencyConfig<St>> {
         &self.config
     }
 
-    fn with(self, change: impl FnOnce(&mut Config<St>)) -> Self {
+    fn with(self, change: impl FnOnce(&mut IdempotencyConfig<St>)) -> Self {
         let mut config = unwrap_or_clone_config(self.config);
         change(&mut config);
         Self { config: Arc::new(config) }
@@ -126,8 +126,8 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     }
 }
 
-fn unwrap_or_clone_config<St: Clone>(this: Arc<Config<St>>) -> Config<St> {
-    Arc::try_unwrap(this).unwrap_or_else(|shared| Config {
+fn unwrap_or_clone_config<St: Clone>(this: Arc<IdempotencyConfig<St>>) -> IdempotencyConfig<St> {
+    Arc::try_unwrap(this).unwrap_or_else(|shared| IdempotencyConfig {
         store: shared.store.clone(),
         key_source: shared.key_source.clone(),
         ttl: shared.ttl,

@@ -87,7 +87,7 @@ pub use store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse}
 #[doc(hidden)]
 pub mod engine {
     pub use super::admission::{Admission, Answer, Held, too_large, unreadable};
-    pub use super::layer::Config;
+    pub use super::layer::IdempotencyConfig;
 }
 
 /// Default time an answer is kept: 24 hours.

@@ -15,7 +15,7 @@ use super::TARGET;
 use super::admission::{Admission, Answer, Held, too_large, unreadable};
 use super::body::IdempotencyResponseBody;
 use super::key::fingerprint;
-use super::layer::Config;
+use super::layer::IdempotencyConfig;
 use super::memory::MemoryIdempotencyStore;
 use super::store::IdempotencyStore;
 use crate::body::{ReadError, read_limited, take_ready};
@@ -24,7 +24,7 @@ use crate::body::{ReadError, read_limited, take_ready};
 #[derive(Debug)]
 pub struct Idempotency<S, St = MemoryIdempotencyStore> {
     pub(super) inner: S,
-    pub(super) config: Arc<Config<St>>,
+    pub(super) config: Arc<IdempotencyConfig<St>>,
 }
 
 impl<S: Clone, St> Clone for Idempotency<S, St> {
@@ -67,7 +67,7 @@ fn own<B>(answer: Answer) -> Response<IdempotencyResponseBody<B>> {
 
 async fn handle<S, St, B, ResBody>(
     mut inner: S,
-    config: Arc<Config<St>>,
+    config: Arc<IdempotencyConfig<St>>,
     request: Request<B>,
 ) -> Result<Response<IdempotencyResponseBody<ResBody>>, S::Error>
 where
@@ -109,7 +109,7 @@ where
 
 async fn run<S, St, B, ResBody>(
     mut inner: S,
-    config: &Config<St>,
+    config: &IdempotencyConfig<St>,
     request: Request<B>,
     held: Held,
 ) -> Result<Response<IdempotencyResponseBody<ResBody>>, S::Error>

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::algorithm::Decision;
 use super::body::RateLimitResponseBody;
-use super::layer::Config;
+use super::layer::RateLimitConfig;
 use crate::StoreError;
 
 pin_project! {
@@ -23,7 +23,7 @@ pin_project! {
     {
         #[pin]
         state: State<S, B, C, S::Future>,
-        config: Arc<Config>,
+        config: Arc<RateLimitConfig>,
     }
 }
 
@@ -39,7 +39,7 @@ impl<S, B, C> RateLimitFuture<S, B, C>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(check: C, service: S, request: Request<B>, config: Arc<Config>) -> Self {
+    pub(crate) fn new(check: C, service: S, request: Request<B>, config: Arc<RateLimitConfig>) -> Self {
         Self { state: State::Checking { check, pending: Some((service, request)) }, config }
     }
 }

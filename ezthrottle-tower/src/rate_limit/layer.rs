@@ -53,7 +53,7 @@ pub(crate) struct Counters {
 /// The rules and answer settings a layer, its services and the actix middleware of
 /// `ezthrottle-actix` share.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct RateLimitConfig {
     pub(crate) rules: Vec<Rule>,
     pub(crate) header_style: HeaderStyle,
     pace_enabled: bool,
@@ -80,7 +80,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RateLimitLayer<St = MemoryRateLimitStore> {
-    config: Config,
+    config: RateLimitConfig,
     store: St,
 }
 
@@ -102,7 +102,7 @@ impl<St> RateLimitLayer<St> {
     /// by several replicas).
     pub fn with_store(store: St) -> Self {
         Self {
-            config: Config {
+            config: RateLimitConfig {
                 rules: Vec::new(),
                 header_style: HeaderStyle::default(),
                 pace_enabled: false,
@@ -195,7 +195,7 @@ pub type Verdict = Result<Option<Decision>, Box<(StatusCode, HeaderMap, Bytes)>>
 
 /// The decisions both adapters (the tower [`RateLimitFuture`](super::RateLimitFuture) and the
 /// actix middleware) make, in one place.
-impl Config {
+impl RateLimitConfig {
     /// The checks of one request: one per rule, keyed by rule name and scope key.
     pub fn checks(&self, head: &RequestHead<'_>) -> Vec<Check> {
         self.rules
@@ -253,7 +253,7 @@ impl Config {
 impl<St> RateLimitLayer<St> {
     /// The shared configuration, for the actix adapter.
     #[doc(hidden)]
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &RateLimitConfig {
         &self.config
     }
 }

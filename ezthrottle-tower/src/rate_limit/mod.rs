@@ -46,5 +46,5 @@ pub use store::{Check, RateLimitStore};
 /// The decisions `ezthrottle-actix`'s middleware shares with [`RateLimit`] (not a stable API).
 #[doc(hidden)]
 pub mod engine {
-    pub use super::layer::{Config, Verdict};
+    pub use super::layer::{RateLimitConfig, Verdict};
 }

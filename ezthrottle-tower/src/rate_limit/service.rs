@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::body::RateLimitResponseBody;
 use super::future::RateLimitFuture;
-use super::layer::Config;
+use super::layer::RateLimitConfig;
 use super::scope::RequestHead;
 use super::store::RateLimitStore;
 
@@ -16,12 +16,12 @@ use super::store::RateLimitStore;
 #[derive(Debug, Clone)]
 pub struct RateLimit<S, St> {
     inner: S,
-    config: Arc<Config>,
+    config: Arc<RateLimitConfig>,
     store: St,
 }
 
 impl<S, St> RateLimit<S, St> {
-    pub(crate) fn new(inner: S, config: Arc<Config>, store: St) -> Self {
+    pub(crate) fn new(inner: S, config: Arc<RateLimitConfig>, store: St) -> Self {
         Self { inner, config, store }
     }
 
