@@ -6,8 +6,8 @@
 //! ```
 //!
 //! It starts, on 127.0.0.1, the embedded EZThrottle engine, a demo API and an actix-web
-//! webhook receiver built from the `VerifiedWebhook` extractor (its `WebhookVerifier`, with
-//! a primary and a secondary secret, registered with `App::app_data`) and the `Idempotency`
+//! webhook receiver built from the `VerifiedDelivery` extractor (its `Verifier`, with
+//! a primary and a secondary secret, registered with `App::app_data`) and the `ActixIdempotency`
 //! middleware. Then:
 //!
 //! 1. a job is submitted to the engine; its signed webhook arrives and is verified;
@@ -26,12 +26,12 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use axum::Router;
 use axum::routing::get;
+use ezthrottle::actix::{ActixIdempotency, ActixVerifyWebhook, VerifiedDelivery};
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
-use ezthrottle::tower::actix::{Idempotency, VerifiedWebhook, VerifyWebhook, WebhookVerifier};
-use ezthrottle::tower::idempotency::REPLAY_HEADER;
+use ezthrottle::tower::REPLAY_HEADER;
 use ezthrottle::tower::webhook::SIGNATURE_HEADER;
-use ezthrottle::webhook::sign;
+use ezthrottle::webhook::{Verifier, sign};
 use ezthrottle::{DeliveryStatus, EZThrottle, Step, Webhook, WebhookPayload};
 use reqwest::StatusCode;
 
@@ -57,9 +57,9 @@ struct Receiver {
     runs: AtomicUsize,
 }
 
-/// Runs once per verified delivery of a job: repeats are answered by `Idempotency`.
-/// `VerifiedWebhook` reads the body, so it is the last extractor.
-async fn webhook(receiver: web::Data<Receiver>, delivery: VerifiedWebhook) -> HttpResponse {
+/// Runs once per verified delivery of a job: repeats are answered by `ActixIdempotency`.
+/// `VerifiedDelivery` reads the body, so it is the last extractor.
+async fn webhook(receiver: web::Data<Receiver>, delivery: VerifiedDelivery) -> HttpResponse {
     let run = receiver.runs.fetch_add(1, Ordering::SeqCst) + 1;
     println!(
         "   handler run #{run}: {} {:?}, signed with the {:?} secret",
@@ -73,14 +73,11 @@ async fn webhook(receiver: web::Data<Receiver>, delivery: VerifiedWebhook) -> Ht
 
 /// Starts the actix-web receiver on a free loopback port (in its own worker thread, as
 /// actix does); stop it with the returned handle.
-fn start_receiver(
-    receiver: web::Data<Receiver>,
-    verifier: WebhookVerifier,
-) -> Result<(SocketAddr, ServerHandle), Failure> {
+fn start_receiver(receiver: web::Data<Receiver>, verifier: Verifier) -> Result<(SocketAddr, ServerHandle), Failure> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     // Made once, outside the factory: every worker must share one store.
-    let idempotency = Idempotency::memory();
+    let idempotency = ActixIdempotency::memory();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(verifier.clone())
@@ -88,7 +85,7 @@ fn start_receiver(
             .route("/webhook", web::post().to(webhook))
             // The last `wrap` runs first: verify, then de-duplicate, then the handler.
             .wrap(idempotency.clone())
-            .wrap(VerifyWebhook::new())
+            .wrap(ActixVerifyWebhook::new())
     })
     .workers(1)
     .disable_signals()
@@ -110,7 +107,7 @@ async fn run() -> Result<(), Failure> {
     let api = serve(Router::new().route("/hello", get(|| async { "hello from the API" }))).await?;
     let inbox = WebhookInbox::new();
     let receiver = web::Data::new(Receiver { inbox: inbox.clone(), runs: AtomicUsize::new(0) });
-    let verifier = WebhookVerifier::new(SECRET).with_secondary(PREVIOUS_SECRET);
+    let verifier = Verifier::new(SECRET).with_secondary(PREVIOUS_SECRET);
     let (addr, server) = start_receiver(receiver.clone(), verifier)?;
     let url = format!("http://{addr}/webhook");
     println!("   engine    {}", engine.base_url());

@@ -7,7 +7,7 @@
 //!
 //! It starts, on 127.0.0.1, the embedded EZThrottle engine, a demo API and a webhook
 //! receiver built from `VerifyWebhookLayer`, the `VerifiedWebhook` extractor (its
-//! `WebhookVerifier` from the router state, with a primary and a secondary secret) and
+//! `Verifier` from the router state, with a primary and a secondary secret) and
 //! `IdempotencyLayer::memory()`. Then:
 //!
 //! 1. a job is submitted to the engine; its signed webhook arrives and is verified;
@@ -29,9 +29,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
-use ezthrottle::tower::axum::{VerifiedWebhook, WebhookVerifier};
-use ezthrottle::tower::idempotency::{IdempotencyLayer, REPLAY_HEADER};
+use ezthrottle::tower::REPLAY_HEADER;
+use ezthrottle::tower::idempotency::IdempotencyLayer;
+use ezthrottle::tower::webhook::VerifiedWebhook;
 use ezthrottle::tower::webhook::{SIGNATURE_HEADER, VerifyWebhookLayer};
+use ezthrottle::webhook::Verifier;
 use ezthrottle::webhook::sign;
 use ezthrottle::{DeliveryStatus, EZThrottle, Step, Webhook, WebhookPayload};
 
@@ -54,12 +56,12 @@ async fn main() {
 /// The receiver's state. The `VerifiedWebhook` extractor finds the verifier through `FromRef`.
 #[derive(Clone)]
 struct Receiver {
-    verifier: WebhookVerifier,
+    verifier: Verifier,
     inbox: WebhookInbox,
     runs: Arc<AtomicUsize>,
 }
 
-impl FromRef<Receiver> for WebhookVerifier {
+impl FromRef<Receiver> for Verifier {
     fn from_ref(receiver: &Receiver) -> Self {
         receiver.verifier.clone()
     }
@@ -97,7 +99,7 @@ async fn run() -> Result<(), Failure> {
     let api = serve(Router::new().route("/hello", get(|| async { "hello from the API" }))).await?;
     let inbox = WebhookInbox::new();
     let runs = Arc::new(AtomicUsize::new(0));
-    let verifier = WebhookVerifier::new(SECRET).with_secondary(PREVIOUS_SECRET);
+    let verifier = Verifier::new(SECRET).with_secondary(PREVIOUS_SECRET);
     let receiver = serve(receiver_app(Receiver { verifier, inbox: inbox.clone(), runs: runs.clone() })).await?;
     let url = format!("http://{receiver}/webhook");
     println!("   engine    {}", engine.base_url());

@@ -35,8 +35,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
-use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
+use ezthrottle::tower::axum::webhook_routes;
 use ezthrottle::tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
+use ezthrottle::webhook::Verifier;
 use ezthrottle::{
     AutoForwardError, DeliveryStatus, EZThrottle, ForwardToEZThrottle, Forwardable, Outcome, Webhook, auto_forward,
 };
@@ -149,7 +150,7 @@ async fn run() -> Result<(), Failure> {
     let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
     let api = serve(market_api()).await?;
     let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(WebhookVerifier::new(SECRET), inbox.clone())).await?;
+    let receiver = serve(webhook_routes(Verifier::new(SECRET), inbox.clone())).await?;
     println!("   engine    {}", engine.base_url());
     println!("   API       http://{api}  (2 requests per 2 s, then 429 + Retry-After)");
     println!("   receiver  http://{receiver}/webhook");

@@ -46,10 +46,12 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use ezthrottle::local::{Engine, RunningEngine};
 use ezthrottle::protocol::time::to_unix_ms;
-use ezthrottle::tower::axum::{VerifiedWebhook, WebhookVerifier};
-use ezthrottle::tower::idempotency::{IdempotencyLayer, KeySource, REPLAY_HEADER};
+use ezthrottle::tower::REPLAY_HEADER;
+use ezthrottle::tower::idempotency::{IdempotencyLayer, KeySource};
+use ezthrottle::tower::webhook::VerifiedWebhook;
 use ezthrottle::tower::webhook::VerifyWebhookLayer;
 use ezthrottle::tower::{ForwardLayer, ForwardedJob};
+use ezthrottle::webhook::Verifier;
 use ezthrottle::{
     DeliveryStatus, EZThrottle, ForwardToEZThrottle, Outcome, Step, StepOutcome, StepType, Trigger, Webhook,
     WebhookInbox, WebhookPayload, auto_forward,
@@ -83,7 +85,7 @@ async fn run() -> Result<(), Failure> {
     let inbox = WebhookInbox::new();
     let mut arrivals = inbox.subscribe();
     let secret = options.webhook_secret()?;
-    let receiver = Receiver { verifier: WebhookVerifier::new(&secret), inbox: inbox.clone(), handled: Arc::default() };
+    let receiver = Receiver { verifier: Verifier::new(&secret), inbox: inbox.clone(), handled: Arc::default() };
     let app = Router::new().nest("/api", demo_api()).merge(receiver.router());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     let local = format!("http://{}", listener.local_addr()?);
@@ -320,12 +322,12 @@ impl Tracked {
 /// its store; the handler runs once per job and hands the result to the inbox.
 #[derive(Clone)]
 struct Receiver {
-    verifier: WebhookVerifier,
+    verifier: Verifier,
     inbox: WebhookInbox,
     handled: Arc<AtomicUsize>,
 }
 
-impl FromRef<Receiver> for WebhookVerifier {
+impl FromRef<Receiver> for Verifier {
     fn from_ref(receiver: &Receiver) -> Self {
         receiver.verifier.clone()
     }

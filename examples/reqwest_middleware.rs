@@ -27,8 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
-use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
+use ezthrottle::tower::axum::webhook_routes;
 use ezthrottle::tower::{ForwardMiddleware, ForwardedJob};
+use ezthrottle::webhook::Verifier;
 use ezthrottle::{DeliveryStatus, EZThrottle, Webhook};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 
@@ -55,7 +56,7 @@ async fn run() -> Result<(), Failure> {
     // The receiver verifies each delivery's signature and records it in the inbox, where
     // it can be awaited by job id or by idempotency key.
     let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(WebhookVerifier::new(SECRET), inbox.clone())).await?;
+    let receiver = serve(webhook_routes(Verifier::new(SECRET), inbox.clone())).await?;
     let webhook_url = format!("http://{receiver}/webhook");
     println!("   engine    {}", engine.base_url());
     println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");

@@ -29,8 +29,9 @@ use bytes::Bytes;
 use ezthrottle::inbox::WebhookInbox;
 use ezthrottle::local::Engine;
 use ezthrottle::protocol::headers::JOB_ID_HEADER;
-use ezthrottle::tower::axum::{WebhookVerifier, webhook_routes};
+use ezthrottle::tower::axum::webhook_routes;
 use ezthrottle::tower::{ForwardLayer, ForwardReason, ForwardedJob};
+use ezthrottle::webhook::Verifier;
 use ezthrottle::{DeliveryStatus, EZThrottle, Webhook};
 use http::Request;
 use http_body_util::{BodyExt, Full};
@@ -61,7 +62,7 @@ async fn run() -> Result<(), Failure> {
     // The receiver verifies each delivery's signature and records it in the inbox, where
     // the code that made the call can await it by job id.
     let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(WebhookVerifier::new(SECRET), inbox.clone())).await?;
+    let receiver = serve(webhook_routes(Verifier::new(SECRET), inbox.clone())).await?;
     let webhook_url = format!("http://{receiver}/webhook");
     println!("   engine    {}", engine.base_url());
     println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");

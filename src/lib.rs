@@ -19,11 +19,12 @@
 //! |---|---|---|
 //! | (none) | the client [`EZThrottle`], [`Step`], the [`protocol`] types, [`webhook`] signatures, [`WebhookInbox`] | `ezthrottle-core` |
 //! | `macros` | `#[auto_forward]` (with [`Outcome`] and [`AutoForwardError`]) | `ezthrottle-macros` |
-//! | `tower` | `ezthrottle::tower`: `ForwardLayer`, `PaceLayer`, `rate_limit`, `IdempotencyLayer`, `VerifyWebhookLayer` | `ezthrottle-tower` |
-//! | `axum` | `tower`, plus the axum `VerifiedWebhook` extractor and `webhook_routes` | `ezthrottle-tower/axum` |
-//! | `actix` | `tower`, plus the actix-web `VerifiedWebhook` extractor and middlewares | `ezthrottle-tower/actix` |
-//! | `redis` | `tower`, plus Redis stores for `rate_limit` and `IdempotencyLayer` | `ezthrottle-tower/redis` |
-//! | `reqwest-middleware` | `tower`, plus `ForwardMiddleware` for reqwest-middleware clients | `ezthrottle-tower/reqwest-middleware` |
+//! | `tower` | every tower middleware, as `ezthrottle::tower`: `ForwardLayer`, `PaceLayer`, `RateLimitLayer`, `IdempotencyLayer`, `VerifyWebhookLayer` | `ezthrottle-tower` |
+//! | `forward`, `pace`, `rate-limit`, `idempotency`, `webhook` | one middleware each, in `ezthrottle::tower` | `ezthrottle-tower`'s feature of the same name |
+//! | `axum` | `webhook`, plus the axum `VerifiedWebhook` extractor and `webhook_routes` | `ezthrottle-tower/axum` |
+//! | `redis` | Redis stores for the enabled `rate-limit` and `idempotency` middlewares | `ezthrottle-tower/redis` |
+//! | `reqwest-middleware` | `forward`, plus `ForwardMiddleware` for reqwest-middleware clients | `ezthrottle-tower/reqwest-middleware` |
+//! | `actix` | the actix-web `VerifiedWebhook` extractor and middlewares, as `ezthrottle::actix` | `ezthrottle-actix` |
 //! | `local` | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` |
 //!
 //! The wire contract these crates speak, with the reason for each decision, is
@@ -50,10 +51,24 @@ pub use ezthrottle_core::*;
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use ezthrottle_macros::auto_forward;
 
-/// Tower middleware: forward failed calls as jobs, tell callers your pace, rate-limit.
-#[cfg(feature = "tower")]
+/// Tower middleware: forward failed calls as jobs, tell callers your pace, rate-limit,
+/// suppress duplicates, verify webhooks (each behind its own feature).
+#[cfg(any(
+    feature = "forward",
+    feature = "pace",
+    feature = "rate-limit",
+    feature = "idempotency",
+    feature = "webhook",
+    feature = "redis"
+))]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use ezthrottle_tower as tower;
+
+/// actix-web integrations (`ezthrottle-actix`): the `VerifiedDelivery` extractor and the
+/// verify, idempotency and rate-limit middlewares.
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub use ezthrottle_actix as actix;
 
 /// The EZThrottle-compatible engine (`ezthrottle-local`): start one in-process for tests
 /// and offline work.

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::response::Response;
 use ezthrottle_core::inbox::WebhookInbox;
+use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::{Job, RetryPolicy, SubmitReceipt, Webhook, WebhookPayload};
-use ezthrottle_tower::axum::{WebhookVerifier, webhook_routes};
+use ezthrottle_tower::axum::webhook_routes;
 use serde_json::json;
 
 use crate::args::SubmitArgs;
@@ -32,7 +33,7 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
              EZTHROTTLE_WEBHOOK_SECRET",
         ));
     };
-    let mut verifier = WebhookVerifier::new(secret);
+    let mut verifier = Verifier::new(secret);
     if let Some(secondary) = &args.webhook_secondary_secret {
         verifier = verifier.with_secondary(secondary);
     }
@@ -122,7 +123,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(verifier: WebhookVerifier) -> Result<Self, CliError> {
+    async fn start(verifier: Verifier) -> Result<Self, CliError> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(|err| CliError::failed_with("cannot start the webhook receiver on 127.0.0.1", &err))?;

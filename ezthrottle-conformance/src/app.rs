@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use ezthrottle::EZThrottle;
-use ezthrottle::tower::axum::WebhookVerifier;
+use ezthrottle::webhook::Verifier;
 use serde_json::{Value, json};
 
 use crate::deliveries::{self, Deliveries};
@@ -22,7 +22,7 @@ pub struct AppState {
     /// The httpbin-compatible base URL the scenarios target, without a trailing slash.
     pub upstream_url: String,
     /// Verifies deliveries; `None` stores them unverified.
-    pub verifier: Option<WebhookVerifier>,
+    pub verifier: Option<Verifier>,
     /// The received deliveries.
     pub deliveries: Deliveries,
 }
@@ -41,7 +41,7 @@ impl AppState {
 
     /// Verifies every delivery with `verifier` (unsigned or badly signed ones are refused).
     #[must_use]
-    pub fn with_verifier(mut self, verifier: WebhookVerifier) -> Self {
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
         self.verifier = Some(verifier);
         self
     }

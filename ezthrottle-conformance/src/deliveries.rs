@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ezthrottle::tower::webhook::SIGNATURE_HEADER;
+use ezthrottle::tower::webhook::{SIGNATURE_HEADER, WebhookRejection};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -160,8 +160,8 @@ impl Deliveries {
 pub(crate) async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let verified = match &state.verifier {
         Some(verifier) => {
-            let signature = headers.get(SIGNATURE_HEADER).map(|value| value.as_bytes());
-            if let Err(rejection) = verifier.verify(&body, signature) {
+            let signature = headers.get(SIGNATURE_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default();
+            if let Err(rejection) = verifier.verify(&body, signature).map_err(WebhookRejection::from) {
                 tracing::warn!(error = %rejection, "webhook delivery rejected");
                 return rejected(rejection.status(), rejection.body_text());
             }

@@ -64,7 +64,7 @@ pub mod upstream;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ezthrottle::tower::axum::WebhookVerifier;
+use ezthrottle::webhook::Verifier;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -127,7 +127,7 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
     let app_url = config.app_url.clone().unwrap_or_else(|| format!("http://{}", reachable(addr)));
     let mut state = AppState::new(client, app_url, upstream_url);
     if let Some(primary) = &config.webhook_secret {
-        let mut verifier = WebhookVerifier::new(primary);
+        let mut verifier = Verifier::new(primary);
         if let Some(secondary) = &config.webhook_secret_secondary {
             verifier = verifier.with_secondary(secondary);
         }

@@ -57,30 +57,43 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+#[cfg(feature = "client")]
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "client")]
 mod auto_forward;
+#[cfg(feature = "client")]
 mod client;
+#[cfg(feature = "client")]
 mod error;
+#[cfg(feature = "client")]
 mod forward;
+#[cfg(feature = "client")]
 pub mod inbox;
 pub mod protocol;
+#[cfg(feature = "client")]
 pub mod step;
 pub mod webhook;
 
+#[cfg(feature = "client")]
 pub use auto_forward::{AutoForwardError, Outcome};
+#[cfg(feature = "client")]
 pub use client::{
     DEFAULT_EZTHROTTLE_URL, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
     EZThrottle, EZThrottleBuilder, ForwardOrFallback,
 };
+#[cfg(feature = "client")]
 pub use error::{Error, ErrorChain, Origin};
+#[cfg(feature = "client")]
 pub use forward::{ForwardBuildError, ForwardToEZThrottle, Forwardable};
 pub use http::{Method, StatusCode};
+#[cfg(feature = "client")]
 pub use inbox::{StepDelivery, WaitError, WebhookInbox};
 pub use protocol::{
     DeliveryStatus, ExecutionMode, Job, Pace, RegionPolicy, RetryPolicy, SubmissionStatus, SubmitReceipt, Trigger,
     Webhook, WebhookPayload,
 };
+#[cfg(feature = "client")]
 pub use step::{IdempotentStrategy, LocalFailure, LocalResponse, Step, StepOutcome, StepResult, StepType};
 
 /// The README's example, compiled and run as a doctest.

@@ -12,10 +12,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use ezthrottle_tower::rate_limit::{Algorithm, Check, MemoryStore, RateLimitStore};
+use ezthrottle_tower::rate_limit::{Algorithm, Check, MemoryRateLimitStore, RateLimitStore};
 
 fn memory(c: &mut Criterion) {
-    let store = MemoryStore::new();
+    let store = MemoryRateLimitStore::new();
     let bucket = Algorithm::token_bucket(1e9, u32::MAX);
     let window = Algorithm::sliding_window(u32::MAX, Duration::from_millis(1));
     let mut group = c.benchmark_group("rate_limit_memory");
@@ -27,7 +27,7 @@ fn memory(c: &mut Criterion) {
 }
 
 fn contended() {
-    let store = MemoryStore::new();
+    let store = MemoryRateLimitStore::new();
     let algorithm = Algorithm::token_bucket(1e9, u32::MAX);
     let keys: Vec<String> = (0..1000).map(|i| format!("per_user\nuser-{i}")).collect();
     const PER_THREAD: usize = 2_000_000;
@@ -69,7 +69,7 @@ fn redis_side_by_side() {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        let store = ezthrottle_tower::rate_limit::RedisStore::new(client.clone());
+        let store = ezthrottle_tower::rate_limit::RedisRateLimitStore::new(client.clone());
         let algorithm = Algorithm::token_bucket(1e9, u32::MAX);
         let check = || vec![Check { key: "bench".into(), algorithm }];
         store.check(check()).await.expect("warm up");

@@ -5,7 +5,7 @@
 //! - deliveries per second through an axum route on loopback, 1 KiB payloads, with the
 //!   `VerifiedWebhook` extractor vs the same route parsing the JSON without verification
 //!   (target ratio ≥ 0.9);
-//! - the in-memory duplicate check of a repeated key (fingerprint + `MemoryStore::begin`;
+//! - the in-memory duplicate check of a repeated key (fingerprint + `MemoryIdempotencyStore::begin`;
 //!   target < 2 µs);
 //! - the Redis duplicate check (one script round trip) vs a bare `PING` on the same server.
 
@@ -19,9 +19,12 @@ use axum::body::Bytes;
 use axum::routing::post;
 use criterion::{Criterion, criterion_group};
 use ezthrottle_core::WebhookPayload;
+use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::webhook::sign;
-use ezthrottle_tower::axum::{VerifiedWebhook, WebhookVerifier};
-use ezthrottle_tower::idempotency::{Begin, IdempotencyStore, MemoryStore, RedisStore, StoredResponse, fingerprint};
+use ezthrottle_tower::idempotency::{
+    Begin, IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore, StoredResponse, fingerprint,
+};
+use ezthrottle_tower::webhook::VerifiedWebhook;
 use http::{Method, StatusCode};
 
 const SECRET: &str = "whsec_bench";
@@ -43,7 +46,7 @@ fn now_or_never<F: Future>(future: F) -> F::Output {
 }
 
 fn memory_check(c: &mut Criterion) {
-    let store = MemoryStore::new();
+    let store = MemoryIdempotencyStore::new();
     let body = payload_1k();
     let print = fingerprint(&Method::POST, "/webhook", body.as_bytes());
     let Begin::Acquired(token) = now_or_never(store.begin("k:order-1", print, Duration::from_secs(60))).unwrap() else {
@@ -109,7 +112,7 @@ fn axum_side_by_side() {
                     black_box(payload.job_id)
                 }),
             )
-            .with_state(WebhookVerifier::new(SECRET));
+            .with_state(Verifier::new(SECRET));
         let addr = serve(router).await;
         let client = reqwest::Client::new();
         let body = payload_1k();
@@ -151,7 +154,7 @@ fn redis_check() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let Some(mut ping) = ping else { return println!("redis: did not start") };
-        let store = RedisStore::open(&url).expect("url");
+        let store = RedisIdempotencyStore::open(&url).expect("url");
         let body = payload_1k();
         let print = fingerprint(&Method::POST, "/webhook", body.as_bytes());
         let Ok(Begin::Acquired(token)) = store.begin("k:order-1", print, Duration::from_secs(60)).await else {

@@ -1,10 +1,8 @@
-//! Receiving webhooks: the axum and actix-web extractors, `VerifyWebhookLayer`, the
+//! Receiving webhooks: the axum extractor, `VerifyWebhookLayer`, the
 //! idempotency layer (memory and Redis stores) and `WebhookInbox` with the local engine as
 //! the sender. Real servers on 127.0.0.1; Redis tests start a `redis-server` on a free port.
 
 mod webhooks {
-    #[cfg(feature = "actix")]
-    pub(crate) mod actix;
     #[cfg(feature = "axum")]
     pub(crate) mod axum;
     #[cfg(feature = "axum")]

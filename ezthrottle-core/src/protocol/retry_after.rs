@@ -1,4 +1,4 @@
-//! When may a refused call be repeated? (protocol.md §1.1) The one `Retry-After` parser of
+//! When may a refused call be repeated? (`docs/protocol.md` §1.2) The one `Retry-After` parser of
 //! the workspace: the client, the tower layers and the engine all call it.
 
 use std::time::{Duration, SystemTime};

@@ -55,9 +55,14 @@ impl Verified {
 
 /// Verifies `X-EZThrottle-Signature` headers against one or two secrets.
 ///
-/// Build it once (it keys HMAC-SHA256 for each secret up front) and share it: it is
-/// cheap to clone, `Send` and `Sync`. Each verification clones the keyed state and
-/// hashes `"<t>."` and the body, without allocating.
+/// Build it once (it keys HMAC-SHA256 for each secret up front) and share it: a clone is
+/// one reference count, and it is `Send` and `Sync`. Each verification clones the keyed
+/// state and hashes `"<t>."` and the body, without allocating.
+///
+/// This is the one verifier of the SDK: the framework integrations of `ezthrottle-tower`
+/// (the axum `VerifiedWebhook` extractor with this type in the router state, the
+/// `VerifyWebhookLayer`) and `ezthrottle-actix` (registered with `App::app_data`) take it
+/// as it is and only turn a [`VerifyError`] into their HTTP answer.
 ///
 /// During a secret rotation, configure the new secret as primary and the old one as
 /// secondary (or the other way round): a request verifies if any of its `v1` values
@@ -85,6 +90,12 @@ impl Verified {
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
+    // Shared: the extractors clone the verifier out of the server state per request.
+    keys: Arc<Keys>,
+}
+
+#[derive(Clone)]
+struct Keys {
     primary: HmacSha256,
     secondary: Option<HmacSha256>,
     tolerance_secs: u64,
@@ -102,48 +113,54 @@ impl Verifier {
             tracing::warn!("webhook Verifier created with an empty primary secret");
         }
         Self {
-            primary: keyed(primary.as_bytes()),
-            secondary: None,
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-            clock: None,
+            keys: Arc::new(Keys {
+                primary: keyed(primary.as_bytes()),
+                secondary: None,
+                tolerance_secs: DEFAULT_TOLERANCE_SECS,
+                clock: None,
+            }),
         }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Keys)) -> Self {
+        change(Arc::make_mut(&mut self.keys));
+        self
     }
 
     /// Also accepts signatures made with `secret` (for rotation). Replaces any previous
     /// secondary; an empty string removes it.
     #[must_use]
-    pub fn with_secondary(mut self, secret: impl AsRef<str>) -> Self {
+    pub fn with_secondary(self, secret: impl AsRef<str>) -> Self {
         let secret = secret.as_ref();
-        self.secondary = (!secret.is_empty()).then(|| keyed(secret.as_bytes()));
-        self
+        let secondary = (!secret.is_empty()).then(|| keyed(secret.as_bytes()));
+        self.with(|keys| keys.secondary = secondary)
     }
 
     /// How far `t` may be from now, in either direction (default 300 s). Truncated to
     /// whole seconds.
     #[must_use]
-    pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.tolerance_secs = tolerance.as_secs();
-        self
+    pub fn tolerance(self, tolerance: Duration) -> Self {
+        self.with(|keys| keys.tolerance_secs = tolerance.as_secs())
     }
 
     /// Uses `clock` (returning Unix seconds) instead of the system clock in
     /// [`verify`](Self::verify).
     #[must_use]
-    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
+    pub fn with_clock(self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        let clock: Clock = Arc::new(clock);
+        self.with(|keys| keys.clock = Some(clock))
     }
 
     /// The configured tolerance, in whole seconds.
     #[must_use]
     pub fn tolerance_secs(&self) -> u64 {
-        self.tolerance_secs
+        self.keys.tolerance_secs
     }
 
     /// Whether a secondary secret is configured.
     #[must_use]
     pub fn has_secondary(&self) -> bool {
-        self.secondary.is_some()
+        self.keys.secondary.is_some()
     }
 
     /// Verifies `header` (the `X-EZThrottle-Signature` value) for the raw request
@@ -156,7 +173,7 @@ impl Verifier {
     ///
     /// See [`verify_at`](Self::verify_at).
     pub fn verify(&self, body: &[u8], header: &str) -> Result<Verified, VerifyError> {
-        let now = match &self.clock {
+        let now = match &self.keys.clock {
             Some(clock) => clock(),
             None => system_now(),
         };
@@ -179,14 +196,15 @@ impl Verifier {
 
         let diff = (i128::from(now_unix_secs) - i128::from(timestamp)).unsigned_abs();
         let diff_secs = u64::try_from(diff).unwrap_or(u64::MAX);
-        if diff_secs > self.tolerance_secs {
-            return Err(VerifyError::TimestampExpired { diff_secs, tolerance_secs: self.tolerance_secs });
+        let keys = &*self.keys;
+        if diff_secs > keys.tolerance_secs {
+            return Err(VerifyError::TimestampExpired { diff_secs, tolerance_secs: keys.tolerance_secs });
         }
 
-        if matches(&self.primary, &parsed, body) {
+        if matches(&keys.primary, &parsed, body) {
             return Ok(Verified { secret: SecretSlot::Primary, timestamp });
         }
-        if let Some(secondary) = &self.secondary
+        if let Some(secondary) = &keys.secondary
             && matches(secondary, &parsed, body)
         {
             return Ok(Verified { secret: SecretSlot::Secondary, timestamp });
@@ -213,8 +231,8 @@ impl fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("primary", &format_args!("[redacted]"))
             .field("secondary", &format_args!("{}", if self.has_secondary() { "[redacted]" } else { "None" }))
-            .field("tolerance_secs", &self.tolerance_secs)
-            .field("clock", &format_args!("{}", if self.clock.is_some() { "custom" } else { "system" }))
+            .field("tolerance_secs", &self.keys.tolerance_secs)
+            .field("clock", &format_args!("{}", if self.keys.clock.is_some() { "custom" } else { "system" }))
             .finish()
     }
 }

@@ -3,7 +3,8 @@
 //! ```
 //! use axum::{Router, routing::post};
 //! use ezthrottle_core::WebhookPayload;
-//! use ezthrottle_tower::axum::{VerifiedWebhook, WebhookVerifier};
+//! use ezthrottle_core::webhook::Verifier;
+//! use ezthrottle_tower::webhook::VerifiedWebhook;
 //!
 //! async fn webhook(delivery: VerifiedWebhook) -> &'static str {
 //!     let payload: &WebhookPayload = &delivery.payload;
@@ -13,7 +14,7 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/webhook", post(webhook))
-//!     .with_state(WebhookVerifier::new("whsec_1").with_secondary("whsec_0"));
+//!     .with_state(Verifier::new("whsec_1").with_secondary("whsec_0"));
 //! # let _ = app;
 //! ```
 //!
@@ -30,22 +31,22 @@ use ::axum::extract::{FromRef, FromRequest, Request, State};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::post;
 use ezthrottle_core::inbox::WebhookInbox;
+use ezthrottle_core::webhook::Verifier;
 use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest};
-pub use crate::webhook::{VerifiedWebhook, WebhookRejection, WebhookVerifier};
+use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest, VerifiedWebhook, WebhookRejection, verify_request};
 
 impl<S, T> FromRequest<S> for VerifiedWebhook<T>
 where
-    WebhookVerifier: FromRef<S>,
+    Verifier: FromRef<S>,
     S: Send + Sync,
     T: DeserializeOwned,
 {
     type Rejection = WebhookRejection;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = WebhookVerifier::from_ref(state);
+        let verifier = Verifier::from_ref(state);
         let signature = request.headers().get(SIGNATURE_HEADER).cloned();
         let already = request.extensions().get::<VerifiedRequest>().copied();
         let body = Bytes::from_request(request, state).await.map_err(|rejection| {
@@ -58,9 +59,9 @@ where
         let verified = match already {
             // A `VerifyWebhookLayer` outside already verified these exact bytes.
             Some(done) => done.verified(),
-            None => verifier.verify(&body, signature.as_ref().map(HeaderValue::as_bytes))?,
+            None => verify_request(&verifier, &body, signature.as_ref().map(HeaderValue::as_bytes))?,
         };
-        let payload = crate::webhook::parse(&body)?;
+        let payload = crate::webhook::engine::parse(&body)?;
         Ok(Self { payload, verified, body })
     }
 }
@@ -73,11 +74,11 @@ impl IntoResponse for WebhookRejection {
 
 #[derive(Clone)]
 struct RoutesState {
-    verifier: WebhookVerifier,
+    verifier: Verifier,
     inbox: WebhookInbox,
 }
 
-impl FromRef<RoutesState> for WebhookVerifier {
+impl FromRef<RoutesState> for Verifier {
     fn from_ref(state: &RoutesState) -> Self {
         state.verifier.clone()
     }
@@ -94,13 +95,14 @@ impl FromRef<RoutesState> for WebhookVerifier {
 ///
 /// ```
 /// use ezthrottle_core::inbox::WebhookInbox;
-/// use ezthrottle_tower::axum::{WebhookVerifier, webhook_routes};
+/// use ezthrottle_core::webhook::Verifier;
+/// use ezthrottle_tower::axum::webhook_routes;
 ///
 /// let inbox = WebhookInbox::new();
-/// let app: axum::Router = webhook_routes(WebhookVerifier::new("whsec_1"), inbox.clone());
+/// let app: axum::Router = webhook_routes(Verifier::new("whsec_1"), inbox.clone());
 /// # let _ = app;
 /// ```
-pub fn webhook_routes(verifier: WebhookVerifier, inbox: WebhookInbox) -> Router {
+pub fn webhook_routes(verifier: Verifier, inbox: WebhookInbox) -> Router {
     Router::new().route("/webhook", post(receive)).with_state(RoutesState { verifier, inbox })
 }
 
@@ -109,6 +111,6 @@ async fn receive(State(state): State<RoutesState>, delivery: VerifiedWebhook) ->
     if new {
         (StatusCode::OK, "ok").into_response()
     } else {
-        (StatusCode::OK, [(crate::idempotency::REPLAY_HEADER, "true")], "ok").into_response()
+        (StatusCode::OK, [(crate::REPLAY_HEADER, "true")], "ok").into_response()
     }
 }

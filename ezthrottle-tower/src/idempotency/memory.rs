@@ -1,4 +1,4 @@
-//! [`MemoryStore`]: a sharded in-process store.
+//! [`MemoryIdempotencyStore`]: a sharded in-process store.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -9,11 +9,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoreError, StoredResponse};
+use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
+use crate::StoreError;
 
 const SHARDS: usize = 64;
-/// Default maximum number of keys kept (in flight or answered).
-pub const DEFAULT_MEMORY_CAPACITY: usize = 1_000_000;
 /// Inserts into one shard between two sweeps of its expired entries.
 const SWEEP_EVERY: u32 = 1024;
 
@@ -28,7 +27,7 @@ const SWEEP_EVERY: u32 = 1024;
 ///
 /// Cheap to clone: clones share the store.
 #[derive(Clone, Debug)]
-pub struct MemoryStore {
+pub struct MemoryIdempotencyStore {
     inner: Arc<Inner>,
 }
 
@@ -60,17 +59,20 @@ impl Entry {
     }
 }
 
-impl Default for MemoryStore {
+impl Default for MemoryIdempotencyStore {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl MemoryStore {
+impl MemoryIdempotencyStore {
+    /// Default maximum number of keys kept (in flight or answered): 1,000,000.
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
     /// An empty store keeping up to 1,000,000 keys.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_MEMORY_CAPACITY)
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
     }
 
     /// An empty store keeping up to about `capacity` keys (spread over 64 shards).
@@ -128,7 +130,7 @@ fn unreachable_shard() -> ! {
     // `shards` always has SHARDS elements.
     #[allow(clippy::panic)]
     {
-        panic!("MemoryStore has no shard")
+        panic!("MemoryIdempotencyStore has no shard")
     }
 }
 
@@ -136,7 +138,7 @@ fn token_of(token: &LockToken) -> Option<u64> {
     token.0.parse().ok()
 }
 
-impl IdempotencyStore for MemoryStore {
+impl IdempotencyStore for MemoryIdempotencyStore {
     async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
         let now = Instant::now();
         let mut shard = self.shard(key);

@@ -1,12 +1,11 @@
-//! [`RedisStore`]: idempotency keys shared by every replica using one Redis.
+//! [`RedisIdempotencyStore`]: idempotency keys shared by every replica using one Redis.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoreError, StoredResponse, decode_fingerprint};
-use crate::redis_connection::RedisConnection;
+use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse, decode_fingerprint};
+use crate::StoreError;
+use crate::redis_connection::{self, RedisConnection};
 
 /// Takes the key (`SET NX PX`) or answers its value, atomically.
 const BEGIN: &str = r"
@@ -29,8 +28,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// Default bound on every Redis call (connect included).
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// First and largest pause between two polls of an in-flight key.
 const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(100);
@@ -52,26 +49,26 @@ const POLL_MAX: Duration = Duration::from_millis(100);
 /// by the timeout (default 500 ms); a failure answers 503 (fail closed).
 #[derive(Clone, Debug)]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub struct RedisStore {
+pub struct RedisIdempotencyStore {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     connection: RedisConnection,
-    prefix: String,
     begin: redis::Script,
     complete: redis::Script,
     release: redis::Script,
-    token_prefix: u64,
-    token_seq: AtomicU64,
 }
 
-impl RedisStore {
+impl RedisIdempotencyStore {
+    /// Default bound on every Redis call (connect included): 500 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
     /// A store on `client`, keys under `ezthrottle:idem:`, 500 ms timeout.
     #[must_use]
     pub fn new(client: redis::Client) -> Self {
-        Self::with_options(client, "ezthrottle:idem:", DEFAULT_REDIS_TIMEOUT)
+        Self::with_options(client, "ezthrottle:idem:", Self::DEFAULT_TIMEOUT)
     }
 
     /// A store on the Redis at `url` (e.g. `redis://127.0.0.1:6379`).
@@ -80,7 +77,7 @@ impl RedisStore {
     ///
     /// An unparsable URL.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        redis::Client::open(url).map(Self::new).map_err(|err| StoreError(format!("invalid Redis URL: {err}")))
+        redis_connection::client(url).map(Self::new).map_err(StoreError)
     }
 
     /// A store with its own key prefix and call timeout.
@@ -88,19 +85,12 @@ impl RedisStore {
     pub fn with_options(client: redis::Client, prefix: impl Into<String>, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                connection: RedisConnection::new(client, timeout),
-                prefix: prefix.into(),
+                connection: RedisConnection::new(client, prefix.into(), timeout),
                 begin: redis::Script::new(BEGIN),
                 complete: redis::Script::new(COMPLETE),
                 release: redis::Script::new(RELEASE),
-                token_prefix: RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now())),
-                token_seq: AtomicU64::new(0),
             }),
         }
-    }
-
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.inner.prefix)
     }
 
     fn state(value: &[u8]) -> Result<Begin, StoreError> {
@@ -123,7 +113,7 @@ impl RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.key(key);
+        let key = self.inner.connection.key(key);
         self.inner
             .connection
             .run(|mut connection| async move { redis::cmd("GET").arg(key).query_async(&mut connection).await })
@@ -136,11 +126,10 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-impl IdempotencyStore for RedisStore {
+impl IdempotencyStore for RedisIdempotencyStore {
     async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
-        let seq = self.inner.token_seq.fetch_add(1, Ordering::Relaxed);
-        let lock = format!("L{:x}-{seq:x}:{}", self.inner.token_prefix, hex::encode(fingerprint));
-        let redis_key = self.key(key);
+        let lock = format!("L{}:{}", self.inner.connection.unique_id(), hex::encode(fingerprint));
+        let redis_key = self.inner.connection.key(key);
         let script = &self.inner.begin;
         let lock_arg = lock.clone();
         let value: Vec<u8> = self
@@ -165,7 +154,7 @@ impl IdempotencyStore for RedisStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let value = format!("D{}", response.to_json());
-        let redis_key = self.key(key);
+        let redis_key = self.inner.connection.key(key);
         let script = &self.inner.complete;
         let token = token.0.clone();
         let _: i64 = self
@@ -180,7 +169,7 @@ impl IdempotencyStore for RedisStore {
     }
 
     async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
-        let redis_key = self.key(key);
+        let redis_key = self.inner.connection.key(key);
         let script = &self.inner.release;
         let token = token.0.clone();
         let _: i64 = self

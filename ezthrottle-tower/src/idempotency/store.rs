@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::StoreError;
+
 /// A SHA-256 digest of a request (method, path and body): the same key with a different
 /// fingerprint is refused with 422.
 pub type Fingerprint = [u8; 32];
@@ -91,14 +93,32 @@ pub enum Begin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(pub(crate) String);
 
-/// A store failure (Redis unreachable, a full memory store, ...).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("idempotency store error: {0}")]
-pub struct StoreError(pub(crate) String);
+impl LockToken {
+    /// A token carrying `value`: whatever the store needs to recognise its own lock later
+    /// (a counter, a random id). A store answers it from
+    /// [`begin`](IdempotencyStore::begin) and gets it back in `complete` and `release`.
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::LockToken;
+    ///
+    /// let token = LockToken::new("lock-7");
+    /// assert_eq!(token.as_str(), "lock-7");
+    /// ```
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value given to [`new`](Self::new).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Where [`IdempotencyLayer`](super::IdempotencyLayer) keeps its locks and answers:
-/// [`MemoryStore`](super::MemoryStore) or, with feature `redis`,
-/// [`RedisStore`](super::RedisStore).
+/// [`MemoryIdempotencyStore`](super::MemoryIdempotencyStore) or, with feature `redis`,
+/// [`RedisIdempotencyStore`](super::RedisIdempotencyStore).
 pub trait IdempotencyStore: Clone + Send + Sync + 'static {
     /// Atomically takes `key` for `lock_ttl` if it is free, or reports its state.
     fn begin(

@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: decide, then call or refuse.
+//! [`RateLimitFuture`]: decide, then call or refuse.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,20 +10,20 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::algorithm::Decision;
-use super::body::ResponseBody;
-use super::layer::Config;
-use super::store::StoreError;
+use super::body::RateLimitResponseBody;
+use super::layer::RateLimitConfig;
+use crate::StoreError;
 
 pin_project! {
     /// The future of [`RateLimit`](super::RateLimit): waits for the store's decision, then
     /// calls the service (adding the limit headers to its answer) or refuses.
-    pub struct ResponseFuture<S, B, C>
+    pub struct RateLimitFuture<S, B, C>
     where
         S: Service<Request<B>>,
     {
         #[pin]
         state: State<S, B, C, S::Future>,
-        config: Arc<Config>,
+        config: Arc<RateLimitConfig>,
     }
 }
 
@@ -35,21 +35,21 @@ pin_project! {
     }
 }
 
-impl<S, B, C> ResponseFuture<S, B, C>
+impl<S, B, C> RateLimitFuture<S, B, C>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(check: C, service: S, request: Request<B>, config: Arc<Config>) -> Self {
+    pub(crate) fn new(check: C, service: S, request: Request<B>, config: Arc<RateLimitConfig>) -> Self {
         Self { state: State::Checking { check, pending: Some((service, request)) }, config }
     }
 }
 
-impl<S, B, C, R> Future for ResponseFuture<S, B, C>
+impl<S, B, C, R> Future for RateLimitFuture<S, B, C>
 where
     S: Service<Request<B>, Response = Response<R>>,
     C: Future<Output = Result<Vec<Decision>, StoreError>>,
 {
-    type Output = Result<Response<ResponseBody<R>>, S::Error>;
+    type Output = Result<Response<RateLimitResponseBody<R>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -59,7 +59,7 @@ where
                     let verdict = this.config.verdict(ready!(check.poll(cx)));
                     #[allow(clippy::panic)] // Only reachable by polling a completed future.
                     let Some((mut service, request)) = pending.take() else {
-                        panic!("rate_limit::ResponseFuture polled after completion")
+                        panic!("rate_limit::RateLimitFuture polled after completion")
                     };
                     let tightest = match verdict {
                         Ok(tightest) => tightest,
@@ -72,7 +72,7 @@ where
                     let response = ready!(future.poll(cx))?;
                     let (mut parts, body) = response.into_parts();
                     this.config.write_headers(tightest.as_ref(), &mut parts.headers);
-                    return Poll::Ready(Ok(Response::from_parts(parts, ResponseBody::inner(body))));
+                    return Poll::Ready(Ok(Response::from_parts(parts, RateLimitResponseBody::inner(body))));
                 }
             }
         }
@@ -81,8 +81,8 @@ where
 
 fn own_answer<R>(
     (status, headers, body): (http::StatusCode, http::HeaderMap, bytes::Bytes),
-) -> Response<ResponseBody<R>> {
-    let mut response = Response::new(ResponseBody::refused(body));
+) -> Response<RateLimitResponseBody<R>> {
+    let mut response = Response::new(RateLimitResponseBody::own(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

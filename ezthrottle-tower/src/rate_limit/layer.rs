@@ -10,10 +10,11 @@ use super::algorithm::Decision;
 use super::algorithm::Rule;
 use super::headers;
 use super::headers::HeaderStyle;
-use super::memory::MemoryStore;
+use super::memory::MemoryRateLimitStore;
 use super::scope::RequestHead;
 use super::service::RateLimit;
-use super::store::{Check, StoreError};
+use super::store::Check;
+use crate::StoreError;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
@@ -49,8 +50,10 @@ pub(crate) struct Counters {
     pub(crate) store_errors: AtomicU64,
 }
 
+/// The rules and answer settings a layer, its services and the actix middleware of
+/// `ezthrottle-actix` share.
 #[derive(Debug, Clone)]
-pub(crate) struct Config {
+pub struct RateLimitConfig {
     pub(crate) rules: Vec<Rule>,
     pub(crate) header_style: HeaderStyle,
     pace_enabled: bool,
@@ -76,30 +79,30 @@ pub(crate) struct Config {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct RateLimitLayer<St = MemoryStore> {
-    config: Config,
+pub struct RateLimitLayer<St = MemoryRateLimitStore> {
+    config: RateLimitConfig,
     store: St,
 }
 
-impl RateLimitLayer<MemoryStore> {
+impl RateLimitLayer<MemoryRateLimitStore> {
     /// A layer with no rules yet, keeping its counts in this process.
     pub fn new() -> Self {
-        Self::with_store(MemoryStore::new())
+        Self::with_store(MemoryRateLimitStore::new())
     }
 }
 
-impl Default for RateLimitLayer<MemoryStore> {
+impl Default for RateLimitLayer<MemoryRateLimitStore> {
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl<St> RateLimitLayer<St> {
-    /// A layer with no rules yet, keeping its counts in `store` (e.g. a `RedisStore` shared
+    /// A layer with no rules yet, keeping its counts in `store` (e.g. a `RedisRateLimitStore` shared
     /// by several replicas).
     pub fn with_store(store: St) -> Self {
         Self {
-            config: Config {
+            config: RateLimitConfig {
                 rules: Vec::new(),
                 header_style: HeaderStyle::default(),
                 pace_enabled: false,
@@ -161,8 +164,8 @@ impl<St> RateLimitLayer<St> {
     }
 
     /// The store (for the actix adapter).
-    #[cfg(feature = "actix")]
-    pub(crate) fn store(&self) -> &St {
+    #[doc(hidden)]
+    pub fn store(&self) -> &St {
         &self.store
     }
 
@@ -188,13 +191,13 @@ impl<S, St: Clone> Layer<S> for RateLimitLayer<St> {
 /// What the store's answer means for one request: `Ok` runs the handler (with the tightest
 /// limit, if the store decided, for its headers); `Err` is the answer instead (429 naming the
 /// rule, or 503 when failing closed).
-pub(crate) type Verdict = Result<Option<Decision>, Box<(StatusCode, HeaderMap, Bytes)>>;
+pub type Verdict = Result<Option<Decision>, Box<(StatusCode, HeaderMap, Bytes)>>;
 
-/// The decisions both adapters (the tower [`ResponseFuture`](super::ResponseFuture) and the
+/// The decisions both adapters (the tower [`RateLimitFuture`](super::RateLimitFuture) and the
 /// actix middleware) make, in one place.
-impl Config {
+impl RateLimitConfig {
     /// The checks of one request: one per rule, keyed by rule name and scope key.
-    pub(crate) fn checks(&self, head: &RequestHead<'_>) -> Vec<Check> {
+    pub fn checks(&self, head: &RequestHead<'_>) -> Vec<Check> {
         self.rules
             .iter()
             .map(|rule| Check { key: format!("{}\n{}", rule.name, rule.scope.key(head)), algorithm: rule.algorithm })
@@ -202,7 +205,7 @@ impl Config {
     }
 
     /// Decides on the store's answer, counting it in the metrics.
-    pub(crate) fn verdict(&self, result: Result<Vec<Decision>, StoreError>) -> Verdict {
+    pub fn verdict(&self, result: Result<Vec<Decision>, StoreError>) -> Verdict {
         let config = self;
         match result {
             Ok(decisions) => {
@@ -235,7 +238,7 @@ impl Config {
     }
 
     /// Writes the tightest limit (in the configured header style) and the pace hints.
-    pub(crate) fn write_headers(&self, tightest: Option<&Decision>, headers: &mut HeaderMap) {
+    pub fn write_headers(&self, tightest: Option<&Decision>, headers: &mut HeaderMap) {
         if let Some(decision) = tightest {
             self.header_style.write(decision, headers);
         }
@@ -247,10 +250,10 @@ impl Config {
     }
 }
 
-#[cfg(feature = "actix")]
 impl<St> RateLimitLayer<St> {
     /// The shared configuration, for the actix adapter.
-    pub(crate) fn config(&self) -> &Config {
+    #[doc(hidden)]
+    pub fn config(&self) -> &RateLimitConfig {
         &self.config
     }
 }

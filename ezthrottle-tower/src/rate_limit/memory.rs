@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::algorithm::{Algorithm, Bucket, Decision, Log};
 use super::clock::{Clock, SystemClock};
-use super::store::{Check, RateLimitStore, StoreError};
+use super::store::{Check, RateLimitStore};
+use crate::StoreError;
 
 const SHARDS: usize = 64;
 /// Every this many checks, the next shard (round robin) drops its idle keys.
@@ -18,10 +19,10 @@ const SWEEP_EVERY: u32 = 256;
 /// Rate-limit state in this process: 64 independently locked shards (a key's shard is
 /// chosen by hash, so unrelated keys rarely contend), idle keys dropped as the shard is used.
 ///
-/// Clones share the same state. Use [`MemoryStore::with_clock`] and a
+/// Clones share the same state. Use [`MemoryRateLimitStore::with_clock`] and a
 /// [`ManualClock`](super::ManualClock) to test exact refill behaviour.
 #[derive(Clone)]
-pub struct MemoryStore {
+pub struct MemoryRateLimitStore {
     inner: Arc<Inner>,
 }
 
@@ -48,13 +49,13 @@ enum State {
     Log(Log),
 }
 
-impl Default for MemoryStore {
+impl Default for MemoryRateLimitStore {
     fn default() -> Self {
         Self::with_clock(SystemClock::default())
     }
 }
 
-impl MemoryStore {
+impl MemoryRateLimitStore {
     /// An empty store on the system clock.
     pub fn new() -> Self {
         Self::default()
@@ -154,7 +155,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl RateLimitStore for MemoryStore {
+impl RateLimitStore for MemoryRateLimitStore {
     type Future = Ready<Result<Vec<Decision>, StoreError>>;
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
@@ -162,9 +163,9 @@ impl RateLimitStore for MemoryStore {
     }
 }
 
-impl std::fmt::Debug for MemoryStore {
+impl std::fmt::Debug for MemoryRateLimitStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("shards", &SHARDS).finish_non_exhaustive()
+        f.debug_struct("MemoryRateLimitStore").field("shards", &SHARDS).finish_non_exhaustive()
     }
 }
 
@@ -176,7 +177,7 @@ mod tests {
     #[test]
     fn keys_are_independent_and_idle_ones_are_evicted() {
         let clock = ManualClock::new();
-        let store = MemoryStore::with_clock(clock.clone());
+        let store = MemoryRateLimitStore::with_clock(clock.clone());
         let algorithm = Algorithm::token_bucket(1.0, 1);
         assert!(store.check_one("a", &algorithm).allowed);
         assert!(!store.check_one("a", &algorithm).allowed);

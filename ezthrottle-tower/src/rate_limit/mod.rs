@@ -31,14 +31,20 @@ mod service;
 mod store;
 
 pub use algorithm::{Algorithm, Decision, Rule};
-pub use body::ResponseBody;
+pub use body::RateLimitResponseBody;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use future::ResponseFuture;
+pub use future::RateLimitFuture;
 pub use headers::HeaderStyle;
 pub use layer::{FailMode, RateLimitLayer, RateLimitMetrics};
-pub use memory::MemoryStore;
+pub use memory::MemoryRateLimitStore;
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisStore};
+pub use redis::RedisRateLimitStore;
 pub use scope::{ANONYMOUS, RequestHead, Scope};
 pub use service::RateLimit;
-pub use store::{Check, RateLimitStore, StoreError};
+pub use store::{Check, RateLimitStore};
+
+/// The decisions `ezthrottle-actix`'s middleware shares with [`RateLimit`] (not a stable API).
+#[doc(hidden)]
+pub mod engine {
+    pub use super::layer::{RateLimitConfig, Verdict};
+}

@@ -1,22 +1,19 @@
 //! The Redis store: one Lua script per algorithm, so check-and-count is atomic across
 //! every replica sharing the Redis; all rules of a request go in one pipelined round trip.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use super::algorithm::{Algorithm, Decision};
-use super::store::{Check, RateLimitStore, StoreError};
-use crate::redis_connection::RedisConnection;
+use super::store::{Check, RateLimitStore};
+use crate::StoreError;
+use crate::redis_connection::{self, RedisConnection};
 
 const TOKEN_BUCKET: &str = include_str!("token_bucket.lua");
 const SLIDING_WINDOW: &str = include_str!("sliding_window.lua");
-
-/// Default bound on every Redis call (connect included).
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Rate-limit state in Redis, shared by every replica that uses the same server.
 ///
@@ -24,25 +21,25 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// connection is opened on first use and every call is bounded by the timeout; when Redis
 /// is unreachable the layer fails open or closed as configured, never hangs.
 #[derive(Clone, Debug)]
-pub struct RedisStore {
+pub struct RedisRateLimitStore {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     connection: RedisConnection,
-    prefix: String,
     token_bucket: redis::Script,
     sliding_window: redis::Script,
-    member_prefix: u64,
-    member_seq: AtomicU64,
     scripts_loaded: AtomicBool,
 }
 
-impl RedisStore {
+impl RedisRateLimitStore {
+    /// Default bound on every Redis call (connect included): 100 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+
     /// A store on `client` with keys under `ezthrottle:rl:` and a 100 ms timeout.
     pub fn new(client: redis::Client) -> Self {
-        Self::with_options(client, "ezthrottle:rl:", DEFAULT_REDIS_TIMEOUT)
+        Self::with_options(client, "ezthrottle:rl:", Self::DEFAULT_TIMEOUT)
     }
 
     /// A store on the Redis at `url` (e.g. `redis://127.0.0.1:6379`).
@@ -51,19 +48,16 @@ impl RedisStore {
     ///
     /// An unparsable URL.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        redis::Client::open(url).map(Self::new).map_err(|err| StoreError(format!("invalid Redis URL: {err}")))
+        redis_connection::client(url).map(Self::new).map_err(StoreError)
     }
 
     /// A store with its own key prefix and call timeout.
     pub fn with_options(client: redis::Client, prefix: impl Into<String>, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                connection: RedisConnection::new(client, timeout),
-                prefix: prefix.into(),
+                connection: RedisConnection::new(client, prefix.into(), timeout),
                 token_bucket: redis::Script::new(TOKEN_BUCKET),
                 sliding_window: redis::Script::new(SLIDING_WINDOW),
-                member_prefix: RandomState::new().hash_one(std::process::id()),
-                member_seq: AtomicU64::new(0),
                 scripts_loaded: AtomicBool::new(false),
             }),
         }
@@ -79,14 +73,13 @@ impl Inner {
     fn pipeline(&self, checks: &[Check]) -> redis::Pipeline {
         let mut pipeline = redis::pipe();
         for check in checks {
-            let key = format!("{}{}", self.prefix, check.key);
+            let key = self.connection.key(&check.key);
             match check.algorithm {
                 Algorithm::TokenBucket { rate_per_sec, burst } => {
                     pipeline.invoke_script(self.token_bucket.key(key).arg(rate_per_sec).arg(burst));
                 }
                 Algorithm::SlidingWindow { limit, window } => {
-                    let member =
-                        format!("{:x}-{}", self.member_prefix, self.member_seq.fetch_add(1, Ordering::Relaxed));
+                    let member = self.connection.unique_id();
                     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
                     pipeline.invoke_script(self.sliding_window.key(key).arg(limit).arg(window_ms).arg(member));
                 }
@@ -143,7 +136,7 @@ fn decision(algorithm: &Algorithm, [allowed, remaining, retry_after_ms, reset_ms
     }
 }
 
-impl RateLimitStore for RedisStore {
+impl RateLimitStore for RedisRateLimitStore {
     type Future = BoxFuture<'static, Result<Vec<Decision>, StoreError>>;
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {

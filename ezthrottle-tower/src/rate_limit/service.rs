@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::body::ResponseBody;
-use super::future::ResponseFuture;
-use super::layer::Config;
+use super::body::RateLimitResponseBody;
+use super::future::RateLimitFuture;
+use super::layer::RateLimitConfig;
 use super::scope::RequestHead;
 use super::store::RateLimitStore;
 
@@ -16,12 +16,12 @@ use super::store::RateLimitStore;
 #[derive(Debug, Clone)]
 pub struct RateLimit<S, St> {
     inner: S,
-    config: Arc<Config>,
+    config: Arc<RateLimitConfig>,
     store: St,
 }
 
 impl<S, St> RateLimit<S, St> {
-    pub(crate) fn new(inner: S, config: Arc<Config>, store: St) -> Self {
+    pub(crate) fn new(inner: S, config: Arc<RateLimitConfig>, store: St) -> Self {
         Self { inner, config, store }
     }
 
@@ -46,9 +46,9 @@ where
     S: Service<Request<B>, Response = Response<R>> + Clone,
     St: RateLimitStore,
 {
-    type Response = Response<ResponseBody<R>>;
+    type Response = Response<RateLimitResponseBody<R>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B, St::Future>;
+    type Future = RateLimitFuture<S, B, St::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -59,6 +59,6 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         let check = self.store.check(self.config.checks(&RequestHead::of(&request)));
-        ResponseFuture::new(check, ready, request, Arc::clone(&self.config))
+        RateLimitFuture::new(check, ready, request, Arc::clone(&self.config))
     }
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use super::algorithm::{Algorithm, Decision};
+use crate::StoreError;
 
 /// One key to check against one algorithm.
 #[derive(Debug, Clone)]
@@ -25,8 +26,3 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
     /// Checks and counts every key of one request.
     fn check(&self, checks: Vec<Check>) -> Self::Future;
 }
-
-/// The store could not decide (e.g. Redis unreachable or too slow).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rate-limit store unavailable: {0}")]
-pub struct StoreError(pub String);

@@ -5,20 +5,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ezthrottle_core::webhook::{SecretSlot, Verified};
+use ezthrottle_core::webhook::{SecretSlot, Verified, Verifier};
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{SIGNATURE_HEADER, WebhookRejection, WebhookVerifier};
+use super::{SIGNATURE_HEADER, VerifyWebhookResponseBody, WebhookRejection, verify_request};
+use crate::body::{ReadError, read_limited, take_ready};
 
 /// Default body limit of [`VerifyWebhookLayer`]: 2 MiB (axum's default too).
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
-
-/// The response body of [`VerifyWebhook`]: the inner service's, or a rejection's text.
-pub type VerifyWebhookResponseBody<B> = Either<B, Full<Bytes>>;
 
 /// Put in the request extensions by [`VerifyWebhook`] for each verified delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +24,8 @@ pub struct VerifiedRequest {
 }
 
 impl VerifiedRequest {
-    pub(crate) fn new(verified: Verified) -> Self {
+    #[doc(hidden)]
+    pub fn new(verified: Verified) -> Self {
         Self { verified }
     }
 
@@ -61,11 +59,12 @@ impl VerifiedRequest {
 /// use bytes::Bytes;
 /// use http::{Request, Response};
 /// use http_body_util::Full;
-/// use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer, WebhookVerifier};
+/// use ezthrottle_core::webhook::Verifier;
+/// use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer};
 /// use tower::{ServiceBuilder, service_fn};
 ///
 /// let service = ServiceBuilder::new()
-///     .layer(VerifyWebhookLayer::new(WebhookVerifier::new("whsec_1")))
+///     .layer(VerifyWebhookLayer::new(Verifier::new("whsec_1")))
 ///     .service(service_fn(|req: Request<Full<Bytes>>| async move {
 ///         let secret = req.extensions().get::<VerifiedRequest>().map(VerifiedRequest::secret);
 ///         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("{secret:?}")))))
@@ -74,14 +73,14 @@ impl VerifiedRequest {
 /// ```
 #[derive(Debug, Clone)]
 pub struct VerifyWebhookLayer {
-    verifier: WebhookVerifier,
+    verifier: Verifier,
     limit: usize,
 }
 
 impl VerifyWebhookLayer {
     /// Verifies with `verifier`; 2 MiB body limit.
     #[must_use]
-    pub fn new(verifier: WebhookVerifier) -> Self {
+    pub fn new(verifier: Verifier) -> Self {
         Self { verifier, limit: DEFAULT_BODY_LIMIT }
     }
 
@@ -105,15 +104,15 @@ impl<S> Layer<S> for VerifyWebhookLayer {
 #[derive(Debug, Clone)]
 pub struct VerifyWebhook<S> {
     inner: S,
-    verifier: WebhookVerifier,
+    verifier: Verifier,
     limit: usize,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A rejection as a plain-text response.
-pub(crate) fn rejection_response<B>(rejection: &WebhookRejection) -> Response<Either<B, Full<Bytes>>> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(rejection.body_text()))));
+fn rejection_response<B>(rejection: &WebhookRejection) -> Response<VerifyWebhookResponseBody<B>> {
+    let mut response = Response::new(VerifyWebhookResponseBody::own(Bytes::from(rejection.body_text())));
     *response.status_mut() = rejection.status();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
@@ -136,32 +135,24 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The clone is not ready; the ready one goes into the future.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let verifier = self.verifier.clone();
         let limit = self.limit;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let bytes = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(err) => {
-                    let rejection = if err.downcast_ref::<LengthLimitError>().is_some() {
-                        WebhookRejection::PayloadTooLarge
-                    } else {
-                        WebhookRejection::BodyRead(err.to_string())
-                    };
-                    return Ok(rejection_response(&rejection));
-                }
+            let bytes = match read_limited(body, limit).await {
+                Ok(bytes) => bytes,
+                Err(ReadError::TooLarge) => return Ok(rejection_response(&WebhookRejection::PayloadTooLarge)),
+                Err(ReadError::Failed(err)) => return Ok(rejection_response(&WebhookRejection::BodyRead(err))),
             };
             let signature = parts.headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
-            let verified = match verifier.verify(&bytes, signature) {
+            let verified = match verify_request(&verifier, &bytes, signature) {
                 Ok(verified) => verified,
                 Err(rejection) => return Ok(rejection_response(&rejection)),
             };
             let mut request = Request::from_parts(parts, B::from(bytes));
             request.extensions_mut().insert(VerifiedRequest::new(verified));
-            inner.call(request).await.map(|response| response.map(Either::Left))
+            inner.call(request).await.map(|response| response.map(VerifyWebhookResponseBody::inner))
         })
     }
 }

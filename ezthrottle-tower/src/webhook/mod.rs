@@ -1,9 +1,12 @@
-//! Receiving signed webhooks: the verification shared by the axum and actix-web
-//! extractors, and [`VerifyWebhookLayer`] for any tower/hyper server.
+//! Receiving signed webhooks: [`VerifyWebhookLayer`] for any tower/hyper server, and the
+//! [`WebhookRejection`] every framework integration answers with.
 //!
 //! EZThrottle signs each delivery with `X-EZThrottle-Signature: t=<unix>,v1=<hex HMAC>`
-//! over `"<t>." + raw body`. A [`WebhookVerifier`] checks it over the **exact raw bytes**
-//! of the body, before anything parses it, then the payload is deserialized.
+//! over `"<t>." + raw body`. The one verifier is core's
+//! [`Verifier`](ezthrottle_core::webhook::Verifier): the layer, the axum extractor (feature
+//! `axum`) and the actix-web integration (crate `ezthrottle-actix`) run its
+//! [`verify`](ezthrottle_core::webhook::Verifier::verify) over the **exact raw bytes** of
+//! the body, before anything parses it, and only turn its [`VerifyError`] into an answer:
 //!
 //! | Failure | Status | Body |
 //! |---|---|---|
@@ -21,157 +24,57 @@
 //! rotation in progress is visible.
 //!
 //! ```
-//! use ezthrottle_core::webhook::sign;
-//! use ezthrottle_core::WebhookPayload;
-//! use ezthrottle_tower::webhook::{WebhookRejection, WebhookVerifier};
-//! use std::time::{SystemTime, UNIX_EPOCH};
+//! use ezthrottle_core::webhook::{sign, Verifier};
+//! use ezthrottle_tower::webhook::WebhookRejection;
 //!
-//! let verifier = WebhookVerifier::new("whsec_new").with_secondary("whsec_old");
+//! let verifier = Verifier::new("whsec_new").with_secondary("whsec_old");
 //! let body = br#"{"job_id":"job_1","status":"success"}"#;
-//! let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-//! let header = sign("whsec_old", now, body);
+//! let header = sign("whsec_old", 1_700_000_000, body);
+//! assert_eq!(verifier.verify_at(body, &header, 1_700_000_010).map(|v| v.reason()), Ok("valid_secondary"));
 //!
-//! let (payload, verified) = verifier.verify_and_parse::<WebhookPayload>(body, Some(header.as_bytes()))?;
-//! assert_eq!(payload.job_id, "job_1");
-//! assert_eq!(verified.reason(), "valid_secondary");
-//!
-//! let err = verifier.verify(body, None).unwrap_err();
-//! assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
-//! # Ok::<(), WebhookRejection>(())
+//! // What a server answers for a failure.
+//! let rejection = WebhookRejection::from(verifier.verify_at(b"{}", &header, 1_700_000_010).unwrap_err());
+//! assert_eq!(rejection.status(), http::StatusCode::UNAUTHORIZED);
+//! assert_eq!(rejection.body_text(), "invalid webhook signature");
+//! assert_eq!(WebhookRejection::from(verifier.verify(body, "").unwrap_err()).status(), http::StatusCode::BAD_REQUEST);
 //! ```
 
+mod body;
 mod layer;
+mod request;
 mod verified;
 
 use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::Duration;
 
-use ezthrottle_core::webhook::{SecretSlot, Verified, Verifier, VerifyError};
+use ezthrottle_core::webhook::VerifyError;
 use http::StatusCode;
-use serde::de::DeserializeOwned;
 
-pub use layer::{DEFAULT_BODY_LIMIT, VerifiedRequest, VerifyWebhook, VerifyWebhookLayer, VerifyWebhookResponseBody};
+pub use body::VerifyWebhookResponseBody;
+pub use layer::{DEFAULT_BODY_LIMIT, VerifiedRequest, VerifyWebhook, VerifyWebhookLayer};
 pub use verified::VerifiedWebhook;
 
 pub use ezthrottle_core::protocol::SIGNATURE_HEADER;
 
-/// The tracing target of webhook verification.
-pub(crate) const TARGET: &str = "ezthrottle::webhook";
+pub(crate) use request::verify_request;
 
-/// The webhook secrets (primary, optional secondary) and timestamp tolerance, shared by the
-/// extractors and [`VerifyWebhookLayer`].
-///
-/// Built on core's [`Verifier`] (keyed once); cheap to clone (one `Arc`). In axum, put it
-/// in the state (or anything implementing `FromRef` for it); in actix-web, register it
-/// with `App::app_data` (or as `web::Data<WebhookVerifier>`).
-#[derive(Clone, Debug)]
-pub struct WebhookVerifier {
-    inner: Arc<Verifier>,
+/// The request handling `ezthrottle-actix` shares with the layer and the axum extractor
+/// (not a stable API).
+#[doc(hidden)]
+pub mod engine {
+    pub use super::request::{TARGET, parse, verified_webhook, verify_request};
 }
 
-impl From<Verifier> for WebhookVerifier {
-    fn from(verifier: Verifier) -> Self {
-        Self { inner: Arc::new(verifier) }
-    }
-}
-
-impl WebhookVerifier {
-    /// A verifier for one secret, with a 300 s tolerance.
-    #[must_use]
-    pub fn new(primary: impl AsRef<str>) -> Self {
-        Verifier::new(primary).into()
-    }
-
-    /// Also accepts signatures made with `secret`, for rotation (an empty string removes it).
-    #[must_use]
-    pub fn with_secondary(self, secret: impl AsRef<str>) -> Self {
-        Arc::unwrap_or_clone(self.inner).with_secondary(secret).into()
-    }
-
-    /// How far the signed timestamp may be from now, either way (default 300 s).
-    #[must_use]
-    pub fn tolerance(self, tolerance: Duration) -> Self {
-        Arc::unwrap_or_clone(self.inner).tolerance(tolerance).into()
-    }
-
-    /// The core verifier.
-    #[must_use]
-    pub fn verifier(&self) -> &Verifier {
-        &self.inner
-    }
-
-    /// Verifies the raw `body` against the signature header value (`None` when absent);
-    /// the same argument order as [`Verifier::verify`].
-    ///
-    /// # Errors
-    ///
-    /// [`WebhookRejection::MissingSignature`], [`WebhookRejection::MalformedSignature`] or
-    /// [`WebhookRejection::InvalidSignature`].
-    pub fn verify(&self, body: &[u8], signature: Option<&[u8]>) -> Result<Verified, WebhookRejection> {
-        let Some(signature) = signature else {
-            return Err(WebhookRejection::MissingSignature);
-        };
-        let Ok(signature) = std::str::from_utf8(signature) else {
-            return Err(WebhookRejection::MalformedSignature(Cow::Borrowed("the value is not valid UTF-8")));
-        };
-        match self.inner.verify(body, signature) {
-            Ok(verified) => {
-                tracing::debug!(
-                    target: TARGET,
-                    secret = match verified.secret() {
-                        SecretSlot::Primary => "primary",
-                        SecretSlot::Secondary => "secondary",
-                    },
-                    reason = verified.reason(),
-                    "webhook signature verified"
-                );
-                Ok(verified)
-            }
-            Err(VerifyError::MissingHeader) => Err(WebhookRejection::MissingSignature),
-            Err(VerifyError::MissingSignature) => {
-                Err(WebhookRejection::MalformedSignature(Cow::Borrowed("no v1 signature")))
-            }
-            Err(VerifyError::InvalidTimestamp) => {
-                Err(WebhookRejection::MalformedSignature(Cow::Borrowed("missing or invalid t timestamp")))
-            }
-            Err(err) => {
-                tracing::warn!(target: TARGET, reason = %err.reason(), "webhook signature rejected");
-                Err(WebhookRejection::InvalidSignature(err))
-            }
+impl From<VerifyError> for WebhookRejection {
+    /// A client mistake (no header, no `v1`, a bad `t`) is a precise 400; a failed
+    /// cryptographic check (mismatch, stale or future timestamp) is a generic 401.
+    fn from(err: VerifyError) -> Self {
+        match err {
+            VerifyError::MissingHeader => Self::MissingSignature,
+            VerifyError::MissingSignature => Self::MalformedSignature(Cow::Borrowed("no v1 signature")),
+            VerifyError::InvalidTimestamp => Self::MalformedSignature(Cow::Borrowed("missing or invalid t timestamp")),
+            err => Self::InvalidSignature(err),
         }
     }
-
-    /// [`verify`](Self::verify), then deserializes the verified body as JSON.
-    ///
-    /// # Errors
-    ///
-    /// As [`verify`](Self::verify); [`WebhookRejection::InvalidPayload`] when the verified
-    /// body is not a valid `T`.
-    pub fn verify_and_parse<T: DeserializeOwned>(
-        &self,
-        body: &[u8],
-        signature: Option<&[u8]>,
-    ) -> Result<(T, Verified), WebhookRejection> {
-        let verified = self.verify(body, signature)?;
-        let payload = parse(body)?;
-        Ok((payload, verified))
-    }
-}
-
-/// Deserializes a verified body, naming the failing path.
-pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookRejection> {
-    // Fast path; the slower path-tracking parse runs only to describe a failure.
-    if let Ok(value) = serde_json::from_slice(body) {
-        return Ok(value);
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        WebhookRejection::InvalidPayload(format!("{path}: {}", err.into_inner()))
-    })?;
-    de.end().map_err(|err| WebhookRejection::InvalidPayload(err.to_string()))?;
-    Ok(value)
 }
 
 /// Why a webhook request was refused. Each variant maps to one HTTP status

@@ -8,11 +8,11 @@ use ezthrottle_core::webhook::{SecretSlot, Verified};
 
 /// A webhook delivery whose `X-EZThrottle-Signature` verified, deserialized as `T`.
 ///
-/// One type for every framework: `ezthrottle_tower::axum::VerifiedWebhook` (feature `axum`:
-/// `FromRequest` with the [`WebhookVerifier`](super::WebhookVerifier) from the state through
-/// `FromRef`, body limit from `DefaultBodyLimit`) and `ezthrottle_tower::actix::VerifiedWebhook`
-/// (feature `actix`: the verifier from `app_data`/`web::Data`, body limit from
-/// `PayloadConfig`) are this struct. Either way the body is buffered within the limit (413
+/// With feature `axum` it is an extractor (`FromRequest`, with core's
+/// [`Verifier`](ezthrottle_core::webhook::Verifier) from the state through `FromRef`, body
+/// limit from `DefaultBodyLimit`); `ezthrottle-actix`'s `VerifiedDelivery` extractor derefs
+/// to it (the verifier from `app_data`/`web::Data`, body limit from `PayloadConfig`).
+/// Either way the body is buffered within the limit (413
 /// over it), the signature is checked over those exact bytes, then `T` is deserialized from
 /// JSON; failures are [`WebhookRejection`](super::WebhookRejection)s (400, 401, 413, 422, or
 /// 500 when no verifier is configured). It consumes the body, so it must be the **last**

@@ -1,15 +1,17 @@
 use std::time::Duration;
 
-use ezthrottle_tower::rate_limit::{Algorithm, HeaderStyle, ManualClock, MemoryStore, RateLimitLayer, Rule, Scope};
+use ezthrottle_tower::rate_limit::{
+    Algorithm, HeaderStyle, ManualClock, MemoryRateLimitStore, RateLimitLayer, Rule, Scope,
+};
 use http::StatusCode;
 
 use super::support::{body_json, burst, limited, request, send};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-fn per_user(algorithm: Algorithm) -> (ManualClock, RateLimitLayer<MemoryStore>) {
+fn per_user(algorithm: Algorithm) -> (ManualClock, RateLimitLayer<MemoryRateLimitStore>) {
     let clock = ManualClock::new();
-    let layer = RateLimitLayer::with_store(MemoryStore::with_clock(clock.clone())).rule(Rule::new(
+    let layer = RateLimitLayer::with_store(MemoryRateLimitStore::with_clock(clock.clone())).rule(Rule::new(
         "per_user",
         Scope::header("x-api-key"),
         algorithm,
@@ -57,7 +59,7 @@ async fn sliding_window_never_admits_more_than_its_limit_in_any_window() {
 #[tokio::test]
 async fn scopes_are_independent() {
     let clock = ManualClock::new();
-    let layer = RateLimitLayer::with_store(MemoryStore::with_clock(clock))
+    let layer = RateLimitLayer::with_store(MemoryRateLimitStore::with_clock(clock))
         .rule(Rule::new("global", Scope::global(), Algorithm::sliding_window(6, SECOND)))
         .rule(Rule::new("per_user", Scope::header("x-api-key"), Algorithm::sliding_window(2, SECOND)))
         .rule(Rule::new("per_route", Scope::route(), Algorithm::sliding_window(3, SECOND)));

@@ -1,12 +1,12 @@
 use std::time::Duration;
 
-use ezthrottle_tower::rate_limit::{Algorithm, FailMode, RateLimitLayer, RedisStore, Rule, Scope};
+use ezthrottle_tower::rate_limit::{Algorithm, FailMode, RateLimitLayer, RedisRateLimitStore, Rule, Scope};
 use http::StatusCode;
 
 use super::support::{RedisServer, burst, limited, request, send};
 
-fn layer(url: &str, algorithm: Algorithm) -> RateLimitLayer<RedisStore> {
-    RateLimitLayer::with_store(RedisStore::open(url).expect("url")).rule(Rule::new(
+fn layer(url: &str, algorithm: Algorithm) -> RateLimitLayer<RedisRateLimitStore> {
+    RateLimitLayer::with_store(RedisRateLimitStore::open(url).expect("url")).rule(Rule::new(
         "per_user",
         Scope::header("x-api-key"),
         algorithm,

@@ -1,7 +1,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use ezthrottle_tower::rate_limit::{RateLimit, RateLimitStore, ResponseBody};
+use ezthrottle_tower::rate_limit::{RateLimit, RateLimitResponseBody, RateLimitStore};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -31,7 +31,7 @@ pub(crate) fn request(path: &str, user: Option<&str>) -> Request<Full<Bytes>> {
 pub(crate) async fn send<St: RateLimitStore>(
     service: &RateLimit<Inner, St>,
     request: Request<Full<Bytes>>,
-) -> Response<ResponseBody<Full<Bytes>>> {
+) -> Response<RateLimitResponseBody<Full<Bytes>>> {
     match service.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -61,7 +61,7 @@ pub(crate) async fn burst<St: RateLimitStore>(service: &RateLimit<Inner, St>, co
     admitted
 }
 
-pub(crate) async fn body_json(response: Response<ResponseBody<Full<Bytes>>>) -> serde_json::Value {
+pub(crate) async fn body_json(response: Response<RateLimitResponseBody<Full<Bytes>>>) -> serde_json::Value {
     let bytes = response.into_body().collect().await.expect("body").to_bytes();
     serde_json::from_slice(&bytes).expect("json")
 }

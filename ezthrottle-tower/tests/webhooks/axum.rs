@@ -4,10 +4,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use ezthrottle_core::inbox::{StepDelivery, WebhookInbox};
+use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::webhook::{SecretSlot, sign};
 use ezthrottle_core::{DeliveryStatus, EZThrottle, Error, Step, StepType, Webhook};
 use ezthrottle_local::Engine;
-use ezthrottle_tower::axum::{VerifiedWebhook, WebhookVerifier, webhook_routes};
+use ezthrottle_tower::axum::webhook_routes;
+use ezthrottle_tower::webhook::VerifiedWebhook;
 use reqwest::StatusCode;
 
 use super::support::{OLD_SECRET, SECRET, http, now, payload_json, serve};
@@ -16,7 +18,7 @@ async fn secret_handler(delivery: VerifiedWebhook) -> String {
     format!("{}:{:?}", delivery.payload.job_id, delivery.secret())
 }
 
-fn verifying_router(verifier: WebhookVerifier, limit: usize) -> Router {
+fn verifying_router(verifier: Verifier, limit: usize) -> Router {
     Router::new().route("/hook", post(secret_handler)).layer(DefaultBodyLimit::max(limit)).with_state(verifier)
 }
 
@@ -32,7 +34,7 @@ async fn post_signed(url: &str, body: &str, header: Option<String>) -> (StatusCo
 
 #[tokio::test]
 async fn every_rejection_gets_its_status() {
-    let addr = serve(verifying_router(WebhookVerifier::new(SECRET), 2048)).await;
+    let addr = serve(verifying_router(Verifier::new(SECRET), 2048)).await;
     let url = format!("http://{addr}/hook");
     let body = payload_json("job_a", None);
     let t = now();
@@ -104,7 +106,7 @@ async fn every_rejection_gets_its_status() {
 
 #[tokio::test]
 async fn rotation_reports_which_secret_matched() {
-    let verifier = WebhookVerifier::new(SECRET).with_secondary(OLD_SECRET).tolerance(Duration::from_secs(60));
+    let verifier = Verifier::new(SECRET).with_secondary(OLD_SECRET).tolerance(Duration::from_secs(60));
     let addr = serve(verifying_router(verifier, 2048)).await;
     let url = format!("http://{addr}/hook");
     let body = payload_json("job_r", None);
@@ -126,7 +128,7 @@ async fn engine_deliveries_resolve_queue_and_wait_and_execute_and_wait() {
     let engine = Engine::builder().open().webhook_secret(OLD_SECRET).start().await.expect("engine");
     let api = serve(target_api()).await;
     let inbox = WebhookInbox::new();
-    let verifier = WebhookVerifier::new(SECRET).with_secondary(OLD_SECRET);
+    let verifier = Verifier::new(SECRET).with_secondary(OLD_SECRET);
     let receiver = serve(webhook_routes(verifier, inbox.clone())).await;
     let hook = format!("http://{receiver}/webhook");
     let client = EZThrottle::builder().direct(engine.base_url()).build().expect("client");
@@ -189,7 +191,7 @@ async fn engine_signed_deliveries_pass_the_extractor() {
                 }
             }),
         )
-        .with_state(WebhookVerifier::new(SECRET));
+        .with_state(Verifier::new(SECRET));
     let receiver = serve(router).await;
     let client = EZThrottle::builder().direct(engine.base_url()).build().expect("client");
     let receipt = client

@@ -5,9 +5,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode as AxumStatus;
 use axum::routing::post;
+use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::webhook::sign;
-use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyStore, InFlight, MemoryStore, REPLAY_HEADER};
-use ezthrottle_tower::webhook::{VerifyWebhookLayer, WebhookVerifier};
+use ezthrottle_tower::REPLAY_HEADER;
+use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyStore, InFlight, MemoryIdempotencyStore};
+use ezthrottle_tower::webhook::VerifyWebhookLayer;
 use reqwest::StatusCode;
 use tokio::sync::Notify;
 
@@ -40,7 +42,7 @@ pub(crate) fn charge_router<St: IdempotencyStore>(
         .route("/charge", post(handler))
         // Added first = inner: verification (added last) runs before the idempotency check.
         .route_layer(layer)
-        .route_layer(VerifyWebhookLayer::new(WebhookVerifier::new(SECRET)))
+        .route_layer(VerifyWebhookLayer::new(Verifier::new(SECRET)))
 }
 
 pub(crate) async fn deliver(url: &str, body: &str) -> reqwest::Response {
@@ -150,7 +152,7 @@ async fn header_keys_for_ordinary_apis() {
                 async move { format!("paid {body} #{}", counter.fetch_add(1, Ordering::SeqCst) + 1) }
             }),
         )
-        .route_layer(IdempotencyLayer::new(MemoryStore::new()).ttl(Duration::from_secs(60)).max_body(64));
+        .route_layer(IdempotencyLayer::new(MemoryIdempotencyStore::new()).ttl(Duration::from_secs(60)).max_body(64));
     let addr = serve(router).await;
     let url = format!("http://{addr}/pay");
     let send = |key: &'static str, body: &'static str| {
@@ -209,7 +211,7 @@ async fn conflict_mode_answers_409_while_in_flight() {
 /// alone gives): a forged delivery's 401 must not be stored under the job's key.
 #[tokio::test]
 async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
-    use ezthrottle_tower::axum::VerifiedWebhook;
+    use ezthrottle_tower::webhook::VerifiedWebhook;
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&runs);
     let router =
@@ -224,7 +226,7 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
                 }),
             )
             .route_layer(IdempotencyLayer::memory())
-            .with_state(WebhookVerifier::new(SECRET));
+            .with_state(Verifier::new(SECRET));
     let url = format!("http://{}/webhook", serve(router).await);
     let body = payload_json("job_forged_first", None);
     let forged = http()

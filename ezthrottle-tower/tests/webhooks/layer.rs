@@ -1,8 +1,9 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
+use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::webhook::sign;
-use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer, WebhookVerifier};
+use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -17,7 +18,7 @@ async fn echo(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, In
 
 async fn call(body: String, header: Option<String>) -> (StatusCode, String) {
     let service = ServiceBuilder::new()
-        .layer(VerifyWebhookLayer::new(WebhookVerifier::new(SECRET).with_secondary(OLD_SECRET)).limit(2048))
+        .layer(VerifyWebhookLayer::new(Verifier::new(SECRET).with_secondary(OLD_SECRET)).limit(2048))
         .service(service_fn(echo));
     let mut request = Request::post("/hook");
     if let Some(header) = header {

@@ -1,15 +1,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ezthrottle_tower::idempotency::{IdempotencyLayer, REPLAY_HEADER, RedisStore};
+use ezthrottle_tower::REPLAY_HEADER;
+use ezthrottle_tower::idempotency::{IdempotencyLayer, RedisIdempotencyStore};
 use reqwest::StatusCode;
 
 use super::idempotency::{charge_router, deliver, storm};
 
 /// A store with a generous call timeout: these tests check what replicas agree on, and a
 /// loaded 2-core CI machine must not turn a slow Redis answer into a 503.
-fn store(url: &str) -> RedisStore {
-    RedisStore::with_options(
+fn store(url: &str) -> RedisIdempotencyStore {
+    RedisIdempotencyStore::with_options(
         redis::Client::open(url).expect("url"),
         "ezthrottle:idem:",
         std::time::Duration::from_secs(5),

@@ -1,11 +1,41 @@
+//! The actix-web integrations: the `VerifiedDelivery` extractor, the verify, idempotency
+//! and rate-limit middlewares, through actix's test server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
-use ezthrottle_core::webhook::sign;
-use ezthrottle_tower::actix::{VerifiedWebhook, WebhookVerifier};
+use ezthrottle_actix::VerifiedDelivery;
+use ezthrottle_core::webhook::{Verifier, sign};
 
-use super::support::{OLD_SECRET, SECRET, big_payload_json, now, payload_json};
+use support::{OLD_SECRET, SECRET, big_payload_json, now, payload_json};
 
-async fn handler(delivery: VerifiedWebhook) -> HttpResponse {
+mod support {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub(crate) const SECRET: &str = "whsec_primary_for_tests";
+    pub(crate) const OLD_SECRET: &str = "whsec_previous_for_tests";
+
+    pub(crate) fn now() -> i64 {
+        i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()).expect("i64")
+    }
+
+    pub(crate) fn payload_json(job_id: &str, key: Option<&str>) -> String {
+        match key {
+            Some(key) => {
+                format!(r#"{{"job_id":"{job_id}","idempotent_key":"{key}","status":"success","metadata":{{}}}}"#)
+            }
+            None => format!(r#"{{"job_id":"{job_id}","status":"success","metadata":{{}}}}"#),
+        }
+    }
+
+    /// A payload of about `size` bytes.
+    pub(crate) fn big_payload_json(job_id: &str, size: usize) -> String {
+        let pad = "x".repeat(size.saturating_sub(80));
+        format!(r#"{{"job_id":"{job_id}","status":"success","metadata":{{"pad":"{pad}"}}}}"#)
+    }
+}
+
+async fn handler(delivery: VerifiedDelivery) -> HttpResponse {
     HttpResponse::Ok().body(format!("{}:{:?}", delivery.payload.job_id, delivery.secret()))
 }
 
@@ -32,7 +62,7 @@ async fn send(
 async fn actix_extractor_statuses() {
     let app = test::init_service(
         App::new()
-            .app_data(WebhookVerifier::new(SECRET).with_secondary(OLD_SECRET))
+            .app_data(Verifier::new(SECRET).with_secondary(OLD_SECRET))
             .app_data(web::PayloadConfig::new(2048))
             .route("/hook", web::post().to(handler)),
     )
@@ -73,7 +103,7 @@ async fn actix_extractor_statuses() {
 #[actix_web::test]
 async fn actix_web_data_and_missing_configuration() {
     let app = test::init_service(
-        App::new().app_data(web::Data::new(WebhookVerifier::new(SECRET))).route("/hook", web::post().to(handler)),
+        App::new().app_data(web::Data::new(Verifier::new(SECRET))).route("/hook", web::post().to(handler)),
     )
     .await;
     let body = payload_json("job_d", None);
@@ -82,7 +112,7 @@ async fn actix_web_data_and_missing_configuration() {
     let bare = test::init_service(App::new().route("/hook", web::post().to(handler))).await;
     let (status, text) = send(&bare, body.clone(), Some(sign(SECRET, now(), body.as_bytes()))).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(text.contains("WebhookVerifier"), "{text}");
+    assert!(text.contains("Verifier"), "{text}");
 }
 
 mod middleware {
@@ -92,8 +122,9 @@ mod middleware {
 
     use actix_web::http::StatusCode;
     use actix_web::{App, HttpResponse, test, web};
-    use ezthrottle_tower::actix::{Idempotency, RateLimit};
-    use ezthrottle_tower::idempotency::REPLAY_HEADER;
+    use ezthrottle_actix::{ActixIdempotency, ActixRateLimit};
+    use ezthrottle_tower::REPLAY_HEADER;
+    use ezthrottle_tower::idempotency::IdempotencyLayer;
     use ezthrottle_tower::rate_limit::{Algorithm, FailMode, RateLimitLayer, Rule, Scope};
 
     const KEY: &str = "order-0001-abcdefgh";
@@ -141,9 +172,10 @@ mod middleware {
     #[actix_web::test]
     async fn idempotency_sequential_duplicates_run_once_and_replay() {
         let runs = Arc::new(AtomicUsize::new(0));
-        let app =
-            test::init_service(App::new().wrap(Idempotency::memory()).route("/charge", charge(Arc::clone(&runs), 0)))
-                .await;
+        let app = test::init_service(
+            App::new().wrap(ActixIdempotency::memory()).route("/charge", charge(Arc::clone(&runs), 0)),
+        )
+        .await;
         assert_eq!(call(&app, post("a")).await, (StatusCode::CREATED, false, "charged a".into()));
         for _ in 0..4 {
             let response = test::call_service(&app, post("a").to_request()).await;
@@ -169,14 +201,14 @@ mod middleware {
     /// the store, and the extractor does not verify a second time.
     #[actix_web::test]
     async fn verify_middleware_runs_before_idempotency() {
-        use ezthrottle_core::webhook::sign;
-        use ezthrottle_tower::actix::{VerifiedWebhook, VerifyWebhook, WebhookVerifier};
+        use ezthrottle_actix::{ActixVerifyWebhook, VerifiedDelivery};
+        use ezthrottle_core::webhook::{Verifier, sign};
 
-        use super::super::support::{SECRET, now, payload_json};
+        use super::support::{SECRET, now, payload_json};
 
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
-        let handler = move |delivery: VerifiedWebhook| {
+        let handler = move |delivery: VerifiedDelivery| {
             let counter = Arc::clone(&counter);
             async move {
                 let run = counter.fetch_add(1, Ordering::SeqCst) + 1;
@@ -186,8 +218,8 @@ mod middleware {
         let app = test::init_service(
             App::new()
                 .route("/hook", web::post().to(handler))
-                .wrap(Idempotency::memory())
-                .wrap(VerifyWebhook::with_verifier(WebhookVerifier::new(SECRET))),
+                .wrap(ActixIdempotency::memory())
+                .wrap(ActixVerifyWebhook::with_verifier(Verifier::new(SECRET))),
         )
         .await;
         let body = payload_json("job_verified_first", None);
@@ -211,10 +243,11 @@ mod middleware {
 
     #[actix_web::test]
     async fn verify_middleware_without_a_verifier_is_500() {
-        use ezthrottle_tower::actix::VerifyWebhook;
-        let app =
-            test::init_service(App::new().route("/hook", web::post().to(HttpResponse::Ok)).wrap(VerifyWebhook::new()))
-                .await;
+        use ezthrottle_actix::ActixVerifyWebhook;
+        let app = test::init_service(
+            App::new().route("/hook", web::post().to(HttpResponse::Ok)).wrap(ActixVerifyWebhook::new()),
+        )
+        .await;
         let (status, _, text) = call(&app, test::TestRequest::post().uri("/hook").set_payload("{}")).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(text.contains("not configured"), "{text}");
@@ -223,9 +256,10 @@ mod middleware {
     #[actix_web::test]
     async fn idempotency_concurrent_duplicates_run_once() {
         let runs = Arc::new(AtomicUsize::new(0));
-        let app =
-            test::init_service(App::new().wrap(Idempotency::memory()).route("/charge", charge(Arc::clone(&runs), 0)))
-                .await;
+        let app = test::init_service(
+            App::new().wrap(ActixIdempotency::memory()).route("/charge", charge(Arc::clone(&runs), 0)),
+        )
+        .await;
         let (a, b, c, d, e) = tokio::join!(
             call(&app, post("x")),
             call(&app, post("x")),
@@ -243,7 +277,9 @@ mod middleware {
     async fn idempotency_server_error_releases_the_key_and_bodies_are_bounded() {
         let runs = Arc::new(AtomicUsize::new(0));
         let app = test::init_service(
-            App::new().wrap(Idempotency::memory().max_body(16)).route("/charge", charge(Arc::clone(&runs), 1)),
+            App::new()
+                .wrap(ActixIdempotency::new(IdempotencyLayer::memory().max_body(16)))
+                .route("/charge", charge(Arc::clone(&runs), 1)),
         )
         .await;
         assert_eq!(call(&app, post("a")).await, (StatusCode::INTERNAL_SERVER_ERROR, false, "failed run 1".into()));
@@ -271,7 +307,7 @@ mod middleware {
                 Algorithm::sliding_window(3, Duration::from_secs(60)),
             ))
             .pace_headers(true);
-        let limit = RateLimit::new(limits);
+        let limit = ActixRateLimit::new(limits);
         let app = test::init_service(
             App::new().wrap(limit.clone()).route("/", web::get().to(|| async { HttpResponse::Ok().body("ok") })),
         )
@@ -317,7 +353,9 @@ mod middleware {
             Algorithm::sliding_window(1, Duration::from_secs(60)),
         ));
         let app = test::init_service(
-            App::new().wrap(RateLimit::new(limits)).route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
+            App::new()
+                .wrap(ActixRateLimit::new(limits))
+                .route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
         )
         .await;
         let from = |ip: &str| test::TestRequest::get().uri("/").peer_addr(ip.parse().expect("addr")).to_request();
@@ -326,18 +364,17 @@ mod middleware {
         assert_eq!(test::call_service(&app, from("10.0.0.2:1000")).await.status(), StatusCode::OK);
     }
 
-    #[cfg(feature = "redis")]
     #[actix_web::test]
     async fn rate_limit_store_failure_fails_closed_or_open() {
-        use ezthrottle_tower::rate_limit::RedisStore;
+        use ezthrottle_tower::rate_limit::RedisRateLimitStore;
 
         // Nothing listens on port 1 of the loopback: every check fails.
         let layer = |mode| {
-            RateLimitLayer::with_store(RedisStore::open("redis://127.0.0.1:1/").expect("url"))
+            RateLimitLayer::with_store(RedisRateLimitStore::open("redis://127.0.0.1:1/").expect("url"))
                 .rule(Rule::new("global", Scope::global(), Algorithm::sliding_window(10, Duration::from_secs(60))))
                 .fail_mode(mode)
         };
-        let closed = RateLimit::new(layer(FailMode::Closed));
+        let closed = ActixRateLimit::new(layer(FailMode::Closed));
         let app = test::init_service(
             App::new().wrap(closed.clone()).route("/", web::get().to(|| async { HttpResponse::Ok().body("ok") })),
         )
@@ -351,7 +388,7 @@ mod middleware {
 
         let app = test::init_service(
             App::new()
-                .wrap(RateLimit::new(layer(FailMode::Open)))
+                .wrap(ActixRateLimit::new(layer(FailMode::Open)))
                 .route("/", web::get().to(|| async { HttpResponse::Ok().body("ok") })),
         )
         .await;

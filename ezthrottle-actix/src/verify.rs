@@ -1,4 +1,4 @@
-//! [`VerifyWebhook`]: webhook signature verification as actix-web middleware.
+//! [`ActixVerifyWebhook`]: webhook signature verification as actix-web middleware.
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -7,59 +7,62 @@ use std::rc::Rc;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::web::Bytes;
-use actix_web::{Error, HttpMessage as _, ResponseError as _};
+use actix_web::{Error, HttpMessage as _};
+use ezthrottle_core::webhook::Verifier;
+use ezthrottle_tower::webhook::engine::verify_request;
+use ezthrottle_tower::webhook::{SIGNATURE_HEADER, VerifiedRequest, WebhookRejection};
 
-use super::{body_rejection, not_configured, registered_verifier};
-use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest, WebhookRejection, WebhookVerifier};
+use super::{body_rejection, not_configured, registered_verifier, rejection_response};
 
 /// actix-web middleware verifying `X-EZThrottle-Signature` before the inner service runs:
-/// the actix counterpart of [`VerifyWebhookLayer`](crate::webhook::VerifyWebhookLayer).
+/// the actix counterpart of [`VerifyWebhookLayer`](ezthrottle_tower::webhook::VerifyWebhookLayer).
 ///
 /// The body is buffered (within the app's `web::PayloadConfig` limit, else `413`) and
 /// verified as raw bytes; a verified request goes on with the same bytes and a
-/// [`VerifiedRequest`] extension (the [`VerifiedWebhook`](super::VerifiedWebhook) extractor
+/// [`VerifiedRequest`] extension (the [`VerifiedDelivery`](super::VerifiedDelivery) extractor
 /// then does not verify again). Refusals never reach the inner service and get the
 /// statuses of [`WebhookRejection`] (400, 401, 413).
 ///
-/// Wrap it *around* (after, in actix's `wrap` order) [`Idempotency`](super::Idempotency),
+/// Wrap it *around* (after, in actix's `wrap` order) [`ActixIdempotency`](super::ActixIdempotency),
 /// so an unverified request can never be answered from the idempotency store:
 ///
 /// ```
 /// use actix_web::{App, HttpResponse, web};
-/// use ezthrottle_tower::actix::{Idempotency, VerifiedWebhook, VerifyWebhook, WebhookVerifier};
+/// use ezthrottle_actix::{ActixIdempotency, ActixVerifyWebhook, VerifiedDelivery};
+/// use ezthrottle_core::webhook::Verifier;
 ///
-/// async fn webhook(delivery: VerifiedWebhook) -> HttpResponse {
-///     HttpResponse::Ok().body(delivery.payload.job_id)
+/// async fn webhook(delivery: VerifiedDelivery) -> HttpResponse {
+///     HttpResponse::Ok().body(delivery.into_inner().job_id)
 /// }
 ///
-/// let idempotency = Idempotency::memory(); // made once: every worker shares the store
+/// let idempotency = ActixIdempotency::memory(); // made once: every worker shares the store
 /// let app = App::new()
-///     .app_data(WebhookVerifier::new("whsec_1"))
+///     .app_data(Verifier::new("whsec_1"))
 ///     .route("/webhook", web::post().to(webhook))
 ///     .wrap(idempotency.clone())
-///     .wrap(VerifyWebhook::new()); // the last `wrap` runs first
+///     .wrap(ActixVerifyWebhook::new()); // the last `wrap` runs first
 /// # let _ = app;
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
-pub struct VerifyWebhook {
-    verifier: Option<WebhookVerifier>,
+pub struct ActixVerifyWebhook {
+    verifier: Option<Verifier>,
 }
 
-impl VerifyWebhook {
-    /// Verifies with the [`WebhookVerifier`] registered in the app (`App::app_data`, or as
-    /// `web::Data<WebhookVerifier>`); without one, requests get `500` (logged).
+impl ActixVerifyWebhook {
+    /// Verifies with the [`Verifier`] registered in the app (`App::app_data`, or as
+    /// `web::Data<Verifier>`); without one, requests get `500` (logged).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Verifies with `verifier`, whatever the app registered.
-    pub fn with_verifier(verifier: WebhookVerifier) -> Self {
+    pub fn with_verifier(verifier: Verifier) -> Self {
         Self { verifier: Some(verifier) }
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for VerifyWebhook
+impl<S, B> Transform<S, ServiceRequest> for ActixVerifyWebhook
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: 'static,
@@ -75,10 +78,10 @@ where
     }
 }
 
-/// The service of [`VerifyWebhook`] (made by actix when the app starts).
+/// The service of [`ActixVerifyWebhook`] (made by actix when the app starts).
 pub struct VerifyWebhookMiddleware<S> {
     service: Rc<S>,
-    verifier: Option<WebhookVerifier>,
+    verifier: Option<Verifier>,
 }
 
 impl<S> std::fmt::Debug for VerifyWebhookMiddleware<S> {
@@ -106,7 +109,7 @@ where
                 let verifier = verifier.ok_or_else(not_configured)?;
                 let body = req.extract::<Bytes>().await.map_err(body_rejection)?;
                 let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes());
-                let verified = verifier.verify(&body, signature)?;
+                let verified = verify_request(&verifier, &body, signature)?;
                 // The next middleware and the handler read the same bytes again.
                 req.set_payload(Payload::from(body));
                 Ok::<_, WebhookRejection>(verified)
@@ -116,7 +119,7 @@ where
                     req.extensions_mut().insert(VerifiedRequest::new(verified));
                     Ok(service.call(req).await?.map_into_left_body())
                 }
-                Err(rejection) => Ok(req.into_response(rejection.error_response()).map_into_right_body()),
+                Err(rejection) => Ok(req.into_response(rejection_response(&rejection)).map_into_right_body()),
             }
         })
     }
