@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, Method};
 use axum::routing::any;
 use ezthrottle_core::protocol::mask_secret;
 use ezthrottle_core::webhook::sign;
-use ezthrottle_local::{Engine, EngineBuilder, Pace, RunningEngine};
+use ezthrottle_local::{EngineBuilder, RunningEngine};
+use ezthrottle_test_support as support;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
@@ -91,11 +92,7 @@ fn now() -> i64 {
 }
 
 fn engine() -> EngineBuilder {
-    Engine::builder().default_pace(Pace::unlimited()).webhook_retry(Duration::from_millis(20), 3)
-}
-
-async fn open_engine() -> RunningEngine {
-    engine().open().webhook_secret(SECRET).start().await.expect("engine starts")
+    support::engine::fast().webhook_retry(Duration::from_millis(20), 3)
 }
 
 /// A loopback target whose `/echo` answers 200 with the request it saw, as JSON.
@@ -104,18 +101,20 @@ async fn target() -> SocketAddr {
         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
         axum::Json(json!({ "method": method.as_str(), "content_type": content_type, "body": body }))
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, Router::new().route("/echo", any(echo))).await;
-    });
-    addr
+    support::serve(Router::new().route("/echo", any(echo))).await
+}
+
+/// An open engine signing with `SECRET`, the URL of the echo target, and the engine's URL.
+async fn engine_and_echo() -> (RunningEngine, String, String) {
+    let engine = engine().open().webhook_secret(SECRET).start().await.expect("engine starts");
+    let url = format!("http://{}/echo", target().await);
+    let base = engine.base_url();
+    (engine, url, base)
 }
 
 /// A port nothing listens on.
 async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+    support::refused_addr().await.port()
 }
 
 fn temp_file(name: &str, contents: &str) -> String {
@@ -252,10 +251,7 @@ async fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let args = ["submit", "--ezthrottle-url", &base, "--url", &url, "-X", "post", "-d", "{}", "--idempotent-key", "k1"];
     let first = ezthrottle(&args, b"").await;
     first.expect_code(0);
@@ -278,10 +274,7 @@ async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let submitted =
         ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "-X", "POST"], b"").await;
     let job_id = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
@@ -309,8 +302,7 @@ async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_wait_times_out_with_exit_4_on_a_job_that_has_not_run() {
-    let engine = open_engine().await;
-    let base = engine.base_url();
+    let (engine, _, base) = engine_and_echo().await;
     let later = (now() + 3600) * 1000;
     let file = temp_file(
         "later.json",
@@ -326,10 +318,7 @@ async fn job_wait_times_out_with_exit_4_on_a_job_that_has_not_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_prints_the_delivered_payload() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let args = [
         "--json",
         "submit",
@@ -371,10 +360,7 @@ async fn submit_wait_prints_the_delivered_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
 
     let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", &url, "--wait"], b"").await;
     run.expect_code(2);
@@ -391,11 +377,9 @@ async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_from_a_json_file_and_from_stdin() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let job = json!({
-        "url": format!("http://{target}/echo"),
+        "url": url,
         "method": "put",
         "headers": { "Content-Type": "application/json" },
         "body": "{\"n\":1}",

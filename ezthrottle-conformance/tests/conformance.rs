@@ -9,7 +9,8 @@ use ezthrottle::EZThrottle;
 use ezthrottle::protocol::JobSnapshot;
 use ezthrottle::webhook::sign;
 use ezthrottle_conformance::{Config, RunningApp, start};
-use ezthrottle_local::{Engine, Pace, RunningEngine};
+use ezthrottle_local::RunningEngine;
+use ezthrottle_test_support::engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -25,25 +26,12 @@ struct Harness {
     client: EZThrottle,
 }
 
-async fn engine() -> RunningEngine {
-    Engine::builder()
-        .open()
-        .webhook_secret(SECRET)
-        .default_pace(Pace::unlimited())
-        .retry_backoff(Duration::from_millis(10), Duration::from_millis(200))
-        .webhook_retry(Duration::from_millis(20), 5)
-        .start()
-        .await
-        .expect("the engine starts")
-}
-
 /// An engine, and the app submitting to it and verifying deliveries with its secret.
 async fn harness() -> Harness {
-    let engine = engine().await;
+    let (engine, client) = engine::start_open(SECRET).await;
     let config = Config::new().port(0).ezthrottle_url(engine.base_url()).webhook_secret(SECRET);
     let app = start(config).await.expect("the app starts");
     assert!(app.verifies_webhooks());
-    let client = EZThrottle::builder().direct(engine.base_url()).build().expect("a direct client");
     Harness { engine, app, http: reqwest::Client::new(), client }
 }
 
@@ -352,7 +340,7 @@ async fn the_webhook_store_verifies_lists_and_resets() {
 
 #[tokio::test]
 async fn without_a_secret_deliveries_are_stored_unverified() {
-    let engine = engine().await;
+    let (engine, _) = engine::start_open(SECRET).await;
     let app = start(Config::new().port(0).ezthrottle_url(engine.base_url())).await.expect("the app starts");
     assert!(!app.verifies_webhooks());
     let http = reqwest::Client::new();

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ezthrottle::{AutoForwardError, EZThrottle, ForwardToEZThrottle, Forwardable, Outcome, Webhook};
 use ezthrottle_macros::auto_forward;
-use support::{Target, engine, finished_job, unreachable_client};
+use support::{ByEngine, Target, engine, finished_job, unreachable_client};
 
 /// A legacy error: some failures are worth forwarding, some are not.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ async fn a_forwarded_job_arrives_intact_and_executes() {
 
     // ... and delivers its result to the webhook given by the `webhooks` option.
     let delivered = target.wait_for(|r| r.path == "/webhook").await;
-    assert!(delivered.body.contains(&receipt.job_id), "{}", delivered.body);
+    assert!(delivered.body_text().contains(&receipt.job_id), "{}", delivered.body_text());
     engine.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use ezthrottle_core::{ForwardBuildError, ForwardToEZThrottle, Forwardable, Method, StepOutcome, StepType, Webhook};
 
-use crate::support::{Answer, TestServer, receipt};
+use crate::support::{Answer, Clients, TestServer, receipt};
 
 #[test]
 fn from_an_http_request_keeps_end_to_end_headers_and_the_body() {

@@ -1,0 +1,53 @@
+//! The stories across the crates, end to end, on real loopback servers: a rate-limited call
+//! becomes a job at the engine, runs, and comes back as a signed webhook that a verifying
+//! axum receiver hands to the `WebhookInbox` the caller awaits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod auto_forward;
+mod forward_layer;
+
+use axum::Router;
+use axum::routing::post;
+use ezthrottle::WebhookInbox;
+use ezthrottle::tower::axum::{VerifiedWebhook, WebhookVerifier};
+use ezthrottle_test_support::{Answer, Recorded, TestServer, serve};
+
+/// The secret the engine signs with and the receiver verifies with.
+pub const SECRET: &str = "whsec_end_to_end_stories";
+
+/// The header the engine puts on each of its attempts.
+const JOB_ID_HEADER: &str = ezthrottle::tower::forward::JOB_ID_HEADER;
+
+/// A rate-limited API: `429` with `Retry-After: 0` to the caller, `200` to the engine.
+pub async fn limited_api() -> TestServer {
+    TestServer::start(|request: &Recorded| match request.header(JOB_ID_HEADER) {
+        Some(job_id) => Answer::text(200, &format!("done for {job_id}")),
+        None => Answer::text(429, "slow down").header("retry-after", "0"),
+    })
+    .await
+}
+
+/// The receiver an application writes: axum, the `VerifiedWebhook` extractor, the inbox.
+/// Answers the URL to give EZThrottle and the inbox to await.
+pub async fn verified_receiver() -> (String, WebhookInbox) {
+    let inbox = WebhookInbox::new();
+    let record = inbox.clone();
+    let app = Router::new()
+        .route(
+            "/webhook",
+            post(move |delivery: VerifiedWebhook| {
+                let record = record.clone();
+                async move {
+                    record.record(delivery.payload);
+                    "ok"
+                }
+            }),
+        )
+        .with_state(WebhookVerifier::new(SECRET));
+    (format!("http://{}/webhook", serve(app).await), inbox)
+}
+
+/// The engine's attempts at `api` (the caller's own calls carry no job id).
+pub fn engine_attempts(api: &TestServer) -> Vec<Recorded> {
+    api.requests().into_iter().filter(|request| request.header(JOB_ID_HEADER).is_some()).collect()
+}

@@ -1,0 +1,29 @@
+//! What the workspace's tests, benches and end-to-end stories share: real servers on
+//! 127.0.0.1, never mocks.
+//!
+//! - [`TestServer`]: a scripted HTTP server that answers per route and records every
+//!   request (a target API, a proxy, a webhook receiver);
+//! - [`serve`] (an axum app on a free loopback port) and [`refused_addr`] (a port nothing
+//!   listens on);
+//! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
+//!   required) with a clear message when it is not installed, never a hang;
+//! - [`eventually`] and [`poll`]: waits with a bounded [`DEADLINE`] instead of sleeps;
+//! - with the `engine` feature, [`engine`]: the in-process engine (`ezthrottle-local`) and
+//!   clients aimed at it.
+//!
+//! Its API is in plain types (`SocketAddr`, `String`, `http` types, `Bytes`) outside
+//! `engine`, so that core's and the engine's own tests use it without a second copy of
+//! the crate under test.
+
+mod net;
+mod redis;
+mod server;
+mod wait;
+
+#[cfg(feature = "engine")]
+pub mod engine;
+
+pub use net::{refused_addr, refused_url, serve};
+pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
+pub use server::{Answer, Recorded, TestServer};
+pub use wait::{DEADLINE, eventually, poll};
