@@ -20,7 +20,8 @@
 //! happened (every attempt with its region and status) and checks it. It exits non-zero if
 //! anything did not happen as expected.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -34,18 +35,14 @@ use ezthrottle::{
     DeliveryStatus, EZThrottle, ExecutionMode, RegionPolicy, Step, StepDelivery, SubmitReceipt, Trigger, Webhook,
     WebhookPayload,
 };
+use support::{Failure, serve};
 
 const SECRET: &str = "workflows-webhook-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\nworkflows failed: {error}");
-        std::process::exit(1);
-    }
+    support::exit_with("workflows", run().await);
 }
 
 async fn run() -> Result<(), Failure> {
@@ -293,15 +290,4 @@ fn demo_api() -> Router {
         .route("/notify", get(|| async { "customer notified" }))
         .route("/alert", get(|| async { "on-call paged" }))
         .route("/race", get(race))
-}
-
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
 }
