@@ -126,7 +126,7 @@ async fn ok_passes_through_and_question_mark_and_return_keep_working() {
     let error = charge(&client, target.url("/charge"), &webhook, 1, "ten").await.unwrap_err();
     assert!(matches!(error, AutoForwardError::Failed(BillingError::Parse(_))), "{error:?}");
     assert!(error.to_string().starts_with("bad amount"), "{error}");
-    assert!(target.received().is_empty());
+    assert!(target.requests().is_empty());
 }
 
 #[tokio::test]

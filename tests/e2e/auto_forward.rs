@@ -3,7 +3,7 @@
 use ezthrottle::{DeliveryStatus, EZThrottle, ForwardToEZThrottle, Outcome, Webhook, auto_forward};
 use ezthrottle_test_support::{DEADLINE, engine};
 
-use crate::{SECRET, engine_attempts, limited_api, verified_receiver};
+use crate::{SECRET, engine_attempts, limited_api, verified_inbox};
 
 /// Legacy code: gives up on a 429 and describes the request instead.
 #[auto_forward(client = client, idempotent_key = format!("invoice-{order}"), webhooks = [Webhook::new(webhook)])]
@@ -26,7 +26,7 @@ async fn send_invoice(
 async fn an_auto_forwarded_failure_comes_back_as_a_verified_webhook_in_the_inbox() {
     let api = limited_api().await;
     let (engine, client) = engine::start_open(SECRET).await;
-    let (webhook_url, inbox) = verified_receiver().await;
+    let (webhook_url, inbox) = verified_inbox().await;
 
     let outcome = send_invoice(&client, &api.url("/invoices/42"), &webhook_url, 42).await.expect("forwarded");
     let Outcome::Forwarded(receipt) = outcome else { panic!("expected a forward, got {outcome:?}") };

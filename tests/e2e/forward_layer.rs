@@ -9,13 +9,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::{SECRET, engine_attempts, limited_api, verified_receiver};
+use crate::{SECRET, engine_attempts, limited_api, verified_inbox};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_hyper_call_comes_back_as_a_verified_webhook_in_the_inbox() {
     let api = limited_api().await;
     let (engine, ezthrottle) = engine::start_open(SECRET).await;
-    let (webhook_url, inbox) = verified_receiver().await;
+    let (webhook_url, inbox) = verified_inbox().await;
     let client = ServiceBuilder::new()
         .layer(ForwardLayer::new(ezthrottle).webhooks([Webhook::new(&webhook_url)]))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());

@@ -5,6 +5,7 @@
 
 mod auto_forward;
 mod forward_layer;
+mod inbox;
 
 use axum::Router;
 use axum::routing::post;
@@ -14,6 +15,8 @@ use ezthrottle_test_support::{Answer, Recorded, TestServer, serve};
 
 /// The secret the engine signs with and the receiver verifies with.
 pub const SECRET: &str = "whsec_end_to_end_stories";
+/// A previous secret, still accepted during a rotation.
+pub const OLD_SECRET: &str = "whsec_end_to_end_previous";
 
 /// The header the engine puts on each of its attempts.
 const JOB_ID_HEADER: &str = ezthrottle::tower::forward::JOB_ID_HEADER;
@@ -27,24 +30,25 @@ pub async fn limited_api() -> TestServer {
     .await
 }
 
-/// The receiver an application writes: axum, the `VerifiedWebhook` extractor, the inbox.
-/// Answers the URL to give EZThrottle and the inbox to await.
-pub async fn verified_receiver() -> (String, WebhookInbox) {
+/// The receiver an application writes: axum and the `VerifiedWebhook` extractor (verifying
+/// with [`SECRET`]); each verified delivery goes to `on_delivery`. Answers its URL.
+pub async fn verified_receiver(on_delivery: impl Fn(VerifiedWebhook) + Clone + Send + Sync + 'static) -> String {
+    let handler = move |delivery: VerifiedWebhook| {
+        on_delivery(delivery);
+        std::future::ready("ok")
+    };
+    let app = Router::new().route("/webhook", post(handler)).with_state(WebhookVerifier::new(SECRET));
+    format!("http://{}/webhook", serve(app).await)
+}
+
+/// A [`verified_receiver`] recording into a new inbox: its URL and the inbox to await.
+pub async fn verified_inbox() -> (String, WebhookInbox) {
     let inbox = WebhookInbox::new();
     let record = inbox.clone();
-    let app = Router::new()
-        .route(
-            "/webhook",
-            post(move |delivery: VerifiedWebhook| {
-                let record = record.clone();
-                async move {
-                    record.record(delivery.payload);
-                    "ok"
-                }
-            }),
-        )
-        .with_state(WebhookVerifier::new(SECRET));
-    (format!("http://{}/webhook", serve(app).await), inbox)
+    let url = verified_receiver(move |delivery| {
+        record.record(delivery.payload);
+    });
+    (url.await, inbox)
 }
 
 /// The engine's attempts at `api` (the caller's own calls carry no job id).

@@ -2,11 +2,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::time::Duration;
 
 use ezthrottle_local::{EngineBuilder, RunningEngine};
-use ezthrottle_test_support::{Answer, Recorded, TestServer};
+use ezthrottle_test_support::{Answer, Recorded, RoutedServer, Routes};
 pub use ezthrottle_test_support::{DEADLINE, Recorded as Hit};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -35,7 +34,7 @@ impl Region for Hit {
     }
 }
 
-/// A loopback HTTP server recording every request (the shared [`TestServer`]).
+/// A loopback HTTP server recording every request (the shared test server).
 ///
 /// Routes (any method): `/ok`, `/status/{code}`, `/flaky/{n}` (the first `n` hits answer
 /// 429 with `Retry-After: 1`), `/fail-in/{region}` (500 from that region, 200 elsewhere),
@@ -43,25 +42,13 @@ impl Region for Hit {
 /// `/pace/{rps}/{max}` (200 with `X-EZTHROTTLE-*` pacing headers), `/aqueduct` (both header
 /// families), `/hook` and `/hook/{n}` (webhook receivers: `/hook/{n}` answers 503 to the
 /// first `n` deliveries).
-#[derive(Clone)]
-pub struct Server(TestServer);
+pub type Server = RoutedServer<EngineTests>;
 
-impl Deref for Server {
-    type Target = TestServer;
+pub struct EngineTests;
 
-    fn deref(&self) -> &TestServer {
-        &self.0
-    }
-}
-
-impl Server {
-    pub async fn start() -> Self {
-        Self(TestServer::start(route).await)
-    }
-
-    /// Serves on `addr` (a port picked earlier, e.g. for a receiver that is down at first).
-    pub async fn start_on(addr: SocketAddr) -> Self {
-        Self(TestServer::start_on(addr, route).await)
+impl Routes for EngineTests {
+    fn answer(hit: &Recorded) -> Answer {
+        route(hit)
     }
 }
 

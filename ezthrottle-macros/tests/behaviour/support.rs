@@ -1,11 +1,9 @@
 //! A loopback target (the shared recording server), an engine, and a refused port.
 
-use std::ops::Deref;
-
 use ezthrottle::EZThrottle;
 use ezthrottle_local::RunningEngine;
 pub use ezthrottle_test_support::engine::unreachable_client;
-use ezthrottle_test_support::{Answer, Recorded, TestServer, poll};
+use ezthrottle_test_support::{Answer, Recorded, RoutedServer, Routes, poll};
 
 /// Whether the engine made a request (rather than the code under test).
 pub trait ByEngine {
@@ -24,35 +22,21 @@ impl ByEngine for Recorded {
 /// - `/flaky`: 429 on the first call, then 200;
 /// - `/refuses`: 429 on the first call, then 400;
 /// - `/webhook`: 200 (records the payload).
-pub struct Target(TestServer);
+pub type Target = RoutedServer<MacroTests>;
 
-impl Deref for Target {
-    type Target = TestServer;
+pub struct MacroTests;
 
-    fn deref(&self) -> &TestServer {
-        &self.0
-    }
-}
-
-impl Target {
-    pub async fn start() -> Self {
-        Self(TestServer::start(answer).await)
-    }
-
-    pub fn received(&self) -> Vec<Recorded> {
-        self.requests()
-    }
-}
-
-fn answer(request: &Recorded) -> Answer {
-    match (request.path.as_str(), request.nth) {
-        ("/webhook", _) => Answer::text(200, "thanks"),
-        ("/missing", _) => Answer::text(404, "no such thing"),
-        ("/flaky" | "/refuses", 1) => Answer::text(429, "slow down"),
-        ("/flaky", _) => Answer::text(200, "fine now"),
-        ("/refuses", _) => Answer::text(400, "bad request"),
-        _ if request.by_engine() => Answer::text(200, r#"{"ok":true}"#),
-        _ => Answer::text(429, "slow down"),
+impl Routes for MacroTests {
+    fn answer(request: &Recorded) -> Answer {
+        match (request.path.as_str(), request.nth) {
+            ("/webhook", _) => Answer::text(200, "thanks"),
+            ("/missing", _) => Answer::text(404, "no such thing"),
+            ("/flaky" | "/refuses", 1) => Answer::text(429, "slow down"),
+            ("/flaky", _) => Answer::text(200, "fine now"),
+            ("/refuses", _) => Answer::text(400, "bad request"),
+            _ if request.by_engine() => Answer::text(200, r#"{"ok":true}"#),
+            _ => Answer::text(429, "slow down"),
+        }
     }
 }
 

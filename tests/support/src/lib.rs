@@ -25,5 +25,5 @@ pub mod engine;
 
 pub use net::{refused_addr, refused_url, serve};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
-pub use server::{Answer, Recorded, TestServer};
+pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
 pub use wait::{DEADLINE, eventually, poll};

@@ -74,7 +74,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// `status` with an empty body.
+    /// `status` with an empty body and no content type.
     ///
     /// # Panics
     /// If `status` is not an HTTP status code.
@@ -87,9 +87,9 @@ impl Answer {
         }
     }
 
-    /// `status` with a text body.
+    /// `status` with a text body (and its content type).
     pub fn text(status: u16, body: &str) -> Self {
-        Self::status(status).body(body.to_owned())
+        Self::status(status).header("content-type", "text/plain; charset=utf-8").body(body.to_owned())
     }
 
     /// `status` with a JSON body (and its content type).
@@ -109,7 +109,7 @@ impl Answer {
         )
     }
 
-    /// The body, replaced.
+    /// The body, replaced (the content type is left as it is).
     #[must_use]
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
@@ -131,7 +131,8 @@ impl Answer {
     }
 
     fn into_response(self) -> Response {
-        let mut response = (self.status, self.body).into_response();
+        let mut response = Response::new(axum::body::Body::from(self.body));
+        *response.status_mut() = self.status;
         for (name, value) in self.headers {
             let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) else {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "the test scripted an invalid header").into_response();
@@ -307,4 +308,48 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         tokio::time::sleep(delay).await;
     }
     answer.into_response()
+}
+
+/// A fixed route table: what a test binary's target answers, by path.
+pub trait Routes: Send + Sync + 'static {
+    /// The answer to `request`.
+    fn answer(request: &Recorded) -> Answer;
+}
+
+/// A [`TestServer`] answering with the route table `R` (it derefs to the server).
+pub struct RoutedServer<R> {
+    server: TestServer,
+    routes: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Routes> RoutedServer<R> {
+    /// Starts one on a free loopback port.
+    pub async fn start() -> Self {
+        Self { server: TestServer::start(R::answer).await, routes: std::marker::PhantomData }
+    }
+
+    /// Starts one on `addr`, a port picked earlier (say, for a receiver down at first).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        Self { server: TestServer::start_on(addr, R::answer).await, routes: std::marker::PhantomData }
+    }
+}
+
+impl<R> Clone for RoutedServer<R> {
+    fn clone(&self) -> Self {
+        Self { server: self.server.clone(), routes: std::marker::PhantomData }
+    }
+}
+
+impl<R> std::fmt::Debug for RoutedServer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.server.fmt(f)
+    }
+}
+
+impl<R> std::ops::Deref for RoutedServer<R> {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
