@@ -35,11 +35,6 @@ const SECRET: &str = "actix-example-secret-2";
 /// The previous secret, still accepted while senders switch over (rotation).
 const PREVIOUS_SECRET: &str = "actix-example-secret-1";
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("actix_webhook", run().await);
-}
-
 /// What the handler shares with the rest of the program.
 struct Receiver {
     inbox: WebhookInbox,
@@ -50,12 +45,7 @@ struct Receiver {
 /// `VerifiedWebhook` reads the body, so it is the last extractor.
 async fn webhook(receiver: web::Data<Receiver>, delivery: VerifiedWebhook) -> HttpResponse {
     let run = receiver.runs.fetch_add(1, Ordering::SeqCst) + 1;
-    println!(
-        "   handler run #{run}: {} {:?}, signed with the {:?} secret",
-        delivery.job_id,
-        delivery.status,
-        delivery.secret()
-    );
+    support::print_run(run, &delivery, delivery.secret());
     receiver.inbox.record(delivery.into_inner());
     HttpResponse::Ok().body("ok")
 }
@@ -115,4 +105,9 @@ async fn run() -> Result<(), Failure> {
         receiver.runs.load(Ordering::SeqCst)
     );
     Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("actix_webhook", run().await);
 }

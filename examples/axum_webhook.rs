@@ -38,11 +38,6 @@ const SECRET: &str = "axum-example-secret-2";
 /// The previous secret, still accepted while senders switch over (rotation).
 const PREVIOUS_SECRET: &str = "axum-example-secret-1";
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("axum_webhook", run().await);
-}
-
 /// The receiver's state. The `VerifiedWebhook` extractor finds the verifier through `FromRef`.
 #[derive(Clone)]
 struct Receiver {
@@ -60,12 +55,7 @@ impl FromRef<Receiver> for WebhookVerifier {
 /// Runs once per verified delivery of a job: repeats are answered by the idempotency layer.
 async fn webhook(State(receiver): State<Receiver>, delivery: VerifiedWebhook) -> &'static str {
     let run = receiver.runs.fetch_add(1, Ordering::SeqCst) + 1;
-    println!(
-        "   handler run #{run}: {} {:?}, signed with the {:?} secret",
-        delivery.job_id,
-        delivery.status,
-        delivery.secret()
-    );
+    support::print_run(run, &delivery, delivery.secret());
     receiver.inbox.record(delivery.into_inner());
     "ok"
 }
@@ -105,4 +95,9 @@ async fn run() -> Result<(), Failure> {
         runs.load(Ordering::SeqCst)
     );
     Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("axum_webhook", run().await);
 }

@@ -46,11 +46,6 @@ const SECRET: &str = "payments-webhook-secret";
 const ORDERS: u32 = 10;
 const WAIT: Duration = Duration::from_secs(20);
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("idempotent_payments", run().await);
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
     println!("Starting the engine, the payments API and a webhook receiver on 127.0.0.1");
@@ -248,4 +243,9 @@ fn payments_api(ledger: Ledger, limits: RateLimitLayer) -> Router {
         .layer(IdempotencyLayer::memory().key_source(KeySource::Header))
         .layer(limits)
         .layer(PaceLayer::fixed(3.0, 2))
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("idempotent_payments", run().await);
 }

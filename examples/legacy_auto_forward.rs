@@ -131,11 +131,6 @@ impl std::fmt::Display for OrderError {
 
 impl std::error::Error for OrderError {}
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("legacy_auto_forward", run().await);
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
     println!("Starting the engine, the market API and a webhook receiver on 127.0.0.1");
@@ -223,4 +218,9 @@ fn market_api() -> Router {
         .route("/quotes/{symbol}", get(quote))
         .route("/orders", post(order))
         .layer(RateLimitLayer::new().rule(Rule::new("market", Scope::global(), limit)))
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("legacy_auto_forward", run().await);
 }

@@ -30,22 +30,12 @@ const SECRET: &str = "reqwest-middleware-example-secret";
 const BURST: u32 = 6;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("reqwest_middleware", run().await);
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    println!("1. Starting the engine, a demo API and a webhook receiver on 127.0.0.1");
-    let (engine, ezthrottle) = support::start_engine(SECRET).await?;
-    let api = support::serve(support::orders_api()).await?;
     // The receiver verifies each delivery's signature and records it in the inbox, where
     // it can be awaited by job id or by idempotency key.
-    let (inbox, webhook_url) = support::start_receiver(SECRET).await?;
-    println!("   engine    {}", engine.base_url());
-    println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");
-    println!("   receiver  {webhook_url}");
+    let support::OrdersDemo { engine, ezthrottle, api, inbox, webhook_url } =
+        support::start_orders_demo(SECRET).await?;
 
     // Calls still go straight to the API; only the failures the policy selects (429, 5xx,
     // transport errors) are handed to EZThrottle as jobs.
@@ -123,4 +113,9 @@ async fn place_order(
     // the `x-ezthrottle-job-id` header.
     let job = response.extensions().get::<ForwardedJob>().cloned();
     Ok((status, job, response.text().await?))
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("reqwest_middleware", run().await);
 }

@@ -39,11 +39,6 @@ const FIRST_SECRET: &str = "whsec_first_0123456789";
 const SECOND_SECRET: &str = "whsec_second_9876543210";
 const WAIT: Duration = Duration::from_secs(10);
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("secrets", run().await);
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
     println!("Starting the engine (API key required) and a webhook receiver on 127.0.0.1");
@@ -156,4 +151,9 @@ fn receiver(captured: mpsc::UnboundedSender<Delivery>) -> Router {
         "ok"
     }
     Router::new().route("/webhook", post(capture)).with_state(captured)
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("secrets", run().await);
 }

@@ -36,22 +36,12 @@ const SECRET: &str = "tower-hyper-example-secret";
 const BURST: u32 = 6;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("tower_hyper", run().await);
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    println!("1. Starting the engine, a demo API and a webhook receiver on 127.0.0.1");
-    let (engine, ezthrottle) = support::start_engine(SECRET).await?;
-    let api = support::serve(support::orders_api()).await?;
     // The receiver verifies each delivery's signature and records it in the inbox, where
     // the code that made the call can await it by job id.
-    let (inbox, webhook_url) = support::start_receiver(SECRET).await?;
-    println!("   engine    {}", engine.base_url());
-    println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");
-    println!("   receiver  {webhook_url}");
+    let support::OrdersDemo { engine, ezthrottle, api, inbox, webhook_url } =
+        support::start_orders_demo(SECRET).await?;
 
     // The HTTP client you already have, wrapped: calls still go straight to the API; only
     // the failures the policy selects (429, 5xx, transport errors) become jobs.
@@ -120,4 +110,9 @@ async fn run() -> Result<(), Failure> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("tower_hyper", run().await);
 }

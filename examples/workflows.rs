@@ -40,11 +40,6 @@ use support::{Failure, serve};
 const SECRET: &str = "workflows-webhook-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
-#[tokio::main]
-async fn main() {
-    support::exit_with("workflows", run().await);
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
     println!("Starting the engine, the demo API and three webhook receivers on 127.0.0.1");
@@ -290,4 +285,9 @@ fn demo_api() -> Router {
         .route("/notify", get(|| async { "customer notified" }))
         .route("/alert", get(|| async { "on-call paged" }))
         .route("/race", get(race))
+}
+
+#[tokio::main]
+async fn main() {
+    support::exit_with("workflows", run().await);
 }

@@ -70,6 +70,31 @@ pub(crate) fn unreachable_client() -> Result<EZThrottle, Failure> {
     Ok(EZThrottle::builder().direct(url).timeout(Duration::from_secs(2)).build()?)
 }
 
+/// What [`start_orders_demo`] started.
+pub(crate) struct OrdersDemo {
+    pub(crate) engine: RunningEngine,
+    /// A client aimed at the engine.
+    pub(crate) ezthrottle: EZThrottle,
+    /// The [`orders_api`].
+    pub(crate) api: SocketAddr,
+    /// Where the receiver records verified deliveries.
+    pub(crate) inbox: WebhookInbox,
+    pub(crate) webhook_url: String,
+}
+
+/// Starts, and prints, the embedded engine, the rate-limited [`orders_api`] and a receiver
+/// verifying deliveries signed with `secret` into an inbox.
+pub(crate) async fn start_orders_demo(secret: &str) -> Result<OrdersDemo, Failure> {
+    println!("1. Starting the engine, a demo API and a webhook receiver on 127.0.0.1");
+    let (engine, ezthrottle) = start_engine(secret).await?;
+    let api = serve(orders_api()).await?;
+    let (inbox, webhook_url) = start_receiver(secret).await?;
+    println!("   engine    {}", engine.base_url());
+    println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");
+    println!("   receiver  {webhook_url}");
+    Ok(OrdersDemo { engine, ezthrottle, api, inbox, webhook_url })
+}
+
 /// When the demo API's recent requests were answered.
 type Window = Arc<Mutex<VecDeque<Instant>>>;
 
@@ -126,6 +151,11 @@ fn expect(
         return Err(format!("{what}: expected {want}{}", if replay { " replayed" } else { "" }).into());
     }
     Ok(())
+}
+
+/// What the receivers' handlers print on each run.
+pub(crate) fn print_run(run: usize, payload: &ezthrottle::WebhookPayload, secret: ezthrottle::webhook::SecretSlot) {
+    println!("   handler run #{run}: {} {:?}, signed with the {secret:?} secret", payload.job_id, payload.status);
 }
 
 /// The story both webhook-receiver examples tell once their receiver listens at

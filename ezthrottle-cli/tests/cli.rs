@@ -14,7 +14,8 @@ use ezthrottle_core::webhook::sign;
 use ezthrottle_local::{EngineBuilder, RunningEngine};
 use ezthrottle_test_support as support;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
+use tokio::process::ChildStdout;
 
 /// Every wait in these tests gives up after this long.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -519,10 +520,10 @@ async fn secrets_create_get_rotate_delete() {
 
 // ---------------------------------------------------------------- local
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_prints_its_address_serves_and_stops_on_sigterm() {
+/// Starts `ezthrottle ARGS` (a long-running `local`); answers it, its stdout and the first line.
+async fn spawn_local(args: &[&str]) -> (tokio::process::Child, Lines<BufReader<ChildStdout>>, String) {
     let mut child = command()
-        .args(["local", "--bind", "127.0.0.1:0", "--open", "--webhook-secret", SECRET])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -530,6 +531,13 @@ async fn local_prints_its_address_serves_and_stops_on_sigterm() {
         .expect("spawn the binary");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
+    (child, lines, line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_prints_its_address_serves_and_stops_on_sigterm() {
+    let (mut child, mut lines, line) =
+        spawn_local(&["local", "--bind", "127.0.0.1:0", "--open", "--webhook-secret", SECRET]).await;
     let base = line.strip_prefix("listening on ").expect("first line").to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
 
@@ -551,15 +559,8 @@ async fn local_prints_its_address_serves_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_json_and_a_failed_start() {
-    let mut child = command()
-        .args(["local", "--json", "--bind", "127.0.0.1:0", "--api-key", "ck_local"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the binary");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
+    let (mut child, _lines, line) =
+        spawn_local(&["local", "--json", "--bind", "127.0.0.1:0", "--api-key", "ck_local"]).await;
     let first: Value = serde_json::from_str(&line).unwrap();
     let base = first["listening_on"].as_str().unwrap().to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
