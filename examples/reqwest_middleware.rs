@@ -23,11 +23,9 @@ use axum::http::StatusCode;
 use ezthrottle::tower::{ForwardMiddleware, ForwardedJob};
 use ezthrottle::{DeliveryStatus, Webhook};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use support::Failure;
+use support::{BURST, Failure};
 
 const SECRET: &str = "reqwest-middleware-example-secret";
-/// More calls than the demo API allows in a second: the last ones are rate limited.
-const BURST: u32 = 6;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn run() -> Result<(), Failure> {

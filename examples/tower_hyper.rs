@@ -28,12 +28,10 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use support::Failure;
+use support::{BURST, Failure};
 use tower::{ServiceBuilder, ServiceExt};
 
 const SECRET: &str = "tower-hyper-example-secret";
-/// More calls than the demo API allows in a second: the last ones are rate limited.
-const BURST: u32 = 6;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn run() -> Result<(), Failure> {

@@ -72,6 +72,7 @@ pub(crate) fn unreachable_client() -> Result<EZThrottle, Failure> {
 
 /// What [`start_orders_demo`] started.
 pub(crate) struct OrdersDemo {
+    /// The embedded engine.
     pub(crate) engine: RunningEngine,
     /// A client aimed at the engine.
     pub(crate) ezthrottle: EZThrottle,
@@ -79,6 +80,7 @@ pub(crate) struct OrdersDemo {
     pub(crate) api: SocketAddr,
     /// Where the receiver records verified deliveries.
     pub(crate) inbox: WebhookInbox,
+    /// The receiver's URL, for EZThrottle.
     pub(crate) webhook_url: String,
 }
 
@@ -94,6 +96,9 @@ pub(crate) async fn start_orders_demo(secret: &str) -> Result<OrdersDemo, Failur
     println!("   receiver  {webhook_url}");
     Ok(OrdersDemo { engine, ezthrottle, api, inbox, webhook_url })
 }
+
+/// More calls than the [`orders_api`] allows in a second: the last ones are rate limited.
+pub(crate) const BURST: u32 = 6;
 
 /// When the demo API's recent requests were answered.
 type Window = Arc<Mutex<VecDeque<Instant>>>;

@@ -59,14 +59,13 @@ fn command() -> tokio::process::Command {
     command
 }
 
-async fn ezthrottle_with(mut command: tokio::process::Command, args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the binary");
+/// Spawns `command ARGS` with its stdout piped.
+fn spawn(mut command: tokio::process::Command, args: &[&str], stdin: Stdio, stderr: Stdio) -> tokio::process::Child {
+    command.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn the binary")
+}
+
+async fn ezthrottle_with(command: tokio::process::Command, args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = spawn(command, args, Stdio::piped(), Stdio::piped());
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     // The binary may exit before reading everything (e.g. an oversized body): ignore EPIPE.
@@ -522,13 +521,7 @@ async fn secrets_create_get_rotate_delete() {
 
 /// Starts `ezthrottle ARGS` (a long-running `local`); answers it, its stdout and the first line.
 async fn spawn_local(args: &[&str]) -> (tokio::process::Child, Lines<BufReader<ChildStdout>>, String) {
-    let mut child = command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the binary");
+    let mut child = spawn(command(), args, Stdio::null(), Stdio::null());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
     (child, lines, line)

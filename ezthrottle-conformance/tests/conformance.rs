@@ -65,6 +65,19 @@ impl Harness {
         body
     }
 
+    /// Runs a scenario submitting one job: checks its key's prefix and the submission's
+    /// status, awaits the job's webhook and checks it is a success; answers the scenario's
+    /// answer, the job id and the webhook.
+    async fn one_job(&self, path: &str, test: &str, key_prefix: &str, status: &str) -> (Value, String, Value) {
+        let body = self.scenario(path, test).await;
+        assert!(starts_with(&body["idempotent_key"], key_prefix), "{body}");
+        assert_eq!(body["result"]["status"], status, "{body}");
+        let id = job_id(&body["result"]);
+        let webhook = self.webhook(&id).await;
+        assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+        (body, id, webhook)
+    }
+
     /// Awaits the webhook of `job_id`, then reads it back through `GET /webhooks/{job_id}`.
     async fn webhook(&self, job_id: &str) -> Value {
         assert!(
@@ -112,13 +125,8 @@ fn assert_success(webhook: &Value, key: &str) {
 #[tokio::test]
 async fn performance_basic_delivers_a_signed_success() {
     let h = harness().await;
-    let body = h.scenario("/test/performance/basic", "performance_basic").await;
-    assert!(starts_with(&body["idempotent_key"], "performance_basic_"), "{body}");
-    assert_eq!(body["result"]["status"], "queued", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+    let (_, _, webhook) =
+        h.one_job("/test/performance/basic", "performance_basic", "performance_basic_", "queued").await;
     assert_eq!(webhook["deliveries"], 1);
     h.shutdown().await;
 }
@@ -126,13 +134,7 @@ async fn performance_basic_delivers_a_signed_success() {
 #[tokio::test]
 async fn performance_racing_races_three_regions() {
     let h = harness().await;
-    let body = h.scenario("/test/performance/racing", "performance_racing").await;
-    assert!(starts_with(&body["idempotent_key"], "performance_racing_"), "{body}");
-    assert_eq!(body["result"]["status"], "racing", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+    let (_, id, _) = h.one_job("/test/performance/racing", "performance_racing", "performance_racing_", "racing").await;
     let job = h.engine_job(&id).await;
     assert_eq!(job.regions, ["iad", "lax", "ord"], "{job:?}");
     h.shutdown().await;
@@ -141,13 +143,8 @@ async fn performance_racing_races_three_regions() {
 #[tokio::test]
 async fn fallback_chain_ends_in_success_through_the_last_fallback() {
     let h = harness().await;
-    let body = h.scenario("/test/performance/fallback-chain", "performance_fallback_chain").await;
-    assert!(starts_with(&body["idempotent_key"], "fallback_chain_"), "{body}");
-    assert_eq!(body["result"]["status"], "queued", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+    let (_, id, _) =
+        h.one_job("/test/performance/fallback-chain", "performance_fallback_chain", "fallback_chain_", "queued").await;
 
     // The primary answered 500 (on_error fired), the first fallback was too slow
     // (on_timeout fired), the second answered 200.
@@ -246,14 +243,9 @@ async fn idempotent_unique_keys_make_two_jobs() {
 #[tokio::test]
 async fn auto_forward_hands_the_rate_limited_call_to_ezthrottle() {
     let h = harness().await;
-    let body = h.scenario("/test/decorator/auto-forward", "decorator_auto_forward").await;
+    let (body, id, webhook) =
+        h.one_job("/test/decorator/auto-forward", "decorator_auto_forward", "decorator_forward_", "queued").await;
     assert_eq!(body["message"], "Auto-forwarded!");
-    assert!(starts_with(&body["idempotent_key"], "decorator_forward_"), "{body}");
-    assert_eq!(body["result"]["status"], "queued", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
     assert_eq!(webhook["data"]["metadata"]["order_id"], "order_12345", "{webhook}");
 
     let job = h.engine_job(&id).await;
