@@ -23,6 +23,13 @@ pub async fn start(builder: EngineBuilder) -> (RunningEngine, Api) {
     (engine, api)
 }
 
+/// A recording target ([`Server`]), and the engine `builder` makes with a client of its API.
+pub async fn target_and(builder: EngineBuilder) -> (Server, RunningEngine, Api) {
+    let target = Server::start().await;
+    let (engine, api) = start(builder).await;
+    (target, engine, api)
+}
+
 /// The region an attempt was made from.
 pub trait Region {
     fn region(&self) -> Option<String>;
