@@ -81,14 +81,8 @@ async fn hash_keys_derive_from_url_method_body_and_tenant() {
     assert_eq!(status, 201);
     assert_ne!(theirs["job_id"], first["job_id"]);
     // Jobs are per tenant too.
-    let response = api
-        .http
-        .get(format!("{}/api/v1/jobs/{}", api.base, first["job_id"].as_str().unwrap()))
-        .bearer_auth("ck_second")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    let path = format!("/api/v1/jobs/{}", first["job_id"].as_str().unwrap());
+    assert_eq!(api.status_of("GET", &path, Some("Bearer ck_second"), String::new()).await, 404);
     engine.shutdown().await;
 }
 

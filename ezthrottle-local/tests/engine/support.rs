@@ -172,6 +172,16 @@ impl Api {
         self.wait_job(id, |job| !job["webhook_quorum"]["met"].is_null()).await
     }
 
+    /// `method path` with `authorization` as the whole header (`None`: no header) and
+    /// `body`; answers the HTTP status.
+    pub async fn status_of(&self, method: &str, path: &str, authorization: Option<&str>, body: String) -> u16 {
+        let mut request = self.http.request(method.parse().expect("a method"), format!("{}{path}", self.base));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.body(body).send().await.expect("an answer").status().as_u16()
+    }
+
     pub async fn metrics(&self) -> String {
         self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text")
     }
