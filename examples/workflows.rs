@@ -76,9 +76,7 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("wf-on-error")
         .fallback(Step::new(at("/backup")), Trigger::on_error([500, 502, 503]))
         .on_success(Step::new(at("/notify")).webhook(hook_a.clone()).idempotent_key("wf-notify"));
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("primary 500 -> backup", &job, &payload);
+    let (_, job, payload) = run_step("primary 500 -> backup", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary 500 failed", "fallback_job 200 success"], "primary failed, fallback ran")?;
     let child = child_of(&job, ChildRelation::OnSuccess)?;
@@ -91,9 +89,7 @@ async fn run() -> Result<(), Failure> {
         .webhook(hook_a.clone())
         .idempotent_key("wf-on-timeout")
         .fallback(Step::new(at("/fast")), Trigger::on_timeout(300));
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("slow -> fast", &job, &payload);
+    let (_, job, payload) = run_step("slow -> fast", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary - cancelled", "fallback_job 200 success"], "the slow primary was cancelled")?;
 
@@ -102,9 +98,7 @@ async fn run() -> Result<(), Failure> {
         .webhook(hook_a.clone())
         .idempotent_key("wf-on-failure")
         .on_failure(Step::new(at("/alert")).webhook(hook_a.clone()).idempotent_key("wf-alert"), None);
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("broken (400)", &job, &payload);
+    let (_, job, payload) = run_step("broken (400)", &step, &client, &inbox_a).await?;
     // A 400 is not retried (the default policy retries 429, 502, 503 and 504).
     check(payload.status == DeliveryStatus::Failed, "the job failed")?;
     check(outcomes(&job) == ["primary 400 failed"], "one attempt, no retry")?;
@@ -120,10 +114,8 @@ async fn run() -> Result<(), Failure> {
         .regions(["iad", "lax", "fra", "syd"])
         .execution_mode(ExecutionMode::Race)
         .region_policy(RegionPolicy::Fallback); // skip syd, which is down
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
+    let (receipt, job, payload) = run_step("race iad/lax/fra/syd", &step, &client, &inbox_a).await?;
     println!("   submitted as {} ({})", receipt.job_id, receipt.status);
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("race iad/lax/fra/syd", &job, &payload);
     check(body(&payload) == "answered from lax", "lax, the fastest region, won")?;
     let mut lanes = outcomes_by_region(&job);
     lanes.sort();
@@ -134,9 +126,7 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("wf-strict")
         .regions(["syd"])
         .region_policy(RegionPolicy::Strict); // fail rather than run elsewhere
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("syd only, strict", &job, &payload);
+    let (_, job, payload) = run_step("syd only, strict", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Failed && outcomes(&job).is_empty(), "strict failed without running")?;
 
     println!("\n5. Fan-out to webhooks A, B and C with a quorum of 2 (C is down)");
@@ -170,16 +160,21 @@ async fn run() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Submits a PERFORMANCE step and waits for its webhook in `inbox`.
-async fn execute_and_wait(
+/// Submits a PERFORMANCE step, waits for its webhook in `inbox`, reads the job back and
+/// prints it as `what`.
+async fn run_step(
+    what: &str,
     step: &Step,
     client: &EZThrottle,
     inbox: &WebhookInbox,
-) -> Result<(SubmitReceipt, WebhookPayload), Failure> {
-    match step.execute_and_wait(client, inbox, WAIT).await? {
-        StepDelivery::Webhook { receipt, payload } => Ok((receipt, payload)),
-        other => Err(format!("expected a webhook delivery, got {other:?}").into()),
-    }
+) -> Result<(SubmitReceipt, JobSnapshot, WebhookPayload), Failure> {
+    let (receipt, payload) = match step.execute_and_wait(client, inbox, WAIT).await? {
+        StepDelivery::Webhook { receipt, payload } => (receipt, payload),
+        other => return Err(format!("expected a webhook delivery, got {other:?}").into()),
+    };
+    let job = job_view(client, &receipt.job_id, |_| true).await?;
+    print_job(what, &job, &payload);
+    Ok((receipt, job, payload))
 }
 
 /// The job as the engine reports it, read again (bounded) until `ready` holds.
