@@ -23,7 +23,7 @@ mod wait;
 #[cfg(feature = "engine")]
 pub mod engine;
 
-pub use net::{refused_addr, refused_url, serve};
+pub use net::{refused_addr, refused_url, serve, serve_with_peer_addr};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
 pub use wait::{DEADLINE, eventually, poll};

@@ -17,6 +17,19 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
+/// [`serve`], with each request's peer address there for `ConnectInfo<SocketAddr>`.
+///
+/// # Panics
+/// If no loopback port can be bound.
+pub async fn serve_with_peer_addr(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("the listener's address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    addr
+}
+
 /// A loopback address nothing listens on (a port bound, then released).
 ///
 /// # Panics
