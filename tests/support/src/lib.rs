@@ -2,7 +2,8 @@
 //! 127.0.0.1, never mocks.
 //!
 //! - [`TestServer`]: a scripted HTTP server that answers per route and records every
-//!   request (a target API, a proxy, a webhook receiver);
+//!   request (a target API, a proxy, a webhook receiver); [`RoutedServer`] for a test
+//!   binary's fixed route table;
 //! - [`serve`] (an axum app on a free loopback port) and [`refused_addr`] (a port nothing
 //!   listens on);
 //! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
@@ -11,9 +12,11 @@
 //! - with the `engine` feature, [`engine`]: the in-process engine (`ezthrottle-local`) and
 //!   clients aimed at it.
 //!
-//! Its API is in plain types (`SocketAddr`, `String`, `http` types, `Bytes`) outside
-//! `engine`, so that core's and the engine's own tests use it without a second copy of
-//! the crate under test.
+//! Outside `engine` it depends on no workspace crate and speaks plain types (`SocketAddr`,
+//! `String`, `http` types, `Bytes`): core's tests use it without pulling the crate under
+//! test in again. An integration test links the same build of a crate as this one, so the
+//! engine's own integration tests use `engine` too; a crate's `#[cfg(test)]` unit tests
+//! are a second copy of it and must not mix their types with this crate's.
 
 mod net;
 mod redis;
