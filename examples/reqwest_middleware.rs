@@ -87,12 +87,7 @@ async fn run() -> Result<(), Failure> {
         }
     }
 
-    engine.shutdown().await;
-    println!(
-        "\nDone in {:.1} s: calls passed through, failures became jobs, results arrived signed.",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    support::finish(engine, started, "calls passed through, failures became jobs, results arrived signed.").await
 }
 
 fn idempotency_key(order: u32) -> String {

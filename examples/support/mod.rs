@@ -39,6 +39,13 @@ pub(crate) async fn start_engine(secret: &str) -> Result<(RunningEngine, EZThrot
     Ok((engine, client))
 }
 
+/// Stops the engine and says how long the example took and what it showed.
+pub(crate) async fn finish(engine: RunningEngine, started: Instant, what: &str) -> Result<(), Failure> {
+    engine.shutdown().await;
+    println!("\nDone in {:.1} s: {what}", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Starts a webhook receiver verifying deliveries signed with `secret` into a new inbox;
 /// answers the inbox and the receiver's URL.
 pub(crate) async fn start_receiver(secret: &str) -> Result<(WebhookInbox, String), Failure> {
