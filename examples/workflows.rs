@@ -79,10 +79,7 @@ async fn run() -> Result<(), Failure> {
     let (_, job, payload) = run_step("primary 500 -> backup", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary 500 failed", "fallback_job 200 success"], "primary failed, fallback ran")?;
-    let child = child_of(&job, ChildRelation::OnSuccess)?;
-    let notified = inbox_a.wait(&child, WAIT).await?;
-    println!("   on_success child {child}: {:?}, {}", notified.status, body(&notified));
-    check(notified.status == DeliveryStatus::Success, "the on_success child ran")?;
+    check_child(&job, ChildRelation::OnSuccess, &inbox_a).await?;
 
     println!("\n2. Fallback on timeout: the primary is cancelled after 300 ms");
     let step = Step::new(at("/slow"))
@@ -102,10 +99,7 @@ async fn run() -> Result<(), Failure> {
     // A 400 is not retried (the default policy retries 429, 502, 503 and 504).
     check(payload.status == DeliveryStatus::Failed, "the job failed")?;
     check(outcomes(&job) == ["primary 400 failed"], "one attempt, no retry")?;
-    let child = child_of(&job, ChildRelation::OnFailure)?;
-    let alerted = inbox_a.wait(&child, WAIT).await?;
-    println!("   on_failure child {child}: {:?}, {}", alerted.status, body(&alerted));
-    check(alerted.status == DeliveryStatus::Success, "the on_failure child ran")?;
+    check_child(&job, ChildRelation::OnFailure, &inbox_a).await?;
 
     println!("\n4. Racing regions: every region up runs it, the first 2xx wins");
     let step = Step::new(at("/race"))
@@ -230,6 +224,15 @@ fn outcomes_by_region(job: &JobSnapshot) -> Vec<String> {
 /// The target's status code, `-` when it never answered (cancelled, unreachable).
 fn status_code(attempt: &Attempt) -> String {
     attempt.status_code.map_or_else(|| "-".to_owned(), |code| code.to_string())
+}
+
+/// Waits for the child the engine spawned as `relation` and checks it ran.
+async fn check_child(job: &JobSnapshot, relation: ChildRelation, inbox: &WebhookInbox) -> Result<(), Failure> {
+    let child = child_of(job, relation)?;
+    let delivered = inbox.wait(&child, WAIT).await?;
+    let name = relation.as_str();
+    println!("   {name} child {child}: {:?}, {}", delivered.status, body(&delivered));
+    check(delivered.status == DeliveryStatus::Success, &format!("the {name} child ran"))
 }
 
 /// The id of the child job the engine spawned as `relation`.
