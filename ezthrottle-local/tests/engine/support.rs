@@ -118,17 +118,15 @@ impl Api {
     }
 
     pub async fn submit_raw(&self, body: String) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/jobs", self.base))
-            .bearer_auth(&self.key)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("submit");
+        let response = self.submit_response(body).await;
         let status = response.status().as_u16();
         (status, response.json_value().await)
+    }
+
+    /// Submits `body` as it is; answers the response as it came.
+    pub async fn submit_response(&self, body: String) -> reqwest::Response {
+        let request = self.http.post(format!("{}/api/v1/jobs", self.base)).bearer_auth(&self.key);
+        request.header("content-type", "application/json").body(body).send().await.expect("submit")
     }
 
     /// Submits and expects 201; returns the job id.
