@@ -22,6 +22,8 @@
 //!
 //! It exits non-zero if anything did not happen as expected.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,36 +34,23 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use ezthrottle::inbox::WebhookInbox;
-use ezthrottle::local::Engine;
 use ezthrottle::tower::PaceLayer;
 use ezthrottle::tower::REPLAY_HEADER;
-use ezthrottle::tower::axum::webhook_routes;
 use ezthrottle::tower::idempotency::{IdempotencyLayer, KeySource};
 use ezthrottle::tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
-use ezthrottle::webhook::Verifier;
 use ezthrottle::{DeliveryStatus, EZThrottle, Method, Step, StepOutcome, StepType, Webhook};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::{Failure, serve};
 
 const SECRET: &str = "payments-webhook-secret";
 const ORDERS: u32 = 10;
 const WAIT: Duration = Duration::from_secs(20);
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\nidempotent_payments failed: {error}");
-        std::process::exit(1);
-    }
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
     println!("Starting the engine, the payments API and a webhook receiver on 127.0.0.1");
-    let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
+    let (engine, client) = support::start_engine(SECRET).await?;
     let ledger = Ledger::default();
     let limits = RateLimitLayer::new().rule(Rule::new(
         "payments",
@@ -69,10 +58,7 @@ async fn run() -> Result<(), Failure> {
         Algorithm::sliding_window(4, Duration::from_secs(1)),
     ));
     let api = serve(payments_api(ledger.clone(), limits.clone())).await?;
-    let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(Verifier::new(SECRET), inbox.clone())).await?;
-    let webhook = format!("http://{receiver}/webhook");
-    let client = EZThrottle::builder().direct(engine.base_url()).build()?;
+    let (inbox, webhook) = support::start_receiver(SECRET).await?;
     println!("   engine    {}", engine.base_url());
     println!("   API       http://{api}/payments  (4 req/s, announces X-EZTHROTTLE-RPS: 3)");
     println!("   receiver  {webhook}");
@@ -260,13 +246,7 @@ fn payments_api(ledger: Ledger, limits: RateLimitLayer) -> Router {
         .layer(PaceLayer::fixed(ezthrottle::Pace::new(3.0, 2).expect("a valid pace")))
 }
 
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
+#[tokio::main]
+async fn main() {
+    support::exit_with("idempotent_payments", run().await);
 }

@@ -25,7 +25,8 @@
 //!
 //! It exits non-zero if anything did not happen as expected.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -33,19 +34,14 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use ezthrottle::inbox::WebhookInbox;
-use ezthrottle::local::Engine;
-use ezthrottle::tower::axum::webhook_routes;
 use ezthrottle::tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
-use ezthrottle::webhook::Verifier;
 use ezthrottle::{
     AutoForwardError, DeliveryStatus, EZThrottle, ForwardToEZThrottle, Forwardable, Outcome, Webhook, auto_forward,
 };
+use support::Failure;
 
 const SECRET: &str = "legacy-webhook-secret";
 const WAIT: Duration = Duration::from_secs(20);
-
-type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// The legacy client of the market API. Only the attributes are new.
 #[derive(Clone)]
@@ -136,30 +132,16 @@ impl std::fmt::Display for OrderError {
 
 impl std::error::Error for OrderError {}
 
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\nlegacy_auto_forward failed: {error}");
-        std::process::exit(1);
-    }
-}
-
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
     println!("Starting the engine, the market API and a webhook receiver on 127.0.0.1");
-    let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
-    let api = serve(market_api()).await?;
-    let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(Verifier::new(SECRET), inbox.clone())).await?;
+    let (engine, ezthrottle) = support::start_engine(SECRET).await?;
+    let api = support::serve(market_api()).await?;
+    let (inbox, webhook) = support::start_receiver(SECRET).await?;
     println!("   engine    {}", engine.base_url());
     println!("   API       http://{api}  (2 requests per 2 s, then 429 + Retry-After)");
-    println!("   receiver  http://{receiver}/webhook");
-    let market = Market {
-        http: reqwest::Client::new(),
-        api: format!("http://{api}"),
-        ezthrottle: EZThrottle::builder().direct(engine.base_url()).build()?,
-        webhook: format!("http://{receiver}/webhook"),
-    };
+    println!("   receiver  {webhook}");
+    let market = Market { http: reqwest::Client::new(), api: format!("http://{api}"), ezthrottle, webhook };
 
     println!("\n1. Ok passes through untouched");
     // `?` works on the annotated function too: `AutoForwardError<E>` is an error type.
@@ -194,7 +176,7 @@ async fn run() -> Result<(), Failure> {
     }
 
     println!("\n4. EZThrottle unreachable: the original error comes back, with the reason");
-    let offline = Market { ezthrottle: unreachable_client()?, ..market.clone() };
+    let offline = Market { ezthrottle: support::unreachable_client()?, ..market.clone() };
     match offline.quote("INITECH").await {
         Err(AutoForwardError::ForwardFailed { original, error }) => {
             println!("   original: {original}");
@@ -239,19 +221,7 @@ fn market_api() -> Router {
         .layer(RateLimitLayer::new().rule(Rule::new("market", Scope::global(), limit)))
 }
 
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
-}
-
-/// A client aimed at a loopback port nothing listens on.
-fn unreachable_client() -> Result<EZThrottle, Failure> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    Ok(EZThrottle::builder().direct(format!("http://127.0.0.1:{port}")).timeout(Duration::from_secs(2)).build()?)
+#[tokio::main]
+async fn main() {
+    support::exit_with("legacy_auto_forward", run().await);
 }

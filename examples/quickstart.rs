@@ -32,6 +32,8 @@
 //!
 //! (`--webhook-url` overrides only the receiver's address.)
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +61,7 @@ use ezthrottle::{
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::Failure;
 use tower::{ServiceBuilder, ServiceExt};
 
 const LOCAL_SECRET: &str = "quickstart-webhook-secret";
@@ -67,14 +70,9 @@ const BURST: usize = 8;
 const API_RPS: usize = 3;
 const DEADLINE: Duration = Duration::from_secs(45);
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\nquickstart failed: {error}");
-        std::process::exit(1);
-    }
+    support::exit_with("quickstart", run().await);
 }
 
 async fn run() -> Result<(), Failure> {

@@ -19,7 +19,8 @@
 //!
 //! It exits non-zero if anything did not happen as expected.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -30,22 +31,13 @@ use axum::routing::post;
 use ezthrottle::local::Engine;
 use ezthrottle::webhook::{SecretSlot, Verifier};
 use ezthrottle::{EZThrottle, Error, Step, Webhook};
+use support::{Failure, serve};
 use tokio::sync::mpsc;
 
 const API_KEY: &str = "ck_example_secrets";
 const FIRST_SECRET: &str = "whsec_first_0123456789";
 const SECOND_SECRET: &str = "whsec_second_9876543210";
 const WAIT: Duration = Duration::from_secs(10);
-
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\nsecrets failed: {error}");
-        std::process::exit(1);
-    }
-}
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
@@ -60,7 +52,7 @@ async fn run() -> Result<(), Failure> {
     println!("\n1. A secret under 16 characters is refused before any network call");
     // This client points at a port nothing listens on: an `Unreachable` error would mean
     // the request was sent; `InvalidInput` means it never left the process.
-    let nowhere = EZThrottle::builder().api_key(API_KEY).direct(closed_port_url()?).build()?;
+    let nowhere = EZThrottle::builder().api_key(API_KEY).direct(format!("http://{}", support::free_port()?)).build()?;
     match nowhere.create_webhook_secret("too-short", None).await {
         Err(Error::InvalidInput { field, reason }) => println!("   refused: {field} {reason}"),
         other => return Err(format!("expected InvalidInput, got {other:?}").into()),
@@ -161,19 +153,7 @@ fn receiver(captured: mpsc::UnboundedSender<Delivery>) -> Router {
     Router::new().route("/webhook", post(capture)).with_state(captured)
 }
 
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
-}
-
-/// A loopback URL where nothing listens (a port bound, then released).
-fn closed_port_url() -> Result<String, Failure> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    Ok(format!("http://127.0.0.1:{port}"))
+#[tokio::main]
+async fn main() {
+    support::exit_with("secrets", run().await);
 }

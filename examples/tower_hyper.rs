@@ -15,62 +15,34 @@
 //!
 //! It exits non-zero if anything did not happen as described.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
-use ezthrottle::inbox::WebhookInbox;
-use ezthrottle::local::Engine;
 use ezthrottle::protocol::headers::JOB_ID_HEADER;
-use ezthrottle::tower::axum::webhook_routes;
 use ezthrottle::tower::{ForwardLayer, ForwardReason, ForwardedJob};
-use ezthrottle::webhook::Verifier;
-use ezthrottle::{DeliveryStatus, EZThrottle, Webhook};
+use ezthrottle::{DeliveryStatus, Webhook};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::{BURST, Failure};
 use tower::{ServiceBuilder, ServiceExt};
 
 const SECRET: &str = "tower-hyper-example-secret";
-/// More calls than the demo API allows in a second: the last ones are rate limited.
-const BURST: u32 = 6;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
-
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\ntower_hyper failed: {error}");
-        std::process::exit(1);
-    }
-}
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    println!("1. Starting the engine, a demo API and a webhook receiver on 127.0.0.1");
-    let engine = Engine::builder().open().webhook_secret(SECRET).start().await?;
-    let api = serve(demo_api()).await?;
     // The receiver verifies each delivery's signature and records it in the inbox, where
     // the code that made the call can await it by job id.
-    let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(Verifier::new(SECRET), inbox.clone())).await?;
-    let webhook_url = format!("http://{receiver}/webhook");
-    println!("   engine    {}", engine.base_url());
-    println!("   demo API  http://{api}  (3 requests per second, then 429 + Retry-After: 1)");
-    println!("   receiver  {webhook_url}");
+    let support::OrdersDemo { engine, ezthrottle, api, inbox, webhook_url } =
+        support::start_orders_demo(SECRET).await?;
 
     // The HTTP client you already have, wrapped: calls still go straight to the API; only
     // the failures the policy selects (429, 5xx, transport errors) become jobs.
-    let ezthrottle = EZThrottle::builder().direct(engine.base_url()).build()?;
     let client = ServiceBuilder::new()
         .layer(ForwardLayer::new(ezthrottle).with_template(|job| job.webhook(Webhook::new(&webhook_url))))
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
@@ -104,7 +76,7 @@ async fn run() -> Result<(), Failure> {
     }
 
     println!("\n3. A call to a port where nothing listens");
-    let refused = free_port()?;
+    let refused = support::free_port()?;
     let request = Request::get(format!("http://{refused}/orders/99")).body(Full::default())?;
     let response = client.clone().oneshot(request).await?;
     let job = response.extensions().get::<ForwardedJob>().ok_or("the transport error was not forwarded")?;
@@ -130,48 +102,10 @@ async fn run() -> Result<(), Failure> {
         }
     }
 
-    engine.shutdown().await;
-    println!(
-        "\nDone in {:.1} s: calls passed through, failures became jobs, results arrived signed.",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    support::finish(engine, started, "calls passed through, failures became jobs, results arrived signed.").await
 }
 
-/// Serves `app` on a free loopback port.
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
-}
-
-/// A loopback address nothing listens on: bound to get a free port, then released.
-fn free_port() -> Result<SocketAddr, Failure> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// When the demo API's recent requests were answered.
-type Window = Arc<Mutex<VecDeque<Instant>>>;
-
-/// A demo API allowing 3 requests in any second; beyond that, `429` with `Retry-After: 1`.
-fn demo_api() -> Router {
-    Router::new().route("/orders/{order}", get(order)).with_state(Window::default())
-}
-
-async fn order(State(window): State<Window>, Path(order): Path<u32>) -> Response {
-    let now = Instant::now();
-    let mut recent = window.lock().unwrap_or_else(PoisonError::into_inner);
-    while recent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
-        recent.pop_front();
-    }
-    if recent.len() >= 3 {
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response();
-    }
-    recent.push_back(now);
-    format!("order {order} placed").into_response()
+#[tokio::main]
+async fn main() {
+    support::exit_with("tower_hyper", run().await);
 }

@@ -20,7 +20,8 @@
 //! happened (every attempt with its region and status) and checks it. It exits non-zero if
 //! anything did not happen as expected.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -36,19 +37,10 @@ use ezthrottle::{
     DeliveryStatus, EZThrottle, ExecutionMode, RegionPolicy, Step, StepDelivery, SubmitReceipt, Trigger, Webhook,
     WebhookPayload,
 };
+use support::{Failure, serve};
 
 const SECRET: &str = "workflows-webhook-secret";
 const WAIT: Duration = Duration::from_secs(15);
-
-type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run().await {
-        eprintln!("\nworkflows failed: {error}");
-        std::process::exit(1);
-    }
-}
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
@@ -86,24 +78,17 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("wf-on-error")
         .fallback(Step::new(at("/backup")), Trigger::on_error([500, 502, 503]))
         .on_success(Step::new(at("/notify")).webhook(hook_a.clone()).idempotent_key("wf-notify"));
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("primary 500 -> backup", &job, &payload);
+    let (_, job, payload) = run_step("primary 500 -> backup", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary 500 failed", "fallback_job 200 success"], "primary failed, fallback ran")?;
-    let child = child_of(&job, ChildRelation::OnSuccess)?;
-    let notified = inbox_a.wait(&child, WAIT).await?;
-    println!("   on_success child {child}: {:?}, {}", notified.status, body(&notified));
-    check(notified.status == DeliveryStatus::Success, "the on_success child ran")?;
+    check_child(&job, ChildRelation::OnSuccess, &inbox_a).await?;
 
     println!("\n2. Fallback on timeout: the primary is cancelled after 300 ms");
     let step = Step::new(at("/slow"))
         .webhook(hook_a.clone())
         .idempotent_key("wf-on-timeout")
         .fallback(Step::new(at("/fast")), Trigger::on_timeout(Duration::from_millis(300)));
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("slow -> fast", &job, &payload);
+    let (_, job, payload) = run_step("slow -> fast", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Success, "the fallback succeeded")?;
     check(outcomes(&job) == ["primary - cancelled", "fallback_job 200 success"], "the slow primary was cancelled")?;
 
@@ -112,16 +97,11 @@ async fn run() -> Result<(), Failure> {
         .webhook(hook_a.clone())
         .idempotent_key("wf-on-failure")
         .on_failure(Step::new(at("/alert")).webhook(hook_a.clone()).idempotent_key("wf-alert"), None);
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("broken (400)", &job, &payload);
+    let (_, job, payload) = run_step("broken (400)", &step, &client, &inbox_a).await?;
     // A 400 is not retried (the default policy retries 429, 502, 503 and 504).
     check(payload.status == DeliveryStatus::Failed, "the job failed")?;
     check(outcomes(&job) == ["primary 400 failed"], "one attempt, no retry")?;
-    let child = child_of(&job, ChildRelation::OnFailure)?;
-    let alerted = inbox_a.wait(&child, WAIT).await?;
-    println!("   on_failure child {child}: {:?}, {}", alerted.status, body(&alerted));
-    check(alerted.status == DeliveryStatus::Success, "the on_failure child ran")?;
+    check_child(&job, ChildRelation::OnFailure, &inbox_a).await?;
 
     println!("\n4. Racing regions: every region up runs it, the first 2xx wins");
     let step = Step::new(at("/race"))
@@ -130,10 +110,8 @@ async fn run() -> Result<(), Failure> {
         .regions(["iad", "lax", "fra", "syd"])
         .execution_mode(ExecutionMode::Race)
         .region_policy(RegionPolicy::Fallback); // skip syd, which is down
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
+    let (receipt, job, payload) = run_step("race iad/lax/fra/syd", &step, &client, &inbox_a).await?;
     println!("   submitted as {} ({})", receipt.job_id, receipt.status);
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("race iad/lax/fra/syd", &job, &payload);
     check(body(&payload) == "answered from lax", "lax, the fastest region, won")?;
     let mut lanes = outcomes_by_region(&job);
     lanes.sort();
@@ -144,9 +122,7 @@ async fn run() -> Result<(), Failure> {
         .idempotent_key("wf-strict")
         .regions(["syd"])
         .region_policy(RegionPolicy::Strict); // fail rather than run elsewhere
-    let (receipt, payload) = execute_and_wait(&step, &client, &inbox_a).await?;
-    let job = job_view(&client, &receipt.job_id, |_| true).await?;
-    print_job("syd only, strict", &job, &payload);
+    let (_, job, payload) = run_step("syd only, strict", &step, &client, &inbox_a).await?;
     check(payload.status == DeliveryStatus::Failed && outcomes(&job).is_empty(), "strict failed without running")?;
 
     println!("\n5. Fan-out to webhooks A, B and C with a quorum of 2 (C is down)");
@@ -180,16 +156,21 @@ async fn run() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Submits a PERFORMANCE step and waits for its webhook in `inbox`.
-async fn execute_and_wait(
+/// Submits a PERFORMANCE step, waits for its webhook in `inbox`, reads the job back and
+/// prints it as `what`.
+async fn run_step(
+    what: &str,
     step: &Step,
     client: &EZThrottle,
     inbox: &WebhookInbox,
-) -> Result<(SubmitReceipt, WebhookPayload), Failure> {
-    match step.execute_and_wait(client, inbox, WAIT).await? {
-        StepDelivery::Webhook { receipt, payload } => Ok((receipt, payload)),
-        other => Err(format!("expected a webhook delivery, got {other:?}").into()),
-    }
+) -> Result<(SubmitReceipt, JobSnapshot, WebhookPayload), Failure> {
+    let (receipt, payload) = match step.execute_and_wait(client, inbox, WAIT).await? {
+        StepDelivery::Webhook { receipt, payload } => (receipt, payload),
+        other => return Err(format!("expected a webhook delivery, got {other:?}").into()),
+    };
+    let job = job_view(client, &receipt.job_id, |_| true).await?;
+    print_job(what, &job, &payload);
+    Ok((receipt, job, payload))
 }
 
 /// The job as the engine reports it, read again (bounded) until `ready` holds.
@@ -247,6 +228,15 @@ fn status_code(attempt: &Attempt) -> String {
     attempt.status_code.map_or_else(|| "-".to_owned(), |code| code.to_string())
 }
 
+/// Waits for the child the engine spawned as `relation` and checks it ran.
+async fn check_child(job: &JobSnapshot, relation: ChildRelation, inbox: &WebhookInbox) -> Result<(), Failure> {
+    let child = child_of(job, relation)?;
+    let delivered = inbox.wait(&child, WAIT).await?;
+    let name = relation.as_str();
+    println!("   {name} child {child}: {:?}, {}", delivered.status, body(&delivered));
+    check(delivered.status == DeliveryStatus::Success, &format!("the {name} child ran"))
+}
+
 /// The id of the child job the engine spawned as `relation`.
 fn child_of(job: &JobSnapshot, relation: ChildRelation) -> Result<String, Failure> {
     let child = job.child(relation).ok_or_else(|| format!("no {} child in {job:#?}", relation.as_str()))?;
@@ -297,13 +287,7 @@ fn demo_api() -> Router {
         .route("/race", get(race))
 }
 
-async fn serve(app: Router) -> Result<SocketAddr, Failure> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("server on {addr} stopped: {error}");
-        }
-    });
-    Ok(addr)
+#[tokio::main]
+async fn main() {
+    support::exit_with("workflows", run().await);
 }

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::http::{HeaderMap, Method};
 use axum::routing::any;
-use ezthrottle_core::Pace;
 use ezthrottle_core::protocol::mask_secret;
 use ezthrottle_core::webhook::sign;
-use ezthrottle_local::{Engine, EngineBuilder, RunningEngine};
+use ezthrottle_local::{EngineBuilder, RunningEngine};
+use ezthrottle_test_support as support;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
+use tokio::process::ChildStdout;
 
 /// Every wait in these tests gives up after this long.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -58,14 +59,13 @@ fn command() -> tokio::process::Command {
     command
 }
 
-async fn ezthrottle_with(mut command: tokio::process::Command, args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the binary");
+/// Spawns `command ARGS` with its stdout piped.
+fn spawn(mut command: tokio::process::Command, args: &[&str], stdin: Stdio, stderr: Stdio) -> tokio::process::Child {
+    command.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn the binary")
+}
+
+async fn ezthrottle_with(command: tokio::process::Command, args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = spawn(command, args, Stdio::piped(), Stdio::piped());
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     // The binary may exit before reading everything (e.g. an oversized body): ignore EPIPE.
@@ -92,11 +92,7 @@ fn now() -> i64 {
 }
 
 fn engine() -> EngineBuilder {
-    Engine::builder().default_pace(Pace::UNLIMITED).webhook_retry(Duration::from_millis(20), 3)
-}
-
-async fn open_engine() -> RunningEngine {
-    engine().open().webhook_secret(SECRET).start().await.expect("engine starts")
+    support::engine::fast().webhook_retry(Duration::from_millis(20), 3)
 }
 
 /// A loopback target whose `/echo` answers 200 with the request it saw, as JSON.
@@ -105,18 +101,20 @@ async fn target() -> SocketAddr {
         let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
         axum::Json(json!({ "method": method.as_str(), "content_type": content_type, "body": body }))
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, Router::new().route("/echo", any(echo))).await;
-    });
-    addr
+    support::serve(Router::new().route("/echo", any(echo))).await
+}
+
+/// An open engine signing with `SECRET`, the URL of the echo target, and the engine's URL.
+async fn engine_and_echo() -> (RunningEngine, String, String) {
+    let engine = engine().open().webhook_secret(SECRET).start().await.expect("engine starts");
+    let url = format!("http://{}/echo", target().await);
+    let base = engine.base_url();
+    (engine, url, base)
 }
 
 /// A port nothing listens on.
 async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+    support::refused_addr().await.port()
 }
 
 fn temp_file(name: &str, contents: &str) -> String {
@@ -253,10 +251,7 @@ async fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let args = ["submit", "--ezthrottle-url", &base, "--url", &url, "-X", "post", "-d", "{}", "--idempotent-key", "k1"];
     let first = ezthrottle(&args, b"").await;
     first.expect_code(0);
@@ -279,10 +274,7 @@ async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let submitted =
         ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "-X", "POST"], b"").await;
     let job_id = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
@@ -310,8 +302,7 @@ async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_wait_times_out_with_exit_4_on_a_job_that_has_not_run() {
-    let engine = open_engine().await;
-    let base = engine.base_url();
+    let (engine, _, base) = engine_and_echo().await;
     let later = (now() + 3600) * 1000;
     let file = temp_file(
         "later.json",
@@ -327,10 +318,7 @@ async fn job_wait_times_out_with_exit_4_on_a_job_that_has_not_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_prints_the_delivered_payload() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let args = [
         "--json",
         "submit",
@@ -372,10 +360,7 @@ async fn submit_wait_prints_the_delivered_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let url = format!("http://{target}/echo");
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
 
     let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", &url, "--wait"], b"").await;
     run.expect_code(2);
@@ -392,11 +377,9 @@ async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_from_a_json_file_and_from_stdin() {
-    let engine = open_engine().await;
-    let target = target().await;
-    let base = engine.base_url();
+    let (engine, url, base) = engine_and_echo().await;
     let job = json!({
-        "url": format!("http://{target}/echo"),
+        "url": url,
         "method": "put",
         "headers": { "Content-Type": "application/json" },
         "body": "{\"n\":1}",
@@ -536,17 +519,18 @@ async fn secrets_create_get_rotate_delete() {
 
 // ---------------------------------------------------------------- local
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_prints_its_address_serves_and_stops_on_sigterm() {
-    let mut child = command()
-        .args(["local", "--bind", "127.0.0.1:0", "--open", "--webhook-secret", SECRET])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the binary");
+/// Starts `ezthrottle ARGS` (a long-running `local`); answers it, its stdout and the first line.
+async fn spawn_local(args: &[&str]) -> (tokio::process::Child, Lines<BufReader<ChildStdout>>, String) {
+    let mut child = spawn(command(), args, Stdio::null(), Stdio::null());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
+    (child, lines, line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_prints_its_address_serves_and_stops_on_sigterm() {
+    let (mut child, mut lines, line) =
+        spawn_local(&["local", "--bind", "127.0.0.1:0", "--open", "--webhook-secret", SECRET]).await;
     let base = line.strip_prefix("listening on ").expect("first line").to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");
 
@@ -568,15 +552,8 @@ async fn local_prints_its_address_serves_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_json_and_a_failed_start() {
-    let mut child = command()
-        .args(["local", "--json", "--bind", "127.0.0.1:0", "--api-key", "ck_local"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the binary");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(DEADLINE, lines.next_line()).await.expect("first line in time").unwrap().unwrap();
+    let (mut child, _lines, line) =
+        spawn_local(&["local", "--json", "--bind", "127.0.0.1:0", "--api-key", "ck_local"]).await;
     let first: Value = serde_json::from_str(&line).unwrap();
     let base = first["listening_on"].as_str().unwrap().to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{line}");

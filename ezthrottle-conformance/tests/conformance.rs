@@ -6,11 +6,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ezthrottle::EZThrottle;
-use ezthrottle::Pace;
 use ezthrottle::protocol::JobSnapshot;
 use ezthrottle::webhook::sign;
 use ezthrottle_conformance::{Config, RunningApp, start};
-use ezthrottle_local::{Engine, RunningEngine};
+use ezthrottle_local::RunningEngine;
+use ezthrottle_test_support::engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -26,25 +26,12 @@ struct Harness {
     client: EZThrottle,
 }
 
-async fn engine() -> RunningEngine {
-    Engine::builder()
-        .open()
-        .webhook_secret(SECRET)
-        .default_pace(Pace::UNLIMITED)
-        .retry_backoff(Duration::from_millis(10), Duration::from_millis(200))
-        .webhook_retry(Duration::from_millis(20), 5)
-        .start()
-        .await
-        .expect("the engine starts")
-}
-
 /// An engine, and the app submitting to it and verifying deliveries with its secret.
 async fn harness() -> Harness {
-    let engine = engine().await;
+    let (engine, client) = engine::start_open(SECRET).await;
     let config = Config::new().port(0).ezthrottle_url(engine.base_url()).webhook_secret(SECRET);
     let app = start(config).await.expect("the app starts");
     assert!(app.verifies_webhooks());
-    let client = EZThrottle::builder().direct(engine.base_url()).build().expect("a direct client");
     Harness { engine, app, http: reqwest::Client::new(), client }
 }
 
@@ -76,6 +63,19 @@ impl Harness {
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         assert_eq!(body["test"], test, "{body}");
         body
+    }
+
+    /// Runs a scenario submitting one job: checks its key's prefix and the submission's
+    /// status, awaits the job's webhook and checks it is a success; answers the scenario's
+    /// answer, the job id and the webhook.
+    async fn one_job(&self, path: &str, test: &str, key_prefix: &str, status: &str) -> (Value, String, Value) {
+        let body = self.scenario(path, test).await;
+        assert!(starts_with(&body["idempotent_key"], key_prefix), "{body}");
+        assert_eq!(body["result"]["status"], status, "{body}");
+        let id = job_id(&body["result"]);
+        let webhook = self.webhook(&id).await;
+        assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+        (body, id, webhook)
     }
 
     /// Awaits the webhook of `job_id`, then reads it back through `GET /webhooks/{job_id}`.
@@ -125,13 +125,8 @@ fn assert_success(webhook: &Value, key: &str) {
 #[tokio::test]
 async fn performance_basic_delivers_a_signed_success() {
     let h = harness().await;
-    let body = h.scenario("/test/performance/basic", "performance_basic").await;
-    assert!(starts_with(&body["idempotent_key"], "performance_basic_"), "{body}");
-    assert_eq!(body["result"]["status"], "queued", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+    let (_, _, webhook) =
+        h.one_job("/test/performance/basic", "performance_basic", "performance_basic_", "queued").await;
     assert_eq!(webhook["deliveries"], 1);
     h.shutdown().await;
 }
@@ -139,13 +134,7 @@ async fn performance_basic_delivers_a_signed_success() {
 #[tokio::test]
 async fn performance_racing_races_three_regions() {
     let h = harness().await;
-    let body = h.scenario("/test/performance/racing", "performance_racing").await;
-    assert!(starts_with(&body["idempotent_key"], "performance_racing_"), "{body}");
-    assert_eq!(body["result"]["status"], "racing", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+    let (_, id, _) = h.one_job("/test/performance/racing", "performance_racing", "performance_racing_", "racing").await;
     let job = h.engine_job(&id).await;
     assert_eq!(job.regions, ["iad", "lax", "ord"], "{job:?}");
     h.shutdown().await;
@@ -154,13 +143,8 @@ async fn performance_racing_races_three_regions() {
 #[tokio::test]
 async fn fallback_chain_ends_in_success_through_the_last_fallback() {
     let h = harness().await;
-    let body = h.scenario("/test/performance/fallback-chain", "performance_fallback_chain").await;
-    assert!(starts_with(&body["idempotent_key"], "fallback_chain_"), "{body}");
-    assert_eq!(body["result"]["status"], "queued", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
+    let (_, id, _) =
+        h.one_job("/test/performance/fallback-chain", "performance_fallback_chain", "fallback_chain_", "queued").await;
 
     // The primary answered 500 (on_error fired), the first fallback was too slow
     // (on_timeout fired), the second answered 200.
@@ -259,14 +243,9 @@ async fn idempotent_unique_keys_make_two_jobs() {
 #[tokio::test]
 async fn auto_forward_hands_the_rate_limited_call_to_ezthrottle() {
     let h = harness().await;
-    let body = h.scenario("/test/decorator/auto-forward", "decorator_auto_forward").await;
+    let (body, id, webhook) =
+        h.one_job("/test/decorator/auto-forward", "decorator_auto_forward", "decorator_forward_", "queued").await;
     assert_eq!(body["message"], "Auto-forwarded!");
-    assert!(starts_with(&body["idempotent_key"], "decorator_forward_"), "{body}");
-    assert_eq!(body["result"]["status"], "queued", "{body}");
-    let id = job_id(&body["result"]);
-
-    let webhook = h.webhook(&id).await;
-    assert_success(&webhook, body["idempotent_key"].as_str().unwrap());
     assert_eq!(webhook["data"]["metadata"]["order_id"], "order_12345", "{webhook}");
 
     let job = h.engine_job(&id).await;
@@ -353,7 +332,7 @@ async fn the_webhook_store_verifies_lists_and_resets() {
 
 #[tokio::test]
 async fn without_a_secret_deliveries_are_stored_unverified() {
-    let engine = engine().await;
+    let (engine, _) = engine::start_open(SECRET).await;
     let app = start(Config::new().port(0).ezthrottle_url(engine.base_url())).await.expect("the app starts");
     assert!(!app.verifies_webhooks());
     let http = reqwest::Client::new();

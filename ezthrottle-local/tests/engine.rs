@@ -1,12 +1,5 @@
 //! Integration tests of `ezthrottle-local` against real loopback servers.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    missing_docs,
-    unreachable_pub
-)]
+#![allow(missing_docs, unreachable_pub)]
 
 #[path = "engine/support.rs"]
 mod support;

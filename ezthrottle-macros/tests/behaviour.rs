@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ezthrottle::{AutoForwardError, EZThrottle, ForwardToEZThrottle, Forwardable, Outcome, Webhook};
 use ezthrottle_macros::auto_forward;
-use support::{Target, engine, finished_job, unreachable_client};
+use support::{ByEngine, Target, engine, finished_job, unreachable_client};
 
 /// A legacy error: some failures are worth forwarding, some are not.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ async fn a_forwarded_job_arrives_intact_and_executes() {
 
     // ... and delivers its result to the webhook given by the `webhooks` option.
     let delivered = target.wait_for(|r| r.path == "/webhook").await;
-    assert!(delivered.body.contains(&receipt.job_id), "{}", delivered.body);
+    assert!(delivered.body_text().contains(&receipt.job_id), "{}", delivered.body_text());
     engine.shutdown().await;
 }
 
@@ -125,7 +125,7 @@ async fn ok_passes_through_and_question_mark_and_return_keep_working() {
     let error = charge(&client, target.url("/charge"), &webhook, 1, "ten").await.unwrap_err();
     assert!(matches!(error, AutoForwardError::Failed(BillingError::Parse(_))), "{error:?}");
     assert!(error.to_string().starts_with("bad amount"), "{error}");
-    assert!(target.received().is_empty());
+    assert!(target.requests().is_empty());
 }
 
 #[tokio::test]

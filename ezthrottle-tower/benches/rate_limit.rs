@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
+use ezthrottle_test_support::RedisServer;
 use ezthrottle_tower::rate_limit::{Algorithm, Check, MemoryRateLimitStore, RateLimitStore};
 
 fn memory(c: &mut Criterion) {
@@ -52,17 +53,10 @@ fn contended() {
 }
 
 fn redis_side_by_side() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-    let Ok(port) = port else { return println!("redis: no free port") };
-    let child = std::process::Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return println!("redis: redis-server is not installed; skipped") };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).expect("url");
+        let Some(redis) = RedisServer::start_or_skip().await else { return println!("redis: skipped") };
+        let client = redis::Client::open(redis.url.as_str()).expect("url");
         let mut connection = loop {
             match client.get_connection_manager().await {
                 Ok(connection) => break connection,
@@ -105,7 +99,6 @@ fn redis_side_by_side() {
             rate(decisions) / rate(pings)
         );
     });
-    let _ = child.kill();
 }
 
 criterion_group!(benches, memory);

@@ -21,6 +21,7 @@ use criterion::{Criterion, criterion_group};
 use ezthrottle_core::WebhookPayload;
 use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::webhook::sign;
+use ezthrottle_test_support::RedisServer;
 use ezthrottle_tower::idempotency::{
     Begin, IdempotencyStore, MemoryIdempotencyStore, RedisIdempotencyStore, StoredResponse, fingerprint,
 };
@@ -134,16 +135,10 @@ fn axum_side_by_side() {
 }
 
 fn redis_check() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-    let Ok(port) = port else { return println!("redis: no free port") };
-    let child = std::process::Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return println!("redis: redis-server not installed, skipped") };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     runtime.block_on(async {
-        let url = format!("redis://127.0.0.1:{port}");
+        let Some(redis) = RedisServer::start_or_skip().await else { return println!("redis: skipped") };
+        let url = redis.url.clone();
         let client = redis::Client::open(url.as_str()).expect("url");
         let mut ping = None;
         for _ in 0..100 {
@@ -178,8 +173,6 @@ fn redis_check() {
             "redis loopback: duplicate check {check_each:?} each (one script round trip), bare PING {ping_each:?}"
         );
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 criterion_group!(benches, memory_check);

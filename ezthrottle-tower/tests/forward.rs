@@ -1,13 +1,6 @@
 //! Integration tests of `ezthrottle-tower` against real servers on 127.0.0.1: loopback
 //! targets, the local engine as EZThrottle and a verifying webhook receiver.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    missing_docs,
-    unreachable_pub
-)]
+#![allow(missing_docs, unreachable_pub)]
 
 #[path = "forward/support.rs"]
 mod support;

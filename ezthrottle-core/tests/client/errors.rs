@@ -6,7 +6,7 @@ use std::time::Duration;
 use ezthrottle_core::protocol::time::to_unix_ms;
 use ezthrottle_core::{EZThrottle, Error, Job, Origin, Webhook};
 
-use crate::support::{Answer, TestServer, now_ms, refused_url};
+use crate::support::{Answer, Clients, TestServer, now_ms, refused_url};
 
 async fn submit_to(proxy: &TestServer) -> Error {
     proxy.cloud_client().submit_job(&Job::new("https://api.example.com/x")).await.expect_err("refused")

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use ezthrottle_core::protocol::time::from_unix_ms;
 use ezthrottle_core::{ForwardBuildError, ForwardToEZThrottle, Forwardable, Method, Step, StepOutcome, Webhook};
 
-use crate::support::{Answer, TestServer, receipt};
+use crate::support::{Answer, Clients, TestServer, receipt};
 
 #[test]
 fn from_an_http_request_keeps_end_to_end_headers_and_the_body() {

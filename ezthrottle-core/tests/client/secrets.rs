@@ -2,7 +2,7 @@
 
 use ezthrottle_core::{Error, Method};
 
-use crate::support::{Answer, TestServer};
+use crate::support::{Answer, Clients, TestServer};
 
 #[tokio::test]
 async fn create_sends_the_secrets_as_a_string_body() {

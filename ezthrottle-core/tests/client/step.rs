@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ezthrottle_core::{Error, LocalFailure, Method, Step, StepOutcome, StepType, Trigger, Webhook};
 
-use crate::support::{Answer, TestServer, receipt, refused_url};
+use crate::support::{Answer, Clients, TestServer, receipt, refused_url};
 
 fn frugal(url: &str) -> Step {
     Step::new(url).step_type(StepType::Frugal)

@@ -2,7 +2,7 @@
 
 use ezthrottle_core::{EZThrottle, ForwardOrFallback, Job, Method, SubmissionStatus, Webhook};
 
-use crate::support::{Answer, TestServer, receipt, refused_url};
+use crate::support::{Answer, Clients, TestServer, receipt, refused_url};
 
 #[tokio::test]
 async fn cloud_mode_sends_the_envelope_with_the_job_as_a_string() {

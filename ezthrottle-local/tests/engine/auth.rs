@@ -15,19 +15,11 @@ async fn unknown_or_missing_key_is_401_like_the_proxy() {
     for (method, path) in
         [("GET", "/api/v1/webhook-secrets"), ("DELETE", "/api/v1/webhook-secrets"), ("GET", "/api/v1/jobs/job_1_1")]
     {
-        let response = api.http.request(method.parse().unwrap(), format!("{}{path}", api.base)).send().await.unwrap();
-        assert_eq!(response.status(), 401, "{method} {path} without a key");
+        assert_eq!(api.status_of(method, path, None, String::new()).await, 401, "{method} {path} without a key");
     }
     // A valid key in another case of the scheme still works.
-    let response = api
-        .http
-        .post(format!("{}/api/v1/jobs", api.base))
-        .header("authorization", format!("bearer {KEY}"))
-        .body(job(&target.url("/ok?case=1"), json!({})).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let body = job(&target.url("/ok?case=1"), json!({})).to_string();
+    assert_eq!(api.status_of("POST", "/api/v1/jobs", Some(&format!("bearer {KEY}")), body).await, 201);
     engine.shutdown().await;
 }
 
@@ -43,14 +35,8 @@ async fn open_mode_accepts_any_or_no_key() {
     let api = Api::new(&engine.base_url(), "anything");
     let id = api.submit_ok(&job(&target.url("/ok"), json!({}))).await;
     assert_eq!(api.wait_terminal(&id).await["status"], "success");
-    let response = api
-        .http
-        .post(format!("{}/api/v1/jobs", api.base))
-        .body(job(&target.url("/ok?2"), json!({})).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let body = job(&target.url("/ok?2"), json!({})).to_string();
+    assert_eq!(api.status_of("POST", "/api/v1/jobs", None, body).await, 201);
     engine.shutdown().await;
 }
 

@@ -11,8 +11,7 @@ fn attempts(job: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_honours_the_targets_retry_after() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let id = api
         .submit_ok(&job(&target.url("/flaky/1"), json!({"retry_policy": {"max_retries": 2, "retry_codes": [429]}})))
         .await;
@@ -32,8 +31,7 @@ async fn retry_honours_the_targets_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_policy_retries_503_three_times_and_not_500() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let retried = api.submit_ok(&job(&target.url("/status/503"), json!({}))).await;
     let plain = api.submit_ok(&job(&target.url("/status/500"), json!({}))).await;
     let done = api.wait_terminal(&retried).await;
@@ -67,8 +65,7 @@ async fn an_unreachable_target_fails_with_the_error_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reroute_codes_move_the_attempt_to_the_next_region() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().region("iad").region("lax").region("ord")).await;
+    let (target, engine, api) = target_and(fast_engine().region("iad").region("lax").region("ord")).await;
     let id = api
         .submit_ok(&job(
             &target.url("/fail-in/iad"),
@@ -88,8 +85,7 @@ async fn reroute_codes_move_the_attempt_to_the_next_region() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_takes_the_first_2xx_and_cancels_the_others() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().region("iad").region("lax").region("ord")).await;
+    let (target, engine, api) = target_and(fast_engine().region("iad").region("lax").region("ord")).await;
     let (status, receipt) = api
         .submit(&job(&target.url("/fast-in/lax"), json!({"regions": ["iad", "lax", "ord"], "execution_mode": "race"})))
         .await;
@@ -113,8 +109,7 @@ async fn race_takes_the_first_2xx_and_cancels_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_runs_in_every_region() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().region("iad").region("lax").region("ord")).await;
+    let (target, engine, api) = target_and(fast_engine().region("iad").region("lax").region("ord")).await;
     let (_, receipt) = api
         .submit(&job(&target.url("/ok"), json!({"regions": ["iad", "lax", "ord"], "execution_mode": "fanout"})))
         .await;
@@ -130,8 +125,7 @@ async fn fanout_runs_in_every_region() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_regions_are_skipped_under_fallback_and_fail_under_strict() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().region("iad").down_region("lax")).await;
+    let (target, engine, api) = target_and(fast_engine().region("iad").down_region("lax")).await;
     let skipped = api
         .submit_ok(&job(&target.url("/ok?fallback"), json!({"regions": ["lax", "iad"], "region_policy": "fallback"})))
         .await;
@@ -158,8 +152,7 @@ async fn down_regions_are_skipped_under_fallback_and_fail_under_strict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_at_is_honoured() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let submitted = Instant::now();
     let id = api.submit_ok(&job(&target.url("/ok?later"), json!({"retry_at": now_ms + 1000}))).await;

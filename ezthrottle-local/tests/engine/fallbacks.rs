@@ -23,8 +23,7 @@ fn s(path: &str, code: Option<u64>, outcome: &str) -> (String, Option<u64>, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_error_runs_the_fallback_on_a_listed_code_only() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let fallback =
         json!({"url": target.url("/ok?fb"), "method": "GET", "trigger": {"type": "on_error", "codes": [500, 502]}});
     let id = api.submit_ok(&job(&target.url("/status/500"), json!({"fallback_job": fallback}))).await;
@@ -41,8 +40,7 @@ async fn on_error_runs_the_fallback_on_a_listed_code_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_timeout_runs_the_fallback_when_the_primary_is_slow() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let fallback = json!({"url": target.url("/ok?fb"), "trigger": {"type": "on_timeout", "timeout_ms": 200}});
     let id = api.submit_ok(&job(&target.url("/slow/3000"), json!({"fallback_job": fallback}))).await;
     let done = api.wait_terminal(&id).await;
@@ -57,8 +55,7 @@ async fn on_timeout_runs_the_fallback_when_the_primary_is_slow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_chains_recurse() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     // The Python SDK's example: 500 -> (on_error) a slow one -> (on_timeout) a good one.
     let inner =
         json!({"url": target.url("/ok?last"), "method": "GET", "trigger": {"type": "on_timeout", "timeout_ms": 300}});
@@ -81,8 +78,7 @@ async fn nested_chains_recurse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_trigger_runs_the_fallback_on_any_failure_as_the_python_sdk_sends_it() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     // `Step().fallback(step)` with no condition: the Python SDK sends `"trigger": {}`.
     let fallback = json!({"url": target.url("/ok?any"), "method": "GET", "trigger": {}});
     let id = api.submit_ok(&job(&target.url("/status/404"), json!({"fallback_job": fallback}))).await;

@@ -7,8 +7,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_identical_concurrent_submissions_create_one_job() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     for variant in [json!({"idempotent_key": "same-key"}), json!({})] {
         let body = job(&target.url("/ok?race"), variant.clone());
         let tasks: Vec<_> = (0..50)
@@ -36,8 +35,7 @@ async fn fifty_identical_concurrent_submissions_create_one_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_distinct_concurrent_submissions_create_fifty() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let api = api.clone();
@@ -61,8 +59,7 @@ async fn fifty_distinct_concurrent_submissions_create_fifty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_keys_derive_from_url_method_body_and_tenant() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().api_key("ck_second")).await;
+    let (target, engine, api) = target_and(fast_engine().api_key("ck_second")).await;
     let base = job(&target.url("/ok"), json!({"method": "POST", "body": "b"}));
     let (status, first) = api.submit(&base).await;
     assert_eq!(status, 201);
@@ -84,21 +81,14 @@ async fn hash_keys_derive_from_url_method_body_and_tenant() {
     assert_eq!(status, 201);
     assert_ne!(theirs["job_id"], first["job_id"]);
     // Jobs are per tenant too.
-    let response = api
-        .http
-        .get(format!("{}/api/v1/jobs/{}", api.base, first["job_id"].as_str().unwrap()))
-        .bearer_auth("ck_second")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    let path = format!("/api/v1/jobs/{}", first["job_id"].as_str().unwrap());
+    assert_eq!(api.status_of("GET", &path, Some("Bearer ck_second"), String::new()).await, 404);
     engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_expire_after_the_ttl() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().idempotency_ttl(Duration::from_millis(300))).await;
+    let (target, engine, api) = target_and(fast_engine().idempotency_ttl(Duration::from_millis(300))).await;
     let body = job(&target.url("/ok"), json!({"idempotent_key": "short-lived"}));
     let first = api.submit_ok(&body).await;
     let (status, dup) = api.submit(&body).await;

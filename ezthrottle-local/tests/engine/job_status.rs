@@ -17,8 +17,7 @@ fn through_proxy(engine_base: &str) -> EZThrottle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_job_reports_attempts_deliveries_and_children_typed_in_both_modes() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let parent = api
         .submit_ok(&job(
             &target.url("/status/500"),

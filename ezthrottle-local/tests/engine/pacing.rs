@@ -8,8 +8,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_jobs_to_one_host_at_two_rps_take_at_least_4_5_s() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().default_pace(Pace::default())).await;
+    let (target, engine, api) = target_and(fast_engine().default_pace(Pace::default())).await;
     let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..10 {
@@ -54,8 +53,7 @@ async fn two_hosts_are_paced_independently_and_in_parallel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pacing_header_raising_the_pace_to_20_rps_takes_effect() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().default_pace(Pace::default())).await;
+    let (target, engine, api) = target_and(fast_engine().default_pace(Pace::default())).await;
     let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -76,8 +74,7 @@ async fn a_pacing_header_raising_the_pace_to_20_rps_takes_effect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aqueduct_headers_win_over_ezthrottle_ones() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let id = api.submit_ok(&job(&target.url("/aqueduct"), json!({}))).await;
     api.wait_terminal(&id).await;
     let metrics = api.metrics().await;

@@ -2,33 +2,19 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
-use ezthrottle_core::Pace;
-use ezthrottle_local::{Engine, EngineBuilder, RunningEngine};
+use ezthrottle_local::{EngineBuilder, RunningEngine};
+use ezthrottle_test_support::{Answer, Recorded, RoutedServer, Routes};
+pub use ezthrottle_test_support::{DEADLINE, Recorded as Hit};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub const KEY: &str = "ck_live_test_key";
-/// Every wait in these tests gives up after this long.
-pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A builder with fast timings and pacing lifted; tests override what they measure.
 pub fn fast_engine() -> EngineBuilder {
-    Engine::builder()
-        .api_key(KEY)
-        .default_pace(Pace::UNLIMITED)
-        .retry_backoff(Duration::from_millis(10), Duration::from_millis(200))
-        .webhook_retry(Duration::from_millis(20), 5)
-        .target_timeout(Duration::from_secs(10))
+    ezthrottle_test_support::engine::fast().api_key(KEY)
 }
 
 pub async fn start(builder: EngineBuilder) -> (RunningEngine, Api) {
@@ -37,28 +23,25 @@ pub async fn start(builder: EngineBuilder) -> (RunningEngine, Api) {
     (engine, api)
 }
 
-/// One request a target or receiver saw.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    pub path: String,
-    pub at: Instant,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+/// A recording target ([`Server`]), and the engine `builder` makes with a client of its API.
+pub async fn target_and(builder: EngineBuilder) -> (Server, RunningEngine, Api) {
+    let target = Server::start().await;
+    let (engine, api) = start(builder).await;
+    (target, engine, api)
 }
 
-impl Hit {
-    pub fn region(&self) -> Option<String> {
-        self.headers.get("x-ezthrottle-region").and_then(|v| v.to_str().ok()).map(str::to_owned)
+/// The region an attempt was made from.
+pub trait Region {
+    fn region(&self) -> Option<String>;
+}
+
+impl Region for Hit {
+    fn region(&self) -> Option<String> {
+        self.header("x-ezthrottle-region").map(str::to_owned)
     }
 }
 
-#[derive(Default)]
-struct Log {
-    hits: Mutex<Vec<Hit>>,
-    notify: Notify,
-}
-
-/// A loopback HTTP server recording every request.
+/// A loopback HTTP server recording every request (the shared test server).
 ///
 /// Routes (any method): `/ok`, `/status/{code}`, `/flaky/{n}` (the first `n` hits answer
 /// 429 with `Retry-After: 1`), `/fail-in/{region}` (500 from that region, 200 elsewhere),
@@ -66,147 +49,51 @@ struct Log {
 /// `/pace/{rps}/{max}` (200 with `X-EZTHROTTLE-*` pacing headers), `/aqueduct` (both header
 /// families), `/hook` and `/hook/{n}` (webhook receivers: `/hook/{n}` answers 503 to the
 /// first `n` deliveries).
-#[derive(Clone)]
-pub struct Server {
-    pub addr: SocketAddr,
-    log: Arc<Log>,
-}
+pub type Server = RoutedServer<EngineTests>;
 
-impl Server {
-    pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        Self::serve(listener).await
-    }
+pub struct EngineTests;
 
-    /// Serves on `addr` (a port picked earlier, e.g. for a receiver that is down at first).
-    pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-        Self::serve(listener).await
-    }
-
-    async fn serve(listener: tokio::net::TcpListener) -> Self {
-        let addr = listener.local_addr().expect("addr");
-        let log = Arc::new(Log::default());
-        let router =
-            Router::new().route("/{*path}", any(handle)).route("/hook", post(hook)).with_state(Arc::clone(&log));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Self { addr, log }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.addr.port())
-    }
-
-    pub fn hits(&self, prefix: &str) -> Vec<Hit> {
-        self.log.hits.lock().expect("lock").iter().filter(|h| h.path.starts_with(prefix)).cloned().collect()
-    }
-
-    /// Waits until at least `count` requests whose path starts with `prefix` arrived.
-    pub async fn wait_hits(&self, prefix: &str, count: usize) -> Vec<Hit> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let notified = self.log.notify.notified();
-            let hits = self.hits(prefix);
-            if hits.len() >= count {
-                return hits;
-            }
-            assert!(
-                tokio::time::timeout_at(deadline, notified).await.is_ok(),
-                "timed out waiting for {count} hits on {prefix}, got {}",
-                hits.len()
-            );
-        }
+impl Routes for EngineTests {
+    fn answer(hit: &Recorded) -> Answer {
+        route(hit)
     }
 }
 
-fn record(log: &Log, path: String, headers: HeaderMap, body: Bytes) -> usize {
-    let mut hits = log.hits.lock().expect("lock");
-    hits.push(Hit { path: path.clone(), at: Instant::now(), headers, body });
-    let seen = hits.iter().filter(|h| h.path == path).count();
-    drop(hits);
-    log.notify.notify_waiters();
-    seen
-}
-
-async fn hook(State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes) -> Response {
-    record(&log, "/hook".into(), headers, body);
-    StatusCode::OK.into_response()
-}
-
-async fn handle(State(log): State<Arc<Log>>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let path = format!("/{path}");
-    let region = headers.get("x-ezthrottle-region").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let seen = record(&log, path.clone(), headers, body);
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ok = || (StatusCode::OK, [("content-type", "application/json")], r#"{"result":"data"}"#).into_response();
+fn route(hit: &Recorded) -> Answer {
+    let region = hit.region().unwrap_or_default();
+    let parts: Vec<&str> = hit.path_only().trim_start_matches('/').split('/').collect();
+    let ok = || Answer::json(200, json!({"result": "data"}));
+    let first = |n: &str| hit.nth <= n.parse::<usize>().unwrap_or(0);
     match parts.as_slice() {
-        ["ok"] => ok(),
         ["status", code] => {
-            let code = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
-            (code, format!("status {code}")).into_response()
+            let code = code.parse::<u16>().ok().filter(|c| (100..1000).contains(c)).unwrap_or(200);
+            Answer::text(code, &format!("status {code}"))
         }
-        ["flaky", n] => {
-            if seen <= n.parse::<usize>().unwrap_or(0) {
-                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
-            } else {
-                ok()
-            }
-        }
-        ["fail-in", bad] => {
-            if region == *bad {
-                (StatusCode::INTERNAL_SERVER_ERROR, "region broken").into_response()
-            } else {
-                ok()
-            }
-        }
+        ["flaky", n] if first(n) => Answer::text(429, "slow down").header("retry-after", "1"),
+        ["fail-in", bad] if region == *bad => Answer::text(500, "region broken"),
         ["fast-in", fast, ..] => {
-            if region != *fast {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-            (StatusCode::OK, format!("from {region}")).into_response()
+            let answer = Answer::text(200, &format!("from {region}"));
+            if region == *fast { answer } else { answer.after(Duration::from_secs(3)) }
         }
-        ["slow", ms, ..] => {
-            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
-            ok()
+        ["slow", ms, ..] => ok().after(Duration::from_millis(ms.parse().unwrap_or(0))),
+        ["pace", rps, max, ..] => {
+            Answer::text(200, "paced").header("x-ezthrottle-rps", *rps).header("x-ezthrottle-max-concurrent", *max)
         }
-        ["pace", rps, max, ..] => (
-            StatusCode::OK,
-            [("x-ezthrottle-rps", rps.to_string()), ("x-ezthrottle-max-concurrent", max.to_string())],
-            "paced",
-        )
-            .into_response(),
-        ["aqueduct"] => (
-            StatusCode::OK,
-            [
-                ("x-ezthrottle-rps", "3"),
-                ("x-aqueduct-rps", "7"),
-                ("x-ezthrottle-max-concurrent", "3"),
-                ("x-aqueduct-max-concurrent", "4"),
-            ],
-            "paced",
-        )
-            .into_response(),
-        ["hook", n, ..] => {
-            if seen <= n.parse::<usize>().unwrap_or(0) {
-                StatusCode::SERVICE_UNAVAILABLE.into_response()
-            } else {
-                StatusCode::OK.into_response()
-            }
-        }
+        ["aqueduct"] => Answer::text(200, "paced")
+            .header("x-ezthrottle-rps", "3")
+            .header("x-aqueduct-rps", "7")
+            .header("x-ezthrottle-max-concurrent", "3")
+            .header("x-aqueduct-max-concurrent", "4"),
+        ["hook"] => Answer::status(200),
+        ["hook", n, ..] if first(n) => Answer::status(503),
+        ["hook", ..] => Answer::status(200),
         _ => ok(),
     }
 }
 
 /// A port with nothing listening on it (bound, then released).
 pub async fn free_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
+    ezthrottle_test_support::refused_addr().await
 }
 
 /// A client of the engine's direct API.
@@ -231,17 +118,15 @@ impl Api {
     }
 
     pub async fn submit_raw(&self, body: String) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/jobs", self.base))
-            .bearer_auth(&self.key)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("submit");
+        let response = self.submit_response(body).await;
         let status = response.status().as_u16();
         (status, response.json_value().await)
+    }
+
+    /// Submits `body` as it is; answers the response as it came.
+    pub async fn submit_response(&self, body: String) -> reqwest::Response {
+        let request = self.http.post(format!("{}/api/v1/jobs", self.base)).bearer_auth(&self.key);
+        request.header("content-type", "application/json").body(body).send().await.expect("submit")
     }
 
     /// Submits and expects 201; returns the job id.
@@ -283,6 +168,16 @@ impl Api {
     /// Polls the job until it is terminal and every webhook delivery is settled.
     pub async fn wait_delivered(&self, id: &str) -> Value {
         self.wait_job(id, |job| !job["webhook_quorum"]["met"].is_null()).await
+    }
+
+    /// `method path` with `authorization` as the whole header (`None`: no header) and
+    /// `body`; answers the HTTP status.
+    pub async fn status_of(&self, method: &str, path: &str, authorization: Option<&str>, body: String) -> u16 {
+        let mut request = self.http.request(method.parse().expect("a method"), format!("{}{path}", self.base));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        request.body(body).send().await.expect("an answer").status().as_u16()
     }
 
     pub async fn metrics(&self) -> String {

@@ -90,26 +90,12 @@ async fn a_full_queue_is_429_with_retry_after_but_duplicates_still_answer() {
     target.wait_hits("/ok", 1).await; // the first one starts at once
     api.submit_ok(&job(&target.url("/ok?2"), json!({}))).await;
     api.submit_ok(&job(&target.url("/ok?3"), json!({}))).await;
-    let response = api
-        .http
-        .post(format!("{}/api/v1/jobs", api.base))
-        .bearer_auth(KEY)
-        .body(job(&target.url("/ok?4"), json!({})).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = api.submit_response(job(&target.url("/ok?4"), json!({})).to_string()).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "5");
     let answer: serde_json::Value = response.json_value().await;
     assert!(answer["error"].as_str().unwrap().starts_with("queue:"), "{answer}");
-    let response = api
-        .http
-        .post(format!("{}/api/v1/jobs", api.base))
-        .bearer_auth(KEY)
-        .body(job(&target.url("/ok?5"), json!({})).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = api.submit_response(job(&target.url("/ok?5"), json!({})).to_string()).await;
     assert_eq!(response.headers()["retry-after"], "10", "consecutive refusals double Retry-After");
     // Idempotency is checked before admission.
     let (status, answer) = api.submit(&job(&target.url("/ok?1"), json!({"idempotent_key": "q1"}))).await;

@@ -7,8 +7,7 @@ const SECRET: &str = "whsec_local_engine_secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_carry_the_payload_signed_with_the_primary_secret() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine().webhook_secret(SECRET)).await;
+    let (target, engine, api) = target_and(fast_engine().webhook_secret(SECRET)).await;
     let id = api
         .submit_ok(&job(
             &target.url("/ok"),
@@ -35,8 +34,7 @@ async fn deliveries_carry_the_payload_signed_with_the_primary_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_set_through_the_api_sign_and_deleted_ones_do_not() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let id = api.submit_ok(&job(&target.url("/ok?1"), json!({"webhooks": [{"url": target.url("/hook")}]}))).await;
     api.wait_delivered(&id).await;
     assert!(target.hits("/hook")[0].headers.get("x-ezthrottle-signature").is_none(), "no secret, no signature");
@@ -125,8 +123,7 @@ async fn delivery_is_retried_to_a_receiver_that_is_down_at_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_503_gets_the_delivery_again_and_failed_jobs_report_failed() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let id =
         api.submit_ok(&job(&target.url("/status/404"), json!({"webhooks": [{"url": target.url("/hook/2")}]}))).await;
     let done = api.wait_delivered(&id).await;

@@ -4,8 +4,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_success_child_is_a_new_job_with_its_own_key_and_webhooks() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let child = json!({"url": target.url("/ok?child"), "method": "GET", "idempotent_key": "k2", "webhooks": [{"url": target.url("/hook")}]});
     let parent = api
         .submit_ok(&job(
@@ -24,14 +23,13 @@ async fn on_success_child_is_a_new_job_with_its_own_key_and_webhooks() {
     assert_eq!((child["status"].as_str(), child["idempotent_key"].as_str()), (Some("success"), Some("k2")));
     let payload: serde_json::Value = serde_json::from_slice(&target.wait_hits("/hook", 1).await[0].body).unwrap();
     assert_eq!(payload["job_id"], child_id);
-    assert_eq!(target.hits("/ok").iter().filter(|h| h.path == "/ok").count(), 2, "parent and child, not on_failure");
+    assert_eq!(target.hits("/ok").len(), 2, "parent and child, not on_failure");
     engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_failure_child_runs_when_the_parent_fails() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let parent = api
         .submit_ok(&job(
             &target.url("/status/500"),
@@ -49,8 +47,7 @@ async fn on_failure_child_runs_when_the_parent_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_failure_timeout_submits_the_child_while_the_parent_is_slow() {
-    let target = Server::start().await;
-    let (engine, api) = start(fast_engine()).await;
+    let (target, engine, api) = target_and(fast_engine()).await;
     let parent = api
         .submit_ok(&job(
             &target.url("/slow/1500"),

@@ -3,66 +3,49 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 use bytes::Bytes;
-use ezthrottle_core::Pace;
 use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::{EZThrottle, WebhookPayload};
+use ezthrottle_local::RunningEngine;
 pub use ezthrottle_local::store::JobStore;
 use ezthrottle_local::store::{JobRecord, MemoryStore};
-use ezthrottle_local::{Engine, RunningEngine};
+use ezthrottle_test_support::{Answer, TestServer};
+pub use ezthrottle_test_support::{DEADLINE, Recorded as Hit, eventually, refused_addr};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::{mpsc, watch};
 
 pub const SECRET: &str = "whsec_tower_forward_tests";
-/// Every wait gives up after this long.
-pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Header the engine sets on every attempt it makes.
 const ENGINE_HEADER: &str = "x-ezthrottle-job-id";
 
-/// One request a target saw.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    pub method: Method,
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+/// Whether EZThrottle (the engine) made a request, not the client under test.
+pub trait FromEngine {
+    fn is_from_engine(&self) -> bool;
 }
 
-impl Hit {
-    /// Whether EZThrottle (the engine) made this request, not the client under test.
-    pub fn is_from_engine(&self) -> bool {
+impl FromEngine for Hit {
+    fn is_from_engine(&self) -> bool {
         self.headers.contains_key(ENGINE_HEADER)
     }
 }
 
-#[derive(Default)]
-struct Log {
-    hits: Mutex<Vec<Hit>>,
-    notify: Notify,
-    /// Status of `/switch` for direct calls.
-    switch: AtomicU16,
-    /// While `false`, direct calls to `/switch` wait.
-    gate: Mutex<Option<watch::Sender<bool>>>,
-}
-
-/// A loopback API recording every request.
+/// A loopback API recording every request (the shared test server; it derefs to it).
 ///
 /// Routes (any method): `/echo…` (200; the body is the request body, byte for byte;
 /// headers `x-target: echo` and `x-echo-method`), `/limited/{secs}` (429 with
@@ -71,35 +54,32 @@ struct Log {
 /// made by the engine (they carry `X-EZThrottle-Job-Id`) always get 200 with the echo.
 #[derive(Clone)]
 pub struct Target {
-    pub addr: SocketAddr,
-    log: Arc<Log>,
+    server: TestServer,
+    /// Status of `/switch` for direct calls.
+    switch: Arc<AtomicU16>,
+    /// While `false`, direct calls to `/switch` wait.
+    gate: Arc<watch::Sender<bool>>,
+}
+
+impl Deref for Target {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
 
 impl Target {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let log = Arc::new(Log { switch: AtomicU16::new(200), ..Log::default() });
-        let (gate, _) = watch::channel(true);
-        *log.gate.lock().unwrap() = Some(gate);
-        let router = Router::new().route("/{*path}", any(handle)).with_state(Arc::clone(&log));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        Self { addr, log }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The circuit-breaker key of this target.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.addr.port())
+        let switch = Arc::new(AtomicU16::new(200));
+        let gate = Arc::new(watch::channel(true).0);
+        let (status, open) = (Arc::clone(&switch), Arc::clone(&gate));
+        let server = TestServer::start_async(move |hit| answer(hit, Arc::clone(&status), open.subscribe())).await;
+        Self { server, switch, gate }
     }
 
     pub fn hits(&self) -> Vec<Hit> {
-        self.log.hits.lock().unwrap().clone()
+        self.requests()
     }
 
     /// Requests made by the client under test (not by the engine).
@@ -107,74 +87,37 @@ impl Target {
         self.hits().into_iter().filter(|hit| !hit.is_from_engine()).collect()
     }
 
-    /// Waits until `done` holds for the recorded hits.
-    pub async fn wait(&self, what: &str, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let notified = self.log.notify.notified();
-            let hits = self.hits();
-            if done(&hits) {
-                return hits;
-            }
-            assert!(
-                tokio::time::timeout_at(deadline, notified).await.is_ok(),
-                "timed out waiting for {what}: {hits:#?}"
-            );
-        }
-    }
-
     /// Waits for the engine's attempt for `job_id`.
     pub async fn wait_engine_hit(&self, job_id: &str) -> Hit {
-        let hits = self
-            .wait(&format!("the engine's attempt for {job_id}"), |hits| {
-                hits.iter().any(|hit| hit.headers.get(ENGINE_HEADER).is_some_and(|id| id == job_id))
-            })
-            .await;
-        hits.into_iter().find(|hit| hit.headers.get(ENGINE_HEADER).is_some_and(|id| id == job_id)).unwrap()
+        self.wait_for(|hit| hit.header(ENGINE_HEADER) == Some(job_id)).await
     }
 
     pub fn set_switch(&self, status: u16) {
-        self.log.switch.store(status, Ordering::SeqCst);
+        self.switch.store(status, Ordering::SeqCst);
     }
 
     /// Opens or closes the gate of `/switch`.
     pub fn set_gate(&self, open: bool) {
-        if let Some(gate) = &*self.log.gate.lock().unwrap() {
-            gate.send_replace(open);
-        }
+        self.gate.send_replace(open);
     }
 }
 
-fn record(log: &Log, hit: Hit) {
-    log.hits.lock().unwrap().push(hit);
-    log.notify.notify_waiters();
-}
-
-async fn handle(State(log): State<Arc<Log>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let path = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let hit = Hit { method: method.clone(), path: path.clone(), headers, body: body.clone() };
-    let from_engine = hit.is_from_engine();
-    record(&log, hit);
-    let echo =
-        || (StatusCode::OK, [("x-target", "echo"), ("x-echo-method", method.as_str())], body.clone()).into_response();
-    if from_engine {
-        return echo();
+async fn answer(hit: Hit, switch: Arc<AtomicU16>, mut open: watch::Receiver<bool>) -> Answer {
+    let echo = Answer::status(200).header("x-target", "echo").header("x-echo-method", hit.method.as_str());
+    let echo = echo.body(hit.body.clone());
+    if hit.is_from_engine() {
+        return echo;
     }
-    let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let segments: Vec<&str> = hit.path_only().trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["limited", secs] => {
-            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", (*secs).to_owned())], "slow down").into_response()
-        }
-        ["unavailable"] => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+        ["limited", secs] => Answer::text(429, "slow down").header("retry-after", *secs),
+        ["unavailable"] => Answer::text(503, "down"),
         ["switch"] => {
-            let mut open = log.gate.lock().unwrap().as_ref().map(watch::Sender::subscribe);
-            if let Some(open) = open.as_mut() {
-                let _ = open.wait_for(|open| *open).await;
-            }
-            let status = StatusCode::from_u16(log.switch.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
-            (status, format!("switch {status}")).into_response()
+            let _ = open.wait_for(|open| *open).await;
+            let status = Some(switch.load(Ordering::SeqCst)).filter(|s| (100..1000).contains(s)).unwrap_or(200);
+            Answer::text(status, &format!("switch {}", StatusCode::from_u16(status).unwrap_or(StatusCode::OK)))
         }
-        _ => echo(),
+        _ => echo,
     }
 }
 
@@ -204,12 +147,6 @@ impl Resetter {
     }
 }
 
-/// A loopback address nothing listens on.
-pub async fn refused_addr() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
-}
-
 /// The local engine as EZThrottle, with its store open for inspection.
 pub struct Ezt {
     pub engine: RunningEngine,
@@ -220,17 +157,16 @@ pub struct Ezt {
 impl Ezt {
     pub async fn start() -> Self {
         let store = Arc::new(MemoryStore::new());
-        let engine = Engine::builder()
+        let engine = ezthrottle_test_support::engine::fast()
             .open()
             .webhook_secret(SECRET)
-            .default_pace(Pace::UNLIMITED)
             .retry_backoff(Duration::from_millis(10), Duration::from_millis(100))
             .webhook_retry(Duration::from_millis(20), 3)
             .store(Arc::clone(&store) as Arc<dyn JobStore>)
             .start()
             .await
             .expect("engine starts");
-        let client = EZThrottle::builder().direct(engine.base_url()).build().expect("client");
+        let client = ezthrottle_test_support::engine::client(&engine);
         Self { engine, store, client }
     }
 
@@ -373,15 +309,6 @@ where
 /// 1 KiB of bytes that are not UTF-8 text.
 pub fn binary_kib() -> Bytes {
     (0..1024u32).map(|i| (i * 7 % 256) as u8).collect::<Vec<u8>>().into()
-}
-
-/// Polls `done` until it holds (bounded by [`DEADLINE`]).
-pub async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Unix milliseconds now.

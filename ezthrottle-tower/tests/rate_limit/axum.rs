@@ -1,6 +1,5 @@
 //! The layer in a real axum server: limits per client IP read from `ConnectInfo`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,11 +14,7 @@ async fn per_client_ip_limits_in_an_axum_server() {
         Algorithm::sliding_window(3, Duration::from_secs(60)),
     ));
     let app = Router::new().route("/pay", get(|| async { "paid" })).layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
-    });
+    let addr = ezthrottle_test_support::serve_with_peer_addr(app).await;
     let http = reqwest::Client::new();
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -34,5 +29,4 @@ async fn per_client_ip_limits_in_an_axum_server() {
         }
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
-    server.abort();
 }

@@ -67,7 +67,4 @@ pub(crate) async fn body_json(response: Response<RateLimitResponseBody<Full<Byte
 }
 
 #[cfg(feature = "redis")]
-#[path = "../common/redis_server.rs"]
-mod redis_server;
-#[cfg(feature = "redis")]
-pub(crate) use redis_server::RedisServer;
+pub(crate) use ezthrottle_test_support::RedisServer;

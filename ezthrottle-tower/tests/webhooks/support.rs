@@ -1,6 +1,5 @@
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) const SECRET: &str = "whsec_primary_for_tests";
@@ -24,21 +23,11 @@ pub(crate) fn big_payload_json(job_id: &str, size: usize) -> String {
 }
 
 #[cfg(feature = "axum")]
-pub(crate) async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    addr
-}
+pub(crate) use ezthrottle_test_support::serve;
 
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client")
 }
 
 #[cfg(feature = "redis")]
-#[path = "../common/redis_server.rs"]
-mod redis_server;
-#[cfg(feature = "redis")]
-pub(crate) use redis_server::RedisServer;
+pub(crate) use ezthrottle_test_support::RedisServer;

@@ -1,0 +1,32 @@
+//! What the workspace's tests, benches and end-to-end stories share: real servers on
+//! 127.0.0.1, never mocks.
+//!
+//! - [`TestServer`]: a scripted HTTP server that answers per route and records every
+//!   request (a target API, a proxy, a webhook receiver); [`RoutedServer`] for a test
+//!   binary's fixed route table;
+//! - [`serve`] (an axum app on a free loopback port) and [`refused_addr`] (a port nothing
+//!   listens on);
+//! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
+//!   required) with a clear message when it is not installed, never a hang;
+//! - [`eventually`] and [`poll`]: waits with a bounded [`DEADLINE`] instead of sleeps;
+//! - with the `engine` feature, [`engine`]: the in-process engine (`ezthrottle-local`) and
+//!   clients aimed at it.
+//!
+//! Outside `engine` it depends on no workspace crate and speaks plain types (`SocketAddr`,
+//! `String`, `http` types, `Bytes`): core's tests use it without pulling the crate under
+//! test in again. An integration test links the same build of a crate as this one, so the
+//! engine's own integration tests use `engine` too; a crate's `#[cfg(test)]` unit tests
+//! are a second copy of it and must not mix their types with this crate's.
+
+mod net;
+mod redis;
+mod server;
+mod wait;
+
+#[cfg(feature = "engine")]
+pub mod engine;
+
+pub use net::{refused_addr, refused_url, serve, serve_with_peer_addr};
+pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
+pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
+pub use wait::{DEADLINE, eventually, poll};
