@@ -12,11 +12,15 @@ use crate::output::{CliError, Output, Status};
 
 /// How often `--wait` asks again.
 const POLL_EVERY: Duration = Duration::from_millis(200);
+/// The longest wait an `Instant` is asked to represent.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// Prints the job; with `--wait`, once it has finished.
 pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError> {
     let client = args.connection.client()?;
-    let deadline = Instant::now() + args.timeout;
+    let start = Instant::now();
+    // Checked: `--timeout 1000000y` waits as long as an `Instant` can say, never panics.
+    let deadline = start.checked_add(args.timeout).or_else(|| start.checked_add(FAR_FUTURE)).unwrap_or(start);
     let snapshot = loop {
         let snapshot = client.get_job(&args.job_id).await?;
         if !args.wait || snapshot.is_finished() {

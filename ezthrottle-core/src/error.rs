@@ -246,7 +246,7 @@ pub(crate) fn format_instant(at: SystemTime) -> String {
     if since_epoch.as_secs() >= YEAR_10000_UNIX_SECS {
         return "a time after the year 9999".to_owned();
     }
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + since_epoch).to_string()
+    humantime::format_rfc3339_seconds(UNIX_EPOCH.checked_add(since_epoch).unwrap_or(UNIX_EPOCH)).to_string()
 }
 
 fn describe_transport(source: &reqwest::Error) -> String {

@@ -138,7 +138,7 @@ pub(crate) fn accept(
     let not_before = job.retry_at.and_then(|at| {
         let wait = at.duration_since(std::time::SystemTime::now()).ok().filter(|wait| !wait.is_zero())?;
         // A `retry_at` centuries ahead waits as long as an `Instant` can say (checked sum).
-        Some(now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30)))
+        Some(now.checked_add(wait).or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30))).unwrap_or(now))
     });
     let record = Arc::new(JobRecord::new(id, Arc::clone(tenant), Arc::clone(&key), job, now_ms()));
     match shared.store.insert_if_absent(&scoped, Arc::clone(&record), ttl, now.into_std()) {
