@@ -157,6 +157,7 @@
 
 mod body;
 mod breaker;
+mod capture;
 mod decision;
 mod extension;
 mod future;
