@@ -28,15 +28,17 @@
 //! `__private::forward_sync(..)`, which submits on the forwarding thread. Under
 //! `#[async_trait]`, the same is done inside its `Box::pin(async move { .. })`.
 
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{
-    Block, Expr, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Stmt, Type, TypeParamBound, parse_quote,
-};
+use syn::{Block, Expr, GenericArgument, ItemFn, PathArguments, ReturnType, Type, parse_quote};
 
+use crate::async_trait::{
+    bound_self, boxed_async_block, boxed_async_block_mut, boxed_async_output, split_async_trait_prologue,
+};
 use crate::attr::{Args, StepKind};
+use crate::tokens::{respan, user_expression};
 
 /// Expands the attribute; on any error, the original item is kept next to the error so IDEs
 /// keep working.
@@ -356,64 +358,6 @@ fn client_expression(args: &Args, private: &TokenStream, receiver: Option<&syn::
     }
 }
 
-/// The same tokens, located at `span` (still resolved where the macro was called), so a
-/// compiler error about the expression they start points at user code.
-fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
-    tokens
-        .clone()
-        .into_iter()
-        .map(|mut tree| {
-            if let TokenTree::Group(group) = &tree {
-                let mut located = Group::new(group.delimiter(), respan(&group.stream(), span));
-                located.set_span(group.span().located_at(span));
-                tree = TokenTree::Group(located);
-            } else {
-                tree.set_span(tree.span().located_at(span));
-            }
-            tree
-        })
-        .collect()
-}
-
-/// A user expression; inside `#[async_trait]`'s block, `self` is called `__self`.
-fn user_expression(expr: &Expr, receiver: Option<&syn::Ident>) -> TokenStream {
-    let tokens = expr.to_token_stream();
-    match receiver {
-        Some(receiver) => rename_self(tokens, receiver),
-        None => tokens,
-    }
-}
-
-/// Renames `self` (but not `self::path`) in a token stream, macro arguments included.
-fn rename_self(tokens: TokenStream, receiver: &syn::Ident) -> TokenStream {
-    let trees: Vec<TokenTree> = tokens.into_iter().collect();
-    let mut out = Vec::with_capacity(trees.len());
-    for (index, tree) in trees.iter().enumerate() {
-        match tree {
-            TokenTree::Ident(ident) if ident == "self" && !followed_by_path_separator(&trees, index) => {
-                let mut renamed = receiver.clone();
-                renamed.set_span(ident.span());
-                out.push(TokenTree::Ident(renamed));
-            }
-            TokenTree::Group(group) => {
-                let mut renamed = Group::new(group.delimiter(), rename_self(group.stream(), receiver));
-                renamed.set_span(group.span());
-                out.push(TokenTree::Group(renamed));
-            }
-            other => out.push(other.clone()),
-        }
-    }
-    out.into_iter().collect()
-}
-
-fn followed_by_path_separator(trees: &[TokenTree], index: usize) -> bool {
-    matches!(
-        (trees.get(index + 1), trees.get(index + 2)),
-        (Some(TokenTree::Punct(first)), Some(TokenTree::Punct(second)))
-            if first.as_char() == ':' && second.as_char() == ':'
-    )
-}
-
 /// `Ok` returns at once; an error without a request is returned as is; else `forward`.
 fn failure_arm(
     args: &Args,
@@ -462,98 +406,4 @@ fn failure_arm(
         #webhooks
         #forward
     }
-}
-
-/// The `Output` of `Pin<Box<dyn Future<Output = ..> ..>>`, if that is the return type.
-fn boxed_async_output(output: &mut ReturnType) -> Option<&mut Type> {
-    let ReturnType::Type(_, ty) = output else { return None };
-    let pin = last_segment_args(ty, "Pin")?;
-    let boxed = single_type_arg(pin)?;
-    let boxed = last_segment_args(boxed, "Box")?;
-    let Type::TraitObject(object) = single_type_arg(boxed)? else { return None };
-    object.bounds.iter_mut().find_map(|bound| {
-        let TypeParamBound::Trait(bound) = bound else { return None };
-        let future = bound.path.segments.last_mut().filter(|segment| segment.ident == "Future")?;
-        let PathArguments::AngleBracketed(generics) = &mut future.arguments else { return None };
-        generics.args.iter_mut().find_map(|arg| match arg {
-            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&mut assoc.ty),
-            _ => None,
-        })
-    })
-}
-
-fn last_segment_args<'a>(ty: &'a mut Type, name: &str) -> Option<&'a mut PathArguments> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last_mut().filter(|segment| segment.ident == name)?;
-    Some(&mut last.arguments)
-}
-
-fn single_type_arg(arguments: &mut PathArguments) -> Option<&mut Type> {
-    let PathArguments::AngleBracketed(generics) = arguments else { return None };
-    match generics.args.iter_mut().next()? {
-        GenericArgument::Type(ty) => Some(ty),
-        _ => None,
-    }
-}
-
-/// The async block of a body that is exactly `Box::pin(async move { .. })`.
-fn boxed_async_block(block: &Block) -> Option<&syn::ExprAsync> {
-    let [Stmt::Expr(Expr::Call(call), None)] = block.stmts.as_slice() else { return None };
-    let Expr::Path(function) = &*call.func else { return None };
-    let mut segments = function.path.segments.iter().rev();
-    if segments.next()?.ident != "pin" || segments.next()?.ident != "Box" || call.args.len() != 1 {
-        return None;
-    }
-    match call.args.first()? {
-        Expr::Async(inner) if inner.capture.is_some() => Some(inner),
-        _ => None,
-    }
-}
-
-fn boxed_async_block_mut(block: &mut Block) -> Option<&mut Expr> {
-    let [Stmt::Expr(Expr::Call(call), None)] = block.stmts.as_mut_slice() else { return None };
-    call.args.first_mut()
-}
-
-/// `#[async_trait]` opens its block with a fake return (`if let Some(__ret) = None::<R>`),
-/// then rebinds the arguments (`let __self = self; let x = x;`), then runs the body. The
-/// rebinding moves the arguments into the block; it is hoisted out of the part we wrap, so
-/// `client`, `webhooks` and `idempotent_key` can still use them after the body ran.
-fn split_async_trait_prologue(stmts: Vec<Stmt>) -> (Vec<Stmt>, Vec<Stmt>) {
-    let mut hoisted = Vec::new();
-    let mut rest = Vec::new();
-    let mut in_prologue = true;
-    for stmt in stmts {
-        if in_prologue {
-            match &stmt {
-                Stmt::Local(local) if !matches!(local.pat, Pat::Type(_)) => {
-                    hoisted.push(stmt);
-                    continue;
-                }
-                Stmt::Expr(Expr::If(fake), _) if is_none_check(&fake.cond) => {
-                    rest.push(stmt);
-                    continue;
-                }
-                _ => in_prologue = false,
-            }
-        }
-        rest.push(stmt);
-    }
-    (hoisted, rest)
-}
-
-/// `let Some(__ret) = None::<R>`.
-fn is_none_check(condition: &Expr) -> bool {
-    let Expr::Let(binding) = condition else { return false };
-    let Expr::Path(path) = &*binding.expr else { return false };
-    path.path.segments.last().is_some_and(|segment| segment.ident == "None")
-}
-
-/// The name `#[async_trait]` gave `self` (`let __self = self;`).
-fn bound_self(stmt: &Stmt) -> Option<syn::Ident> {
-    let Stmt::Local(local) = stmt else { return None };
-    let Pat::Ident(binding) = &local.pat else { return None };
-    let init = local.init.as_ref()?;
-    let Expr::Path(path) = &*init.expr else { return None };
-    path.path.is_ident("self").then(|| binding.ident.clone())
 }

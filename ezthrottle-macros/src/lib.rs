@@ -151,8 +151,10 @@
 
 use proc_macro::TokenStream;
 
+mod async_trait;
 mod attr;
 mod expand;
+mod tokens;
 
 /// Forwards the annotated function's forwardable failures to EZThrottle.
 ///
