@@ -53,11 +53,7 @@ impl ForwardLayer {
 impl<P> ForwardLayer<P> {
     /// Replaces the policy that decides which outcomes forward.
     pub fn policy<P2>(self, policy: P2) -> ForwardLayer<P2> {
-        let settings = match Arc::try_unwrap(self.config) {
-            Ok(config) => config.settings,
-            Err(shared) => shared.settings.clone(),
-        };
-        ForwardLayer { config: Arc::new(Config { settings, policy }) }
+        ForwardLayer { config: Config::with_policy(self.config, policy) }
     }
 
     /// The policy.
@@ -67,10 +63,6 @@ impl<P> ForwardLayer<P> {
 }
 
 impl<P: Clone> ForwardLayer<P> {
-    fn settings_mut(&mut self) -> &mut Settings {
-        &mut Arc::make_mut(&mut self.config).settings
-    }
-
     settings_setters!();
 }
 

@@ -68,11 +68,7 @@ impl<P> From<ForwardLayer<P>> for ForwardMiddleware<P> {
 impl<P> ForwardMiddleware<P> {
     /// Replaces the policy that decides which outcomes forward.
     pub fn policy<P2>(self, policy: P2) -> ForwardMiddleware<P2> {
-        let settings = match Arc::try_unwrap(self.config) {
-            Ok(config) => config.settings,
-            Err(shared) => shared.settings.clone(),
-        };
-        ForwardMiddleware { config: Arc::new(Config { settings, policy }) }
+        ForwardMiddleware { config: Config::with_policy(self.config, policy) }
     }
 
     /// The policy.
@@ -82,10 +78,6 @@ impl<P> ForwardMiddleware<P> {
 }
 
 impl<P: Clone> ForwardMiddleware<P> {
-    fn settings_mut(&mut self) -> &mut Settings {
-        &mut Arc::make_mut(&mut self.config).settings
-    }
-
     settings_setters!();
 }
 
