@@ -7,33 +7,7 @@ use actix_web::{App, HttpResponse, test, web};
 use ezthrottle_actix::VerifiedDelivery;
 use ezthrottle_core::webhook::{Verifier, sign};
 
-use support::{OLD_SECRET, SECRET, big_payload_json, now, payload_json};
-
-mod support {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    pub(crate) const SECRET: &str = "whsec_primary_for_tests";
-    pub(crate) const OLD_SECRET: &str = "whsec_previous_for_tests";
-
-    pub(crate) fn now() -> i64 {
-        i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()).expect("i64")
-    }
-
-    pub(crate) fn payload_json(job_id: &str, key: Option<&str>) -> String {
-        match key {
-            Some(key) => {
-                format!(r#"{{"job_id":"{job_id}","idempotent_key":"{key}","status":"success","metadata":{{}}}}"#)
-            }
-            None => format!(r#"{{"job_id":"{job_id}","status":"success","metadata":{{}}}}"#),
-        }
-    }
-
-    /// A payload of about `size` bytes.
-    pub(crate) fn big_payload_json(job_id: &str, size: usize) -> String {
-        let pad = "x".repeat(size.saturating_sub(80));
-        format!(r#"{{"job_id":"{job_id}","status":"success","metadata":{{"pad":"{pad}"}}}}"#)
-    }
-}
+use ezthrottle_test_support::webhook::{OLD_SECRET, SECRET, big_payload_json, now, payload_json};
 
 async fn handler(delivery: VerifiedDelivery) -> HttpResponse {
     HttpResponse::Ok().body(format!("{}:{:?}", delivery.payload.job_id, delivery.secret()))
@@ -204,7 +178,7 @@ mod middleware {
         use ezthrottle_actix::{ActixVerifyWebhook, VerifiedDelivery};
         use ezthrottle_core::webhook::{Verifier, sign};
 
-        use super::support::{SECRET, now, payload_json};
+        use ezthrottle_test_support::webhook::{SECRET, now, payload_json};
 
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
