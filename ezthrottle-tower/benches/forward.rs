@@ -234,35 +234,31 @@ impl reqwest_middleware::Middleware for Noop {
     }
 }
 
-#[cfg(feature = "reqwest-middleware")]
-fn reqwest_plain_call(
-    client: reqwest::Client,
-    url: String,
-) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static {
-    move || {
-        let request = client.post(&url).body(vec![b'q'; KIB]);
-        Box::pin(async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(response.bytes().await.unwrap().len(), KIB);
-        })
-    }
+/// Defines `$name`: one call through a reqwest client of type `$client`, as a closure
+/// making the futures. A macro, not a generic fn: the plain and the middleware client have
+/// different `RequestBuilder`s with no shared trait, and both must measure the same code.
+macro_rules! reqwest_call {
+    ($name:ident, $client:ty) => {
+        #[cfg(feature = "reqwest-middleware")]
+        fn $name(
+            client: $client,
+            url: String,
+        ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static
+        {
+            move || {
+                let request = client.post(&url).body(vec![b'q'; KIB]);
+                Box::pin(async move {
+                    let response = request.send().await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    assert_eq!(response.bytes().await.unwrap().len(), KIB);
+                })
+            }
+        }
+    };
 }
 
-#[cfg(feature = "reqwest-middleware")]
-fn reqwest_mw_call(
-    client: reqwest_middleware::ClientWithMiddleware,
-    url: String,
-) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static {
-    move || {
-        let request = client.post(&url).body(vec![b'q'; KIB]);
-        Box::pin(async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(response.bytes().await.unwrap().len(), KIB);
-        })
-    }
-}
+reqwest_call!(reqwest_plain_call, reqwest::Client);
+reqwest_call!(reqwest_mw_call, reqwest_middleware::ClientWithMiddleware);
 
 /// One call through a tower client, as a closure making the futures.
 fn tower_call<S, B>(
