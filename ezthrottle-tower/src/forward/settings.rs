@@ -202,5 +202,40 @@ macro_rules! policy_setters {
     };
 }
 
+/// For a type that is only a `config: Arc<Config<P>>` (the layer and the middleware):
+/// `policy` and `forward_policy`, `Clone` (sharing the config, whatever `P` is) and
+/// `Debug`.
+macro_rules! config_handle_impls {
+    ($ty:ident) => {
+        impl<P> $ty<P> {
+            /// Replaces the policy that decides which outcomes forward.
+            pub fn policy<P2>(self, policy: P2) -> $ty<P2> {
+                $ty { config: crate::forward::settings::Config::with_policy(self.config, policy) }
+            }
+
+            /// The policy.
+            pub fn forward_policy(&self) -> &P {
+                &self.config.policy
+            }
+        }
+
+        impl<P> Clone for $ty<P> {
+            fn clone(&self) -> Self {
+                Self { config: ::std::sync::Arc::clone(&self.config) }
+            }
+        }
+
+        impl<P: ::std::fmt::Debug> ::std::fmt::Debug for $ty<P> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("settings", &self.config.settings)
+                    .field("policy", &self.config.policy)
+                    .finish()
+            }
+        }
+    };
+}
+
+pub(crate) use config_handle_impls;
 pub(crate) use policy_setters;
 pub(crate) use settings_setters;
