@@ -51,12 +51,10 @@ use serde::de::DeserializeOwned;
 /// state }`) and `Service` for `$middleware<S, St>`, whose `call` is `$handle(service,
 /// state, request)`: the plumbing every middleware here shares.
 macro_rules! middleware {
-    (
-        $transform:ident<St: $bound:path> => $middleware:ident,
-        state: $state:ty = |$this:ident| $make:expr,
-        $handle:ident $(,)?
-    ) => {
-        impl<S, B, St> actix_web::dev::Transform<S, actix_web::dev::ServiceRequest> for $transform<St>
+    // One impl (`[Trait for Type] { items }`) with the bounds both traits need: an inner
+    // actix service over `B` bodies, and the store bound `$bound`.
+    (@bounded $bound:path; [$($header:tt)*] { $($items:tt)* }) => {
+        impl<S, B, St> $($header)*
         where
             S: actix_web::dev::Service<
                     actix_web::dev::ServiceRequest,
@@ -68,6 +66,15 @@ macro_rules! middleware {
         {
             type Response = actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>;
             type Error = actix_web::Error;
+            $($items)*
+        }
+    };
+    (
+        $transform:ident<St: $bound:path> => $middleware:ident,
+        state: $state:ty = |$this:ident| $make:expr,
+        $handle:ident $(,)?
+    ) => {
+        middleware!(@bounded $bound; [actix_web::dev::Transform<S, actix_web::dev::ServiceRequest> for $transform<St>] {
             type Transform = $middleware<S, St>;
             type InitError = ();
             type Future = std::future::Ready<Result<Self::Transform, ()>>;
@@ -76,20 +83,9 @@ macro_rules! middleware {
                 let $this = self;
                 std::future::ready(Ok($middleware { service: std::rc::Rc::new(service), state: $make }))
             }
-        }
+        });
 
-        impl<S, B, St> actix_web::dev::Service<actix_web::dev::ServiceRequest> for $middleware<S, St>
-        where
-            S: actix_web::dev::Service<
-                    actix_web::dev::ServiceRequest,
-                    Response = actix_web::dev::ServiceResponse<B>,
-                    Error = actix_web::Error,
-                > + 'static,
-            B: actix_web::body::MessageBody + 'static,
-            St: $bound,
-        {
-            type Response = actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>;
-            type Error = actix_web::Error;
+        middleware!(@bounded $bound; [actix_web::dev::Service<actix_web::dev::ServiceRequest> for $middleware<S, St>] {
             type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>>>>;
 
             actix_web::dev::forward_ready!(service);
@@ -98,7 +94,7 @@ macro_rules! middleware {
                 let state: $state = self.state.clone();
                 Box::pin($handle(std::rc::Rc::clone(&self.service), state, request))
             }
-        }
+        });
 
         impl<S, St> std::fmt::Debug for $middleware<S, St> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

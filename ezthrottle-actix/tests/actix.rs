@@ -7,33 +7,7 @@ use actix_web::{App, HttpResponse, test, web};
 use ezthrottle_actix::VerifiedDelivery;
 use ezthrottle_core::webhook::{Verifier, sign};
 
-use support::{OLD_SECRET, SECRET, big_payload_json, now, payload_json};
-
-mod support {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    pub(crate) const SECRET: &str = "whsec_primary_for_tests";
-    pub(crate) const OLD_SECRET: &str = "whsec_previous_for_tests";
-
-    pub(crate) fn now() -> i64 {
-        i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()).expect("i64")
-    }
-
-    pub(crate) fn payload_json(job_id: &str, key: Option<&str>) -> String {
-        match key {
-            Some(key) => {
-                format!(r#"{{"job_id":"{job_id}","idempotent_key":"{key}","status":"success","metadata":{{}}}}"#)
-            }
-            None => format!(r#"{{"job_id":"{job_id}","status":"success","metadata":{{}}}}"#),
-        }
-    }
-
-    /// A payload of about `size` bytes.
-    pub(crate) fn big_payload_json(job_id: &str, size: usize) -> String {
-        let pad = "x".repeat(size.saturating_sub(80));
-        format!(r#"{{"job_id":"{job_id}","status":"success","metadata":{{"pad":"{pad}"}}}}"#)
-    }
-}
+use ezthrottle_test_support::webhook::{OLD_SECRET, SECRET, big_payload_json, now, payload_json};
 
 async fn handler(delivery: VerifiedDelivery) -> HttpResponse {
     HttpResponse::Ok().body(format!("{}:{:?}", delivery.payload.job_id, delivery.secret()))
@@ -146,6 +120,19 @@ mod middleware {
         })
     }
 
+    /// An app whose `/charge` route (see [`charge`]) runs behind `idempotency`.
+    async fn charging_app(
+        idempotency: ActixIdempotency,
+        runs: &Arc<AtomicUsize>,
+        fail_first: usize,
+    ) -> impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    > {
+        test::init_service(App::new().wrap(idempotency).route("/charge", charge(Arc::clone(runs), fail_first))).await
+    }
+
     fn post(body: &'static str) -> test::TestRequest {
         test::TestRequest::post().uri("/charge").insert_header(("Idempotency-Key", KEY)).set_payload(body)
     }
@@ -172,10 +159,7 @@ mod middleware {
     #[actix_web::test]
     async fn idempotency_sequential_duplicates_run_once_and_replay() {
         let runs = Arc::new(AtomicUsize::new(0));
-        let app = test::init_service(
-            App::new().wrap(ActixIdempotency::memory()).route("/charge", charge(Arc::clone(&runs), 0)),
-        )
-        .await;
+        let app = charging_app(ActixIdempotency::memory(), &runs, 0).await;
         assert_eq!(call(&app, post("a")).await, (StatusCode::CREATED, false, "charged a".into()));
         for _ in 0..4 {
             let response = test::call_service(&app, post("a").to_request()).await;
@@ -204,7 +188,7 @@ mod middleware {
         use ezthrottle_actix::{ActixVerifyWebhook, VerifiedDelivery};
         use ezthrottle_core::webhook::{Verifier, sign};
 
-        use super::support::{SECRET, now, payload_json};
+        use ezthrottle_test_support::webhook::{SECRET, now, payload_json};
 
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
@@ -256,10 +240,7 @@ mod middleware {
     #[actix_web::test]
     async fn idempotency_concurrent_duplicates_run_once() {
         let runs = Arc::new(AtomicUsize::new(0));
-        let app = test::init_service(
-            App::new().wrap(ActixIdempotency::memory()).route("/charge", charge(Arc::clone(&runs), 0)),
-        )
-        .await;
+        let app = charging_app(ActixIdempotency::memory(), &runs, 0).await;
         let (a, b, c, d, e) = tokio::join!(
             call(&app, post("x")),
             call(&app, post("x")),
@@ -276,12 +257,7 @@ mod middleware {
     #[actix_web::test]
     async fn idempotency_server_error_releases_the_key_and_bodies_are_bounded() {
         let runs = Arc::new(AtomicUsize::new(0));
-        let app = test::init_service(
-            App::new()
-                .wrap(ActixIdempotency::new(IdempotencyLayer::memory().max_body(16)))
-                .route("/charge", charge(Arc::clone(&runs), 1)),
-        )
-        .await;
+        let app = charging_app(ActixIdempotency::new(IdempotencyLayer::memory().max_body(16)), &runs, 1).await;
         assert_eq!(call(&app, post("a")).await, (StatusCode::INTERNAL_SERVER_ERROR, false, "failed run 1".into()));
         assert_eq!(call(&app, post("a")).await, (StatusCode::CREATED, false, "charged a".into()));
         assert_eq!(call(&app, post("a")).await, (StatusCode::CREATED, true, "charged a".into()));

@@ -234,35 +234,31 @@ impl reqwest_middleware::Middleware for Noop {
     }
 }
 
-#[cfg(feature = "reqwest-middleware")]
-fn reqwest_plain_call(
-    client: reqwest::Client,
-    url: String,
-) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static {
-    move || {
-        let request = client.post(&url).body(vec![b'q'; KIB]);
-        Box::pin(async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(response.bytes().await.unwrap().len(), KIB);
-        })
-    }
+/// Defines `$name`: one call through a reqwest client of type `$client`, as a closure
+/// making the futures. A macro, not a generic fn: the plain and the middleware client have
+/// different `RequestBuilder`s with no shared trait, and both must measure the same code.
+macro_rules! reqwest_call {
+    ($name:ident, $client:ty) => {
+        #[cfg(feature = "reqwest-middleware")]
+        fn $name(
+            client: $client,
+            url: String,
+        ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static
+        {
+            move || {
+                let request = client.post(&url).body(vec![b'q'; KIB]);
+                Box::pin(async move {
+                    let response = request.send().await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    assert_eq!(response.bytes().await.unwrap().len(), KIB);
+                })
+            }
+        }
+    };
 }
 
-#[cfg(feature = "reqwest-middleware")]
-fn reqwest_mw_call(
-    client: reqwest_middleware::ClientWithMiddleware,
-    url: String,
-) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static {
-    move || {
-        let request = client.post(&url).body(vec![b'q'; KIB]);
-        Box::pin(async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(response.bytes().await.unwrap().len(), KIB);
-        })
-    }
-}
+reqwest_call!(reqwest_plain_call, reqwest::Client);
+reqwest_call!(reqwest_mw_call, reqwest_middleware::ClientWithMiddleware);
 
 /// One call through a tower client, as a closure making the futures.
 fn tower_call<S, B>(
@@ -315,49 +311,58 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
+/// One interleaved A/B comparison (16 rounds of 4000 calls): prints each side's rate under
+/// its label, then `ratio` with b / a and the `target` that ratio must reach, if any.
+fn ab_compare<A, B>(s: &Setup, (a_label, a): (&str, A), (b_label, b): (&str, B), ratio: &str, target: Option<f64>)
+where
+    A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
+    B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
+{
+    let (a_rate, b_rate) = interleaved(s, 16, 4000, a, b);
+    println!("{a_label}{a_rate:>9.0} calls/s");
+    println!("{b_label}{b_rate:>9.0} calls/s");
+    match target {
+        Some(target) => println!("{ratio}{:.3}  (target >= {target:.2})", b_rate / a_rate),
+        None => println!("{ratio}{:.3}", b_rate / a_rate),
+    }
+}
+
 fn ab_report(s: &Setup) {
     println!("\n== interleaved A/B throughput, {CALLERS} concurrent callers, 1 KiB bodies ==");
-    let (bare, wrapped) = interleaved(
+    ab_compare(
         s,
-        16,
-        4000,
-        tower_call(s.bare.clone(), s.url.clone()),
-        tower_call(s.wrapped.clone(), s.url.clone()),
+        ("hyper-util bare            ", tower_call(s.bare.clone(), s.url.clone())),
+        ("hyper-util + ForwardLayer  ", tower_call(s.wrapped.clone(), s.url.clone())),
+        "ratio wrapped / bare       ",
+        Some(0.97),
     );
-    println!("hyper-util bare            {bare:>9.0} calls/s");
-    println!("hyper-util + ForwardLayer  {wrapped:>9.0} calls/s");
-    println!("ratio wrapped / bare       {:.3}  (target >= 0.97)", wrapped / bare);
     #[cfg(feature = "reqwest-middleware")]
     {
         let (plain, empty, with) = reqwest_clients(s);
-        let (empty_rate, with_rate) = interleaved(
+        ab_compare(
             s,
-            16,
-            4000,
-            reqwest_mw_call(empty, s.url.clone()),
-            reqwest_mw_call(with.clone(), s.url.clone()),
+            ("reqwest-middleware, no middleware  ", reqwest_mw_call(empty, s.url.clone())),
+            ("reqwest-middleware + Forward       ", reqwest_mw_call(with.clone(), s.url.clone())),
+            "ratio with / without the middleware ",
+            Some(0.97),
         );
-        println!("reqwest-middleware, no middleware  {empty_rate:>9.0} calls/s");
-        println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
-        println!("ratio with / without the middleware {:.3}  (target >= 0.97)", with_rate / empty_rate);
         // Any reqwest-middleware middleware costs a boxed future per call: a no-op one
         // separates that from the forwarding's own cost.
         let noop = reqwest_middleware::ClientBuilder::new(plain.clone()).with(Noop).build();
-        let (noop_rate, with_rate) = interleaved(
+        ab_compare(
             s,
-            16,
-            4000,
-            reqwest_mw_call(noop, s.url.clone()),
-            reqwest_mw_call(with.clone(), s.url.clone()),
+            ("reqwest-middleware + a no-op one   ", reqwest_mw_call(noop, s.url.clone())),
+            ("reqwest-middleware + Forward       ", reqwest_mw_call(with.clone(), s.url.clone())),
+            "ratio Forward / no-op middleware    ",
+            None,
         );
-        println!("reqwest-middleware + a no-op one   {noop_rate:>9.0} calls/s");
-        println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
-        println!("ratio Forward / no-op middleware    {:.3}", with_rate / noop_rate);
-        let (plain_rate, with_rate) =
-            interleaved(s, 16, 4000, reqwest_plain_call(plain, s.url.clone()), reqwest_mw_call(with, s.url.clone()));
-        println!("reqwest plain                      {plain_rate:>9.0} calls/s");
-        println!("reqwest-middleware + Forward       {with_rate:>9.0} calls/s");
-        println!("ratio vs plain reqwest              {:.3}", with_rate / plain_rate);
+        ab_compare(
+            s,
+            ("reqwest plain                      ", reqwest_plain_call(plain, s.url.clone())),
+            ("reqwest-middleware + Forward       ", reqwest_mw_call(with, s.url.clone())),
+            "ratio vs plain reqwest              ",
+            None,
+        );
     }
 }
 

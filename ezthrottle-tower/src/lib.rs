@@ -37,6 +37,10 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+#[cfg(any(feature = "forward", feature = "pace", feature = "rate-limit"))]
+#[macro_use]
+mod macros;
+
 #[cfg(all(feature = "axum", feature = "webhook"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "webhook"))))]
 pub mod axum;

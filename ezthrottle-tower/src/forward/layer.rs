@@ -1,6 +1,5 @@
 //! [`ForwardLayer`]: the tower layer.
 
-use std::fmt;
 use std::sync::Arc;
 
 use ezthrottle_core::EZThrottle;
@@ -8,7 +7,7 @@ use tower_layer::Layer;
 
 use super::policy::DefaultForwardPolicy;
 use super::service::Forward;
-use super::settings::{Config, Settings, policy_setters, settings_setters};
+use super::settings::{Config, Settings, config_handle_impls, policy_setters, settings_setters};
 
 /// Applies [`Forward`] to a service: calls that fail in a way the policy `P` selects (by
 /// default 429, 500, 502, 503, 504 and transport errors) are submitted to EZThrottle as
@@ -50,51 +49,17 @@ impl ForwardLayer {
     }
 }
 
-impl<P> ForwardLayer<P> {
-    /// Replaces the policy that decides which outcomes forward.
-    pub fn policy<P2>(self, policy: P2) -> ForwardLayer<P2> {
-        let settings = match Arc::try_unwrap(self.config) {
-            Ok(config) => config.settings,
-            Err(shared) => shared.settings.clone(),
-        };
-        ForwardLayer { config: Arc::new(Config { settings, policy }) }
-    }
-
-    /// The policy.
-    pub fn forward_policy(&self) -> &P {
-        &self.config.policy
-    }
-}
-
 impl<P: Clone> ForwardLayer<P> {
-    fn settings_mut(&mut self) -> &mut Settings {
-        &mut Arc::make_mut(&mut self.config).settings
-    }
-
     settings_setters!();
 }
 
 policy_setters!(ForwardLayer);
+config_handle_impls!(ForwardLayer);
 
 impl<S, P> Layer<S> for ForwardLayer<P> {
     type Service = Forward<S, P>;
 
     fn layer(&self, inner: S) -> Forward<S, P> {
         Forward::from_config(inner, Arc::clone(&self.config))
-    }
-}
-
-impl<P> Clone for ForwardLayer<P> {
-    fn clone(&self) -> Self {
-        Self { config: Arc::clone(&self.config) }
-    }
-}
-
-impl<P: fmt::Debug> fmt::Debug for ForwardLayer<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ForwardLayer")
-            .field("settings", &self.config.settings)
-            .field("policy", &self.config.policy)
-            .finish()
     }
 }

@@ -1,6 +1,5 @@
 //! [`ForwardMiddleware`]: the same forwarding for `reqwest-middleware` clients.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,7 +16,7 @@ use super::decision::{
 use super::extension::{ForwardFailed, ForwardReason};
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
-use super::settings::{Config, Settings, policy_setters, settings_setters};
+use super::settings::{Config, Settings, config_handle_impls, policy_setters, settings_setters};
 
 /// A [`reqwest_middleware::Middleware`] that hands failing calls to EZThrottle, with the
 /// same options, decisions and answers as [`ForwardLayer`].
@@ -65,46 +64,12 @@ impl<P> From<ForwardLayer<P>> for ForwardMiddleware<P> {
     }
 }
 
-impl<P> ForwardMiddleware<P> {
-    /// Replaces the policy that decides which outcomes forward.
-    pub fn policy<P2>(self, policy: P2) -> ForwardMiddleware<P2> {
-        let settings = match Arc::try_unwrap(self.config) {
-            Ok(config) => config.settings,
-            Err(shared) => shared.settings.clone(),
-        };
-        ForwardMiddleware { config: Arc::new(Config { settings, policy }) }
-    }
-
-    /// The policy.
-    pub fn forward_policy(&self) -> &P {
-        &self.config.policy
-    }
-}
-
 impl<P: Clone> ForwardMiddleware<P> {
-    fn settings_mut(&mut self) -> &mut Settings {
-        &mut Arc::make_mut(&mut self.config).settings
-    }
-
     settings_setters!();
 }
 
 policy_setters!(ForwardMiddleware);
-
-impl<P> Clone for ForwardMiddleware<P> {
-    fn clone(&self) -> Self {
-        Self { config: Arc::clone(&self.config) }
-    }
-}
-
-impl<P: fmt::Debug> fmt::Debug for ForwardMiddleware<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ForwardMiddleware")
-            .field("settings", &self.config.settings)
-            .field("policy", &self.config.policy)
-            .finish()
-    }
-}
+config_handle_impls!(ForwardMiddleware);
 
 #[async_trait::async_trait]
 impl<P> Middleware for ForwardMiddleware<P>

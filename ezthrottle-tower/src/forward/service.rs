@@ -14,7 +14,7 @@ use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
-use super::settings::{Config, Settings, policy_setters, settings_setters};
+use super::settings::{Config, policy_setters, settings_setters};
 
 /// Middleware that hands failing calls to EZThrottle. Build it with [`ForwardLayer`].
 ///
@@ -69,36 +69,15 @@ impl<S, P> Forward<S, P> {
         Self { inner, config }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 
     /// Replaces the policy that decides which outcomes forward.
     pub fn policy<P2>(self, policy: P2) -> Forward<S, P2> {
-        let settings = match Arc::try_unwrap(self.config) {
-            Ok(config) => config.settings,
-            Err(shared) => shared.settings.clone(),
-        };
-        Forward { inner: self.inner, config: Arc::new(Config { settings, policy }) }
+        Forward { inner: self.inner, config: Config::with_policy(self.config, policy) }
     }
 }
 
 impl<S, P: Clone> Forward<S, P> {
-    fn settings_mut(&mut self) -> &mut Settings {
-        &mut Arc::make_mut(&mut self.config).settings
-    }
-
     settings_setters!();
 }
 

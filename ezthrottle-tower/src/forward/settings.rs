@@ -69,11 +69,27 @@ pub(crate) struct Config<P> {
     pub(crate) policy: P,
 }
 
+impl<P> Config<P> {
+    /// `config`'s settings with `policy` instead of its own (the settings are moved out
+    /// when nothing else shares them, cloned otherwise).
+    pub(crate) fn with_policy<P2>(config: Arc<Self>, policy: P2) -> Arc<Config<P2>> {
+        let settings = match Arc::try_unwrap(config) {
+            Ok(config) => config.settings,
+            Err(shared) => shared.settings.clone(),
+        };
+        Arc::new(Config { settings, policy })
+    }
+}
+
 /// The setters, identical on the layer, the service and the middleware (one definition).
-/// The type must have `fn settings_mut(&mut self) -> &mut Settings` and a
-/// `config: Arc<Config<P>>` field.
+/// The type must have a `config: Arc<Config<P>>` field with `P: Clone`.
 macro_rules! settings_setters {
     () => {
+        /// The settings, unshared first if clones share them (copy on write).
+        fn settings_mut(&mut self) -> &mut crate::forward::settings::Settings {
+            &mut ::std::sync::Arc::make_mut(&mut self.config).settings
+        }
+
         /// Changes the template of every forwarded job: a [`Step`](::ezthrottle_core::Step)
         /// whose options (webhooks, quorum, regions, region policy, execution mode, retry
         /// policy, metadata, idempotency strategy, step type, ...) every job gets; the
@@ -186,5 +202,40 @@ macro_rules! policy_setters {
     };
 }
 
+/// For a type that is only a `config: Arc<Config<P>>` (the layer and the middleware):
+/// `policy` and `forward_policy`, `Clone` (sharing the config, whatever `P` is) and
+/// `Debug`.
+macro_rules! config_handle_impls {
+    ($ty:ident) => {
+        impl<P> $ty<P> {
+            /// Replaces the policy that decides which outcomes forward.
+            pub fn policy<P2>(self, policy: P2) -> $ty<P2> {
+                $ty { config: crate::forward::settings::Config::with_policy(self.config, policy) }
+            }
+
+            /// The policy.
+            pub fn forward_policy(&self) -> &P {
+                &self.config.policy
+            }
+        }
+
+        impl<P> Clone for $ty<P> {
+            fn clone(&self) -> Self {
+                Self { config: ::std::sync::Arc::clone(&self.config) }
+            }
+        }
+
+        impl<P: ::std::fmt::Debug> ::std::fmt::Debug for $ty<P> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("settings", &self.config.settings)
+                    .field("policy", &self.config.policy)
+                    .finish()
+            }
+        }
+    };
+}
+
+pub(crate) use config_handle_impls;
 pub(crate) use policy_setters;
 pub(crate) use settings_setters;

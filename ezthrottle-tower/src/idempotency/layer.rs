@@ -30,7 +30,7 @@ pub struct IdempotencyLayer<St = MemoryIdempotencyStore> {
 
 /// The configuration one layer and its services share (and the actix middleware, through
 /// `ezthrottle-actix`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct IdempotencyConfig<St> {
     pub(crate) store: St,
     pub(crate) key_source: KeySource,
@@ -76,7 +76,7 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     }
 
     fn with(self, change: impl FnOnce(&mut IdempotencyConfig<St>)) -> Self {
-        let mut config = unwrap_or_clone_config(self.config);
+        let mut config = Arc::unwrap_or_clone(self.config);
         change(&mut config);
         Self { config: Arc::new(config) }
     }
@@ -124,19 +124,6 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     pub fn max_stored_body(self, bytes: usize) -> Self {
         self.with(|config| config.max_stored_body = bytes)
     }
-}
-
-fn unwrap_or_clone_config<St: Clone>(this: Arc<IdempotencyConfig<St>>) -> IdempotencyConfig<St> {
-    Arc::try_unwrap(this).unwrap_or_else(|shared| IdempotencyConfig {
-        store: shared.store.clone(),
-        key_source: shared.key_source.clone(),
-        ttl: shared.ttl,
-        lock_ttl: shared.lock_ttl,
-        wait_timeout: shared.wait_timeout,
-        in_flight: shared.in_flight,
-        max_body: shared.max_body,
-        max_stored_body: shared.max_stored_body,
-    })
 }
 
 impl<S, St> Layer<S> for IdempotencyLayer<St> {

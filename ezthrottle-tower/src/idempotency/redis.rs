@@ -112,6 +112,18 @@ impl RedisIdempotencyStore {
         }
     }
 
+    /// Runs one of the store's scripts on the connection.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.inner
+            .connection
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await
+            .map_err(StoreError)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self.inner.connection.key(key);
         self.inner
@@ -129,17 +141,9 @@ fn millis(duration: Duration) -> u64 {
 impl IdempotencyStore for RedisIdempotencyStore {
     async fn begin(&self, key: &str, fingerprint: Fingerprint, lock_ttl: Duration) -> Result<Begin, StoreError> {
         let lock = format!("L{}:{}", self.inner.connection.unique_id(), hex::encode(fingerprint));
-        let redis_key = self.inner.connection.key(key);
-        let script = &self.inner.begin;
-        let lock_arg = lock.clone();
-        let value: Vec<u8> = self
-            .inner
-            .connection
-            .run(|mut connection| async move {
-                script.key(redis_key).arg(lock_arg).arg(millis(lock_ttl)).invoke_async(&mut connection).await
-            })
-            .await
-            .map_err(StoreError)?;
+        let mut invocation = self.inner.begin.key(self.inner.connection.key(key));
+        invocation.arg(&lock).arg(millis(lock_ttl));
+        let value: Vec<u8> = self.invoke(&invocation).await?;
         if value == b"A" {
             return Ok(Begin::Acquired(LockToken(lock)));
         }
@@ -154,30 +158,16 @@ impl IdempotencyStore for RedisIdempotencyStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let value = format!("D{}", response.to_json());
-        let redis_key = self.inner.connection.key(key);
-        let script = &self.inner.complete;
-        let token = token.0.clone();
-        let _: i64 = self
-            .inner
-            .connection
-            .run(|mut connection| async move {
-                script.key(redis_key).arg(token).arg(value).arg(millis(ttl)).invoke_async(&mut connection).await
-            })
-            .await
-            .map_err(StoreError)?;
+        let mut invocation = self.inner.complete.key(self.inner.connection.key(key));
+        invocation.arg(&token.0).arg(value).arg(millis(ttl));
+        let _: i64 = self.invoke(&invocation).await?;
         Ok(())
     }
 
     async fn release(&self, key: &str, token: &LockToken) -> Result<(), StoreError> {
-        let redis_key = self.inner.connection.key(key);
-        let script = &self.inner.release;
-        let token = token.0.clone();
-        let _: i64 = self
-            .inner
-            .connection
-            .run(|mut connection| async move { script.key(redis_key).arg(token).invoke_async(&mut connection).await })
-            .await
-            .map_err(StoreError)?;
+        let mut invocation = self.inner.release.key(self.inner.connection.key(key));
+        invocation.arg(&token.0);
+        let _: i64 = self.invoke(&invocation).await?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ezthrottle_core::StatusCode;
+use ezthrottle_tower::forward::ResponseBody;
 use ezthrottle_tower::{
     CircuitBreaker, CircuitState, Forward, ForwardFailed, ForwardLayer, ForwardReason, ForwardedJob,
 };
@@ -28,6 +29,31 @@ fn post(body: &'static str) -> Req {
 
 fn sent(body: &'static str) -> Sent {
     Request::post("http://127.0.0.1:9/orders").body(TestBody::from(body)).unwrap()
+}
+
+/// A response of the mock with `status` and no body.
+fn status(status: u16) -> Res {
+    Response::builder().status(status).body(Full::default()).unwrap()
+}
+
+/// Makes the mock ready, calls `service` with `request`, lets the mock answer the call
+/// with `answer` (a response, or an error of the wrapped service) and returns what the
+/// layer answers.
+async fn call_answered(
+    service: &mut mock::Spawn<Forward<mock::Mock<Req, Res>>>,
+    handle: &mut mock::Handle<Req, Res>,
+    request: Req,
+    answer: Result<Res, &'static str>,
+) -> Response<ResponseBody<Full<Bytes>>> {
+    handle.allow(1);
+    assert_ready_ok!(service.poll_ready::<Req>());
+    let call = tokio::spawn(service.call(request));
+    let (_, respond) = handle.next_request().await.unwrap();
+    match answer {
+        Ok(response) => respond.send_response(response),
+        Err(error) => respond.send_error(error),
+    }
+    call.await.unwrap().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,23 +135,13 @@ async fn rate_limits_and_errors_from_the_mock_are_forwarded() {
     let ezt = Ezt::start().await;
     let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(ForwardLayer::new(ezt.client.clone()));
 
-    handle.allow(1);
-    assert_ready_ok!(service.poll_ready::<Req>());
-    let call = tokio::spawn(service.call(post("{\"id\":1}")));
-    let (_, respond) = handle.next_request().await.unwrap();
-    respond.send_response(Response::builder().status(429).body(Full::default()).unwrap());
-    let response = call.await.unwrap().unwrap();
+    let response = call_answered(&mut service, &mut handle, post("{\"id\":1}"), Ok(status(429))).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let job = response.extensions().get::<ForwardedJob>().cloned().unwrap();
     assert_eq!(job.original_status, Some(StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(ezt.job(&job.receipt.job_id).job().body.as_deref(), Some("{\"id\":1}"));
 
-    handle.allow(1);
-    assert_ready_ok!(service.poll_ready::<Req>());
-    let call = tokio::spawn(service.call(post("{\"id\":2}")));
-    let (_, respond) = handle.next_request().await.unwrap();
-    respond.send_error("connection reset");
-    let response = call.await.unwrap().unwrap();
+    let response = call_answered(&mut service, &mut handle, post("{\"id\":2}"), Err("connection reset")).await;
     let job = response.extensions().get::<ForwardedJob>().cloned().unwrap();
     assert_eq!(job.reason, ForwardReason::TransportError);
     ezt.shutdown().await;
@@ -138,12 +154,8 @@ async fn an_open_circuit_never_calls_the_mock_and_a_failed_forward_calls_the_rea
     let layer = ForwardLayer::new(ezt.client.clone()).circuit_breaker(breaker.clone());
     let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
 
-    handle.allow(1);
-    assert_ready_ok!(service.poll_ready::<Req>());
-    let call = tokio::spawn(service.call(post("a")));
-    let (_, respond) = handle.next_request().await.unwrap();
-    respond.send_response(Response::builder().status(503).body(Full::default()).unwrap());
-    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
+    let response = call_answered(&mut service, &mut handle, post("a"), Ok(status(503))).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(breaker.state("127.0.0.1:9"), CircuitState::Open);
 
     handle.allow(1);
@@ -157,12 +169,8 @@ async fn an_open_circuit_never_calls_the_mock_and_a_failed_forward_calls_the_rea
     let breaker = CircuitBreaker::new(1, Duration::from_secs(60));
     let layer = ForwardLayer::new(unreachable_ezthrottle().await).circuit_breaker(breaker.clone());
     let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
-    handle.allow(1);
-    assert_ready_ok!(service.poll_ready::<Req>());
-    let call = tokio::spawn(service.call(post("c")));
-    let (_, respond) = handle.next_request().await.unwrap();
-    respond.send_response(Response::builder().status(503).body(Full::default()).unwrap());
-    assert!(call.await.unwrap().unwrap().extensions().get::<ForwardFailed>().is_some());
+    let response = call_answered(&mut service, &mut handle, post("c"), Ok(status(503))).await;
+    assert!(response.extensions().get::<ForwardFailed>().is_some());
     assert_eq!(breaker.state("127.0.0.1:9"), CircuitState::Open);
 
     handle.allow(1);

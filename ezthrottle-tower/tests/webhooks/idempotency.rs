@@ -50,13 +50,30 @@ pub(crate) async fn deliver(url: &str, body: &str) -> reqwest::Response {
 }
 
 pub(crate) async fn deliver_with(client: &reqwest::Client, url: &str, body: &str) -> reqwest::Response {
+    deliver_signed(client, SECRET, url, body).await
+}
+
+/// `body` posted to `url`, signed now with `secret` (a forger's, unless it is [`SECRET`]).
+async fn deliver_signed(client: &reqwest::Client, secret: &str, url: &str, body: &str) -> reqwest::Response {
     client
         .post(url)
-        .header("X-EZThrottle-Signature", sign(SECRET, now(), body.as_bytes()))
+        .header("X-EZThrottle-Signature", sign(secret, now(), body.as_bytes()))
         .body(body.to_owned())
         .send()
         .await
         .expect("send")
+}
+
+/// Checks the answers of a [`storm`] of 1000 copies of one delivery: the handler ran
+/// once, every copy got its `201`, and all but one are replays.
+pub(crate) fn assert_ran_once(runs: &AtomicUsize, answers: &[(StatusCode, String, bool)]) {
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(answers.len(), 1000);
+    for (status, text, _) in answers {
+        assert_eq!(*status, StatusCode::CREATED, "{text}");
+        assert_eq!(text, "charged once (run 1)");
+    }
+    assert_eq!(answers.iter().filter(|(_, _, replayed)| *replayed).count(), 999);
 }
 
 /// Sends `count` signed copies of `body` at once, each to one of `urls` in turn; answers
@@ -90,13 +107,7 @@ async fn thousand_concurrent_duplicates_run_the_handler_once() {
     let addr = serve(charge_router(IdempotencyLayer::memory(), Arc::clone(&runs), 0, None)).await;
     let body = payload_json("job_dup", Some("order-dup-1"));
     let answers = storm(&[format!("http://{addr}/charge")], &body, 1000).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
-    assert_eq!(answers.len(), 1000);
-    for (status, text, _) in &answers {
-        assert_eq!(*status, StatusCode::CREATED, "{text}");
-        assert_eq!(text, "charged once (run 1)");
-    }
-    assert_eq!(answers.iter().filter(|(_, _, replayed)| *replayed).count(), 999);
+    assert_ran_once(&runs, &answers);
 }
 
 #[tokio::test]
@@ -129,13 +140,7 @@ async fn same_key_different_body_is_422_and_unverified_never_replays() {
     // The same body without a valid signature is refused before any replay.
     let unsigned = http().post(&url).body(first.clone()).send().await.expect("send");
     assert_eq!(unsigned.status(), StatusCode::BAD_REQUEST);
-    let forged = http()
-        .post(&url)
-        .header("X-EZThrottle-Signature", sign("whsec_forger", now(), first.as_bytes()))
-        .body(first.clone())
-        .send()
-        .await
-        .expect("send");
+    let forged = deliver_signed(&http(), "whsec_forger", &url, &first).await;
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -229,13 +234,7 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
             .with_state(Verifier::new(SECRET));
     let url = format!("http://{}/webhook", serve(router).await);
     let body = payload_json("job_forged_first", None);
-    let forged = http()
-        .post(&url)
-        .header("X-EZThrottle-Signature", sign("whsec_forger_0123456", now(), body.as_bytes()))
-        .body(body.clone())
-        .send()
-        .await
-        .expect("send");
+    let forged = deliver_signed(&http(), "whsec_forger_0123456", &url, &body).await;
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     let unsigned = http().post(&url).body(body.clone()).send().await.expect("send");
     assert_eq!(unsigned.status(), StatusCode::BAD_REQUEST);

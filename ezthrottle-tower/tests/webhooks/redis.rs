@@ -5,7 +5,7 @@ use ezthrottle_tower::REPLAY_HEADER;
 use ezthrottle_tower::idempotency::{IdempotencyLayer, RedisIdempotencyStore};
 use reqwest::StatusCode;
 
-use super::idempotency::{charge_router, deliver, storm};
+use super::idempotency::{assert_ran_once, charge_router, deliver, storm};
 
 /// A store with a generous call timeout: these tests check what replicas agree on, and a
 /// loaded 2-core CI machine must not turn a slow Redis answer into a 503.
@@ -28,12 +28,7 @@ async fn two_replicas_sharing_redis_run_the_handler_once() {
     let urls = [format!("http://{a}/charge"), format!("http://{b}/charge")];
     let body = payload_json("job_redis", Some("order-redis-1"));
     let answers = storm(&urls, &body, 1000).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
-    for (status, text, _) in &answers {
-        assert_eq!(*status, StatusCode::CREATED, "{text}");
-        assert_eq!(text, "charged once (run 1)");
-    }
-    assert_eq!(answers.iter().filter(|(_, _, replayed)| *replayed).count(), 999);
+    assert_ran_once(&runs, &answers);
 }
 
 #[tokio::test]

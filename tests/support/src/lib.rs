@@ -9,6 +9,7 @@
 //! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
 //!   required) with a clear message when it is not installed, never a hang;
 //! - [`eventually`] and [`poll`]: waits with a bounded [`DEADLINE`] instead of sleeps;
+//! - [`webhook`]: signing secrets, the signing clock and payloads for webhook receivers;
 //! - with the `engine` feature, [`engine`]: the in-process engine (`ezthrottle-local`) and
 //!   clients aimed at it.
 //!
@@ -25,6 +26,7 @@ mod wait;
 
 #[cfg(feature = "engine")]
 pub mod engine;
+pub mod webhook;
 
 pub use net::{refused_addr, refused_url, serve, serve_with_peer_addr};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
