@@ -47,6 +47,7 @@ pub use service::{Pace, ResponseFuture};
 /// The pace headers of `rps` / `max_concurrent` for the rate limiter, which announces
 /// its own rate: written by [`Pace::headers`](ezthrottle_core::protocol::Pace::headers); a
 /// rate that is not a pace (not finite and above zero) is announced as `0`.
+#[cfg(feature = "rate-limit")]
 pub(crate) fn pace_headers(rps: f64, max_concurrent: u32) -> [(HeaderName, HeaderValue); 2] {
     let max_concurrent = max_concurrent.max(1);
     match PaceValue::new(rps, max_concurrent) {
@@ -70,6 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "rate-limit")]
     fn rates_that_are_not_paces_are_written_as_zero() {
         let rps = |value: f64| pace_headers(value, 1)[0].1.to_str().unwrap().to_owned();
         assert_eq!(rps(3.0), "3");
