@@ -18,6 +18,9 @@ pub const FORWARDED_HEADER: &str = "x-ezthrottle-forwarded";
 /// Request header whose value is the caller's idempotency key: it wins over any key the SDK
 /// would compute.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The older spelling of [`IDEMPOTENCY_KEY_HEADER`] that receivers still accept (the
+/// idempotent webhook handler design reads it when `Idempotency-Key` is absent).
+pub const X_IDEMPOTENCY_KEY_HEADER: &str = "x-idempotency-key";
 /// Response header of a target: requests per second EZThrottle may send to its host.
 pub const RPS_HEADER: &str = "x-ezthrottle-rps";
 /// Response header of a target: requests EZThrottle may have in flight to its host.

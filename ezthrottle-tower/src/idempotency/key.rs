@@ -41,7 +41,9 @@ impl std::fmt::Debug for KeySource {
     }
 }
 
-const KEY_HEADERS: [&str; 2] = ["idempotency-key", "x-idempotency-key"];
+use ezthrottle_core::protocol::headers::{IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER};
+
+const KEY_HEADERS: [&str; 2] = [IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER];
 
 /// The key from the headers: `Ok(None)` without one, `Err` for an invalid one.
 pub(crate) fn header_key(parts: &http::request::Parts) -> Result<Option<String>, ()> {

@@ -39,7 +39,9 @@ mod layer;
 mod service;
 
 use ezthrottle_core::protocol::Pace as PaceValue;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
+#[cfg(feature = "rate-limit")]
+use http::{HeaderName, HeaderValue};
 
 pub use layer::PaceLayer;
 pub use service::{Pace, ResponseFuture};
@@ -68,6 +70,9 @@ pub(crate) fn apply(pace: &PaceValue, headers: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
+    use ezthrottle_core::protocol::headers::{MAX_CONCURRENT_HEADER, RPS_HEADER};
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -86,9 +91,9 @@ mod tests {
     #[test]
     fn apply_keeps_headers_the_service_set() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-ezthrottle-rps", HeaderValue::from_static("9"));
+        headers.insert(RPS_HEADER, HeaderValue::from_static("9"));
         apply(&PaceValue::new(1.0, 2).unwrap(), &mut headers);
-        assert_eq!(headers["x-ezthrottle-rps"], "9");
-        assert_eq!(headers["x-ezthrottle-max-concurrent"], "2");
+        assert_eq!(headers[RPS_HEADER], "9");
+        assert_eq!(headers[MAX_CONCURRENT_HEADER], "2");
     }
 }
