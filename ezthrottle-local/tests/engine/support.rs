@@ -136,6 +136,15 @@ impl Api {
         body["job_id"].as_str().expect("job_id").to_owned()
     }
 
+    /// Submits a plain GET job to each URL (each expecting 201); answers the ids in order.
+    pub async fn submit_all(&self, urls: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut ids = Vec::new();
+        for url in urls {
+            ids.push(self.submit_ok(&job(&url, json!({}))).await);
+        }
+        ids
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/api/v1/jobs/{id}", self.base))
@@ -163,6 +172,15 @@ impl Api {
     /// Polls the job until it is `success` or `failed`.
     pub async fn wait_terminal(&self, id: &str) -> Value {
         self.wait_job(id, |job| job["status"] == "success" || job["status"] == "failed").await
+    }
+
+    /// Polls each job until it is terminal; answers the jobs in order.
+    pub async fn wait_all_terminal(&self, ids: &[String]) -> Vec<Value> {
+        let mut jobs = Vec::new();
+        for id in ids {
+            jobs.push(self.wait_terminal(id).await);
+        }
+        jobs
     }
 
     /// Polls the job until it is terminal and every webhook delivery is settled.
@@ -206,6 +224,12 @@ pub fn job(url: &str, extra: Value) -> Value {
         job.extend(extra);
     }
     job
+}
+
+/// Whether `metrics` shows the pace of `host` as `rps` requests a second and `max` in flight.
+pub fn shows_pace(metrics: &str, host: &str, rps: u32, max: u32) -> bool {
+    metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} {rps}"))
+        && metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} {max}"))
 }
 
 /// Counts of the values of `field` over `items`.
