@@ -14,11 +14,15 @@ async fn three_region_engine() -> (Server, RunningEngine, Api) {
     target_and(REGIONS.into_iter().fold(fast_engine(), EngineBuilder::region)).await
 }
 
-/// A job to `url` run in every one of [`REGIONS`] with `execution_mode`; answers the receipt.
-async fn submit_across_regions(api: &Api, url: &str, execution_mode: &str) -> Value {
+/// Runs a job to `url` in every one of [`REGIONS`] with `execution_mode`: the receipt's
+/// status is `receipt_status` and the job succeeds. Answers the finished job.
+async fn run_across_regions(api: &Api, url: &str, execution_mode: &str, receipt_status: &str) -> Value {
     let (status, receipt) = api.submit(&job(url, json!({"regions": REGIONS, "execution_mode": execution_mode}))).await;
     assert_eq!(status, 201, "{receipt}");
-    receipt
+    assert_eq!(receipt["status"], receipt_status, "{receipt}");
+    let done = api.wait_terminal(receipt["job_id"].as_str().expect("job_id")).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    done
 }
 
 fn attempts(job: &Value) -> Vec<Value> {
@@ -102,11 +106,8 @@ async fn reroute_codes_move_the_attempt_to_the_next_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_takes_the_first_2xx_and_cancels_the_others() {
     let (target, engine, api) = three_region_engine().await;
-    let receipt = submit_across_regions(&api, &target.url("/fast-in/lax"), "race").await;
-    assert_eq!(receipt["status"], "racing");
     let started = Instant::now();
-    let done = api.wait_terminal(receipt["job_id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "success");
+    let done = run_across_regions(&api, &target.url("/fast-in/lax"), "race", "racing").await;
     assert_eq!(done["response"]["body"], "from lax");
     assert!(started.elapsed() < Duration::from_secs(3), "the race waited for the slow regions");
     let attempts = attempts(&done);
@@ -123,10 +124,7 @@ async fn race_takes_the_first_2xx_and_cancels_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_runs_in_every_region() {
     let (target, engine, api) = three_region_engine().await;
-    let receipt = submit_across_regions(&api, &target.url("/ok"), "fanout").await;
-    assert_eq!(receipt["status"], "queued");
-    let done = api.wait_terminal(receipt["job_id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "success");
+    let done = run_across_regions(&api, &target.url("/ok"), "fanout", "queued").await;
     let mut regions: Vec<String> = target.hits("/ok").iter().filter_map(|h| h.region()).collect();
     regions.sort();
     assert_eq!(regions, ["iad", "lax", "ord"]);

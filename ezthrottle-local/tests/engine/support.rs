@@ -183,6 +183,17 @@ impl Api {
         jobs
     }
 
+    /// Submits a plain GET job to each URL and waits until every one succeeded; answers how
+    /// long that took from the first submission.
+    pub async fn time_all_succeeding(&self, urls: impl IntoIterator<Item = String>) -> Duration {
+        let started = Instant::now();
+        let ids = self.submit_all(urls).await;
+        for done in self.wait_all_terminal(&ids).await {
+            assert_eq!(done["status"], "success", "{done:#}");
+        }
+        started.elapsed()
+    }
+
     /// Polls the job until it is terminal and every webhook delivery is settled.
     pub async fn wait_delivered(&self, id: &str) -> Value {
         self.wait_job(id, |job| !job["webhook_quorum"]["met"].is_null()).await
