@@ -16,8 +16,7 @@ async fn ten_jobs_to_one_host_at_two_rps_take_at_least_4_5_s() {
         let gap = pair[1].at - pair[0].at;
         assert!(gap >= Duration::from_millis(430), "two dispatches {gap:?} apart (0.5 s -10 % jitter at least)");
     }
-    let metrics = api.metrics().await;
-    assert!(shows_pace(&metrics, &target.host(), 2, 2), "{metrics}");
+    api.assert_pace(&target.host(), 2, 2).await;
     engine.shutdown().await;
 }
 
@@ -42,8 +41,7 @@ async fn a_pacing_header_raising_the_pace_to_20_rps_takes_effect() {
     // At 2 RPS the 20 jobs would need 9.5 s; at 20 RPS about 1 s.
     let elapsed = api.time_all_succeeding((0..20).map(|i| target.url(&format!("/pace/20/4?{i}")))).await;
     assert!(elapsed < Duration::from_secs(6), "still paced at 2 RPS: {elapsed:?}");
-    let metrics = api.metrics().await;
-    assert!(shows_pace(&metrics, &target.host(), 20, 4), "{metrics}");
+    api.assert_pace(&target.host(), 20, 4).await;
     engine.shutdown().await;
 }
 
@@ -52,8 +50,7 @@ async fn aqueduct_headers_win_over_ezthrottle_ones() {
     let (target, engine, api) = target_and(fast_engine()).await;
     let id = api.submit_ok(&job(&target.url("/aqueduct"), json!({}))).await;
     api.wait_terminal(&id).await;
-    let metrics = api.metrics().await;
-    assert!(shows_pace(&metrics, &target.host(), 7, 4), "{metrics}");
+    api.assert_pace(&target.host(), 7, 4).await;
     engine.shutdown().await;
 }
 

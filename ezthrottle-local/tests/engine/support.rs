@@ -213,6 +213,15 @@ impl Api {
         self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text")
     }
 
+    /// Asserts that `/metrics` shows the pace of `host` as `rps` requests a second and `max`
+    /// in flight.
+    pub async fn assert_pace(&self, host: &str, rps: u32, max: u32) {
+        let metrics = self.metrics().await;
+        let shown = metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} {rps}"))
+            && metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} {max}"));
+        assert!(shown, "{host} not paced at {rps} RPS, {max} in flight: {metrics}");
+    }
+
     /// Sends a proxy envelope; returns the HTTP status and the parsed answer.
     pub async fn proxy(&self, envelope: &Value) -> (u16, Value) {
         let response = self
@@ -235,12 +244,6 @@ pub fn job(url: &str, extra: Value) -> Value {
         job.extend(extra);
     }
     job
-}
-
-/// Whether `metrics` shows the pace of `host` as `rps` requests a second and `max` in flight.
-pub fn shows_pace(metrics: &str, host: &str, rps: u32, max: u32) -> bool {
-    metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} {rps}"))
-        && metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} {max}"))
 }
 
 /// Counts of the values of `field` over `items`.
