@@ -41,11 +41,10 @@ use ezthrottle::tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
 use ezthrottle::{DeliveryStatus, EZThrottle, Method, Step, StepOutcome, StepType, Webhook};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::{Failure, serve};
+use support::{Failure, WEBHOOK_WAIT, serve};
 
 const SECRET: &str = "payments-webhook-secret";
 const ORDERS: u32 = 10;
-const WAIT: Duration = Duration::from_secs(20);
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
@@ -125,7 +124,7 @@ async fn run() -> Result<(), Failure> {
     let mut jobs: Vec<(u32, &String)> = forwarded.iter().map(|(order, job)| (*order, job)).collect();
     jobs.push((local_order, &resent));
     for (order, job_id) in jobs {
-        let payload = inbox.wait(job_id, WAIT).await?;
+        let payload = inbox.wait(job_id, WEBHOOK_WAIT).await?;
         let response = payload.response.as_ref().ok_or("a delivery carries no response")?;
         let transaction = transaction_id(response.body.as_bytes())?;
         let replayed = response.headers.get(REPLAY_HEADER).is_some_and(|v| v == "true");

@@ -38,10 +38,9 @@ use ezthrottle::tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
 use ezthrottle::{
     AutoForwardError, DeliveryStatus, EZThrottle, ForwardToEZThrottle, Forwardable, Outcome, Webhook, auto_forward,
 };
-use support::Failure;
+use support::{Failure, WEBHOOK_WAIT};
 
 const SECRET: &str = "legacy-webhook-secret";
-const WAIT: Duration = Duration::from_secs(20);
 
 /// The legacy client of the market API. Only the attributes are new.
 #[derive(Clone)]
@@ -190,7 +189,7 @@ async fn run() -> Result<(), Failure> {
 
     println!("\n5. The forwarded jobs run at EZThrottle; their results arrive as webhooks");
     for (call, receipt) in &forwarded {
-        let payload = inbox.wait(&receipt.job_id, WAIT).await?;
+        let payload = inbox.wait(&receipt.job_id, WEBHOOK_WAIT).await?;
         let response = payload.response.as_ref().ok_or("the delivery carries no response")?;
         println!("   {call}: {:?}, the API answered {}: {}", payload.status, response.status_code, response.body);
         if payload.status != DeliveryStatus::Success {

@@ -17,16 +17,15 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use ezthrottle::tower::{ForwardMiddleware, ForwardedJob};
 use ezthrottle::{DeliveryStatus, Webhook};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use support::{BURST, Failure};
+use support::{BURST, Failure, WEBHOOK_WAIT};
 
 const SECRET: &str = "reqwest-middleware-example-secret";
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
@@ -79,7 +78,7 @@ async fn run() -> Result<(), Failure> {
     println!("\n4. Waiting for each forwarded call's result (EZThrottle honours Retry-After)");
     for (order, job_id) in &forwarded {
         let key = idempotency_key(*order);
-        let payload = inbox.wait(&key, WEBHOOK_TIMEOUT).await?;
+        let payload = inbox.wait(&key, WEBHOOK_WAIT).await?;
         let answer = payload.response.as_ref().map(|r| format!("{} {:?}", r.status_code, r.body)).unwrap_or_default();
         println!("   {key} ({job_id}): {:?}, the API answered {answer}", payload.status);
         if payload.job_id != *job_id || payload.status != DeliveryStatus::Success {

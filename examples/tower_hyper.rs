@@ -17,7 +17,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -28,11 +28,10 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use support::{BURST, Failure};
+use support::{BURST, Failure, WEBHOOK_WAIT};
 use tower::{ServiceBuilder, ServiceExt};
 
 const SECRET: &str = "tower-hyper-example-secret";
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
@@ -94,7 +93,7 @@ async fn run() -> Result<(), Failure> {
 
     println!("\n4. Waiting for the webhooks of the rate-limited calls (EZThrottle honours Retry-After)");
     for job_id in &forwarded {
-        let payload = inbox.wait(job_id, WEBHOOK_TIMEOUT).await?;
+        let payload = inbox.wait(job_id, WEBHOOK_WAIT).await?;
         let answer = payload.response.as_ref().map(|r| format!("{} {:?}", r.status_code, r.body)).unwrap_or_default();
         println!("   {job_id}: {:?}, the API answered {answer}", payload.status);
         if payload.status != DeliveryStatus::Success {

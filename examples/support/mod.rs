@@ -105,6 +105,9 @@ pub(crate) async fn start_orders_demo(secret: &str) -> Result<OrdersDemo, Failur
     Ok(OrdersDemo { engine, ezthrottle, api, inbox, webhook_url })
 }
 
+/// How long an example waits for one webhook delivery before it fails.
+pub(crate) const WEBHOOK_WAIT: Duration = Duration::from_secs(20);
+
 /// More calls than the [`orders_api`] allows in a second: the last ones are rate limited.
 pub(crate) const BURST: u32 = 6;
 

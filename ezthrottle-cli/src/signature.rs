@@ -76,9 +76,13 @@ mod tests {
 
     #[test]
     fn a_pasted_header_name_is_ignored() {
-        assert_eq!(strip_header_name("X-EZThrottle-Signature: t=1,v1=ab"), "t=1,v1=ab");
-        assert_eq!(strip_header_name("x-ezthrottle-signature:t=1"), "t=1");
-        assert_eq!(strip_header_name("t=1,v1=ab"), "t=1,v1=ab");
+        for (pasted, value) in [
+            ("X-EZThrottle-Signature: t=1,v1=ab", "t=1,v1=ab"),
+            ("x-ezthrottle-signature:t=1", "t=1"),
+            ("t=1,v1=ab", "t=1,v1=ab"),
+        ] {
+            assert_eq!(strip_header_name(pasted), value, "{pasted}");
+        }
     }
 
     #[test]

@@ -78,14 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/reset", post(deliveries::reset))
         // A wildcard: job ids are opaque and may contain `/` (as the Go test app learned).
         .route("/webhooks/{*job_id}", get(deliveries::get_one))
-        .route("/test/performance/basic", post(scenarios::performance_basic))
-        .route("/test/performance/racing", post(scenarios::performance_racing))
-        .route("/test/performance/fallback-chain", post(scenarios::performance_fallback_chain))
-        .route("/test/workflow/on-success", post(scenarios::workflow_on_success))
-        .route("/test/idempotent/hash", post(scenarios::idempotent_hash))
-        .route("/test/idempotent/unique", post(scenarios::idempotent_unique))
-        .route("/test/decorator/auto-forward", post(scenarios::decorator_auto_forward))
-        .route("/test/frugal/local", post(scenarios::frugal_local))
+        .merge(scenarios::routes())
         .with_state(state)
 }
 

@@ -7,13 +7,14 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use ezthrottle::{
-    EZThrottle, ExecutionMode, ForwardToEZThrottle, IdempotentStrategy, Method, Outcome, RegionPolicy, Step,
-    StepOutcome, StepType, Trigger, Webhook, auto_forward,
+    EZThrottle, ExecutionMode, ForwardToEZThrottle, IdempotentStrategy, LocalResponse, Method, Outcome, RegionPolicy,
+    Step, StepOutcome, StepType, Trigger, Webhook, auto_forward,
 };
 use serde_json::{Value, json};
 
@@ -31,6 +32,22 @@ pub const ENDPOINTS: [&str; 8] = [
     "/test/frugal/local",
 ];
 
+/// `POST` on each of [`ENDPOINTS`] to its scenario.
+pub(crate) fn routes() -> Router<AppState> {
+    // In the order of `ENDPOINTS`.
+    let handlers = [
+        post(performance_basic),
+        post(performance_racing),
+        post(performance_fallback_chain),
+        post(workflow_on_success),
+        post(idempotent_hash),
+        post(idempotent_unique),
+        post(decorator_auto_forward),
+        post(frugal_local),
+    ];
+    ENDPOINTS.into_iter().zip(handlers).fold(Router::new(), |router, (path, handler)| router.route(path, handler))
+}
+
 /// How long the legacy function of the auto-forward scenario waits for the upstream.
 const LEGACY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -41,6 +58,11 @@ fn uuid() -> String {
 /// A voting webhook to this app.
 fn webhook(state: &AppState) -> Webhook {
     Webhook::new(state.webhook_url()).has_quorum_vote(true)
+}
+
+/// A PERFORMANCE `GET` of the upstream's `path`, delivering to this app.
+fn performance_get(state: &AppState, path: &str) -> Step {
+    Step::new(state.upstream(path)).method(Method::GET).step_type(StepType::Performance).webhook(webhook(state))
 }
 
 /// The message of `error` followed by its sources, each once.
@@ -60,12 +82,7 @@ pub fn outcome_json(outcome: &StepOutcome) -> Value {
     match outcome {
         StepOutcome::Forwarded(receipt) => json!(receipt),
         StepOutcome::ExecutedLocally { response, on_success } => {
-            let mut value = json!({
-                "status": "success",
-                "executed_locally": true,
-                "status_code": response.status.as_u16(),
-                "response": String::from_utf8_lossy(&response.body),
-            });
+            let mut value = executed_locally_json(response);
             if let Some(child) = on_success {
                 value["on_success"] = match child.as_ref() {
                     Ok(outcome) => outcome_json(outcome),
@@ -94,6 +111,16 @@ pub fn outcome_json(outcome: &StepOutcome) -> Value {
     }
 }
 
+/// `{"status":"success","executed_locally":true,"status_code","response"}`.
+fn executed_locally_json(response: &LocalResponse) -> Value {
+    json!({
+        "status": "success",
+        "executed_locally": true,
+        "status_code": response.status.as_u16(),
+        "response": String::from_utf8_lossy(&response.body),
+    })
+}
+
 /// Runs `step`, answering with `respond(result)` or the error shape.
 async fn run(test: &str, step: Step, state: &AppState, respond: impl FnOnce(Value) -> Value) -> Response {
     match step.execute(&state.client).await {
@@ -102,17 +129,30 @@ async fn run(test: &str, step: Step, state: &AppState, respond: impl FnOnce(Valu
     }
 }
 
+/// Runs `step` under idempotency key `key`, answering `{"test","idempotent_key","result"}`.
+async fn run_keyed(test: &str, key: String, step: Step, state: &AppState) -> Response {
+    let step = step.idempotent_key(&key);
+    run(test, step, state, |result| json!({ "test": test, "idempotent_key": key, "result": result })).await
+}
+
+/// Runs `first`, then `second`; answers both outcomes, or the error shape of the first failure.
+async fn run_twice(
+    test: &str,
+    first: Step,
+    second: Step,
+    state: &AppState,
+) -> Result<(StepOutcome, StepOutcome), Response> {
+    let first = first.execute(&state.client).await.map_err(|error| failed(test, &error))?;
+    let second = second.execute(&state.client).await.map_err(|error| failed(test, &error))?;
+    Ok((first, second))
+}
+
 /// `POST /test/performance/basic`: a PERFORMANCE job to `/status/200` with key
 /// `performance_basic_<uuid>`. Answers `{"test":"performance_basic","idempotent_key","result"}`.
 pub(crate) async fn performance_basic(State(state): State<AppState>) -> Response {
     let test = "performance_basic";
     let key = format!("performance_basic_{}", uuid());
-    let step = Step::new(state.upstream("/status/200?test=performance_basic"))
-        .method(Method::GET)
-        .step_type(StepType::Performance)
-        .webhook(webhook(&state))
-        .idempotent_key(&key);
-    run(test, step, &state, |result| json!({ "test": test, "idempotent_key": key, "result": result })).await
+    run_keyed(test, key, performance_get(&state, "/status/200?test=performance_basic"), &state).await
 }
 
 /// `POST /test/performance/racing`: `/delay/1` raced in `iad`, `lax`, `ord` (`result.status`
@@ -120,15 +160,11 @@ pub(crate) async fn performance_basic(State(state): State<AppState>) -> Response
 pub(crate) async fn performance_racing(State(state): State<AppState>) -> Response {
     let test = "performance_racing";
     let key = format!("performance_racing_{}", uuid());
-    let step = Step::new(state.upstream("/delay/1?test=performance_racing"))
-        .method(Method::GET)
-        .step_type(StepType::Performance)
+    let step = performance_get(&state, "/delay/1?test=performance_racing")
         .regions(["iad", "lax", "ord"])
         .execution_mode(ExecutionMode::Race)
-        .region_policy(RegionPolicy::Fallback)
-        .webhook(webhook(&state))
-        .idempotent_key(&key);
-    run(test, step, &state, |result| json!({ "test": test, "idempotent_key": key, "result": result })).await
+        .region_policy(RegionPolicy::Fallback);
+    run_keyed(test, key, step, &state).await
 }
 
 /// `POST /test/performance/fallback-chain`: `/status/500`, on 500/502/503 falling back to
@@ -137,10 +173,7 @@ pub(crate) async fn performance_racing(State(state): State<AppState>) -> Respons
 pub(crate) async fn performance_fallback_chain(State(state): State<AppState>) -> Response {
     let test = "performance_fallback_chain";
     let key = format!("fallback_chain_{}", uuid());
-    let step = Step::new(state.upstream("/status/500?test=fallback_primary"))
-        .method(Method::GET)
-        .step_type(StepType::Performance)
-        .webhook(webhook(&state))
+    let step = performance_get(&state, "/status/500?test=fallback_primary")
         .fallback(
             Step::new(state.upstream("/delay/2?test=fallback_1")).method(Method::GET),
             Trigger::on_error([500, 502, 503]),
@@ -148,9 +181,8 @@ pub(crate) async fn performance_fallback_chain(State(state): State<AppState>) ->
         .fallback(
             Step::new(state.upstream("/status/200?test=fallback_2")).method(Method::GET),
             Trigger::on_timeout(Duration::from_millis(500)),
-        )
-        .idempotent_key(&key);
-    run(test, step, &state, |result| json!({ "test": test, "idempotent_key": key, "result": result })).await
+        );
+    run_keyed(test, key, step, &state).await
 }
 
 /// `POST /test/workflow/on-success`: `/status/200` (key `on_success_parent_<uuid>`) whose
@@ -160,17 +192,8 @@ pub(crate) async fn workflow_on_success(State(state): State<AppState>) -> Respon
     let test = "workflow_on_success";
     let parent_key = format!("on_success_parent_{}", uuid());
     let child_key = format!("on_success_child_{}", uuid());
-    let step = Step::new(state.upstream("/status/200?test=on_success_parent"))
-        .method(Method::GET)
-        .step_type(StepType::Performance)
-        .webhook(webhook(&state))
-        .on_success(
-            Step::new(state.upstream("/delay/1?test=on_success_child"))
-                .method(Method::GET)
-                .step_type(StepType::Performance)
-                .webhook(webhook(&state))
-                .idempotent_key(&child_key),
-        )
+    let step = performance_get(&state, "/status/200?test=on_success_parent")
+        .on_success(performance_get(&state, "/delay/1?test=on_success_child").idempotent_key(&child_key))
         .idempotent_key(&parent_key);
     run(
         test,
@@ -188,19 +211,12 @@ pub(crate) async fn idempotent_hash(State(state): State<AppState>) -> Response {
     let test = "idempotent_hash";
     let run_id = uuid();
     let step = || {
-        Step::new(state.upstream(&format!("/get?test=idempotent_hash&run={run_id}")))
-            .method(Method::GET)
-            .step_type(StepType::Performance)
-            .webhook(webhook(&state))
+        performance_get(&state, &format!("/get?test=idempotent_hash&run={run_id}"))
             .idempotent_strategy(IdempotentStrategy::Hash)
     };
-    let first = match step().execute(&state.client).await {
-        Ok(outcome) => outcome,
-        Err(error) => return failed(test, &error),
-    };
-    let second = match step().execute(&state.client).await {
-        Ok(outcome) => outcome,
-        Err(error) => return failed(test, &error),
+    let (first, second) = match run_twice(test, step(), step(), &state).await {
+        Ok(outcomes) => outcomes,
+        Err(failure) => return failure,
     };
     let deduped = matches!((first.receipt(), second.receipt()), (Some(a), Some(b)) if a.job_id == b.job_id);
     // The key the server derived (as the Go test app shows it).
@@ -223,20 +239,10 @@ pub(crate) async fn idempotent_unique(State(state): State<AppState>) -> Response
     let test = "idempotent_unique";
     let key1 = format!("idempotent_unique_1_{}", uuid());
     let key2 = format!("idempotent_unique_2_{}", uuid());
-    let step = |key: &str| {
-        Step::new(state.upstream("/get?test=idempotent_unique"))
-            .method(Method::GET)
-            .step_type(StepType::Performance)
-            .webhook(webhook(&state))
-            .idempotent_key(key)
-    };
-    let first = match step(&key1).execute(&state.client).await {
-        Ok(outcome) => outcome,
-        Err(error) => return failed(test, &error),
-    };
-    let second = match step(&key2).execute(&state.client).await {
-        Ok(outcome) => outcome,
-        Err(error) => return failed(test, &error),
+    let step = |key: &str| performance_get(&state, "/get?test=idempotent_unique").idempotent_key(key);
+    let (first, second) = match run_twice(test, step(&key1), step(&key2), &state).await {
+        Ok(outcomes) => outcomes,
+        Err(failure) => return failure,
     };
     let different = matches!((first.receipt(), second.receipt()), (Some(a), Some(b)) if a.job_id != b.job_id);
     Json(json!({
@@ -307,12 +313,7 @@ pub(crate) async fn decorator_auto_forward(State(state): State<AppState>) -> Res
     let result = match outcome {
         Ok(Outcome::Forwarded(receipt)) => json!(receipt),
         Ok(Outcome::Completed(value)) => value,
-        Ok(Outcome::ExecutedLocally(response)) => json!({
-            "status": "success",
-            "executed_locally": true,
-            "status_code": response.status.as_u16(),
-            "response": String::from_utf8_lossy(&response.body),
-        }),
+        Ok(Outcome::ExecutedLocally(response)) => executed_locally_json(&response),
         Err(error) => return failed(test, &error),
     };
     Json(json!({ "test": test, "idempotent_key": key, "result": result, "message": "Auto-forwarded!" })).into_response()

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request};
 use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, patch, post, put};
@@ -115,30 +115,38 @@ async fn status(Path(code): Path<String>) -> Response {
     }
 }
 
-async fn delay(
-    Path(seconds): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: Extensions,
-    Query(args): Query<Vec<(String, String)>>,
-    body: Bytes,
-) -> Response {
+async fn delay(Path(seconds): Path<String>, request: Echoed) -> Response {
     let Some(wait) = seconds.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0) else {
         return (StatusCode::BAD_REQUEST, "Invalid delay").into_response();
     };
     tokio::time::sleep(Duration::from_secs_f64(wait).min(MAX_DELAY)).await;
-    echo(method, uri, headers, extensions, Query(args), body).await
+    echo(request).await
 }
 
-async fn echo(
+/// What the echo routes show of a request, as httpbin does.
+struct Echoed {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     extensions: Extensions,
-    Query(args): Query<Vec<(String, String)>>,
+    args: Vec<(String, String)>,
     body: Bytes,
-) -> Response {
+}
+
+impl<S: Send + Sync> FromRequest<S> for Echoed {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(args) = Query::try_from_uri(request.uri()).map_err(IntoResponse::into_response)?;
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let (headers, extensions) = (request.headers().clone(), request.extensions().clone());
+        let body = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        Ok(Self { method, uri, headers, extensions, args, body })
+    }
+}
+
+async fn echo(request: Echoed) -> Response {
+    let Echoed { method, uri, headers, extensions, args, body } = request;
     let mut answer = Map::new();
     answer.insert("args".into(), args_object(args));
     answer.insert("headers".into(), headers_object(&headers));

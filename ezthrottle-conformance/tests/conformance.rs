@@ -65,6 +65,15 @@ impl Harness {
         body
     }
 
+    /// Runs a scenario submitting two jobs and judging them: asserts its verdict (the field
+    /// `verdict` is `true`) and the outcome it says it `expected`.
+    async fn judged_pair(&self, path: &str, test: &str, verdict: &str, expected: &str) -> Value {
+        let body = self.scenario(path, test).await;
+        assert_eq!(body[verdict], true, "{body}");
+        assert_eq!(body["expected"], expected, "{body}");
+        body
+    }
+
     /// Runs a scenario submitting one job: checks its key's prefix and the submission's
     /// status, awaits the job's webhook and checks it is a success; answers the scenario's
     /// answer, the job id and the webhook.
@@ -194,9 +203,8 @@ async fn on_success_spawns_a_child_that_delivers_too() {
 #[tokio::test]
 async fn idempotent_hash_deduplicates_identical_requests() {
     let h = harness().await;
-    let body = h.scenario("/test/idempotent/hash", "idempotent_hash").await;
-    assert_eq!(body["deduped"], true, "{body}");
-    assert_eq!(body["expected"], "Same job_id (deduped)");
+    let deduped = || h.judged_pair("/test/idempotent/hash", "idempotent_hash", "deduped", "Same job_id (deduped)");
+    let body = deduped().await;
     let (first, second) = (&body["result1"], &body["result2"]);
     assert_eq!(first["job_id"], second["job_id"], "{body}");
     assert!(first["idempotent_key"].is_string(), "the server derived a key: {body}");
@@ -217,8 +225,7 @@ async fn idempotent_hash_deduplicates_identical_requests() {
     assert_eq!(by_key["webhook"]["data"]["status"], "success");
 
     // Another run uses another URL: a new job.
-    let again = h.scenario("/test/idempotent/hash", "idempotent_hash").await;
-    assert_eq!(again["deduped"], true);
+    let again = deduped().await;
     assert_ne!(again["result1"]["job_id"], first["job_id"], "{again}");
     h.shutdown().await;
 }
@@ -226,9 +233,7 @@ async fn idempotent_hash_deduplicates_identical_requests() {
 #[tokio::test]
 async fn idempotent_unique_keys_make_two_jobs() {
     let h = harness().await;
-    let body = h.scenario("/test/idempotent/unique", "idempotent_unique").await;
-    assert_eq!(body["different"], true, "{body}");
-    assert_eq!(body["expected"], "Different job_ids");
+    let body = h.judged_pair("/test/idempotent/unique", "idempotent_unique", "different", "Different job_ids").await;
     assert!(starts_with(&body["key1"], "idempotent_unique_1_"), "{body}");
     assert!(starts_with(&body["key2"], "idempotent_unique_2_"), "{body}");
     assert_ne!(body["result1"]["job_id"], body["result2"]["job_id"]);

@@ -12,17 +12,16 @@ async fn submit_to(proxy: &TestServer) -> Error {
     proxy.cloud_client().submit_job(&Job::new("https://api.example.com/x")).await.expect_err("refused")
 }
 
+/// The error of a submission to a proxy that always gives `answer`.
+async fn refused_with(answer: Answer) -> Error {
+    submit_to(&TestServer::always(move || answer.clone()).await).await
+}
+
 #[tokio::test]
 async fn plan_limit_denial_keeps_retry_after_from_the_body() {
-    let proxy = TestServer::always(|| {
-        Answer::json(
-            429,
-            serde_json::json!({"status": "denied", "error": "Plan limit exceeded", "retry_after": 3600, "breach_status": {}}),
-        )
-    })
-    .await;
+    let denial = serde_json::json!({"status": "denied", "error": "Plan limit exceeded", "retry_after": 3600, "breach_status": {}});
     let before = now_ms();
-    let error = submit_to(&proxy).await;
+    let error = refused_with(Answer::json(429, denial)).await;
     let after = now_ms();
     assert!(matches!(error, Error::RateLimited { origin: Origin::Proxy, .. }), "{error:?}");
     let retry_at = error.retry_at().map(to_unix_ms).expect("retry_at computed");
@@ -34,20 +33,13 @@ async fn plan_limit_denial_keeps_retry_after_from_the_body() {
 
 #[tokio::test]
 async fn ip_limit_uses_retry_after_seconds_and_headers_win() {
-    let proxy = TestServer::always(|| {
-        Answer::json(429, serde_json::json!({"error": "Too Many Requests", "retry_after_seconds": 300}))
-    })
-    .await;
+    let ip_limit = Answer::json(429, serde_json::json!({"error": "Too Many Requests", "retry_after_seconds": 300}));
     let before = now_ms();
-    let retry_at = submit_to(&proxy).await.retry_at().map(to_unix_ms).expect("retry_at");
+    let retry_at = refused_with(ip_limit.clone()).await.retry_at().map(to_unix_ms).expect("retry_at");
     assert!(retry_at >= before + 300_000 && retry_at <= now_ms() + 300_000);
 
-    let with_header = TestServer::always(|| {
-        Answer::json(429, serde_json::json!({"error": "Too Many Requests", "retry_after_seconds": 300}))
-            .header("retry-after", "Wed, 21 Oct 2065 07:28:00 GMT")
-    })
-    .await;
-    assert_eq!(submit_to(&with_header).await.retry_at().map(to_unix_ms), Some(3_023_335_680_000));
+    let with_header = ip_limit.header("retry-after", "Wed, 21 Oct 2065 07:28:00 GMT");
+    assert_eq!(refused_with(with_header).await.retry_at().map(to_unix_ms), Some(3_023_335_680_000));
 }
 
 #[tokio::test]
@@ -67,64 +59,43 @@ async fn forwarded_errors_are_unwrapped_with_their_status() {
 
 #[tokio::test]
 async fn forwarded_queue_full_keeps_its_retry_after() {
-    let proxy =
-        TestServer::always(|| Answer::proxied(429, serde_json::json!({"error": "queue full", "retry_at": 42}))).await;
-    let error = submit_to(&proxy).await;
+    let error = refused_with(Answer::proxied(429, serde_json::json!({"error": "queue full", "retry_at": 42}))).await;
     assert!(matches!(error, Error::RateLimited { origin: Origin::EZThrottle, .. }), "{error:?}");
     assert_eq!(error.retry_at().map(to_unix_ms), Some(42));
 }
 
 #[tokio::test]
 async fn proxy_refusals_are_typed() {
-    let unauthorized = TestServer::always(|| {
-        Answer::json(401, serde_json::json!({"error": "Unauthorized", "message": "Invalid API key"}))
-    })
-    .await;
-    let error = submit_to(&unauthorized).await;
+    let error =
+        refused_with(Answer::json(401, serde_json::json!({"error": "Unauthorized", "message": "Invalid API key"})))
+            .await;
     assert!(matches!(error, Error::Unauthorized { origin: Origin::Proxy, .. }), "{error:?}");
     assert!(error.to_string().starts_with("invalid API key"), "{error}");
 
-    let too_large = TestServer::always(|| {
-        Answer::json(
-            413,
-            serde_json::json!({"error": "Request Too Large", "message": "Request body exceeds maximum size of 1MB"}),
-        )
-    })
-    .await;
-    let error = submit_to(&too_large).await;
+    let message = "Request body exceeds maximum size of 1MB";
+    let error =
+        refused_with(Answer::json(413, serde_json::json!({"error": "Request Too Large", "message": message}))).await;
     assert!(matches!(error, Error::PayloadTooLarge { .. }), "{error:?}");
     assert!(error.to_string().contains("1MB"), "{error}");
 
-    let forbidden = TestServer::always(|| {
-        Answer::json(
-            403,
-            serde_json::json!({"error": "Forbidden", "message": "Business key cannot use proxy endpoint"}),
-        )
-    })
-    .await;
-    assert!(matches!(submit_to(&forbidden).await, Error::Forbidden { .. }));
+    let message = "Business key cannot use proxy endpoint";
+    let error = refused_with(Answer::json(403, serde_json::json!({"error": "Forbidden", "message": message}))).await;
+    assert!(matches!(error, Error::Forbidden { .. }), "{error:?}");
 
-    let bad_gateway = TestServer::always(|| Answer::text(502, "upstream down")).await;
-    let error = submit_to(&bad_gateway).await;
+    let error = refused_with(Answer::text(502, "upstream down")).await;
     assert_eq!(error.status().map(|s| s.as_u16()), Some(502));
     assert!(error.to_string().contains("upstream down"), "{error}");
 }
 
 #[tokio::test]
 async fn unreadable_answers_are_reported_not_panicked_on() {
-    let garbage = TestServer::always(|| Answer::text(200, "<html>not json</html>")).await;
-    let error = submit_to(&garbage).await;
+    let error = refused_with(Answer::text(200, "<html>not json</html>")).await;
     assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
     assert!(error.to_string().contains("not json"), "{error}");
 
-    let bad_status = TestServer::always(|| {
-        Answer::json(
-            200,
-            serde_json::json!({"status": "allowed", "forwarded_response": {"status_code": 9999, "body": ""}}),
-        )
-    })
-    .await;
-    assert!(matches!(submit_to(&bad_status).await, Error::InvalidResponse { .. }));
+    let bad_status = serde_json::json!({"status": "allowed", "forwarded_response": {"status_code": 9999, "body": ""}});
+    let error = refused_with(Answer::json(200, bad_status)).await;
+    assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
 }
 
 #[tokio::test]

@@ -1,9 +1,29 @@
 use std::time::Duration;
 
+use ezthrottle_local::{EngineBuilder, RunningEngine};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::support::*;
+
+/// The three regions the multi-region tests run in.
+const REGIONS: [&str; 3] = ["iad", "lax", "ord"];
+
+/// The recording target and an engine serving [`REGIONS`].
+async fn three_region_engine() -> (Server, RunningEngine, Api) {
+    target_and(REGIONS.into_iter().fold(fast_engine(), EngineBuilder::region)).await
+}
+
+/// Runs a job to `url` in every one of [`REGIONS`] with `execution_mode`: the receipt's
+/// status is `receipt_status` and the job succeeds. Answers the finished job.
+async fn run_across_regions(api: &Api, url: &str, execution_mode: &str, receipt_status: &str) -> Value {
+    let (status, receipt) = api.submit(&job(url, json!({"regions": REGIONS, "execution_mode": execution_mode}))).await;
+    assert_eq!(status, 201, "{receipt}");
+    assert_eq!(receipt["status"], receipt_status, "{receipt}");
+    let done = api.wait_terminal(receipt["job_id"].as_str().expect("job_id")).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    done
+}
 
 fn attempts(job: &Value) -> Vec<Value> {
     job["attempts"].as_array().cloned().unwrap_or_default()
@@ -65,7 +85,7 @@ async fn an_unreachable_target_fails_with_the_error_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reroute_codes_move_the_attempt_to_the_next_region() {
-    let (target, engine, api) = target_and(fast_engine().region("iad").region("lax").region("ord")).await;
+    let (target, engine, api) = three_region_engine().await;
     let id = api
         .submit_ok(&job(
             &target.url("/fail-in/iad"),
@@ -85,15 +105,9 @@ async fn reroute_codes_move_the_attempt_to_the_next_region() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_takes_the_first_2xx_and_cancels_the_others() {
-    let (target, engine, api) = target_and(fast_engine().region("iad").region("lax").region("ord")).await;
-    let (status, receipt) = api
-        .submit(&job(&target.url("/fast-in/lax"), json!({"regions": ["iad", "lax", "ord"], "execution_mode": "race"})))
-        .await;
-    assert_eq!(status, 201);
-    assert_eq!(receipt["status"], "racing");
+    let (target, engine, api) = three_region_engine().await;
     let started = Instant::now();
-    let done = api.wait_terminal(receipt["job_id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "success");
+    let done = run_across_regions(&api, &target.url("/fast-in/lax"), "race", "racing").await;
     assert_eq!(done["response"]["body"], "from lax");
     assert!(started.elapsed() < Duration::from_secs(3), "the race waited for the slow regions");
     let attempts = attempts(&done);
@@ -109,13 +123,8 @@ async fn race_takes_the_first_2xx_and_cancels_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_runs_in_every_region() {
-    let (target, engine, api) = target_and(fast_engine().region("iad").region("lax").region("ord")).await;
-    let (_, receipt) = api
-        .submit(&job(&target.url("/ok"), json!({"regions": ["iad", "lax", "ord"], "execution_mode": "fanout"})))
-        .await;
-    assert_eq!(receipt["status"], "queued");
-    let done = api.wait_terminal(receipt["job_id"].as_str().unwrap()).await;
-    assert_eq!(done["status"], "success");
+    let (target, engine, api) = three_region_engine().await;
+    let done = run_across_regions(&api, &target.url("/ok"), "fanout", "queued").await;
     let mut regions: Vec<String> = target.hits("/ok").iter().filter_map(|h| h.region()).collect();
     regions.sort();
     assert_eq!(regions, ["iad", "lax", "ord"]);
@@ -182,10 +191,7 @@ async fn every_accepted_job_reaches_a_terminal_state() {
             api.submit_ok(&job(&url, json!({"retry_policy": {"max_retries": 1, "retry_codes": [503, 504]}}))).await,
         );
     }
-    let mut finished = Vec::new();
-    for id in &ids {
-        finished.push(api.wait_terminal(id).await);
-    }
+    let finished = api.wait_all_terminal(&ids).await;
     let counts = count_by(&finished, "status");
     assert_eq!(counts.get("success"), Some(&8));
     assert_eq!(counts.get("failed"), Some(&32));

@@ -2,22 +2,13 @@ use std::time::Duration;
 
 use ezthrottle_core::Pace;
 use serde_json::json;
-use tokio::time::Instant;
 
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_jobs_to_one_host_at_two_rps_take_at_least_4_5_s() {
     let (target, engine, api) = target_and(fast_engine().default_pace(Pace::default())).await;
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        ids.push(api.submit_ok(&job(&target.url(&format!("/ok?{i}")), json!({}))).await);
-    }
-    for id in &ids {
-        assert_eq!(api.wait_terminal(id).await["status"], "success");
-    }
-    let elapsed = started.elapsed();
+    let elapsed = api.time_all_succeeding((0..10).map(|i| target.url(&format!("/ok?{i}")))).await;
     assert!(elapsed >= Duration::from_millis(4500), "10 jobs at 2 RPS took {elapsed:?}");
     let hits = target.hits("/ok");
     assert_eq!(hits.len(), 10);
@@ -25,8 +16,7 @@ async fn ten_jobs_to_one_host_at_two_rps_take_at_least_4_5_s() {
         let gap = pair[1].at - pair[0].at;
         assert!(gap >= Duration::from_millis(430), "two dispatches {gap:?} apart (0.5 s -10 % jitter at least)");
     }
-    let metrics = api.metrics().await;
-    assert!(metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{}\"}} 2", target.host())), "{metrics}");
+    api.assert_pace(&target.host(), 2, 2).await;
     engine.shutdown().await;
 }
 
@@ -35,14 +25,8 @@ async fn two_hosts_are_paced_independently_and_in_parallel() {
     let a = Server::start().await;
     let b = Server::start().await;
     let (engine, api) = start(fast_engine().default_pace(Pace::default())).await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        ids.push(api.submit_ok(&job(&a.url(&format!("/ok?{i}")), json!({}))).await);
-        ids.push(api.submit_ok(&job(&b.url(&format!("/ok?{i}")), json!({}))).await);
-    }
-    for id in &ids {
-        api.wait_terminal(id).await;
-    }
+    let ids = api.submit_all((0..4).flat_map(|i| [a.url(&format!("/ok?{i}")), b.url(&format!("/ok?{i}"))])).await;
+    api.wait_all_terminal(&ids).await;
     let (hits_a, hits_b) = (a.hits("/ok"), b.hits("/ok"));
     assert_eq!((hits_a.len(), hits_b.len()), (4, 4));
     // Interleaved, not one host after the other: each host's first request comes before
@@ -54,21 +38,10 @@ async fn two_hosts_are_paced_independently_and_in_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pacing_header_raising_the_pace_to_20_rps_takes_effect() {
     let (target, engine, api) = target_and(fast_engine().default_pace(Pace::default())).await;
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        ids.push(api.submit_ok(&job(&target.url(&format!("/pace/20/4?{i}")), json!({}))).await);
-    }
-    for id in &ids {
-        assert_eq!(api.wait_terminal(id).await["status"], "success");
-    }
     // At 2 RPS the 20 jobs would need 9.5 s; at 20 RPS about 1 s.
-    let elapsed = started.elapsed();
+    let elapsed = api.time_all_succeeding((0..20).map(|i| target.url(&format!("/pace/20/4?{i}")))).await;
     assert!(elapsed < Duration::from_secs(6), "still paced at 2 RPS: {elapsed:?}");
-    let metrics = api.metrics().await;
-    let host = target.host();
-    assert!(metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} 20")), "{metrics}");
-    assert!(metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} 4")), "{metrics}");
+    api.assert_pace(&target.host(), 20, 4).await;
     engine.shutdown().await;
 }
 
@@ -77,10 +50,7 @@ async fn aqueduct_headers_win_over_ezthrottle_ones() {
     let (target, engine, api) = target_and(fast_engine()).await;
     let id = api.submit_ok(&job(&target.url("/aqueduct"), json!({}))).await;
     api.wait_terminal(&id).await;
-    let metrics = api.metrics().await;
-    let host = target.host();
-    assert!(metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} 7")), "{metrics}");
-    assert!(metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} 4")), "{metrics}");
+    api.assert_pace(&target.host(), 7, 4).await;
     engine.shutdown().await;
 }
 
@@ -88,13 +58,8 @@ async fn aqueduct_headers_win_over_ezthrottle_ones() {
 async fn max_concurrent_bounds_requests_in_flight() {
     let target = Server::start().await;
     let (engine, api) = start(fast_engine().pace(target.host(), Pace::new(1000.0, 2).unwrap())).await;
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(api.submit_ok(&job(&target.url(&format!("/slow/300?{i}")), json!({}))).await);
-    }
-    for id in &ids {
-        api.wait_terminal(id).await;
-    }
+    let ids = api.submit_all((0..6).map(|i| target.url(&format!("/slow/300?{i}")))).await;
+    api.wait_all_terminal(&ids).await;
     let hits = target.hits("/slow");
     // With 2 in flight and 300 ms each, the third starts only after the first ended.
     assert!(hits[2].at - hits[0].at >= Duration::from_millis(280), "{:?}", hits[2].at - hits[0].at);

@@ -136,6 +136,15 @@ impl Api {
         body["job_id"].as_str().expect("job_id").to_owned()
     }
 
+    /// Submits a plain GET job to each URL (each expecting 201); answers the ids in order.
+    pub async fn submit_all(&self, urls: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut ids = Vec::new();
+        for url in urls {
+            ids.push(self.submit_ok(&job(&url, json!({}))).await);
+        }
+        ids
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/api/v1/jobs/{id}", self.base))
@@ -165,6 +174,26 @@ impl Api {
         self.wait_job(id, |job| job["status"] == "success" || job["status"] == "failed").await
     }
 
+    /// Polls each job until it is terminal; answers the jobs in order.
+    pub async fn wait_all_terminal(&self, ids: &[String]) -> Vec<Value> {
+        let mut jobs = Vec::new();
+        for id in ids {
+            jobs.push(self.wait_terminal(id).await);
+        }
+        jobs
+    }
+
+    /// Submits a plain GET job to each URL and waits until every one succeeded; answers how
+    /// long that took from the first submission.
+    pub async fn time_all_succeeding(&self, urls: impl IntoIterator<Item = String>) -> Duration {
+        let started = Instant::now();
+        let ids = self.submit_all(urls).await;
+        for done in self.wait_all_terminal(&ids).await {
+            assert_eq!(done["status"], "success", "{done:#}");
+        }
+        started.elapsed()
+    }
+
     /// Polls the job until it is terminal and every webhook delivery is settled.
     pub async fn wait_delivered(&self, id: &str) -> Value {
         self.wait_job(id, |job| !job["webhook_quorum"]["met"].is_null()).await
@@ -182,6 +211,15 @@ impl Api {
 
     pub async fn metrics(&self) -> String {
         self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text")
+    }
+
+    /// Asserts that `/metrics` shows the pace of `host` as `rps` requests a second and `max`
+    /// in flight.
+    pub async fn assert_pace(&self, host: &str, rps: u32, max: u32) {
+        let metrics = self.metrics().await;
+        let shown = metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} {rps}"))
+            && metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} {max}"));
+        assert!(shown, "{host} not paced at {rps} RPS, {max} in flight: {metrics}");
     }
 
     /// Sends a proxy envelope; returns the HTTP status and the parsed answer.
