@@ -17,8 +17,7 @@ fn reason_of<B>(response: &http::Response<B>) -> Option<ForwardReason> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_opens_sends_nothing_while_open_probes_once_and_closes() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let breaker = CircuitBreaker::new(3, Duration::from_millis(300));
     let client = ForwardLayer::new(ezt.client.clone())
         .circuit_breaker(breaker.clone())
@@ -74,8 +73,7 @@ async fn the_circuit_opens_sends_nothing_while_open_probes_once_and_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_keeps_the_circuit_open_and_dates_the_forwarded_jobs() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let breaker = CircuitBreaker::new(1, Duration::from_millis(1));
     let client = ForwardLayer::new(ezt.client.clone()).circuit_breaker(breaker.clone()).layer(hyper_client());
     let first = client.clone().oneshot(Request::get(target.url("/limited/30")).body(TestBody::from("")).unwrap());

@@ -28,8 +28,7 @@ async fn json_of(response: Response<ResponseBody<Incoming>>) -> serde_json::Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_calls_pass_through_byte_exact() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let client = wrap(ForwardLayer::new(ezt.client.clone()));
     let body = binary_kib();
     let request = Request::post(target.url("/echo?q=1"))
@@ -65,8 +64,7 @@ async fn successful_calls_pass_through_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_becomes_a_job_that_runs_and_is_delivered_signed() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let mut receiver = Receiver::start().await;
     let client =
         wrap(ForwardLayer::new(ezt.client.clone()).with_template(|job| job.webhook(Webhook::new(&receiver.url))));
@@ -132,8 +130,7 @@ async fn a_429_becomes_a_job_that_runs_and_is_delivered_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idempotency_key_header_makes_repeats_one_job() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let client = wrap(ForwardLayer::new(ezt.client.clone()));
     let request = |key: Option<&str>, body: &'static str| {
         let mut request = Request::put(target.url("/limited/60")).body(TestBody::from(body)).unwrap();
@@ -221,8 +218,7 @@ async fn transport_errors_are_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_that_cannot_be_captured_pass_through_and_keep_the_original_answer() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let client = wrap(ForwardLayer::new(ezt.client.clone()).max_replay_bytes(64 * 1024));
 
     // A stream (no size hint), larger than the cap in the end.
@@ -264,8 +260,7 @@ async fn bodies_that_cannot_be_captured_pass_through_and_keep_the_original_answe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_still_arriving_with_a_known_size_is_captured_and_forwarded() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let client = wrap(ForwardLayer::new(ezt.client.clone()));
     let (tx, body) = TestBody::sized_channel(11);
     let sender = tokio::spawn(async move {
@@ -318,8 +313,7 @@ async fn a_refusal_by_ezthrottle_is_reported_with_its_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_concurrent_call_gets_exactly_one_answer() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let up = wrap(
         ForwardLayer::new(ezt.client.clone()).with_template(|job| job.idempotent_strategy(IdempotentStrategy::Unique)),
     );
@@ -355,8 +349,7 @@ async fn every_concurrent_call_gets_exactly_one_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_settings_and_the_deny_list_shape_the_job() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let mut metadata = ezthrottle_core::protocol::Metadata::new();
     metadata.insert("service".into(), "billing".into());
     let client = wrap(
@@ -410,8 +403,7 @@ async fn job_settings_and_the_deny_list_shape_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn performance_mode_submits_without_calling_the_target() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let client = wrap(
         ForwardLayer::new(ezt.client.clone())
             .with_template(|job| job.step_type(ezthrottle_core::StepType::Performance)),

@@ -17,8 +17,7 @@ fn client(middleware: ForwardMiddleware) -> ClientWithMiddleware {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_calls_pass_through_byte_exact() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let http = client(ForwardMiddleware::new(ezt.client.clone()));
     let response = http
         .post(target.url("/echo"))
@@ -44,8 +43,7 @@ async fn successful_calls_pass_through_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_answers_a_synthesized_202_and_the_job_runs() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let mut receiver = Receiver::start().await;
     let http = client(
         ForwardMiddleware::new(ezt.client.clone()).with_template(|job| job.webhook(Webhook::new(&receiver.url))),
@@ -89,8 +87,7 @@ async fn a_429_answers_a_synthesized_202_and_the_job_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_bodies_pass_through_and_keep_the_original_answer() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let http = client(ForwardMiddleware::new(ezt.client.clone()));
     let chunks: Vec<Result<Bytes, std::io::Error>> =
         vec![Ok(Bytes::from_static(b"part1-")), Ok(Bytes::from_static(b"part2"))];
@@ -129,8 +126,7 @@ async fn when_ezthrottle_is_down_the_original_answer_or_error_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_errors_and_an_open_circuit_shared_with_a_layer() {
     let reset = Resetter::start().await;
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     let breaker = CircuitBreaker::new(1, Duration::from_secs(60));
     let layer = ForwardLayer::new(ezt.client.clone()).circuit_breaker(breaker.clone());
     let http = client(ForwardMiddleware::from(layer.clone()));
@@ -159,8 +155,7 @@ async fn transport_errors_and_an_open_circuit_shared_with_a_layer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_policy_sees_the_response_headers() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     // Forward only 429s whose Retry-After is at least 10 seconds.
     let policy = |outcome: &Result<http::Response<()>, reqwest_middleware::Error>| {
         outcome.as_ref().is_ok_and(|response| {

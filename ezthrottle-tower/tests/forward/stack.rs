@@ -11,8 +11,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_builder_stack_around_hyper_util() {
-    let target = Target::start().await;
-    let ezt = Ezt::start().await;
+    let (target, ezt) = target_and_ezthrottle().await;
     // Outside the forwarding layer: seen by the job. Inside: only on the direct call.
     let client = ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())

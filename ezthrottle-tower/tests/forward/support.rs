@@ -147,6 +147,11 @@ impl Resetter {
     }
 }
 
+/// Most tests' servers: the scripted target and the engine as EZThrottle.
+pub async fn target_and_ezthrottle() -> (Target, Ezt) {
+    tokio::join!(Target::start(), Ezt::start())
+}
+
 /// The local engine as EZThrottle, with its store open for inspection.
 pub struct Ezt {
     pub engine: RunningEngine,
