@@ -5,6 +5,8 @@
 #[path = "forward/support.rs"]
 mod support;
 
+#[path = "forward/bounds.rs"]
+mod bounds;
 #[path = "forward/breaker.rs"]
 mod breaker;
 #[path = "forward/hyper.rs"]

@@ -6,7 +6,32 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 
 use super::ErrorBody;
-use super::time::{from_unix_ms, saturating_add};
+use super::time::from_unix_ms;
+
+/// The furthest ahead a `retry_at` taken from a refusal may be: 24 hours.
+///
+/// A `Retry-After: 99999999999` (or an HTTP date in the year 9999) would otherwise become
+/// a job that never runs while its caller holds a `202`. Every path that turns a refusal
+/// into an instant ([`retry_at_from`], the tower layers, the reqwest middleware) clamps
+/// to it through [`retry_at_within`]; a layer may lower it, never raise it.
+pub const MAX_RETRY_AT_HORIZON: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `now + delay`, with `delay` clamped to `horizon` and `horizon` to
+/// [`MAX_RETRY_AT_HORIZON`]; the sum is checked (`now` itself if the clock cannot say it).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use ezthrottle_core::protocol::{MAX_RETRY_AT_HORIZON, retry_at_within};
+///
+/// let now = SystemTime::now();
+/// let at = retry_at_within(now, Duration::MAX, Duration::MAX);
+/// assert_eq!(at.duration_since(now).unwrap(), MAX_RETRY_AT_HORIZON);
+/// assert_eq!(retry_at_within(now, Duration::from_secs(90), Duration::from_secs(60)), now + Duration::from_secs(60));
+/// ```
+pub fn retry_at_within(now: SystemTime, delay: Duration, horizon: Duration) -> SystemTime {
+    let delay = delay.min(horizon).min(MAX_RETRY_AT_HORIZON);
+    now.checked_add(delay).unwrap_or(now)
+}
 
 /// Parses a `Retry-After` value into the delay from `now`.
 ///
@@ -57,14 +82,17 @@ fn parse_seconds(value: &str) -> Option<Duration> {
 }
 
 /// The instant a refused call may be repeated: from the `Retry-After` header, then
-/// `retry_at` (Unix ms), `retry_after` (s) and `retry_after_seconds` (s) in the body.
+/// `retry_at` (Unix ms), `retry_after` (s) and `retry_after_seconds` (s) in the body;
+/// never further than [`MAX_RETRY_AT_HORIZON`] from `now`.
 pub fn retry_at_from(headers: &HeaderMap, body: Option<&ErrorBody>, now: SystemTime) -> Option<SystemTime> {
-    let after = |delay: Duration| saturating_add(now, delay);
+    let after = |delay: Duration| retry_at_within(now, delay, MAX_RETRY_AT_HORIZON);
     let from_header = retry_after_delay(headers, now).map(after);
     from_header.or_else(|| {
         let body = body?;
         let seconds = |s: u64| after(Duration::from_secs(s));
-        body.retry_at.and_then(from_unix_ms).or(body.retry_after.map(seconds)).or(body.retry_after_seconds.map(seconds))
+        let at = |at: SystemTime| after(at.duration_since(now).unwrap_or(Duration::ZERO)).min(at);
+        let absolute = body.retry_at.and_then(from_unix_ms).map(at);
+        absolute.or(body.retry_after.map(seconds)).or(body.retry_after_seconds.map(seconds))
     })
 }
 
@@ -113,9 +141,35 @@ mod tests {
     #[test]
     fn huge_values_saturate_without_panicking() {
         assert_eq!(parse_retry_after("99999999999999999999999", now()), Some(Duration::from_secs(u64::MAX)));
-        assert_eq!(at(&headers("99999999999999999999999"), None), Some(u64::MAX));
+    }
+
+    #[test]
+    fn retry_at_is_never_past_the_horizon() {
+        let cap = NOW + 86_400_000;
+        for value in ["99999999999", "99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            assert_eq!(at(&headers(value), None), Some(cap), "{value}");
+        }
+        assert_eq!(at(&headers("86399"), None), Some(NOW + 86_399_000), "within the horizon: as sent");
         let body = ErrorBody { retry_after: Some(u64::MAX), ..ErrorBody::default() };
-        assert_eq!(at(&HeaderMap::new(), Some(&body)), Some(u64::MAX));
+        assert_eq!(at(&HeaderMap::new(), Some(&body)), Some(cap));
+        let body = ErrorBody { retry_at: Some(u64::MAX), ..ErrorBody::default() };
+        assert_eq!(at(&HeaderMap::new(), Some(&body)), Some(cap));
+        let body = ErrorBody { retry_at: Some(NOW + 5), ..ErrorBody::default() };
+        assert_eq!(at(&HeaderMap::new(), Some(&body)), Some(NOW + 5));
+    }
+
+    #[test]
+    fn the_horizon_arithmetic_is_checked() {
+        let secs = |at: SystemTime| at.duration_since(now()).unwrap();
+        assert_eq!(secs(retry_at_within(now(), Duration::MAX, Duration::MAX)), MAX_RETRY_AT_HORIZON);
+        assert_eq!(
+            secs(retry_at_within(now(), Duration::from_secs(u64::MAX), Duration::from_millis(50))),
+            Duration::from_millis(50)
+        );
+        assert_eq!(secs(retry_at_within(now(), Duration::from_secs(5), Duration::MAX)), Duration::from_secs(5));
+        // The last instant the clock can say: the sum does not fit, the instant stays.
+        let edge = SystemTime::UNIX_EPOCH.checked_add(Duration::new(i64::MAX as u64, 999_999_999)).unwrap();
+        assert_eq!(retry_at_within(edge, Duration::from_secs(1), Duration::MAX), edge);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use ezthrottle_core::protocol::MAX_RETRY_AT_HORIZON;
+
 /// An opt-in circuit breaker, one circuit per target host (`host:port`).
 ///
 /// - **Closed** (the start): calls go to the target. After `threshold` *consecutive*
@@ -22,6 +24,11 @@ use std::time::{Duration, Instant, SystemTime};
 /// circuit is open. If EZThrottle refuses or cannot be reached while the circuit is open,
 /// the request is sent to the target after all: every call gets an answer.
 ///
+/// A circuit stays open at most [`max_open`](Self::max_open) (default: the longer of
+/// [`DEFAULT_MAX_OPEN`] and the cool-down, never more than 24 h), whatever the target's
+/// `Retry-After` says: a `Retry-After: 99999999999` keeps it open up to that cap, then it
+/// half-opens and probes the target again.
+///
 /// Clones share their circuits: give the same breaker to every layer that calls the same
 /// hosts.
 ///
@@ -37,12 +44,14 @@ pub struct CircuitBreaker {
     shared: Arc<Shared>,
 }
 
-/// The longest a circuit stays open when the target's wait cannot be represented.
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+/// The default of [`CircuitBreaker::max_open`] (unless the cool-down is longer): 1 hour.
+/// A target asking for a longer wait costs one probe an hour, which is forwarded anyway.
+pub const DEFAULT_MAX_OPEN: Duration = Duration::from_secs(60 * 60);
 
 struct Shared {
     threshold: u32,
     cool_down: Duration,
+    max_open: Duration,
     hosts: Mutex<HashMap<String, Circuit>>,
 }
 
@@ -78,9 +87,42 @@ pub(crate) enum Admission {
 
 impl CircuitBreaker {
     /// Opens a host's circuit after `threshold` consecutive forwardable outcomes (at least
-    /// 1), for `cool_down` (or until the target's `Retry-After`).
+    /// 1), for `cool_down` (or until the target's `Retry-After`, up to
+    /// [`max_open`](Self::max_open)).
     pub fn new(threshold: u32, cool_down: Duration) -> Self {
-        Self { shared: Arc::new(Shared { threshold: threshold.max(1), cool_down, hosts: Mutex::new(HashMap::new()) }) }
+        let max_open = DEFAULT_MAX_OPEN.max(cool_down).min(MAX_RETRY_AT_HORIZON);
+        let hosts = Mutex::new(HashMap::new());
+        Self { shared: Arc::new(Shared { threshold: threshold.max(1), cool_down, max_open, hosts }) }
+    }
+
+    /// The longest a circuit stays open, whatever the target's `Retry-After` or the
+    /// cool-down (a longer `max_open` is clamped to
+    /// [`MAX_RETRY_AT_HORIZON`](ezthrottle_core::protocol::MAX_RETRY_AT_HORIZON), 24 h).
+    /// Past it the circuit half-opens and the next request probes the target.
+    ///
+    /// Set it before sharing the breaker: clones made earlier keep the old value.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ezthrottle_tower::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(5, Duration::from_secs(10)).with_max_open(Duration::from_secs(300));
+    /// assert_eq!(breaker.max_open(), Duration::from_secs(300));
+    /// ```
+    pub fn with_max_open(self, max_open: Duration) -> Self {
+        let max_open = max_open.min(MAX_RETRY_AT_HORIZON);
+        let shared = Shared {
+            threshold: self.shared.threshold,
+            cool_down: self.shared.cool_down,
+            max_open,
+            hosts: Mutex::new(self.lock().clone()),
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// The longest a circuit stays open (see [`with_max_open`](Self::with_max_open)).
+    pub fn max_open(&self) -> Duration {
+        self.shared.max_open
     }
 
     /// Consecutive forwardable outcomes that open a circuit.
@@ -166,15 +208,15 @@ impl CircuitBreaker {
 
     fn open(&self, host: &str, retry_at: Option<SystemTime>) -> Circuit {
         let ahead = retry_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).filter(|wait| !wait.is_zero());
-        let wait = ahead.unwrap_or(self.shared.cool_down);
+        let wait = ahead.unwrap_or(self.shared.cool_down).min(self.shared.max_open);
         tracing::warn!(
             host,
             wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "circuit open: forwarding to EZThrottle without calling the target"
         );
         let now = Instant::now();
-        // Checked: a `Retry-After` centuries ahead waits as long as an `Instant` can say.
-        let until = now.checked_add(wait).or_else(|| now.checked_add(FAR_FUTURE)).unwrap_or(now);
+        // Checked: where the clock cannot say the instant, the circuit half-opens at once.
+        let until = now.checked_add(wait).unwrap_or(now);
         Circuit::Open { until, retry_at: retry_at.filter(|_| ahead.is_some()) }
     }
 
@@ -195,6 +237,7 @@ impl fmt::Debug for CircuitBreaker {
         f.debug_struct("CircuitBreaker")
             .field("threshold", &self.shared.threshold)
             .field("cool_down", &self.shared.cool_down)
+            .field("max_open", &self.shared.max_open)
             .field("hosts", &self.lock().len())
             .finish()
     }
@@ -270,5 +313,26 @@ mod tests {
         let Admission::Probe(probe) = breaker.admit(HOST) else { panic!("expected the probe") };
         drop(probe);
         assert!(matches!(breaker.admit(HOST), Admission::Probe(_)));
+    }
+
+    #[test]
+    fn the_open_time_is_capped_whatever_the_retry_after() {
+        let breaker = CircuitBreaker::new(1, Duration::from_secs(10));
+        assert_eq!(breaker.max_open(), DEFAULT_MAX_OPEN);
+        assert_eq!(CircuitBreaker::new(1, Duration::from_secs(7200)).max_open(), Duration::from_secs(7200));
+        assert_eq!(CircuitBreaker::new(1, Duration::MAX).max_open(), MAX_RETRY_AT_HORIZON);
+        assert_eq!(breaker.clone().with_max_open(Duration::MAX).max_open(), MAX_RETRY_AT_HORIZON);
+
+        let far = SystemTime::UNIX_EPOCH.checked_add(Duration::new(i64::MAX as u64, 999_999_999)).unwrap();
+        for retry_at in [Some(far), Some(SystemTime::now() + Duration::from_secs(86_400 * 365 * 1000)), None] {
+            let breaker = CircuitBreaker::new(1, Duration::MAX).with_max_open(Duration::ZERO);
+            breaker.record(HOST, true, retry_at, None);
+            assert_eq!(breaker.state(HOST), CircuitState::HalfOpen, "{retry_at:?}");
+            assert!(matches!(breaker.admit(HOST), Admission::Probe(_)), "{retry_at:?}");
+        }
+        let breaker = CircuitBreaker::new(1, Duration::ZERO).with_max_open(Duration::from_secs(60));
+        breaker.record(HOST, true, Some(far), None);
+        let Circuit::Open { until, .. } = breaker.lock()[HOST] else { panic!("expected an open circuit") };
+        assert!(until <= Instant::now() + Duration::from_secs(60), "open until {until:?}");
     }
 }

@@ -9,8 +9,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use ezthrottle_core::protocol::headers::{FORWARDED_HEADER, IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER};
-use ezthrottle_core::protocol::retry_after_delay;
-use ezthrottle_core::protocol::time::saturating_add;
+use ezthrottle_core::protocol::{retry_after_delay, retry_at_within};
 use ezthrottle_core::{Job, SubmitReceipt};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -201,18 +200,19 @@ impl Settings {
         Ok(step.to_job())
     }
 
+    /// The instant of a response's `Retry-After` (the protocol's one parser), no further
+    /// ahead than the layer's `retry_at_horizon`, the sum checked.
+    pub(crate) fn retry_at_of(&self, headers: &HeaderMap) -> Option<SystemTime> {
+        let now = SystemTime::now();
+        Some(retry_at_within(now, retry_after_delay(headers, now)?, self.retry_at_horizon))
+    }
+
     /// Submits `job` in a boxed future (the only allocation of the forwarding path that
     /// the pass-through path never makes).
     pub(crate) fn submit(&self, job: Job) -> Submission {
         let client = self.client.clone();
         Box::pin(async move { client.submit_job(&job).await })
     }
-}
-
-/// The instant of a response's `Retry-After` (the protocol's one parser), the sum checked.
-pub(crate) fn retry_at_of(headers: &HeaderMap) -> Option<SystemTime> {
-    let now = SystemTime::now();
-    Some(saturating_add(now, retry_after_delay(headers, now)?))
 }
 
 pub(crate) fn not_forwarded(reason: impl Into<String>) -> ForwardFailed {

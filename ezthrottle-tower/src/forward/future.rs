@@ -15,9 +15,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
-use super::decision::{
-    Head, Plan, Submission, accepted, body_failed, capturable, not_forwarded, retry_at_of, submission_failed,
-};
+use super::decision::{Head, Plan, Submission, accepted, body_failed, capturable, not_forwarded, submission_failed};
 use super::extension::{ForwardFailed, ForwardReason};
 use super::policy::ForwardPolicy;
 use super::settings::Config;
@@ -225,7 +223,7 @@ impl<P> Ctx<P> {
     {
         let forwardable = self.config.policy.should_forward(&outcome);
         let retry_at = match &outcome {
-            Ok(response) if forwardable => retry_at_of(response.headers()),
+            Ok(response) if forwardable => self.config.settings.retry_at_of(response.headers()),
             _ => None,
         };
         if self.host.is_some() {

@@ -10,9 +10,7 @@ use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 
-use super::decision::{
-    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, not_forwarded, retry_at_of, submission_failed,
-};
+use super::decision::{Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, not_forwarded, submission_failed};
 use super::extension::{ForwardFailed, ForwardReason};
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
@@ -107,7 +105,7 @@ where
         let outcome = next.run(request, extensions).await;
         let (forwardable, outcome) = decide(&self.config.policy, outcome);
         let retry_at = match &outcome {
-            Ok(response) if forwardable => retry_at_of(response.headers()),
+            Ok(response) if forwardable => settings.retry_at_of(response.headers()),
             _ => None,
         };
         settings.record(host.as_deref(), forwardable, retry_at, probe.as_mut());

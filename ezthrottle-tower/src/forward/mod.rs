@@ -169,7 +169,7 @@ mod service;
 mod settings;
 
 pub use body::ResponseBody;
-pub use breaker::{CircuitBreaker, CircuitState};
+pub use breaker::{CircuitBreaker, CircuitState, DEFAULT_MAX_OPEN};
 pub use extension::{ForwardFailed, ForwardReason, ForwardedJob};
 pub use future::ResponseFuture;
 pub use layer::ForwardLayer;

@@ -4,8 +4,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ezthrottle_core::protocol::Metadata;
+use ezthrottle_core::protocol::{MAX_RETRY_AT_HORIZON, Metadata};
 use ezthrottle_core::{EZThrottle, Step, StepType};
 use http::HeaderName;
 use http::request::Parts;
@@ -29,6 +30,8 @@ pub(crate) struct Settings {
     pub(crate) max_replay_bytes: usize,
     pub(crate) deny_headers: Vec<HeaderName>,
     pub(crate) breaker: Option<CircuitBreaker>,
+    /// How far ahead a target's `Retry-After` may put a job's `retry_at`.
+    pub(crate) retry_at_horizon: Duration,
 }
 
 impl Settings {
@@ -43,6 +46,7 @@ impl Settings {
             max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             deny_headers: Vec::new(),
             breaker: None,
+            retry_at_horizon: MAX_RETRY_AT_HORIZON,
         }
     }
 }
@@ -166,6 +170,17 @@ macro_rules! settings_setters {
         /// Enables the per-host [`CircuitBreaker`](crate::CircuitBreaker).
         pub fn circuit_breaker(mut self, breaker: crate::CircuitBreaker) -> Self {
             self.settings_mut().breaker = Some(breaker);
+            self
+        }
+
+        /// The furthest ahead a target's `Retry-After` may put a forwarded job's
+        /// `retry_at` (default and most:
+        /// [`MAX_RETRY_AT_HORIZON`](::ezthrottle_core::protocol::MAX_RETRY_AT_HORIZON), 24 h;
+        /// a longer `horizon` is clamped to it). A `Retry-After: 99999999999` is a job
+        /// that runs within the horizon, not one that never runs.
+        pub fn retry_at_horizon(mut self, horizon: ::std::time::Duration) -> Self {
+            // Clamped where it is used (`retry_at_within`), the one place of the cap.
+            self.settings_mut().retry_at_horizon = horizon;
             self
         }
     };

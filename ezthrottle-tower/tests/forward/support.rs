@@ -49,7 +49,8 @@ impl FromEngine for Hit {
 ///
 /// Routes (any method): `/echo…` (200; the body is the request body, byte for byte;
 /// headers `x-target: echo` and `x-echo-method`), `/limited/{secs}` (429 with
-/// `Retry-After: secs` and the body `slow down`), `/unavailable` (503), `/switch` (the
+/// `Retry-After: secs` and the body `slow down`), `/limited_until/{year}` (the same with
+/// `Retry-After: Fri, 31 Dec {year} 23:59:59 GMT`), `/unavailable` (503), `/switch` (the
 /// status set with [`Target::set_switch`], waiting while the gate is closed). Requests
 /// made by the engine (they carry `X-EZThrottle-Job-Id`) always get 200 with the echo.
 #[derive(Clone)]
@@ -111,6 +112,9 @@ async fn answer(hit: Hit, switch: Arc<AtomicU16>, mut open: watch::Receiver<bool
     let segments: Vec<&str> = hit.path_only().trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["limited", secs] => Answer::text(429, "slow down").header("retry-after", *secs),
+        ["limited_until", year] => {
+            Answer::text(429, "slow down").header("retry-after", format!("Fri, 31 Dec {year} 23:59:59 GMT"))
+        }
         ["unavailable"] => Answer::text(503, "down"),
         ["switch"] => {
             let _ = open.wait_for(|open| *open).await;
