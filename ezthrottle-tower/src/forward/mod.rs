@@ -17,7 +17,10 @@
 //! `Authorization` and `Idempotency-Key`) and body. Hop-by-hop headers are dropped, and
 //! so is every header named with [`deny_header`](ForwardLayer::deny_header). The target's
 //! `Retry-After` (seconds or HTTP date) becomes the job's `retry_at`: EZThrottle will not
-//! run it earlier. The result reaches the webhooks of the layer's job template
+//! run it earlier. It is never more than 24 h ahead
+//! ([`MAX_RETRY_AT_HORIZON`](ezthrottle_core::protocol::MAX_RETRY_AT_HORIZON); lower it
+//! with [`retry_at_horizon`](ForwardLayer::retry_at_horizon)), so a `Retry-After` of
+//! centuries still gives a job that runs. The result reaches the webhooks of the layer's job template
 //! ([`with_template`](ForwardLayer::with_template)).
 //!
 //! # Example
@@ -141,7 +144,8 @@
 //!
 //! With [`circuit_breaker`](ForwardLayer::circuit_breaker), after K consecutive forwarded
 //! outcomes from one host, requests to it go straight to EZThrottle without touching it,
-//! for a cool-down or until its `Retry-After`; then one probe is let through. See
+//! for a cool-down or until its `Retry-After` (at most
+//! [`max_open`](CircuitBreaker::max_open)); then one probe is let through. See
 //! [`CircuitBreaker`].
 //!
 //! # Response body and errors
