@@ -14,7 +14,7 @@ use super::headers::CREDENTIAL_HEADERS;
 use super::job::{Headers, Job};
 
 /// What a redacted value prints as.
-const REDACTED: &str = "<redacted>";
+const REDACTED: &str = "[redacted]";
 
 /// Whether `name` is a credential header: one of [`CREDENTIAL_HEADERS`] or of `extra`
 /// (names compared without case).
@@ -25,7 +25,7 @@ pub fn is_credential_header(name: &str, extra: &[String]) -> bool {
 }
 
 /// `Debug` of a header collection (a job's [`Headers`] or an [`http::HeaderMap`]): every
-/// name, with the value of each credential header replaced by `<redacted>` (and, in a
+/// name, with the value of each credential header replaced by `[redacted]` (and, in a
 /// `HeaderMap`, of each value marked [sensitive](http::HeaderValue::set_sensitive)).
 ///
 /// ```
@@ -38,12 +38,12 @@ pub fn is_credential_header(name: &str, extra: &[String]) -> bool {
 /// ]);
 /// let extra = ["X-Tenant".to_owned()];
 /// let shown = format!("{:?}", RedactedHeaders::new(&headers).with_credential_headers(&extra));
-/// assert_eq!(shown, r#"{"Authorization": <redacted>, "accept": "application/json", "x-tenant": <redacted>}"#);
+/// assert_eq!(shown, r#"{"Authorization": [redacted], "accept": "application/json", "x-tenant": [redacted]}"#);
 ///
 /// let mut map = http::HeaderMap::new();
 /// map.insert("cookie", http::HeaderValue::from_static("session=abc"));
 /// map.insert("accept", http::HeaderValue::from_static("*/*"));
-/// assert_eq!(format!("{:?}", RedactedHeaders::new(&map)), r#"{"cookie": <redacted>, "accept": "*/*"}"#);
+/// assert_eq!(format!("{:?}", RedactedHeaders::new(&map)), r#"{"cookie": [redacted], "accept": "*/*"}"#);
 /// ```
 pub struct RedactedHeaders<'a, H: ?Sized = Headers> {
     headers: &'a H,
