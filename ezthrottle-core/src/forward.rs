@@ -32,7 +32,10 @@ use crate::step::{Step, StepResult};
 /// assert_eq!(job.method, http::Method::POST);
 /// assert_eq!(job.idempotent_key.as_deref(), Some("charge-42"));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` (what `unwrap()` prints) is the step's: header names without the values of
+/// credential headers, the body's length without its text.
+#[derive(Clone, PartialEq)]
 #[must_use]
 pub struct ForwardToEZThrottle {
     // Boxed: errors are passed by value through `Result`, so the type stays one pointer wide
@@ -111,6 +114,13 @@ impl ForwardToEZThrottle {
 impl From<Step> for ForwardToEZThrottle {
     fn from(step: Step) -> Self {
         Self::new(step)
+    }
+}
+
+impl std::fmt::Debug for ForwardToEZThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `Step`'s `Debug` redacts the request.
+        f.debug_struct("ForwardToEZThrottle").field("step", &self.step).finish_non_exhaustive()
     }
 }
 

@@ -3,10 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::job::Headers;
+use super::redact::{BodyLen, RedactedHeaders};
 use super::webhook_payload::TargetResponse;
 
 /// The body of `POST /api/v1/proxy`: a request for the proxy to make on the caller's behalf.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows header names without the values of credential headers, and the body's
+/// length only (the body is a job, with the job's own headers).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ProxyEnvelope {
     /// Always `customer` for SDK calls (the proxy overrides it from the key).
@@ -25,6 +29,19 @@ pub struct ProxyEnvelope {
     /// The forwarded body: the inner JSON *as a string*, or `""`.
     #[serde(default)]
     pub body: String,
+}
+
+impl std::fmt::Debug for ProxyEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyEnvelope")
+            .field("scope", &self.scope)
+            .field("metric_name", &self.metric_name)
+            .field("target_url", &self.target_url)
+            .field("method", &self.method)
+            .field("headers", &RedactedHeaders::new(&self.headers))
+            .field("body", &BodyLen::of(&self.body))
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_method() -> String {

@@ -20,7 +20,8 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 ///
 /// Most users build jobs through [`Step`](crate::Step); the fields are public so that
 /// servers (such as `ezthrottle-local`) and tools can read and adjust them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// `Debug` by hand: credential header values and the body stay out of logs (`redact`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Job {
     /// Absolute `http`/`https` URL of the target.
@@ -82,6 +83,12 @@ pub struct Job {
         with = "super::time::duration_ms_opt"
     )]
     pub on_failure_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::redact::RedactedJob { job: self, extra: &[] }.fmt(f)
+    }
 }
 
 impl Job {

@@ -9,6 +9,7 @@ mod job;
 mod job_snapshot;
 mod pace;
 mod receipt;
+pub mod redact;
 mod retry_after;
 mod secrets;
 pub mod time;

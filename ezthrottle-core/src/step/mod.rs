@@ -15,6 +15,7 @@ pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
 
 use crate::client::EZThrottle;
 use crate::error::Error;
+use crate::protocol::redact::RedactedJob;
 use crate::protocol::{ExecutionMode, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
 
 /// Where a step runs first.
@@ -82,7 +83,9 @@ pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// `Step` is the one place job options are set: [`ForwardToEZThrottle`](crate::ForwardToEZThrottle)
 /// wraps one, and the tower `ForwardLayer` / `ForwardMiddleware` hold one as the template
 /// of every job they forward.
-#[derive(Debug, Clone, PartialEq)]
+// `Debug` by hand: the request's credential header values (including the step's own
+// `credential_header` names) and its body stay out of logs (`protocol::redact`).
+#[derive(Clone, PartialEq)]
 #[must_use]
 pub struct Step {
     /// The request fields; nested jobs are built from the fields below.
@@ -95,6 +98,22 @@ pub struct Step {
     fallbacks: Vec<(Step, Trigger)>,
     on_success: Option<Box<Step>>,
     on_failure: Option<Box<Step>>,
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("request", &RedactedJob { job: &self.request, extra: &self.credential_headers })
+            .field("step_type", &self.step_type)
+            .field("idempotent_strategy", &self.idempotent_strategy)
+            .field("credential_headers", &self.credential_headers)
+            .field("fallback_on_error", &self.fallback_on_error)
+            .field("local_timeout", &self.local_timeout)
+            .field("fallbacks", &self.fallbacks)
+            .field("on_success", &self.on_success)
+            .field("on_failure", &self.on_failure)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Step {

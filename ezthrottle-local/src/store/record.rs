@@ -176,3 +176,26 @@ impl JobRecord {
 fn instant(unix_ms: u64) -> std::time::SystemTime {
     ezthrottle_core::protocol::time::from_unix_ms(unix_ms).unwrap_or(std::time::UNIX_EPOCH)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_jobs_credentials_and_body() {
+        let mut job = Job::new("https://api.example.com/charge");
+        job.headers.insert("Authorization".into(), "Bearer sk_live_secret123".into());
+        job.headers.insert("Cookie".into(), "session=abc".into());
+        job.headers.insert("X-Api-Key".into(), "key_456".into());
+        job.body = Some("card=4242".into());
+        let record = JobRecord::new("job_1".into(), Arc::from("tenant"), Arc::from("key"), job, 5);
+        for shown in [format!("{record:?}"), format!("{record:#?}")] {
+            for secret in ["sk_live_secret123", "session=abc", "key_456", "card=4242"] {
+                assert!(!shown.contains(secret), "shows {secret:?}: {shown}");
+            }
+            for name in ["Authorization", "Cookie", "X-Api-Key", "job_1"] {
+                assert!(shown.contains(name), "hides {name:?}: {shown}");
+            }
+        }
+    }
+}

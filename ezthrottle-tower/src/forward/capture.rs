@@ -1,18 +1,20 @@
 //! Capturing the request for a job: the request body read so far, and what the request
 //! can still become (its head and whole body, or the reason it cannot be forwarded).
 
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use ezthrottle_core::protocol::redact::{BodyLen, RedactedHeaders};
 use http_body::Body;
 
 use super::decision::{Head, NotCaptured};
 
 /// What the request can become as a job.
 // `Kept` is the common case: boxing it would allocate on the pass-through path.
+// `Debug` by hand: credential header values and the body stay out of logs.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 pub(super) enum Capture {
     /// Its head and its whole body.
     Kept { head: Head, body: Bytes },
@@ -22,12 +24,39 @@ pub(super) enum Capture {
     Spent,
 }
 
+impl fmt::Debug for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Capture::Kept { head, body } => f
+                .debug_struct("Kept")
+                .field("method", &head.method)
+                .field("uri", &head.uri)
+                .field("version", &head.version)
+                .field("headers", &RedactedHeaders::new(&head.headers.to_map()))
+                .field("body", &BodyLen::of(body))
+                .finish_non_exhaustive(),
+            Capture::Missing(not_captured) => f.debug_tuple("Missing").field(not_captured).finish(),
+            Capture::Spent => f.write_str("Spent"),
+        }
+    }
+}
+
 /// The request body read so far, without copying the common single-chunk body.
-#[derive(Debug)]
+// `Debug` by hand: the body's length, never its text.
 pub(super) enum Chunks {
     Empty,
     One(Bytes),
     Many(BytesMut),
+}
+
+impl fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Chunks::Empty => f.write_str("Empty"),
+            Chunks::One(bytes) => f.debug_tuple("One").field(&BodyLen::of(bytes)).finish(),
+            Chunks::Many(all) => f.debug_tuple("Many").field(&BodyLen::of(all)).finish(),
+        }
+    }
 }
 
 impl Chunks {
@@ -87,7 +116,8 @@ where
 mod tests {
     use bytes::Bytes;
 
-    use super::Chunks;
+    use super::{Capture, Chunks};
+    use crate::forward::decision::Head;
 
     #[test]
     fn chunks_join_without_copying_a_single_chunk() {
@@ -102,5 +132,30 @@ mod tests {
             chunks.push(Bytes::from_static(part.as_bytes()));
         }
         assert_eq!(chunks.into_bytes(), "abc");
+    }
+
+    #[test]
+    fn debug_hides_credentials_and_body() {
+        let request = http::Request::post("https://api.example.com/charge")
+            .header("authorization", "Bearer sk_live_secret123")
+            .header("cookie", "session=abc")
+            .header("x-api-key", "key_456")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let body = Bytes::from_static(b"card=4242");
+        let mut chunks = Chunks::Empty;
+        chunks.push(body.clone());
+        let capture = Capture::Kept { head: Head::of(&parts), body };
+        for shown in [format!("{capture:?}"), format!("{capture:#?}"), format!("{chunks:?}")] {
+            for secret in ["sk_live_secret123", "session=abc", "key_456", "card=4242"] {
+                assert!(!shown.contains(secret), "shows {secret:?}: {shown}");
+            }
+        }
+        let shown = format!("{capture:?}");
+        for visible in ["authorization", "cookie", "x-api-key", "application/json", "api.example.com", "<9 bytes>"] {
+            assert!(shown.contains(visible), "hides {visible:?}: {shown}");
+        }
     }
 }

@@ -4,10 +4,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ezthrottle_core::protocol::redact::RedactedHeaders;
 use http::{Extensions, HeaderMap, HeaderName, Method, Uri};
 
 /// The parts of a request a scope may look at.
-#[derive(Debug, Clone, Copy)]
+///
+/// Its `Debug` shows header names without the values of credential headers
+/// ([`CREDENTIAL_HEADERS`](ezthrottle_core::protocol::headers::CREDENTIAL_HEADERS)).
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct RequestHead<'a> {
     /// The method.
@@ -18,6 +22,17 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// The extensions (e.g. an authenticated user put there by an earlier layer).
     pub extensions: &'a Extensions,
+}
+
+impl fmt::Debug for RequestHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", self.method)
+            .field("uri", self.uri)
+            .field("headers", &RedactedHeaders::new(self.headers))
+            .field("extensions", self.extensions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> RequestHead<'a> {
@@ -158,5 +173,25 @@ mod tests {
         let request = http::Request::get("/").body(()).unwrap();
         assert_eq!(key(&Scope::header("x-api-key"), &request), ANONYMOUS);
         assert_eq!(key(&Scope::extension(|user: &u64| user.to_string()), &request), ANONYMOUS);
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let request = http::Request::get("/me")
+            .header("authorization", "Bearer sk_live_secret123")
+            .header("cookie", "session=abc")
+            .header("x-api-key", "key_456")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let head = RequestHead::of(&request);
+        for shown in [format!("{head:?}"), format!("{head:#?}")] {
+            for secret in ["sk_live_secret123", "session=abc", "key_456"] {
+                assert!(!shown.contains(secret), "shows {secret:?}: {shown}");
+            }
+            for visible in ["authorization", "cookie", "x-api-key", "application/json", "/me"] {
+                assert!(shown.contains(visible), "hides {visible:?}: {shown}");
+            }
+        }
     }
 }

@@ -1,0 +1,180 @@
+//! `Debug` helpers that keep credentials and bodies out of logs and panic messages.
+//!
+//! `legacy().unwrap()` on a `Result<_, ForwardToEZThrottle>` prints the error with `Debug`;
+//! so does every `tracing` field and `dbg!`. Each type that holds a request (a [`Job`], a
+//! [`Step`](crate::Step), a [`ProxyEnvelope`](super::ProxyEnvelope), ...) writes its `Debug`
+//! with these helpers: header names stay visible, the values of credential headers
+//! ([`CREDENTIAL_HEADERS`] plus the names a step adds with
+//! [`Step::credential_header`](crate::Step::credential_header)) and bodies do not.
+//! `Serialize` and the wire format are not affected.
+
+use std::fmt;
+
+use super::headers::CREDENTIAL_HEADERS;
+use super::job::{Headers, Job};
+
+/// What a redacted value prints as.
+const REDACTED: &str = "[redacted]";
+
+/// Whether `name` is a credential header: one of [`CREDENTIAL_HEADERS`] or of `extra`
+/// (names compared without case).
+pub fn is_credential_header(name: &str, extra: &[String]) -> bool {
+    let name = name.trim();
+    CREDENTIAL_HEADERS.iter().any(|credential| credential.eq_ignore_ascii_case(name))
+        || extra.iter().any(|credential| credential.trim().eq_ignore_ascii_case(name))
+}
+
+/// `Debug` of a header collection (a job's [`Headers`] or an [`http::HeaderMap`]): every
+/// name, with the value of each credential header replaced by `[redacted]` (and, in a
+/// `HeaderMap`, of each value marked [sensitive](http::HeaderValue::set_sensitive)).
+///
+/// ```
+/// use ezthrottle_core::protocol::{Headers, redact::RedactedHeaders};
+///
+/// let headers = Headers::from([
+///     ("Authorization".to_owned(), "Bearer sk_live_secret".to_owned()),
+///     ("x-tenant".to_owned(), "acme".to_owned()),
+///     ("accept".to_owned(), "application/json".to_owned()),
+/// ]);
+/// let extra = ["X-Tenant".to_owned()];
+/// let shown = format!("{:?}", RedactedHeaders::new(&headers).with_credential_headers(&extra));
+/// assert_eq!(shown, r#"{"Authorization": [redacted], "accept": "application/json", "x-tenant": [redacted]}"#);
+///
+/// let mut map = http::HeaderMap::new();
+/// map.insert("cookie", http::HeaderValue::from_static("session=abc"));
+/// map.insert("accept", http::HeaderValue::from_static("*/*"));
+/// assert_eq!(format!("{:?}", RedactedHeaders::new(&map)), r#"{"cookie": [redacted], "accept": "*/*"}"#);
+/// ```
+pub struct RedactedHeaders<'a, H: ?Sized = Headers> {
+    headers: &'a H,
+    extra: &'a [String],
+}
+
+impl<'a, H: HeaderList + ?Sized> RedactedHeaders<'a, H> {
+    /// `headers`, with the values of [`CREDENTIAL_HEADERS`] hidden.
+    pub fn new(headers: &'a H) -> Self {
+        Self { headers, extra: &[] }
+    }
+
+    /// Hides the values of the headers named in `extra` as well.
+    pub fn with_credential_headers(self, extra: &'a [String]) -> Self {
+        Self { extra, ..self }
+    }
+}
+
+impl<H: HeaderList + ?Sized> fmt::Debug for RedactedHeaders<'_, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        self.headers.redacted_entries(self.extra, &mut map);
+        map.finish()
+    }
+}
+
+/// A header collection [`RedactedHeaders`] can show: a job's [`Headers`] or an
+/// [`http::HeaderMap`]. Sealed.
+pub trait HeaderList: sealed::Sealed {
+    /// Adds every header to `map`, credential values replaced.
+    #[doc(hidden)]
+    fn redacted_entries(&self, extra: &[String], map: &mut fmt::DebugMap<'_, '_>);
+}
+
+impl HeaderList for Headers {
+    fn redacted_entries(&self, extra: &[String], map: &mut fmt::DebugMap<'_, '_>) {
+        for (name, value) in self {
+            if is_credential_header(name, extra) {
+                map.entry(name, &Verbatim(REDACTED));
+            } else {
+                map.entry(name, value);
+            }
+        }
+    }
+}
+
+impl HeaderList for http::HeaderMap {
+    fn redacted_entries(&self, extra: &[String], map: &mut fmt::DebugMap<'_, '_>) {
+        for (name, value) in self {
+            if value.is_sensitive() || is_credential_header(name.as_str(), extra) {
+                map.entry(&name.as_str(), &Verbatim(REDACTED));
+            } else {
+                map.entry(&name.as_str(), value);
+            }
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Headers {}
+    impl Sealed for http::HeaderMap {}
+}
+
+/// `Debug` of a body: its length only (`<42 bytes>`), never its text.
+///
+/// ```
+/// use ezthrottle_core::protocol::redact::BodyLen;
+///
+/// assert_eq!(format!("{:?}", BodyLen::of("card=4242")), "<9 bytes>");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BodyLen(usize);
+
+impl BodyLen {
+    /// The length of `body`, in bytes.
+    pub fn of(body: impl AsRef<[u8]>) -> Self {
+        Self(body.as_ref().len())
+    }
+}
+
+impl fmt::Debug for BodyLen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
+}
+
+/// Text printed as it is, without the quotes `Debug` of a `str` adds.
+struct Verbatim(&'static str);
+
+impl fmt::Debug for Verbatim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `Debug` of a job, redacted: what `Debug` of [`Job`] prints, and what a step prints for
+/// its request with its own credential headers. Nested jobs are redacted the same way.
+pub(crate) struct RedactedJob<'a> {
+    pub(crate) job: &'a Job,
+    pub(crate) extra: &'a [String],
+}
+
+impl RedactedJob<'_> {
+    fn nested<'b>(&'b self, job: &'b Option<Box<Job>>) -> Option<RedactedJob<'b>> {
+        job.as_deref().map(|job| RedactedJob { job, extra: self.extra })
+    }
+}
+
+impl fmt::Debug for RedactedJob<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let job = self.job;
+        f.debug_struct("Job")
+            .field("url", &job.url)
+            .field("method", &job.method)
+            .field("headers", &RedactedHeaders::new(&job.headers).with_credential_headers(self.extra))
+            .field("body", &job.body.as_ref().map(BodyLen::of))
+            .field("metadata", &job.metadata)
+            .field("webhooks", &job.webhooks)
+            .field("webhook_quorum", &job.webhook_quorum)
+            .field("regions", &job.regions)
+            .field("region_policy", &job.region_policy)
+            .field("execution_mode", &job.execution_mode)
+            .field("retry_policy", &job.retry_policy)
+            .field("retry_at", &job.retry_at)
+            .field("idempotent_key", &job.idempotent_key)
+            .field("trigger", &job.trigger)
+            .field("fallback_job", &self.nested(&job.fallback_job))
+            .field("on_success", &self.nested(&job.on_success))
+            .field("on_failure", &self.nested(&job.on_failure))
+            .field("on_failure_timeout", &job.on_failure_timeout)
+            .finish_non_exhaustive()
+    }
+}
