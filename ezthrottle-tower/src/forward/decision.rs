@@ -94,7 +94,10 @@ impl HeaderBlob {
 
 impl fmt::Debug for HeaderBlob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HeaderBlob").field(&self.to_map()).finish()
+        // Names only for credential headers: a kept request head must not print its token.
+        f.debug_tuple("HeaderBlob")
+            .field(&ezthrottle_core::protocol::redact::RedactedHeaders::new(&self.to_map()))
+            .finish()
     }
 }
 
