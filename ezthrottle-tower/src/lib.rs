@@ -62,6 +62,8 @@ pub mod rate_limit;
 mod redis_connection;
 #[cfg(any(feature = "rate-limit", feature = "idempotency"))]
 mod store_error;
+#[cfg(all(test, any(feature = "forward", feature = "rate-limit")))]
+mod test_requests;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub mod webhook;

@@ -136,20 +136,15 @@ mod tests {
 
     #[test]
     fn debug_hides_credentials_and_body() {
-        let request = http::Request::post("https://api.example.com/charge")
-            .header("authorization", "Bearer sk_live_secret123")
-            .header("cookie", "session=abc")
-            .header("x-api-key", "key_456")
-            .header("accept", "application/json")
-            .body(())
-            .unwrap();
+        let request =
+            crate::test_requests::credentialed(http::Request::post("https://api.example.com/charge")).body(()).unwrap();
         let (parts, ()) = request.into_parts();
         let body = Bytes::from_static(b"card=4242");
         let mut chunks = Chunks::Empty;
         chunks.push(body.clone());
         let capture = Capture::Kept { head: Head::of(&parts), body };
         for shown in [format!("{capture:?}"), format!("{capture:#?}"), format!("{chunks:?}")] {
-            for secret in ["sk_live_secret123", "session=abc", "key_456", "card=4242"] {
+            for secret in crate::test_requests::SECRETS.iter().chain(&["card=4242"]) {
                 assert!(!shown.contains(secret), "shows {secret:?}: {shown}");
             }
         }

@@ -177,16 +177,10 @@ mod tests {
 
     #[test]
     fn debug_hides_credentials() {
-        let request = http::Request::get("/me")
-            .header("authorization", "Bearer sk_live_secret123")
-            .header("cookie", "session=abc")
-            .header("x-api-key", "key_456")
-            .header("accept", "application/json")
-            .body(())
-            .unwrap();
+        let request = crate::test_requests::credentialed(http::Request::get("/me")).body(()).unwrap();
         let head = RequestHead::of(&request);
         for shown in [format!("{head:?}"), format!("{head:#?}")] {
-            for secret in ["sk_live_secret123", "session=abc", "key_456"] {
+            for secret in crate::test_requests::SECRETS {
                 assert!(!shown.contains(secret), "shows {secret:?}: {shown}");
             }
             for visible in ["authorization", "cookie", "x-api-key", "application/json", "/me"] {
