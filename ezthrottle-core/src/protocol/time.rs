@@ -19,11 +19,6 @@ pub fn duration_to_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `now + delay`, or the latest instant this module can write when the sum overflows.
-pub fn saturating_add(now: SystemTime, delay: Duration) -> SystemTime {
-    now.checked_add(delay).or_else(|| from_unix_ms(u64::MAX)).unwrap_or(now)
-}
-
 /// Serde adapters: `SystemTime` as Unix milliseconds.
 pub(crate) mod unix_ms {
     use std::time::SystemTime;
@@ -107,7 +102,5 @@ mod tests {
         let far = from_unix_ms(u64::MAX).expect("u64::MAX ms fits a 64-bit SystemTime");
         assert_eq!(to_unix_ms(far), u64::MAX);
         assert_eq!(duration_to_ms(Duration::MAX), u64::MAX);
-        assert_eq!(saturating_add(far, Duration::MAX), far);
-        assert_eq!(saturating_add(UNIX_EPOCH, Duration::from_millis(5)), from_unix_ms(5).unwrap());
     }
 }

@@ -61,6 +61,7 @@ impl fmt::Debug for Settings {
             .field("max_replay_bytes", &self.max_replay_bytes)
             .field("deny_headers", &self.deny_headers)
             .field("breaker", &self.breaker)
+            .field("retry_at_horizon", &self.retry_at_horizon)
             .finish()
     }
 }
