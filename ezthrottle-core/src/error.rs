@@ -205,6 +205,28 @@ impl Error {
         }
     }
 
+    /// Whether nothing reached EZThrottle: the connection failed (refused, DNS, TLS) before
+    /// the request was written. The job was certainly not accepted, so running a fallback
+    /// cannot make the work run twice.
+    pub fn is_not_sent(&self) -> bool {
+        match self {
+            Self::Unreachable { source, .. } => source.is_connect(),
+            Self::Forward { source, .. } => source.is_not_sent(),
+            _ => false,
+        }
+    }
+
+    /// Whether the request was sent and no answer came (a timeout, a reset): EZThrottle
+    /// may have accepted the job.
+    pub fn is_answer_unknown(&self) -> bool {
+        match self {
+            Self::Unreachable { source, .. } => !source.is_connect(),
+            Self::Transport { .. } => true,
+            Self::Forward { source, .. } => source.is_answer_unknown(),
+            _ => false,
+        }
+    }
+
     /// Whether the call timed out.
     pub fn is_timeout(&self) -> bool {
         match self {

@@ -71,6 +71,7 @@ mod forward;
 #[cfg(feature = "client")]
 pub mod inbox;
 pub mod protocol;
+pub mod replay;
 #[cfg(feature = "client")]
 pub mod step;
 pub mod webhook;
@@ -93,6 +94,7 @@ pub use protocol::{
     DeliveryStatus, ExecutionMode, Job, Pace, RegionPolicy, RetryPolicy, SubmissionStatus, SubmitReceipt, Trigger,
     Webhook, WebhookPayload,
 };
+pub use replay::{CallFailure, ReplayPolicy};
 #[cfg(feature = "client")]
 pub use step::{IdempotentStrategy, LocalFailure, LocalResponse, Step, StepOutcome, StepResult, StepType};
 

@@ -15,8 +15,10 @@ pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
 
 use crate::client::EZThrottle;
 use crate::error::Error;
+use crate::protocol::headers::{IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER};
 use crate::protocol::redact::RedactedJob;
 use crate::protocol::{ExecutionMode, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+use crate::replay::{CallFailure, ReplayPolicy};
 
 /// Where a step runs first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -93,6 +95,7 @@ pub struct Step {
     step_type: StepType,
     idempotent_strategy: IdempotentStrategy,
     credential_headers: Vec<String>,
+    replay: ReplayPolicy,
     fallback_on_error: Vec<u16>,
     local_timeout: Duration,
     fallbacks: Vec<(Step, Trigger)>,
@@ -107,6 +110,7 @@ impl std::fmt::Debug for Step {
             .field("step_type", &self.step_type)
             .field("idempotent_strategy", &self.idempotent_strategy)
             .field("credential_headers", &self.credential_headers)
+            .field("replay", &self.replay)
             .field("fallback_on_error", &self.fallback_on_error)
             .field("local_timeout", &self.local_timeout)
             .field("fallbacks", &self.fallbacks)
@@ -124,6 +128,7 @@ impl Step {
             step_type: StepType::default(),
             idempotent_strategy: IdempotentStrategy::default(),
             credential_headers: Vec::new(),
+            replay: ReplayPolicy::default(),
             fallback_on_error: DEFAULT_FALLBACK_ON_ERROR.to_vec(),
             local_timeout: DEFAULT_LOCAL_TIMEOUT,
             fallbacks: Vec::new(),
@@ -254,6 +259,30 @@ impl Step {
     pub fn credential_header(mut self, name: impl Into<String>) -> Self {
         self.credential_headers.push(name.into());
         self
+    }
+
+    /// Which failed calls of this request may be run again by EZThrottle (default
+    /// [`ReplayPolicy::WhenSafe`]; see [`replay`](crate::replay) for the rule and its
+    /// table). Held by the templates of the tower `ForwardLayer` and `ForwardMiddleware`
+    /// too, so one setting governs every entry point.
+    pub fn replay(mut self, policy: ReplayPolicy) -> Self {
+        self.replay = policy;
+        self
+    }
+
+    /// The [`ReplayPolicy`] of this step.
+    pub fn replay_policy(&self) -> ReplayPolicy {
+        self.replay
+    }
+
+    /// Whether this step's request, failed with `failure`, may be run again by EZThrottle:
+    /// its [`ReplayPolicy`] applied to its method and its `Idempotency-Key` header.
+    pub fn may_replay(&self, failure: CallFailure) -> bool {
+        let has_key = self.request.headers.iter().any(|(name, value)| {
+            (name.eq_ignore_ascii_case(IDEMPOTENCY_KEY_HEADER) || name.eq_ignore_ascii_case(X_IDEMPOTENCY_KEY_HEADER))
+                && !value.trim().is_empty()
+        });
+        self.replay.allows(&self.request.method, has_key, failure)
     }
 
     /// FRUGAL: the local statuses that hand the step to its fallbacks and then to
