@@ -13,9 +13,11 @@
 //! 3. the time from the target's 429 to the caller holding the 202 (engine on loopback),
 //!    measured per call from the instant the target produced the 429: p50 / p99;
 //! 4. a retry storm against a failing target: how many calls reach it with and without
-//!    the circuit breaker.
+//!    the circuit breaker;
+//! 5. EZThrottle down (its port refuses connections): the time for the caller to get the
+//!    target's original 429 back through the layer, next to the bare call's time.
 //!
-//! `EZT_BENCH_ONLY=ab|latency|storm` runs one of reports 2-4 (with a criterion filter that
+//! `EZT_BENCH_ONLY=ab|latency|storm|down` runs one of reports 2-5 (with a criterion filter that
 //! matches nothing, e.g. `-- none`, to skip 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
@@ -438,6 +440,61 @@ fn storm_report(s: &Setup) {
     }
 }
 
+/// EZThrottle refusing connections: how long the caller waits for the target's original
+/// answer through the layer, against the same call made bare. The client's own breaker
+/// for EZThrottle opens during the warm-up, so the measured calls make no connect attempt.
+fn down_report(s: &Setup) {
+    const CALLS: usize = 2000;
+    const WARM_UP: usize = 50;
+    println!(
+        "\n== EZThrottle refusing connections: target's 429 -> caller holds the original 429, {CALLS} sequential calls =="
+    );
+    let down = s.rt.block_on(ezthrottle_test_support::refused_url());
+    let ezthrottle = EZThrottle::builder().direct(down).build().unwrap();
+    let wrapped = ForwardLayer::new(ezthrottle).layer(s.bare.clone());
+    let url = s.limited_url.as_str();
+    let timings = |client: &dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = StatusCode> + Send>>| {
+        let mut took = s.rt.block_on(async {
+            let mut took = Vec::with_capacity(CALLS);
+            for call in 0..CALLS + WARM_UP {
+                let started = Instant::now();
+                assert_eq!(client().await, StatusCode::TOO_MANY_REQUESTS);
+                if call >= WARM_UP {
+                    took.push(started.elapsed());
+                }
+            }
+            took
+        });
+        took.sort();
+        took
+    };
+    let bare_client = s.bare.clone();
+    let bare = timings(&|| {
+        let client = bare_client.clone();
+        let request = post(url);
+        Box::pin(async move { client.oneshot(request).await.unwrap().status() })
+    });
+    let through = timings(&|| {
+        let client = wrapped.clone();
+        let request = post(url);
+        Box::pin(async move { client.oneshot(request).await.unwrap().status() })
+    });
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for (name, took) in [("bare call          ", &bare), ("through the layer  ", &through)] {
+        println!(
+            "{name} p50 {:.3} ms   p99 {:.3} ms   max {:.3} ms",
+            ms(percentile(took, 0.5)),
+            ms(percentile(took, 0.99)),
+            ms(*took.last().unwrap())
+        );
+    }
+    println!(
+        "added by the layer p50 {:.3} ms   p99 {:.3} ms  (target: well under 5 ms)",
+        ms(percentile(&through, 0.5).saturating_sub(percentile(&bare, 0.5))),
+        ms(percentile(&through, 0.99).saturating_sub(percentile(&bare, 0.99)))
+    );
+}
+
 fn main() {
     let setup = setup();
     let mut criterion = Criterion::default().configure_from_args();
@@ -445,7 +502,7 @@ fn main() {
     criterion.final_summary();
     // `cargo test --benches` runs the bench once in test mode: keep that quick.
     if std::env::args().any(|arg| arg == "--bench") {
-        // `EZT_BENCH_ONLY=ab`, `=latency` or `=storm` runs one report.
+        // `EZT_BENCH_ONLY=ab`, `=latency`, `=storm` or `=down` runs one report.
         let only = std::env::var("EZT_BENCH_ONLY").unwrap_or_default();
         if only.is_empty() || only == "ab" {
             ab_report(&setup);
@@ -455,6 +512,9 @@ fn main() {
         }
         if only.is_empty() || only == "storm" {
             storm_report(&setup);
+        }
+        if only.is_empty() || only == "down" {
+            down_report(&setup);
         }
     }
 }
