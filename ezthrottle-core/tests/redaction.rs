@@ -5,7 +5,7 @@ use ezthrottle_core::Job;
 use ezthrottle_core::protocol::ProxyEnvelope;
 
 /// The values that must never appear in `Debug` output.
-const SECRETS: [&str; 5] = ["sk_live_secret123", "session=abc", "key_456", "card=4242", "tt_789"];
+const SECRETS: [&str; 6] = ["sk_live_secret123", "session=abc", "key_456", "card=4242", "tt_789", "qs_secret_1"];
 /// The header names that must appear.
 const NAMES: [&str; 3] = ["Authorization", "Cookie", "X-Api-Key"];
 const BODY: &str = "amount=100&card=4242";
@@ -40,7 +40,7 @@ fn assert_shown_without_secrets(what: &str, shown: &str) {
 }
 
 fn job() -> Job {
-    let mut job = Job::new("https://api.example.com/charge");
+    let mut job = Job::new("https://api.example.com/charge?q=tea&api_key=qs_secret_1");
     job.method = http::Method::POST;
     job.headers = HEADERS.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
     job.body = Some(BODY.to_owned());
@@ -54,6 +54,7 @@ fn job_debug_hides_credentials_and_body() {
     assert_redacted("Job", &job);
     let shown = format!("{job:?}");
     assert!(shown.contains(&format!("<{} bytes>", BODY.len())), "{shown}");
+    assert!(shown.contains("charge?q=tea&api_key=[redacted]"), "the query's credential only: {shown}");
     // The wire form is untouched.
     let wire = serde_json::to_string(&job).unwrap();
     assert!(wire.contains("Bearer sk_live_secret123") && wire.contains(BODY), "{wire}");

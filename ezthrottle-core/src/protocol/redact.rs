@@ -131,6 +131,82 @@ impl fmt::Debug for BodyLen {
     }
 }
 
+/// `Debug` of a URL: the values of query parameters that look like credentials (a name
+/// holding `key`, `token`, `secret`, `password`, `auth` or `sig`, without case) and the
+/// password of a `user:password@` part are `[redacted]`; the rest is kept, so the URL
+/// still says where a request goes.
+///
+/// ```
+/// use ezthrottle_core::protocol::redact::RedactedUrl;
+///
+/// let url = "https://bot:hunter2@api.example.com/v1/search?q=tea&api_key=sk_live_1&Access-Token=t#top";
+/// assert_eq!(
+///     format!("{:?}", RedactedUrl::new(url)),
+///     r#""https://bot:[redacted]@api.example.com/v1/search?q=tea&api_key=[redacted]&Access-Token=[redacted]#top""#
+/// );
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RedactedUrl<'a>(&'a str);
+
+impl<'a> RedactedUrl<'a> {
+    /// Redacts `url` when printed.
+    pub fn new(url: &'a str) -> Self {
+        Self(url)
+    }
+}
+
+/// Whether a query parameter's name says its value is a credential.
+fn is_credential_param(name: &str) -> bool {
+    const MARKS: [&str; 6] = ["key", "token", "secret", "password", "auth", "sig"];
+    let name = name.to_ascii_lowercase();
+    MARKS.iter().any(|mark| name.contains(mark))
+}
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (url, fragment) = match self.0.split_once('#') {
+            Some((url, fragment)) => (url, Some(fragment)),
+            None => (self.0, None),
+        };
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        match base.split_once("://") {
+            Some((scheme, rest)) => {
+                let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+                match authority.rsplit_once('@').and_then(|(userinfo, host)| Some((userinfo.split_once(':')?, host))) {
+                    Some(((user, _password), host)) => write!(f, "{scheme}://{user}:{REDACTED}@{host}{path}")?,
+                    None => f.write_str(base)?,
+                }
+            }
+            None => f.write_str(base)?,
+        }
+        if let Some(query) = query {
+            f.write_str("?")?;
+            for (index, pair) in query.split('&').enumerate() {
+                if index > 0 {
+                    f.write_str("&")?;
+                }
+                match pair.split_once('=') {
+                    Some((name, _)) if is_credential_param(name) => write!(f, "{name}={REDACTED}")?,
+                    _ => f.write_str(pair)?,
+                }
+            }
+        }
+        if let Some(fragment) = fragment {
+            write!(f, "#{fragment}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
 /// Text printed as it is, without the quotes `Debug` of a `str` adds.
 struct Verbatim(&'static str);
 
@@ -157,7 +233,7 @@ impl fmt::Debug for RedactedJob<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let job = self.job;
         f.debug_struct("Job")
-            .field("url", &job.url)
+            .field("url", &RedactedUrl::new(&job.url))
             .field("method", &job.method)
             .field("headers", &RedactedHeaders::new(&job.headers).with_credential_headers(self.extra))
             .field("body", &job.body.as_ref().map(BodyLen::of))
