@@ -44,6 +44,7 @@ fn job() -> Job {
     job.method = http::Method::POST;
     job.headers = HEADERS.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
     job.body = Some(BODY.to_owned());
+    job.webhooks.push(ezthrottle_core::Webhook::new("https://app.example.com/hook?token=tt_789"));
     job
 }
 

@@ -139,7 +139,10 @@ impl Job {
 }
 
 /// A webhook that receives the job's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` redacts credential-like query parameters of the URL
+/// ([`RedactedUrl`](super::redact::RedactedUrl)): a receiver's token often rides there.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Webhook {
     /// Absolute URL the result is POSTed to.
@@ -151,6 +154,16 @@ pub struct Webhook {
     /// intent is explicit on the wire (the Python SDK sends it the same way).
     #[serde(default = "default_true")]
     pub has_quorum_vote: bool,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &super::redact::RedactedUrl::new(&self.url))
+            .field("regions", &self.regions)
+            .field("has_quorum_vote", &self.has_quorum_vote)
+            .finish()
+    }
 }
 
 impl Webhook {

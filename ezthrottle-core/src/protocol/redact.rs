@@ -5,7 +5,8 @@
 //! [`Step`](crate::Step), a [`ProxyEnvelope`](super::ProxyEnvelope), ...) writes its `Debug`
 //! with these helpers: header names stay visible, the values of credential headers
 //! ([`CREDENTIAL_HEADERS`] plus the names a step adds with
-//! [`Step::credential_header`](crate::Step::credential_header)) and bodies do not.
+//! [`Step::credential_header`](crate::Step::credential_header)), credential-like query
+//! parameters of URLs ([`RedactedUrl`]) and bodies do not.
 //! `Serialize` and the wire format are not affected.
 
 use std::fmt;
