@@ -129,3 +129,15 @@ mod client {
         assert_shown_without_secrets("unwrap()", &message);
     }
 }
+
+#[test]
+fn a_target_response_hides_its_cookie_and_body() {
+    let headers = [("Set-Cookie", "session=abc"), ("Content-Type", "application/json")]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let response = ezthrottle_core::protocol::TargetResponse::new(200, headers, BODY);
+    let shown = format!("{response:?}");
+    assert!(!shown.contains("session=abc") && !shown.contains("card=4242"), "{shown}");
+    assert!(shown.contains("Set-Cookie") && shown.contains("application/json") && shown.contains("200"), "{shown}");
+}

@@ -17,6 +17,13 @@ use super::job::{Headers, Job};
 /// What a redacted value prints as.
 const REDACTED: &str = "[redacted]";
 
+/// The headers of a *response* that are credentials, besides [`CREDENTIAL_HEADERS`]:
+/// `Set-Cookie`, for [`RedactedHeaders::with_credential_headers`].
+pub fn response_credential_headers() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<[String; 1]> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| ["set-cookie".to_owned()])
+}
+
 /// Whether `name` is a credential header: one of [`CREDENTIAL_HEADERS`] or of `extra`
 /// (names compared without case).
 pub fn is_credential_header(name: &str, extra: &[String]) -> bool {

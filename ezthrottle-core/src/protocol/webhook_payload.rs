@@ -81,7 +81,11 @@ pub enum DeliveryStatus {
 }
 
 /// An HTTP answer from a target, as carried in payloads and proxy answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the header names without the value of `Set-Cookie` (nor of the
+/// request credential headers, should a target echo them) and the body's length without
+/// its text: an answer may hold one end user's session or data.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TargetResponse {
     /// The HTTP status code.
@@ -92,6 +96,20 @@ pub struct TargetResponse {
     /// Response body as text.
     #[serde(default)]
     pub body: String,
+}
+
+impl std::fmt::Debug for TargetResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::redact::{BodyLen, RedactedHeaders, response_credential_headers};
+        f.debug_struct("TargetResponse")
+            .field("status_code", &self.status_code)
+            .field(
+                "headers",
+                &RedactedHeaders::new(&self.headers).with_credential_headers(response_credential_headers()),
+            )
+            .field("body", &BodyLen::of(&self.body))
+            .finish()
+    }
 }
 
 impl TargetResponse {
