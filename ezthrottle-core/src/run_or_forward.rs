@@ -55,12 +55,7 @@ impl EZThrottle {
         Fut: Future<Output = Result<T, E>>,
         E: Forwardable,
     {
-        let error = match call().await {
-            Ok(value) => return Ok(Outcome::Completed(value)),
-            Err(error) => error,
-        };
-        let verdict = __private::forward_request(&error);
-        __private::settle(error, self, verdict).await
+        run(self, call, |error| __private::forward_request(error)).await
     }
 
     /// [`run_or_forward`](Self::run_or_forward) for HTTP failures: forwards the request
@@ -106,11 +101,25 @@ impl EZThrottle {
         Fut: Future<Output = Result<T, E>>,
         E: HttpFailure,
     {
-        let error = match call().await {
-            Ok(value) => return Ok(Outcome::Completed(value)),
-            Err(error) => error,
-        };
-        let verdict = __private::http_forward_request(&error, statuses);
-        __private::settle(error, self, verdict).await
+        run(self, call, |error| __private::http_forward_request(error, statuses)).await
     }
+}
+
+/// Runs `call`; its error goes where `decide` says (the macro's runtime, so the outcomes
+/// are the attribute's).
+async fn run<T, E, F, Fut>(
+    client: &EZThrottle,
+    call: F,
+    decide: impl FnOnce(&E) -> __private::Verdict,
+) -> Result<Outcome<T>, AutoForwardError<E>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let error = match call().await {
+        Ok(value) => return Ok(Outcome::Completed(value)),
+        Err(error) => error,
+    };
+    let verdict = decide(&error);
+    __private::settle(error, client, verdict).await
 }
