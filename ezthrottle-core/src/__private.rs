@@ -8,14 +8,15 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
 
-pub use crate::auto_forward::{AutoForwardError, Outcome};
+pub use crate::auto_forward::{AutoForwardError, HttpFailure, Outcome, Unforwardable};
+use crate::call::{FailedCall, Kept};
 pub use crate::client::EZThrottle;
 pub use crate::error::Error;
 pub use crate::forward::ForwardToEZThrottle;
 use crate::forward::Forwardable;
 use crate::protocol::Webhook;
 pub use crate::step::StepType;
-use crate::step::{LocalFailure, StepOutcome, StepResult};
+use crate::step::{StepOutcome, StepResult};
 
 /// The parts of a function's `Result` return type, so `-> io::Result<T>`-like aliases work.
 #[diagnostic::on_unimplemented(
@@ -34,10 +35,28 @@ impl<T, E> FnResult for Result<T, E> {
     type Err = E;
 }
 
+/// What to do with a failure: forward this request, return the error as it was, or return
+/// it with the reason it cannot be forwarded.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward this request.
+    Forward(ForwardToEZThrottle),
+    /// Not selected (no request, or a status not listed): `AutoForwardError::Failed`.
+    Keep,
+    /// Selected, but not forwardable: `AutoForwardError::NotForwardable`.
+    Refuse(Unforwardable),
+}
+
+impl From<Option<ForwardToEZThrottle>> for Verdict {
+    fn from(request: Option<ForwardToEZThrottle>) -> Self {
+        request.map_or(Self::Keep, Self::Forward)
+    }
+}
+
 /// The request a failure carries, if any (the default, without `on_status`).
 #[inline]
-pub fn forward_request<E: ForwardableError + ?Sized>(error: &E) -> Option<ForwardToEZThrottle> {
-    error.forward_request_of()
+pub fn forward_request<E: ForwardableError + ?Sized>(error: &E) -> Verdict {
+    error.forward_request_of().into()
 }
 
 /// [`Forwardable`], with a message naming the attribute when it is missing.
@@ -45,7 +64,7 @@ pub fn forward_request<E: ForwardableError + ?Sized>(error: &E) -> Option<Forwar
     message = "`#[auto_forward]` cannot forward `{Self}`: it does not implement `Forwardable`",
     label = "the error type of this function",
     note = "return `ForwardToEZThrottle`, implement `ezthrottle::Forwardable` for the error, \
-            or use `on_status = [..]` for HTTP errors such as `reqwest::Error`"
+            or use `on_status = [..]` with `ezthrottle::FailedCall` (from `.send_keeping_request()`)"
 )]
 pub trait ForwardableError {
     /// [`Forwardable::forward_request`].
@@ -59,79 +78,69 @@ impl<E: Forwardable + ?Sized> ForwardableError for E {
     }
 }
 
-/// An HTTP failure `on_status = [..]` can rebuild a request from.
-#[diagnostic::on_unimplemented(
-    message = "`on_status` cannot rebuild a request from `{Self}`",
-    label = "the error type of this function",
-    note = "`on_status` works with `reqwest::Error` (from `error_for_status()`), \
-            `Box<dyn Error + Send + Sync>` wrapping one, and any `Forwardable` error"
-)]
-pub trait HttpFailure {
-    /// The request to forward when this failure's status is in `statuses`.
-    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle>;
-}
-
-/// The request `on_status = [..]` forwards, if any.
+/// What `on_status = [..]` does with `error`.
 #[inline]
-pub fn http_forward_request<E: HttpFailure + ?Sized>(error: &E, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+pub fn http_forward_request<E: HttpFailure + ?Sized>(error: &E, statuses: &[u16]) -> Verdict {
     error.forward_on_status(statuses)
 }
 
-/// A `Forwardable` error decides for itself; `on_status` does not filter it.
+/// A `Forwardable` error decides for itself; `on_status` does not filter it. A request the
+/// user built is the user's explicit request: forwarded as it is.
 impl<E: Forwardable + ?Sized> HttpFailure for E {
-    fn forward_on_status(&self, _statuses: &[u16]) -> Option<ForwardToEZThrottle> {
-        self.forward_request()
+    fn forward_on_status(&self, _statuses: &[u16]) -> Verdict {
+        self.forward_request().into()
     }
 }
 
-/// `error_for_status()`'s error: status and URL are known, the method is not (taken as
-/// `GET`) and the body is gone.
-impl HttpFailure for reqwest::Error {
-    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
-        let status = self.status()?.as_u16();
-        let url = self.url()?;
-        statuses.contains(&status).then(|| ForwardToEZThrottle::get(url.as_str()))
-    }
-}
-
-/// A FRUGAL request that failed here: the URL and status are known (`GET`, no body).
-impl HttpFailure for LocalFailure {
-    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
-        match self {
-            LocalFailure::Status(response) if statuses.contains(&response.status.as_u16()) => {
-                Some(ForwardToEZThrottle::get(response.url.as_str()))
-            }
-            _ => None,
+/// The request that failed, when its status is listed and the replay rule allows it.
+impl HttpFailure for FailedCall {
+    fn forward_on_status(&self, statuses: &[u16]) -> Verdict {
+        if !self.status().is_some_and(|status| statuses.contains(&status.as_u16())) {
+            return Verdict::Keep;
+        }
+        match self.kept() {
+            Kept::Request(request) if request.step().may_replay(self.failure()) => Verdict::Forward(request.clone()),
+            Kept::Request(_) => Verdict::Refuse(Unforwardable::MayHaveRun(self.failure())),
+            Kept::Unbuildable(error) => Verdict::Refuse(Unforwardable::Unbuildable(error.clone())),
+            Kept::Unknown => Verdict::Refuse(Unforwardable::RequestUnknown),
         }
     }
 }
 
-/// The first HTTP failure in the chain of sources.
+/// The first failure in the chain of sources that decides.
 impl HttpFailure for Box<dyn std::error::Error + Send + Sync> {
-    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+    fn forward_on_status(&self, statuses: &[u16]) -> Verdict {
         chain_forward_on_status(&**self, statuses)
     }
 }
 
-/// The first HTTP failure in the chain of sources.
+/// The first failure in the chain of sources that decides.
 impl HttpFailure for Box<dyn std::error::Error> {
-    fn forward_on_status(&self, statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+    fn forward_on_status(&self, statuses: &[u16]) -> Verdict {
         chain_forward_on_status(&**self, statuses)
     }
 }
 
-fn chain_forward_on_status(error: &(dyn std::error::Error + 'static), statuses: &[u16]) -> Option<ForwardToEZThrottle> {
+/// A `FailedCall` or a `ForwardToEZThrottle` decides; a bare `reqwest::Error` with a listed
+/// status is refused (its request is not known), found only at run time.
+fn chain_forward_on_status(error: &(dyn std::error::Error + 'static), statuses: &[u16]) -> Verdict {
     let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(http) = error.downcast_ref::<reqwest::Error>() {
-            return http.forward_on_status(statuses);
+        if let Some(call) = error.downcast_ref::<FailedCall>() {
+            return call.forward_on_status(statuses);
         }
         if let Some(forward) = error.downcast_ref::<ForwardToEZThrottle>() {
-            return Some(forward.clone());
+            return Verdict::Forward(forward.clone());
+        }
+        if let Some(http) = error.downcast_ref::<reqwest::Error>() {
+            return match http.status() {
+                Some(status) if statuses.contains(&status.as_u16()) => Verdict::Refuse(Unforwardable::RequestUnknown),
+                _ => Verdict::Keep,
+            };
         }
         current = error.source();
     }
-    None
+    Verdict::Keep
 }
 
 /// `step = ..`: overrides the request's step type (on its [`Step`](crate::Step), the one
@@ -271,14 +280,33 @@ fn complete<T, E>(original: E, forwarded: StepResult) -> Result<Outcome<T>, Auto
         Ok(StepOutcome::FailedLocally { response, .. }) => {
             Err(AutoForwardError::FailedLocally { original, response: Box::new(response) })
         }
+        Ok(StepOutcome::ReplayRefused { call_failure, .. }) => {
+            Err(AutoForwardError::NotForwardable { original, reason: Unforwardable::MayHaveRun(call_failure) })
+        }
         Err(error) => Err(AutoForwardError::ForwardFailed { original, error: Box::new(error) }),
     }
 }
 
-/// A failure that is not forwarded.
+/// A failure that is not forwarded, as its verdict says (a `Forward` verdict never gets
+/// here: it is forwarded).
 #[inline]
-pub fn not_forwarded<T, E>(original: E) -> Result<Outcome<T>, AutoForwardError<E>> {
-    Err(AutoForwardError::Failed(original))
+pub fn not_forwarded<T, E>(original: E, verdict: Verdict) -> Result<Outcome<T>, AutoForwardError<E>> {
+    match verdict {
+        Verdict::Refuse(reason) => Err(AutoForwardError::NotForwardable { original, reason }),
+        Verdict::Keep | Verdict::Forward(_) => Err(AutoForwardError::Failed(original)),
+    }
+}
+
+/// The end of `run_or_forward`: forwards what the verdict says, or returns the error.
+pub async fn settle<T, E>(
+    original: E,
+    client: &EZThrottle,
+    verdict: Verdict,
+) -> Result<Outcome<T>, AutoForwardError<E>> {
+    match verdict {
+        Verdict::Forward(request) => forward_async(original, Ok(client), request).await,
+        other => not_forwarded(original, other),
+    }
 }
 
 /// Moved into the closure that runs a sync body, so the closure is `FnOnce` and may return

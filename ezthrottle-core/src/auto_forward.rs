@@ -1,10 +1,16 @@
-//! What a function annotated with `#[auto_forward]` returns: [`Outcome`] and [`AutoForwardError`].
+//! What a function annotated with `#[auto_forward]` returns: [`Outcome`] and
+//! [`AutoForwardError`] (with [`Unforwardable`]), and the trait `on_status` needs,
+//! [`HttpFailure`].
 //!
 //! The attribute (crate `ezthrottle-macros`, re-exported by the `ezthrottle` facade) turns
-//! `fn f(..) -> Result<T, E>` into `fn f(..) -> Result<Outcome<T>, AutoForwardError<E>>`.
+//! `fn f(..) -> Result<T, E>` into `fn f(..) -> Result<Outcome<T>, AutoForwardError<E>>`;
+//! [`EZThrottle::run_or_forward`](crate::EZThrottle::run_or_forward) gives the same result
+//! without a macro.
 
 use crate::error::Error;
+use crate::forward::ForwardBuildError;
 use crate::protocol::SubmitReceipt;
+use crate::replay::CallFailure;
 use crate::step::LocalResponse;
 
 /// How a function annotated with `#[auto_forward]` ended, when it did not fail.
@@ -97,6 +103,15 @@ pub enum AutoForwardError<E> {
         /// Why the forward failed (boxed, so the error type stays close to `E`'s size).
         error: Box<Error>,
     },
+    /// The failure was selected for forwarding, but forwarding it would not run the request
+    /// that failed, or could run it twice; nothing was forwarded. `reason` says why and
+    /// names the fix.
+    NotForwardable {
+        /// The function's error.
+        original: E,
+        /// Why it was not forwarded.
+        reason: Unforwardable,
+    },
     /// FRUGAL only: the failed request was made here once more and the target answered a
     /// status that is neither 2xx nor one that forwards, so nothing was forwarded.
     FailedLocally {
@@ -112,18 +127,20 @@ impl<E> AutoForwardError<E> {
     /// The function's own error.
     pub fn original(&self) -> &E {
         match self {
-            Self::Failed(original) | Self::ForwardFailed { original, .. } | Self::FailedLocally { original, .. } => {
-                original
-            }
+            Self::Failed(original)
+            | Self::ForwardFailed { original, .. }
+            | Self::NotForwardable { original, .. }
+            | Self::FailedLocally { original, .. } => original,
         }
     }
 
     /// The function's own error, dropping what the forward added.
     pub fn into_original(self) -> E {
         match self {
-            Self::Failed(original) | Self::ForwardFailed { original, .. } | Self::FailedLocally { original, .. } => {
-                original
-            }
+            Self::Failed(original)
+            | Self::ForwardFailed { original, .. }
+            | Self::NotForwardable { original, .. }
+            | Self::FailedLocally { original, .. } => original,
         }
     }
 
@@ -131,7 +148,15 @@ impl<E> AutoForwardError<E> {
     pub fn forward_error(&self) -> Option<&Error> {
         match self {
             Self::ForwardFailed { error, .. } => Some(error),
-            Self::Failed(_) | Self::FailedLocally { .. } => None,
+            Self::Failed(_) | Self::NotForwardable { .. } | Self::FailedLocally { .. } => None,
+        }
+    }
+
+    /// Why the failure was not forwarded, when it was selected but could not be.
+    pub fn unforwardable(&self) -> Option<&Unforwardable> {
+        match self {
+            Self::NotForwardable { reason, .. } => Some(reason),
+            Self::Failed(_) | Self::ForwardFailed { .. } | Self::FailedLocally { .. } => None,
         }
     }
 }
@@ -148,6 +173,7 @@ impl<E: std::fmt::Display> std::fmt::Display for AutoForwardError<E> {
             Self::Failed(original) => original.fmt(f),
             // The forward's error is the `source`, so it is not repeated here.
             Self::ForwardFailed { original, .. } => write!(f, "{original}; forwarding it to EZThrottle failed"),
+            Self::NotForwardable { original, reason } => write!(f, "{original}; not forwarded: {reason}"),
             Self::FailedLocally { original, response } => write!(
                 f,
                 "{original}; made again here, {} answered {}, which does not forward",
@@ -160,10 +186,68 @@ impl<E: std::fmt::Display> std::fmt::Display for AutoForwardError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for AutoForwardError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Failed(original) | Self::FailedLocally { original, .. } => original.source(),
+            Self::Failed(original) | Self::NotForwardable { original, .. } | Self::FailedLocally { original, .. } => {
+                original.source()
+            }
             Self::ForwardFailed { error, .. } => Some(&**error),
         }
     }
+}
+
+/// Why a failure selected for forwarding was not forwarded (see
+/// [`AutoForwardError::NotForwardable`]). Each reason's `Display` names the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unforwardable {
+    /// The failure does not keep its request: a bare `reqwest::Error` (from
+    /// `error_for_status()`) knows the status and the URL, but neither the method, the
+    /// headers nor the body.
+    RequestUnknown,
+    /// The request is known, but a job cannot carry it (a streaming or binary body, ...).
+    Unbuildable(ForwardBuildError),
+    /// The [replay rule](crate::replay): the request is neither idempotent nor carries an
+    /// `Idempotency-Key`, and the API may have run it (it answered this status, or no
+    /// answer came).
+    MayHaveRun(CallFailure),
+}
+
+impl std::fmt::Display for Unforwardable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RequestUnknown => f.write_str(
+                "a `reqwest::Error` does not keep its request (method, headers, body); send the request with \
+                 `.send_keeping_request()` (trait `KeepRequest`), whose error, `FailedCall`, keeps it",
+            ),
+            Self::Unbuildable(error) => write!(f, "{error}"),
+            Self::MayHaveRun(failure) => write!(
+                f,
+                "{failure}, so the API may have run it; a POST or PATCH is forwarded only with an \
+                 `Idempotency-Key` header or the explicit opt-in `Step::replay(ReplayPolicy::Always)`"
+            ),
+        }
+    }
+}
+
+/// An error `on_status = [..]` (and [`run_or_forward_on`](crate::EZThrottle::run_or_forward_on))
+/// can forward when its status is listed: one that keeps the request that failed.
+///
+/// Implemented by [`FailedCall`](crate::FailedCall) (from
+/// [`send_keeping_request`](crate::KeepRequest::send_keeping_request)), by every
+/// [`Forwardable`](crate::Forwardable) error (which decides for itself: `on_status` does not
+/// filter it), and by `Box<dyn Error (+ Send + Sync)>`, which looks for either in its chain
+/// of sources. A bare `reqwest::Error` does not implement it: it knows neither the method,
+/// the headers nor the body, and forwarding it would run a different request.
+#[diagnostic::on_unimplemented(
+    message = "`on_status` cannot forward `{Self}`: it does not keep the request that failed",
+    label = "the error type of this function",
+    note = "send the request with `.send_keeping_request()` (trait `ezthrottle::KeepRequest`) and return its \
+            error, `ezthrottle::FailedCall`, which keeps the request (method, URL, headers, body); \
+            or return a `Forwardable` error such as `ForwardToEZThrottle`"
+)]
+pub trait HttpFailure {
+    /// What to do with this failure when `statuses` are the ones to forward.
+    #[doc(hidden)]
+    fn forward_on_status(&self, statuses: &[u16]) -> crate::__private::Verdict;
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub mod __private;
 #[cfg(feature = "client")]
 mod auto_forward;
 #[cfg(feature = "client")]
+mod call;
+#[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]
 mod error;
@@ -73,11 +75,15 @@ pub mod inbox;
 pub mod protocol;
 pub mod replay;
 #[cfg(feature = "client")]
+mod run_or_forward;
+#[cfg(feature = "client")]
 pub mod step;
 pub mod webhook;
 
 #[cfg(feature = "client")]
-pub use auto_forward::{AutoForwardError, Outcome};
+pub use auto_forward::{AutoForwardError, HttpFailure, Outcome, Unforwardable};
+#[cfg(feature = "client")]
+pub use call::{FailedCall, KeepRequest};
 #[cfg(feature = "client")]
 pub use client::{
     DEFAULT_EZTHROTTLE_URL, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,

@@ -22,6 +22,11 @@
 //! the explicit opt-in for APIs that de-duplicate by other means: every selected failure is
 //! forwarded, whatever the method.
 //!
+//! The rule judges failures the SDK observed (a FRUGAL step's own attempt, a
+//! [`FailedCall`](crate::FailedCall) that `on_status` selected, a request through a layer).
+//! A `ForwardToEZThrottle` that user code builds and returns is the user's explicit request:
+//! it is forwarded as built.
+//!
 //! The idempotent methods are RFC 9110's (section 9.2.2). A request's `Idempotency-Key`
 //! (or `X-Idempotency-Key`) header goes to the API with the job, so an API that honours it
 //! runs the call once however often it is sent.

@@ -12,8 +12,10 @@
 //!         Ok(value) => return Ok(Outcome::Completed(value)),
 //!         Err(error) => error,
 //!     };
-//!     let Some(request) = __private::forward_request(&error) else {  // or http_forward_request
-//!         return __private::not_forwarded(error);     // Err(AutoForwardError::Failed(error))
+//!     let request = match __private::forward_request(&error) {  // or http_forward_request
+//!         __private::Verdict::Forward(request) => request,
+//!         // Err(AutoForwardError::Failed(error)), or NotForwardable { original, reason }
+//!         verdict => return __private::not_forwarded(error, verdict),
 //!     };
 //!     let request = __private::set_step(request, ..); // and the other options
 //!     (error, request)
@@ -96,6 +98,7 @@ struct Names {
     key: syn::Ident,
     token: syn::Ident,
     fake: syn::Ident,
+    verdict: syn::Ident,
 }
 
 impl Names {
@@ -109,6 +112,7 @@ impl Names {
             key: name("auto_forward_key"),
             token: name("auto_forward_once"),
             fake: name("auto_forward_fake_return"),
+            verdict: name("auto_forward_verdict"),
         }
     }
 }
@@ -368,7 +372,7 @@ fn failure_arm(
     forward: TokenStream,
     receiver: Option<&syn::Ident>,
 ) -> TokenStream {
-    let Names { value, error, request, key, .. } = names;
+    let Names { value, error, request, key, verdict, .. } = names;
     // Spanned at the error type: an error type that cannot be forwarded is reported there.
     let at_error = respan(private, result.error_span);
     let error_at = syn::Ident::new(&error.to_string(), error.span().located_at(result.error_span));
@@ -398,8 +402,9 @@ fn failure_arm(
             }
             ::core::result::Result::Err(#error) => #error,
         };
-        let ::core::option::Option::Some(#request) = #find_request else {
-            return #private::not_forwarded(#error);
+        let #request = match #find_request {
+            #private::Verdict::Forward(#request) => #request,
+            #verdict => return #private::not_forwarded(#error, #verdict),
         };
         #step
         #key

@@ -71,17 +71,25 @@
 //!
 //! # What the function returns
 //!
-//! `Result<T, E>` becomes `Result<Outcome<T>, AutoForwardError<E>>` (the rest of the
-//! signature is kept exactly):
+//! The attribute changes the function's signature: its return type `Result<T, E>` becomes
+//! `Result<Outcome<T>, AutoForwardError<E>>` (for an `async fn`, the output of its future;
+//! an alias such as `io::Result<T>` is resolved the same way). Everything else is kept
+//! exactly: the name, the arguments, generics, `where` clauses, visibility, attributes and
+//! `async`. Callers therefore change: `f()?` in a function returning `Result<_, E>` needs
+//! `.map_err(AutoForwardError::into_original)`, or a caller returning
+//! `AutoForwardError<E>` / `Box<dyn Error>`; matching on `Ok(v)` becomes matching on
+//! `Ok(Outcome::Completed(v))` (or `outcome.completed()`).
 //!
 //! | the body returned | the function returns |
 //! |---|---|
 //! | `Ok(v)` | `Ok(Outcome::Completed(v))`: no allocation, no clone; `client` is not even evaluated |
-//! | `Err(e)`, `e.forward_request()` is `None` | `Err(AutoForwardError::Failed(e))` |
+//! | `Err(e)`, `e.forward_request()` is `None` (or, with `on_status`, its status is not listed) | `Err(AutoForwardError::Failed(e))` |
 //! | `Err(e)` with a request, EZThrottle accepted it | `Ok(Outcome::Forwarded(receipt))` |
 //! | `Err(e)` with a request, the forward failed | `Err(AutoForwardError::ForwardFailed { original: e, error })` |
+//! | `Err(e)` selected, but it cannot be forwarded as the request that failed, or the replay rule refuses it (see below) | `Err(AutoForwardError::NotForwardable { original: e, reason })` |
 //! | FRUGAL: the request, made here again, succeeded | `Ok(Outcome::ExecutedLocally(response))` |
 //! | FRUGAL: made here again, answered a status that does not forward | `Err(AutoForwardError::FailedLocally { original: e, response })` |
+//! | FRUGAL: made here again, it failed in a way the replay rule does not forward | `Err(AutoForwardError::NotForwardable { original: e, reason: Unforwardable::MayHaveRun(..) })` |
 //!
 //! Nothing is swallowed: every error variant keeps `e` (`original()`, `into_original()`).
 //! `AutoForwardError<E>` implements `From<E>` (so `?` on a plain `Result<_, E>` works in a
@@ -90,15 +98,54 @@
 //! Inside the body nothing changes: `?` and `return` still produce the declared
 //! `Result<T, E>`.
 //!
+//! # What the expansion changes
+//!
+//! Only the return type (above) and the body's statements: the body runs as it did, in an
+//! `async` block (a closure for a sync `fn`); its `Ok` is returned at once; its `Err` is
+//! asked for a request (`Forwardable::forward_request`, or with `on_status` the
+//! `HttpFailure` of the error), the options are applied to that request, and it is handed to
+//! the client (`EZThrottle::forward`: submitted, or FRUGAL made here once more first). The
+//! expansion adds no field, no trait impl and no item, and calls nothing on the `Ok` path.
+//!
+//! # Which failures are forwarded: the replay rule
+//!
+//! Forwarding a failed call means EZThrottle makes it once more. The SDK's one rule
+//! (`ezthrottle::replay`, the same for the tower `ForwardLayer`, `ForwardMiddleware` and
+//! FRUGAL steps) decides, for a failure `on_status` selected from a
+//! [`FailedCall`](https://docs.rs/ezthrottle-core/latest/ezthrottle_core/struct.FailedCall.html),
+//! and for a FRUGAL step's own attempt, with the default `ReplayPolicy::WhenSafe`:
+//!
+//! | the request that failed | not sent (refused, DNS, TLS) | 429 | other listed status (5xx, ..) | sent, no answer (FRUGAL: timeout, reset) |
+//! |---|---|---|---|---|
+//! | `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE` | forwarded | forwarded | forwarded | forwarded |
+//! | `POST`, `PATCH`, any other method | forwarded | forwarded | **`NotForwardable`** | **`NotForwardable`** |
+//! | any method with an `Idempotency-Key` header | forwarded | forwarded | forwarded | forwarded |
+//! | the step's policy is `ReplayPolicy::Always` (`failed.map_step(\|step\| step.replay(ReplayPolicy::Always))`) | forwarded | forwarded | forwarded | forwarded |
+//! | a `ForwardToEZThrottle` (or `Forwardable` error) the body returned | forwarded as built | forwarded as built | forwarded as built | forwarded as built |
+//!
+//! `on_status` selects statuses only: a `FailedCall` without a status (not sent, no answer)
+//! is returned as `Failed`. A request the body built itself (`ForwardToEZThrottle`, or
+//! the request of a `Forwardable` error) is the user's explicit request: it is forwarded as
+//! it was built, whatever its method (with `step = frugal`, its local repeat is still under
+//! the rule).
+//!
+//! # Without the macro
+//!
+//! `EZThrottle::run_or_forward(|| async { legacy().await })` and
+//! `EZThrottle::run_or_forward_on(&[429, 503], || ..)` run a closure's future and return the
+//! same `Result<Outcome<T>, AutoForwardError<E>>`, with the same outcomes (the same
+//! runtime), for teams that avoid proc macros; options are set on the request
+//! (`ForwardToEZThrottle::map_step`, `FailedCall::map_step`).
+//!
 //! # Options
 //!
 //! | option | meaning |
 //! |---|---|
 //! | `client = <expr>` | The client: any expression of type `EZThrottle`, or anything that derefs to it (`&EZThrottle`, `Arc<EZThrottle>`, a `LazyLock<EZThrottle>` static, `self.client`, an argument). Evaluated only when a failure is forwarded, after the body: it may use the arguments the body did not consume. Without it, a process-wide client built once from the environment (`EZThrottle::from_env()`: `EZTHROTTLE_API_KEY`, `EZTHROTTLE_URL`); if that cannot be built, the forward fails with that error (`ForwardFailed`), and the next forward tries again. |
-//! | `step = frugal` / `step = performance` | Overrides the request's step type. Without it the request keeps its own (PERFORMANCE unless the error built it FRUGAL). PERFORMANCE submits at once; FRUGAL makes the request here once more and forwards only if it fails again with a status of `fallback_on_error` (429, 5xx by default), a timeout or a transport error. |
+//! | `step = frugal` / `step = performance` | Overrides the request's step type. Without it the request keeps its own (PERFORMANCE unless the error built it FRUGAL). PERFORMANCE submits at once; FRUGAL makes the request here once more and forwards only if it fails again with a status of `fallback_on_error` (429, 5xx by default), a timeout or a transport error, and the replay rule (below) allows it. |
 //! | `idempotent_key = <expr>` | Overrides the request's key; anything `Into<String>`. Without it (and without a key on the request), the job gets the SDK's default key, `IdempotentStrategy::CredentialHash`: the same call by the same caller is one job, two callers are two. Evaluated when the function is called, **before** the body, so it may use any argument, even one the body consumes (it costs its evaluation on every call: prefer a cheap expression). |
 //! | `webhooks = <expr>` | Added to the request's webhooks: anything `IntoIterator<Item = Webhook>` (`[Webhook::new(url)]`, a `Vec`). Evaluated only on forward, like `client`. |
-//! | `on_status = [429, 500, ..]` | For HTTP errors that know their status and URL: `reqwest::Error` from `error_for_status()` (forwarded as a `GET` of that URL, without body: reqwest keeps neither method nor body), `Box<dyn Error + Send + Sync>` / `Box<dyn Error>` whose source chain holds one, and core's `LocalFailure`. A listed status is forwarded; anything else is returned unchanged (`Failed`). A `Forwardable` error still decides for itself. |
+//! | `on_status = [429, 500, ..]` | For HTTP failures that keep their request: `ezthrottle::FailedCall`, the error of `.send_keeping_request()` (trait `ezthrottle::KeepRequest`, on `reqwest::RequestBuilder`), which keeps the method, the full URL, the end-to-end headers and the body; and `Box<dyn Error + Send + Sync>` / `Box<dyn Error>` whose chain of sources holds one. A listed status is forwarded as exactly that request, when the replay rule allows it (above); anything else is returned unchanged (`Failed`). A bare `reqwest::Error` (from `error_for_status()`) knows neither method, headers nor body: as the error type it is a compile error naming `send_keeping_request`; found at run time in a boxed error's chain, with a listed status, it is returned as `NotForwardable { reason: Unforwardable::RequestUnknown }`. A `Forwardable` error still decides for itself. |
 //! | `crate = "path"` | Where the runtime lives, default `::ezthrottle`; `crate = "ezthrottle_core"` works on the core crate directly, and a renamed dependency (`ez = { package = "ezthrottle" }`) uses `crate = "ez"`. |
 //!
 //! # Sync functions
@@ -125,7 +172,8 @@
 //!
 //! They point at the user's code: a function not returning `Result` (the return type), a
 //! `const fn`, an unknown option (listing the valid ones), an option set twice, an error
-//! type that is not `Forwardable` (or, with `on_status`, not an HTTP error). A `client`
+//! type that is not `Forwardable` (or, with `on_status`, one that does not keep its request,
+//! such as a bare `reqwest::Error`: the note names `send_keeping_request`). A `client`
 //! that cannot be evaluated where the function is (e.g. `client = self.client` on a free
 //! function) is reported by the compiler at that expression. There is no "missing client"
 //! error: without `client`, the environment's client is always available at run time. On

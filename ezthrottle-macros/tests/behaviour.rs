@@ -1,11 +1,13 @@
-//! `#[auto_forward]` against a real `ezthrottle-local` engine and a loopback target that
-//! answers 429.
+//! `#[auto_forward]` (and `run_or_forward`) against a real `ezthrottle-local` engine and a
+//! loopback target that answers 429 or 503.
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
 // The default runtime path is `::ezthrottle::__private`: alias core under that name, as
 // the facade's glob re-export will provide it.
 extern crate ezthrottle_core as ezthrottle;
 
+#[path = "behaviour/on_status.rs"]
+mod on_status;
 #[path = "behaviour/support.rs"]
 mod support;
 
@@ -147,7 +149,7 @@ async fn engine_down_returns_the_original_error_and_the_submission_error() {
         panic!("expected ForwardFailed, got {error:?}")
     };
     assert!(matches!(original, BillingError::RateLimited(_)));
-    assert!(submission.is_unreachable(), "{submission}");
+    assert!(submission.is_not_sent(), "{submission}");
     assert!(error.to_string().contains("forwarding it to EZThrottle failed"), "{error}");
     let source = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
     assert!(source.contains("unreachable"), "{source}");
@@ -191,48 +193,6 @@ async fn without_a_client_a_missing_environment_is_reported_with_the_original_er
     let AutoForwardError::ForwardFailed { original, error } = error else { panic!("expected ForwardFailed") };
     assert_eq!(original.url(), "http://127.0.0.1:9/never");
     assert!(error.to_string().contains(ezthrottle::ENV_API_KEY), "{error}");
-}
-
-/// `on_status` with a real `reqwest::Error` from `error_for_status()`.
-#[auto_forward(client = client, on_status = [429, 503])]
-async fn fetch(client: &EZThrottle, url: &str) -> Result<String, reqwest::Error> {
-    reqwest::get(url).await?.error_for_status()?.text().await
-}
-
-#[tokio::test]
-async fn on_status_forwards_a_listed_reqwest_status_and_returns_others() {
-    let target = Target::start().await;
-    let (engine, client) = engine().await;
-
-    let outcome = fetch(&client, &target.url("/limited/report")).await.unwrap();
-    let receipt = outcome.receipt().cloned().unwrap();
-    let executed = target.wait_for(|r| r.path == "/limited/report" && r.by_engine()).await;
-    assert_eq!(executed.method, "GET");
-    let job = finished_job(&engine, &receipt.job_id).await;
-    assert_eq!(job["status"], "success", "{job:#}");
-
-    let error = fetch(&client, &target.url("/missing")).await.unwrap_err();
-    let AutoForwardError::Failed(original) = error else { panic!("a 404 is not listed") };
-    assert_eq!(original.status().map(|s| s.as_u16()), Some(404));
-    engine.shutdown().await;
-}
-
-/// `on_status` finds the `reqwest::Error` inside a boxed error.
-#[auto_forward(client = client, on_status = [429])]
-async fn fetch_boxed(client: &EZThrottle, url: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
-}
-
-#[tokio::test]
-async fn on_status_looks_inside_a_boxed_error() {
-    let target = Target::start().await;
-    let (engine, client) = engine().await;
-    let outcome = fetch_boxed(&client, &target.url("/limited/boxed")).await.unwrap();
-    assert!(outcome.is_forwarded(), "{outcome:?}");
-    target.wait_for(|r| r.path == "/limited/boxed" && r.by_engine()).await;
-    let error = fetch_boxed(&client, &target.url("/missing")).await.unwrap_err();
-    assert!(matches!(error, AutoForwardError::Failed(_)), "{error:?}");
-    engine.shutdown().await;
 }
 
 /// FRUGAL: the request is made here again before anything is forwarded.
@@ -294,7 +254,7 @@ async fn a_sync_function_forwards_from_a_plain_thread_and_from_inside_a_runtime(
 #[test]
 fn a_sync_function_reports_an_unreachable_engine() {
     let error = legacy_sync(&unreachable_client(), "http://127.0.0.1:9/x").unwrap_err();
-    assert!(error.forward_error().is_some_and(ezthrottle::Error::is_unreachable), "{error:?}");
+    assert!(error.forward_error().is_some_and(ezthrottle::Error::is_not_sent), "{error:?}");
 }
 
 mod methods {

@@ -10,6 +10,13 @@
 //!    are never forwarded on their own, so a forwarded fallback can never be followed by
 //!    a second job for the primary.
 //! 5. Any other status: failed here, nothing forwarded; the `on_failure` step runs here.
+//!
+//! The [replay rule](crate::replay) guards step 4: forwarding runs every request tried here
+//! once more, so each of them (the primary and the FRUGAL fallbacks that were tried) must be
+//! allowed by its step's [`may_replay`](Step::may_replay). A `POST` without an
+//! `Idempotency-Key` whose attempt got no answer or a 5xx may have run: then nothing is
+//! forwarded and the step ends [`StepOutcome::ReplayRefused`] (the `on_failure` step runs
+//! here). A 429 and a request that was never sent are always forwarded.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -19,40 +26,63 @@ use super::{Step, StepType};
 use crate::client::{EZThrottle, read_capped};
 use crate::error::Error;
 use crate::protocol::{Job, Trigger};
+use crate::replay::CallFailure;
 
 /// The most of a local response body a FRUGAL step keeps (16 MiB).
 pub const MAX_LOCAL_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 pub(super) async fn execute(step: &Step, job: Job, client: &EZThrottle) -> StepResult {
-    let failure = match attempt(step, client).await {
+    let (failure, call_failure) = match attempt(step, client).await {
         Attempt::Succeeded(response) => return Ok(succeeded(step, response, client).await),
-        Attempt::Failed(failure) if is_retryable(step, &failure) => failure,
-        Attempt::Failed(LocalFailure::Status(response)) => {
-            let on_failure = match &step.on_failure {
-                Some(child) => Some(Box::new(Box::pin(child.execute(client)).await)),
-                None => None,
-            };
+        Attempt::Failed(failure, call_failure) if is_retryable(step, &failure) => (failure, call_failure),
+        Attempt::Failed(LocalFailure::Status(response), _) => {
+            let on_failure = on_failure(step, client).await;
             return Ok(StepOutcome::FailedLocally { response, on_failure });
         }
-        Attempt::Failed(failure) => failure,
+        Attempt::Failed(failure, call_failure) => (failure, call_failure),
     };
     tracing::debug!(target: "ezthrottle", %failure, "FRUGAL step failed here; trying its fallbacks");
 
+    // Forwarding runs every request tried here again: the first one the replay rule
+    // refuses stops the forward, and is the failure reported.
+    let mut refused = (!step.may_replay(call_failure)).then_some(call_failure);
+    let mut previous = Tried::of(&failure);
     let mut last_failure = failure;
     for (fallback, trigger) in step.flattened_fallbacks() {
-        if fallback.step_type != StepType::Frugal || !trigger_matches(trigger, &last_failure) {
+        if fallback.step_type != StepType::Frugal || !trigger_matches(trigger, previous) {
             continue;
         }
         match attempt(fallback, client).await {
             Attempt::Succeeded(response) => return Ok(succeeded(step, response, client).await),
-            Attempt::Failed(failure) => last_failure = failure,
+            Attempt::Failed(failure, call_failure) => {
+                previous = Tried::of(&failure);
+                if refused.is_none() {
+                    refused = (!fallback.may_replay(call_failure)).then_some(call_failure);
+                    last_failure = failure;
+                }
+            }
         }
     }
 
+    if let Some(call_failure) = refused {
+        tracing::debug!(
+            target: "ezthrottle", failure = %last_failure, %call_failure,
+            "FRUGAL step not forwarded: the API may have run it and its replay policy does not allow a repeat"
+        );
+        let on_failure = on_failure(step, client).await;
+        return Ok(StepOutcome::ReplayRefused { failure: last_failure, call_failure, on_failure });
+    }
     tracing::debug!(target: "ezthrottle", url = %job.url, "forwarding FRUGAL step to EZThrottle");
     match client.submit_job(&job).await {
         Ok(receipt) => Ok(StepOutcome::Forwarded(receipt)),
         Err(error) => Err(Error::forward(last_failure, error)),
+    }
+}
+
+async fn on_failure(step: &Step, client: &EZThrottle) -> Option<Box<StepResult>> {
+    match &step.on_failure {
+        Some(child) => Some(Box::new(Box::pin(child.execute(client)).await)),
+        None => None,
     }
 }
 
@@ -71,18 +101,36 @@ fn is_retryable(step: &Step, failure: &LocalFailure) -> bool {
     }
 }
 
-fn trigger_matches(trigger: &Trigger, failure: &LocalFailure) -> bool {
+/// What a fallback's trigger is matched against: the failure before it.
+#[derive(Clone, Copy)]
+enum Tried {
+    Status(u16),
+    Timeout,
+    Transport,
+}
+
+impl Tried {
+    fn of(failure: &LocalFailure) -> Self {
+        match failure {
+            LocalFailure::Status(response) => Self::Status(response.status.as_u16()),
+            LocalFailure::Timeout { .. } => Self::Timeout,
+            LocalFailure::Transport { .. } => Self::Transport,
+        }
+    }
+}
+
+fn trigger_matches(trigger: &Trigger, failure: Tried) -> bool {
     match (trigger, failure) {
-        (Trigger::OnError { codes }, LocalFailure::Status(response)) => codes.contains(&response.status.as_u16()),
-        (Trigger::OnTimeout { .. }, LocalFailure::Timeout { .. }) => true,
-        (Trigger::Any, _) => true,
+        (Trigger::OnError { codes }, Tried::Status(status)) => codes.contains(&status),
+        (Trigger::OnTimeout { .. }, Tried::Timeout) | (Trigger::Any, _) => true,
         _ => false,
     }
 }
 
 enum Attempt {
     Succeeded(LocalResponse),
-    Failed(LocalFailure),
+    /// The failure, and how far the call got (what the replay rule decides on).
+    Failed(LocalFailure, CallFailure),
 }
 
 /// One request made here, as the step describes it.
@@ -102,11 +150,10 @@ async fn attempt(step: &Step, client: &EZThrottle) -> Attempt {
         builder = builder.body(body.clone());
     }
     let failed = |source: reqwest::Error, url: String| {
-        Attempt::Failed(if source.is_timeout() {
-            LocalFailure::Timeout { url }
-        } else {
-            LocalFailure::Transport { url, source }
-        })
+        let call_failure = CallFailure::of_error(&source);
+        let failure =
+            if source.is_timeout() { LocalFailure::Timeout { url } } else { LocalFailure::Transport { url, source } };
+        Attempt::Failed(failure, call_failure)
     };
     let response = match builder.send().await {
         Ok(response) => response,
@@ -121,5 +168,9 @@ async fn attempt(step: &Step, client: &EZThrottle) -> Attempt {
     let body_truncated = body.len() > MAX_LOCAL_BODY_BYTES;
     let body = if body_truncated { body.slice(..MAX_LOCAL_BODY_BYTES) } else { body };
     let response = LocalResponse { url, status, headers, body, body_truncated };
-    if status.is_success() { Attempt::Succeeded(response) } else { Attempt::Failed(LocalFailure::Status(response)) }
+    if status.is_success() {
+        Attempt::Succeeded(response)
+    } else {
+        Attempt::Failed(LocalFailure::Status(response), CallFailure::of_status(status))
+    }
 }

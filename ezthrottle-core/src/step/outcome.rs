@@ -5,6 +5,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::error::Error;
 use crate::protocol::SubmitReceipt;
+use crate::replay::CallFailure;
 
 /// The result of [`Step::execute`](crate::Step::execute).
 pub type StepResult = Result<StepOutcome, Error>;
@@ -31,6 +32,20 @@ pub enum StepOutcome {
         /// What the `on_failure` step produced, when there is one.
         on_failure: Option<Box<StepResult>>,
     },
+    /// FRUGAL: the request failed here in a way that means the API may have run it (no
+    /// answer came, or it answered a status other than 429), and the step's
+    /// [`ReplayPolicy`](crate::ReplayPolicy) does not allow running it again: a `POST` or
+    /// `PATCH` without an `Idempotency-Key` header, under the default
+    /// [`WhenSafe`](crate::ReplayPolicy::WhenSafe). Nothing was forwarded (see
+    /// [`replay`](crate::replay)); the `on_failure` step ran here, as for `FailedLocally`.
+    ReplayRefused {
+        /// The failure made here (the primary's, or that of a FRUGAL fallback tried here).
+        failure: LocalFailure,
+        /// How far that call got.
+        call_failure: CallFailure,
+        /// What the `on_failure` step produced, when there is one.
+        on_failure: Option<Box<StepResult>>,
+    },
 }
 
 impl StepOutcome {
@@ -45,8 +60,10 @@ impl StepOutcome {
     /// The local answer, when the step ran here.
     pub fn local_response(&self) -> Option<&LocalResponse> {
         match self {
-            Self::ExecutedLocally { response, .. } | Self::FailedLocally { response, .. } => Some(response),
-            Self::Forwarded(_) => None,
+            Self::ExecutedLocally { response, .. }
+            | Self::FailedLocally { response, .. }
+            | Self::ReplayRefused { failure: LocalFailure::Status(response), .. } => Some(response),
+            Self::Forwarded(_) | Self::ReplayRefused { .. } => None,
         }
     }
 }

@@ -2,9 +2,12 @@
 
 use bytes::Bytes;
 use ezthrottle_core::protocol::time::from_unix_ms;
-use ezthrottle_core::{ForwardBuildError, ForwardToEZThrottle, Forwardable, Method, Step, StepOutcome, Webhook};
+use ezthrottle_core::{
+    CallFailure, FailedCall, ForwardBuildError, ForwardToEZThrottle, Forwardable, KeepRequest, Method, StatusCode,
+    Step, StepOutcome, Webhook,
+};
 
-use crate::support::{Answer, Clients, TestServer, receipt};
+use crate::support::{Answer, Clients, TestServer, receipt, refused_url};
 
 #[test]
 fn from_an_http_request_keeps_end_to_end_headers_and_the_body() {
@@ -114,4 +117,66 @@ async fn the_client_forwards_it_intact() {
             "idempotent_key": "charge-42",
         })
     );
+}
+
+const TOKEN: &str = "Bearer sk_live_secret123";
+const BODY: &str = r#"{"card":"4242"}"#;
+
+fn authenticated_post(url: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(url)
+        .header("authorization", TOKEN)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "pay-1")
+        .body(BODY)
+}
+
+#[tokio::test]
+async fn a_failed_call_keeps_the_request_that_was_made() {
+    let api = TestServer::always(|| Answer::text(503, "busy").header("retry-after", "7")).await;
+    let url = format!("{}/pay?region=eu", api.url);
+
+    let failed = authenticated_post(&url).send_keeping_request().await.expect_err("a 503 is an error");
+
+    assert_eq!(failed.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(failed.failure(), CallFailure::Status(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(failed.response_headers().and_then(|h| h.get("retry-after")).map(|v| v.as_bytes()), Some(&b"7"[..]));
+    let job = failed.request().expect("kept").to_job();
+    assert_eq!((job.method, job.url.as_str(), job.body.as_deref()), (Method::POST, url.as_str(), Some(BODY)));
+    assert_eq!(job.headers.get("authorization").map(String::as_str), Some(TOKEN));
+    assert_eq!(job.idempotent_key.as_deref(), Some("pay-1"), "the caller's key wins");
+    assert_eq!(failed.to_string(), format!("POST {url} failed: the API answered 503 Service Unavailable"));
+    assert!(std::error::Error::source(&failed).is_some_and(|source| source.is::<reqwest::Error>()));
+    assert_eq!(api.requests().len(), 1);
+
+    for shown in [format!("{failed:?}"), format!("{failed:#?}")] {
+        assert!(!shown.contains("sk_live_secret123") && !shown.contains("4242"), "{shown}");
+        assert!(shown.contains("authorization") && shown.contains("retry-after"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_call_that_was_not_sent_says_so_and_a_2xx_is_not_an_error() {
+    let failed = authenticated_post(&format!("{}/pay", refused_url().await)).send_keeping_request().await.unwrap_err();
+    assert_eq!(failed.failure(), CallFailure::NotSent);
+    assert_eq!(failed.status(), None);
+    assert!(failed.request().is_some());
+
+    let api = TestServer::always(|| Answer::text(201, "paid")).await;
+    let response = authenticated_post(&api.url).send_keeping_request().await.expect("a 201 is not an error");
+    assert_eq!(response.text().await.ok().as_deref(), Some("paid"));
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_kept_is_not_offered_for_forwarding() {
+    let api = TestServer::always(|| Answer::text(429, "slow down")).await;
+    let streaming = reqwest::Client::new().post(&api.url).body(futures_stream());
+    let failed = streaming.send_keeping_request().await.unwrap_err();
+    assert_eq!(failed.failure(), CallFailure::RateLimited);
+    assert!(failed.request().is_none(), "a streaming body cannot be copied");
+
+    let bare = reqwest::get(&api.url).await.and_then(reqwest::Response::error_for_status).unwrap_err();
+    let failed = FailedCall::from(bare);
+    assert!(failed.request().is_none(), "a bare reqwest::Error does not know its request");
+    assert_eq!(failed.status(), Some(StatusCode::TOO_MANY_REQUESTS));
 }

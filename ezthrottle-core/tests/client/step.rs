@@ -1,9 +1,14 @@
 //! `Step::execute`: PERFORMANCE submits; FRUGAL runs here first, tries its FRUGAL
 //! fallbacks, forwards once, and never runs a continuation twice.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ezthrottle_core::{Error, LocalFailure, Method, Step, StepOutcome, StepType, Trigger, Webhook};
+use ezthrottle_core::{
+    CallFailure, Error, LocalFailure, Method, ReplayPolicy, Step, StepOutcome, StepType, Trigger, Webhook,
+};
+use tokio::io::AsyncReadExt;
 
 use crate::support::{Answer, Clients, TestServer, receipt, refused_url};
 
@@ -186,4 +191,132 @@ async fn an_any_trigger_fires_on_every_retryable_failure() {
     let outcome = step.execute(&engine.direct_client()).await.expect("ok");
     assert_eq!(outcome.local_response().map(|r| r.body.clone()), Some("any will do".into()));
     assert!(engine.requests().is_empty());
+}
+
+/// A target on 127.0.0.1 that reads each request in full, then closes the connection
+/// without answering: the API may have run it. Counts the requests it read.
+async fn closing_target() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let read = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&read);
+    tokio::spawn(async move {
+        // Bounded: no test here makes more than a few requests.
+        for _ in 0..16 {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !is_complete(&request) {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream); // closed, no answer
+        }
+    });
+    (url, read)
+}
+
+/// Whether `request` holds its head and the `content-length` bytes of body after it.
+fn is_complete(request: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(request);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let length = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    body.len() >= length
+}
+
+fn charge(url: &str, key: Option<&str>) -> Step {
+    let step = frugal(&format!("{url}/charge"))
+        .method(Method::POST)
+        .header("authorization", "Bearer t0k")
+        .body(r#"{"amount":100}"#)
+        .on_failure(Step::new("https://alerts.example.com/charge-failed"), None);
+    match key {
+        Some(key) => step.header("Idempotency-Key", key),
+        None => step,
+    }
+}
+
+#[tokio::test]
+async fn a_post_whose_target_closes_without_answering_is_forwarded_only_with_a_key() {
+    let (target, read) = closing_target().await;
+    let engine = TestServer::always(|| Answer::json(201, receipt("job_keyed"))).await;
+    let client = engine.direct_client();
+
+    let outcome = charge(&target, None).execute(&client).await.expect("an outcome");
+    let StepOutcome::ReplayRefused { failure, call_failure, on_failure } = &outcome else {
+        panic!("a POST without a key that may have run must not be forwarded: {outcome:?}")
+    };
+    assert_eq!(*call_failure, CallFailure::NoAnswer);
+    assert!(matches!(failure, LocalFailure::Transport { .. }), "{failure:?}");
+    assert!(matches!(on_failure.as_deref(), Some(Ok(StepOutcome::Forwarded(_)))), "{on_failure:?}");
+    assert_eq!(read.load(Ordering::SeqCst), 1, "made once here, never repeated");
+    // The only submission is the (PERFORMANCE) `on_failure` step, not the charge.
+    let submitted: Vec<_> = engine.requests().iter().map(|r| r.json()["url"].clone()).collect();
+    assert_eq!(submitted, ["https://alerts.example.com/charge-failed"], "the charge is not forwarded");
+
+    let outcome = charge(&target, Some("charge-42")).execute(&client).await.expect("forwarded");
+    assert_eq!(outcome.receipt().map(|r| r.job_id.as_str()), Some("job_keyed"));
+    let requests = engine.requests();
+    assert_eq!(requests.len(), 2, "one job: the charge, with its on_failure nested");
+    let job = requests[1].json();
+    assert_eq!(job["method"], "POST");
+    assert_eq!(job["url"], format!("{target}/charge"));
+    assert_eq!(job["body"], r#"{"amount":100}"#);
+    assert_eq!(job["headers"]["Idempotency-Key"], "charge-42");
+    assert_eq!(job["headers"]["authorization"], "Bearer t0k");
+    assert_eq!(read.load(Ordering::SeqCst), 2);
+}
+
+/// The replay table for a FRUGAL step: which local failures forward, by method and key.
+#[tokio::test]
+async fn the_replay_rule_decides_what_a_frugal_step_forwards() {
+    let busy = TestServer::always(|| Answer::text(503, "busy")).await;
+    let limited = TestServer::always(|| Answer::text(429, "slow down")).await;
+    let engine = TestServer::always(|| Answer::json(201, receipt("job_rule"))).await;
+    let client = engine.direct_client();
+    let post = |url: &str| frugal(url).method(Method::POST).body("{}");
+
+    let refused = post(&busy.url).execute(&client).await.expect("an outcome");
+    assert!(
+        matches!(&refused, StepOutcome::ReplayRefused { call_failure: CallFailure::Status(s), .. } if s.as_u16() == 503),
+        "{refused:?}"
+    );
+    assert_eq!(refused.local_response().map(|r| r.status.as_u16()), Some(503));
+    assert!(engine.requests().is_empty());
+
+    let cases = [
+        ("POST answered 429: provably not run", post(&limited.url)),
+        ("PUT is idempotent", frugal(&busy.url).method(Method::PUT).body("{}")),
+        ("the key makes a repeat harmless", post(&busy.url).header("idempotency-key", "k-1")),
+        ("the explicit opt-in", post(&busy.url).replay(ReplayPolicy::Always)),
+    ];
+    for (count, (why, step)) in cases.into_iter().enumerate() {
+        let outcome = step.execute(&client).await.expect("an outcome");
+        assert!(outcome.receipt().is_some(), "{why}: {outcome:?}");
+        assert_eq!(engine.requests().len(), count + 1, "{why}");
+    }
+}
+
+#[tokio::test]
+async fn a_frugal_fallback_that_may_have_run_stops_the_forward() {
+    let primary = TestServer::always(|| Answer::text(429, "slow down")).await;
+    let backup = TestServer::always(|| Answer::text(502, "half done")).await;
+    let engine = TestServer::always(|| Answer::json(201, receipt("never"))).await;
+    let step = frugal(&primary.url)
+        .method(Method::POST)
+        .fallback(frugal(&backup.url).method(Method::POST), Trigger::on_error([429]));
+
+    let outcome = step.execute(&engine.direct_client()).await.expect("an outcome");
+
+    let StepOutcome::ReplayRefused { failure, .. } = &outcome else { panic!("{outcome:?}") };
+    assert!(matches!(failure, LocalFailure::Status(r) if r.url == backup.url), "{failure:?}");
+    assert!(engine.requests().is_empty(), "forwarding would run the backup POST again");
 }

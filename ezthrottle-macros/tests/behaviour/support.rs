@@ -18,6 +18,7 @@ impl ByEngine for Recorded {
 
 /// The loopback target. Routes (by path):
 /// - `/limited/..`: 429 to the code under test, 200 to the engine (which sends `X-EZThrottle-Job-Id`);
+/// - `/unavailable/..`: 503 to the code under test, 200 to the engine;
 /// - `/missing`: 404;
 /// - `/flaky`: 429 on the first call, then 200;
 /// - `/refuses`: 429 on the first call, then 400;
@@ -35,6 +36,7 @@ impl Routes for MacroTests {
             ("/flaky", _) => Answer::text(200, "fine now"),
             ("/refuses", _) => Answer::text(400, "bad request"),
             _ if request.by_engine() => Answer::text(200, r#"{"ok":true}"#),
+            (path, _) if path.starts_with("/unavailable") => Answer::text(503, "try later"),
             _ => Answer::text(429, "slow down"),
         }
     }

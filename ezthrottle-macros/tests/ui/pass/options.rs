@@ -37,11 +37,12 @@ async fn with_webhooks_from_arguments(hooks: &[&str]) -> Result<usize, ForwardTo
 }
 
 #[auto_forward(on_status = [429, 500, 502, 503, 504])]
-async fn http(url: &str) -> Result<String, reqwest::Error> {
+async fn http(url: &str) -> Result<String, ezthrottle::FailedCall> {
+    use ezthrottle::KeepRequest;
     if url.is_empty() {
         return Ok(String::new());
     }
-    reqwest::get(url).await?.error_for_status()?.text().await
+    Ok(reqwest::Client::new().get(url).send_keeping_request().await?.text().await?)
 }
 
 #[auto_forward(on_status = [429])]
