@@ -98,3 +98,22 @@ impl fmt::Display for ForwardFailed {
         write!(f, "not forwarded to EZThrottle: {}", self.reason)
     }
 }
+
+/// What the caller gets for a forwarded call: set with `respond_with` on
+/// [`ForwardLayer`](crate::ForwardLayer) (and `ForwardMiddleware`).
+///
+/// Either way the answer carries the [`ForwardedJob`] extension and the headers
+/// `x-ezthrottle-job-id` and `x-ezthrottle-forwarded: true`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardResponse {
+    /// `202 Accepted` with the JSON receipt (the default; see the
+    /// [module docs](crate::forward)).
+    #[default]
+    Receipt,
+    /// The target's own answer (its status, headers and body, e.g. the `429`), with the
+    /// extension and the headers added: for callers that already handle the API's
+    /// statuses. Where there is no answer of the target (a transport error, a circuit
+    /// open, PERFORMANCE), the caller gets the `202` receipt.
+    Original,
+}

@@ -169,12 +169,13 @@ mod layer;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod policy;
+mod replay;
 mod service;
 mod settings;
 
 pub use body::ResponseBody;
 pub use breaker::{CircuitBreaker, CircuitState, DEFAULT_MAX_OPEN};
-pub use extension::{ForwardFailed, ForwardReason, ForwardedJob};
+pub use extension::{ForwardFailed, ForwardReason, ForwardResponse, ForwardedJob};
 pub use future::ResponseFuture;
 pub use layer::ForwardLayer;
 #[cfg(feature = "reqwest-middleware")]

@@ -86,6 +86,7 @@ policy_setters!(Forward<S>);
 impl<S, P, B, R> Service<Request<B>> for Forward<S, P>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: 'static,
     B: Body + From<Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     P: ForwardPolicy<R, S::Error>,
