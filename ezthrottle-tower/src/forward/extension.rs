@@ -78,12 +78,15 @@ pub struct ForwardedJob {
 ///
 /// Set when EZThrottle refused the job or could not be reached, when the request could
 /// not become a job (its body was not captured, is not UTF-8 text, or its URI is not
-/// absolute). When the wrapped service returned an *error*, that error is returned
+/// absolute), or when the replay rule ([`ezthrottle_core::replay`]) keeps it: a `POST`
+/// without `Idempotency-Key` the API may have run. When the wrapped service returned an *error*, that error is returned
 /// unchanged and the reason is only logged (`tracing`, level `warn`).
 ///
 /// One more case: when the request body fails while it is being captured (before the
 /// target is called), the request cannot be sent at all; the layer then answers a
-/// synthesized `400 Bad Request` carrying this extension.
+/// synthesized `400 Bad Request` carrying this extension. And one more: when the target
+/// was not called (circuit open) and EZThrottle may have accepted the job, the layer
+/// answers a synthesized `502 Bad Gateway` (`x-ezthrottle-forwarded: unknown`) with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ForwardFailed {

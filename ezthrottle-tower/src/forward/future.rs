@@ -388,7 +388,10 @@ where
                             if !settings.may_call_after(&error, request.method(), request.headers()) {
                                 // EZThrottle may run the job: calling the target could run the request twice.
                                 tracing::warn!(%reason, %error, "EZThrottle may have accepted the job; not calling the target");
-                                return Poll::Ready(Ok(maybe_forwarded(maybe_accepted(&error), ResponseBody::synthesized)));
+                                return Poll::Ready(Ok(maybe_forwarded(
+                                    maybe_accepted(&error),
+                                    ResponseBody::synthesized,
+                                )));
                             }
                             tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; calling the target instead");
                             this.ctx.failed = Some(Box::new(submission_failed(&error)));

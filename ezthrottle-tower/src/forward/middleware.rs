@@ -15,11 +15,11 @@ use super::decision::{
     submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
-use super::replay::{failure_of_error, maybe_accepted};
-use ezthrottle_core::replay::CallFailure;
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
+use super::replay::{failure_of_error, maybe_accepted};
 use super::settings::{Config, Settings, config_handle_impls, policy_setters, settings_setters};
+use ezthrottle_core::replay::CallFailure;
 
 /// A [`reqwest_middleware::Middleware`] that hands failing calls to EZThrottle, with the
 /// same options, decisions and answers as [`ForwardLayer`].
@@ -32,8 +32,12 @@ use super::settings::{Config, Settings, config_handle_impls, policy_setters, set
 /// A forwarded call answers a synthesized `reqwest::Response`: `202 Accepted`, the JSON
 /// receipt, `x-ezthrottle-job-id`, `x-ezthrottle-forwarded: true` and the
 /// [`ForwardedJob`](crate::ForwardedJob) extension (`response.extensions()`); its `url()`
-/// is the original request's. If the submission fails, the original response is returned
-/// with a [`ForwardFailed`](crate::ForwardFailed) extension, or the original error.
+/// is the original request's (or, with `respond_with(ForwardResponse::Original)`, the
+/// target's own response with the extension). If the submission fails, the original
+/// response is returned with a [`ForwardFailed`](crate::ForwardFailed) extension, or the
+/// original error. The replay rule and the open-circuit behaviour are the layer's (see
+/// [Which calls forward](crate::forward#which-calls-forward)); a `reqwest::Error` from
+/// connecting is "not sent".
 ///
 /// The policy is a `ForwardPolicy<(), reqwest_middleware::Error>`: it sees the response's
 /// status, version and headers with an empty body.

@@ -266,8 +266,7 @@ async fn an_open_circuit_in_the_middleware_calls_the_target_only_when_safe() {
 async fn respond_with_original_gives_the_429_with_the_job() {
     let (target, ezt) = target_and_ezthrottle().await;
     let reset = Resetter::start().await;
-    let client =
-        ForwardLayer::new(ezt.client.clone()).respond_with(ForwardResponse::Original).layer(hyper_client());
+    let client = ForwardLayer::new(ezt.client.clone()).respond_with(ForwardResponse::Original).layer(hyper_client());
     let request = Request::post(target.url("/limited/60")).body(TestBody::from("{}")).unwrap();
     let response = client.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the original answer");

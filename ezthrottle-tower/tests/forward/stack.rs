@@ -88,7 +88,10 @@ async fn the_readme_stack_trace_auth_forward_timeout() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let job_id = response.extensions().get::<ForwardedJob>().unwrap().receipt.job_id.clone();
     let run = target.wait_engine_hit(&job_id).await;
-    assert_eq!(run.headers["authorization"], "Bearer service-token", "the auth layer above ForwardLayer reached the job");
+    assert_eq!(
+        run.headers["authorization"], "Bearer service-token",
+        "the auth layer above ForwardLayer reached the job"
+    );
     assert_eq!(*outer.lock().unwrap(), [202], "the outer trace sees the caller's answer");
     assert_eq!(*inner.lock().unwrap(), [503], "the inner trace sees the API's answer");
 
