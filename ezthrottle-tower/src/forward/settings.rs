@@ -107,8 +107,12 @@ macro_rules! settings_setters {
 
         /// Changes the template of every forwarded job: a [`Step`](::ezthrottle_core::Step)
         /// whose options (webhooks, quorum, regions, region policy, execution mode, retry
-        /// policy, metadata, idempotency strategy, step type, ...) every job gets; the
-        /// request itself (method, URL, end-to-end headers, body) is the call's.
+        /// policy, metadata, idempotency strategy, step type, replay policy, ...) every job
+        /// gets; the request itself (method, URL, end-to-end headers, body) is the call's.
+        /// Its [`ReplayPolicy`](::ezthrottle_core::ReplayPolicy) (default `WhenSafe`) decides
+        /// which selected failures may run again (see
+        /// [Which calls forward](crate::forward#which-calls-forward)): `job.replay(ReplayPolicy::Always)`
+        /// forwards a `POST` that may have run, for APIs that de-duplicate it themselves.
         ///
         /// The template starts as `Step::default()` with
         /// [`StepType::Frugal`](::ezthrottle_core::StepType::Frugal): call the target first,
