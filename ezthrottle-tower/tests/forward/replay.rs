@@ -329,3 +329,22 @@ async fn an_authenticated_keyed_post_after_a_503_runs_as_that_post() {
     assert_eq!(run.headers["idempotency-key"], "order-9");
     ezt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_records_an_outcome_the_rule_keeps() {
+    let (target, ezt) = target_and_ezthrottle().await;
+    let breaker = CircuitBreaker::new(1, Duration::from_secs(60));
+    let client = ForwardLayer::new(ezt.client.clone()).circuit_breaker(breaker.clone()).layer(hyper_client());
+    let post = || Request::post(target.url("/unavailable")).body(TestBody::from("{}")).unwrap();
+    let kept = client.clone().oneshot(post()).await.unwrap();
+    assert_eq!(kept.status(), StatusCode::SERVICE_UNAVAILABLE, "the POST may have run: not forwarded");
+    assert!(kept.extensions().get::<ForwardFailed>().is_some());
+    assert!(ezt.store.is_empty());
+    assert_eq!(breaker.state(&target.host()), CircuitState::Open, "the 503 still counts for the breaker");
+    // While open the POST goes to EZThrottle without touching the target: it runs once.
+    let response = client.oneshot(post()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(target.direct_hits().len(), 1);
+    assert_eq!(ezt.store.len(), 1);
+    ezt.shutdown().await;
+}
