@@ -84,7 +84,7 @@ pub use forward::ForwardMiddleware;
 #[cfg(feature = "forward")]
 pub use forward::{
     CircuitBreaker, CircuitState, DefaultForwardPolicy, Forward, ForwardFailed, ForwardLayer, ForwardPolicy,
-    ForwardReason, ForwardedJob, StatusCodes,
+    ForwardReason, ForwardResponse, ForwardedJob, StatusCodes,
 };
 #[cfg(feature = "idempotency")]
 pub use idempotency::IdempotencyLayer;

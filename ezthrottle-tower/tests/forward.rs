@@ -15,6 +15,8 @@ mod hyper;
 mod mock;
 #[path = "forward/pace.rs"]
 mod pace;
+#[path = "forward/replay.rs"]
+mod replay;
 #[cfg(feature = "reqwest-middleware")]
 #[path = "forward/reqwest.rs"]
 mod reqwest;

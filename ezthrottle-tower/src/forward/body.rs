@@ -49,6 +49,14 @@ impl<R> ResponseBody<R> {
     }
 }
 
+/// An empty body the layer wrote: what tower-http's `TimeoutLayer` placed above
+/// `ForwardLayer` answers its timeout status with.
+impl<R> Default for ResponseBody<R> {
+    fn default() -> Self {
+        Self::synthesized(Bytes::new())
+    }
+}
+
 impl<R> Body for ResponseBody<R>
 where
     R: Body<Data = Bytes>,

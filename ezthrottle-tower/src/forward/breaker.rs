@@ -22,7 +22,10 @@ use ezthrottle_core::protocol::MAX_RETRY_AT_HORIZON;
 /// A request whose body cannot be captured (streaming, or larger than
 /// `max_replay_bytes`) cannot be forwarded, so it goes to the target even while the
 /// circuit is open. If EZThrottle refuses or cannot be reached while the circuit is open,
-/// the request is sent to the target after all: every call gets an answer.
+/// the request is sent to the target after all when that cannot run it twice (EZThrottle
+/// certainly did not take the job, or the request is idempotent or keyed); otherwise the
+/// caller gets a synthesized `502` (see the [module docs](crate::forward)). Every call gets
+/// one answer.
 ///
 /// A circuit stays open at most [`max_open`](Self::max_open) (default: the longer of
 /// [`DEFAULT_MAX_OPEN`] and the cool-down, never more than 24 h), whatever the target's

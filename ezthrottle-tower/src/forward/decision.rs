@@ -242,13 +242,30 @@ pub(crate) fn accepted<T>(receipt: SubmitReceipt, reason: ForwardReason, wrap: i
     });
     let mut response = Response::new(wrap(Bytes::from(body.to_string())));
     *response.status_mut() = StatusCode::ACCEPTED;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let job = mark_forwarded(response.headers_mut(), receipt, reason);
+    response.extensions_mut().insert(job);
+    response
+}
+
+/// Marks an answer as forwarded: adds the headers `x-ezthrottle-job-id` and
+/// `x-ezthrottle-forwarded: true`, and gives the [`ForwardedJob`] extension to insert.
+pub(crate) fn mark_forwarded(headers: &mut HeaderMap, receipt: SubmitReceipt, reason: ForwardReason) -> ForwardedJob {
     if let Ok(id) = HeaderValue::from_str(&receipt.job_id) {
         headers.insert(JOB_ID_HEADER, id);
     }
     headers.insert(FORWARDED_HEADER, HeaderValue::from_static("true"));
-    response.extensions_mut().insert(ForwardedJob { receipt, original_status, reason });
+    ForwardedJob { receipt, original_status: reason.original_status(), reason }
+}
+
+/// The synthesized `502 Bad Gateway` for a request not sent to the target because
+/// EZThrottle may hold its job (`x-ezthrottle-forwarded: unknown`).
+pub(crate) fn maybe_forwarded<T>(failed: ForwardFailed, wrap: impl FnOnce(Bytes) -> T) -> Response<T> {
+    let mut response = Response::new(wrap(Bytes::from(format!("{}\n", failed.reason))));
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static("unknown"));
+    response.extensions_mut().insert(failed);
     response
 }
 

@@ -78,12 +78,15 @@ pub struct ForwardedJob {
 ///
 /// Set when EZThrottle refused the job or could not be reached, when the request could
 /// not become a job (its body was not captured, is not UTF-8 text, or its URI is not
-/// absolute). When the wrapped service returned an *error*, that error is returned
+/// absolute), or when the replay rule ([`ezthrottle_core::replay`]) keeps it: a `POST`
+/// without `Idempotency-Key` the API may have run. When the wrapped service returned an *error*, that error is returned
 /// unchanged and the reason is only logged (`tracing`, level `warn`).
 ///
 /// One more case: when the request body fails while it is being captured (before the
 /// target is called), the request cannot be sent at all; the layer then answers a
-/// synthesized `400 Bad Request` carrying this extension.
+/// synthesized `400 Bad Request` carrying this extension. And one more: when the target
+/// was not called (circuit open) and EZThrottle may have accepted the job, the layer
+/// answers a synthesized `502 Bad Gateway` (`x-ezthrottle-forwarded: unknown`) with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ForwardFailed {
@@ -97,4 +100,23 @@ impl fmt::Display for ForwardFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "not forwarded to EZThrottle: {}", self.reason)
     }
+}
+
+/// What the caller gets for a forwarded call: set with `respond_with` on
+/// [`ForwardLayer`](crate::ForwardLayer) (and `ForwardMiddleware`).
+///
+/// Either way the answer carries the [`ForwardedJob`] extension and the headers
+/// `x-ezthrottle-job-id` and `x-ezthrottle-forwarded: true`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardResponse {
+    /// `202 Accepted` with the JSON receipt (the default; see the
+    /// [module docs](crate::forward)).
+    #[default]
+    Receipt,
+    /// The target's own answer (its status, headers and body, e.g. the `429`), with the
+    /// extension and the headers added: for callers that already handle the API's
+    /// statuses. Where there is no answer of the target (a transport error, a circuit
+    /// open, PERFORMANCE), the caller gets the `202` receipt.
+    Original,
 }

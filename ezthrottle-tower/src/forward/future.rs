@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
+use ezthrottle_core::replay::CallFailure;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
@@ -15,9 +16,13 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
-use super::decision::{Head, Plan, Submission, accepted, body_failed, capturable, not_forwarded, submission_failed};
-use super::extension::{ForwardFailed, ForwardReason};
+use super::decision::{
+    Head, Plan, Submission, accepted, body_failed, capturable, mark_forwarded, maybe_forwarded, not_forwarded,
+    submission_failed,
+};
+use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
 use super::policy::ForwardPolicy;
+use super::replay::{failure_of_error, maybe_accepted};
 use super::settings::Config;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -217,7 +222,7 @@ impl<P> Ctx<P> {
     }
 
     /// The outcome of the call that reached the target: answer it, or forward it.
-    fn after_call<R, E>(&mut self, outcome: Result<Response<R>, E>, capture: Capture) -> AfterCall<R, E>
+    fn after_call<R, E: 'static>(&mut self, outcome: Result<Response<R>, E>, capture: Capture) -> AfterCall<R, E>
     where
         P: ForwardPolicy<R, E>,
     {
@@ -250,6 +255,14 @@ impl<P> Ctx<P> {
                 return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded("the request was not kept")));
             }
         };
+        let settings = &self.config.settings;
+        let failure = match &outcome {
+            Ok(response) => CallFailure::of_status(response.status()),
+            Err(error) => failure_of_error(error, &settings.not_sent),
+        };
+        if let Some(refused) = settings.replay_refused_for(&head.method, &head.headers, failure, reason) {
+            return AfterCall::Answer(not_forwarded_outcome(outcome, refused));
+        }
         match self.config.settings.job(head, body, retry_at) {
             Ok(job) => AfterCall::Submit(Box::new(Submit {
                 submission: self.config.settings.submit(job),
@@ -300,6 +313,7 @@ fn body_read_failed<R>(error: &str) -> Response<ResponseBody<R>> {
 impl<S, B, P, R> Future for ResponseFuture<S, B, P>
 where
     S: Service<Request<B>, Response = Response<R>>,
+    S::Error: 'static,
     B: Body + From<Bytes> + Unpin,
     B::Error: Into<BoxError>,
     P: ForwardPolicy<R, S::Error>,
@@ -346,9 +360,16 @@ where
                         unreachable!("the state was Submitting")
                     };
                     let Submit { original, reason, .. } = *work;
-                    return Poll::Ready(match submitted {
-                        Ok(receipt) => Ok(accepted(receipt, reason, ResponseBody::synthesized)),
-                        Err(error) => {
+                    return Poll::Ready(match (submitted, original) {
+                        (Ok(receipt), Ok(mut response))
+                            if this.ctx.config.settings.respond_with == ForwardResponse::Original =>
+                        {
+                            let job = mark_forwarded(response.headers_mut(), receipt, reason);
+                            response.extensions_mut().insert(job);
+                            Ok(response.map(ResponseBody::inner))
+                        }
+                        (Ok(receipt), _) => Ok(accepted(receipt, reason, ResponseBody::synthesized)),
+                        (Err(error), original) => {
                             tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; returning the original answer");
                             not_forwarded_outcome(original, submission_failed(&error))
                         }
@@ -363,6 +384,15 @@ where
                     match submitted {
                         Ok(receipt) => return Poll::Ready(Ok(accepted(receipt, reason, ResponseBody::synthesized))),
                         Err(error) => {
+                            let settings = &this.ctx.config.settings;
+                            if !settings.may_call_after(&error, request.method(), request.headers()) {
+                                // EZThrottle may run the job: calling the target could run the request twice.
+                                tracing::warn!(%reason, %error, "EZThrottle may have accepted the job; not calling the target");
+                                return Poll::Ready(Ok(maybe_forwarded(
+                                    maybe_accepted(&error),
+                                    ResponseBody::synthesized,
+                                )));
+                            }
                             tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; calling the target instead");
                             this.ctx.failed = Some(Box::new(submission_failed(&error)));
                             let future = inner.call(request);
@@ -400,67 +430,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use std::convert::Infallible;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use ezthrottle_core::EZThrottle;
-    use http::StatusCode;
-    use http_body::{Frame, SizeHint};
-    use http_body_util::Full;
-    use tower::ServiceExt;
-
-    use super::*;
-    use crate::{Forward, ForwardFailed};
-
-    /// A 4-byte body that fails, at once or after one `Pending`.
-    struct Failing {
-        wait_first: bool,
-    }
-
-    impl From<Bytes> for Failing {
-        fn from(_: Bytes) -> Self {
-            Self { wait_first: false }
-        }
-    }
-
-    impl Body for Failing {
-        type Data = Bytes;
-        type Error = std::io::Error;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            if std::mem::take(&mut self.wait_first) {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            Poll::Ready(Some(Err(std::io::Error::other("connection lost"))))
-        }
-
-        fn size_hint(&self) -> SizeHint {
-            SizeHint::with_exact(4)
-        }
-    }
-
-    #[tokio::test]
-    async fn a_body_that_fails_while_read_is_answered_400_without_calling_the_service() {
-        for wait_first in [false, true] {
-            let calls = Arc::new(AtomicUsize::new(0));
-            let counted = Arc::clone(&calls);
-            let service = tower::service_fn(move |_: Request<Failing>| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }
-            });
-            let client = EZThrottle::builder().direct("http://127.0.0.1:9").build().unwrap();
-            let request = Request::post("http://api.test/x").body(Failing { wait_first }).unwrap();
-            let response = Forward::new(service, client).oneshot(request).await.unwrap();
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-            assert!(response.body().is_synthesized());
-            let failed = response.extensions().get::<ForwardFailed>().unwrap();
-            assert!(failed.reason.contains("connection lost"), "{failed:?}");
-            assert_eq!(calls.load(Ordering::SeqCst), 0, "the request was not sent");
-        }
-    }
-}
+mod tests;

@@ -10,8 +10,10 @@ use super::service::Forward;
 use super::settings::{Config, Settings, config_handle_impls, policy_setters, settings_setters};
 
 /// Applies [`Forward`] to a service: calls that fail in a way the policy `P` selects (by
-/// default 429, 500, 502, 503, 504 and transport errors) are submitted to EZThrottle as
-/// jobs and answered `202 Accepted`.
+/// default 429, 500, 502, 503, 504 and transport errors) and that may run again (the
+/// replay rule, see [Which calls forward](crate::forward#which-calls-forward)) are
+/// submitted to EZThrottle as jobs and answered `202 Accepted` (or as
+/// [`respond_with`](Self::respond_with) says).
 ///
 /// Setters take and return the layer by value. The configuration sits behind an `Arc`:
 /// cloning the layer, or the services it makes, is cheap, and they share their

@@ -10,11 +10,16 @@ use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 
-use super::decision::{Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, not_forwarded, submission_failed};
-use super::extension::{ForwardFailed, ForwardReason};
+use super::decision::{
+    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, mark_forwarded, maybe_forwarded, not_forwarded,
+    submission_failed,
+};
+use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
+use super::replay::{failure_of_error, maybe_accepted};
 use super::settings::{Config, Settings, config_handle_impls, policy_setters, settings_setters};
+use ezthrottle_core::replay::CallFailure;
 
 /// A [`reqwest_middleware::Middleware`] that hands failing calls to EZThrottle, with the
 /// same options, decisions and answers as [`ForwardLayer`].
@@ -27,8 +32,12 @@ use super::settings::{Config, Settings, config_handle_impls, policy_setters, set
 /// A forwarded call answers a synthesized `reqwest::Response`: `202 Accepted`, the JSON
 /// receipt, `x-ezthrottle-job-id`, `x-ezthrottle-forwarded: true` and the
 /// [`ForwardedJob`](crate::ForwardedJob) extension (`response.extensions()`); its `url()`
-/// is the original request's. If the submission fails, the original response is returned
-/// with a [`ForwardFailed`](crate::ForwardFailed) extension, or the original error.
+/// is the original request's (or, with `respond_with(ForwardResponse::Original)`, the
+/// target's own response with the extension). If the submission fails, the original
+/// response is returned with a [`ForwardFailed`](crate::ForwardFailed) extension, or the
+/// original error. The replay rule and the open-circuit behaviour are the layer's (see
+/// [Which calls forward](crate::forward#which-calls-forward)); a `reqwest::Error` from
+/// connecting is "not sent".
 ///
 /// The policy is a `ForwardPolicy<(), reqwest_middleware::Error>`: it sees the response's
 /// status, version and headers with an empty body.
@@ -89,11 +98,22 @@ where
         };
         let mut failed: Option<ForwardFailed> = None;
         match (ahead, &kept) {
-            (Some((reason, retry_at)), Ok(copy)) => match submit(submission(settings, copy, retry_at)).await {
-                Ok(receipt) => return Ok(accepted_response(receipt, reason, copy.request.url())),
-                Err(not_submitted) => {
-                    tracing::warn!(url = %copy.request.url(), %reason, "{not_submitted}; calling the target instead");
-                    failed = Some(not_submitted);
+            (Some((reason, retry_at)), Ok(copy)) => match submission(settings, copy, retry_at) {
+                Ok(submission) => match submission.await {
+                    Ok(receipt) => return Ok(accepted_response(receipt, reason, copy.request.url())),
+                    Err(error) if !settings.may_call_after(&error, request.method(), request.headers()) => {
+                        // EZThrottle may run the job: calling the target could run the request twice.
+                        tracing::warn!(url = %copy.request.url(), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
+                        return Ok(with_url(maybe_forwarded(maybe_accepted(&error), |bytes| bytes), request.url()));
+                    }
+                    Err(error) => {
+                        tracing::warn!(url = %copy.request.url(), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
+                        failed = Some(submission_failed(&error));
+                    }
+                },
+                Err(not_built) => {
+                    tracing::warn!(url = %copy.request.url(), %reason, "{not_built}; calling the target instead");
+                    failed = Some(not_built);
                 }
             },
             (Some((reason, _)), Err(not_captured)) => {
@@ -127,8 +147,22 @@ where
                 return not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
             }
         };
+        let failure = match &outcome {
+            Ok(response) => CallFailure::of_status(response.status()),
+            Err(error) => failure_of_error(error, &settings.not_sent),
+        };
+        if let Some(refused) = settings.replay_refused_for(copy.request.method(), &copy.headers, failure, reason) {
+            return not_forwarded_outcome(outcome, refused);
+        }
         match submit(submission(settings, &copy, retry_at)).await {
-            Ok(receipt) => Ok(accepted_response(receipt, reason, copy.request.url())),
+            Ok(receipt) => match outcome {
+                Ok(mut response) if settings.respond_with == ForwardResponse::Original => {
+                    let job = mark_forwarded(response.headers_mut(), receipt, reason);
+                    response.extensions_mut().insert(job);
+                    Ok(response)
+                }
+                _ => Ok(accepted_response(receipt, reason, copy.request.url())),
+            },
             Err(not_submitted) => {
                 tracing::warn!(url = %copy.request.url(), %reason, "{not_submitted}; returning the original answer");
                 not_forwarded_outcome(outcome, not_submitted)
@@ -231,7 +265,12 @@ fn not_forwarded_outcome(
 
 /// The synthesized `202 Accepted`, its `url()` the original request's.
 fn accepted_response(receipt: SubmitReceipt, reason: ForwardReason, url: &Url) -> Response {
-    let (mut parts, body) = accepted(receipt, reason, |bytes| bytes).into_parts();
+    with_url(accepted(receipt, reason, |bytes| bytes), url)
+}
+
+/// A synthesized answer as a `reqwest::Response` whose `url()` is the original request's.
+fn with_url(response: http::Response<Bytes>, url: &Url) -> Response {
+    let (mut parts, body) = response.into_parts();
     if let Ok(carrier) = http::Response::builder().url(url.clone()).body(()) {
         parts.extensions.extend(carrier.into_parts().0.extensions);
     }

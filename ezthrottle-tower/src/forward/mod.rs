@@ -101,6 +101,24 @@
 //! and [`forward_on_transport_error`](ForwardLayer::forward_on_transport_error), or
 //! replace it with [`policy`](ForwardLayer::policy) (a closure works).
 //!
+//! Then the one replay rule of the SDK, [`ezthrottle_core::replay`] (its table is there),
+//! decides whether EZThrottle may run the request again, from the request's method, its
+//! `Idempotency-Key` header and how far the call got
+//! ([`CallFailure`](ezthrottle_core::CallFailure)): a response is
+//! [`CallFailure::of_status`](ezthrottle_core::CallFailure::of_status) (429 proves the call
+//! did not run); an error of the wrapped service is *not sent* only when provable (the
+//! chain of a boxed error, an `io::Error`, a `reqwest::Error` or a
+//! `reqwest_middleware::Error` tells of a failed connection, or a test given to
+//! [`not_sent_when`](ForwardLayer::not_sent_when) says so, e.g. for hyper-util's
+//! `Error::is_connect`); any other error counts as *sent, no answer*. So by default
+//! `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE` and any request with an
+//! `Idempotency-Key` are forwarded on every failure the policy selects, and `POST`,
+//! `PATCH` and other methods only on a 429 or when not sent. A request the rule keeps
+//! gets its original answer with a [`ForwardFailed`] extension whose reason names the
+//! fix (an `Idempotency-Key` header, or
+//! `with_template(|job| job.replay(ReplayPolicy::Always))`), or its original error, with
+//! a `tracing` event. The circuit breaker records the outcome either way.
+//!
 //! With `with_template(|job| job.step_type(StepType::Performance))`
 //! ([`with_template`](ForwardLayer::with_template)) every request is
 //! submitted without calling the target.
@@ -126,6 +144,23 @@
 //! If EZThrottle refuses the job or cannot be reached, the caller gets the original
 //! response unchanged plus a [`ForwardFailed`] extension (or the original error, with a
 //! `warn` event): every call gets exactly one answer.
+//!
+//! When the target was not called yet (circuit open, PERFORMANCE) and the submission
+//! fails, the target is called after all only if EZThrottle certainly did not take the
+//! job ([`Error::is_not_sent`](ezthrottle_core::Error::is_not_sent), a 4xx refusal) or
+//! the request may run twice (an idempotent method, an `Idempotency-Key`,
+//! `ReplayPolicy::Always`). Otherwise EZThrottle may hold the job, and the caller gets a
+//! synthesized `502 Bad Gateway` (text body, `x-ezthrottle-forwarded: unknown`, a
+//! [`ForwardFailed`] extension: "EZThrottle may have accepted the job; not calling the API
+//! to avoid running it twice") instead of a second run.
+//!
+//! # The answer of a forwarded call
+//!
+//! [`respond_with`](ForwardLayer::respond_with) chooses it: [`ForwardResponse::Receipt`]
+//! (the default) is the `202 Accepted` above; [`ForwardResponse::Original`] is the target's
+//! own answer (e.g. the 429, body untouched) with the [`ForwardedJob`] extension and the
+//! `x-ezthrottle-job-id` / `x-ezthrottle-forwarded: true` headers. A call with no answer
+//! of the target (a transport error, a circuit open, PERFORMANCE) gets the `202` either way.
 //!
 //! # Idempotency
 //!
@@ -169,12 +204,13 @@ mod layer;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod policy;
+mod replay;
 mod service;
 mod settings;
 
 pub use body::ResponseBody;
 pub use breaker::{CircuitBreaker, CircuitState, DEFAULT_MAX_OPEN};
-pub use extension::{ForwardFailed, ForwardReason, ForwardedJob};
+pub use extension::{ForwardFailed, ForwardReason, ForwardResponse, ForwardedJob};
 pub use future::ResponseFuture;
 pub use layer::ForwardLayer;
 #[cfg(feature = "reqwest-middleware")]

@@ -26,7 +26,8 @@ use super::settings::{Config, policy_setters, settings_setters};
 /// 2. calls the wrapped service with the same request (same method, URI, version,
 ///    headers, extensions and body bytes);
 /// 3. answers the wrapped service's response or error unchanged, unless the policy
-///    selects it: then the request is submitted to EZThrottle as a job and the answer is
+///    selects it and the replay rule allows it (see
+///    [Which calls forward](crate::forward#which-calls-forward)): then the request is submitted to EZThrottle as a job and the answer is
 ///    `202 Accepted` with the receipt (see the [module docs](crate::forward)). If the
 ///    submission fails, the original answer is returned after all, with a
 ///    [`ForwardFailed`](crate::ForwardFailed) extension.
@@ -45,8 +46,11 @@ use super::settings::{Config, policy_setters, settings_setters};
 /// `S` must be `Clone`. The service `poll_ready` made ready is the one called: in `call`
 /// itself when the request can go at once; otherwise (a body still arriving, a request
 /// forwarded before the target is called) it moves into the response future and a clone
-/// takes its place (clone-and-swap). If a submission fails while the circuit is open,
-/// the target is called afterwards with that same ready service.
+/// takes its place (clone-and-swap). If a submission fails while the circuit is open and
+/// the target may be called, it is called afterwards with that same ready service.
+///
+/// `S::Error: 'static`: the layer reads the error's type to tell a request never sent
+/// from one the API may have run.
 pub struct Forward<S, P = DefaultForwardPolicy> {
     inner: S,
     config: Arc<Config<P>>,
@@ -86,6 +90,7 @@ policy_setters!(Forward<S>);
 impl<S, P, B, R> Service<Request<B>> for Forward<S, P>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone,
+    S::Error: 'static,
     B: Body + From<Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     P: ForwardPolicy<R, S::Error>,

@@ -12,6 +12,8 @@ use http::HeaderName;
 use http::request::Parts;
 
 use super::breaker::CircuitBreaker;
+use super::extension::ForwardResponse;
+use super::replay::NotSentFn;
 
 /// The default of `max_replay_bytes`: 1 MiB (the most a job body may carry).
 pub const DEFAULT_MAX_REPLAY_BYTES: usize = 1024 * 1024;
@@ -32,6 +34,10 @@ pub(crate) struct Settings {
     pub(crate) breaker: Option<CircuitBreaker>,
     /// How far ahead a target's `Retry-After` may put a job's `retry_at`.
     pub(crate) retry_at_horizon: Duration,
+    /// What a forwarded call answers.
+    pub(crate) respond_with: ForwardResponse,
+    /// The user's tests for errors that prove a request was not sent.
+    pub(crate) not_sent: Vec<NotSentFn>,
 }
 
 impl Settings {
@@ -47,6 +53,8 @@ impl Settings {
             deny_headers: Vec::new(),
             breaker: None,
             retry_at_horizon: MAX_RETRY_AT_HORIZON,
+            respond_with: ForwardResponse::Receipt,
+            not_sent: Vec::new(),
         }
     }
 }
@@ -62,6 +70,8 @@ impl fmt::Debug for Settings {
             .field("deny_headers", &self.deny_headers)
             .field("breaker", &self.breaker)
             .field("retry_at_horizon", &self.retry_at_horizon)
+            .field("respond_with", &self.respond_with)
+            .field("not_sent", &self.not_sent.len())
             .finish()
     }
 }
@@ -97,8 +107,12 @@ macro_rules! settings_setters {
 
         /// Changes the template of every forwarded job: a [`Step`](::ezthrottle_core::Step)
         /// whose options (webhooks, quorum, regions, region policy, execution mode, retry
-        /// policy, metadata, idempotency strategy, step type, ...) every job gets; the
-        /// request itself (method, URL, end-to-end headers, body) is the call's.
+        /// policy, metadata, idempotency strategy, step type, replay policy, ...) every job
+        /// gets; the request itself (method, URL, end-to-end headers, body) is the call's.
+        /// Its [`ReplayPolicy`](::ezthrottle_core::ReplayPolicy) (default `WhenSafe`) decides
+        /// which selected failures may run again (see
+        /// [Which calls forward](crate::forward#which-calls-forward)): `job.replay(ReplayPolicy::Always)`
+        /// forwards a `POST` that may have run, for APIs that de-duplicate it themselves.
         ///
         /// The template starts as `Step::default()` with
         /// [`StepType::Frugal`](::ezthrottle_core::StepType::Frugal): call the target first,
@@ -182,6 +196,35 @@ macro_rules! settings_setters {
         pub fn retry_at_horizon(mut self, horizon: ::std::time::Duration) -> Self {
             // Clamped where it is used (`retry_at_within`), the one place of the cap.
             self.settings_mut().retry_at_horizon = horizon;
+            self
+        }
+
+        /// What a forwarded call answers: the `202 Accepted` receipt (the default), or
+        /// the target's original answer with the [`ForwardedJob`](crate::ForwardedJob)
+        /// extension (see [`ForwardResponse`](crate::ForwardResponse)).
+        pub fn respond_with(mut self, response: crate::ForwardResponse) -> Self {
+            self.settings_mut().respond_with = response;
+            self
+        }
+
+        /// Tells which errors of the wrapped client, of type `E`, prove that the request
+        /// was never written (a refused connection, DNS, TLS): such a call counts as
+        /// *not sent* for the replay rule
+        /// ([`ezthrottle_core::replay`]), so even a `POST` is forwarded.
+        ///
+        /// The layer reads by itself the chains of boxed errors, `io::Error`,
+        /// `reqwest::Error` and `reqwest_middleware::Error`; any other error type counts
+        /// as *sent, no answer* unless a test given here says otherwise. For hyper-util's
+        /// client:
+        ///
+        /// ```
+        /// # let client = ezthrottle_core::EZThrottle::builder().direct("http://127.0.0.1:9").build().unwrap();
+        /// let layer = ezthrottle_tower::ForwardLayer::new(client)
+        ///     .not_sent_when(|error: &hyper_util::client::legacy::Error| error.is_connect());
+        /// # let _ = layer;
+        /// ```
+        pub fn not_sent_when<E: 'static>(mut self, test: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
+            self.settings_mut().not_sent.push(crate::forward::replay::not_sent_fn(test));
             self
         }
     };

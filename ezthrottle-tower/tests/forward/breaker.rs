@@ -26,7 +26,7 @@ async fn the_circuit_opens_sends_nothing_while_open_probes_once_and_closes() {
     let call = |client: &ezthrottle_tower::Forward<HyperClient>| {
         let client = client.clone();
         let url = target.url("/switch");
-        async move { client.oneshot(Request::post(url).body(TestBody::from("{\"n\":1}")).unwrap()).await.unwrap() }
+        async move { client.oneshot(Request::put(url).body(TestBody::from("{\"n\":1}")).unwrap()).await.unwrap() }
     };
     target.set_switch(503);
 

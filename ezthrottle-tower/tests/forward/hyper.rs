@@ -424,3 +424,32 @@ async fn performance_mode_submits_without_calling_the_target() {
     assert_eq!(target.direct_hits().len(), 1);
     ezt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_me_with_two_tokens_is_two_jobs_each_run_with_its_own_token() {
+    let (target, ezt) = target_and_ezthrottle().await;
+    let client = wrap(ForwardLayer::new(ezt.client.clone()));
+    let me = |token: &str| {
+        Request::get(target.url("/me")).header("authorization", format!("Bearer {token}")).body(TestBody::from(""))
+    };
+    let receipt = |response: Response<ResponseBody<Incoming>>| {
+        response.extensions().get::<ForwardedJob>().expect("forwarded").receipt.clone()
+    };
+    let a = receipt(send(&client, me("token-a").unwrap()).await);
+    let b = receipt(send(&client, me("token-b").unwrap()).await);
+    assert_ne!(a.job_id, b.job_id, "two callers, two jobs");
+    assert!(!a.duplicate && !b.duplicate);
+    // Each job is run by the engine with its own caller's token.
+    let run_a = target.wait_engine_hit(&a.job_id).await;
+    let run_b = target.wait_engine_hit(&b.job_id).await;
+    assert_eq!((run_a.method.as_str(), run_a.path.as_str()), ("GET", "/me"));
+    assert_eq!(run_a.headers["authorization"], "Bearer token-a");
+    assert_eq!(run_b.headers["authorization"], "Bearer token-b");
+
+    // The same token again: the same job.
+    let again = receipt(send(&client, me("token-a").unwrap()).await);
+    assert_eq!(again.job_id, a.job_id);
+    assert!(again.duplicate, "the same caller repeating is one job");
+    assert_eq!(ezt.store.len(), 2);
+    ezt.shutdown().await;
+}

@@ -27,6 +27,10 @@ fn post(body: &'static str) -> Req {
     Request::post("http://127.0.0.1:9/orders").body(Full::from(body)).unwrap()
 }
 
+fn put(body: &'static str) -> Req {
+    Request::put("http://127.0.0.1:9/orders").body(Full::from(body)).unwrap()
+}
+
 fn sent(body: &'static str) -> Sent {
     Request::post("http://127.0.0.1:9/orders").body(TestBody::from(body)).unwrap()
 }
@@ -141,9 +145,11 @@ async fn rate_limits_and_errors_from_the_mock_are_forwarded() {
     assert_eq!(job.original_status, Some(StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(ezt.job(&job.receipt.job_id).job().body.as_deref(), Some("{\"id\":1}"));
 
-    let response = call_answered(&mut service, &mut handle, post("{\"id\":2}"), Err("connection reset")).await;
+    // A PUT may run twice: forwarded after a reset.
+    let response = call_answered(&mut service, &mut handle, put("{\"id\":2}"), Err("connection reset")).await;
     let job = response.extensions().get::<ForwardedJob>().cloned().unwrap();
     assert_eq!(job.reason, ForwardReason::TransportError);
+    assert_eq!(ezt.store.len(), 2);
     ezt.shutdown().await;
 }
 
@@ -154,7 +160,7 @@ async fn an_open_circuit_never_calls_the_mock_and_a_failed_forward_calls_the_rea
     let layer = ForwardLayer::new(ezt.client.clone()).circuit_breaker(breaker.clone());
     let (mut service, mut handle) = mock::spawn_layer::<Req, Res, _>(layer);
 
-    let response = call_answered(&mut service, &mut handle, post("a"), Ok(status(503))).await;
+    let response = call_answered(&mut service, &mut handle, put("a"), Ok(status(503))).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(breaker.state("127.0.0.1:9"), CircuitState::Open);
 
