@@ -106,11 +106,11 @@
 //! `Idempotency-Key` header and how far the call got
 //! ([`CallFailure`](ezthrottle_core::CallFailure)): a response is
 //! [`CallFailure::of_status`](ezthrottle_core::CallFailure::of_status) (429 proves the call
-//! did not run); an error of the wrapped service is *not sent* only when provable (the
-//! chain of a boxed error, an `io::Error`, a `reqwest::Error` or a
-//! `reqwest_middleware::Error` tells of a failed connection, or a test given to
-//! [`not_sent_when`](ForwardLayer::not_sent_when) says so, e.g. for hyper-util's
-//! `Error::is_connect`); any other error counts as *sent, no answer*. So by default
+//! did not run); an error of the wrapped service is *not sent* only when provable
+//! (hyper-util's client error says `is_connect()`, the chain of a boxed error, an
+//! `io::Error`, a `reqwest::Error` or a `reqwest_middleware::Error` tells of a failed
+//! connection, or a test given to [`not_sent_when`](ForwardLayer::not_sent_when) says so
+//! for a client of your own); any other error counts as *sent, no answer*. So by default
 //! `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE` and any request with an
 //! `Idempotency-Key` are forwarded on every failure the policy selects, and `POST`,
 //! `PATCH` and other methods only on a 429 or when not sent. A request the rule keeps

@@ -22,14 +22,17 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// How far a call that failed with `error` (an error of the wrapped service) got.
 ///
 /// [`NotSent`](CallFailure::NotSent) only when provable: a user's `not_sent_when` test
-/// says so, or the error is one whose chain of sources can be read (a boxed error, an
-/// `io::Error`, a `reqwest::Error`, a `reqwest_middleware::Error`) and tells of a failed
-/// connection. Anything else is [`NoAnswer`](CallFailure::NoAnswer): the API may have run
+/// says so, hyper-util's client error says `is_connect()`, or the error is one whose chain
+/// of sources can be read (a boxed error, an `io::Error`, a `reqwest::Error`, a
+/// `reqwest_middleware::Error`) and tells of a failed connection. Anything else is [`NoAnswer`](CallFailure::NoAnswer): the API may have run
 /// the call.
 pub(crate) fn failure_of_error<E: 'static>(error: &E, not_sent: &[NotSentFn]) -> CallFailure {
     let any: &(dyn Any + 'static) = error;
     if not_sent.iter().any(|test| test(any)) {
         return CallFailure::NotSent;
+    }
+    if let Some(hyper) = any.downcast_ref::<hyper_util::client::legacy::Error>() {
+        return if hyper.is_connect() { CallFailure::NotSent } else { CallFailure::of_error(hyper) };
     }
     match readable(any) {
         Some(error) => CallFailure::of_error(error),

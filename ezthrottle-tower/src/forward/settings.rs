@@ -212,16 +212,19 @@ macro_rules! settings_setters {
         /// *not sent* for the replay rule
         /// ([`ezthrottle_core::replay`]), so even a `POST` is forwarded.
         ///
-        /// The layer reads by itself the chains of boxed errors, `io::Error`,
-        /// `reqwest::Error` and `reqwest_middleware::Error`; any other error type counts
-        /// as *sent, no answer* unless a test given here says otherwise. For hyper-util's
-        /// client:
+        /// The layer reads by itself hyper-util's client error (`is_connect()`) and the
+        /// chains of boxed errors, `io::Error`, `reqwest::Error` and
+        /// `reqwest_middleware::Error`; any other error type counts as *sent, no answer*
+        /// unless a test given here says otherwise. For a client of your own:
         ///
         /// ```
+        /// #[derive(Debug)]
+        /// enum ClientError { Connect(std::io::Error), Protocol(String) }
+        ///
         /// # let client = ezthrottle_core::EZThrottle::builder().direct("http://127.0.0.1:9").build().unwrap();
         /// let layer = ezthrottle_tower::ForwardLayer::new(client)
-        ///     .not_sent_when(|error: &hyper_util::client::legacy::Error| error.is_connect());
-        /// # let _ = layer;
+        ///     .not_sent_when(|error: &ClientError| matches!(error, ClientError::Connect(_)));
+        /// # let _ = (layer, ClientError::Protocol(String::new()));
         /// ```
         pub fn not_sent_when<E: 'static>(mut self, test: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
             self.settings_mut().not_sent.push(crate::forward::replay::not_sent_fn(test));

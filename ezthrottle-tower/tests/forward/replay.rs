@@ -103,9 +103,7 @@ fn check(cell: &str, got: Got, forwarded: bool, failure: Failure, ezt: &Ezt, job
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cell_of_the_table_through_the_layer() {
     let (targets, ezt) = tokio::join!(Targets::start(), Ezt::start());
-    let client = ForwardLayer::new(ezt.client.clone())
-        .not_sent_when(|error: &hyper_util::client::legacy::Error| error.is_connect())
-        .layer(hyper_client());
+    let client = ForwardLayer::new(ezt.client.clone()).layer(hyper_client());
     let mut n = 0;
     for (method, key) in ROWS {
         for failure in COLUMNS {
@@ -162,7 +160,7 @@ async fn every_cell_of_the_table_through_the_middleware() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn always_forwards_every_cell_and_an_unknown_error_type_counts_as_no_answer() {
+async fn always_forwards_every_cell_and_an_unknown_error_type_counts_as_no_answer_unless_told() {
     let (targets, ezt) = tokio::join!(Targets::start(), Ezt::start());
     let always = ForwardLayer::new(ezt.client.clone())
         .with_template(|job| job.replay(ReplayPolicy::Always))
@@ -174,13 +172,23 @@ async fn always_forwards_every_cell_and_an_unknown_error_type_counts_as_no_answe
     }
     assert_eq!(ezt.store.len(), 4);
 
-    // Without `not_sent_when`, hyper-util's error type is unknown to the layer: a refused
-    // POST counts as "sent, no answer" and keeps its error.
-    let plain = ForwardLayer::new(ezt.client.clone()).layer(hyper_client());
+    // An error type the layer cannot read: a refused POST counts as "sent, no answer" and
+    // keeps its error, until `not_sent_when` says which of its values prove "not sent".
+    #[derive(Debug)]
+    struct Opaque {
+        connect: bool,
+    }
+    let opaque = || tower::ServiceExt::map_err(hyper_client(), |error| Opaque { connect: error.is_connect() });
+    let plain = ForwardLayer::new(ezt.client.clone()).layer(opaque());
     let request = Request::post(targets.url(Failure::NotSent, 9)).body(TestBody::from("{}")).unwrap();
     let error = plain.oneshot(request).await.expect_err("the original error");
-    assert!(error.is_connect(), "{error}");
+    assert!(error.connect, "{error:?}");
     assert_eq!(ezt.store.len(), 4, "no job");
+    let told = ForwardLayer::new(ezt.client.clone()).not_sent_when(|error: &Opaque| error.connect).layer(opaque());
+    let request = Request::post(targets.url(Failure::NotSent, 10)).body(TestBody::from("{}")).unwrap();
+    let response = told.oneshot(request).await.expect("forwarded, so an answer");
+    assert!(response.extensions().get::<ForwardedJob>().is_some(), "not_sent_when proves it was not sent");
+    assert_eq!(ezt.store.len(), 5);
     ezt.shutdown().await;
 }
 
@@ -345,6 +353,33 @@ async fn the_breaker_records_an_outcome_the_rule_keeps() {
     let response = client.oneshot(post()).await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(target.direct_hits().len(), 1);
+    assert_eq!(ezt.store.len(), 1);
+    ezt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_host_does_not_resolve_was_not_sent_and_is_forwarded() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::connect::dns::Name;
+    use hyper_util::rt::TokioExecutor;
+
+    let ezt = Ezt::start().await;
+    // A resolver that knows no name: the connect fails before anything is written, with an
+    // error whose chain tells nothing (no `io::ErrorKind` of a refused connection), so only
+    // hyper-util's `is_connect()` proves "not sent".
+    let resolver = tower::service_fn(|_: Name| async {
+        Err::<std::vec::IntoIter<std::net::SocketAddr>, _>(std::io::Error::other("no such host"))
+    });
+    let http = Client::builder(TokioExecutor::new()).build::<_, TestBody>(HttpConnector::new_with_resolver(resolver));
+    let client = ForwardLayer::new(ezt.client.clone()).layer(http);
+    // `localhost` (from /etc/hosts, no DNS query) on a refused loopback port: when the
+    // engine runs the job, it stays on the loopback too.
+    let port = ezthrottle_test_support::refused_addr().await.port();
+    let request = Request::post(format!("http://localhost:{port}/orders")).body(TestBody::from("{}")).unwrap();
+    let response = client.oneshot(request).await.expect("forwarded, so an answer");
+    let job = response.extensions().get::<ForwardedJob>().expect("a POST that was not sent is forwarded");
+    assert_eq!(job.reason, ezthrottle_tower::ForwardReason::TransportError);
     assert_eq!(ezt.store.len(), 1);
     ezt.shutdown().await;
 }
