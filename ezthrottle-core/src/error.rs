@@ -30,8 +30,10 @@ impl std::fmt::Display for Origin {
 /// Input that cannot be sent is refused before any network call
 /// ([`Error::InvalidInput`], [`Error::Config`]). Answers from the proxy or from
 /// EZThrottle keep their status and message; [`Error::retry_at`] tells when a rate-limited
-/// call may be repeated and [`Error::is_unreachable`] separates "could not reach EZThrottle"
-/// from "EZThrottle said no".
+/// call may be repeated. A failure without an answer is one of two cases, told apart by
+/// [`Error::is_not_sent`] (nothing reached EZThrottle: [`Error::Unreachable`],
+/// [`Error::EZThrottleUnavailable`]) and [`Error::is_answer_unknown`] (the request was sent
+/// and no answer came: [`Error::Transport`]; EZThrottle may have accepted the job).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -108,7 +110,9 @@ pub enum Error {
     #[error("no webhook secrets configured; call create_webhook_secret first")]
     NoWebhookSecrets,
 
-    /// EZThrottle could not be reached: the connection failed or the call timed out.
+    /// Not sent: connecting to EZThrottle failed (refused, DNS, TLS, or the connect
+    /// timeout), so the request was never written and EZThrottle cannot have accepted the
+    /// job. [`is_not_sent`](Error::is_not_sent) is true.
     #[error("EZThrottle unreachable at {url}: {}", describe_transport(source))]
     Unreachable {
         /// The URL that was called.
@@ -118,7 +122,9 @@ pub enum Error {
         source: reqwest::Error,
     },
 
-    /// The call failed in transport after the connection was made.
+    /// Sent, answer unknown: the call failed after the connection was made (a timeout, a
+    /// reset, a body cut short), so EZThrottle may have accepted the job.
+    /// [`is_answer_unknown`](Error::is_answer_unknown) is true.
     #[error("request to {url} failed: {}", describe_transport(source))]
     Transport {
         /// The URL that was called.
@@ -126,6 +132,23 @@ pub enum Error {
         /// The underlying failure.
         #[source]
         source: reqwest::Error,
+    },
+
+    /// Not sent: the client's circuit breaker for EZThrottle is open after consecutive
+    /// connection failures, so the submission returned at once without connecting.
+    /// [`is_not_sent`](Error::is_not_sent) is true. After the cool-down one call probes
+    /// EZThrottle again; its success closes the breaker (see
+    /// [`EZThrottleBuilder::breaker_threshold`](crate::EZThrottleBuilder::breaker_threshold)).
+    #[error(
+        "EZThrottle unavailable: nothing sent, the client's circuit breaker is open after {failures} consecutive \
+         connection failures; it probes again in {}",
+        humantime::format_duration(whole_millis(*.probe_in))
+    )]
+    EZThrottleUnavailable {
+        /// How many submissions in a row failed to connect.
+        failures: u32,
+        /// How long until a call may probe EZThrottle again (zero: the next call does).
+        probe_in: Duration,
     },
 
     /// A FRUGAL step failed here and forwarding it to EZThrottle failed too: both causes.
@@ -176,6 +199,7 @@ impl Error {
             | Self::InvalidInput { .. }
             | Self::Unreachable { .. }
             | Self::Transport { .. }
+            | Self::EZThrottleUnavailable { .. }
             | Self::WaitTimedOut { .. } => None,
         }
     }
@@ -192,35 +216,24 @@ impl Error {
         }
     }
 
-    /// Whether EZThrottle could not be reached at all (connection error or timeout).
-    ///
-    /// This is the only case in which
-    /// [`forward_or_fallback`](crate::EZThrottle::forward_or_fallback) runs its fallback:
-    /// an answer from EZThrottle, even an error, means it was reachable.
-    pub fn is_unreachable(&self) -> bool {
-        match self {
-            Self::Unreachable { .. } => true,
-            Self::Forward { source, .. } => source.is_unreachable(),
-            _ => false,
-        }
-    }
-
-    /// Whether nothing reached EZThrottle: the connection failed (refused, DNS, TLS) before
-    /// the request was written. The job was certainly not accepted, so running a fallback
-    /// cannot make the work run twice.
+    /// Whether nothing reached EZThrottle: the connection failed (refused, DNS, TLS, the
+    /// connect timeout) before the request was written ([`Error::Unreachable`]), or the
+    /// client's breaker is open and nothing was tried ([`Error::EZThrottleUnavailable`]).
+    /// The job was certainly not accepted, so running a fallback cannot make the work run
+    /// twice: this is the only case in which
+    /// [`forward_or_fallback`](crate::EZThrottle::forward_or_fallback) runs its fallback.
     pub fn is_not_sent(&self) -> bool {
         match self {
-            Self::Unreachable { source, .. } => source.is_connect(),
+            Self::Unreachable { .. } | Self::EZThrottleUnavailable { .. } => true,
             Self::Forward { source, .. } => source.is_not_sent(),
             _ => false,
         }
     }
 
     /// Whether the request was sent and no answer came (a timeout, a reset): EZThrottle
-    /// may have accepted the job.
+    /// may have accepted the job ([`Error::Transport`]).
     pub fn is_answer_unknown(&self) -> bool {
         match self {
-            Self::Unreachable { source, .. } => !source.is_connect(),
             Self::Transport { .. } => true,
             Self::Forward { source, .. } => source.is_answer_unknown(),
             _ => false,
@@ -236,13 +249,11 @@ impl Error {
         }
     }
 
+    /// A failed call: not sent when reqwest failed to connect (a connect timeout
+    /// included), otherwise sent with the answer unknown (any other timeout included).
     pub(crate) fn transport(url: &str, source: reqwest::Error) -> Self {
         let url = url.to_owned();
-        if source.is_connect() || source.is_timeout() {
-            Self::Unreachable { url, source }
-        } else {
-            Self::Transport { url, source }
-        }
+        if source.is_connect() { Self::Unreachable { url, source } } else { Self::Transport { url, source } }
     }
 }
 
@@ -269,6 +280,11 @@ pub(crate) fn format_instant(at: SystemTime) -> String {
         return "a time after the year 9999".to_owned();
     }
     humantime::format_rfc3339_seconds(UNIX_EPOCH.checked_add(since_epoch).unwrap_or(UNIX_EPOCH)).to_string()
+}
+
+/// `d` without its sub-millisecond part, for messages.
+fn whole_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn describe_transport(source: &reqwest::Error) -> String {
@@ -327,6 +343,17 @@ mod tests {
         assert_eq!(err.to_string(), "plan limit exceeded (the EZThrottle proxy); retry at 2026-11-18T11:06:40Z");
         assert_eq!(err.retry_at().map(crate::protocol::time::to_unix_ms), Some(1_795_000_000_000));
         assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS));
+    }
+
+    #[test]
+    fn the_open_breaker_is_not_sent_and_says_when_it_probes() {
+        let err = Error::EZThrottleUnavailable { failures: 5, probe_in: Duration::from_micros(2_500_700) };
+        assert!(err.is_not_sent() && !err.is_answer_unknown() && !err.is_timeout());
+        assert_eq!(err.status(), None);
+        let text = err.to_string();
+        assert!(text.contains("5 consecutive") && text.ends_with("probes again in 2s 500ms"), "{text}");
+        let huge = Error::EZThrottleUnavailable { failures: u32::MAX, probe_in: Duration::MAX };
+        assert!(huge.to_string().contains("probes again in"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod support;
 mod bounds;
 #[path = "forward/breaker.rs"]
 mod breaker;
+#[path = "forward/ezthrottle_down.rs"]
+mod ezthrottle_down;
 #[path = "forward/hyper.rs"]
 mod hyper;
 #[path = "forward/mock.rs"]

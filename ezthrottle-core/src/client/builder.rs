@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::breaker::Breaker;
 use super::{ClientInner, EZThrottle, Endpoint};
 use crate::error::Error;
 use crate::protocol::check_absolute_url;
@@ -11,8 +12,22 @@ use crate::protocol::check_absolute_url;
 pub const DEFAULT_TRACKTAGS_URL: &str = "https://tracktags.fly.dev";
 /// Default EZThrottle URL.
 pub const DEFAULT_EZTHROTTLE_URL: &str = "https://ezthrottle.fly.dev";
-/// Default timeout for every call to EZThrottle.
+/// Default timeout of each call to EZThrottle other than a submission
+/// ([`DEFAULT_SUBMIT_DEADLINE`] bounds those).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default deadline of a whole [`EZThrottle::submit_job`], its retries included.
+pub const DEFAULT_SUBMIT_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest submission deadline: a longer one is cut to this.
+pub const MAX_SUBMIT_DEADLINE: Duration = Duration::from_secs(10 * 60);
+/// Default connect timeout of the built-in HTTP client: past it, a call counts as not sent.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default number of submissions in a row that fail to connect before the client's
+/// breaker for EZThrottle opens.
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// Default time the client's breaker for EZThrottle stays open before one call probes.
+pub const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(10);
+/// The longest cool-down of the client's breaker: a longer one is cut to this.
+pub const MAX_BREAKER_COOL_DOWN: Duration = Duration::from_secs(10 * 60);
 
 /// Environment variable holding the API key.
 pub const ENV_API_KEY: &str = "EZTHROTTLE_API_KEY";
@@ -41,6 +56,10 @@ pub struct EZThrottleBuilder {
     ezthrottle_url: Option<String>,
     direct_url: Option<String>,
     timeout: Option<Duration>,
+    submit_deadline: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    breaker_threshold: Option<u32>,
+    breaker_cool_down: Option<Duration>,
     http: Option<reqwest::Client>,
 }
 
@@ -113,14 +132,66 @@ impl EZThrottleBuilder {
         self
     }
 
-    /// Timeout of every call to EZThrottle (default 30 s).
+    /// Timeout of each call to EZThrottle (default 30 s). A submission is bounded by the
+    /// [`submit_deadline`](Self::submit_deadline) as well, whichever ends first.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// Use this `reqwest::Client` (its pool, proxy and TLS settings) for every call,
-    /// including FRUGAL local requests.
+    /// Deadline of a whole [`EZThrottle::submit_job`], retries included (default 5 s,
+    /// [`DEFAULT_SUBMIT_DEADLINE`]; clamped to 1 ms ..= [`MAX_SUBMIT_DEADLINE`]).
+    ///
+    /// A submission is the hot path of forwarding: it must never hold the caller long.
+    /// Within the deadline it retries, at most 4 attempts in all, with exponential backoff
+    /// and full jitter (50 ms doubling, at most 1 s): after a connection failure (nothing
+    /// was sent), a 502 or 503 answer, and a 429 whose `Retry-After` ends within the
+    /// deadline. Retrying is safe because every attempt sends the same job with the same
+    /// idempotency key (the job's own, or the one EZThrottle derives from its content), so
+    /// EZThrottle de-duplicates. A timeout or a reset after the request was written is
+    /// never retried: it returns at once as "answer unknown"
+    /// ([`Error::is_answer_unknown`]). No wait runs past the deadline.
+    pub fn submit_deadline(mut self, deadline: Duration) -> Self {
+        self.submit_deadline = Some(deadline);
+        self
+    }
+
+    /// Connect timeout of the built-in HTTP client (default 2 s,
+    /// [`DEFAULT_CONNECT_TIMEOUT`]): a call that cannot connect in time failed before
+    /// anything was sent ([`Error::is_not_sent`]). A client given with
+    /// [`http_client`](Self::http_client) keeps its own settings: set one there.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How many submissions in a row must fail to connect (all their retries spent)
+    /// before the client's circuit breaker for EZThrottle opens (default 5,
+    /// [`DEFAULT_BREAKER_THRESHOLD`]; at least 1).
+    ///
+    /// While the breaker is open, [`EZThrottle::submit_job`] returns
+    /// [`Error::EZThrottleUnavailable`] at once, without connecting, so a caller forwarding
+    /// a failed call gets its original answer back without delay. After the
+    /// [`breaker_cool_down`](Self::breaker_cool_down) one submission probes EZThrottle (a
+    /// single attempt, no retries) while the others still return at once; any answer from
+    /// EZThrottle closes the breaker, a failure opens it again. The breaker is shared by
+    /// every clone of the client. Only connection failures count: a timeout tells nothing
+    /// about whether EZThrottle is up.
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.breaker_threshold = Some(failures);
+        self
+    }
+
+    /// How long the client's breaker for EZThrottle stays open before one call probes
+    /// (default 10 s, [`DEFAULT_BREAKER_COOL_DOWN`]; at most [`MAX_BREAKER_COOL_DOWN`]).
+    pub fn breaker_cool_down(mut self, cool_down: Duration) -> Self {
+        self.breaker_cool_down = Some(cool_down);
+        self
+    }
+
+    /// Use this `reqwest::Client` (its pool, proxy, TLS and connect-timeout settings) for
+    /// every call, including FRUGAL local requests. Every call to EZThrottle still sends
+    /// `User-Agent: ezthrottle-rs/<version>`.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -165,6 +236,7 @@ impl EZThrottleBuilder {
         let http = match self.http {
             Some(http) => http,
             None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
                 .build()
                 .map_err(|err| Error::Config(format!("cannot build the HTTP client: {err}")))?,
         };
@@ -175,6 +247,14 @@ impl EZThrottleBuilder {
                 authorization,
                 endpoint,
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                submit_deadline: self
+                    .submit_deadline
+                    .unwrap_or(DEFAULT_SUBMIT_DEADLINE)
+                    .clamp(Duration::from_millis(1), MAX_SUBMIT_DEADLINE),
+                breaker: Breaker::new(
+                    self.breaker_threshold.unwrap_or(DEFAULT_BREAKER_THRESHOLD).max(1),
+                    self.breaker_cool_down.unwrap_or(DEFAULT_BREAKER_COOL_DOWN).min(MAX_BREAKER_COOL_DOWN),
+                ),
             }),
         })
     }
@@ -188,6 +268,10 @@ impl std::fmt::Debug for EZThrottleBuilder {
             .field("ezthrottle_url", &self.ezthrottle_url)
             .field("direct_url", &self.direct_url)
             .field("timeout", &self.timeout)
+            .field("submit_deadline", &self.submit_deadline)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cool_down", &self.breaker_cool_down)
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,8 @@
 //! The asynchronous EZThrottle client.
 
+mod breaker;
 mod builder;
+mod retry;
 mod transport;
 
 use std::future::Future;
@@ -10,9 +12,11 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 pub use builder::{
-    DEFAULT_EZTHROTTLE_URL, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
-    EZThrottleBuilder,
+    DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EZTHROTTLE_URL,
+    DEFAULT_SUBMIT_DEADLINE, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
+    EZThrottleBuilder, MAX_BREAKER_COOL_DOWN, MAX_SUBMIT_DEADLINE,
 };
+pub use transport::USER_AGENT;
 pub(crate) use transport::read_capped;
 
 use crate::error::Error;
@@ -47,6 +51,10 @@ struct ClientInner {
     authorization: Option<String>,
     endpoint: Endpoint,
     timeout: Duration,
+    /// Bounds a whole submission, retries included.
+    submit_deadline: Duration,
+    /// Shared by every clone: EZThrottle is down for all of them at once.
+    breaker: breaker::Breaker,
 }
 
 #[derive(Debug)]
@@ -61,11 +69,11 @@ enum Endpoint {
 pub enum ForwardOrFallback<T> {
     /// EZThrottle accepted the job.
     Forwarded(SubmitReceipt),
-    /// EZThrottle was unreachable, so the fallback ran.
+    /// Nothing reached EZThrottle ([`Error::is_not_sent`]), so the fallback ran.
     FellBack {
         /// What the fallback returned.
         value: T,
-        /// Why EZThrottle could not be reached.
+        /// Why nothing was sent: a connection failure, or the client's open breaker.
         reason: Error,
     },
 }
@@ -110,15 +118,25 @@ impl EZThrottle {
     /// The job is validated first: nothing is sent if any field (at any depth) is invalid.
     /// A duplicate submission answers with the original job's id and `duplicate: true`.
     ///
+    /// A submission never holds the caller past its deadline
+    /// ([`EZThrottleBuilder::submit_deadline`], 5 s by default), bounded retries
+    /// included; while EZThrottle cannot be reached, the client's breaker
+    /// ([`EZThrottleBuilder::breaker_threshold`]) makes it return at once.
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] before any network call; otherwise the proxy's or
-    /// EZThrottle's refusal, or [`Error::Unreachable`].
+    /// [`Error::InvalidInput`] before any network call; [`Error::EZThrottleUnavailable`]
+    /// while the breaker is open; otherwise the proxy's or EZThrottle's refusal,
+    /// [`Error::Unreachable`] (not sent) or [`Error::Transport`] (sent, answer unknown).
     pub async fn submit_job(&self, job: &Job) -> Result<SubmitReceipt, Error> {
         job.validate()?;
+        let admission = self.inner.breaker.admit(self.inner.submit_deadline).inspect_err(|error| {
+            tracing::debug!(target: "ezthrottle", %error, "not submitting: EZThrottle is unavailable");
+        })?;
         tracing::debug!(target: "ezthrottle", url = %job.url, method = %job.method, "submitting job");
-        let answer = self.call(Method::POST, paths::JOBS, Some(job.to_json())).await?;
-        let receipt: SubmitReceipt = answer.success_json()?;
+        let result = self.submit_with_retries(job.to_json(), admission).await;
+        self.inner.breaker.record(admission, breaker::Health::of(&result));
+        let receipt = result?;
         tracing::debug!(target: "ezthrottle", job_id = %receipt.job_id, duplicate = receipt.duplicate, "job accepted");
         Ok(receipt)
     }
@@ -134,14 +152,19 @@ impl EZThrottle {
         self.submit_job(&job).await
     }
 
-    /// Submits `job`; if EZThrottle is unreachable (connection error or timeout, never an
-    /// answer from it, even an error), runs `fallback` instead.
+    /// Submits `job`; if nothing reached EZThrottle ([`Error::is_not_sent`]: the connection
+    /// failed, or the client's breaker is open), runs `fallback` instead.
     ///
     /// This makes EZThrottle a reliability layer, not a single point of failure.
     ///
+    /// When the submission was sent and no answer came ([`Error::is_answer_unknown`]: a
+    /// timeout, a reset), the fallback does **not** run and the error is returned:
+    /// EZThrottle may have accepted the job and will run it, so the fallback could make
+    /// the work run twice. An answer from EZThrottle, even an error, does not run it either.
+    ///
     /// # Errors
     ///
-    /// Any error of [`submit_job`](Self::submit_job) other than unreachability.
+    /// Any error of [`submit_job`](Self::submit_job) that is not "not sent".
     pub async fn forward_or_fallback<F, Fut, T>(&self, job: &Job, fallback: F) -> Result<ForwardOrFallback<T>, Error>
     where
         F: FnOnce() -> Fut,
@@ -149,8 +172,8 @@ impl EZThrottle {
     {
         match self.submit_job(job).await {
             Ok(receipt) => Ok(ForwardOrFallback::Forwarded(receipt)),
-            Err(reason) if reason.is_unreachable() => {
-                tracing::warn!(target: "ezthrottle", error = %reason, "EZThrottle unreachable; running the fallback");
+            Err(reason) if reason.is_not_sent() => {
+                tracing::warn!(target: "ezthrottle", error = %reason, "nothing reached EZThrottle; running the fallback");
                 Ok(ForwardOrFallback::FellBack { value: fallback().await, reason })
             }
             Err(other) => Err(other),
@@ -254,6 +277,7 @@ impl std::fmt::Debug for EZThrottle {
             .field("endpoint", &self.inner.endpoint)
             .field("api_key", &self.inner.authorization.as_ref().map(|_| "[redacted]"))
             .field("timeout", &self.inner.timeout)
+            .field("submit_deadline", &self.inner.submit_deadline)
             .finish_non_exhaustive()
     }
 }

@@ -1,5 +1,7 @@
 //! One call to EZThrottle, in either mode, answered the same way.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 
@@ -7,6 +9,10 @@ use super::{EZThrottle, Endpoint};
 use crate::error::{Error, Origin};
 use crate::protocol::retry_at_from;
 use crate::protocol::{ErrorBody, ProxyAllowed, ProxyEnvelope, paths};
+
+/// The `User-Agent` of every call to EZThrottle, set per request so that it is sent with a
+/// user's own `reqwest::Client` too.
+pub const USER_AGENT: &str = concat!("ezthrottle-rs/", env!("CARGO_PKG_VERSION"));
 
 /// The most of an answer body this client buffers.
 pub(crate) const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
@@ -57,12 +63,24 @@ impl Answer {
 }
 
 impl EZThrottle {
-    /// Sends `body` with `method` to the EZThrottle `path`, through the proxy in cloud mode.
+    /// Sends `body` with `method` to the EZThrottle `path`, through the proxy in cloud
+    /// mode, within the client's timeout.
     pub(crate) async fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<Answer, Error> {
+        self.call_within(method, path, body, self.inner.timeout).await
+    }
+
+    /// [`call`](Self::call) within `timeout`.
+    pub(crate) async fn call_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        timeout: Duration,
+    ) -> Result<Answer, Error> {
         match &self.inner.endpoint {
             Endpoint::Direct { base } => {
                 let url = format!("{base}{path}");
-                let mut request = self.request(method, &url);
+                let mut request = self.request(method, &url, timeout);
                 if let Some(body) = body {
                     request = request.header(header::CONTENT_TYPE, "application/json").body(body);
                 }
@@ -73,7 +91,7 @@ impl EZThrottle {
                     ProxyEnvelope::new(format!("{ezthrottle}{path}"), method.as_str(), body.unwrap_or_default());
                 let url = format!("{tracktags}{}", paths::PROXY);
                 let request = self
-                    .request(Method::POST, &url)
+                    .request(Method::POST, &url, timeout)
                     .header(header::CONTENT_TYPE, "application/json")
                     .body(envelope_json(&envelope));
                 let answer = self.send(request, &url, Origin::Proxy).await?;
@@ -82,8 +100,8 @@ impl EZThrottle {
         }
     }
 
-    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
-        let mut request = self.inner.http.request(method, url).timeout(self.inner.timeout);
+    fn request(&self, method: Method, url: &str, timeout: Duration) -> reqwest::RequestBuilder {
+        let mut request = self.inner.http.request(method, url).timeout(timeout).header(header::USER_AGENT, USER_AGENT);
         if let Some(authorization) = &self.inner.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }

@@ -56,7 +56,7 @@ async fn forwarded_errors_are_unwrapped_with_their_status() {
         assert_eq!(error.status().map(|s| s.as_u16()), Some(status), "{error:?}");
         assert!(matches!(error, Error::Api { origin: Origin::EZThrottle, .. }), "{error:?}");
         assert!(error.to_string().contains(&format!("refused with {status}")), "{error}");
-        assert!(!error.is_unreachable());
+        assert!(!error.is_not_sent() && !error.is_answer_unknown(), "an answer: {error:?}");
     }
 }
 
@@ -102,16 +102,17 @@ async fn unreadable_answers_are_reported_not_panicked_on() {
 }
 
 #[tokio::test]
-async fn connection_refused_is_unreachable() {
+async fn connection_refused_is_not_sent() {
     let client = EZThrottle::builder().api_key("k").tracktags_url(refused_url().await).build().expect("client");
     let error = client.submit_job(&Job::new("https://api.example.com/x")).await.expect_err("refused");
-    assert!(error.is_unreachable(), "{error:?}");
+    assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
+    assert!(error.is_not_sent() && !error.is_answer_unknown(), "{error:?}");
     assert_eq!(error.status(), None);
     assert!(error.to_string().starts_with("EZThrottle unreachable at http://127.0.0.1:"), "{error}");
 }
 
 #[tokio::test]
-async fn a_slow_answer_past_the_timeout_is_unreachable() {
+async fn a_slow_answer_past_the_timeout_is_answer_unknown() {
     let slow =
         TestServer::always(|| Answer::proxied(201, crate::support::receipt("late")).after(Duration::from_secs(5)))
             .await;
@@ -122,7 +123,8 @@ async fn a_slow_answer_past_the_timeout_is_unreachable() {
         .build()
         .expect("client");
     let error = client.submit_job(&Job::new("https://api.example.com/x")).await.expect_err("timed out");
-    assert!(error.is_unreachable() && error.is_timeout(), "{error:?}");
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(error.is_answer_unknown() && !error.is_not_sent() && error.is_timeout(), "{error:?}");
 }
 
 #[tokio::test]

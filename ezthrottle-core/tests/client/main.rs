@@ -1,5 +1,6 @@
 //! Client, Step and golden-JSON tests against real loopback HTTP servers.
 
+mod deadline;
 mod errors;
 mod forward;
 mod golden;

@@ -166,8 +166,8 @@ async fn when_forwarding_fails_too_both_causes_are_returned() {
     let error = frugal(&primary.url).execute(&client).await.expect_err("both failed");
     let Error::Forward { local_failure, source } = &error else { panic!("{error:?}") };
     assert!(matches!(local_failure.as_ref(), LocalFailure::Status(r) if r.status.as_u16() == 503));
-    assert!(source.is_unreachable());
-    assert!(error.is_unreachable());
+    assert!(source.is_not_sent());
+    assert!(error.is_not_sent());
     let text = error.to_string();
     assert!(text.contains("answered 503") && text.contains("EZThrottle unreachable"), "{text}");
 }

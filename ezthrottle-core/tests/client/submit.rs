@@ -108,13 +108,13 @@ async fn legacy_queue_request_adds_a_voting_webhook() {
 }
 
 #[tokio::test]
-async fn forward_or_fallback_falls_back_only_when_unreachable() {
+async fn forward_or_fallback_falls_back_only_when_not_sent() {
     let client = EZThrottle::builder().direct(refused_url().await).build().expect("client");
     let outcome = client.forward_or_fallback(&Job::new("https://api.example.com/x"), || async { 7 }).await;
     match outcome.expect("fallback ran") {
         ForwardOrFallback::FellBack { value, reason } => {
             assert_eq!(value, 7);
-            assert!(reason.is_unreachable(), "{reason}");
+            assert!(reason.is_not_sent(), "{reason}");
         }
         other => panic!("expected the fallback, got {other:?}"),
     }
@@ -134,6 +134,26 @@ async fn forward_or_fallback_falls_back_only_when_unreachable() {
     let accepting = TestServer::always(|| Answer::json(201, receipt("job_ok"))).await;
     let outcome = accepting.direct_client().forward_or_fallback(&Job::new("https://a.example"), || async {}).await;
     assert!(matches!(outcome, Ok(ForwardOrFallback::Forwarded(r)) if r.job_id == "job_ok"));
+}
+
+#[tokio::test]
+async fn every_call_sends_the_sdk_user_agent_even_with_the_users_http_client() {
+    let engine = TestServer::always(|| Answer::json(201, receipt("job_ua"))).await;
+    let own = reqwest::Client::builder().user_agent("my-app/1.0").build().expect("an HTTP client");
+    let client = EZThrottle::builder().direct(&engine.url).http_client(own).build().expect("client");
+    client.submit_job(&Job::new("https://api.example.com/x")).await.expect("accepted");
+    let _ = client.get_job("job_ua").await;
+    let _ = client.get_webhook_secret().await;
+    let cloud = engine.cloud_client();
+    cloud.submit_job(&Job::new("https://api.example.com/x")).await.expect_err("not a proxy answer");
+
+    let expected = format!("ezthrottle-rs/{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(ezthrottle_core::USER_AGENT, expected);
+    let sent = engine.requests();
+    assert_eq!(sent.len(), 4, "{sent:#?}");
+    for request in sent {
+        assert_eq!(request.header("user-agent"), Some(expected.as_str()), "{} {}", request.method, request.path);
+    }
 }
 
 #[test]
