@@ -1,76 +1,17 @@
 //! A submission never stalls the caller: the submission deadline, bounded retries, and the
 //! client's circuit breaker for EZThrottle.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ezthrottle_core::{EZThrottle, Error, Job, USER_AGENT};
+
+use ezthrottle_test_support::{BlackHole, CountingResolver};
 
 use crate::support::{Answer, TestServer, receipt};
 
 /// The most a stalled test waits before it fails as a stall.
 const STALL: Duration = Duration::from_secs(10);
-
-/// A loopback listener that accepts connections and never answers; it keeps every
-/// accepted socket open until it is dropped.
-pub(crate) struct BlackHole {
-    pub(crate) url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BlackHole {
-    pub(crate) async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        Self { url, task }
-    }
-}
-
-impl Drop for BlackHole {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Resolves every name to one loopback address, counting the look-ups: each is a new
-/// connection attempt (a refused connection is never pooled).
-#[derive(Debug, Clone)]
-pub(crate) struct CountingResolver {
-    addr: SocketAddr,
-    lookups: Arc<AtomicUsize>,
-}
-
-impl CountingResolver {
-    pub(crate) fn new(addr: SocketAddr) -> Self {
-        assert!(addr.ip().is_loopback(), "tests talk to loopback only");
-        Self { addr, lookups: Arc::new(AtomicUsize::new(0)) }
-    }
-
-    pub(crate) fn lookups(&self) -> usize {
-        self.lookups.load(Ordering::SeqCst)
-    }
-
-    /// An HTTP client resolving through this resolver (and never through a proxy).
-    pub(crate) fn http_client(&self) -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().dns_resolver(Arc::new(self.clone())).build().expect("an HTTP client")
-    }
-}
-
-impl reqwest::dns::Resolve for CountingResolver {
-    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
-        let addr = self.addr;
-        Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
-    }
-}
 
 fn job() -> Job {
     let mut job = Job::new("https://api.example.com/orders");

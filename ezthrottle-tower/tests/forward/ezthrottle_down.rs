@@ -3,9 +3,6 @@
 //! client's breaker for EZThrottle is open.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,38 +43,10 @@ async fn call(service: &Forward<Target>) -> (StatusCode, Option<String>, Bytes) 
     (status, failed, body)
 }
 
-/// A loopback listener that accepts connections and never answers (it keeps them open).
-async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-    let url = format!("http://{}", listener.local_addr().expect("its address"));
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    (url, task)
-}
-
-/// Resolves every name to one loopback address and counts the look-ups: one per
-/// connection attempt.
-#[derive(Clone)]
-struct CountingResolver {
-    addr: SocketAddr,
-    lookups: Arc<AtomicUsize>,
-}
-
-impl reqwest::dns::Resolve for CountingResolver {
-    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
-        let addr = self.addr;
-        Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_ezthrottle_returns_the_original_answer_within_the_deadline() {
-    let (url, hole) = black_hole().await;
+    let hole = ezthrottle_test_support::BlackHole::start().await;
+    let url = hole.url.clone();
     let deadline = Duration::from_millis(300);
     let client = EZThrottle::builder().direct(url).submit_deadline(deadline).build().expect("client");
     let service = forwarding(client);
@@ -89,14 +58,13 @@ async fn a_black_holed_ezthrottle_returns_the_original_answer_within_the_deadlin
     let reason = failed.expect("a ForwardFailed extension");
     assert!(reason.contains("timed out"), "{reason}");
     assert!(took < deadline * 10, "the caller waited {took:?}");
-    hole.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_breaker_open_the_original_answer_comes_back_without_a_connect_attempt() {
     let addr = refused_addr().await;
-    let resolver = CountingResolver { addr, lookups: Arc::new(AtomicUsize::new(0)) };
-    let http = reqwest::Client::builder().no_proxy().dns_resolver(Arc::new(resolver.clone())).build().expect("http");
+    let resolver = ezthrottle_test_support::CountingResolver::new(addr);
+    let http = resolver.http_client();
     let client = EZThrottle::builder()
         .direct(format!("http://ezthrottle.invalid:{}", addr.port()))
         .http_client(http)
@@ -110,7 +78,7 @@ async fn with_the_breaker_open_the_original_answer_comes_back_without_a_connect_
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let reason = failed.expect("a ForwardFailed extension");
     assert!(reason.contains("unreachable"), "{reason}");
-    let attempts = resolver.lookups.load(Ordering::SeqCst);
+    let attempts = resolver.lookups();
     assert!(attempts >= 1);
 
     let started = Instant::now();
@@ -122,5 +90,5 @@ async fn with_the_breaker_open_the_original_answer_comes_back_without_a_connect_
     }
     let took = started.elapsed();
     assert!(took < Duration::from_millis(200), "20 calls with EZThrottle down took {took:?}");
-    assert_eq!(resolver.lookups.load(Ordering::SeqCst), attempts, "no connection attempt while open");
+    assert_eq!(resolver.lookups(), attempts, "no connection attempt while open");
 }
