@@ -200,31 +200,13 @@ fn futures_stream(
     Iter(chunks.into_iter())
 }
 
-/// A stand-in for reqwest-retry's `RetryTransientMiddleware`: retries a 429/5xx answer
-/// up to `retries` times.
-struct Retry {
-    retries: usize,
-}
-
-#[async_trait::async_trait]
-impl reqwest_middleware::Middleware for Retry {
-    async fn handle(
-        &self,
-        request: reqwest::Request,
-        extensions: &mut http::Extensions,
-        next: reqwest_middleware::Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        let mut left = self.retries;
-        loop {
-            let copy = request.try_clone().expect("a buffered body");
-            let response = next.clone().run(copy, extensions).await?;
-            let transient = response.status() == StatusCode::TOO_MANY_REQUESTS || response.status().is_server_error();
-            if !transient || left == 0 {
-                return Ok(response);
-            }
-            left -= 1;
-        }
-    }
+/// reqwest-retry's own middleware: two retries of a transient answer (429, 5xx), a
+/// millisecond or so apart.
+fn retry() -> reqwest_retry::RetryTransientMiddleware<reqwest_retry::policies::ExponentialBackoff> {
+    let policy = reqwest_retry::policies::ExponentialBackoff::builder()
+        .retry_bounds(std::time::Duration::from_millis(1), std::time::Duration::from_millis(5))
+        .build_with_max_retries(2);
+    reqwest_retry::RetryTransientMiddleware::new_with_policy(policy)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +216,7 @@ async fn retries_inside_forward_middleware_run_first_and_outside_never_see_a_fai
     // failure is forwarded.
     let forward_last = ClientBuilder::new(reqwest::Client::new())
         .with(ForwardMiddleware::new(ezt.client.clone()))
-        .with(Retry { retries: 2 })
+        .with(retry())
         .build();
     let response = forward_last.get(target.url("/unavailable?inner")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -243,7 +225,7 @@ async fn retries_inside_forward_middleware_run_first_and_outside_never_see_a_fai
 
     // Retry added before (outside): the first failure is forwarded, the retry sees a 202.
     let forward_first = ClientBuilder::new(reqwest::Client::new())
-        .with(Retry { retries: 2 })
+        .with(retry())
         .with(ForwardMiddleware::new(ezt.client.clone()))
         .build();
     let response = forward_first.get(target.url("/unavailable?outer")).send().await.unwrap();
