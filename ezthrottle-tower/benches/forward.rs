@@ -286,8 +286,10 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Alternating batches of `a` and `b`; the median throughput (calls/s) of each.
-fn interleaved<A, B>(s: &Setup, rounds: usize, calls: u64, a: A, b: B) -> (f64, f64)
+/// Alternating batches of `a` and `b`: the median throughput (calls/s) of each, and the
+/// median of the per-round ratios b / a (each round's two batches run back to back, so a
+/// drift of the machine's speed between rounds cancels out of that ratio).
+fn interleaved<A, B>(s: &Setup, rounds: usize, calls: u64, a: A, b: B) -> (f64, f64, f64)
 where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
@@ -305,7 +307,8 @@ where
             rate_a.push(rate(s.rt.block_on(batch(calls, a.clone()))));
         }
     }
-    (median(rate_a), median(rate_b))
+    let ratios = rate_a.iter().zip(&rate_b).map(|(a, b)| b / a).collect();
+    (median(rate_a), median(rate_b), median(ratios))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -314,18 +317,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One interleaved A/B comparison (16 rounds of 4000 calls): prints each side's rate under
-/// its label, then `ratio` with b / a and the `target` that ratio must reach, if any.
+/// its label, then `ratio` with b / a (of the medians, and the median per-round ratio) and
+/// the `target` that ratio must reach, if any.
 fn ab_compare<A, B>(s: &Setup, (a_label, a): (&str, A), (b_label, b): (&str, B), ratio: &str, target: Option<f64>)
 where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
 {
-    let (a_rate, b_rate) = interleaved(s, 16, 4000, a, b);
+    let (a_rate, b_rate, paired) = interleaved(s, 16, 4000, a, b);
     println!("{a_label}{a_rate:>9.0} calls/s");
     println!("{b_label}{b_rate:>9.0} calls/s");
+    let shown = format!("{ratio}{:.3}  (median of the per-round ratios: {paired:.3})", b_rate / a_rate);
     match target {
-        Some(target) => println!("{ratio}{:.3}  (target >= {target:.2})", b_rate / a_rate),
-        None => println!("{ratio}{:.3}", b_rate / a_rate),
+        Some(target) => println!("{shown}  (target >= {target:.2})"),
+        None => println!("{shown}"),
     }
 }
 
