@@ -149,11 +149,9 @@ impl Receiver {
         format!("http://{}/webhook", self.addr)
     }
 
-    /// The delivery for the receipt's job id (or idempotency key).
+    /// The delivery for the receipt's job (by its idempotency key only for a duplicate).
     async fn wait(self, receipt: &SubmitReceipt, timeout: Duration) -> Result<WebhookPayload, CliError> {
-        let mut keys = vec![receipt.job_id.as_str()];
-        keys.extend(receipt.idempotent_key.as_deref());
-        let result = self.inbox.wait_any(&keys, timeout).await;
+        let result = self.inbox.wait_for_receipt(receipt, timeout).await;
         self.server.abort();
         result.map_err(|_| {
             let refused = self.refused.load(Ordering::Relaxed);

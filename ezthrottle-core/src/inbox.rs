@@ -193,7 +193,8 @@ impl WebhookInbox {
     /// [`WaitError::TimedOut`] (naming the first key) when nothing arrived in time.
     pub async fn wait_any(&self, keys: &[&str], timeout: Duration) -> Result<WebhookPayload, WaitError> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout too large to add to the clock (`Duration::MAX`) waits without a deadline.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             // Register before checking, so a record between the check and the await is seen.
             let mut notified = std::pin::pin!(self.inner.notify.notified());
@@ -204,6 +205,10 @@ impl WebhookInbox {
                     return Ok(WebhookPayload::clone(found));
                 }
             }
+            let Some(deadline) = deadline else {
+                notified.await;
+                continue;
+            };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(WaitError::TimedOut {
                     key: keys.first().map(|key| (*key).to_owned()).unwrap_or_default(),
@@ -211,6 +216,29 @@ impl WebhookInbox {
                 });
             }
         }
+    }
+
+    /// Waits for the delivery of the job `receipt` names: its job id, and, only when the
+    /// receipt is a duplicate, its idempotency key too (the original job's delivery, even
+    /// one that arrived earlier).
+    ///
+    /// The key is not matched for a new job: a key reused after EZThrottle forgot it
+    /// (its idempotency TTL), or a HASH key two calls derive alike, would otherwise
+    /// resolve a new job at once with an older job's result.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::TimedOut`] (naming the job id) when nothing arrived in time.
+    pub async fn wait_for_receipt(
+        &self,
+        receipt: &SubmitReceipt,
+        timeout: Duration,
+    ) -> Result<WebhookPayload, WaitError> {
+        let mut keys = vec![receipt.job_id.as_str()];
+        if receipt.duplicate {
+            keys.extend(receipt.idempotent_key.as_deref());
+        }
+        self.wait_any(&keys, timeout).await
     }
 
     /// A receiver of every delivery recorded from now on.
@@ -291,12 +319,8 @@ async fn wait_for_receipt(
     inbox: &WebhookInbox,
     timeout: Duration,
 ) -> Result<WebhookPayload, Error> {
-    let mut keys = vec![receipt.job_id.as_str()];
-    if let Some(key) = receipt.idempotent_key.as_deref() {
-        keys.push(key);
-    }
     inbox
-        .wait_any(&keys, timeout)
+        .wait_for_receipt(receipt, timeout)
         .await
         .map_err(|WaitError::TimedOut { waited, .. }| Error::WaitTimedOut { job_id: receipt.job_id.clone(), waited })
 }
@@ -306,8 +330,9 @@ impl EZThrottle {
     ///
     /// The job must name a webhook whose receiver records verified deliveries into
     /// `inbox` (for example `ezthrottle_tower::axum::webhook_routes`). The wait matches
-    /// the receipt's job id, or its idempotency key: a duplicate submission resolves with
-    /// the original job's delivery, even one that arrived before this call.
+    /// the receipt's job id, and, for a duplicate submission only, its idempotency key: a
+    /// duplicate resolves with the original job's delivery, even one that arrived before
+    /// this call ([`WebhookInbox::wait_for_receipt`]).
     ///
     /// # Errors
     ///
@@ -408,6 +433,35 @@ mod tests {
         assert!(inbox.get("ka").is_none());
         assert!(inbox.get("b").is_some());
         assert!(inbox.get("kc").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_new_job_reusing_a_key_waits_for_its_own_delivery() {
+        let inbox = WebhookInbox::new();
+        inbox.record(payload("job_old", Some("order-7")));
+        let new = SubmitReceipt::new("job_new", crate::SubmissionStatus::Queued).with_idempotent_key("order-7");
+        let waited = inbox.wait_for_receipt(&new, Duration::from_millis(20)).await;
+        assert!(matches!(waited, Err(WaitError::TimedOut { ref key, .. }) if key == "job_new"), "{waited:?}");
+        inbox.record(payload("job_new", Some("order-7")));
+        assert_eq!(inbox.wait_for_receipt(&new, Duration::ZERO).await.unwrap().job_id, "job_new");
+
+        let mut duplicate = SubmitReceipt::new("job_elsewhere", crate::SubmissionStatus::Queued);
+        duplicate.idempotent_key = Some("order-1".into());
+        duplicate.duplicate = true;
+        inbox.record(payload("job_first", Some("order-1")));
+        assert_eq!(inbox.wait_for_receipt(&duplicate, Duration::ZERO).await.unwrap().job_id, "job_first");
+    }
+
+    #[tokio::test]
+    async fn an_endless_timeout_does_not_overflow_the_clock() {
+        let inbox = WebhookInbox::new();
+        let waiter = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.wait("j9", Duration::MAX).await }
+        });
+        tokio::task::yield_now().await;
+        inbox.record(payload("j9", None));
+        assert_eq!(waiter.await.unwrap().unwrap().job_id, "j9");
     }
 
     #[tokio::test]
