@@ -33,7 +33,7 @@
 
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::protocol::headers::{IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER};
+use crate::protocol::headers::IDEMPOTENCY_KEY_HEADERS;
 
 /// How far a failed call got: what decides whether running it again can do harm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,10 +159,13 @@ pub fn is_idempotent(method: &Method) -> bool {
 
 /// Whether `headers` carry a non-empty `Idempotency-Key` (or `X-Idempotency-Key`).
 pub fn has_idempotency_key(headers: &HeaderMap) -> bool {
-    [IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER]
-        .iter()
-        .filter_map(|name| headers.get(*name))
-        .any(|value| !value.as_bytes().iter().all(u8::is_ascii_whitespace))
+    IDEMPOTENCY_KEY_HEADERS.iter().filter_map(|name| headers.get(*name)).any(|value| !is_blank_key(value.as_bytes()))
+}
+
+/// Whether a key header's value holds no key: text that is only whitespace. The one
+/// definition for a request's `HeaderMap` and a step's headers.
+pub(crate) fn is_blank_key(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok_and(|text| text.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -208,9 +211,9 @@ mod tests {
     fn either_key_header_counts_but_not_an_empty_one() {
         let mut headers = HeaderMap::new();
         assert!(!has_idempotency_key(&headers));
-        headers.insert(IDEMPOTENCY_KEY_HEADER, " ".parse().unwrap());
+        headers.insert(crate::protocol::headers::IDEMPOTENCY_KEY_HEADER, " ".parse().unwrap());
         assert!(!has_idempotency_key(&headers));
-        headers.insert(X_IDEMPOTENCY_KEY_HEADER, "order-7".parse().unwrap());
+        headers.insert(crate::protocol::headers::X_IDEMPOTENCY_KEY_HEADER, "order-7".parse().unwrap());
         assert!(has_idempotency_key(&headers));
         let failed = CallFailure::of_status(StatusCode::BAD_GATEWAY);
         assert!(ReplayPolicy::WhenSafe.allows_request(&Method::POST, &headers, failed));

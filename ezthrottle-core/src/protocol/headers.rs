@@ -21,6 +21,8 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// The older spelling of [`IDEMPOTENCY_KEY_HEADER`] that receivers still accept (the
 /// idempotent webhook handler design reads it when `Idempotency-Key` is absent).
 pub const X_IDEMPOTENCY_KEY_HEADER: &str = "x-idempotency-key";
+/// Both spellings of the idempotency key header, in the order they are read.
+pub const IDEMPOTENCY_KEY_HEADERS: [&str; 2] = [IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER];
 /// Response header of a target: requests per second EZThrottle may send to its host.
 pub const RPS_HEADER: &str = "x-ezthrottle-rps";
 /// Response header of a target: requests EZThrottle may have in flight to its host.

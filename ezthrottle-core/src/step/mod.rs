@@ -15,10 +15,10 @@ pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
 
 use crate::client::EZThrottle;
 use crate::error::Error;
-use crate::protocol::headers::{IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER};
+use crate::protocol::headers::IDEMPOTENCY_KEY_HEADERS;
 use crate::protocol::redact::RedactedJob;
 use crate::protocol::{ExecutionMode, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
-use crate::replay::{CallFailure, ReplayPolicy};
+use crate::replay::{CallFailure, ReplayPolicy, is_blank_key};
 
 /// Where a step runs first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -279,8 +279,7 @@ impl Step {
     /// its [`ReplayPolicy`] applied to its method and its `Idempotency-Key` header.
     pub fn may_replay(&self, failure: CallFailure) -> bool {
         let has_key = self.request.headers.iter().any(|(name, value)| {
-            (name.eq_ignore_ascii_case(IDEMPOTENCY_KEY_HEADER) || name.eq_ignore_ascii_case(X_IDEMPOTENCY_KEY_HEADER))
-                && !value.trim().is_empty()
+            IDEMPOTENCY_KEY_HEADERS.iter().any(|key| name.eq_ignore_ascii_case(key)) && !is_blank_key(value.as_bytes())
         });
         self.replay.allows(&self.request.method, has_key, failure)
     }

@@ -41,9 +41,7 @@ impl std::fmt::Debug for KeySource {
     }
 }
 
-use ezthrottle_core::protocol::headers::{IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER};
-
-const KEY_HEADERS: [&str; 2] = [IDEMPOTENCY_KEY_HEADER, X_IDEMPOTENCY_KEY_HEADER];
+use ezthrottle_core::protocol::headers::IDEMPOTENCY_KEY_HEADERS as KEY_HEADERS;
 
 /// The key from the headers: `Ok(None)` without one, `Err` for an invalid one.
 pub(crate) fn header_key(parts: &http::request::Parts) -> Result<Option<String>, ()> {
