@@ -86,7 +86,7 @@ async fn run() -> Result<(), Failure> {
     let (engine, client) = support::start_engine(SECRET).await?;
     let inbox = WebhookInbox::new();
     let receiver = web::Data::new(Receiver { inbox: inbox.clone(), runs: AtomicUsize::new(0) });
-    let verifier = Verifier::new(SECRET).with_secondary(PREVIOUS_SECRET);
+    let verifier = Verifier::new(SECRET)?.with_secondary(PREVIOUS_SECRET)?;
     let (addr, server) = start_receiver(receiver.clone(), verifier)?;
     let url = format!("http://{addr}/webhook");
     println!("   engine    {}", engine.base_url());

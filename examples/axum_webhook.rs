@@ -79,7 +79,7 @@ async fn run() -> Result<(), Failure> {
     let (engine, client) = support::start_engine(SECRET).await?;
     let inbox = WebhookInbox::new();
     let runs = Arc::new(AtomicUsize::new(0));
-    let verifier = Verifier::new(SECRET).with_secondary(PREVIOUS_SECRET);
+    let verifier = Verifier::new(SECRET)?.with_secondary(PREVIOUS_SECRET)?;
     let receiver =
         support::serve(receiver_app(Receiver { verifier, inbox: inbox.clone(), runs: runs.clone() })).await?;
     let url = format!("http://{receiver}/webhook");

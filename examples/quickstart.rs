@@ -83,7 +83,7 @@ async fn run() -> Result<(), Failure> {
     let inbox = WebhookInbox::new();
     let mut arrivals = inbox.subscribe();
     let secret = options.webhook_secret()?;
-    let receiver = Receiver { verifier: Verifier::new(&secret), inbox: inbox.clone(), handled: Arc::default() };
+    let receiver = Receiver { verifier: Verifier::new(&secret)?, inbox: inbox.clone(), handled: Arc::default() };
     let app = Router::new().nest("/api", demo_api()).merge(receiver.router());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;
     let local = format!("http://{}", listener.local_addr()?);

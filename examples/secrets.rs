@@ -86,7 +86,7 @@ async fn run() -> Result<(), Failure> {
     }
     let after = deliver_one(&client, &target, &webhook, "after-rotation", &mut deliveries).await?;
     // A receiver updated for the rotation: the new secret first, the previous one second.
-    let rotating = Verifier::new(SECOND_SECRET).with_secondary(FIRST_SECRET);
+    let rotating = Verifier::new(SECOND_SECRET)?.with_secondary(FIRST_SECRET)?;
     let old = rotating.verify(&before.body, &before.signature)?;
     let new = rotating.verify(&after.body, &after.signature)?;
     println!("   delivery before the rotation: {} ({:?} secret)", old.reason(), old.secret());
@@ -95,7 +95,7 @@ async fn run() -> Result<(), Failure> {
         return Err("the deliveries did not verify with the expected secrets".into());
     }
     // Without the secondary, the delivery signed before the switch would be rejected.
-    match Verifier::new(SECOND_SECRET).verify(&before.body, &before.signature) {
+    match Verifier::new(SECOND_SECRET)?.verify(&before.body, &before.signature) {
         Err(error) => println!("   with the new secret alone it fails: {}", error.reason()),
         Ok(_) => return Err("the old delivery verified without the previous secret".into()),
     }

@@ -61,8 +61,8 @@ async fn run() -> Result<(), Failure> {
     let base = engine.base_url();
     let api = serve(demo_api()).await?;
     let (inbox_a, inbox_b) = (WebhookInbox::new(), WebhookInbox::new());
-    let a = serve(webhook_routes(Verifier::new(SECRET), inbox_a.clone())).await?;
-    let b = serve(webhook_routes(Verifier::new(SECRET), inbox_b.clone())).await?;
+    let a = serve(webhook_routes(Verifier::new(SECRET)?, inbox_a.clone())).await?;
+    let b = serve(webhook_routes(Verifier::new(SECRET)?, inbox_b.clone())).await?;
     let down = serve(Router::new().route("/webhook", post(|| async { StatusCode::SERVICE_UNAVAILABLE }))).await?;
     let [a, b, down] = [a, b, down].map(|addr| format!("http://{addr}/webhook"));
     println!("   engine    {base}  (regions iad, lax, fra up; syd down)");

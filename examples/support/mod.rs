@@ -51,7 +51,7 @@ pub(crate) async fn finish(engine: RunningEngine, started: Instant, what: &str) 
 /// answers the inbox and the receiver's URL.
 pub(crate) async fn start_receiver(secret: &str) -> Result<(WebhookInbox, String), Failure> {
     let inbox = WebhookInbox::new();
-    let receiver = serve(webhook_routes(Verifier::new(secret), inbox.clone())).await?;
+    let receiver = serve(webhook_routes(Verifier::new(secret)?, inbox.clone())).await?;
     Ok((inbox, format!("http://{receiver}/webhook")))
 }
 

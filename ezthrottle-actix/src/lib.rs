@@ -24,10 +24,11 @@
 //! }
 //!
 //! let app = App::new()
-//!     .app_data(Verifier::new("whsec_1"))
+//!     .app_data(Verifier::new("whsec_current_0123")?)
 //!     .app_data(web::PayloadConfig::new(64 * 1024)) // body limit: over it is 413
 //!     .route("/webhook", web::post().to(webhook));
 //! # let _ = app;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]

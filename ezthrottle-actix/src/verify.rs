@@ -37,11 +37,12 @@ use super::{body_rejection, not_configured, registered_verifier, rejection_respo
 ///
 /// let idempotency = ActixIdempotency::memory(); // made once: every worker shares the store
 /// let app = App::new()
-///     .app_data(Verifier::new("whsec_1"))
+///     .app_data(Verifier::new("whsec_current_0123")?)
 ///     .route("/webhook", web::post().to(webhook))
 ///     .wrap(idempotency.clone())
 ///     .wrap(ActixVerifyWebhook::new()); // the last `wrap` runs first
 /// # let _ = app;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]

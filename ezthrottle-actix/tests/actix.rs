@@ -36,7 +36,7 @@ async fn send(
 async fn actix_extractor_statuses() {
     let app = test::init_service(
         App::new()
-            .app_data(Verifier::new(SECRET).with_secondary(OLD_SECRET))
+            .app_data(Verifier::new(SECRET).unwrap().with_secondary(OLD_SECRET).unwrap())
             .app_data(web::PayloadConfig::new(2048))
             .route("/hook", web::post().to(handler)),
     )
@@ -77,7 +77,7 @@ async fn actix_extractor_statuses() {
 #[actix_web::test]
 async fn actix_web_data_and_missing_configuration() {
     let app = test::init_service(
-        App::new().app_data(web::Data::new(Verifier::new(SECRET))).route("/hook", web::post().to(handler)),
+        App::new().app_data(web::Data::new(Verifier::new(SECRET).unwrap())).route("/hook", web::post().to(handler)),
     )
     .await;
     let body = payload_json("job_d", None);
@@ -203,7 +203,7 @@ mod middleware {
             App::new()
                 .route("/hook", web::post().to(handler))
                 .wrap(ActixIdempotency::memory())
-                .wrap(ActixVerifyWebhook::with_verifier(Verifier::new(SECRET))),
+                .wrap(ActixVerifyWebhook::with_verifier(Verifier::new(SECRET).unwrap())),
         )
         .await;
         let body = payload_json("job_verified_first", None);

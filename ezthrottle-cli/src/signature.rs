@@ -25,9 +25,11 @@ pub(crate) fn run_sign(args: &SignArgs, out: Output) -> Result<Status, CliError>
 /// `ezthrottle verify`: prints the reason; [`Status::NotVerified`] when it does not verify.
 pub(crate) fn run_verify(args: &VerifyArgs, out: Output) -> Result<Status, CliError> {
     let body = read_bounded(std::io::stdin().lock(), "the body on stdin")?;
-    let mut verifier = Verifier::new(&args.secret).tolerance(std::time::Duration::from_secs(args.tolerance));
+    let mut verifier = Verifier::new(&args.secret)
+        .map_err(|err| CliError::usage(format!("--secret: {err}")))?
+        .tolerance(std::time::Duration::from_secs(args.tolerance));
     if let Some(secondary) = &args.secondary {
-        verifier = verifier.with_secondary(secondary);
+        verifier = verifier.with_secondary(secondary).map_err(|err| CliError::usage(format!("--secondary: {err}")))?;
     }
     let header = strip_header_name(&args.header);
     match verifier.verify_at(&body, header, args.now.unwrap_or_else(now_unix_secs)) {

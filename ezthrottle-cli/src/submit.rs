@@ -33,9 +33,11 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
              EZTHROTTLE_WEBHOOK_SECRET",
         ));
     };
-    let mut verifier = Verifier::new(secret);
+    let mut verifier = Verifier::new(secret).map_err(|err| CliError::usage(format!("--webhook-secret: {err}")))?;
     if let Some(secondary) = &args.webhook_secondary_secret {
-        verifier = verifier.with_secondary(secondary);
+        verifier = verifier
+            .with_secondary(secondary)
+            .map_err(|err| CliError::usage(format!("--webhook-secondary-secret: {err}")))?;
     }
     let receiver = Receiver::start(verifier).await?;
     job.webhooks.push(Webhook::new(receiver.url()));

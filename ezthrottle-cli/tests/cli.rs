@@ -212,6 +212,19 @@ async fn verify_names_what_is_wrong_with_a_header() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_refuses_a_short_secret_as_a_usage_error() {
+    let header = sign("short", now(), BODY);
+    for args in [
+        vec!["verify", "--secret", "short", "--header", &header],
+        vec!["verify", "--secret", SECRET, "--secondary", "short", "--header", &header],
+    ] {
+        let run = ezthrottle(&args, BODY).await;
+        run.expect_code(2);
+        assert!(run.stderr.contains("at least 16 characters; this one has 5"), "{run:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_16_mib_is_refused_in_plain_words() {
     let body = vec![b'x'; 16 * 1024 * 1024 + 1];
     let run = ezthrottle(&["sign", "--secret", SECRET], &body).await;
@@ -365,6 +378,11 @@ async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify
     let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", &url, "--wait"], b"").await;
     run.expect_code(2);
     assert!(run.stderr.contains("--webhook-secret"), "{run:?}");
+    // A secret anyone could guess is refused before anything is submitted.
+    let args = ["submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--webhook-secret", "short"];
+    let run = ezthrottle(&args, b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("--webhook-secret: a webhook secret needs at least 16 characters"), "{run:?}");
 
     let args = ["submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--timeout", "5s"];
     let run = ezthrottle(&[&args[..], &["--webhook-secret", OTHER_SECRET]].concat(), b"").await;

@@ -92,6 +92,9 @@ pub enum StartError {
     /// The built-in upstream could not start.
     #[error("cannot start the built-in upstream: {0}")]
     Upstream(std::io::Error),
+    /// A webhook secret is too short to verify anything.
+    #[error("the webhook secret is refused: {0}")]
+    WeakWebhookSecret(#[from] ezthrottle::protocol::WeakSecret),
 }
 
 /// A running app. Stop it with [`shutdown`](Self::shutdown); dropping it leaves it
@@ -127,9 +130,9 @@ pub async fn start(config: Config) -> Result<RunningApp, StartError> {
     let app_url = config.app_url.clone().unwrap_or_else(|| format!("http://{}", reachable(addr)));
     let mut state = AppState::new(client, app_url, upstream_url);
     if let Some(primary) = &config.webhook_secret {
-        let mut verifier = Verifier::new(primary);
+        let mut verifier = Verifier::new(primary)?;
         if let Some(secondary) = &config.webhook_secret_secondary {
-            verifier = verifier.with_secondary(secondary);
+            verifier = verifier.with_secondary(secondary)?;
         }
         state = state.with_verifier(verifier);
     }

@@ -33,7 +33,7 @@ fn raw_hmac(t_text: &str, body: &[u8]) -> [u8; 32] {
 }
 
 fn bench(c: &mut Criterion) {
-    let verifier = Verifier::new(SECRET);
+    let verifier = Verifier::new(SECRET).unwrap();
     let t_text = T.to_string();
     for (len, label) in SIZES {
         let body = body(len);
@@ -62,7 +62,7 @@ fn time(iters: u32, mut f: impl FnMut()) -> Duration {
 }
 
 fn print_ratios() {
-    let verifier = Verifier::new(SECRET);
+    let verifier = Verifier::new(SECRET).unwrap();
     let t_text = T.to_string();
     for (len, label) in SIZES {
         let body = body(len);

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! (Nothing is on crates.io yet: until the first release, add
-//! `--git https://github.com/ezthrottle/ezthrottle-rs`.) The crate has no Cargo features.
+//! `--git https://github.com/ezthrottle/ezthrottle-rs`.) One Cargo feature, `client` (on by
+//! default): the client and everything that sends; without it the crate is the protocol
+//! types, the webhook signatures and the header helpers, with no HTTP client.
 //! What it sends and accepts, and why, is the wire contract in
 //! [`docs/protocol.md`](https://github.com/ezthrottle/ezthrottle-rs/blob/main/docs/protocol.md).
 //!
@@ -47,8 +49,9 @@
 //!
 //! let body = br#"{"job_id":"job_1","status":"success"}"#;
 //! let header = sign("whsec_current_0123456789", 1_763_674_210, body);
-//! let verifier = Verifier::new("whsec_current_0123456789").with_secondary("whsec_previous_012345");
+//! let verifier = Verifier::new("whsec_current_0123456789")?.with_secondary("whsec_previous_012345")?;
 //! assert_eq!(verifier.verify_at(body, &header, 1_763_674_215).map(|v| v.reason()), Ok("valid_primary"));
+//! # Ok::<(), ezthrottle_core::protocol::WeakSecret>(())
 //! ```
 //!
 //! Modules: [`protocol`] (the wire types), [`webhook`] (signatures), and at the root the

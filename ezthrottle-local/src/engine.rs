@@ -85,6 +85,9 @@ pub enum StartError {
     /// Neither an API key nor open mode was configured: every request would be refused.
     #[error("no API key given: add one (--api-key) or run open (--open)")]
     NoApiKey,
+    /// The webhook secret is too short to protect anything (an empty one included).
+    #[error("the webhook secret (--webhook-secret) is refused: {0}")]
+    WeakWebhookSecret(#[from] ezthrottle_core::protocol::WeakSecret),
 }
 
 /// Configures and starts an engine. Every knob has a production-sensible default; the
@@ -123,7 +126,9 @@ impl EngineBuilder {
     }
 
     /// The primary webhook secret every tenant starts with (until it sets or deletes its
-    /// own through `/api/v1/webhook-secrets`).
+    /// own through `/api/v1/webhook-secrets`). At least
+    /// [`MIN_SECRET_LEN`](ezthrottle_core::protocol::MIN_SECRET_LEN) characters, as the
+    /// secrets API requires: [`start`](Self::start) refuses a shorter one.
     #[must_use]
     pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.config.webhook_secret = Some(secret.into());
@@ -272,11 +277,15 @@ impl EngineBuilder {
     ///
     /// # Errors
     ///
-    /// [`StartError`]: the address cannot be bound, no API key and not open.
+    /// [`StartError`]: the address cannot be bound, no API key and not open, a webhook
+    /// secret under 16 characters.
     pub async fn start(self) -> Result<RunningEngine, StartError> {
         let config = self.config;
         if config.api_keys.is_empty() && !config.open {
             return Err(StartError::NoApiKey);
+        }
+        if let Some(secret) = &config.webhook_secret {
+            ezthrottle_core::protocol::check_secret(secret.expose())?;
         }
         let allowed = config.allowed_hosts.clone();
         let http = reqwest::Client::builder()

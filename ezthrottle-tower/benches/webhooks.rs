@@ -28,7 +28,7 @@ use ezthrottle_tower::idempotency::{
 use ezthrottle_tower::webhook::VerifiedWebhook;
 use http::{Method, StatusCode};
 
-const SECRET: &str = "whsec_bench";
+const SECRET: &str = "whsec_bench_secret_01";
 
 fn payload_1k() -> String {
     let pad = "x".repeat(1024 - 80);
@@ -113,7 +113,7 @@ fn axum_side_by_side() {
                     black_box(payload.job_id)
                 }),
             )
-            .with_state(Verifier::new(SECRET));
+            .with_state(Verifier::new(SECRET).unwrap());
         let addr = serve(router).await;
         let client = reqwest::Client::new();
         let body = payload_1k();

@@ -7,8 +7,8 @@
 use ezthrottle_core::webhook::{SignatureHeader, Verifier, VerifyError, sign};
 use libfuzzer_sys::fuzz_target;
 
-const SECRET: &str = "whsec_fuzz";
-const OTHER: &str = "whsec_fuzz_old";
+const SECRET: &str = "whsec_fuzz_primary_01";
+const OTHER: &str = "whsec_fuzz_previous_01";
 
 fuzz_target!(|data: &[u8]| {
     let (header, body) = match data.iter().position(|&b| b == 0xFF) {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(header) = std::str::from_utf8(header) else {
         return;
     };
-    let verifier = Verifier::new(SECRET).with_secondary(OTHER);
+    let verifier = Verifier::new(SECRET).unwrap().with_secondary(OTHER).unwrap();
 
     // Parsing and verification never panic, at any time.
     let parsed = SignatureHeader::parse(header);

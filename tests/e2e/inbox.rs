@@ -25,7 +25,7 @@ async fn engine_deliveries_resolve_queue_and_wait_and_execute_and_wait() {
     let engine = Engine::builder().open().webhook_secret(OLD_SECRET).start().await.expect("engine");
     let api = serve(target_api()).await;
     let inbox = WebhookInbox::new();
-    let verifier = Verifier::new(SECRET).with_secondary(OLD_SECRET);
+    let verifier = Verifier::new(SECRET).unwrap().with_secondary(OLD_SECRET).unwrap();
     let receiver = serve(webhook_routes(verifier, inbox.clone())).await;
     let hook = format!("http://{receiver}/webhook");
     let client = EZThrottle::builder().direct(engine.base_url()).build().expect("client");

@@ -37,7 +37,7 @@ pub async fn verified_receiver(on_delivery: impl Fn(VerifiedWebhook) + Clone + S
         on_delivery(delivery);
         std::future::ready("ok")
     };
-    let app = Router::new().route("/webhook", post(handler)).with_state(Verifier::new(SECRET));
+    let app = Router::new().route("/webhook", post(handler)).with_state(Verifier::new(SECRET).unwrap());
     format!("http://{}/webhook", serve(app).await)
 }
 

@@ -25,7 +25,9 @@ pub use job_snapshot::{
 pub use pace::{AnnouncedPace, InvalidPace, Pace, lane_key, lane_key_of_uri, lane_key_of_url};
 pub use receipt::{SubmissionStatus, SubmitReceipt};
 pub use retry_after::{MAX_RETRY_AT_HORIZON, parse_retry_after, retry_after_delay, retry_at_from, retry_at_within};
-pub use secrets::{CreateWebhookSecrets, MIN_SECRET_LEN, StatusMessage, WebhookSecretsView, mask_secret};
+pub use secrets::{
+    CreateWebhookSecrets, MIN_SECRET_LEN, StatusMessage, WeakSecret, WebhookSecretsView, check_secret, mask_secret,
+};
 pub use validate::{InvalidJob, MAX_JOB_DEPTH, SUPPORTED_METHODS, check_absolute_url};
 pub use webhook_payload::{DeliveryStatus, TargetResponse, WebhookPayload};
 

@@ -2,8 +2,44 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Shortest secret EZThrottle accepts.
+/// Shortest secret EZThrottle accepts, in characters: the engine's secrets API,
+/// `ezthrottle-local --webhook-secret` and [`Verifier`](crate::webhook::Verifier) refuse
+/// anything shorter (an empty secret would accept signatures anyone can make).
 pub const MIN_SECRET_LEN: usize = 16;
+
+/// A webhook secret shorter than [`MIN_SECRET_LEN`] characters (an empty one included).
+///
+/// ```
+/// use ezthrottle_core::protocol::{check_secret, MIN_SECRET_LEN};
+///
+/// assert!(check_secret("whsec_0123456789abcdef").is_ok());
+/// let err = check_secret("").unwrap_err();
+/// assert_eq!(err.chars(), 0);
+/// assert_eq!(err.to_string(), format!("a webhook secret needs at least {MIN_SECRET_LEN} characters; this one has 0"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a webhook secret needs at least {MIN_SECRET_LEN} characters; this one has {chars}")]
+pub struct WeakSecret {
+    chars: usize,
+}
+
+impl WeakSecret {
+    /// How many characters the refused secret has.
+    #[must_use]
+    pub fn chars(&self) -> usize {
+        self.chars
+    }
+}
+
+/// Checks that `secret` has at least [`MIN_SECRET_LEN`] characters.
+///
+/// # Errors
+///
+/// [`WeakSecret`] with the secret's length (never the secret itself).
+pub fn check_secret(secret: &str) -> Result<(), WeakSecret> {
+    let chars = secret.chars().count();
+    if chars < MIN_SECRET_LEN { Err(WeakSecret { chars }) } else { Ok(()) }
+}
 
 /// Body of `POST /api/v1/webhook-secrets`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,14 +65,10 @@ impl CreateWebhookSecrets {
     /// The offending field and the reason.
     pub fn validate(&self) -> Result<(), super::InvalidJob> {
         let check = |field: &str, secret: &str| {
-            if secret.chars().count() < MIN_SECRET_LEN {
-                Err(super::InvalidJob {
-                    field: field.to_owned(),
-                    reason: format!("must be at least {MIN_SECRET_LEN} characters"),
-                })
-            } else {
-                Ok(())
-            }
+            check_secret(secret).map_err(|_| super::InvalidJob {
+                field: field.to_owned(),
+                reason: format!("must be at least {MIN_SECRET_LEN} characters"),
+            })
         };
         check("primary_secret", &self.primary_secret)?;
         if let Some(secondary) = &self.secondary_secret {

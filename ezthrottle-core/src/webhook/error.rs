@@ -36,6 +36,12 @@ pub enum VerifyError {
     /// No `v1` value matches the HMAC of any configured secret.
     #[error("webhook signature verification failed: signature_mismatch")]
     SignatureMismatch,
+    /// (The free functions only, which take the secret per call.) The secret is shorter
+    /// than [`MIN_SECRET_LEN`](crate::protocol::MIN_SECRET_LEN): nothing is verified with
+    /// a secret anyone could guess. A [`Verifier`](super::Verifier) refuses such a secret
+    /// when it is built, so it never answers this.
+    #[error("webhook signature verification failed: weak_secret ({0})")]
+    WeakSecret(#[from] crate::protocol::WeakSecret),
 }
 
 impl VerifyError {
@@ -59,6 +65,7 @@ impl VerifyError {
                 Cow::Owned(format!("timestamp_expired (diff={diff_secs}s, tolerance={tolerance_secs}s)"))
             }
             Self::SignatureMismatch => Cow::Borrowed("signature_mismatch"),
+            Self::WeakSecret(_) => Cow::Borrowed("weak_secret"),
         }
     }
 }

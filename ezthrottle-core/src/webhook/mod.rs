@@ -11,7 +11,9 @@
 //! as received, before parsing it.
 //!
 //! - [`Verifier`] is the main entry point: build it once with your secret (and, while
-//!   rotating, a secondary secret), then call [`Verifier::verify`] per request. It
+//!   rotating, a secondary secret; each at least
+//!   [`MIN_SECRET_LEN`](crate::protocol::MIN_SECRET_LEN) characters, else
+//!   [`WeakSecret`](crate::protocol::WeakSecret)), then call [`Verifier::verify`] per request. It
 //!   accepts the request if *any* `v1` value matches *any* configured secret, checks
 //!   the timestamp is within a symmetric tolerance (300 s by default), compares in
 //!   constant time and never panics on malformed input.
@@ -22,16 +24,17 @@
 //!
 //! Failures carry a [`VerifyError`] whose [`reason`](VerifyError::reason) is one of the
 //! protocol strings `no_signature_header`, `missing_v1_signature`, `invalid_timestamp`,
-//! `timestamp_expired (diff=<d>s, tolerance=<t>s)` or `signature_mismatch`.
+//! `timestamp_expired (diff=<d>s, tolerance=<t>s)`, `signature_mismatch` or (the free
+//! functions only) `weak_secret`.
 //!
 //! ```
 //! use ezthrottle_core::webhook::{sign, SecretSlot, Verifier, VerifyError};
 //!
 //! let body = br#"{"job_id":"job_1","status":"success"}"#;
 //! let now = 1_700_000_000;
-//! let header = sign("whsec_current", now, body);
+//! let header = sign("whsec_current_0123456", now, body);
 //!
-//! let verifier = Verifier::new("whsec_current");
+//! let verifier = Verifier::new("whsec_current_0123456")?;
 //! let verified = verifier.verify_at(body, &header, now + 2)?;
 //! assert_eq!(verified.timestamp(), now);
 //!
@@ -40,11 +43,11 @@
 //! assert_eq!(err, VerifyError::SignatureMismatch);
 //!
 //! // Rotation: the new secret is primary, the old one still verifies as secondary.
-//! let rotating = Verifier::new("whsec_next").with_secondary("whsec_current");
+//! let rotating = Verifier::new("whsec_next_0123456789")?.with_secondary("whsec_current_0123456")?;
 //! let verified = rotating.verify_at(body, &header, now + 2)?;
 //! assert_eq!(verified.secret(), SecretSlot::Secondary);
 //! assert_eq!(verified.reason(), "valid_secondary");
-//! # Ok::<(), VerifyError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod compat;

@@ -8,6 +8,7 @@ use subtle::Choice;
 
 use super::sign::{HmacSha256, decode_tag, keyed, tag, tags_equal};
 use super::{SignatureHeader, VerifyError};
+use crate::protocol::{WeakSecret, check_secret};
 
 /// Default timestamp tolerance: five minutes either way.
 const DEFAULT_TOLERANCE_SECS: u64 = 300;
@@ -74,19 +75,22 @@ impl Verified {
 /// use std::time::Duration;
 /// use ezthrottle_core::webhook::{sign, SecretSlot, Verifier, VerifyError};
 ///
-/// let verifier = Verifier::new("whsec_new")
-///     .with_secondary("whsec_old")
+/// let verifier = Verifier::new("whsec_new_0123456789")?
+///     .with_secondary("whsec_old_0123456789")?
 ///     .tolerance(Duration::from_secs(60));
 /// let body = br#"{"job_id":"job_1","status":"success"}"#;
 ///
-/// let header = sign("whsec_old", 1_700_000_000, body);
+/// let header = sign("whsec_old_0123456789", 1_700_000_000, body);
 /// let ok = verifier.verify_at(body, &header, 1_700_000_030)?;
 /// assert_eq!(ok.secret(), SecretSlot::Secondary);
 ///
 /// // A minute and a half later the same request is refused as a replay.
 /// let err = verifier.verify_at(body, &header, 1_700_000_090).unwrap_err();
 /// assert_eq!(err.reason(), "timestamp_expired (diff=90s, tolerance=60s)");
-/// # Ok::<(), VerifyError>(())
+///
+/// // A secret anyone could guess is refused when the verifier is built.
+/// assert!(Verifier::new("").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
@@ -106,20 +110,24 @@ impl Verifier {
     /// A verifier for one secret, with a 300 s tolerance and the system clock.
     ///
     /// The HMAC key is the UTF-8 bytes of the secret, as given.
-    #[must_use]
-    pub fn new(primary: impl AsRef<str>) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`WeakSecret`] when the secret has fewer than
+    /// [`MIN_SECRET_LEN`](crate::protocol::MIN_SECRET_LEN) characters: an empty or short
+    /// secret (say from `env::var(..).unwrap_or_default()`) would accept signatures anyone
+    /// can make, so it is refused here rather than failing open at run time.
+    pub fn new(primary: impl AsRef<str>) -> Result<Self, WeakSecret> {
         let primary = primary.as_ref();
-        if primary.is_empty() {
-            tracing::warn!("webhook Verifier created with an empty primary secret");
-        }
-        Self {
+        check_secret(primary)?;
+        Ok(Self {
             keys: Arc::new(Keys {
                 primary: keyed(primary.as_bytes()),
                 secondary: None,
                 tolerance_secs: DEFAULT_TOLERANCE_SECS,
                 clock: None,
             }),
-        }
+        })
     }
 
     fn with(mut self, change: impl FnOnce(&mut Keys)) -> Self {
@@ -129,11 +137,19 @@ impl Verifier {
 
     /// Also accepts signatures made with `secret` (for rotation). Replaces any previous
     /// secondary; an empty string removes it.
-    #[must_use]
-    pub fn with_secondary(self, secret: impl AsRef<str>) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`WeakSecret`] when `secret` is neither empty nor at least
+    /// [`MIN_SECRET_LEN`](crate::protocol::MIN_SECRET_LEN) characters long.
+    pub fn with_secondary(self, secret: impl AsRef<str>) -> Result<Self, WeakSecret> {
         let secret = secret.as_ref();
-        let secondary = (!secret.is_empty()).then(|| keyed(secret.as_bytes()));
-        self.with(|keys| keys.secondary = secondary)
+        if secret.is_empty() {
+            return Ok(self.with(|keys| keys.secondary = None));
+        }
+        check_secret(secret)?;
+        let secondary = keyed(secret.as_bytes());
+        Ok(self.with(|keys| keys.secondary = Some(secondary)))
     }
 
     /// How far `t` may be from now, in either direction (default 300 s). Truncated to
@@ -256,6 +272,10 @@ mod tests {
     const BODY: &[u8] = br#"{"a":1}"#;
     const V1: &str = "8e9ec2c2f7da47514ac06bcf36a5855009f0a9ee7eb7e30524026df00cd52474";
 
+    fn verifier() -> Verifier {
+        Verifier::new(SECRET).unwrap()
+    }
+
     fn reason(r: Result<Verified, VerifyError>) -> String {
         match r {
             Ok(v) => v.reason().to_owned(),
@@ -265,7 +285,7 @@ mod tests {
 
     #[test]
     fn every_reason() {
-        let v = Verifier::new(SECRET);
+        let v = verifier();
         let ok = format!("t={T},v1={V1}");
         assert_eq!(reason(v.verify_at(BODY, &ok, T)), "valid_primary");
         assert_eq!(reason(v.verify_at(BODY, "", T)), "no_signature_header");
@@ -279,7 +299,7 @@ mod tests {
 
     #[test]
     fn tolerance_is_symmetric_and_inclusive() {
-        let v = Verifier::new(SECRET);
+        let v = verifier();
         let ok = format!("t={T},v1={V1}");
         assert!(v.verify_at(BODY, &ok, T + 300).is_ok());
         assert!(v.verify_at(BODY, &ok, T - 300).is_ok());
@@ -290,14 +310,14 @@ mod tests {
         );
         // In the future.
         assert_eq!(reason(v.verify_at(BODY, &ok, T - 301)), "timestamp_expired (diff=301s, tolerance=300s)");
-        let short = Verifier::new(SECRET).tolerance(Duration::from_millis(10_999));
+        let short = verifier().tolerance(Duration::from_millis(10_999));
         assert_eq!(short.tolerance_secs(), 10);
         assert_eq!(reason(short.verify_at(BODY, &ok, T - 11)), "timestamp_expired (diff=11s, tolerance=10s)");
     }
 
     #[test]
     fn extreme_timestamps_do_not_overflow() {
-        let v = Verifier::new(SECRET);
+        let v = verifier();
         let header = sign(SECRET, i64::MIN, BODY);
         assert_eq!(
             v.verify_at(BODY, &header, i64::MAX),
@@ -306,13 +326,13 @@ mod tests {
         let header = sign(SECRET, i64::MAX, BODY);
         assert!(v.verify_at(BODY, &header, i64::MAX).is_ok());
         assert_eq!(reason(v.verify_at(BODY, &format!("t=99999999999999999999,v1={V1}"), T)), "invalid_timestamp");
-        let huge = Verifier::new(SECRET).tolerance(Duration::MAX);
+        let huge = verifier().tolerance(Duration::MAX);
         assert!(huge.verify_at(BODY, &sign(SECRET, i64::MIN, BODY), i64::MAX).is_ok());
     }
 
     #[test]
     fn trims_spaces_around_pairs() {
-        let v = Verifier::new(SECRET);
+        let v = verifier();
         for header in [format!("t={T}, v1={V1}"), format!(" t={T} ,  v1={V1} "), format!("\tt={T},\tv1={V1},")] {
             assert!(v.verify_at(BODY, &header, T).is_ok(), "{header:?}");
         }
@@ -320,7 +340,7 @@ mod tests {
 
     #[test]
     fn any_v1_may_match_and_unknown_schemes_are_ignored() {
-        let v = Verifier::new(SECRET);
+        let v = verifier();
         let wrong = "0".repeat(64);
         let header = format!("t={T},v1={wrong},v0=zzz,v2={V1},v1={V1}");
         assert_eq!(v.verify_at(BODY, &header, T).map(|ok| ok.secret()), Ok(SecretSlot::Primary));
@@ -339,7 +359,7 @@ mod tests {
     #[test]
     fn non_utf8_body() {
         let body = b"\xff\xfe\x00 binary \x80";
-        let v = Verifier::new(SECRET);
+        let v = verifier();
         let header = sign(SECRET, T, body);
         assert!(v.verify_at(body, &header, T).is_ok());
         assert_eq!(v.verify_at(b"\xff\xfe\x00", &header, T), Err(VerifyError::SignatureMismatch));
@@ -347,7 +367,7 @@ mod tests {
 
     #[test]
     fn secondary_is_reported() {
-        let v = Verifier::new(SECRET).with_secondary(OLD);
+        let v = verifier().with_secondary(OLD).unwrap();
         assert!(v.has_secondary());
         let by_old = v.verify_at(BODY, &sign(OLD, T, BODY), T).unwrap();
         assert_eq!(by_old.secret(), SecretSlot::Secondary);
@@ -359,29 +379,44 @@ mod tests {
         let old_sig = sign(OLD, T, BODY);
         let both = format!("{old_sig},v1={V1}");
         assert_eq!(v.verify_at(BODY, &both, T).unwrap().secret(), SecretSlot::Primary);
-        assert!(Verifier::new(SECRET).verify_at(BODY, &old_sig, T).is_err());
-        assert!(!Verifier::new(SECRET).with_secondary(OLD).with_secondary("").has_secondary());
+        assert!(verifier().verify_at(BODY, &old_sig, T).is_err());
+        assert!(!verifier().with_secondary(OLD).unwrap().with_secondary("").unwrap().has_secondary());
     }
 
     #[test]
     fn clock_is_injectable() {
         let header = format!("t={T},v1={V1}");
-        let v = Verifier::new(SECRET).with_clock(|| T + 5);
+        let v = verifier().with_clock(|| T + 5);
         assert!(v.verify(BODY, &header).is_ok());
         let late = v.clone().with_clock(|| T + 500);
         assert_eq!(reason(late.verify(BODY, &header)), "timestamp_expired (diff=500s, tolerance=300s)");
         // The system clock is far past 2023.
-        assert!(Verifier::new(SECRET).verify(BODY, &header).is_err());
+        assert!(verifier().verify(BODY, &header).is_err());
         assert!(system_now() > T);
     }
 
     #[test]
     fn debug_redacts_secrets() {
-        let v = Verifier::new("super-secret-primary").with_secondary("super-secret-secondary");
+        let v = Verifier::new("super-secret-primary").unwrap().with_secondary("super-secret-secondary").unwrap();
         let text = format!("{v:?} {v:#?}");
         assert!(!text.contains("super-secret"), "{text}");
         assert!(text.contains("[redacted]"));
-        assert!(format!("{:?}", Verifier::new("x")).contains("secondary: None"));
+        assert!(format!("{:?}", verifier()).contains("secondary: None"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        for weak in ["", "x", "0123456789abcde", "ééééééééééééééé"] {
+            let err = Verifier::new(weak).unwrap_err();
+            assert_eq!(err.chars(), weak.chars().count(), "{weak:?}");
+            assert!(verifier().with_secondary(weak).is_err() || weak.is_empty(), "{weak:?}");
+        }
+        // Sixteen characters is the minimum, counted in characters, not bytes.
+        assert!(Verifier::new("0123456789abcdef").is_ok());
+        assert!(Verifier::new("éééééééééééééééé").is_ok());
+        // The error names the rule, never the secret.
+        let message = Verifier::new("hunter2").unwrap_err().to_string();
+        assert!(message.contains("16") && !message.contains("hunter2"), "{message}");
     }
 
     #[test]

@@ -37,3 +37,28 @@ async fn the_binary_prints_its_address_serves_and_stops_on_sigterm() {
     let exit = tokio::time::timeout(Duration::from_secs(20), exit).await.expect("exits in time").unwrap().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn a_short_webhook_secret_is_refused_at_start() {
+    for weak in ["", "short_secret"] {
+        let refused = ezthrottle_local::Engine::builder().open().webhook_secret(weak).start().await;
+        match refused {
+            Err(err @ ezthrottle_local::StartError::WeakWebhookSecret(_)) => {
+                let message = err.to_string();
+                assert!(message.contains("--webhook-secret") && message.contains("16"), "{message}");
+                assert!(weak.is_empty() || !message.contains(weak), "the secret leaked: {message}");
+            }
+            other => panic!("{weak:?} was not refused: {other:?}"),
+        }
+    }
+    let output = tokio::task::spawn_blocking(|| {
+        Command::new(env!("CARGO_BIN_EXE_ezthrottle-local"))
+            .args(["--bind", "127.0.0.1:0", "--open", "--webhook-secret", "short_secret"])
+            .stdin(Stdio::null())
+            .output()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(20), output).await.expect("exits in time").unwrap().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 16 characters"), "{stderr}");
+}

@@ -16,9 +16,9 @@ async fn deliveries_carry_the_payload_signed_with_the_primary_secret() {
         .await;
     let hit = &target.wait_hits("/hook", 1).await[0];
     let header = hit.headers["x-ezthrottle-signature"].to_str().unwrap();
-    let verified = Verifier::new(SECRET).verify(&hit.body, header).expect("signature verifies");
+    let verified = Verifier::new(SECRET).unwrap().verify(&hit.body, header).expect("signature verifies");
     assert_eq!(verified.reason(), "valid_primary");
-    assert!(Verifier::new("some_other_secret_value").verify(&hit.body, header).is_err());
+    assert!(Verifier::new("some_other_secret_value").unwrap().verify(&hit.body, header).is_err());
     let payload: Value = serde_json::from_slice(&hit.body).unwrap();
     assert_eq!(payload["job_id"], id.as_str());
     assert_eq!(payload["idempotent_key"], "sig-1");
@@ -52,7 +52,9 @@ async fn secrets_set_through_the_api_sign_and_deleted_ones_do_not() {
     api.wait_delivered(&id).await;
     let hit = &target.hits("/hook")[1];
     let verified = Verifier::new("rotated_secret_new_1")
+        .unwrap()
         .with_secondary(SECRET)
+        .unwrap()
         .verify(&hit.body, hit.headers["x-ezthrottle-signature"].to_str().unwrap())
         .unwrap();
     assert_eq!(verified.reason(), "valid_primary");
@@ -111,7 +113,7 @@ async fn delivery_is_retried_to_a_receiver_that_is_down_at_first() {
     api.wait_job(&id, |j| j["webhooks"][0]["attempts"].as_array().is_some_and(|a| !a.is_empty())).await;
     let receiver = Server::start_on(receiver_addr).await;
     let hit = &receiver.wait_hits("/hook", 1).await[0];
-    Verifier::new(SECRET).verify(&hit.body, hit.headers["x-ezthrottle-signature"].to_str().unwrap()).unwrap();
+    Verifier::new(SECRET).unwrap().verify(&hit.body, hit.headers["x-ezthrottle-signature"].to_str().unwrap()).unwrap();
     let done = api.wait_delivered(&id).await;
     let attempts = done["webhooks"][0]["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 2, "{done:#}");

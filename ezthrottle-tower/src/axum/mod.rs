@@ -14,8 +14,9 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/webhook", post(webhook))
-//!     .with_state(Verifier::new("whsec_1").with_secondary("whsec_0"));
+//!     .with_state(Verifier::new("whsec_current_0123")?.with_secondary("whsec_previous_0123")?);
 //! # let _ = app;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Add an [`IdempotencyLayer`](crate::idempotency::IdempotencyLayer) with
@@ -99,8 +100,9 @@ impl FromRef<RoutesState> for Verifier {
 /// use ezthrottle_tower::axum::webhook_routes;
 ///
 /// let inbox = WebhookInbox::new();
-/// let app: axum::Router = webhook_routes(Verifier::new("whsec_1"), inbox.clone());
+/// let app: axum::Router = webhook_routes(Verifier::new("whsec_current_0123")?, inbox.clone());
 /// # let _ = app;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn webhook_routes(verifier: Verifier, inbox: WebhookInbox) -> Router {
     Router::new().route("/webhook", post(receive)).with_state(RoutesState { verifier, inbox })

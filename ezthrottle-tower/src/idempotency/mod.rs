@@ -44,12 +44,13 @@
 //! use tower::{ServiceBuilder, service_fn};
 //!
 //! let service = ServiceBuilder::new()
-//!     .layer(VerifyWebhookLayer::new(Verifier::new("whsec_1"))) // runs first
+//!     .layer(VerifyWebhookLayer::new(Verifier::new("whsec_current_0123")?)) // runs first
 //!     .layer(IdempotencyLayer::memory())
 //!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"charged"))))
 //!     }));
 //! # let _ = service;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! In axum, `route_layer` calls apply outside-in from the last one: add the

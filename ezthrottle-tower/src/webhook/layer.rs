@@ -64,12 +64,13 @@ impl VerifiedRequest {
 /// use tower::{ServiceBuilder, service_fn};
 ///
 /// let service = ServiceBuilder::new()
-///     .layer(VerifyWebhookLayer::new(Verifier::new("whsec_1")))
+///     .layer(VerifyWebhookLayer::new(Verifier::new("whsec_current_0123")?))
 ///     .service(service_fn(|req: Request<Full<Bytes>>| async move {
 ///         let secret = req.extensions().get::<VerifiedRequest>().map(VerifiedRequest::secret);
 ///         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("{secret:?}")))))
 ///     }));
 /// # let _ = service;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct VerifyWebhookLayer {

@@ -27,9 +27,9 @@
 //! use ezthrottle_core::webhook::{sign, Verifier};
 //! use ezthrottle_tower::webhook::WebhookRejection;
 //!
-//! let verifier = Verifier::new("whsec_new").with_secondary("whsec_old");
+//! let verifier = Verifier::new("whsec_new_0123456789")?.with_secondary("whsec_old_0123456789")?;
 //! let body = br#"{"job_id":"job_1","status":"success"}"#;
-//! let header = sign("whsec_old", 1_700_000_000, body);
+//! let header = sign("whsec_old_0123456789", 1_700_000_000, body);
 //! assert_eq!(verifier.verify_at(body, &header, 1_700_000_010).map(|v| v.reason()), Ok("valid_secondary"));
 //!
 //! // What a server answers for a failure.
@@ -37,6 +37,7 @@
 //! assert_eq!(rejection.status(), http::StatusCode::UNAUTHORIZED);
 //! assert_eq!(rejection.body_text(), "invalid webhook signature");
 //! assert_eq!(WebhookRejection::from(verifier.verify(body, "").unwrap_err()).status(), http::StatusCode::BAD_REQUEST);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod body;

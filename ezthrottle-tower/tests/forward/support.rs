@@ -285,7 +285,7 @@ impl Receiver {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let rejected = Arc::new(AtomicUsize::new(0));
-        let hook = Hook { verifier: Arc::new(Verifier::new(SECRET)), tx, rejected: Arc::clone(&rejected) };
+        let hook = Hook { verifier: Arc::new(Verifier::new(SECRET).unwrap()), tx, rejected: Arc::clone(&rejected) };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = Router::new().route("/hook", post(receive)).with_state(hook);

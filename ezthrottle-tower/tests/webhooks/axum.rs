@@ -29,7 +29,7 @@ async fn post_signed(url: &str, body: &str, header: Option<String>) -> (StatusCo
 
 #[tokio::test]
 async fn every_rejection_gets_its_status() {
-    let addr = serve(verifying_router(Verifier::new(SECRET), 2048)).await;
+    let addr = serve(verifying_router(Verifier::new(SECRET).unwrap(), 2048)).await;
     let url = format!("http://{addr}/hook");
     let body = payload_json("job_a", None);
     let t = now();
@@ -101,7 +101,8 @@ async fn every_rejection_gets_its_status() {
 
 #[tokio::test]
 async fn rotation_reports_which_secret_matched() {
-    let verifier = Verifier::new(SECRET).with_secondary(OLD_SECRET).tolerance(Duration::from_secs(60));
+    let verifier =
+        Verifier::new(SECRET).unwrap().with_secondary(OLD_SECRET).unwrap().tolerance(Duration::from_secs(60));
     let addr = serve(verifying_router(verifier, 2048)).await;
     let url = format!("http://{addr}/hook");
     let body = payload_json("job_r", None);

@@ -42,7 +42,7 @@ pub(crate) fn charge_router<St: IdempotencyStore>(
         .route("/charge", post(handler))
         // Added first = inner: verification (added last) runs before the idempotency check.
         .route_layer(layer)
-        .route_layer(VerifyWebhookLayer::new(Verifier::new(SECRET)))
+        .route_layer(VerifyWebhookLayer::new(Verifier::new(SECRET).unwrap()))
 }
 
 pub(crate) async fn deliver(url: &str, body: &str) -> reqwest::Response {
@@ -231,7 +231,7 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
                 }),
             )
             .route_layer(IdempotencyLayer::memory())
-            .with_state(Verifier::new(SECRET));
+            .with_state(Verifier::new(SECRET).unwrap());
     let url = format!("http://{}/webhook", serve(router).await);
     let body = payload_json("job_forged_first", None);
     let forged = deliver_signed(&http(), "whsec_forger_0123456", &url, &body).await;

@@ -18,7 +18,7 @@ async fn echo(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, In
 
 async fn call(body: String, header: Option<String>) -> (StatusCode, String) {
     let service = ServiceBuilder::new()
-        .layer(VerifyWebhookLayer::new(Verifier::new(SECRET).with_secondary(OLD_SECRET)).limit(2048))
+        .layer(VerifyWebhookLayer::new(Verifier::new(SECRET).unwrap().with_secondary(OLD_SECRET).unwrap()).limit(2048))
         .service(service_fn(echo));
     let mut request = Request::post("/hook");
     if let Some(header) = header {
