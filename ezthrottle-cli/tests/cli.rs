@@ -314,6 +314,23 @@ async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_past_what_the_clock_can_say_waits_without_panicking() {
+    let (engine, url, base) = engine_and_echo().await;
+    // 10^19 s: parsed fine, but `Instant::now() + timeout` would overflow.
+    let huge = "10000000000000000000s";
+    let submitted = ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--url", &url], b"").await;
+    let job_id = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
+    let waited =
+        ezthrottle(&["--json", "job", &job_id, "--ezthrottle-url", &base, "--wait", "--timeout", huge], b"").await;
+    assert_eq!(waited.expect_code(0).json()["status"], "success");
+    let args =
+        ["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "--body", "2", "--wait", "--timeout", huge];
+    let run = ezthrottle(&[&args[..], &["--webhook-secret", SECRET]].concat(), b"").await;
+    assert_eq!(run.expect_code(0).json()["webhook"]["status"], "success", "{run:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_wait_times_out_with_exit_4_on_a_job_that_has_not_run() {
     let (engine, _, base) = engine_and_echo().await;
     let later = (now() + 3600) * 1000;
