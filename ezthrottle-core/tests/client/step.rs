@@ -1,16 +1,14 @@
 //! `Step::execute`: PERFORMANCE submits; FRUGAL runs here first, tries its FRUGAL
 //! fallbacks, forwards once, and never runs a continuation twice.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ezthrottle_core::{
     CallFailure, Error, LocalFailure, Method, ReplayPolicy, Step, StepOutcome, StepType, Trigger, Webhook,
 };
-use tokio::io::AsyncReadExt;
 
 use crate::support::{Answer, Clients, TestServer, receipt, refused_url};
+use ezthrottle_test_support::HangUp;
 
 fn frugal(url: &str) -> Step {
     Step::new(url).step_type(StepType::Frugal)
@@ -193,45 +191,6 @@ async fn an_any_trigger_fires_on_every_retryable_failure() {
     assert!(engine.requests().is_empty());
 }
 
-/// A target on 127.0.0.1 that reads each request in full, then closes the connection
-/// without answering: the API may have run it. Counts the requests it read.
-async fn closing_target() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-    let url = format!("http://{}", listener.local_addr().expect("its address"));
-    let read = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&read);
-    tokio::spawn(async move {
-        // Bounded: no test here makes more than a few requests.
-        for _ in 0..16 {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !is_complete(&request) {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                }
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            drop(stream); // closed, no answer
-        }
-    });
-    (url, read)
-}
-
-/// Whether `request` holds its head and the `content-length` bytes of body after it.
-fn is_complete(request: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(request);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
-    let length = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    body.len() >= length
-}
-
 fn charge(url: &str, key: Option<&str>) -> Step {
     let step = frugal(&format!("{url}/charge"))
         .method(Method::POST)
@@ -246,7 +205,8 @@ fn charge(url: &str, key: Option<&str>) -> Step {
 
 #[tokio::test]
 async fn a_post_whose_target_closes_without_answering_is_forwarded_only_with_a_key() {
-    let (target, read) = closing_target().await;
+    let hang_up = HangUp::start().await;
+    let target = hang_up.url("");
     let engine = TestServer::always(|| Answer::json(201, receipt("job_keyed"))).await;
     let client = engine.direct_client();
 
@@ -257,7 +217,7 @@ async fn a_post_whose_target_closes_without_answering_is_forwarded_only_with_a_k
     assert_eq!(*call_failure, CallFailure::NoAnswer);
     assert!(matches!(failure, LocalFailure::Transport { .. }), "{failure:?}");
     assert!(matches!(on_failure.as_deref(), Some(Ok(StepOutcome::Forwarded(_)))), "{on_failure:?}");
-    assert_eq!(read.load(Ordering::SeqCst), 1, "made once here, never repeated");
+    assert_eq!(hang_up.requests_read(), 1, "made once here, never repeated");
     // The only submission is the (PERFORMANCE) `on_failure` step, not the charge.
     let submitted: Vec<_> = engine.requests().iter().map(|r| r.json()["url"].clone()).collect();
     assert_eq!(submitted, ["https://alerts.example.com/charge-failed"], "the charge is not forwarded");
@@ -272,7 +232,7 @@ async fn a_post_whose_target_closes_without_answering_is_forwarded_only_with_a_k
     assert_eq!(job["body"], r#"{"amount":100}"#);
     assert_eq!(job["headers"]["Idempotency-Key"], "charge-42");
     assert_eq!(job["headers"]["authorization"], "Bearer t0k");
-    assert_eq!(read.load(Ordering::SeqCst), 2);
+    assert_eq!(hang_up.requests_read(), 2);
 }
 
 /// The replay table for a FRUGAL step: which local failures forward, by method and key.

@@ -10,6 +10,7 @@ use http::{Method, Request};
 use tower::{Layer, ServiceExt};
 
 use crate::support::*;
+use ezthrottle_test_support::HangUp;
 
 /// The rows of the table: a method, and whether the request carries an `Idempotency-Key`.
 const ROWS: [(&str, bool); 8] = [
@@ -43,13 +44,13 @@ fn expected_forwarded(method: &str, key: bool, failure: Failure) -> bool {
 /// The servers every cell fails against.
 struct Targets {
     target: Target,
-    closer: Closer,
+    closer: HangUp,
     refused: String,
 }
 
 impl Targets {
     async fn start() -> Self {
-        let (target, closer) = tokio::join!(Target::start(), Closer::start());
+        let (target, closer) = tokio::join!(Target::start(), HangUp::start());
         Self { target, closer, refused: format!("http://{}", refused_addr().await) }
     }
 
@@ -125,7 +126,7 @@ async fn every_cell_of_the_table_through_the_layer() {
             check(&cell, got, expected_forwarded(method, key, failure), failure, &ezt, jobs_before);
         }
     }
-    assert!(targets.closer.read.load(std::sync::atomic::Ordering::SeqCst) >= 8, "the closer read the requests");
+    assert!(targets.closer.requests_read() >= 8, "the closer read the requests");
     ezt.shutdown().await;
 }
 
@@ -193,13 +194,13 @@ async fn always_forwards_every_cell_and_an_unknown_error_type_counts_as_no_answe
 }
 
 /// An EZThrottle whose answer is unknown: it reads the submission and closes.
-async fn ezthrottle_answer_unknown(closer: &Closer) -> ezthrottle_core::EZThrottle {
+async fn ezthrottle_answer_unknown(closer: &HangUp) -> ezthrottle_core::EZThrottle {
     ezthrottle_core::EZThrottle::builder().direct(closer.url("")).build().expect("client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_calls_the_target_after_a_failed_submission_only_when_safe() {
-    let (target, closer) = tokio::join!(Target::start(), Closer::start());
+    let (target, closer) = tokio::join!(Target::start(), HangUp::start());
     for (name, ezthrottle, called) in [
         ("EZThrottle refusing connections (not sent)", unreachable_ezthrottle().await, true),
         ("EZThrottle closing without an answer", ezthrottle_answer_unknown(&closer).await, false),
@@ -237,7 +238,7 @@ async fn an_open_circuit_calls_the_target_after_a_failed_submission_only_when_sa
 #[cfg(feature = "reqwest-middleware")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_in_the_middleware_calls_the_target_only_when_safe() {
-    let (target, closer) = tokio::join!(Target::start(), Closer::start());
+    let (target, closer) = tokio::join!(Target::start(), HangUp::start());
     for (name, ezthrottle, called) in [
         ("EZThrottle refusing connections (not sent)", unreachable_ezthrottle().await, true),
         ("EZThrottle closing without an answer", ezthrottle_answer_unknown(&closer).await, false),

@@ -152,64 +152,6 @@ impl Resetter {
     }
 }
 
-/// A server that reads each request (its head, then `content-length` bytes of body) and
-/// closes the connection without answering: the request was sent, no answer came.
-pub struct Closer {
-    pub addr: SocketAddr,
-    /// Requests read whole.
-    pub read: Arc<AtomicUsize>,
-}
-
-impl Closer {
-    pub async fn start() -> Self {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let read = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&read);
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let count = Arc::clone(&count);
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Bounded: at most 64 KiB is read from one connection.
-                    while seen.len() < 64 * 1024 {
-                        if request_complete(&seen) {
-                            count.fetch_add(1, Ordering::SeqCst);
-                            break;
-                        }
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    drop(socket);
-                });
-            }
-        });
-        Self { addr, read }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-/// Whether `seen` holds a whole request head and the body its `content-length` announces.
-fn request_complete(seen: &[u8]) -> bool {
-    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    seen.len() >= end + 4 + length
-}
-
 /// Most tests' servers: the scripted target and the engine as EZThrottle.
 pub async fn target_and_ezthrottle() -> (Target, Ezt) {
     tokio::join!(Target::start(), Ezt::start())

@@ -28,7 +28,7 @@ mod wait;
 pub mod engine;
 pub mod webhook;
 
-pub use net::{BlackHole, CountingResolver, refused_addr, refused_url, serve, serve_with_peer_addr};
+pub use net::{BlackHole, CountingResolver, HangUp, refused_addr, refused_url, serve, serve_with_peer_addr};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
 pub use wait::{DEADLINE, eventually, poll};

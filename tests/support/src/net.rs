@@ -77,6 +77,84 @@ impl Drop for BlackHole {
     }
 }
 
+/// A loopback server that reads each request whole (its head, then the `content-length`
+/// bytes of body) and hangs up without answering: the request was sent and may have run,
+/// but no answer came. Counts the requests it read whole.
+#[derive(Debug)]
+pub struct HangUp {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Requests read whole.
+    pub read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HangUp {
+    /// Starts listening.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("the listener's address"));
+        let read: std::sync::Arc<std::sync::atomic::AtomicUsize> = std::sync::Arc::default();
+        let count = std::sync::Arc::clone(&read);
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let count = std::sync::Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Bounded: at most 64 KiB is read from one connection.
+                    while seen.len() < 64 * 1024 {
+                        if request_complete(&seen) {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, read, task }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// How many requests it read whole so far.
+    pub fn requests_read(&self) -> usize {
+        self.read.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether `seen` holds a whole request head and the body its `content-length` announces.
+fn request_complete(seen: &[u8]) -> bool {
+    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(seen.get(..end).unwrap_or_default()).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    seen.len() >= end + 4 + length
+}
+
 /// A reqwest resolver that answers every name with one loopback address and counts the
 /// look-ups: each is a new connection attempt (a refused connection is never pooled).
 #[derive(Debug, Clone)]
