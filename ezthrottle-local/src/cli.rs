@@ -61,6 +61,11 @@ pub struct LocalArgs {
     /// Lifetime of an idempotency key, seconds.
     #[arg(long, env = "EZTHROTTLE_LOCAL_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
+
+    /// Refuse (400) a job naming a field the protocol does not know, instead of ignoring it
+    /// with a warning that names its path.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_REJECT_UNKNOWN_FIELDS")]
+    pub reject_unknown_fields: bool,
 }
 
 impl std::fmt::Debug for LocalArgs {
@@ -101,6 +106,9 @@ impl LocalArgs {
         }
         if self.open {
             builder = builder.open();
+        }
+        if self.reject_unknown_fields {
+            builder = builder.reject_unknown_fields();
         }
         if let Some(secret) = &self.webhook_secret {
             builder = builder.webhook_secret(secret.as_str());

@@ -77,6 +77,7 @@ pub(crate) struct Config {
     pub(crate) webhook_attempts: u32,
     pub(crate) webhook_timeout: Duration,
     pub(crate) admission_retry_after: Duration,
+    pub(crate) reject_unknown_fields: bool,
 }
 
 impl Default for Config {
@@ -98,6 +99,7 @@ impl Default for Config {
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(300),
+            reject_unknown_fields: false,
             target_timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             webhook_retry_base: Duration::from_secs(1),

@@ -125,6 +125,16 @@ impl EngineBuilder {
         self
     }
 
+    /// Refuses a job naming a field the protocol does not know with a 400 naming its path
+    /// (`fallback_job.fallback_job.retryPolcy`); by default such a field is ignored and
+    /// logged at `warn` with its path. The other SDKs' spellings (`fallbackJob`,
+    /// `hasQuorumVote`, ...) are known fields either way.
+    #[must_use]
+    pub fn reject_unknown_fields(mut self) -> Self {
+        self.config.reject_unknown_fields = true;
+        self
+    }
+
     /// The primary webhook secret every tenant starts with (until it sets or deletes its
     /// own through `/api/v1/webhook-secrets`). At least
     /// [`MIN_SECRET_LEN`](ezthrottle_core::protocol::MIN_SECRET_LEN) characters, as the

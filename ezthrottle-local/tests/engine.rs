@@ -18,6 +18,8 @@ mod idempotency;
 mod job_status;
 #[path = "engine/pacing.rs"]
 mod pacing;
+#[path = "engine/peer_spellings.rs"]
+mod peer_spellings;
 #[path = "engine/proxy.rs"]
 mod proxy;
 #[path = "engine/validation.rs"]

@@ -18,6 +18,11 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 /// exactly as the Python SDK 1.3.0 builds it. Nested jobs (`fallback_job`, `on_success`,
 /// `on_failure`) are the same type, so they can never drift to another casing.
 ///
+/// Reading, it also accepts the camelCase names the official Node SDK writes inside nested
+/// jobs (`fallbackJob`, `idempotentKey`, `onSuccess`, `onFailureTimeoutMs`, ...) and the Go
+/// SDK writes for webhooks and retry policies (`hasQuorumVote`, `maxRetries`, ...), at every
+/// depth; it always writes snake_case. The same field under both names is an error.
+///
 /// Most users build jobs through [`Step`](crate::Step); the fields are public so that
 /// servers (such as `ezthrottle-local`) and tools can read and adjust them.
 // `Debug` by hand: credential header values and the body stay out of logs (`redact`).
@@ -42,43 +47,44 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
     /// How many voting webhooks must answer 2xx for the delivery to count (default 1).
-    #[serde(default = "default_quorum", skip_serializing_if = "is_default_quorum")]
+    #[serde(alias = "webhookQuorum", default = "default_quorum", skip_serializing_if = "is_default_quorum")]
     pub webhook_quorum: u32,
     /// Regions to execute in, e.g. `["iad", "lax"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
     /// What to do when a region is down.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(alias = "regionPolicy", default, skip_serializing_if = "is_default")]
     pub region_policy: RegionPolicy,
     /// How several regions execute.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(alias = "executionMode", default, skip_serializing_if = "is_default")]
     pub execution_mode: ExecutionMode,
     /// Server-side retry and reroute policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "retryPolicy", default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
     /// Do not execute before this instant (Unix milliseconds on the wire).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::time::unix_ms_opt")]
+    #[serde(alias = "retryAt", default, skip_serializing_if = "Option::is_none", with = "super::time::unix_ms_opt")]
     pub retry_at: Option<SystemTime>,
     /// Deduplication key; absent means the server derives one (HASH strategy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "idempotentKey", default, skip_serializing_if = "Option::is_none")]
     pub idempotent_key: Option<String>,
     /// When this job runs as a fallback: the condition that fires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
     /// The next job in the fallback chain (it carries its own `trigger`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "fallbackJob", default, skip_serializing_if = "Option::is_none")]
     pub fallback_job: Option<Box<Job>>,
     /// Spawned as a new job when this one succeeds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "onSuccess", default, skip_serializing_if = "Option::is_none")]
     pub on_success: Option<Box<Job>>,
     /// Spawned as a new job when this one fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "onFailure", default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Box<Job>>,
     /// Run `on_failure` if this job has not succeeded within this time
     /// (`on_failure_timeout_ms` on the wire).
     #[serde(
         default,
         rename = "on_failure_timeout_ms",
+        alias = "onFailureTimeoutMs",
         skip_serializing_if = "Option::is_none",
         with = "super::time::duration_ms_opt"
     )]
@@ -152,7 +158,7 @@ pub struct Webhook {
     pub regions: Vec<String>,
     /// Whether this webhook counts toward `webhook_quorum`. Always serialized, so the
     /// intent is explicit on the wire (the Python SDK sends it the same way).
-    #[serde(default = "default_true")]
+    #[serde(alias = "hasQuorumVote", default = "default_true")]
     pub has_quorum_vote: bool,
 }
 
@@ -218,16 +224,16 @@ pub enum RegionPolicy {
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Retries in the same region at most.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "maxRetries", default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
     /// Moves to another region at most.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(alias = "maxReroutes", default, skip_serializing_if = "Option::is_none")]
     pub max_reroutes: Option<u32>,
     /// Status codes retried in the same region.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "retryCodes", default, skip_serializing_if = "Vec::is_empty")]
     pub retry_codes: Vec<u16>,
     /// Status codes that move the attempt to the next region.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(alias = "rerouteCodes", default, skip_serializing_if = "Vec::is_empty")]
     pub reroute_codes: Vec<u16>,
 }
 
@@ -333,6 +339,7 @@ impl<'de> Deserialize<'de> for Trigger {
             #[serde(rename = "type")]
             kind: Option<String>,
             codes: Option<Vec<u16>>,
+            #[serde(alias = "timeoutMs")]
             timeout_ms: Option<u64>,
         }
         const KINDS: &[&str] = &["on_error", "on_timeout"];
@@ -419,6 +426,44 @@ mod tests {
         let far: Job = serde_json::from_str(r#"{"url":"https://a.test","retry_at":18446744073709551615}"#).unwrap();
         assert!(far.to_json().contains(r#""retry_at":18446744073709551615"#));
         assert!(serde_json::from_str::<Job>(r#"{"url":"https://a.test","retry_at":-1}"#).is_err());
+    }
+
+    #[test]
+    fn the_other_sdks_spellings_read_as_the_same_job_and_write_as_snake_case() {
+        let snake = r#"{"url":"https://a.test/1","webhook_quorum":2,"region_policy":"strict","execution_mode":"fanout",
+            "retry_policy":{"max_retries":1,"max_reroutes":2,"retry_codes":[500],"reroute_codes":[503]},
+            "retry_at":1700000000000,"idempotent_key":"k","on_failure_timeout_ms":5000,
+            "webhooks":[{"url":"https://hook.test","has_quorum_vote":false}],
+            "fallback_job":{"url":"https://a.test/2","trigger":{"type":"on_timeout","timeout_ms":300},
+                "fallback_job":{"url":"https://a.test/3","trigger":{}}},
+            "on_success":{"url":"https://a.test/4","idempotent_key":"child"},"on_failure":{"url":"https://a.test/5"}}"#;
+        let camel = r#"{"url":"https://a.test/1","webhookQuorum":2,"regionPolicy":"strict","executionMode":"fanout",
+            "retryPolicy":{"maxRetries":1,"maxReroutes":2,"retryCodes":[500],"rerouteCodes":[503]},
+            "retryAt":1700000000000,"idempotentKey":"k","onFailureTimeoutMs":5000,
+            "webhooks":[{"url":"https://hook.test","hasQuorumVote":false}],
+            "fallbackJob":{"url":"https://a.test/2","trigger":{"type":"on_timeout","timeoutMs":300},
+                "fallbackJob":{"url":"https://a.test/3","trigger":{}}},
+            "onSuccess":{"url":"https://a.test/4","idempotentKey":"child"},"onFailure":{"url":"https://a.test/5"}}"#;
+        let from_snake: Job = serde_json::from_str(snake).unwrap();
+        let from_camel: Job = serde_json::from_str(camel).unwrap();
+        assert_eq!(from_camel, from_snake);
+        fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => map.iter().for_each(|(key, value)| {
+                    out.push(key.clone());
+                    keys(value, out);
+                }),
+                serde_json::Value::Array(items) => items.iter().for_each(|item| keys(item, out)),
+                _ => {}
+            }
+        }
+        let mut written = Vec::new();
+        keys(&serde_json::from_str(&from_camel.to_json()).unwrap(), &mut written);
+        assert!(written.contains(&"on_failure_timeout_ms".to_owned()), "{written:?}");
+        assert!(written.iter().all(|key| !key.chars().any(|c| c.is_ascii_uppercase())), "{written:?}");
+        // One field under both names is refused, not silently resolved.
+        let both = r#"{"url":"https://a.test","idempotent_key":"a","idempotentKey":"b"}"#;
+        assert!(serde_json::from_str::<Job>(both).unwrap_err().to_string().contains("duplicate field"));
     }
 
     #[test]

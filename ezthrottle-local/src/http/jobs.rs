@@ -11,10 +11,30 @@ use super::{ApiResponse, read_body};
 use crate::engine::Shared;
 use crate::submit::{Admission, SubmitError, accept};
 
-/// Parses a job, naming the offending field on error.
-pub(crate) fn parse_job(body: &[u8]) -> Result<Job, ApiResponse> {
+/// At most this many ignored fields are named in the log for one job (a peer controls
+/// how many there are).
+const MAX_LOGGED_UNKNOWN_FIELDS: usize = 16;
+
+/// Parses a job, naming the offending field on error. A field the protocol does not know
+/// is logged with its path, or with `reject_unknown` refused with a 400 naming it.
+pub(crate) fn parse_job(body: &[u8], reject_unknown: bool) -> Result<Job, ApiResponse> {
+    use serde::Deserialize as _;
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let job = match serde_path_to_error::deserialize::<_, Job>(&mut deserializer) {
+    let mut track = serde_path_to_error::Track::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut unknown_count = 0usize;
+    let mut note_unknown = |path: serde_ignored::Path<'_>| {
+        unknown_count = unknown_count.saturating_add(1);
+        if unknown.len() < MAX_LOGGED_UNKNOWN_FIELDS {
+            unknown.push(field_path(&path));
+        }
+    };
+    let parsed = Job::deserialize(serde_ignored::Deserializer::new(
+        serde_path_to_error::Deserializer::new(&mut deserializer, &mut track),
+        &mut note_unknown,
+    ))
+    .map_err(|err| serde_path_to_error::Error::new(track.path(), err));
+    let job = match parsed {
         Ok(job) => job,
         Err(err) => {
             let path = err.path().to_string();
@@ -28,7 +48,37 @@ pub(crate) fn parse_job(body: &[u8]) -> Result<Job, ApiResponse> {
     if let Err(err) = deserializer.end() {
         return Err(bad_request("body", format!("malformed JSON ({err})")));
     }
+    if let Some(first) = unknown.first() {
+        if reject_unknown {
+            return Err(bad_request(first, "unknown field: not part of the job protocol"));
+        }
+        tracing::warn!(fields = ?unknown, count = unknown_count, "job fields the protocol does not know were ignored");
+    }
     Ok(job)
+}
+
+/// `fallback_job.webhooks.0.url`: the path as the 400s name fields (serde_ignored's own
+/// `Display` writes `?` for every `Option`).
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    let mut names = Vec::new();
+    let mut at = path;
+    loop {
+        at = match at {
+            Path::Root => break,
+            Path::Seq { parent, index } => {
+                names.push(index.to_string());
+                parent
+            }
+            Path::Map { parent, key } => {
+                names.push(key.clone());
+                parent
+            }
+            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => parent,
+        };
+    }
+    names.reverse();
+    names.join(".")
 }
 
 /// A 400 naming the field a deserialization error is about.
@@ -52,7 +102,7 @@ fn field_error(path: String, text: &str) -> ApiResponse {
 
 /// Submits a job for `tenant`: 201 new, 200 duplicate, 400/403/429 refused.
 pub(crate) fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8]) -> ApiResponse {
-    let job = match parse_job(body) {
+    let job = match parse_job(body, shared.config.reject_unknown_fields) {
         Ok(job) => job,
         Err(response) => {
             shared.metrics.rejected_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
