@@ -58,9 +58,36 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     NOT_FORWARDED.contains(&name.as_str())
 }
 
+/// Prefix of the headers EZThrottle puts on the calls it makes ([`JOB_ID_HEADER`],
+/// [`REGION_HEADER`]): they are the engine's, so a job may not set them.
+pub const ENGINE_HEADER_PREFIX: &str = "x-ezthrottle-";
+
+/// Headers the engine computes for every call it makes; a job may not set them.
+pub const ENGINE_COMPUTED: [&str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+
+/// Whether a job may not set the header `name` (any case): one the engine computes
+/// ([`ENGINE_COMPUTED`]) or one of its own (`x-ezthrottle-*`). Letting a tenant set `Host`
+/// or `Content-Length` would let it smuggle requests or reach other virtual hosts, and
+/// `X-EZThrottle-Job-Id` would let it impersonate another job.
+///
+/// ```
+/// use ezthrottle_core::protocol::headers::is_reserved_for_engine;
+///
+/// assert!(is_reserved_for_engine("Host"));
+/// assert!(is_reserved_for_engine("X-EZThrottle-Job-Id"));
+/// assert!(!is_reserved_for_engine("authorization"));
+/// ```
+pub fn is_reserved_for_engine(name: &str) -> bool {
+    ENGINE_COMPUTED.iter().any(|reserved| reserved.eq_ignore_ascii_case(name))
+        || name
+            .get(..ENGINE_HEADER_PREFIX.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(ENGINE_HEADER_PREFIX))
+}
+
 /// The end-to-end headers of `headers` as a job's string map: hop-by-hop headers are
-/// dropped (including any named by `Connection`), repeated headers are joined with `, `
-/// (`; ` for `cookie`).
+/// dropped (including any named by `Connection`), and so are `x-ezthrottle-*` headers (an
+/// earlier EZThrottle hop's, which a job may not set); repeated headers are joined with
+/// `, ` (`; ` for `cookie`).
 ///
 /// # Errors
 ///
@@ -75,7 +102,10 @@ pub fn forwardable_headers(headers: &http::HeaderMap) -> Result<crate::protocol:
         .collect();
     let mut out = crate::protocol::Headers::new();
     for name in headers.keys() {
-        if is_hop_by_hop(name) || named_by_connection.iter().any(|token| token == name.as_str()) {
+        if is_hop_by_hop(name)
+            || is_reserved_for_engine(name.as_str())
+            || named_by_connection.iter().any(|token| token == name.as_str())
+        {
             continue;
         }
         let separator = if name == http::header::COOKIE { "; " } else { ", " };
@@ -106,6 +136,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("accept", "a"),
             ("accept", "b"),
+            ("x-ezthrottle-job-id", "job_1"),
         ]
         .into_iter()
         .map(|(name, value)| (HeaderName::from_static(name), http::HeaderValue::from_static(value)))

@@ -100,6 +100,9 @@ fn validate_job(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
         if HeaderValue::from_str(value).is_err() {
             return Err(path.invalid("headers", format!("the value of {name:?} is not a valid header value")));
         }
+        if super::headers::is_reserved_for_engine(name) {
+            return Err(path.invalid("headers", format!("{name:?} is set by the engine; a job may not set it")));
+        }
     }
     validate_webhooks(&job.webhooks, job.webhook_quorum, path)?;
     if job.regions.iter().any(|region| region.trim().is_empty()) {
@@ -236,6 +239,26 @@ mod tests {
         let mut job = Job::new("https://a.example");
         job.headers.insert("bad header".into(), "v".into());
         assert_eq!(field_of(&job), "headers");
+    }
+
+    #[test]
+    fn headers_the_engine_sets_are_refused_at_every_depth() {
+        for name in
+            ["Host", "content-length", "Transfer-Encoding", "connection", "X-EZThrottle-Job-Id", "x-ezthrottle-x"]
+        {
+            let mut job = Job::new("https://a.example");
+            job.headers.insert(name.into(), "1".into());
+            let err = job.validate().unwrap_err();
+            assert_eq!(err.field, "headers", "{name}");
+            assert!(err.reason.contains("set by the engine"), "{name}: {}", err.reason);
+            let mut parent = Job::new("https://a.example");
+            parent.on_success = Some(Box::new(job));
+            assert_eq!(field_of(&parent), "on_success.headers", "{name}");
+        }
+        let mut job = Job::new("https://a.example");
+        job.headers.insert("x-ezthrottlex".into(), "1".into());
+        job.headers.insert("authorization".into(), "Bearer t".into());
+        assert!(job.validate().is_ok());
     }
 
     #[test]

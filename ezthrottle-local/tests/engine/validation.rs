@@ -27,6 +27,16 @@ async fn bad_input_is_400_naming_the_field() {
         ),
         (json!({"url": "http://127.0.0.1:9/x", "on_success": {"url": "nope"}}).to_string(), "on_success.url:"),
         (json!({"url": "http://127.0.0.1:9/x", "regions": "iad"}).to_string(), "regions:"),
+        (json!({"url": "http://127.0.0.1:9/x", "headers": {"Host": "internal.example"}}).to_string(), "headers:"),
+        (json!({"url": "http://127.0.0.1:9/x", "headers": {"Content-Length": "0"}}).to_string(), "headers:"),
+        (json!({"url": "http://127.0.0.1:9/x", "headers": {"transfer-encoding": "chunked"}}).to_string(), "headers:"),
+        (json!({"url": "http://127.0.0.1:9/x", "headers": {"Connection": "close"}}).to_string(), "headers:"),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "fallback_job": {"url": "http://127.0.0.1:9/y", "trigger": {},
+                "headers": {"X-EZThrottle-Job-Id": "job_of_someone_else"}}})
+            .to_string(),
+            "fallback_job.headers:",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = api.submit_raw(body.clone()).await;
