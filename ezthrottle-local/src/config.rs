@@ -78,6 +78,7 @@ pub(crate) struct Config {
     pub(crate) webhook_timeout: Duration,
     pub(crate) admission_retry_after: Duration,
     pub(crate) reject_unknown_fields: bool,
+    pub(crate) job_limits: crate::JobLimits,
 }
 
 impl Default for Config {
@@ -100,6 +101,7 @@ impl Default for Config {
             retry_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(300),
             reject_unknown_fields: false,
+            job_limits: crate::JobLimits::default(),
             target_timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             webhook_retry_base: Duration::from_secs(1),

@@ -125,6 +125,15 @@ impl EngineBuilder {
         self
     }
 
+    /// The bounds every submitted job is checked against, at every depth
+    /// ([`JobLimits`](crate::JobLimits); its `Default` documents the defaults). A job past
+    /// one is refused with a 400 naming the field.
+    #[must_use]
+    pub fn job_limits(mut self, limits: crate::JobLimits) -> Self {
+        self.config.job_limits = limits;
+        self
+    }
+
     /// Refuses a job naming a field the protocol does not know with a 400 naming its path
     /// (`fallback_job.fallback_job.retryPolcy`); by default such a field is ignored and
     /// logged at `warn` with its path. The other SDKs' spellings (`fallbackJob`,

@@ -92,8 +92,13 @@
 //!   ([`EngineBuilder::idempotency_ttl`]). A duplicate answers 200 with the original
 //!   `job_id` and `"duplicate": true`, even when the queue is full.
 //! - **Limits.** Bodies over 1 MiB (declared or streamed): 413. A full queue: 429 with
-//!   `Retry-After` (5 s doubling to 60 s on consecutive refusals). Every accepted job
-//!   reaches `success` or `failed`.
+//!   `Retry-After` (5 s doubling to 60 s on consecutive refusals). What a job asks for is
+//!   bounded at every depth ([`JobLimits`], [`EngineBuilder::job_limits`]): `retry_at` at
+//!   most 7 days ahead, a fallback's `timeout_ms` at most 1 hour, `on_failure_timeout_ms`
+//!   at most 7 days, `max_retries`/`max_reroutes` at most 10, at most 10 webhooks per job;
+//!   past one, a 400 names the field. A job may not set `Host`, `Content-Length`,
+//!   `Transfer-Encoding`, `Connection` or `X-EZThrottle-*`. Every accepted job reaches
+//!   `success` or `failed`.
 //!
 //! # Security
 //!
@@ -120,6 +125,7 @@ mod engine;
 mod executor;
 mod fallback;
 mod http;
+mod limits;
 mod metrics;
 mod pacing;
 mod secrets;
@@ -130,3 +136,4 @@ mod workflow;
 
 pub use config::Secret;
 pub use engine::{Engine, EngineBuilder, RunningEngine, StartError};
+pub use limits::JobLimits;

@@ -89,6 +89,11 @@ pub(crate) fn accept(
 ) -> Result<Accepted, SubmitError> {
     job.validate()
         .map_err(|invalid: InvalidJob| SubmitError::Invalid { field: invalid.field, reason: invalid.reason })?;
+    shared
+        .config
+        .job_limits
+        .check(&job, std::time::SystemTime::now())
+        .map_err(|exceeded| SubmitError::Invalid { field: exceeded.field, reason: exceeded.reason })?;
     check_hosts(shared, &job, "")?;
     let host = url::Url::parse(&job.url)
         .ok()

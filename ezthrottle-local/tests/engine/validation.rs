@@ -113,3 +113,40 @@ async fn a_full_queue_is_429_with_retry_after_but_duplicates_still_answer() {
     assert_eq!(answer["job_id"], first.as_str());
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_tenant_asks_for_is_bounded_and_the_400_names_the_field() {
+    let (engine, api) = start(fast_engine()).await;
+    let now_ms =
+        u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let url = "http://127.0.0.1:9/x";
+    let hooks: Vec<_> = (0..11).map(|i| json!({"url": format!("http://127.0.0.1:9/hook/{i}")})).collect();
+    let cases = [
+        (json!({"url": url, "retry_at": u64::MAX}), "retry_at: is more than 7 days ahead"),
+        (json!({"url": url, "retry_at": now_ms + 8 * 86_400_000}), "retry_at: is more than 7 days ahead"),
+        (
+            json!({"url": url, "fallback_job": {"url": url, "trigger": {"type": "on_timeout", "timeout_ms": u64::MAX}}}),
+            "fallback_job.trigger.timeout_ms: must be at most 1 hour",
+        ),
+        (
+            json!({"url": url, "on_failure": {"url": url}, "on_failure_timeout_ms": 30 * 86_400_000u64}),
+            "on_failure_timeout_ms: must be at most 7 days",
+        ),
+        (
+            json!({"url": url, "retry_policy": {"max_retries": 1_000_000}}),
+            "retry_policy.max_retries: must be at most 10",
+        ),
+        (
+            json!({"url": url, "on_success": {"url": url, "webhooks": hooks}}),
+            "on_success.webhooks: at most 10 webhooks per job",
+        ),
+    ];
+    for (job, error) in cases {
+        let (status, answer) = api.submit(&job).await;
+        assert_eq!((status, answer["error"].as_str()), (400, Some(error)), "{job}");
+    }
+    // A refused job holds no queue slot: the engine still has room for everyone.
+    let (status, _) = api.submit(&json!({"url": url, "retry_at": now_ms + 60_000})).await;
+    assert_eq!(status, 201);
+    engine.shutdown().await;
+}
