@@ -306,22 +306,14 @@ impl EngineBuilder {
         if let Some(secret) = &config.webhook_secret {
             ezthrottle_core::protocol::check_secret(secret.expose())?;
         }
-        let allowed = config.allowed_hosts.clone();
+        // Follows no redirect by itself: a webhook delivery never follows one, and the
+        // executor decides each of a job's (`redirect.rs`).
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
             .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    return attempt.stop();
-                }
-                let permitted = allowed.as_ref().is_none_or(|hosts| {
-                    let probe = Config { allowed_hosts: Some(hosts.clone()), ..Config::default() };
-                    probe.host_allowed(attempt.url())
-                });
-                if permitted { attempt.follow() } else { attempt.stop() }
-            }))
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::engine::Shared;
 use crate::pacing::{Permit, acquire, host_key};
+use crate::redirect;
 use crate::store::{AttemptRecord, JobRecord};
 use crate::util::{header_object, jittered, millis, now_ms, retry_after};
 
@@ -290,6 +291,48 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Sends `job`, following the redirects [`redirect::next_hop`] allows, all within `timeout`.
+async fn send_following_redirects(
+    shared: &Shared,
+    job: &Job,
+    job_id: &str,
+    region: &str,
+    timeout: Duration,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let started = Instant::now();
+    let mut url = url::Url::parse(&job.url).ok();
+    let mut headers = std::borrow::Cow::Borrowed(&job.headers);
+    let mut hops = 0;
+    loop {
+        let mut request = match &url {
+            Some(url) => shared.http.request(job.method.clone(), url.clone()),
+            None => shared.http.request(job.method.clone(), &job.url),
+        };
+        request = request.timeout(timeout.saturating_sub(started.elapsed()));
+        for (name, value) in headers.iter() {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request = request.header(JOB_ID_HEADER, job_id).header(REGION_HEADER, region);
+        if let Some(body) = &job.body {
+            request = request.body(body.clone());
+        }
+        let response = request.send().await?;
+        let Some(from) = &url else { return Ok(response) };
+        if hops >= redirect::MAX_REDIRECTS {
+            return Ok(response);
+        }
+        let Some(hop) = redirect::next_hop(response.status(), &job.method, from, response.headers(), &shared.config)
+        else {
+            return Ok(response);
+        };
+        if hop.cross_origin {
+            redirect::drop_credentials(headers.to_mut());
+        }
+        url = Some(hop.url);
+        hops += 1;
+    }
+}
+
 fn set_attempt_outcome(shared: &Shared, record: &JobRecord, index: usize, outcome: AttemptOutcome) {
     if let Some(attempt) = record.state().detail().attempts.get_mut(index) {
         attempt.outcome = outcome;
@@ -324,15 +367,8 @@ async fn attempt(
     };
     let mut guard = InFlight { shared, record, index, armed: true };
     let timeout = shared.config.target_timeout;
-    let mut request = shared.http.request(job.method.clone(), &job.url).timeout(timeout);
-    for (name, value) in &job.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    request = request.header(JOB_ID_HEADER, record.id()).header(REGION_HEADER, &**region);
-    if let Some(body) = &job.body {
-        request = request.body(body.clone());
-    }
-    let (outcome, retry_after) = match request.send().await {
+    let sent = send_following_redirects(shared, job, record.id(), region, timeout).await;
+    let (outcome, retry_after) = match sent {
         Ok(mut response) => {
             permit.observe(response.headers());
             let status = response.status();

@@ -99,6 +99,11 @@
 //!   past one, a 400 names the field. A job may not set `Host`, `Content-Length`,
 //!   `Transfer-Encoding`, `Connection` or `X-EZThrottle-*`. Every accepted job reaches
 //!   `success` or `failed`.
+//! - **Redirects.** A webhook delivery follows none (a 3xx is a failed delivery). A job
+//!   follows at most 5: `307`/`308` for every method, `301`/`302`/`303` only for `GET` and
+//!   `HEAD` (for any other method the 3xx is the answer, never a bodiless `GET`), each hop
+//!   inside the allow-list, and credential headers (`Authorization`, `Proxy-Authorization`,
+//!   `Cookie`, `X-Api-Key`) are dropped on a hop to another origin.
 //!
 //! # Security
 //!
@@ -128,6 +133,7 @@ mod http;
 mod limits;
 mod metrics;
 mod pacing;
+mod redirect;
 mod secrets;
 pub mod store;
 mod submit;

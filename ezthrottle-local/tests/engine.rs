@@ -22,6 +22,8 @@ mod pacing;
 mod peer_spellings;
 #[path = "engine/proxy.rs"]
 mod proxy;
+#[path = "engine/redirects.rs"]
+mod redirects;
 #[path = "engine/validation.rs"]
 mod validation;
 #[path = "engine/webhooks.rs"]

@@ -48,7 +48,8 @@ impl Region for Hit {
 /// `/slow/{ms}`, `/fast-in/{region}` (200 at once from that region, after 3 s elsewhere),
 /// `/pace/{rps}/{max}` (200 with `X-EZTHROTTLE-*` pacing headers), `/aqueduct` (both header
 /// families), `/hook` and `/hook/{n}` (webhook receivers: `/hook/{n}` answers 503 to the
-/// first `n` deliveries).
+/// first `n` deliveries), `/redirect/{code}/{rest}` (`code` to `/{rest}` on the same
+/// server) and `/away/{code}/{port}/{rest}` (`code` to `http://127.0.0.1:{port}/{rest}`).
 pub type Server = RoutedServer<EngineTests>;
 
 pub struct EngineTests;
@@ -84,6 +85,11 @@ fn route(hit: &Recorded) -> Answer {
             .header("x-aqueduct-rps", "7")
             .header("x-ezthrottle-max-concurrent", "3")
             .header("x-aqueduct-max-concurrent", "4"),
+        ["redirect", code, rest @ ..] => {
+            Answer::status(code.parse().unwrap_or(302)).header("location", format!("/{}", rest.join("/")))
+        }
+        ["away", code, port, rest @ ..] => Answer::status(code.parse().unwrap_or(302))
+            .header("location", format!("http://127.0.0.1:{port}/{}", rest.join("/"))),
         ["hook"] => Answer::status(200),
         ["hook", n, ..] if first(n) => Answer::status(503),
         ["hook", ..] => Answer::status(200),
