@@ -40,6 +40,7 @@
 //! ```
 
 mod body;
+mod extension;
 mod layer;
 mod request;
 mod verified;
@@ -50,18 +51,17 @@ use ezthrottle_core::webhook::VerifyError;
 use http::StatusCode;
 
 pub use body::VerifyWebhookResponseBody;
-pub use layer::{DEFAULT_BODY_LIMIT, VerifiedRequest, VerifyWebhook, VerifyWebhookLayer};
+pub use extension::VerifiedRequest;
+pub use layer::{DEFAULT_BODY_LIMIT, VerifyWebhook, VerifyWebhookLayer};
 pub use verified::VerifiedWebhook;
 
 pub use ezthrottle_core::protocol::SIGNATURE_HEADER;
-
-pub(crate) use request::verify_request;
 
 /// The request handling `ezthrottle-actix` shares with the layer and the axum extractor
 /// (not a stable API).
 #[doc(hidden)]
 pub mod engine {
-    pub use super::request::{TARGET, parse, verified_webhook, verify_request};
+    pub use super::request::{TARGET, check_signature, parse, verified_webhook, verify_body, verify_extracted};
 }
 
 impl From<VerifyError> for WebhookRejection {
