@@ -11,4 +11,5 @@ mod webhooks {
     #[cfg(all(feature = "axum", feature = "redis"))]
     pub(crate) mod redis;
     pub(crate) mod support;
+    pub(crate) mod unread;
 }
