@@ -62,9 +62,13 @@ pub async fn verify_extracted(
             if let Some(verified) = done.verified_for(&body) {
                 return Ok((verified, body));
             }
-            // Not the bytes the middleware verified (swapped, or a copied extension).
+            // Not the bytes the middleware verified (swapped, or a copied extension): they
+            // are verified like any body, and without a verifier here nothing vouches for them.
             tracing::warn!(target: TARGET, "webhook body differs from the verified one; verifying again");
-            (verifier()?, body)
+            let Ok(verifier) = verifier() else {
+                return Err(WebhookRejection::InvalidSignature(VerifyError::SignatureMismatch));
+            };
+            (verifier, body)
         }
         None => {
             let verifier = verifier()?;
