@@ -5,6 +5,8 @@
 mod webhooks {
     #[cfg(feature = "axum")]
     pub(crate) mod axum;
+    #[cfg(feature = "rate-limit")]
+    pub(crate) mod hostile;
     #[cfg(feature = "axum")]
     pub(crate) mod idempotency;
     pub(crate) mod layer;
