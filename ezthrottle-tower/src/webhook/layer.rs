@@ -25,9 +25,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// the body is buffered (up to [`limit`](Self::limit), default 2 MiB) and verified as
 /// raw bytes; a verified request goes on with the same bytes as a new body of the same
 /// type (`B: From<Bytes>`: axum's `Body`, `Full<Bytes>`, ...; map hyper's `Incoming` to one
-/// of these first) and a [`VerifiedRequest`] extension. Refused requests never reach the inner service and get
-/// the statuses of [`WebhookRejection`] (400, 401, 413) with a `text/plain` body. The
-/// payload is not parsed here.
+/// of these first) and a [`VerifiedRequest`](super::VerifiedRequest) extension bound to
+/// them. Refused requests never reach the inner service and get the statuses of
+/// [`WebhookRejection`] (400, 401, 413) with a `text/plain` body. The payload is not
+/// parsed here.
 ///
 /// Put it *outside* (before) an [`IdempotencyLayer`](crate::idempotency::IdempotencyLayer)
 /// so an unverified request can never replay a stored answer.
