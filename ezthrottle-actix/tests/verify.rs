@@ -12,12 +12,13 @@ use std::task::{Context, Poll};
 
 use actix_web::dev::{Payload, Service as _, ServiceRequest};
 use actix_web::error::PayloadError;
+use actix_web::middleware::Condition;
 use actix_web::web::Bytes;
 use actix_web::{App, HttpMessage as _, HttpResponse, HttpServer, web};
 use ezthrottle_actix::{ActixVerifyWebhook, VerifiedDelivery};
 use ezthrottle_core::webhook::{Verifier, sign};
 use ezthrottle_test_support::post_unending;
-use ezthrottle_test_support::webhook::{SECRET, now, payload_json, refused_signatures};
+use ezthrottle_test_support::webhook::{SECRET, now, payload_json, post_signed, refused_signatures};
 
 async fn handler(delivery: VerifiedDelivery) -> HttpResponse {
     HttpResponse::Ok().body(format!("{}:{:?}", delivery.payload.job_id, delivery.secret()))
@@ -69,8 +70,22 @@ where
 }
 
 /// Each of [`refused_signatures`] with a body that never ends gets its answer at once,
-/// and the body is never polled; a signed delivery is then read and answered.
-async fn assert_refused_unread(addr: SocketAddr, polled: &AtomicBool) {
+/// and the body is never polled; a signed delivery is then read and answered. With
+/// `middleware`, an `ActixVerifyWebhook` refuses; without, the extractor alone.
+async fn assert_refused_unread(middleware: bool) {
+    let polled = Arc::new(AtomicBool::new(false));
+    let recorder = Arc::clone(&polled);
+    let (addr, server) = serve(move || {
+        let recorder = Arc::clone(&recorder);
+        App::new()
+            .app_data(Verifier::new(SECRET))
+            .route("/hook", web::post().to(handler))
+            .wrap(Condition::new(middleware, ActixVerifyWebhook::with_verifier(Verifier::new(SECRET))))
+            .wrap_fn(move |mut request, service| {
+                record(&mut request, &recorder);
+                service.call(request)
+            })
+    });
     for (name, signature, status, text) in refused_signatures(now()) {
         let headers: Vec<(&str, &[u8])> = signature.iter().map(|s| ("x-ezthrottle-signature", s.as_slice())).collect();
         let (got, body) = post_unending(addr, "/hook", &headers).await;
@@ -79,51 +94,20 @@ async fn assert_refused_unread(addr: SocketAddr, polled: &AtomicBool) {
         assert!(!polled.load(Ordering::SeqCst), "{name}: the body was read before the refusal");
     }
     let body = payload_json("job_read", None);
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/hook"))
-        .header("x-ezthrottle-signature", sign(SECRET, now(), body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
-    assert_eq!(response.text().await.expect("text"), "job_read:Primary");
+    let answer = post_signed(&format!("http://{addr}/hook"), &body, Some(sign(SECRET, now(), body.as_bytes()))).await;
+    assert_eq!(answer, (200, "job_read:Primary".to_owned()));
     assert!(polled.load(Ordering::SeqCst));
+    server.stop(false).await;
 }
 
 #[actix_web::test]
 async fn the_middleware_refuses_a_bad_header_without_reading_the_body() {
-    let polled = Arc::new(AtomicBool::new(false));
-    let recorder = Arc::clone(&polled);
-    let (addr, server) = serve(move || {
-        let recorder = Arc::clone(&recorder);
-        App::new()
-            .route("/hook", web::post().to(handler))
-            .wrap(ActixVerifyWebhook::with_verifier(Verifier::new(SECRET)))
-            .wrap_fn(move |mut request, service| {
-                record(&mut request, &recorder);
-                service.call(request)
-            })
-    });
-    assert_refused_unread(addr, &polled).await;
-    server.stop(false).await;
+    assert_refused_unread(true).await;
 }
 
 #[actix_web::test]
 async fn the_extractor_refuses_a_bad_header_without_reading_the_body() {
-    let polled = Arc::new(AtomicBool::new(false));
-    let recorder = Arc::clone(&polled);
-    let (addr, server) = serve(move || {
-        let recorder = Arc::clone(&recorder);
-        App::new().app_data(Verifier::new(SECRET)).route("/hook", web::post().to(handler)).wrap_fn(
-            move |mut request, service| {
-                record(&mut request, &recorder);
-                service.call(request)
-            },
-        )
-    });
-    assert_refused_unread(addr, &polled).await;
-    server.stop(false).await;
+    assert_refused_unread(false).await;
 }
 
 /// A middleware between `ActixVerifyWebhook` and the handler swaps the verified body for
@@ -142,15 +126,9 @@ async fn a_body_swapped_after_verification_is_refused() {
                 .wrap(ActixVerifyWebhook::with_verifier(Verifier::new(SECRET)))
         });
         let body = payload_json("job_signed", None);
-        let response = reqwest::Client::new()
-            .post(format!("http://{addr}/hook"))
-            .header("x-ezthrottle-signature", sign(SECRET, now(), body.as_bytes()))
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED, "verifier registered: {registered}");
-        assert_eq!(response.text().await.expect("text"), "invalid webhook signature");
+        let signature = Some(sign(SECRET, now(), body.as_bytes()));
+        let answer = post_signed(&format!("http://{addr}/hook"), &body, signature).await;
+        assert_eq!(answer, (401, "invalid webhook signature".to_owned()), "verifier registered: {registered}");
         server.stop(false).await;
     }
 }

@@ -18,6 +18,11 @@
 //! | verified, but not the expected JSON | 422 | `invalid webhook payload: <path>: <error>` |
 //! | verifier not configured (actix) | 500 | names what is missing |
 //!
+//! The header is checked before the body is read
+//! ([`Verifier::check_header`](ezthrottle_core::webhook::Verifier::check_header)): no
+//! header, a malformed one, and a stale or future timestamp are answered without reading
+//! a body byte, so a request that cannot verify costs no buffering.
+//!
 //! Crypto failures answer a generic 401 on purpose: telling a forger which check failed
 //! helps them. The precise reason is logged at `warn` with target `ezthrottle::webhook`;
 //! which secret matched a valid delivery is logged at `debug` with the same target, so a

@@ -56,7 +56,9 @@ mod before_the_body {
     use ezthrottle_core::webhook::{Verifier, sign};
     use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer};
 
-    use super::super::support::{SECRET, http, now, payload_json, serve};
+    use ezthrottle_test_support::webhook::post_signed;
+
+    use super::super::support::{SECRET, now, payload_json, serve};
     use super::super::unread::{assert_refused_unread, record_body_reads};
 
     async fn verified_job(request: Request) -> String {
@@ -77,15 +79,9 @@ mod before_the_body {
 
         // The recorder sees a read: a signed delivery is read and verified.
         let body = payload_json("job_read", None);
-        let response = http()
-            .post(format!("http://{addr}/hook"))
-            .header("x-ezthrottle-signature", sign(SECRET, now(), body.as_bytes()))
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(response.status(), reqwest::StatusCode::OK);
-        assert_eq!(response.text().await.expect("text"), "Primary");
+        let signature = Some(sign(SECRET, now(), body.as_bytes()));
+        let answer = post_signed(&format!("http://{addr}/hook"), &body, signature).await;
+        assert_eq!(answer, (200, "Primary".to_owned()));
         assert!(polled.load(Ordering::SeqCst));
     }
 }

@@ -44,3 +44,19 @@ pub fn refused_signatures(now: i64) -> Vec<(&'static str, Option<Vec<u8>>, u16, 
         ("stale", Some(format!("t={},v1=00", now - 1000).into_bytes()), 401, "invalid webhook signature"),
     ]
 }
+
+/// POSTs `body` to `url` with the signature header `signature` (none if `None`); answers
+/// the status and the text of the response.
+///
+/// # Panics
+/// If the request fails or takes over 20 s.
+pub async fn post_signed(url: &str, body: &str, signature: Option<String>) -> (u16, String) {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().expect("client");
+    let mut request = client.post(url).header("content-type", "application/json").body(body.to_owned());
+    if let Some(signature) = signature {
+        request = request.header("x-ezthrottle-signature", signature);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}
