@@ -44,7 +44,7 @@ use actix_web::web::{Bytes, Data};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, HttpResponse};
 use ezthrottle_core::WebhookPayload;
 use ezthrottle_core::webhook::Verifier;
-use ezthrottle_tower::webhook::engine::{TARGET, parse, verified_webhook, verify_request};
+use ezthrottle_tower::webhook::engine::{TARGET, parse, verified_webhook, verify_extracted};
 use ezthrottle_tower::webhook::{SIGNATURE_HEADER, VerifiedRequest, VerifiedWebhook, WebhookRejection};
 use serde::de::DeserializeOwned;
 
@@ -127,8 +127,10 @@ const NOT_CONFIGURED: &str =
 /// The signature is checked over the exact bytes, then `T` is deserialized from JSON.
 /// Failures answer as [`WebhookRejection`] says (400, 401, 413, 422, or 500 when no
 /// verifier is registered), with a `text/plain` body. It consumes the body, so it must be
-/// the **last** extractor of a handler. Behind an [`ActixVerifyWebhook`] middleware it does
-/// not verify the same bytes again.
+/// the **last** extractor of a handler. Without a verifying middleware, a request without a
+/// usable signature header is refused before its body is read. Behind an
+/// [`ActixVerifyWebhook`] middleware it does not verify the bytes the middleware verified
+/// again (any other body is verified).
 #[derive(Debug, Clone)]
 pub struct VerifiedDelivery<T = WebhookPayload>(pub VerifiedWebhook<T>);
 
@@ -154,16 +156,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for VerifiedDelivery<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let verifier = registered_verifier(req);
         let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes().to_vec());
-        let already = req.extensions().get::<VerifiedRequest>().copied();
+        let already = req.extensions().get::<VerifiedRequest>().cloned();
         let body = Bytes::from_request(req, payload);
         Box::pin(async move {
             let delivery = async {
-                let body = body.await.map_err(body_rejection)?;
-                let verified = match already {
-                    // An `ActixVerifyWebhook` middleware outside already verified these exact bytes.
-                    Some(done) => done.verified(),
-                    None => verify_request(&verifier.ok_or_else(not_configured)?, &body, signature.as_deref())?,
-                };
+                let body = async { body.await.map_err(body_rejection) };
+                let verifier = || verifier.ok_or_else(not_configured);
+                let (verified, body) = verify_extracted(verifier, already, signature.as_deref(), body).await?;
                 let payload = parse(&body)?;
                 Ok::<_, WebhookRejection>(verified_webhook(payload, verified, body))
             };

@@ -9,18 +9,21 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage as _};
 use ezthrottle_core::webhook::Verifier;
-use ezthrottle_tower::webhook::engine::verify_request;
-use ezthrottle_tower::webhook::{SIGNATURE_HEADER, VerifiedRequest, WebhookRejection};
+use ezthrottle_tower::webhook::engine::{check_signature, verify_body};
+use ezthrottle_tower::webhook::{SIGNATURE_HEADER, WebhookRejection};
 
 use super::{body_rejection, not_configured, registered_verifier, rejection_response};
 
 /// actix-web middleware verifying `X-EZThrottle-Signature` before the inner service runs:
 /// the actix counterpart of [`VerifyWebhookLayer`](ezthrottle_tower::webhook::VerifyWebhookLayer).
 ///
-/// The body is buffered (within the app's `web::PayloadConfig` limit, else `413`) and
+/// The signature header is checked first (present, well formed, its timestamp within the
+/// tolerance): a request failing that is refused before a single body byte is read. Then
+/// the body is buffered (within the app's `web::PayloadConfig` limit, else `413`) and
 /// verified as raw bytes; a verified request goes on with the same bytes and a
-/// [`VerifiedRequest`] extension (the [`VerifiedDelivery`](super::VerifiedDelivery) extractor
-/// then does not verify again). Refusals never reach the inner service and get the
+/// [`VerifiedRequest`](ezthrottle_tower::webhook::VerifiedRequest) extension bound to them
+/// (the [`VerifiedDelivery`](super::VerifiedDelivery) extractor then does not verify those
+/// bytes again; a body swapped in between is verified again, and refused unless signed). Refusals never reach the inner service and get the
 /// statuses of [`WebhookRejection`] (400, 401, 413).
 ///
 /// Wrap it *around* (after, in actix's `wrap` order) [`ActixIdempotency`](super::ActixIdempotency),
@@ -108,16 +111,18 @@ where
         Box::pin(async move {
             let verified = async {
                 let verifier = verifier.ok_or_else(not_configured)?;
+                // Not a body byte is read for a request without a usable signature.
+                let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes().to_vec());
+                check_signature(&verifier, signature.as_deref())?;
                 let body = req.extract::<Bytes>().await.map_err(body_rejection)?;
-                let signature = req.headers().get(SIGNATURE_HEADER).map(|value| value.as_bytes());
-                let verified = verify_request(&verifier, &body, signature)?;
+                let verified = verify_body(&verifier, body.clone(), signature.as_deref())?;
                 // The next middleware and the handler read the same bytes again.
                 req.set_payload(Payload::from(body));
                 Ok::<_, WebhookRejection>(verified)
             };
             match verified.await {
                 Ok(verified) => {
-                    req.extensions_mut().insert(VerifiedRequest::new(verified));
+                    req.extensions_mut().insert(verified);
                     Ok(service.call(req).await?.map_into_left_body())
                 }
                 Err(rejection) => Ok(req.into_response(rejection_response(&rejection)).map_into_right_body()),

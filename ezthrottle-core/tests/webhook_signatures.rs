@@ -103,4 +103,41 @@ proptest! {
             Err(VerifyError::SignatureMismatch)
         );
     }
+
+    /// What a server checks before reading the body (`check_header_at`) refuses exactly
+    /// what `verify_at` refuses before looking at the body: a refusal there is the same
+    /// error with any body, and a header it accepts fails `verify_at` only on the HMAC.
+    #[test]
+    fn check_header_agrees_with_verify(
+        header in header_strategy(),
+        body in body_strategy(),
+        now in any::<i64>(),
+        tolerance in prop_oneof![Just(300u64), any::<u64>()],
+    ) {
+        let verifier = Verifier::new("whsec_test_secret_0123").unwrap()
+            .tolerance(std::time::Duration::from_secs(tolerance));
+        match verifier.check_header_at(&header, now) {
+            Err(err) => prop_assert_eq!(verifier.verify_at(&body, &header, now), Err(err)),
+            Ok(parsed) => {
+                prop_assert_eq!(Ok(parsed), SignatureHeader::parse(&header));
+                prop_assert_eq!(verifier.verify_at(&body, &header, now), Err(VerifyError::SignatureMismatch));
+            }
+        }
+    }
+
+    /// A signed header passes the pre-check within the tolerance and fails it just past.
+    #[test]
+    fn check_header_is_the_tolerance_window(
+        timestamp in any::<i64>(),
+        skew in -TOLERANCE..=TOLERANCE,
+        body in body_strategy(),
+    ) {
+        let verifier = Verifier::new("whsec_test_secret_0123").unwrap();
+        let header = sign("whsec_test_secret_0123", timestamp, &body);
+        prop_assert!(verifier.check_header_at(&header, timestamp.saturating_add(skew)).is_ok());
+        if let Some(late) = timestamp.checked_add(TOLERANCE + 1) {
+            let expired = matches!(verifier.check_header_at(&header, late), Err(VerifyError::TimestampExpired { .. }));
+            prop_assert!(expired);
+        }
+    }
 }

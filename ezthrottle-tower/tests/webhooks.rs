@@ -5,10 +5,13 @@
 mod webhooks {
     #[cfg(feature = "axum")]
     pub(crate) mod axum;
+    #[cfg(feature = "rate-limit")]
+    pub(crate) mod hostile;
     #[cfg(feature = "axum")]
     pub(crate) mod idempotency;
     pub(crate) mod layer;
     #[cfg(all(feature = "axum", feature = "redis"))]
     pub(crate) mod redis;
     pub(crate) mod support;
+    pub(crate) mod unread;
 }

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
     // Parsing and verification never panic, at any time.
     let parsed = SignatureHeader::parse(header);
     let at_zero = verifier.verify_at(body, header, 0);
+    let late = parsed.as_ref().map_or(0, |p| p.timestamp().saturating_add(301));
     match parsed {
         Ok(parsed) => {
             assert!(parsed.v1_signatures().next().is_some());
@@ -33,8 +34,14 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(err) => assert_eq!(at_zero, Err(err)),
     }
-    let _ = verifier.verify_at(body, header, i64::MIN);
-    let _ = verifier.verify_at(body, header, i64::MAX);
+    // What a server refuses before reading the body is what the full verification
+    // refuses, at any time.
+    for now in [0, i64::MIN, i64::MAX, late] {
+        match verifier.check_header_at(header, now) {
+            Err(err) => assert_eq!(verifier.verify_at(body, header, now), Err(err)),
+            Ok(_) => assert_eq!(verifier.verify_at(body, header, now), Err(VerifyError::SignatureMismatch)),
+        }
+    }
 
     // Round trip: a header produced by `sign` always verifies, with either secret,
     // even with the fuzzed header appended as extra pairs.

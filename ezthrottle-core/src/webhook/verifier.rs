@@ -189,11 +189,49 @@ impl Verifier {
     ///
     /// See [`verify_at`](Self::verify_at).
     pub fn verify(&self, body: &[u8], header: &str) -> Result<Verified, VerifyError> {
-        let now = match &self.keys.clock {
+        self.verify_at(body, header, self.now())
+    }
+
+    /// Checks what can be checked before the body is read: `header` parses and its
+    /// timestamp is within the tolerance of the configured clock's now.
+    ///
+    /// A server calls it before buffering the body, so a request without a usable
+    /// signature costs no body read; it still calls [`verify`](Self::verify) once the body
+    /// is in. Whatever this refuses, `verify` refuses with the same error.
+    ///
+    /// # Errors
+    ///
+    /// See [`check_header_at`](Self::check_header_at).
+    pub fn check_header<'h>(&self, header: &'h str) -> Result<SignatureHeader<'h>, VerifyError> {
+        self.check_header_at(header, self.now())
+    }
+
+    /// [`check_header`](Self::check_header) as if the time were `now_unix_secs`.
+    ///
+    /// Never panics, whatever the header.
+    ///
+    /// # Errors
+    ///
+    /// [`VerifyError::MissingHeader`], [`VerifyError::MissingSignature`],
+    /// [`VerifyError::InvalidTimestamp`] or [`VerifyError::TimestampExpired`], checked in
+    /// that order.
+    pub fn check_header_at<'h>(&self, header: &'h str, now_unix_secs: i64) -> Result<SignatureHeader<'h>, VerifyError> {
+        let parsed = SignatureHeader::parse(header)?;
+        let diff = (i128::from(now_unix_secs) - i128::from(parsed.timestamp())).unsigned_abs();
+        let diff_secs = u64::try_from(diff).unwrap_or(u64::MAX);
+        let tolerance_secs = self.keys.tolerance_secs;
+        if diff_secs > tolerance_secs {
+            return Err(VerifyError::TimestampExpired { diff_secs, tolerance_secs });
+        }
+        Ok(parsed)
+    }
+
+    /// Now, in Unix seconds, by the configured clock.
+    fn now(&self) -> i64 {
+        match &self.keys.clock {
             Some(clock) => clock(),
             None => system_now(),
-        };
-        self.verify_at(body, header, now)
+        }
     }
 
     /// Verifies `header` for `body` as if the time were `now_unix_secs`.
@@ -207,16 +245,9 @@ impl Verifier {
     /// [`VerifyError::TimestampExpired`], then [`VerifyError::SignatureMismatch`] when
     /// no `v1` value matches any configured secret.
     pub fn verify_at(&self, body: &[u8], header: &str, now_unix_secs: i64) -> Result<Verified, VerifyError> {
-        let parsed = SignatureHeader::parse(header)?;
+        let parsed = self.check_header_at(header, now_unix_secs)?;
         let timestamp = parsed.timestamp();
-
-        let diff = (i128::from(now_unix_secs) - i128::from(timestamp)).unsigned_abs();
-        let diff_secs = u64::try_from(diff).unwrap_or(u64::MAX);
         let keys = &*self.keys;
-        if diff_secs > keys.tolerance_secs {
-            return Err(VerifyError::TimestampExpired { diff_secs, tolerance_secs: keys.tolerance_secs });
-        }
-
         if matches(&keys.primary, &parsed, body) {
             return Ok(Verified { secret: SecretSlot::Primary, timestamp });
         }

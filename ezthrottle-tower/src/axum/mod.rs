@@ -36,7 +36,8 @@ use ezthrottle_core::webhook::Verifier;
 use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest, VerifiedWebhook, WebhookRejection, verify_request};
+use crate::webhook::engine::verify_extracted;
+use crate::webhook::{SIGNATURE_HEADER, VerifiedRequest, VerifiedWebhook, WebhookRejection};
 
 impl<S, T> FromRequest<S> for VerifiedWebhook<T>
 where
@@ -47,21 +48,19 @@ where
     type Rejection = WebhookRejection;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = Verifier::from_ref(state);
         let signature = request.headers().get(SIGNATURE_HEADER).cloned();
-        let already = request.extensions().get::<VerifiedRequest>().copied();
-        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                WebhookRejection::PayloadTooLarge
-            } else {
-                WebhookRejection::BodyRead(rejection.body_text())
-            }
-        })?;
-        let verified = match already {
-            // A `VerifyWebhookLayer` outside already verified these exact bytes.
-            Some(done) => done.verified(),
-            None => verify_request(&verifier, &body, signature.as_ref().map(HeaderValue::as_bytes))?,
+        let already = request.extensions().get::<VerifiedRequest>().cloned();
+        let body = async {
+            Bytes::from_request(request, state).await.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    WebhookRejection::PayloadTooLarge
+                } else {
+                    WebhookRejection::BodyRead(rejection.body_text())
+                }
+            })
         };
+        let signature = signature.as_ref().map(HeaderValue::as_bytes);
+        let (verified, body) = verify_extracted(|| Ok(Verifier::from_ref(state)), already, signature, body).await?;
         let payload = crate::webhook::engine::parse(&body)?;
         Ok(Self { payload, verified, body })
     }

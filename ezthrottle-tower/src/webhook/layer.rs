@@ -5,52 +5,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ezthrottle_core::webhook::{SecretSlot, Verified, Verifier};
+use ezthrottle_core::webhook::Verifier;
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{SIGNATURE_HEADER, VerifyWebhookResponseBody, WebhookRejection, verify_request};
+use super::request::{check_signature, verify_body};
+use super::{SIGNATURE_HEADER, VerifyWebhookResponseBody, WebhookRejection};
 use crate::body::{ReadError, read_limited, take_ready};
 
 /// Default body limit of [`VerifyWebhookLayer`]: 2 MiB (axum's default too).
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// Put in the request extensions by [`VerifyWebhook`] for each verified delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VerifiedRequest {
-    verified: Verified,
-}
-
-impl VerifiedRequest {
-    #[doc(hidden)]
-    pub fn new(verified: Verified) -> Self {
-        Self { verified }
-    }
-
-    /// The verification result (timestamp, protocol reason).
-    #[must_use]
-    pub fn verified(&self) -> Verified {
-        self.verified
-    }
-
-    /// Which secret matched: during a rotation, `Secondary` means the sender still signs
-    /// with the old secret.
-    #[must_use]
-    pub fn secret(&self) -> SecretSlot {
-        self.verified.secret()
-    }
-}
-
 /// A tower layer verifying `X-EZThrottle-Signature` before the inner service runs.
 ///
-/// The body is buffered (up to [`limit`](Self::limit), default 2 MiB) and verified as
+/// The signature header is checked first (present, well formed, its timestamp within the
+/// tolerance): a request failing that is refused before a single body byte is read. Then
+/// the body is buffered (up to [`limit`](Self::limit), default 2 MiB) and verified as
 /// raw bytes; a verified request goes on with the same bytes as a new body of the same
 /// type (`B: From<Bytes>`: axum's `Body`, `Full<Bytes>`, ...; map hyper's `Incoming` to one
-/// of these first) and a [`VerifiedRequest`] extension. Refused requests never reach the inner service and get
-/// the statuses of [`WebhookRejection`] (400, 401, 413) with a `text/plain` body. The
-/// payload is not parsed here.
+/// of these first) and a [`VerifiedRequest`](super::VerifiedRequest) extension bound to
+/// them. Refused requests never reach the inner service and get the statuses of
+/// [`WebhookRejection`] (400, 401, 413) with a `text/plain` body. The payload is not
+/// parsed here.
 ///
 /// Put it *outside* (before) an [`IdempotencyLayer`](crate::idempotency::IdempotencyLayer)
 /// so an unverified request can never replay a stored answer.
@@ -141,18 +119,22 @@ where
         let limit = self.limit;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
+            let signature = parts.headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
+            // Not a body byte is read for a request without a usable signature.
+            if let Err(rejection) = check_signature(&verifier, signature) {
+                return Ok(rejection_response(&rejection));
+            }
             let bytes = match read_limited(body, limit).await {
                 Ok(bytes) => bytes,
                 Err(ReadError::TooLarge) => return Ok(rejection_response(&WebhookRejection::PayloadTooLarge)),
                 Err(ReadError::Failed(err)) => return Ok(rejection_response(&WebhookRejection::BodyRead(err))),
             };
-            let signature = parts.headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
-            let verified = match verify_request(&verifier, &bytes, signature) {
+            let verified = match verify_body(&verifier, bytes.clone(), signature) {
                 Ok(verified) => verified,
                 Err(rejection) => return Ok(rejection_response(&rejection)),
             };
             let mut request = Request::from_parts(parts, B::from(bytes));
-            request.extensions_mut().insert(VerifiedRequest::new(verified));
+            request.extensions_mut().insert(verified);
             inner.call(request).await.map(|response| response.map(VerifyWebhookResponseBody::inner))
         })
     }

@@ -18,6 +18,11 @@
 //! | verified, but not the expected JSON | 422 | `invalid webhook payload: <path>: <error>` |
 //! | verifier not configured (actix) | 500 | names what is missing |
 //!
+//! The header is checked before the body is read
+//! ([`Verifier::check_header`](ezthrottle_core::webhook::Verifier::check_header)): no
+//! header, a malformed one, and a stale or future timestamp are answered without reading
+//! a body byte, so a request that cannot verify costs no buffering.
+//!
 //! Crypto failures answer a generic 401 on purpose: telling a forger which check failed
 //! helps them. The precise reason is logged at `warn` with target `ezthrottle::webhook`;
 //! which secret matched a valid delivery is logged at `debug` with the same target, so a
@@ -41,6 +46,7 @@
 //! ```
 
 mod body;
+mod extension;
 mod layer;
 mod request;
 mod verified;
@@ -51,18 +57,17 @@ use ezthrottle_core::webhook::VerifyError;
 use http::StatusCode;
 
 pub use body::VerifyWebhookResponseBody;
-pub use layer::{DEFAULT_BODY_LIMIT, VerifiedRequest, VerifyWebhook, VerifyWebhookLayer};
+pub use extension::VerifiedRequest;
+pub use layer::{DEFAULT_BODY_LIMIT, VerifyWebhook, VerifyWebhookLayer};
 pub use verified::VerifiedWebhook;
 
 pub use ezthrottle_core::protocol::SIGNATURE_HEADER;
-
-pub(crate) use request::verify_request;
 
 /// The request handling `ezthrottle-actix` shares with the layer and the axum extractor
 /// (not a stable API).
 #[doc(hidden)]
 pub mod engine {
-    pub use super::request::{TARGET, parse, verified_webhook, verify_request};
+    pub use super::request::{TARGET, check_signature, parse, verified_webhook, verify_body, verify_extracted};
 }
 
 impl From<VerifyError> for WebhookRejection {

@@ -12,7 +12,8 @@ use ezthrottle_core::webhook::{SecretSlot, Verified};
 /// [`Verifier`](ezthrottle_core::webhook::Verifier) from the state through `FromRef`, body
 /// limit from `DefaultBodyLimit`); `ezthrottle-actix`'s `VerifiedDelivery` extractor derefs
 /// to it (the verifier from `app_data`/`web::Data`, body limit from `PayloadConfig`).
-/// Either way the body is buffered within the limit (413
+/// Either way the signature header is checked first (a request without a usable one is
+/// refused before its body is read), the body is buffered within the limit (413
 /// over it), the signature is checked over those exact bytes, then `T` is deserialized from
 /// JSON; failures are [`WebhookRejection`](super::WebhookRejection)s (400, 401, 413, 422, or
 /// 500 when no verifier is configured). It consumes the body, so it must be the **last**

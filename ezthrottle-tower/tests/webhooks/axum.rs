@@ -113,3 +113,99 @@ async fn rotation_reports_which_secret_matched() {
     let (status, _) = post_signed(&url, &body, Some(sign(SECRET, t - 120, body.as_bytes()))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// The extractor on its own (no layer) checks the signature header before it reads the
+/// body: a body that never ends is answered at once, and never polled.
+#[tokio::test]
+async fn the_extractor_refuses_a_bad_header_without_reading_the_body() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::unread::{assert_refused_unread, record_body_reads};
+
+    let polled = Arc::new(AtomicBool::new(false));
+    let app = verifying_router(Verifier::new(SECRET).unwrap(), 2048).layer(record_body_reads(Arc::clone(&polled)));
+    let addr = serve(app).await;
+    assert_refused_unread(addr, "/hook", &polled, now()).await;
+
+    let body = payload_json("job_read", None);
+    let ok = post_signed(&format!("http://{addr}/hook"), &body, Some(sign(SECRET, now(), body.as_bytes()))).await;
+    assert_eq!(ok, (StatusCode::OK, "job_read:Primary".to_owned()));
+    assert!(polled.load(Ordering::SeqCst));
+}
+
+/// A `VerifiedRequest` vouches only for the bytes it verified: a layer between the
+/// `VerifyWebhookLayer` and the extractor that swaps the body, or an extension copied
+/// onto another request, does not get an unsigned payload through.
+mod bound_to_the_body {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::routing::post;
+    use ezthrottle_core::webhook::{Verifier, sign};
+    use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer};
+    use reqwest::StatusCode;
+    use tower::util::MapRequestLayer;
+
+    use super::super::support::{SECRET, now, payload_json, serve};
+    use super::{post_signed, secret_handler};
+
+    #[tokio::test]
+    async fn a_body_swapped_after_verification_is_refused() {
+        let forged = payload_json("job_forged", None);
+        let swap = MapRequestLayer::new(move |request: Request| request.map(|_| Body::from(forged.clone())));
+        let app = Router::new()
+            .route("/hook", post(secret_handler))
+            .route_layer(swap)
+            .route_layer(VerifyWebhookLayer::new(Verifier::new(SECRET).unwrap()))
+            .with_state(Verifier::new(SECRET).unwrap());
+        let url = format!("http://{}/hook", serve(app).await);
+        let body = payload_json("job_signed", None);
+        let (status, text) = post_signed(&url, &body, Some(sign(SECRET, now(), body.as_bytes()))).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, "invalid webhook signature"));
+    }
+
+    #[tokio::test]
+    async fn an_extension_copied_onto_another_request_is_refused() {
+        // `/verified` verifies and keeps the extension; `/open` puts it on its requests.
+        let kept: Arc<Mutex<Option<VerifiedRequest>>> = Arc::default();
+        let keep = {
+            let kept = Arc::clone(&kept);
+            MapRequestLayer::new(move |request: Request| {
+                *kept.lock().expect("lock") = request.extensions().get::<VerifiedRequest>().cloned();
+                request
+            })
+        };
+        let copy = {
+            let kept = Arc::clone(&kept);
+            MapRequestLayer::new(move |mut request: Request| {
+                if let Some(extension) = kept.lock().expect("lock").clone() {
+                    request.extensions_mut().insert(extension);
+                }
+                request
+            })
+        };
+        let verified = Router::new()
+            .route("/verified", post(secret_handler))
+            .route_layer(keep)
+            .route_layer(VerifyWebhookLayer::new(Verifier::new(SECRET).unwrap()));
+        let open = Router::new().route("/open", post(secret_handler)).route_layer(copy);
+        let app = verified.merge(open).with_state(Verifier::new(SECRET).unwrap());
+        let addr = serve(app).await;
+
+        let body = payload_json("job_signed", None);
+        let signed = sign(SECRET, now(), body.as_bytes());
+        let first = post_signed(&format!("http://{addr}/verified"), &body, Some(signed.clone())).await;
+        assert_eq!(first, (StatusCode::OK, "job_signed:Primary".to_owned()));
+        assert!(kept.lock().expect("lock").is_some());
+
+        let forged = payload_json("job_forged", None);
+        let open = format!("http://{addr}/open");
+        let (status, text) = post_signed(&open, &forged, None).await;
+        assert_eq!((status, text.as_str()), (StatusCode::BAD_REQUEST, "missing X-EZThrottle-Signature header"));
+        let (status, text) = post_signed(&open, &forged, Some(signed)).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, "invalid webhook signature"));
+    }
+}

@@ -45,3 +45,43 @@ async fn the_tower_layer_verifies_and_reattaches_the_body() {
     let big = big_payload_json("job_big", 4096);
     assert_eq!(call(big.clone(), Some(sign(SECRET, t, big.as_bytes()))).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+mod before_the_body {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::Router;
+    use axum::extract::Request;
+    use axum::routing::post;
+    use ezthrottle_core::webhook::{Verifier, sign};
+    use ezthrottle_tower::webhook::{VerifiedRequest, VerifyWebhookLayer};
+
+    use ezthrottle_test_support::webhook::post_signed;
+
+    use super::super::support::{SECRET, now, payload_json, serve};
+    use super::super::unread::{assert_refused_unread, record_body_reads};
+
+    async fn verified_job(request: Request) -> String {
+        request.extensions().get::<VerifiedRequest>().map(|v| format!("{:?}", v.secret())).unwrap_or_default()
+    }
+
+    /// A request without a usable signature is refused by the layer before it reads a
+    /// body byte: a body that never ends is answered at once, and never polled.
+    #[tokio::test]
+    async fn the_layer_refuses_a_bad_header_without_reading_the_body() {
+        let polled = Arc::new(AtomicBool::new(false));
+        let app = Router::new()
+            .route("/hook", post(verified_job))
+            .layer(VerifyWebhookLayer::new(Verifier::new(SECRET).unwrap()))
+            .layer(record_body_reads(Arc::clone(&polled)));
+        let addr = serve(app).await;
+        assert_refused_unread(addr, "/hook", &polled, now()).await;
+
+        // The recorder sees a read: a signed delivery is read and verified.
+        let body = payload_json("job_read", None);
+        let signature = Some(sign(SECRET, now(), body.as_bytes()));
+        let answer = post_signed(&format!("http://{addr}/hook"), &body, signature).await;
+        assert_eq!(answer, (200, "Primary".to_owned()));
+        assert!(polled.load(Ordering::SeqCst));
+    }
+}
