@@ -20,6 +20,7 @@
 mod algorithm;
 mod body;
 mod clock;
+mod forwarded;
 mod future;
 mod headers;
 mod layer;
@@ -30,7 +31,7 @@ mod scope;
 mod service;
 mod store;
 
-pub use algorithm::{Algorithm, Decision, Rule};
+pub use algorithm::{Algorithm, Decision, InvalidAlgorithm, InvalidRule, Rule};
 pub use body::RateLimitResponseBody;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use future::RateLimitFuture;
