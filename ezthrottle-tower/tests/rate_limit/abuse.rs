@@ -70,10 +70,18 @@ async fn a_flood_of_fresh_keys_fills_the_store_to_its_bound_then_shares_one_buck
     let newcomer = send(&service, request("/", Some("newcomer"))).await;
     assert_eq!(newcomer.status(), StatusCode::TOO_MANY_REQUESTS, "while full, a new key is limited, not waved through");
 
-    // Once the flood's keys are idle (their state is a fresh one's), they make room.
+    // Once the flood's keys are idle (their state is a fresh one's), they make room: ten
+    // newcomers get buckets of their own, not just the overflow bucket's one request (even
+    // if all ten land in one shard: one evicts the idle key, one takes the overflow bucket).
     clock.advance(MINUTE);
-    assert_eq!(send(&service, request("/", Some("newcomer"))).await.status(), StatusCode::OK);
-    assert_eq!(send(&service, request("/", Some("newcomer"))).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let mut admitted = 0;
+    for i in 0..10 {
+        let key = format!("newcomer-{i}");
+        if send(&service, request("/", Some(&key))).await.status() == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert!(admitted >= 2, "{admitted} of 10 newcomers admitted after the flood went idle");
     assert!(store.len() <= 64 + 1, "{}", store.len());
 }
 
