@@ -341,6 +341,45 @@ mod middleware {
     }
 
     #[actix_web::test]
+    async fn rate_limit_hostile_keys_and_addresses_get_no_way_around_the_limit() {
+        let limits = RateLimitLayer::new()
+            .rule(Rule::new(
+                "per_key",
+                Scope::header("x-api-key"),
+                Algorithm::sliding_window(1, Duration::from_secs(60)),
+            ))
+            .rule(Rule::new("per_ip", Scope::client_ip(), Algorithm::sliding_window(2, Duration::from_secs(60))));
+        let app = test::init_service(
+            App::new()
+                .wrap(ActixRateLimit::new(limits))
+                .route("/", web::get().to(|| async { HttpResponse::Ok().finish() })),
+        )
+        .await;
+        let status = |peer: &str, key: Option<&[u8]>| {
+            let mut request = test::TestRequest::get().uri("/").peer_addr(peer.parse().expect("addr"));
+            if let Some(key) = key {
+                request = request.insert_header((
+                    "x-api-key",
+                    actix_web::http::header::HeaderValue::from_bytes(key).expect("header value"),
+                ));
+            }
+            let app = &app;
+            async move { test::call_service(app, request.to_request()).await.status() }
+        };
+        // Without a key: the shared bucket; the text `anonymous` is a key of its own.
+        assert_eq!(status("10.0.0.1:1", None).await, StatusCode::OK);
+        assert_eq!(status("10.0.0.2:1", None).await, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status("10.0.0.3:1", Some(b"anonymous")).await, StatusCode::OK);
+        // A key that is not text is counted like any other, never a 5xx.
+        assert_eq!(status("10.0.0.4:1", Some(b"\xffkey\x80")).await, StatusCode::OK);
+        assert_eq!(status("10.0.0.5:1", Some(b"\xffkey\x80")).await, StatusCode::TOO_MANY_REQUESTS);
+        // One client spelling its address as IPv4-mapped IPv6 shares its IPv4 bucket.
+        assert_eq!(status("[::ffff:10.0.0.9]:1", Some(b"k1")).await, StatusCode::OK);
+        assert_eq!(status("10.0.0.9:2", Some(b"k2")).await, StatusCode::OK);
+        assert_eq!(status("[::ffff:10.0.0.9]:3", Some(b"k3")).await, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[actix_web::test]
     async fn rate_limit_store_failure_fails_closed_or_open() {
         use ezthrottle_tower::rate_limit::RedisRateLimitStore;
 

@@ -2,9 +2,11 @@
 //! started on a free loopback port.
 
 mod rate_limit {
+    pub(crate) mod abuse;
     #[cfg(feature = "axum")]
     pub(crate) mod axum;
     pub(crate) mod memory;
+    pub(crate) mod props;
     #[cfg(feature = "redis")]
     pub(crate) mod redis;
     pub(crate) mod support;

@@ -136,4 +136,20 @@ mod tests {
         assert_eq!(layer.shared.pacing(50), pace(5.0, 1));
         assert!(format!("{layer:?}").contains("max_concurrent: 4"), "{layer:?}");
     }
+
+    #[test]
+    fn adaptive_paces_at_the_extremes_of_valid_configuration_are_valid() {
+        for idle in [
+            PaceValue::new(f64::MAX, u32::MAX).unwrap(),
+            PaceValue::new(f64::MIN_POSITIVE, u32::MAX).unwrap(),
+            PaceValue::new(f64::MIN_POSITIVE, 1).unwrap(),
+        ] {
+            let layer = PaceLayer::adaptive(idle);
+            for in_flight in [0, 1, 2, usize::MAX / 2, usize::MAX] {
+                let pace = layer.shared.pacing(in_flight);
+                assert!(pace.rps().is_finite() && pace.rps() > 0.0, "{idle:?} at {in_flight}: {pace:?}");
+                assert!((1..=idle.max_concurrent()).contains(&pace.max_concurrent()), "{pace:?}");
+            }
+        }
+    }
 }

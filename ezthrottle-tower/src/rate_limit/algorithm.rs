@@ -67,18 +67,103 @@ impl Algorithm {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        match self {
+    /// The longest period a rule may span: a sliding window, or the time a token bucket
+    /// takes to refill from empty (`burst / rate_per_sec`). Ten years (3,650 days): far
+    /// beyond any quota, and small enough that every deadline (a Redis expiry in
+    /// milliseconds included) is exact and cannot overflow.
+    pub const MAX_PERIOD: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
+
+    /// The shortest sliding window: 1 ms, the resolution of the Redis store's clock.
+    pub const MIN_WINDOW: Duration = Duration::from_millis(1);
+
+    /// Whether the algorithm can be enforced, naming the field at fault when not: a rate
+    /// that is not finite and above zero, a zero burst or limit, a window under
+    /// [`MIN_WINDOW`](Self::MIN_WINDOW), or a period over [`MAX_PERIOD`](Self::MAX_PERIOD).
+    /// [`RateLimitLayer::rule`](super::RateLimitLayer::rule) checks every rule with it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ezthrottle_tower::rate_limit::Algorithm;
+    ///
+    /// assert!(Algorithm::token_bucket(5.0, 10).validate().is_ok());
+    /// let error = Algorithm::token_bucket(f64::NAN, 10).validate().unwrap_err();
+    /// assert_eq!(error.field(), "rate_per_sec");
+    /// let error = Algorithm::sliding_window(10, Duration::ZERO).validate().unwrap_err();
+    /// assert_eq!(error.field(), "window");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidAlgorithm`], naming the field.
+    pub fn validate(&self) -> Result<(), InvalidAlgorithm> {
+        let invalid = |field, problem: String| Err(InvalidAlgorithm { field, problem });
+        match *self {
+            Self::TokenBucket { rate_per_sec, .. } if !(rate_per_sec.is_finite() && rate_per_sec > 0.0) => {
+                invalid("rate_per_sec", format!("must be finite and above zero, got {rate_per_sec}"))
+            }
+            Self::TokenBucket { burst: 0, .. } => invalid("burst", "must be at least 1, got 0".into()),
             Self::TokenBucket { rate_per_sec, burst }
-                if !(rate_per_sec.is_finite() && *rate_per_sec > 0.0) || *burst == 0 =>
+                if f64::from(burst) / rate_per_sec > Self::MAX_PERIOD.as_secs_f64() =>
             {
-                Err(format!("token bucket needs a positive rate and burst, got {rate_per_sec}/s burst {burst}"))
+                invalid(
+                    "rate_per_sec",
+                    format!(
+                        "refills a burst of {burst} in {:.0} s, longer than the maximum period of {} s",
+                        f64::from(burst) / rate_per_sec,
+                        Self::MAX_PERIOD.as_secs()
+                    ),
+                )
             }
-            Self::SlidingWindow { limit, window } if *limit == 0 || window.is_zero() => {
-                Err(format!("sliding window needs a positive limit and window, got {limit} per {window:?}"))
+            Self::SlidingWindow { limit: 0, .. } => invalid("limit", "must be at least 1, got 0".into()),
+            Self::SlidingWindow { window, .. } if window < Self::MIN_WINDOW => {
+                invalid("window", format!("must be at least {:?}, got {window:?}", Self::MIN_WINDOW))
             }
+            Self::SlidingWindow { window, .. } if window > Self::MAX_PERIOD => invalid(
+                "window",
+                format!("must be at most the maximum period of {} s, got {window:?}", Self::MAX_PERIOD.as_secs()),
+            ),
             _ => Ok(()),
         }
+    }
+}
+
+/// An [`Algorithm`] that cannot be enforced: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct InvalidAlgorithm {
+    field: &'static str,
+    problem: String,
+}
+
+impl InvalidAlgorithm {
+    /// The field at fault: `rate_per_sec`, `burst`, `limit` or `window`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+/// A [`Rule`] refused by [`RateLimitLayer::try_rule`](super::RateLimitLayer::try_rule): its
+/// name and what is wrong with its algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate-limit rule {rule:?}: {source}")]
+pub struct InvalidRule {
+    rule: String,
+    source: InvalidAlgorithm,
+}
+
+impl InvalidRule {
+    pub(crate) fn new(rule: &str, source: InvalidAlgorithm) -> Self {
+        Self { rule: rule.to_owned(), source }
+    }
+
+    /// The rule's name.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+
+    /// What is wrong with its algorithm.
+    pub fn algorithm(&self) -> &InvalidAlgorithm {
+        &self.source
     }
 }
 
@@ -174,7 +259,9 @@ impl Log {
         if allowed {
             self.admitted.push_back(now);
         }
-        let leaves = |at: Option<&Duration>| at.map_or(Duration::ZERO, |at| (*at + window).saturating_sub(now));
+        // Saturating: an algorithm built directly (not checked by a layer) may hold any window.
+        let leaves =
+            |at: Option<&Duration>| at.map_or(Duration::ZERO, |at| at.saturating_add(window).saturating_sub(now));
         Decision {
             allowed,
             limit,
@@ -221,6 +308,46 @@ mod tests {
             assert!(in_window <= 10, "{in_window} admissions in the window starting at {start:?}");
         }
         assert!(admitted.len() >= 50, "{}", admitted.len());
+    }
+
+    #[test]
+    fn every_unusable_field_is_named() {
+        let day = Duration::from_secs(86_400);
+        for (algorithm, field) in [
+            (Algorithm::token_bucket(0.0, 1), "rate_per_sec"),
+            (Algorithm::token_bucket(-1.0, 1), "rate_per_sec"),
+            (Algorithm::token_bucket(f64::NAN, 1), "rate_per_sec"),
+            (Algorithm::token_bucket(f64::INFINITY, 1), "rate_per_sec"),
+            (Algorithm::token_bucket(1e-300, 1), "rate_per_sec"),
+            (Algorithm::token_bucket(1.0, 0), "burst"),
+            (Algorithm::sliding_window(0, S), "limit"),
+            (Algorithm::sliding_window(1, Duration::ZERO), "window"),
+            (Algorithm::sliding_window(1, Duration::from_micros(999)), "window"),
+            (Algorithm::sliding_window(1, Algorithm::MAX_PERIOD + day), "window"),
+            (Algorithm::sliding_window(1, Duration::MAX), "window"),
+        ] {
+            let error = algorithm.validate().expect_err("unusable");
+            assert_eq!(error.field(), field, "{algorithm:?}: {error}");
+            assert!(error.to_string().starts_with(&format!("`{field}` ")), "{error}");
+        }
+        for usable in [
+            Algorithm::token_bucket(f64::MAX, u32::MAX),
+            Algorithm::token_bucket(1.001 * f64::from(u32::MAX) / Algorithm::MAX_PERIOD.as_secs_f64(), u32::MAX),
+            Algorithm::sliding_window(u32::MAX, Algorithm::MIN_WINDOW),
+            Algorithm::sliding_window(1, Algorithm::MAX_PERIOD),
+        ] {
+            assert_eq!(usable.validate(), Ok(()), "{usable:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_of_any_length_never_overflows() {
+        let mut log = Log::default();
+        let late = Duration::from_secs(u64::MAX / 2);
+        assert!(log.take(1, Duration::MAX, late).allowed);
+        let refused = log.take(1, Duration::MAX, late + S);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::MAX - (late + S));
     }
 
     #[test]

@@ -35,9 +35,10 @@ const LEGACY: [HeaderName; 3] = [
     HeaderName::from_static("x-ratelimit-reset"),
 ];
 
-/// Whole seconds, rounded up: a client waiting this long is never early.
+/// Whole seconds, rounded up: a client waiting this long is never early. Saturating: a
+/// store (a custom one too) may answer any duration, `Duration::MAX` included.
 pub(crate) fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+    duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0))
 }
 
 impl HeaderStyle {
@@ -104,5 +105,17 @@ mod tests {
         let mut headers = HeaderMap::new();
         HeaderStyle::Standard.write(&decision, &mut headers);
         assert!(headers.get("x-ratelimit-limit").is_none());
+    }
+
+    #[test]
+    fn the_longest_durations_are_written_without_overflow() {
+        assert_eq!(ceil_secs(Duration::MAX), u64::MAX);
+        let decision =
+            Decision { allowed: false, limit: 1, remaining: 0, reset: Duration::MAX, retry_after: Duration::MAX };
+        let mut headers = HeaderMap::new();
+        HeaderStyle::Both.write(&decision, &mut headers);
+        assert_eq!(headers["ratelimit-reset"], u64::MAX.to_string().as_str());
+        let (_, headers, _) = refusal("r", Duration::MAX);
+        assert_eq!(headers["retry-after"], u64::MAX.to_string().as_str());
     }
 }

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 use tower_layer::Layer;
 
 use super::algorithm::Decision;
-use super::algorithm::Rule;
+use super::algorithm::{InvalidRule, Rule};
 use super::headers;
 use super::headers::HeaderStyle;
 use super::memory::MemoryRateLimitStore;
@@ -116,20 +116,44 @@ impl<St> RateLimitLayer<St> {
 
     /// Adds a rule. A request is admitted only if every rule admits it.
     ///
+    /// For rules written in the code. Rules read from configuration at run time go through
+    /// [`try_rule`](Self::try_rule), which returns the problem instead.
+    ///
     /// # Panics
     ///
-    /// When the rule's algorithm is unusable (a zero or non-finite rate, burst, limit or
-    /// window): a configuration mistake, reported at start-up.
-    pub fn rule(mut self, rule: Rule) -> Self {
-        if let Err(problem) = rule.algorithm.validate() {
-            #[allow(clippy::panic)] // Documented: a configuration mistake, found at start-up.
-            {
-                panic!("rate-limit rule {:?}: {problem}", rule.name);
-            }
+    /// When the rule's algorithm is unusable ([`Algorithm::validate`](super::Algorithm::validate):
+    /// a zero or non-finite rate, a zero burst or limit, a window under 1 ms, a period over
+    /// ten years): a mistake in the code, reported at start-up, naming the rule and field.
+    pub fn rule(self, rule: Rule) -> Self {
+        match self.try_rule(rule) {
+            Ok(layer) => layer,
+            #[allow(clippy::panic)] // Documented: a mistake in the code, found at start-up.
+            Err(invalid) => panic!("{invalid}"),
         }
+    }
+
+    /// Adds a rule, or says which rule and field cannot be enforced.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ezthrottle_tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
+    ///
+    /// let window = Duration::from_secs(0); // e.g. read from a configuration file
+    /// let error = RateLimitLayer::new()
+    ///     .try_rule(Rule::new("per_key", Scope::header("x-api-key"), Algorithm::sliding_window(100, window)))
+    ///     .unwrap_err();
+    /// assert_eq!((error.rule(), error.algorithm().field()), ("per_key", "window"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRule`] when [`Algorithm::validate`](super::Algorithm::validate) refuses the
+    /// rule's algorithm.
+    pub fn try_rule(mut self, rule: Rule) -> Result<Self, InvalidRule> {
+        rule.algorithm.validate().map_err(|problem| InvalidRule::new(rule.name(), problem))?;
         self.config.rules.push(rule);
         self.refresh_pace();
-        self
+        Ok(self)
     }
 
     /// Which header names carry the limit (default both `RateLimit-*` and `X-RateLimit-*`).

@@ -2,13 +2,18 @@
 //! how fast they may call.
 //!
 //! - Algorithms: a token bucket (rate + burst) and an exact sliding window (a sliding log:
-//!   no approximation, `limit` timestamps per key).
+//!   no approximation, `limit` timestamps per key). Rules are checked when added
+//!   ([`RateLimitLayer::try_rule`] names the rule and field it refuses; periods are 1 ms to
+//!   ten years), so no configuration makes a request panic.
 //! - Scopes, combinable in one layer, each with its own limit: global, per header (API key),
 //!   per extension (the authenticated user), per client IP (connection or a trusted
-//!   forwarded header), per route, or any key function.
-//! - Stores: in memory (sharded, no global lock, idle keys evicted) or Redis (feature
-//!   `redis`: one Lua script per algorithm, atomic across replicas, one pipelined round trip
-//!   per request, bounded by a timeout, failing open or closed as configured).
+//!   forwarded header, parsed), per route, or any key function. Values are counted under
+//!   their SHA-256 digest, never stored or logged as sent.
+//! - Stores: in memory (sharded, no global lock, idle keys evicted, at most
+//!   [`MemoryRateLimitStore::DEFAULT_MAX_KEYS`] keys by default, newcomers sharing an overflow
+//!   bucket when full) or Redis (feature `redis`: one Lua script per algorithm, atomic across
+//!   replicas, one pipelined round trip per request, bounded by a timeout, failing open or
+//!   closed as configured).
 //! - Answers: `RateLimit-Limit` / `-Remaining` / `-Reset` (and `X-RateLimit-*`) on every
 //!   response, from the tightest rule; a refusal is `429` with `Retry-After` and
 //!   `{"error":"rate limit exceeded","limit":"<rule>","retry_after":<s>}`; optionally
@@ -16,10 +21,24 @@
 //!
 //! Each rule is checked atomically on its own key; a request refused by one rule still
 //! counts against the rules it passed.
+//!
+//! # Against clients that try to get around it
+//!
+//! - **A scope a client picks is only a limit behind authentication.** A per-key rule gives
+//!   every new `x-api-key` a full bucket, so a client sending a fresh key per request is not
+//!   limited by it. Put the layer after the one that checks the key, and add a fallback rule
+//!   every request counts against ([`Scope::global`], or [`Scope::client_ip`] from the
+//!   connection): see [`Scope`].
+//! - Leaving the value out, or sending the text `anonymous`, gets no bucket of its own
+//!   beyond one: requests without a value share [`ANONYMOUS`], which no value reaches.
+//! - Made-up keys cannot exhaust the memory store: it is bounded, evicts idle keys first,
+//!   then counts newcomers in one shared bucket (limited, not waved through).
+//! - No raw API key or address is a Redis key name (`SCAN`, `MONITOR`), a metric or a log line.
 
 mod algorithm;
 mod body;
 mod clock;
+mod forwarded;
 mod future;
 mod headers;
 mod layer;
@@ -30,7 +49,7 @@ mod scope;
 mod service;
 mod store;
 
-pub use algorithm::{Algorithm, Decision, Rule};
+pub use algorithm::{Algorithm, Decision, InvalidAlgorithm, InvalidRule, Rule};
 pub use body::RateLimitResponseBody;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use future::RateLimitFuture;

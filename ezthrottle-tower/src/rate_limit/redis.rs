@@ -17,7 +17,11 @@ const SLIDING_WINDOW: &str = include_str!("sliding_window.lua");
 
 /// Rate-limit state in Redis, shared by every replica that uses the same server.
 ///
-/// Time comes from the Redis server (`TIME`), so replicas with skewed clocks agree. The
+/// Time comes from the Redis server (`TIME`), so replicas with skewed clocks agree. Key
+/// names are the prefix, the rule's name and the digest of the scope's value (see
+/// [`Scope`](super::Scope)): no API key or address a client sends is ever a key name, so none
+/// shows in `SCAN`, `MONITOR` or the slow log. Every key expires once its state is back to a
+/// fresh one's, so Redis holds only the keys in use; bound it with Redis's own `maxmemory`. The
 /// connection is opened on first use and every call is bounded by the timeout; when Redis
 /// is unreachable the layer fails open or closed as configured, never hangs.
 #[derive(Clone, Debug)]
@@ -80,7 +84,9 @@ impl Inner {
                 }
                 Algorithm::SlidingWindow { limit, window } => {
                     let member = self.connection.unique_id();
-                    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+                    // Rounded up, so Redis never admits more than the memory store would; a
+                    // validated window is 1 ms to ten years, exact as a Lua number.
+                    let window_ms = u64::try_from(window.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
                     pipeline.invoke_script(self.sliding_window.key(key).arg(limit).arg(window_ms).arg(member));
                 }
             }

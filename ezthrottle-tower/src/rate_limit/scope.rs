@@ -1,11 +1,14 @@
 //! Whose requests count together.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ezthrottle_core::protocol::redact::RedactedHeaders;
 use http::{Extensions, HeaderMap, HeaderName, Method, Uri};
+use sha2::{Digest, Sha256};
+
+use super::forwarded;
 
 /// The parts of a request a scope may look at.
 ///
@@ -47,31 +50,68 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-type KeyFn = Arc<dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync>;
+type ValueFn = Arc<dyn Fn(&RequestHead<'_>) -> Option<Vec<u8>> + Send + Sync>;
 
 /// How a request maps to the key its limit is counted under.
 ///
-/// A request for which the scope finds no key (no API key header, no user extension)
-/// counts under the shared key `anonymous`, so leaving the key out never escapes the limit.
+/// **The key is a digest, never the value.** A value the scope finds (an API key, a user id,
+/// an address) is counted under its SHA-256 digest (64 hex digits), so no raw credential
+/// ever appears in a store key (a Redis `SCAN` or `MONITOR`), a metric or a log. A request for
+/// which the scope finds no value (no API key header, no user extension, no parsable
+/// address) counts under the shared key [`ANONYMOUS`], which is not a digest, so no value a
+/// client sends (not even the text `anonymous`) joins that bucket, and leaving the value out
+/// never escapes the limit.
+///
+/// **Scopes a client chooses belong behind authentication.** A client that sends a fresh
+/// value on every request ([`header`](Self::header) before the key is checked,
+/// [`client_ip_from_header`](Self::client_ip_from_header) without a trusted proxy,
+/// [`route`](Self::route) with made-up paths) gets a fresh bucket every time: such a rule
+/// alone does not limit it. Put the layer after the layer that authenticates the key, or add
+/// a rule every request counts against ([`global`](Self::global), or
+/// [`client_ip`](Self::client_ip) from the connection) as the fallback limit:
+///
+/// ```
+/// use std::time::Duration;
+/// use ezthrottle_tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
+///
+/// let layer = RateLimitLayer::new()
+///     // Per key, for clients whose key is genuine ...
+///     .rule(Rule::new("per_key", Scope::header("x-api-key"), Algorithm::sliding_window(100, Duration::from_secs(60))))
+///     // ... and a ceiling that fresh keys per request cannot get around.
+///     .rule(Rule::new("per_ip", Scope::client_ip(), Algorithm::sliding_window(300, Duration::from_secs(60))))
+///     .rule(Rule::new("global", Scope::global(), Algorithm::sliding_window(10_000, Duration::from_secs(60))));
+/// # let _ = layer;
+/// ```
 #[derive(Clone)]
 pub struct Scope {
     kind: &'static str,
-    key: KeyFn,
+    value: Option<ValueFn>,
 }
 
-/// The key requests without one share.
+/// The key of requests for which a scope finds no value. Digests are 64 hex digits, so no
+/// value maps to this key.
 pub const ANONYMOUS: &str = "anonymous";
+
+/// The key of [`Scope::global`] (not a digest either).
+const GLOBAL: &str = "global";
 
 impl Scope {
     /// One limit for every request.
     pub fn global() -> Self {
-        Self::custom("global", |_| Some(String::new()))
+        Self { kind: GLOBAL, value: None }
     }
 
-    /// Per value of a header, e.g. an API key (`Scope::header("x-api-key")`).
+    /// Per value of a header, e.g. an API key (`Scope::header("x-api-key")`); the value's
+    /// bytes are hashed as sent (an empty value is no value).
+    ///
+    /// Only as strong as the check of the key: see [the type's docs](Self) for why this
+    /// belongs after authentication, or next to a fallback rule.
     pub fn header(name: &'static str) -> Self {
         let name = HeaderName::from_static(name);
-        Self::custom("header", move |head| head.headers.get(&name)?.to_str().ok().map(str::to_owned))
+        Self::custom("header", move |head| {
+            let value = head.headers.get(&name)?.as_bytes();
+            (!value.is_empty()).then(|| value.to_vec())
+        })
     }
 
     /// Per value of an extension an earlier layer inserted, e.g. the authenticated user.
@@ -80,50 +120,74 @@ impl Scope {
         T: Send + Sync + 'static,
         F: Fn(&T) -> String + Send + Sync + 'static,
     {
-        Self::custom("extension", move |head| head.extensions.get::<T>().map(&key))
+        Self::custom("extension", move |head| head.extensions.get::<T>().map(|value| key(value).into_bytes()))
     }
 
     /// Per client IP address, from the connection: a `SocketAddr` extension, or axum's
     /// `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`).
     pub fn client_ip() -> Self {
-        Self::custom("client_ip", |head| peer_addr(head.extensions).map(|addr| addr.ip().to_string()))
+        Self::custom("client_ip", |head| peer_addr(head.extensions).map(|addr| ip_bytes(addr.ip())))
     }
 
-    /// Per client IP address, from a forwarded header set by a proxy you trust (the first
-    /// address of e.g. `x-forwarded-for`). Only safe behind a proxy that overwrites the header.
+    /// Per client IP address, from a forwarded header set by a proxy you trust: the first
+    /// element of e.g. `x-forwarded-for` (`203.0.113.7`, `203.0.113.7:4711`,
+    /// `[2001:db8::1]:4711`) or of RFC 7239 `forwarded` (`for=203.0.113.7;proto=https`).
+    /// The address is parsed and written canonically, so one client cannot spread over
+    /// buckets by spelling it differently; anything that is not an address counts as no
+    /// value ([`ANONYMOUS`]).
+    ///
+    /// Only safe behind a proxy that overwrites the header: the first element of a header a
+    /// proxy appends to is whatever the client sent.
     pub fn client_ip_from_header(name: &'static str) -> Self {
         let name = HeaderName::from_static(name);
         Self::custom("forwarded_ip", move |head| {
-            let value = head.headers.get(&name)?.to_str().ok()?;
-            let first = value.split(',').next()?.trim();
-            (!first.is_empty()).then(|| first.to_owned())
+            forwarded::first_client_ip(head.headers.get(&name)?.as_bytes()).map(ip_bytes)
         })
     }
 
-    /// Per route: method and path (`GET /api/v1/payments`).
+    /// Per route: method and path (`GET /api/v1/payments`). The path is the client's, so
+    /// made-up paths make new keys: pair it with a fallback rule (see [the type's docs](Self)).
     pub fn route() -> Self {
-        Self::custom("route", |head| Some(format!("{} {}", head.method, head.uri.path())))
+        Self::custom("route", |head| Some(format!("{} {}", head.method, head.uri.path()).into_bytes()))
     }
 
-    /// Per key computed by `key` (`None` counts as [`ANONYMOUS`]).
+    /// Per key computed by `key` (`None` counts as [`ANONYMOUS`]; `Some` is hashed).
     pub fn key_fn<F>(key: F) -> Self
     where
         F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
     {
-        Self::custom("custom", key)
+        Self::custom("custom", move |head| key(head).map(String::into_bytes))
     }
 
-    fn custom<F>(kind: &'static str, key: F) -> Self
+    fn custom<F>(kind: &'static str, value: F) -> Self
     where
-        F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+        F: Fn(&RequestHead<'_>) -> Option<Vec<u8>> + Send + Sync + 'static,
     {
-        Self { kind, key: Arc::new(key) }
+        Self { kind, value: Some(Arc::new(value)) }
     }
 
-    /// The key `head` counts under.
+    /// The key `head` counts under: the SHA-256 digest of the scope's value (64 lowercase
+    /// hex digits), [`ANONYMOUS`] when it finds none, or `global` for [`Scope::global`].
     pub fn key(&self, head: &RequestHead<'_>) -> String {
-        (self.key)(head).unwrap_or_else(|| ANONYMOUS.to_owned())
+        match &self.value {
+            None => GLOBAL.to_owned(),
+            Some(value) => value(head).map_or_else(|| ANONYMOUS.to_owned(), |value| digest(&value)),
+        }
     }
+}
+
+/// The digest a value is counted under. Domain-separated, so the digests are of no use
+/// outside this limiter (e.g. they are not the SHA-256 of the API key another system logs).
+fn digest(value: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"ezthrottle rate-limit scope\0");
+    hasher.update(value);
+    hex::encode(hasher.finalize())
+}
+
+/// An address as counted: IPv4-mapped IPv6 addresses as their IPv4 address.
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    ip.to_canonical().to_string().into_bytes()
 }
 
 impl fmt::Debug for Scope {
@@ -151,8 +215,12 @@ mod tests {
         scope.key(&RequestHead::of(request))
     }
 
+    fn values(scope: &Scope, request: &http::Request<()>) -> Option<Vec<u8>> {
+        scope.value.as_ref().and_then(|value| value(&RequestHead::of(request)))
+    }
+
     #[test]
-    fn scopes_pick_their_keys() {
+    fn scopes_pick_their_values_and_count_their_digests() {
         let mut request = http::Request::post("/api/v1/payments?x=1")
             .header("x-api-key", "k1")
             .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
@@ -160,19 +228,46 @@ mod tests {
             .unwrap();
         request.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 4000)));
         request.extensions_mut().insert(42_u64);
-        assert_eq!(key(&Scope::global(), &request), "");
-        assert_eq!(key(&Scope::header("x-api-key"), &request), "k1");
-        assert_eq!(key(&Scope::extension(|user: &u64| format!("user-{user}")), &request), "user-42");
-        assert_eq!(key(&Scope::client_ip(), &request), "127.0.0.1");
-        assert_eq!(key(&Scope::client_ip_from_header("x-forwarded-for"), &request), "203.0.113.7");
-        assert_eq!(key(&Scope::route(), &request), "POST /api/v1/payments");
+        let expected: [(Scope, &[u8]); 5] = [
+            (Scope::header("x-api-key"), b"k1"),
+            (Scope::extension(|user: &u64| format!("user-{user}")), b"user-42"),
+            (Scope::client_ip(), b"127.0.0.1"),
+            (Scope::client_ip_from_header("x-forwarded-for"), b"203.0.113.7"),
+            (Scope::route(), b"POST /api/v1/payments"),
+        ];
+        for (scope, value) in expected {
+            assert_eq!(values(&scope, &request).as_deref(), Some(value), "{scope:?}");
+            let key = key(&scope, &request);
+            assert_eq!(key, digest(value), "{scope:?}");
+            assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+            assert!(!key.contains(std::str::from_utf8(value).unwrap()), "{key}");
+        }
+        assert_eq!(key(&Scope::global(), &request), GLOBAL);
     }
 
     #[test]
     fn a_missing_key_is_shared_not_unlimited() {
-        let request = http::Request::get("/").body(()).unwrap();
+        let request = http::Request::get("/").header("x-empty", "").body(()).unwrap();
         assert_eq!(key(&Scope::header("x-api-key"), &request), ANONYMOUS);
+        assert_eq!(key(&Scope::header("x-empty"), &request), ANONYMOUS);
         assert_eq!(key(&Scope::extension(|user: &u64| user.to_string()), &request), ANONYMOUS);
+        assert_eq!(key(&Scope::client_ip(), &request), ANONYMOUS);
+    }
+
+    #[test]
+    fn no_value_joins_the_anonymous_or_global_bucket() {
+        for literal in [ANONYMOUS, GLOBAL] {
+            let request = http::Request::get("/").header("x-api-key", literal).body(()).unwrap();
+            assert_ne!(key(&Scope::header("x-api-key"), &request), literal);
+            assert_ne!(key(&Scope::key_fn(move |_| Some(literal.to_owned())), &request), literal);
+        }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_counts_as_its_ipv4_address() {
+        let mut request = http::Request::get("/").body(()).unwrap();
+        request.extensions_mut().insert(SocketAddr::from(([0, 0, 0, 0, 0, 0xffff, 0xcb00, 0x7107], 1)));
+        assert_eq!(values(&Scope::client_ip(), &request).as_deref(), Some(&b"203.0.113.7"[..]));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::StoreError;
 /// One key to check against one algorithm.
 #[derive(Debug, Clone)]
 pub struct Check {
-    /// The storage key (rule name and scope key).
+    /// The storage key: the rule's name, a newline, and the [`Scope`](super::Scope)'s key
+    /// (a SHA-256 digest, [`ANONYMOUS`](super::ANONYMOUS) or `global`): never a value a
+    /// client sent, and at most the rule name plus 64 bytes long.
     pub key: String,
     /// How to count.
     pub algorithm: Algorithm,
@@ -19,6 +21,11 @@ pub struct Check {
 ///
 /// Checks of one request are independent: a request refused by one rule still counts
 /// against the rules it passed (as most rate limiters do).
+///
+/// Every request may bring a key never seen before (a client can make them up), so a store
+/// must bound what it holds: expire a key once its state is back to a fresh one's, and cap
+/// the keys held, counting the keys it cannot hold rather than admitting them
+/// ([`MemoryRateLimitStore`](super::MemoryRateLimitStore) shows one way).
 pub trait RateLimitStore: Clone + Send + Sync + 'static {
     /// The decisions, in the order of `checks`.
     type Future: Future<Output = Result<Vec<Decision>, StoreError>> + Send + 'static;

@@ -126,7 +126,7 @@ async fn header_styles_are_configurable() {
 }
 
 #[test]
-#[should_panic(expected = "positive rate")]
+#[should_panic(expected = "rate-limit rule \"bad\": `rate_per_sec` must be finite and above zero, got 0")]
 fn an_unusable_rule_is_refused_at_start_up() {
     let _ = RateLimitLayer::new().rule(Rule::new("bad", Scope::global(), Algorithm::token_bucket(0.0, 10)));
 }

@@ -75,3 +75,50 @@ async fn redis_killed_mid_test_fails_open_or_closed_as_configured() {
     assert_eq!(open.metrics().store_errors, 3);
     assert_eq!(closed.metrics().store_errors, 3);
 }
+
+#[tokio::test]
+async fn redis_key_names_are_digests_never_the_values_clients_send() {
+    let Some(redis) = RedisServer::start_or_skip().await else { return };
+    let secret = "sk_live_0123456789abcdef";
+    let address = "203.0.113.7";
+    let layer = layer(&redis.url, Algorithm::sliding_window(5, Duration::from_secs(30))).rule(Rule::new(
+        "per_ip",
+        Scope::client_ip_from_header("x-forwarded-for"),
+        Algorithm::token_bucket(1.0, 5),
+    ));
+    let service = limited(&layer);
+    let mut hostile = request("/", Some(secret));
+    hostile.headers_mut().insert("x-forwarded-for", http::HeaderValue::from_static("203.0.113.7, 10.0.0.1"));
+    assert_eq!(send(&service, hostile).await.status(), StatusCode::OK);
+    assert_eq!(send(&service, request("/", Some("anonymous"))).await.status(), StatusCode::OK);
+    assert_eq!(send(&service, request("/", None)).await.status(), StatusCode::OK);
+
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    for _ in 0..1_000 {
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(100).query_async(&mut connection).await.unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    keys.sort();
+    let digest = |key: &str| key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    for key in &keys {
+        for raw in [secret, address, "10.0.0.1"] {
+            assert!(!key.contains(raw), "{key:?} shows {raw:?}");
+        }
+        let scope = key.rsplit('\n').next().unwrap_or_default();
+        assert!(digest(scope) || scope == "anonymous", "{key:?}");
+    }
+    let per_user = keys.iter().filter(|key| key.starts_with("ezthrottle:rl:per_user\n")).count();
+    let per_ip = keys.iter().filter(|key| key.starts_with("ezthrottle:rl:per_ip\n")).count();
+    // per_user: the secret's digest, the digest of the text "anonymous", the anonymous bucket;
+    // per_ip: the address's digest and the anonymous bucket (no header).
+    assert_eq!((per_user, per_ip, keys.len()), (3, 2, 5), "{keys:?}");
+    assert_eq!(keys.iter().filter(|key| key.ends_with("\nanonymous")).count(), 2, "{keys:?}");
+}
