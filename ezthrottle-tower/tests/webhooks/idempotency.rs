@@ -248,3 +248,8 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
     assert_eq!(repeat.headers().get(REPLAY_HEADER).map(|v| v.as_bytes()), Some(&b"true"[..]));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+mod bounds;
+mod lock;
+mod props;
+mod scope;
