@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::StatusCode;
@@ -18,8 +18,28 @@ use ezthrottle_tower::idempotency::IdempotencyLayer;
 
 const KEY: &str = "order-0001-abcdefgh";
 
-/// An answer that never ends: 1 KiB chunks of `x`.
-struct Endless;
+/// An answer that never ends: 1 KiB chunks of `x`. After 128 of them (twice the layer's
+/// limit) it waits until the test got the answer's head (`flowing`): a middleware that
+/// buffered the whole answer would never answer (and holds only 128 KiB meanwhile).
+struct Endless {
+    produced: usize,
+    flowing: Arc<Flowing>,
+}
+
+#[derive(Default)]
+struct Flowing {
+    open: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Flowing {
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().expect("lock").take() {
+            waker.wake();
+        }
+    }
+}
 
 impl MessageBody for Endless {
     type Error = std::convert::Infallible;
@@ -28,7 +48,14 @@ impl MessageBody for Endless {
         BodySize::Stream
     }
 
-    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        if self.produced >= 128 && !self.flowing.open.load(Ordering::SeqCst) {
+            *self.flowing.waker.lock().expect("lock") = Some(cx.waker().clone());
+            if !self.flowing.open.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        self.produced += 1;
         Poll::Ready(Some(Ok(Bytes::from_static(&[b'x'; 1024]))))
     }
 }
@@ -36,13 +63,15 @@ impl MessageBody for Endless {
 #[actix_web::test]
 async fn an_endless_answer_streams_through_and_is_not_buffered() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&runs);
+    let flowing = Arc::new(Flowing::default());
+    let (counter, gate) = (Arc::clone(&runs), Arc::clone(&flowing));
     let layer = IdempotencyLayer::memory().max_stored_body(64 * 1024);
     let app = test::init_service(App::new().wrap(ActixIdempotency::new(layer)).route(
         "/events",
         web::post().to(move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            async { HttpResponse::Ok().body(Endless) }
+            let flowing = Arc::clone(&gate);
+            async move { HttpResponse::Ok().body(Endless { produced: 0, flowing }) }
         }),
     ))
     .await;
@@ -52,6 +81,7 @@ async fn an_endless_answer_streams_through_and_is_not_buffered() {
         let response = tokio::time::timeout(std::time::Duration::from_secs(10), answer)
             .await
             .expect("the streaming answer starts (it is not buffered to its end)");
+        flowing.open();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().get(REPLAY_HEADER).is_none());
         let mut body = Box::pin(response.into_body());

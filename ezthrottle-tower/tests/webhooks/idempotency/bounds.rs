@@ -3,9 +3,9 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,15 +21,41 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::webhooks::support::{http, serve};
 
-/// A body that never ends: 1 KiB chunks of `x`, counted.
-struct Endless(Arc<AtomicUsize>);
+/// A body that never ends: 1 KiB chunks of `x`. After 128 of them (twice the layer's
+/// limit) it waits for `flowing`, opened once the client got the answer's head: a layer
+/// that buffered the whole answer would never answer (and holds only 128 KiB meanwhile).
+struct Endless {
+    produced: usize,
+    flowing: Arc<Flowing>,
+}
+
+#[derive(Default)]
+struct Flowing {
+    open: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Flowing {
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().expect("lock").take() {
+            waker.wake();
+        }
+    }
+}
 
 impl http_body::Body for Endless {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.produced >= 128 && !self.flowing.open.load(Ordering::SeqCst) {
+            *self.flowing.waker.lock().expect("lock") = Some(cx.waker().clone());
+            if !self.flowing.open.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        self.produced += 1;
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[b'x'; 1024])))))
     }
 }
@@ -39,16 +65,16 @@ impl http_body::Body for Endless {
 #[tokio::test]
 async fn an_endless_answer_streams_through_and_is_not_buffered() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let chunks = Arc::new(AtomicUsize::new(0));
+    let flowing = Arc::new(Flowing::default());
     let store = MemoryIdempotencyStore::new();
-    let (counter, produced) = (Arc::clone(&runs), Arc::clone(&chunks));
+    let (counter, gate) = (Arc::clone(&runs), Arc::clone(&flowing));
     let router = Router::new()
         .route(
             "/events",
             post(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let produced = Arc::clone(&produced);
-                async move { AxumBody::new(Endless(produced)) }
+                let flowing = Arc::clone(&gate);
+                async move { AxumBody::new(Endless { produced: 0, flowing }) }
             }),
         )
         .route_layer(IdempotencyLayer::new(store.clone()).max_stored_body(64 * 1024));
@@ -59,6 +85,7 @@ async fn an_endless_answer_streams_through_and_is_not_buffered() {
             .await
             .expect("the streaming answer starts (it is not buffered to its end)")
             .expect("send");
+        flowing.open();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().get(REPLAY_HEADER).is_none());
         let mut read = Vec::new();
