@@ -4,13 +4,19 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix_web::body::{BodyStream, EitherBody, MessageBody};
-use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
-use actix_web::{Error, HttpMessage};
-use ezthrottle_tower::idempotency::engine::{Admission, Answer, IdempotencyConfig, too_large, unreadable};
-use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyStore, MemoryIdempotencyStore, fingerprint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use super::{bad_request, http_headers, own_answer, request_parts};
+use actix_web::body::{BodySize, BodyStream, BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{Error, HttpMessage};
+use ezthrottle_tower::idempotency::engine::{
+    Admission, Answer, IdempotencyConfig, Read, Settled, store_failed_header, too_large, unreadable,
+};
+use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyStore, MemoryIdempotencyStore};
+
+use super::{bad_request, copy_headers, http_headers, own_answer, request_parts};
 
 /// actix-web middleware suppressing duplicate requests with the configuration (and store)
 /// of an [`IdempotencyLayer`]: the same behaviour and options as the tower layer (see the
@@ -20,10 +26,13 @@ use super::{bad_request, http_headers, own_answer, request_parts};
 /// the stored answer with `X-Idempotent-Replay: true`; a concurrent repeat waits for the
 /// first answer (or gets `409` with
 /// [`InFlight::Conflict`](ezthrottle_tower::idempotency::InFlight::Conflict)); the same key
-/// with a different method, path or body gets `422`; a `5xx` answer releases the key; a
-/// store failure is `503` with `Retry-After`. The request body is buffered up to the
-/// layer's [`max_body`](IdempotencyLayer::max_body) (over it is `413`) and handed back to
-/// the handler.
+/// with a different method, path, query or body gets `422`; a `5xx` answer releases the
+/// key; a store failure is `503` with `Retry-After`. Keys are scoped per caller, safe
+/// methods are not keyed, the lock is renewed while the handler runs. The request body is
+/// buffered up to the layer's [`max_body`](IdempotencyLayer::max_body) (over it is `413`)
+/// and handed back to the handler; at most
+/// [`max_stored_body`](IdempotencyLayer::max_stored_body) of the answer is buffered, a
+/// larger one streams through unstored.
 ///
 /// **Webhook routes:** the [`VerifiedDelivery`](super::VerifiedDelivery) extractor runs in
 /// the handler, i.e. *inside* this middleware, so a repeat answered from the store is not
@@ -122,7 +131,7 @@ async fn handle<S, B, St>(
 ) -> Result<ServiceResponse<EitherBody<B>>, Error>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
+    B: MessageBody + 'static,
     St: IdempotencyStore,
 {
     let Some(parts) = request_parts(&req) else {
@@ -142,7 +151,7 @@ where
     };
     req.set_payload(Payload::from(body.clone()));
     let key = config.key(from_header, &parts, &body);
-    let print = fingerprint(&parts.method, parts.uri.path(), &body);
+    let print = IdempotencyConfig::<St>::fingerprint(&parts, &body);
     let Some(key) = key else {
         return service.call(req).await.map(ServiceResponse::map_into_left_body);
     };
@@ -152,17 +161,71 @@ where
     };
     let (response, guard) = config.call_holding(&held, service.call(req)).await?;
     let (request, response) = response.into_parts();
-    let (response, body) = response.into_parts();
+    let (mut response, body) = response.into_parts();
     let status =
         http::StatusCode::from_u16(response.status().as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    // The handler's own answer: read whole, stored only up to `max_stored_body`.
-    let body = actix_web::body::to_bytes(body).await.ok();
-    let response = match config.settle(&held, guard, status, &http_headers(response.headers()), body).await {
-        Ok(body) => response.set_body(body).map_into_boxed_body(),
+    // At most `max_stored_body` is buffered: past it the rest streams through.
+    let (read, body) = config.renewing(&held, read_bounded(body, config.max_stored_body())).await;
+    let response = match config.settle(&held, guard, status, &http_headers(response.headers()), &read).await {
+        Ok(settled) => {
+            if settled == Settled::StoreFailed {
+                let (name, value) = store_failed_header();
+                copy_headers(&http::HeaderMap::from_iter([(name, value)]), response.headers_mut());
+            }
+            response.set_body(body)
+        }
         Err(failed) => {
             let (parts, body) = failed.into_parts();
             own_answer(parts.status, &parts.headers, body)
         }
     };
     Ok(ServiceResponse::new(request, response).map_into_right_body())
+}
+
+/// Reads `body` until its end or past `limit` bytes: the whole body, or the start read so
+/// far chained to the rest (streamed on), or a failure.
+async fn read_bounded<B: MessageBody + 'static>(body: B, limit: usize) -> (Read, BoxBody) {
+    let mut body = Box::pin(body);
+    let mut buffered = BytesMut::new();
+    loop {
+        match std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+            None => {
+                let whole = buffered.freeze();
+                return (Read::Whole(whole.clone()), BoxBody::new(whole));
+            }
+            Some(Err(_)) => return (Read::Failed, BoxBody::new(Bytes::new())),
+            Some(Ok(chunk)) => {
+                buffered.extend_from_slice(&chunk);
+                if buffered.len() > limit {
+                    let prefix = Some(buffered.freeze());
+                    return (Read::TooLarge, BoxBody::new(Chained { prefix, rest: body }));
+                }
+            }
+        }
+    }
+}
+
+/// An answer's buffered start, then the rest of its body.
+struct Chained<B> {
+    prefix: Option<Bytes>,
+    rest: Pin<Box<B>>,
+}
+
+impl<B: MessageBody> MessageBody for Chained<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        match (self.rest.size(), &self.prefix) {
+            (BodySize::Sized(rest), Some(prefix)) => BodySize::Sized(rest.saturating_add(prefix.len() as u64)),
+            (BodySize::Sized(rest), None) => BodySize::Sized(rest),
+            _ => BodySize::Stream,
+        }
+    }
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, B::Error>>> {
+        match self.prefix.take() {
+            Some(prefix) => Poll::Ready(Some(Ok(prefix))),
+            None => self.rest.as_mut().poll_next(cx),
+        }
+    }
 }

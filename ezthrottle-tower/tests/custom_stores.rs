@@ -37,6 +37,7 @@ struct MapStore {
     tokens: Arc<AtomicU64>,
     changed: Arc<Notify>,
     failing: Arc<AtomicBool>,
+    renewals: Arc<AtomicUsize>,
 }
 
 enum Slot {
@@ -79,6 +80,12 @@ impl IdempotencyStore for MapStore {
         }
     }
 
+    async fn renew(&self, key: &str, token: &LockToken, _lock_ttl: Duration) -> Result<bool, StoreError> {
+        self.check_up()?;
+        self.renewals.fetch_add(1, Ordering::SeqCst);
+        Ok(self.holds(key, token))
+    }
+
     async fn complete(
         &self,
         key: &str,
@@ -87,10 +94,11 @@ impl IdempotencyStore for MapStore {
         _ttl: Duration,
     ) -> Result<(), StoreError> {
         self.check_up()?;
-        if self.holds(key, token) {
-            self.slots.lock().unwrap().insert(key.to_owned(), Slot::Answered(response));
-            self.changed.notify_waiters();
+        if !self.holds(key, token) {
+            return Err(StoreError::new("the lock is not held"));
         }
+        self.slots.lock().unwrap().insert(key.to_owned(), Slot::Answered(response));
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -148,7 +156,11 @@ async fn an_idempotency_store_written_outside_the_crate() {
     assert_eq!(repeat.headers()[REPLAY_HEADER], "true");
     assert_eq!(repeat.text().await.expect("body"), "charged a (run 1)");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    assert!(matches!(store.state("h:order-0001-abcdefgh"), Some(Begin::Completed(stored)) if stored.status == 200));
+    // One key, stored under a digest of the caller's scope and the key, not the key itself.
+    let keys: Vec<String> = store.slots.lock().unwrap().keys().cloned().collect();
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].contains("order-0001"), "{keys:?}");
+    assert!(matches!(store.state(&keys[0]), Some(Begin::Completed(stored)) if stored.status == 200));
     // The same key with another body is refused, and the handler does not run.
     assert_eq!(charge("b").await.expect("answer").status(), 422);
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::DEFAULT_TTL;
-use super::key::KeySource;
+use super::key::{KeySource, ScopeFn, credential_scope};
+use super::{DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
 use super::memory::MemoryIdempotencyStore;
 use super::service::Idempotency;
 use super::store::IdempotencyStore;
@@ -34,12 +34,34 @@ pub struct IdempotencyLayer<St = MemoryIdempotencyStore> {
 pub struct IdempotencyConfig<St> {
     pub(crate) store: St,
     pub(crate) key_source: KeySource,
+    pub(crate) scope: Scope,
+    pub(crate) safe_methods: bool,
     pub(crate) ttl: Duration,
+    pub(crate) non_success_ttl: Duration,
     pub(crate) lock_ttl: Duration,
     pub(crate) wait_timeout: Duration,
     pub(crate) in_flight: InFlight,
     pub(crate) max_body: usize,
     pub(crate) max_stored_body: usize,
+}
+
+/// Whose a key is: [`credential_scope`] unless [`IdempotencyLayer::scope`] says otherwise.
+#[derive(Clone)]
+pub(crate) struct Scope(Option<ScopeFn>);
+
+impl Scope {
+    pub(crate) fn of(&self, parts: &http::request::Parts) -> String {
+        match &self.0 {
+            Some(scope) => scope(parts),
+            None => credential_scope(parts),
+        }
+    }
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Scope(custom)" } else { "Scope(credentials)" })
+    }
 }
 
 impl IdempotencyLayer<MemoryIdempotencyStore> {
@@ -51,15 +73,20 @@ impl IdempotencyLayer<MemoryIdempotencyStore> {
 }
 
 impl<St: IdempotencyStore> IdempotencyLayer<St> {
-    /// A layer over `store` with the defaults: [`KeySource::Auto`], 24 h TTL, concurrent
-    /// repeats wait up to 10 s, 60 s lock, 2 MiB request bodies, 1 MiB stored bodies.
+    /// A layer over `store` with the defaults: [`KeySource::Auto`], keys scoped by
+    /// [`credential_scope`], safe methods not keyed, 24 h TTL (5 min for answers other
+    /// than 2xx), concurrent repeats wait up to 10 s, 60 s lock (renewed while the handler
+    /// runs), 2 MiB request bodies, 1 MiB stored bodies.
     #[must_use]
     pub fn new(store: St) -> Self {
         Self {
             config: Arc::new(IdempotencyConfig {
                 store,
                 key_source: KeySource::Auto,
+                scope: Scope(None),
+                safe_methods: false,
                 ttl: DEFAULT_TTL,
+                non_success_ttl: DEFAULT_NON_SUCCESS_TTL,
                 lock_ttl: Duration::from_secs(60),
                 wait_timeout: Duration::from_secs(10),
                 in_flight: InFlight::Wait,
@@ -87,14 +114,54 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
         self.with(|config| config.key_source = source)
     }
 
-    /// How long answers are kept (default 24 h).
+    /// Whose keys are: requests share a stored answer (or a lock) only when they have the
+    /// same key **and** the same scope. The default, [`credential_scope`], is a digest of
+    /// the credential headers; a scope from the authenticated user (an extension an
+    /// authentication layer outside this one set) is better where there is one. The store
+    /// keeps a digest of scope and key, never the values.
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::IdempotencyLayer;
+    ///
+    /// #[derive(Clone)]
+    /// struct UserId(u64); // set by the authentication layer, outside this one
+    ///
+    /// let layer = IdempotencyLayer::memory()
+    ///     .scope(|parts| parts.extensions.get::<UserId>().map(|user| user.0.to_string()).unwrap_or_default());
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn scope(self, scope: impl Fn(&http::request::Parts) -> String + Send + Sync + 'static) -> Self {
+        self.with(|config| config.scope = Scope(Some(Arc::new(scope))))
+    }
+
+    /// Whether safe methods (`GET`, `HEAD`, `OPTIONS`, `TRACE`) are keyed too (default
+    /// `false`: they pass through untouched, their `Idempotency-Key` ignored, so a
+    /// streaming `GET` is never held).
+    #[must_use]
+    pub fn key_safe_methods(self, keyed: bool) -> Self {
+        self.with(|config| config.safe_methods = keyed)
+    }
+
+    /// How long 2xx answers are kept (default 24 h).
     #[must_use]
     pub fn ttl(self, ttl: Duration) -> Self {
         self.with(|config| config.ttl = ttl)
     }
 
-    /// How long a running request holds its key at most (default 60 s): if the replica
-    /// running it dies, the key frees itself after this.
+    /// How long other stored answers (3xx, and 4xx that do not refuse the request, such as
+    /// 404) are kept (default [`DEFAULT_NON_SUCCESS_TTL`], 5 minutes): junk requests do not
+    /// hold their keys for a day.
+    #[must_use]
+    pub fn non_success_ttl(self, ttl: Duration) -> Self {
+        self.with(|config| config.non_success_ttl = ttl)
+    }
+
+    /// How long a running request holds its key without a renewal (default 60 s). The
+    /// layer renews the lock every third of this while the handler runs and its answer is
+    /// read; if the replica running it dies (or cannot reach the store), the lock lapses
+    /// and for another `lock_ttl` a repeat gets `409` (the outcome is unknown) rather than
+    /// running the handler a second time; then the key is free.
     #[must_use]
     pub fn lock_ttl(self, ttl: Duration) -> Self {
         self.with(|config| config.lock_ttl = ttl)
@@ -118,8 +185,9 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
         self.with(|config| config.max_body = bytes)
     }
 
-    /// The largest answer body stored, in bytes (default 1 MiB). A larger answer is
-    /// returned but not stored: the key is released and a repeat runs again.
+    /// The largest answer body stored, in bytes (default 1 MiB). At most this much of the
+    /// handler's answer is buffered: a larger answer is streamed through (the buffered
+    /// part, then the rest) but not stored, the key released, and a repeat runs again.
     #[must_use]
     pub fn max_stored_body(self, bytes: usize) -> Self {
         self.with(|config| config.max_stored_body = bytes)

@@ -8,14 +8,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::TARGET;
 use super::admission::{Admission, Answer, Held, too_large, unreadable};
-use super::body::IdempotencyResponseBody;
-use super::key::fingerprint;
+use super::body::{IdempotencyResponseBody, read_bounded};
 use super::layer::IdempotencyConfig;
+use super::settle::{Settled, store_failed_header};
 use super::memory::MemoryIdempotencyStore;
 use super::store::IdempotencyStore;
 use crate::body::{ReadError, read_limited, take_ready};
@@ -96,7 +95,7 @@ where
         }
     };
     let key = config.key(from_header, &parts, &body);
-    let print = fingerprint(&parts.method, parts.uri.path(), &body);
+    let print = IdempotencyConfig::<St>::fingerprint(&parts, &body);
     let request = Request::from_parts(parts, B::from(body));
     let Some(key) = key else {
         return inner.call(request).await.map(|response| response.map(IdempotencyResponseBody::inner));
@@ -120,11 +119,17 @@ where
     ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (response, guard) = config.call_holding(&held, inner.call(request)).await?;
-    let (parts, body) = response.into_parts();
-    // The handler's own answer: read whole, stored only up to `max_stored_body`.
-    let body = body.collect().await.map(http_body_util::Collected::to_bytes).ok();
-    match config.settle(&held, guard, parts.status, &parts.headers, body).await {
-        Ok(body) => Ok(Response::from_parts(parts, IdempotencyResponseBody::own(body))),
+    let (mut parts, body) = response.into_parts();
+    // At most `max_stored_body` is buffered: past it the rest streams through.
+    let (read, body) = config.renewing(&held, read_bounded(body, config.max_stored_body())).await;
+    match config.settle(&held, guard, parts.status, &parts.headers, &read).await {
+        Ok(settled) => {
+            if settled == Settled::StoreFailed {
+                let (name, value) = store_failed_header();
+                parts.headers.insert(name, value);
+            }
+            Ok(Response::from_parts(parts, body))
+        }
         Err(failed) => Ok(own(failed)),
     }
 }

@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::StoreError;
 
-/// A SHA-256 digest of a request (method, path and body): the same key with a different
-/// fingerprint is refused with 422.
+/// A SHA-256 digest of a request (method, path with its query, and body): the same key
+/// with a different fingerprint is refused with 422.
 pub type Fingerprint = [u8; 32];
 
 /// A stored answer, replayed for repeats of its key.
@@ -19,7 +19,7 @@ pub struct StoredResponse {
     pub fingerprint: Fingerprint,
     /// The status.
     pub status: StatusCode,
-    /// The headers (hop-by-hop headers excluded).
+    /// The headers (hop-by-hop headers and `Set-Cookie` excluded).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The body.
     pub body: Bytes,
@@ -81,6 +81,13 @@ pub enum Begin {
         /// The running request's fingerprint.
         fingerprint: Fingerprint,
     },
+    /// A request took this key and its lock lapsed without an answer or a release (its
+    /// replica died, or could not renew): whether it ran is unknown, so for a while
+    /// (another `lock_ttl`) the key is neither free nor answered.
+    Lost {
+        /// The lost request's fingerprint.
+        fingerprint: Fingerprint,
+    },
     /// A stored answer.
     Completed(StoredResponse),
     /// (`wait` only) the running request released the key without an answer (it failed):
@@ -119,8 +126,22 @@ impl LockToken {
 /// Where [`IdempotencyLayer`](super::IdempotencyLayer) keeps its locks and answers:
 /// [`MemoryIdempotencyStore`](super::MemoryIdempotencyStore) or, with feature `redis`,
 /// [`RedisIdempotencyStore`](super::RedisIdempotencyStore).
+///
+/// # Locks
+///
+/// [`begin`](Self::begin) takes a free key for `lock_ttl`; the layer calls
+/// [`renew`](Self::renew) while the handler runs (every third of `lock_ttl`). A lock not
+/// renewed in time *lapses*: for another `lock_ttl` the key answers [`Begin::Lost`] (the
+/// outcome is unknown: the layer answers 409 rather than run the handler twice), then it
+/// is free. The holder of a lapsed lock may still `renew`, `complete` or `release` it
+/// until then.
+///
+/// Durations too large for the clock count as forever (they saturate, never panic).
 pub trait IdempotencyStore: Clone + Send + Sync + 'static {
     /// Atomically takes `key` for `lock_ttl` if it is free, or reports its state.
+    ///
+    /// A store with a memory budget may answer an error when it is full of running
+    /// requests (the layer answers 503 with `Retry-After`).
     fn begin(
         &self,
         key: &str,
@@ -128,7 +149,20 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
         lock_ttl: Duration,
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
-    /// Stores the answer for `key` for `ttl` (if `token` still holds it).
+    /// Extends the lock of `token` on `key` to `lock_ttl` from now (also a lapsed one, see
+    /// [Locks](Self#locks)); answers whether `token` still holds it.
+    fn renew(
+        &self,
+        key: &str,
+        token: &LockToken,
+        lock_ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores the answer for `key` for `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// The store failed, or `token` no longer holds the key (the answer was not stored).
     fn complete(
         &self,
         key: &str,
@@ -141,6 +175,13 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
     fn release(&self, key: &str, token: &LockToken) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Waits, up to `timeout`, until `key` is no longer in flight; answers its state then
-    /// ([`Begin::InFlight`] when the time ran out).
+    /// ([`Begin::InFlight`] when the time ran out, [`Begin::Lost`] when the lock lapsed).
     fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+}
+
+/// `now + duration`, or about 30 years from `now` when that does not fit the clock: a
+/// configured duration can never overflow an `Instant`.
+pub(crate) fn deadline(now: tokio::time::Instant, duration: Duration) -> tokio::time::Instant {
+    const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    now.checked_add(duration.min(FOREVER)).or_else(|| now.checked_add(Duration::from_secs(24 * 60 * 60))).unwrap_or(now)
 }

@@ -135,7 +135,8 @@ async fn same_key_different_body_is_422_and_unverified_never_replays() {
     let url = format!("http://{addr}/charge");
     let first = payload_json("job_1", Some("order-422"));
     assert_eq!(deliver(&url, &first).await.status(), StatusCode::CREATED);
-    let other = payload_json("job_2", Some("order-422"));
+    let other = first.replace("success", "failed");
+    assert_ne!(other, first);
     assert_eq!(deliver(&url, &other).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // The same body without a valid signature is refused before any replay.
     let unsigned = http().post(&url).body(first.clone()).send().await.expect("send");
@@ -247,3 +248,8 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
     assert_eq!(repeat.headers().get(REPLAY_HEADER).map(|v| v.as_bytes()), Some(&b"true"[..]));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+mod bounds;
+mod lock;
+mod props;
+mod scope;
