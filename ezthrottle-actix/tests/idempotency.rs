@@ -105,7 +105,8 @@ async fn an_endless_answer_streams_through_and_is_not_buffered() {
 fn transfer(runs: Arc<AtomicUsize>) -> actix_web::Route {
     web::route().to(move |request: HttpRequest| {
         let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
-        let caller = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("nobody").to_owned();
+        let caller =
+            request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("nobody").to_owned();
         async move {
             HttpResponse::Ok()
                 .insert_header(("set-cookie", format!("session={run}")))
@@ -117,10 +118,9 @@ fn transfer(runs: Arc<AtomicUsize>) -> actix_web::Route {
 #[actix_web::test]
 async fn safe_methods_are_not_keyed_and_keys_belong_to_their_caller() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let app = test::init_service(
-        App::new().wrap(ActixIdempotency::memory()).route("/transfer", transfer(Arc::clone(&runs))),
-    )
-    .await;
+    let app =
+        test::init_service(App::new().wrap(ActixIdempotency::memory()).route("/transfer", transfer(Arc::clone(&runs))))
+            .await;
     let call = |request: test::TestRequest| {
         let app = &app;
         async move {

@@ -6,10 +6,10 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::key::{KeySource, ScopeFn, credential_scope};
-use super::{DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
 use super::memory::MemoryIdempotencyStore;
 use super::service::Idempotency;
 use super::store::IdempotencyStore;
+use super::{DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
 
 /// What a concurrent repeat gets while the first request with its key is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

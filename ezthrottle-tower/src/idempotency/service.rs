@@ -14,8 +14,8 @@ use super::TARGET;
 use super::admission::{Admission, Answer, Held, too_large, unreadable};
 use super::body::{IdempotencyResponseBody, read_bounded};
 use super::layer::IdempotencyConfig;
-use super::settle::{Settled, store_failed_header};
 use super::memory::MemoryIdempotencyStore;
+use super::settle::{Settled, store_failed_header};
 use super::store::IdempotencyStore;
 use crate::body::{ReadError, read_limited, take_ready};
 

@@ -77,13 +77,20 @@ mod locks {
     async fn redis_locks_renew_by_token_and_a_lapsed_one_is_lost() {
         let Some(redis) = RedisServer::start_or_skip().await else { return };
         let store = store(&redis.url);
-        let mut raw = redis::Client::open(redis.url.as_str()).expect("url").get_multiplexed_async_connection().await.expect("connect");
+        let mut raw = redis::Client::open(redis.url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
         let Begin::Acquired(token) = store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin") else {
             panic!("acquired")
         };
         assert!(store.renew("k", &token, Duration::from_secs(60)).await.expect("renew"));
         assert!(!store.renew("k", &LockToken::new("Lsomeone:else"), Duration::from_secs(60)).await.expect("renew"));
-        assert!(matches!(store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin"), Begin::InFlight { .. }));
+        assert!(matches!(
+            store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin"),
+            Begin::InFlight { .. }
+        ));
         // The holder stopped renewing: its heartbeat is gone.
         let _: i64 = raw.del("ezthrottle:idem:k:hb").await.expect("del");
         assert!(matches!(store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin"), Begin::Lost { .. }));

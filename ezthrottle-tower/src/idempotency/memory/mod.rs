@@ -15,7 +15,6 @@ use self::shard::{Entry, Limits, Shard, State};
 use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse, deadline};
 use crate::StoreError;
 
-
 const SHARDS: usize = 64;
 /// Inserts into one shard between two sweeps of its expired entries.
 const SWEEP_EVERY: u32 = 1024;

@@ -37,9 +37,10 @@ impl Entry {
     }
 
     pub(super) fn done(key: &str, response: StoredResponse, used: u64, expires: Instant) -> Self {
-        let headers = response.headers.iter().fold(0usize, |sum, (name, value)| {
-            sum.saturating_add(name.as_str().len() + value.len() + HEADER_OVERHEAD)
-        });
+        let headers = response
+            .headers
+            .iter()
+            .fold(0usize, |sum, (name, value)| sum.saturating_add(name.as_str().len() + value.len() + HEADER_OVERHEAD));
         let size = key.len().saturating_add(ENTRY_OVERHEAD).saturating_add(response.body.len()).saturating_add(headers);
         Self { state: State::Done { response, used }, expires, size }
     }
@@ -52,7 +53,9 @@ impl Entry {
     pub(super) fn begin(&self, now: Instant) -> Option<Begin> {
         match &self.state {
             _ if self.expires <= now => None,
-            State::InFlight { fingerprint, lapses, .. } if *lapses <= now => Some(Begin::Lost { fingerprint: *fingerprint }),
+            State::InFlight { fingerprint, lapses, .. } if *lapses <= now => {
+                Some(Begin::Lost { fingerprint: *fingerprint })
+            }
             State::InFlight { fingerprint, .. } => Some(Begin::InFlight { fingerprint: *fingerprint }),
             State::Done { response, .. } => Some(Begin::Completed(response.clone())),
         }

@@ -49,7 +49,13 @@ impl IdempotencyStore for Cuttable {
         self.inner.renew(key, token, lock_ttl).await
     }
 
-    async fn complete(&self, key: &str, token: &LockToken, response: StoredResponse, ttl: Duration) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        key: &str,
+        token: &LockToken,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         self.completes.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.complete(key, token, response, ttl).await
@@ -66,7 +72,9 @@ impl IdempotencyStore for Cuttable {
 }
 
 /// `/slow` signals `started`, waits for a permit of `gate`, answers 201 with its run.
-fn slow_router<St: IdempotencyStore>(layer: IdempotencyLayer<St>) -> (Router, Arc<AtomicUsize>, Arc<Notify>, Arc<Semaphore>) {
+fn slow_router<St: IdempotencyStore>(
+    layer: IdempotencyLayer<St>,
+) -> (Router, Arc<AtomicUsize>, Arc<Notify>, Arc<Semaphore>) {
     let (runs, started, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()), Arc::new(Semaphore::new(0)));
     let (counter, begun, open) = (Arc::clone(&runs), Arc::clone(&started), Arc::clone(&gate));
     let router = Router::new()

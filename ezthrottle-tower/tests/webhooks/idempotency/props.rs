@@ -19,7 +19,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Status of `request` through `router` (twice, so a stored answer is replayed too).
-fn statuses(runtime: &tokio::runtime::Runtime, router: &Router, request: impl Fn() -> axum::http::Request<Body>) -> Vec<u16> {
+fn statuses(
+    runtime: &tokio::runtime::Runtime,
+    router: &Router,
+    request: impl Fn() -> axum::http::Request<Body>,
+) -> Vec<u16> {
     runtime.block_on(async {
         let mut statuses = Vec::new();
         for _ in 0..2 {

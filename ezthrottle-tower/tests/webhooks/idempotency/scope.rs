@@ -67,7 +67,10 @@ async fn callers_with_different_credentials_never_share_a_key() {
     assert_eq!(first.2.as_deref(), Some("session=Bearer alice-token-2"), "the first answer keeps its cookie");
     // Each one's repeat replays their own answer, without its cookie.
     let (status, replayed, cookie, text) = transfer(&url, alice).await;
-    assert_eq!((status, replayed, cookie, text.as_str()), (StatusCode::OK, true, None, "Bearer alice-token amount=5 run 2"));
+    assert_eq!(
+        (status, replayed, cookie, text.as_str()),
+        (StatusCode::OK, true, None, "Bearer alice-token amount=5 run 2")
+    );
     assert_eq!(transfer(&url, mallory).await.3, "Bearer mallory-token amount=5 run 1");
     // No credentials: the anonymous scope, not anyone's.
     assert_eq!(transfer(&url, None).await.3, "nobody amount=5 run 3");
@@ -76,9 +79,8 @@ async fn callers_with_different_credentials_never_share_a_key() {
 
 #[tokio::test]
 async fn a_custom_scope_separates_callers() {
-    let layer = IdempotencyLayer::memory().scope(|parts| {
-        parts.headers.get("x-user").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-    });
+    let layer = IdempotencyLayer::memory()
+        .scope(|parts| parts.headers.get("x-user").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned());
     let (router, runs) = transfer_router(layer);
     let url = format!("http://{}/transfer", serve(router).await);
     assert_eq!(transfer(&url, Some(("x-user", "ann"))).await.3, "ann  run 1");
