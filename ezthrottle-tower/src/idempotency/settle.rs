@@ -67,7 +67,7 @@ pub enum Read {
 pub enum Settled {
     /// Stored, or deliberately not (5xx, a refusal, too large: the key released).
     Done,
-    /// Storing it failed [`COMPLETE_ATTEMPTS`] times: answer it with
+    /// Storing it failed three times in a row: answer it with
     /// [`store_failed_header`]. The key stays locked until its lock lapses, then answers
     /// 409 for another `lock_ttl`: a repeat does not run the handler again meanwhile.
     StoreFailed,
