@@ -77,6 +77,7 @@ pub(crate) struct Config {
     pub(crate) webhook_attempts: u32,
     pub(crate) webhook_timeout: Duration,
     pub(crate) admission_retry_after: Duration,
+    pub(crate) shutdown_grace: Duration,
     pub(crate) reject_unknown_fields: bool,
     pub(crate) job_limits: crate::JobLimits,
 }
@@ -108,6 +109,7 @@ impl Default for Config {
             webhook_attempts: 5,
             webhook_timeout: Duration::from_secs(10),
             admission_retry_after: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }

@@ -44,46 +44,85 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, record: &Arc<JobRecord>, outco
     let body = match serde_json::to_vec(&payload) {
         Ok(body) => Bytes::from(body),
         Err(err) => {
-            record.state().detail().events.push(format!("webhooks: the payload could not be encoded: {err}"));
+            {
+                let mut state = record.state();
+                let detail = state.detail();
+                detail.events.push(format!("webhooks: the payload could not be encoded: {err}"));
+                detail.quorum_met = Some(false);
+            }
+            shared.persist(record).await;
             return;
         }
     };
-    {
+    // A job resumed after a restart keeps what its deliveries did and redelivers only the
+    // pending ones (at-least-once: a receiver may see a delivery twice, and dedupes it by
+    // `job_id`).
+    let (pending, mut votes, mut decided) = {
         let mut state = record.state();
-        state.detail().deliveries =
-            job.webhooks.iter().map(|hook| WebhookDeliveries::new(hook.url.clone(), hook.has_quorum_vote)).collect();
-    }
-    let mut deliveries: FuturesUnordered<_> = job
-        .webhooks
-        .iter()
-        .enumerate()
+        let detail = state.detail();
+        if detail.deliveries.len() != job.webhooks.len() {
+            detail.deliveries = job
+                .webhooks
+                .iter()
+                .map(|hook| WebhookDeliveries::new(hook.url.clone(), hook.has_quorum_vote))
+                .collect();
+        }
+        let pending: Vec<usize> = (0..detail.deliveries.len())
+            .filter(|&index| detail.deliveries.get(index).is_some_and(|d| d.outcome == DeliveryOutcome::Pending))
+            .collect();
+        let votes = detail
+            .deliveries
+            .iter()
+            .filter(|d| d.has_quorum_vote && d.outcome == DeliveryOutcome::Delivered)
+            .count();
+        (pending, u32::try_from(votes).unwrap_or(u32::MAX), detail.quorum_met == Some(true))
+    };
+    let mut deliveries: FuturesUnordered<_> = pending
+        .into_iter()
+        .filter_map(|index| job.webhooks.get(index).map(|hook| (index, hook)))
         .map(|(index, hook)| {
             let body = body.clone();
             async move { (hook.has_quorum_vote, deliver_one(shared, record, index, &hook.url, body).await) }
         })
         .collect();
     let quorum = job.webhook_quorum.max(1);
-    let mut votes = 0u32;
-    let mut decided = false;
+    let mut stopped = false;
     while let Some((votes_counted, delivered)) = deliveries.next().await {
-        if delivered && votes_counted {
-            votes += 1;
+        match delivered {
+            Delivered::Yes if votes_counted => votes += 1,
+            Delivered::Stopped => stopped = true,
+            _ => {}
         }
         if !decided && votes >= quorum {
             decided = true;
             record.state().detail().quorum_met = Some(true);
             shared.metrics.quorum_met.fetch_add(1, Relaxed);
-            shared.store.updated(record);
+            shared.persist(record).await;
         }
     }
-    if !decided {
+    if !decided && !stopped {
         record.state().detail().quorum_met = Some(false);
         shared.metrics.quorum_missed.fetch_add(1, Relaxed);
-        shared.store.updated(record);
+        shared.persist(record).await;
     }
 }
 
-async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize, url: &str, body: Bytes) -> bool {
+/// How one webhook's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Yes,
+    No,
+    /// The drain started between two attempts: the delivery stays pending.
+    Stopped,
+}
+
+async fn deliver_one(
+    shared: &Arc<Shared>,
+    record: &Arc<JobRecord>,
+    index: usize,
+    url: &str,
+    body: Bytes,
+) -> Delivered {
     let config = &shared.config;
     let attempts = config.webhook_attempts.max(1);
     let allowed = url::Url::parse(url).is_ok_and(|parsed| config.host_allowed(&parsed));
@@ -104,7 +143,11 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
         }
         if attempt > 0 {
             let backoff = config.webhook_retry_base.saturating_mul(1u32 << (attempt - 1).min(20));
-            tokio::time::sleep(jittered(backoff, 0.1).min(MAX_DELIVERY_BACKOFF)).await;
+            let wait = jittered(backoff, 0.1).min(MAX_DELIVERY_BACKOFF);
+            if !crate::executor::sleep_unless_stopping(shared, wait).await {
+                shared.persist(record).await;
+                return Delivered::Stopped;
+            }
         }
         let mut request = shared
             .http
@@ -133,6 +176,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
         };
         let ok = error.is_none();
         push_attempt(record, index, DeliveryAttempt::new(at, started.elapsed(), status_code, error));
+        shared.persist(record).await;
         if ok {
             delivered = true;
             break;
@@ -152,8 +196,8 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
     } else {
         shared.metrics.deliveries_failed.fetch_add(1, Relaxed);
     }
-    shared.store.updated(record);
-    delivered
+    shared.persist(record).await;
+    if delivered { Delivered::Yes } else { Delivered::No }
 }
 
 fn push_attempt(record: &JobRecord, index: usize, attempt: DeliveryAttempt) {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use ezthrottle_core::protocol::Pace;
 
@@ -15,7 +17,7 @@ use crate::http::auth::Tenants;
 use crate::metrics::Metrics;
 use crate::pacing::Lanes;
 use crate::secrets::SecretsStore;
-use crate::store::{JobStore, MemoryStore};
+use crate::store::{JobRecord, JobStore, StoreError, StoreLocation};
 
 /// State shared by the HTTP handlers, the dispatchers and the job tasks.
 #[derive(Debug)]
@@ -30,6 +32,13 @@ pub(crate) struct Shared {
     pub(crate) rejections: AtomicU32,
     seq: AtomicU64,
     closed: AtomicBool,
+    /// Cancelled when the drain starts: every wait of a job (a permit, a backoff, a
+    /// delivery retry) ends, and the job stops where its saved progress says.
+    stopping: CancellationToken,
+    /// Cancelled when the grace period is over: what still runs is dropped.
+    killed: CancellationToken,
+    /// The job tasks, awaited by the drain.
+    tasks: TaskTracker,
 }
 
 impl Shared {
@@ -43,7 +52,38 @@ impl Shared {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.stopping.cancel();
         self.lanes.wake_all();
+    }
+
+    /// Resolves when the drain starts.
+    pub(crate) async fn stopping(&self) {
+        self.stopping.cancelled().await;
+    }
+
+    /// Runs `task` (a job, a delivery) as work the drain waits for, dropped if it
+    /// outlives the grace period.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let killed = self.killed.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                () = killed.cancelled() => {}
+            }
+        });
+    }
+
+    /// Saves the progress of `record`. A failure is logged: the job goes on, and at worst
+    /// runs again after a restart from the last progress saved (at-least-once).
+    pub(crate) async fn persist(&self, record: &JobRecord) {
+        let saved = match record.progress() {
+            Ok(progress) => self.store.save(record.id(), &progress).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = saved {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(job_id = record.id(), error = %ezthrottle_core::ErrorChain(&err), "saving a job's progress failed");
+        }
     }
 }
 
@@ -88,6 +128,9 @@ pub enum StartError {
     /// The webhook secret is too short to protect anything (an empty one included).
     #[error("the webhook secret (--webhook-secret) is refused: {0}")]
     WeakWebhookSecret(#[from] ezthrottle_core::protocol::WeakSecret),
+    /// The job store could not be opened, or the jobs it holds could not be read back.
+    #[error("the job store (--store) cannot be used: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Configures and starts an engine. Every knob has a production-sensible default; the
@@ -95,7 +138,13 @@ pub enum StartError {
 #[derive(Debug, Default)]
 pub struct EngineBuilder {
     config: Config,
-    store: Option<Arc<dyn JobStore>>,
+    store: Option<StoreChoice>,
+}
+
+#[derive(Debug)]
+enum StoreChoice {
+    Open(Arc<dyn JobStore>),
+    At(StoreLocation),
 }
 
 impl EngineBuilder {
@@ -285,10 +334,30 @@ impl EngineBuilder {
         self
     }
 
-    /// Keeps jobs in `store` instead of a fresh [`MemoryStore`].
+    /// Keeps jobs in `store` instead of a fresh [`MemoryStore`](crate::store::MemoryStore)
+    /// (the default: nothing survives the process). At start the engine resumes every job
+    /// the store holds unsettled.
     #[must_use]
     pub fn store(mut self, store: Arc<dyn JobStore>) -> Self {
-        self.store = Some(store);
+        self.store = Some(StoreChoice::Open(store));
+        self
+    }
+
+    /// Keeps jobs in the store at `location`, opened by [`start`](Self::start) (what
+    /// `--store sqlite:PATH` does).
+    #[must_use]
+    pub fn store_at(mut self, location: StoreLocation) -> Self {
+        self.store = Some(StoreChoice::At(location));
+        self
+    }
+
+    /// How long [`RunningEngine::shutdown`] (and SIGTERM for the binary) lets running
+    /// attempts and webhook deliveries finish before it drops them (default 30 s). What
+    /// is dropped stays in the store as it was last saved, and a durable store resumes it
+    /// at the next start.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
         self
     }
 
@@ -315,6 +384,11 @@ impl EngineBuilder {
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let store = match self.store {
+            Some(StoreChoice::Open(store)) => store,
+            Some(StoreChoice::At(location)) => location.open()?,
+            None => StoreLocation::Memory.open()?,
+        };
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind { addr: config.bind, source })?;
@@ -324,13 +398,20 @@ impl EngineBuilder {
             metrics: Metrics::default(),
             secrets: SecretsStore::new(config.webhook_secret.clone()),
             tenants: Tenants::new(&config.api_keys, config.open),
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             http,
             rejections: AtomicU32::new(0),
             seq: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            stopping: CancellationToken::new(),
+            killed: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             config,
         });
+        let resumed = crate::recovery::resume(&shared).await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed the unsettled jobs of the store");
+        }
         let router = crate::http::router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -351,10 +432,14 @@ async fn sweep(shared: Arc<Shared>) {
     let period = shared.config.idempotency_ttl.min(Duration::from_secs(30)).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
-        let removed =
-            shared.store.sweep(std::time::Instant::now(), shared.config.idempotency_ttl, shared.config.job_retention);
-        if removed > 0 {
-            tracing::debug!(removed, "swept expired keys and jobs");
+        let swept = shared
+            .store
+            .sweep(std::time::SystemTime::now(), shared.config.idempotency_ttl, shared.config.job_retention)
+            .await;
+        match swept {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "swept expired keys and jobs"),
+            Err(err) => tracing::warn!(error = %ezthrottle_core::ErrorChain(&err), "sweeping the store failed"),
         }
     }
 }
@@ -382,27 +467,42 @@ impl RunningEngine {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections, lets open requests finish, stops dispatching.
-    /// Jobs still queued are not started (the store is in memory: they end with the
-    /// process).
+    /// Drains the engine: submissions get `503` with `Retry-After`, no queued job starts,
+    /// running attempts and webhook deliveries finish within the grace period
+    /// ([`EngineBuilder::shutdown_grace`], default 30 s), then what is left is dropped and
+    /// the server stops. Every job keeps the progress last saved: a durable store resumes
+    /// the queued, interrupted and undelivered ones at the next start; a
+    /// [`MemoryStore`](crate::store::MemoryStore) loses them with the process.
+    ///
+    /// Returns within the grace period plus the time open connections take to close
+    /// (at most 10 s more).
     pub async fn shutdown(mut self) {
-        self.stop_now();
+        self.shared.close();
+        self.sweeper.abort();
+        let tasks = &self.shared.tasks;
+        tasks.close();
+        if tokio::time::timeout(self.shared.config.shutdown_grace, tasks.wait()).await.is_err() {
+            tracing::warn!(left = tasks.len(), "the grace period is over: dropping what still runs");
+            self.shared.killed.cancel();
+            tasks.wait().await;
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
         }
     }
+}
 
-    fn stop_now(&mut self) {
+impl Drop for RunningEngine {
+    /// Stops at once: no grace period (use [`RunningEngine::shutdown`] for the drain).
+    fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         self.shared.close();
+        self.shared.killed.cancel();
         self.sweeper.abort();
-    }
-}
-
-impl Drop for RunningEngine {
-    fn drop(&mut self) {
-        self.stop_now();
     }
 }

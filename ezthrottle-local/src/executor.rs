@@ -35,11 +35,33 @@ pub(crate) struct Outcome {
     /// The status code the triggers and policies match: the target's status, or 502 when
     /// the target could not be reached, 504 when it did not answer in time.
     pub(crate) code: Option<u16>,
+    /// The drain started before the job ended: it stops where its saved progress says,
+    /// and a durable store resumes it at the next start.
+    pub(crate) stopped: bool,
 }
 
 impl Outcome {
     pub(crate) fn error(message: impl Into<String>) -> Self {
-        Self { success: false, response: None, error: Some(message.into()), code: None }
+        Self { success: false, response: None, error: Some(message.into()), code: None, stopped: false }
+    }
+
+    pub(crate) fn stopped() -> Self {
+        Self { stopped: true, ..Self::error("the engine stopped before the job finished") }
+    }
+
+    /// The outcome a finished job recorded (to settle a job resumed after a restart).
+    pub(crate) fn recorded(record: &JobRecord) -> Self {
+        let state = record.state();
+        let detail = state.detail_ref();
+        let response = detail.and_then(|d| d.response.clone());
+        let code = response.as_ref().map(|r| r.status_code);
+        Self {
+            success: state.status == JobStatus::Success,
+            response,
+            error: detail.and_then(|d| d.error.clone()),
+            code,
+            stopped: false,
+        }
     }
 }
 
@@ -47,10 +69,11 @@ impl Outcome {
 pub(crate) fn start(shared: &Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
     shared.metrics.queued.fetch_sub(1, Relaxed);
     shared.metrics.running.fetch_add(1, Relaxed);
-    tokio::spawn(run_job(Arc::clone(shared), record, permit));
+    shared.spawn(run_job(Arc::clone(shared), record, permit));
 }
 
-/// Marks the job failed if its task ends without finishing it (a panic or a shutdown).
+/// Marks the job failed if its task panics. A task dropped by the drain leaves the job as
+/// last saved, for the next start to resume.
 struct FinishGuard {
     shared: Arc<Shared>,
     record: Arc<JobRecord>,
@@ -59,6 +82,9 @@ struct FinishGuard {
 impl Drop for FinishGuard {
     fn drop(&mut self) {
         self.shared.metrics.running.fetch_sub(1, Relaxed);
+        if !std::thread::panicking() {
+            return;
+        }
         let unfinished = {
             let mut state = self.record.state();
             if state.status.is_finished() {
@@ -66,13 +92,14 @@ impl Drop for FinishGuard {
             } else {
                 state.status = JobStatus::Failed;
                 state.finished_at_ms = now_ms();
-                state.detail().error = Some("the engine stopped before the job finished".into());
+                state.detail().error = Some("the job's task failed (a bug: please report it)".into());
                 true
             }
         };
         if unfinished {
             self.shared.metrics.failed.fetch_add(1, Relaxed);
-            self.shared.store.updated(&self.record);
+            let (shared, record) = (Arc::clone(&self.shared), Arc::clone(&self.record));
+            tokio::spawn(async move { shared.persist(&record).await });
         }
     }
 }
@@ -82,10 +109,15 @@ async fn run_job(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
     {
         let mut state = record.state();
         state.status = JobStatus::Running;
-        state.started_at_ms = now_ms();
+        if state.started_at_ms == 0 {
+            state.started_at_ms = now_ms();
+        }
     }
-    shared.store.updated(&record);
+    shared.persist(&record).await;
     let outcome = crate::fallback::run_node(&shared, &record, record.job(), Arc::from("primary"), Some(permit)).await;
+    if outcome.stopped {
+        return;
+    }
     {
         let mut state = record.state();
         state.status = if outcome.success { JobStatus::Success } else { JobStatus::Failed };
@@ -99,9 +131,15 @@ async fn run_job(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
     } else {
         shared.metrics.failed.fetch_add(1, Relaxed);
     }
-    shared.store.updated(&record);
-    crate::workflow::on_finished(&shared, &record, outcome.success);
-    crate::delivery::deliver(&shared, &record, &outcome).await;
+    shared.persist(&record).await;
+    settle(&shared, &record, &outcome).await;
+}
+
+/// What follows the end of a job: its children, then its webhooks. Each step is saved, so
+/// a job resumed after a restart does only what is left.
+pub(crate) async fn settle(shared: &Arc<Shared>, record: &Arc<JobRecord>, outcome: &Outcome) {
+    crate::workflow::on_finished(shared, record, outcome.success).await;
+    crate::delivery::deliver(shared, record, outcome).await;
 }
 
 /// The regions a job runs in: `Ok(lanes)` where each lane is an ordered list of regions
@@ -155,9 +193,9 @@ pub(crate) async fn run_regions(
     };
     if let Some(at) = job.retry_at.filter(|_| permit.is_none()) {
         let wait = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-        if !wait.is_zero() {
-            // tokio clamps a sleep past its horizon; this never overflows.
-            tokio::time::sleep(wait).await;
+        // tokio clamps a sleep past its horizon; this never overflows.
+        if !wait.is_zero() && !sleep_unless_stopping(shared, wait).await {
+            return Outcome::stopped();
         }
     }
     if lanes.len() == 1 {
@@ -220,7 +258,12 @@ async fn run_lane(
     may_reroute: bool,
 ) -> Outcome {
     let policy = Policy::of(job, regions.len());
-    let (mut region_index, mut retries, mut reroutes) = (0usize, 0u32, 0u32);
+    // Attempts made before a restart count against the policy (none for a new job).
+    let earlier = record.state().detail_ref().map_or(0, |detail| {
+        detail.attempts.iter().filter(|attempt| attempt.job_path == *path).count()
+    });
+    let (mut region_index, mut reroutes) = (0usize, 0u32);
+    let mut retries = u32::try_from(earlier).unwrap_or(u32::MAX);
     loop {
         let Some(region) = regions.get(region_index) else {
             return Outcome::error("no region left");
@@ -229,7 +272,7 @@ async fn run_lane(
             Some(permit) => permit,
             None => match acquire(shared, host).await {
                 Some(permit) => permit,
-                None => return Outcome::error("the engine is shutting down"),
+                None => return Outcome::stopped(),
             },
         };
         let result = attempt(shared, record, job, path, region, permit).await;
@@ -248,6 +291,7 @@ async fn run_lane(
             AttemptOutcome::Failed
         };
         set_attempt_outcome(shared, record, result.index, decision);
+        shared.persist(record).await;
         match decision {
             AttemptOutcome::Reroute => {
                 reroutes += 1;
@@ -261,8 +305,10 @@ async fn run_lane(
                     Some(after) => backoff.max(after.min(shared.config.max_retry_after)),
                     None => backoff,
                 };
-                retries += 1;
-                tokio::time::sleep(wait).await;
+                retries = retries.saturating_add(1);
+                if !sleep_unless_stopping(shared, wait).await {
+                    return Outcome::stopped();
+                }
             }
             _ => return result.outcome,
         }
@@ -333,12 +379,20 @@ async fn send_following_redirects(
     }
 }
 
+/// Sleeps `wait`; `false` when the drain started first.
+pub(crate) async fn sleep_unless_stopping(shared: &Shared, wait: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = shared.stopping() => false,
+    }
+}
+
+/// Records an attempt's outcome (in memory: the caller saves the job).
 fn set_attempt_outcome(shared: &Shared, record: &JobRecord, index: usize, outcome: AttemptOutcome) {
     if let Some(attempt) = record.state().detail().attempts.get_mut(index) {
         attempt.outcome = outcome;
     }
     shared.metrics.attempt(outcome);
-    shared.store.updated(record);
 }
 
 async fn attempt(
@@ -366,6 +420,9 @@ async fn attempt(
         attempts.len() - 1
     };
     let mut guard = InFlight { shared, record, index, armed: true };
+    // Saved before the request goes out: after a crash, the job shows the attempt whose
+    // outcome nobody saw (and `resume` marks it interrupted).
+    shared.persist(record).await;
     let timeout = shared.config.target_timeout;
     let sent = send_following_redirects(shared, job, record.id(), region, timeout).await;
     let (outcome, retry_after) = match sent {
@@ -399,6 +456,7 @@ async fn attempt(
                 response: Some(response),
                 error: read_error,
                 code: Some(status.as_u16()),
+                stopped: false,
             };
             (outcome, after)
         }
@@ -408,7 +466,7 @@ async fn attempt(
             } else {
                 (502, format!("could not reach the target: {}", ErrorChain(&err)))
             };
-            (Outcome { success: false, response: None, error: Some(message), code: Some(code) }, None)
+            (Outcome { success: false, response: None, error: Some(message), code: Some(code), stopped: false }, None)
         }
     };
     drop(permit);

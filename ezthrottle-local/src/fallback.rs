@@ -42,6 +42,9 @@ pub(crate) fn run_node<'a>(
             }
             Some(Trigger::OnError { codes }) => {
                 let outcome = primary.await;
+                if outcome.stopped {
+                    return outcome;
+                }
                 match outcome.code {
                     Some(code) if !outcome.success && codes.contains(&code) => {
                         note(record, format!("{fallback_path}: {path} ended with {code} (on_error)"));
@@ -52,7 +55,7 @@ pub(crate) fn run_node<'a>(
             }
             Some(Trigger::Any) => {
                 let outcome = primary.await;
-                if outcome.success {
+                if outcome.success || outcome.stopped {
                     return outcome;
                 }
                 note(record, format!("{fallback_path}: {path} failed (any)"));

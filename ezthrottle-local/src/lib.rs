@@ -133,6 +133,7 @@ mod http;
 mod limits;
 mod metrics;
 mod pacing;
+mod recovery;
 mod redirect;
 mod secrets;
 pub mod store;

@@ -18,21 +18,23 @@ pub(crate) struct Metrics {
     pub(crate) running: AtomicI64,
     pub(crate) succeeded: AtomicU64,
     pub(crate) failed: AtomicU64,
-    attempts: [AtomicU64; 6],
+    attempts: [AtomicU64; 7],
     pub(crate) deliveries_ok: AtomicU64,
     pub(crate) deliveries_retried: AtomicU64,
     pub(crate) deliveries_failed: AtomicU64,
     pub(crate) quorum_met: AtomicU64,
     pub(crate) quorum_missed: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
 }
 
-const OUTCOMES: [AttemptOutcome; 6] = [
+const OUTCOMES: [AttemptOutcome; 7] = [
     AttemptOutcome::InFlight,
     AttemptOutcome::Success,
     AttemptOutcome::Retry,
     AttemptOutcome::Reroute,
     AttemptOutcome::Failed,
     AttemptOutcome::Cancelled,
+    AttemptOutcome::Interrupted,
 ];
 
 impl Metrics {
@@ -73,6 +75,8 @@ impl Metrics {
         out.push_str("# HELP ezthrottle_webhook_quorum_total Finished jobs by webhook quorum outcome.\n# TYPE ezthrottle_webhook_quorum_total counter\n");
         let _ = writeln!(out, "ezthrottle_webhook_quorum_total{{outcome=\"met\"}} {}", c(&self.quorum_met));
         let _ = writeln!(out, "ezthrottle_webhook_quorum_total{{outcome=\"missed\"}} {}", c(&self.quorum_missed));
+        out.push_str("# HELP ezthrottle_store_errors_total Calls to the job store that failed.\n# TYPE ezthrottle_store_errors_total counter\n");
+        let _ = writeln!(out, "ezthrottle_store_errors_total {}", c(&self.store_errors));
         let hosts = lanes.snapshot();
         out.push_str("# HELP ezthrottle_host_queue_depth Requests waiting for their turn, per target host.\n# TYPE ezthrottle_host_queue_depth gauge\n");
         for host in &hosts {

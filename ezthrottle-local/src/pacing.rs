@@ -214,7 +214,12 @@ pub(crate) fn enqueue(shared: &Arc<Shared>, lane: &Arc<Lane>, item: Item, not_be
 }
 
 /// Waits for the right to make one request to the host of `key`.
+///
+/// `None` once the drain started: the caller stops.
 pub(crate) async fn acquire(shared: &Arc<Shared>, key: &str) -> Option<Permit> {
+    if shared.is_closed() {
+        return None;
+    }
     let lane = shared.lanes.lane(key);
     let (tx, rx) = oneshot::channel();
     enqueue(shared, &lane, Item::Wait(tx), None);
@@ -234,6 +239,11 @@ fn interval(rps: f64) -> Duration {
 fn next_step(lane: &Lane, closed: bool) -> Step {
     let mut state = lane.state();
     if closed {
+        // Dropping the waiters answers their `acquire` with `None` (the job stops where
+        // it was saved); the queued jobs stay in the store for the next start.
+        state.ready.clear();
+        state.delayed.clear();
+        state.queued_jobs = 0;
         state.running = false;
         return Step::Exit;
     }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::engine::Shared;
 use crate::pacing::{Item, enqueue, host_key};
-use crate::store::{Insert, JobRecord};
+use crate::store::{Insert, JobRecord, StoreError, StoredJob};
 use crate::util::now_ms;
 
 /// Whether the queue limit applies.
@@ -36,6 +36,10 @@ pub(crate) enum SubmitError {
     Forbidden { field: String, host: String },
     #[error("the queue is full")]
     QueueFull(Duration),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// A submission's answer.
@@ -80,13 +84,16 @@ fn check_hosts(shared: &Shared, job: &Job, path: &str) -> Result<(), SubmitError
     Ok(())
 }
 
-/// Accepts `job` for `tenant`.
-pub(crate) fn accept(
+/// Accepts `job` for `tenant`: answered once the store has it.
+pub(crate) async fn accept(
     shared: &Arc<Shared>,
     tenant: &Arc<str>,
     job: Job,
     admission: Admission,
 ) -> Result<Accepted, SubmitError> {
+    if shared.is_closed() && admission == Admission::Limit {
+        return Err(SubmitError::ShuttingDown);
+    }
     job.validate()
         .map_err(|invalid: InvalidJob| SubmitError::Invalid { field: invalid.field, reason: invalid.reason })?;
     shared
@@ -110,6 +117,7 @@ pub(crate) fn accept(
     scoped.push_str(&key);
     let metrics = &shared.metrics;
     let now = Instant::now();
+    let wall = std::time::SystemTime::now();
     let ttl = shared.config.idempotency_ttl;
 
     let reserved = match admission {
@@ -128,9 +136,9 @@ pub(crate) fn accept(
         }
     };
     if !reserved {
-        if let Some(existing) = shared.store.find(&scoped, ttl, now.into_std()) {
+        if let Some(existing) = shared.store.find(&scoped, ttl, wall).await? {
             metrics.duplicates.fetch_add(1, Relaxed);
-            return Ok(duplicate_receipt(&existing));
+            return duplicate_receipt(&existing);
         }
         metrics.rejected_full.fetch_add(1, Relaxed);
         let streak = shared.rejections.fetch_add(1, Relaxed).min(16);
@@ -140,17 +148,20 @@ pub(crate) fn accept(
     }
 
     let id = format!("job_{}_{}", now_ms(), shared.next_seq());
-    let not_before = job.retry_at.and_then(|at| {
-        let wait = at.duration_since(std::time::SystemTime::now()).ok().filter(|wait| !wait.is_zero())?;
-        // A `retry_at` centuries ahead waits as long as an `Instant` can say (checked sum).
-        Some(now.checked_add(wait).or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30))).unwrap_or(now))
-    });
     let record = Arc::new(JobRecord::new(id, Arc::clone(tenant), Arc::clone(&key), job, now_ms()));
-    match shared.store.insert_if_absent(&scoped, Arc::clone(&record), ttl, now.into_std()) {
+    let inserted = match record.to_stored(&scoped) {
+        Ok(stored) => shared.store.insert_if_absent(&stored, ttl, wall).await,
+        Err(err) => Err(err),
+    };
+    let inserted = inserted.inspect_err(|_| {
+        metrics.queued.fetch_sub(1, Relaxed);
+        metrics.store_errors.fetch_add(1, Relaxed);
+    })?;
+    match inserted {
         Insert::Duplicate(existing) => {
             metrics.queued.fetch_sub(1, Relaxed);
             metrics.duplicates.fetch_add(1, Relaxed);
-            Ok(duplicate_receipt(&existing))
+            duplicate_receipt(&existing)
         }
         Insert::Inserted => {
             metrics.accepted.fetch_add(1, Relaxed);
@@ -159,17 +170,29 @@ pub(crate) fn accept(
             }
             let status = if record.racing() { SubmissionStatus::Racing } else { SubmissionStatus::Queued };
             let receipt = SubmitReceipt::new(record.id(), status).with_idempotent_key(&*key);
-            crate::workflow::arm_failure_timeout(shared, &record);
-            let lane = shared.lanes.lane(&host);
-            enqueue(shared, &lane, Item::Start(record), not_before);
+            schedule(shared, &host, record, now);
             Ok(Accepted { receipt })
         }
     }
 }
 
-fn duplicate_receipt(existing: &JobRecord) -> Accepted {
+/// Puts an accepted job in its lane (not before its `retry_at`) and arms its
+/// `on_failure_timeout_ms`: at acceptance, and again for a job resumed from the store.
+pub(crate) fn schedule(shared: &Arc<Shared>, host: &str, record: Arc<JobRecord>, now: Instant) {
+    let not_before = record.job().retry_at.and_then(|at| {
+        let wait = at.duration_since(std::time::SystemTime::now()).ok().filter(|wait| !wait.is_zero())?;
+        // A `retry_at` centuries ahead waits as long as an `Instant` can say (checked sum).
+        Some(now.checked_add(wait).or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30))).unwrap_or(now))
+    });
+    crate::workflow::arm_failure_timeout(shared, &record);
+    let lane = shared.lanes.lane(host);
+    enqueue(shared, &lane, Item::Start(record), not_before);
+}
+
+fn duplicate_receipt(existing: &StoredJob) -> Result<Accepted, SubmitError> {
+    let existing = JobRecord::from_stored(existing)?;
     let status = if existing.racing() { SubmissionStatus::Racing } else { SubmissionStatus::Queued };
     let receipt =
         SubmitReceipt::new(existing.id(), status).with_idempotent_key(existing.idempotent_key()).with_duplicate(true);
-    Accepted { receipt }
+    Ok(Accepted { receipt })
 }

@@ -6,32 +6,52 @@ use std::sync::Arc;
 
 use ezthrottle_core::protocol::{ChildJob, ChildRelation, Job, JobStatus};
 
+use std::time::Duration;
+
 use crate::engine::Shared;
 use crate::store::JobRecord;
 use crate::submit::{Admission, accept};
+use crate::util::{millis, now_ms};
 
-/// Submits the child the parent's outcome calls for.
-pub(crate) fn on_finished(shared: &Arc<Shared>, record: &Arc<JobRecord>, success: bool) {
+/// Submits the child the parent's outcome calls for, once: a job resumed after a restart
+/// submits it again only if that was not saved (the child's key makes a repeat harmless).
+pub(crate) async fn on_finished(shared: &Arc<Shared>, record: &Arc<JobRecord>, success: bool) {
     let job = record.job();
+    if job.on_success.is_none() && job.on_failure.is_none() {
+        return;
+    }
+    if record.state().detail_ref().is_some_and(|detail| detail.children_submitted) {
+        return;
+    }
     if success {
         if let Some(child) = job.on_success.as_deref() {
-            submit_child(shared, record, child, ChildRelation::OnSuccess);
+            submit_child(shared, record, child, ChildRelation::OnSuccess).await;
         }
     } else if let Some(child) = job.on_failure.as_deref()
         && claim_on_failure(record)
     {
-        submit_child(shared, record, child, ChildRelation::OnFailure);
+        submit_child(shared, record, child, ChildRelation::OnFailure).await;
     }
+    record.state().detail().children_submitted = true;
+    shared.persist(record).await;
 }
 
-/// Arms the `on_failure_timeout_ms` timer of a just-accepted job.
+/// Arms the `on_failure_timeout_ms` timer of a job, counted from its acceptance (so a job
+/// resumed after a restart keeps its deadline).
 pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>) {
     let (Some(timeout), Some(_)) = (record.job().on_failure_timeout, record.job().on_failure.as_deref()) else {
         return;
     };
+    if record.state().detail_ref().is_some_and(|detail| detail.on_failure_spawned) {
+        return;
+    }
+    let deadline = record.accepted_at_ms().saturating_add(millis(timeout));
+    let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
     let (shared, record) = (Arc::clone(shared), Arc::clone(record));
     tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
+        if !crate::executor::sleep_unless_stopping(&shared, wait).await {
+            return;
+        }
         if record.status() != JobStatus::Success
             && let Some(child) = record.job().on_failure.as_deref()
             && claim_on_failure(&record)
@@ -41,7 +61,7 @@ pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>)
                 .detail()
                 .events
                 .push(format!("on_failure: the job had not succeeded within {} ms", timeout.as_millis()));
-            submit_child(&shared, &record, child, ChildRelation::OnFailure);
+            submit_child(&shared, &record, child, ChildRelation::OnFailure).await;
         }
     });
 }
@@ -52,8 +72,9 @@ fn claim_on_failure(record: &JobRecord) -> bool {
     !std::mem::replace(&mut detail.on_failure_spawned, true)
 }
 
-fn submit_child(shared: &Arc<Shared>, parent: &Arc<JobRecord>, child: &Job, relation: ChildRelation) {
-    let result = accept(shared, parent.tenant_arc(), child.clone(), Admission::Bypass);
+async fn submit_child(shared: &Arc<Shared>, parent: &Arc<JobRecord>, child: &Job, relation: ChildRelation) {
+    // Boxed: `accept` may schedule a child whose own end submits children.
+    let result = Box::pin(accept(shared, parent.tenant_arc(), child.clone(), Admission::Bypass)).await;
     {
         let mut state = parent.state();
         let detail = state.detail();
@@ -66,5 +87,5 @@ fn submit_child(shared: &Arc<Shared>, parent: &Arc<JobRecord>, child: &Job, rela
             Err(err) => detail.events.push(format!("{}: the child job was refused: {err}", relation.as_str())),
         }
     }
-    shared.store.updated(parent);
+    shared.persist(parent).await;
 }

@@ -223,6 +223,9 @@ pub enum AttemptOutcome {
     Failed,
     /// Stopped: another region won the race, or the attempt timed out.
     Cancelled,
+    /// The engine stopped (a crash, a restart) while waiting for the target: whether the
+    /// target acted is unknown, and the job ran again (at-least-once).
+    Interrupted,
     /// An outcome this version does not know.
     #[serde(other)]
     Unknown,
@@ -238,6 +241,7 @@ impl AttemptOutcome {
             Self::Reroute => "reroute",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
             Self::Unknown => "unknown",
         }
     }

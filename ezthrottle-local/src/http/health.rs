@@ -10,14 +10,16 @@ use serde_json::json;
 use super::ApiResponse;
 use crate::engine::Shared;
 
-pub(crate) fn answer(shared: &Shared) -> ApiResponse {
+pub(crate) async fn answer(shared: &Shared) -> ApiResponse {
+    // A store that cannot count its jobs says so instead of a made-up number.
+    let jobs = shared.store.len().await.ok();
     ApiResponse::json(
         StatusCode::OK,
         &json!({
             "status": "ok",
             "engine": "ezthrottle-local",
             "version": env!("CARGO_PKG_VERSION"),
-            "jobs": shared.store.len(),
+            "jobs": jobs,
             "queued": shared.metrics.queued.load(Relaxed).max(0),
             "running": shared.metrics.running.load(Relaxed).max(0),
         }),
@@ -25,5 +27,5 @@ pub(crate) fn answer(shared: &Shared) -> ApiResponse {
 }
 
 pub(super) async fn handle(State(shared): State<Arc<Shared>>) -> ApiResponse {
-    answer(&shared)
+    answer(&shared).await
 }

@@ -10,6 +10,7 @@ use super::error::{bad_request, json_error, unauthorized};
 use super::{ApiResponse, read_body};
 use crate::engine::Shared;
 use crate::submit::{Admission, SubmitError, accept};
+use crate::store::JobRecord;
 
 /// At most this many ignored fields are named in the log for one job (a peer controls
 /// how many there are).
@@ -101,7 +102,7 @@ fn field_error(path: String, text: &str) -> ApiResponse {
 }
 
 /// Submits a job for `tenant`: 201 new, 200 duplicate, 400/403/429 refused.
-pub(crate) fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8]) -> ApiResponse {
+pub(crate) async fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8]) -> ApiResponse {
     let job = match parse_job(body, shared.config.reject_unknown_fields) {
         Ok(job) => job,
         Err(response) => {
@@ -109,7 +110,7 @@ pub(crate) fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8]) -> Ap
             return response;
         }
     };
-    match accept(shared, tenant, job, Admission::Limit) {
+    match accept(shared, tenant, job, Admission::Limit).await {
         Ok(accepted) => {
             let status = if accepted.receipt.duplicate { StatusCode::OK } else { StatusCode::CREATED };
             ApiResponse::json(status, &accepted.receipt)
@@ -127,14 +128,40 @@ pub(crate) fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8]) -> Ap
             response.retry_after = Some(wait.as_secs().max(1));
             response
         }
+        Err(SubmitError::ShuttingDown) => {
+            let mut response =
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "engine: shutting down; submit again to its successor");
+            response.retry_after = Some(SHUTDOWN_RETRY_AFTER_SECS);
+            response
+        }
+        Err(SubmitError::Store(err)) => {
+            tracing::error!(error = %ezthrottle_core::ErrorChain(&err), "the store refused a submission");
+            let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the job could not be stored; retry");
+            response.retry_after = Some(1);
+            response
+        }
     }
 }
 
+/// `Retry-After` of a submission refused during the drain: about a restart.
+const SHUTDOWN_RETRY_AFTER_SECS: u64 = 5;
+
 /// The status of one job of `tenant`.
-pub(crate) fn get(shared: &Shared, tenant: &str, id: &str) -> ApiResponse {
-    match shared.store.get(id).filter(|record| record.tenant() == tenant) {
-        Some(record) => ApiResponse::json(StatusCode::OK, &record.snapshot()),
-        None => json_error(StatusCode::NOT_FOUND, format!("job_id: no job {id:?}")),
+pub(crate) async fn get(shared: &Shared, tenant: &str, id: &str) -> ApiResponse {
+    let record = match shared.store.get(id).await {
+        Ok(Some(stored)) => JobRecord::from_stored(&stored),
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, format!("job_id: no job {id:?}")),
+        Err(err) => Err(err),
+    };
+    match record {
+        Ok(record) if record.tenant() == tenant => ApiResponse::json(StatusCode::OK, &record.snapshot()),
+        Ok(_) => json_error(StatusCode::NOT_FOUND, format!("job_id: no job {id:?}")),
+        Err(err) => {
+            tracing::error!(job_id = id, error = %ezthrottle_core::ErrorChain(&err), "reading a job failed");
+            let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the job could not be read; retry");
+            response.retry_after = Some(1);
+            response
+        }
     }
 }
 
@@ -143,7 +170,7 @@ pub(super) async fn submit_direct(State(shared): State<Arc<Shared>>, request: Re
         return unauthorized();
     };
     match read_body(request, shared.config.max_body_bytes).await {
-        Ok(body) => submit(&shared, &tenant, &body),
+        Ok(body) => submit(&shared, &tenant, &body).await,
         Err(response) => response,
     }
 }
@@ -154,7 +181,7 @@ pub(super) async fn get_direct(
     headers: http::HeaderMap,
 ) -> ApiResponse {
     match shared.tenants.authenticate(&headers) {
-        Some(tenant) => get(&shared, &tenant, &id),
+        Some(tenant) => get(&shared, &tenant, &id).await,
         None => unauthorized(),
     }
 }

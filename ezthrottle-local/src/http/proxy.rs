@@ -36,7 +36,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
             );
         }
     };
-    let inner = route(&shared, &tenant, &envelope);
+    let inner = route(&shared, &tenant, &envelope).await;
     let mut headers = BTreeMap::new();
     headers.insert("content-type".to_owned(), inner.content_type.to_owned());
     if let Some(seconds) = inner.retry_after {
@@ -47,7 +47,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     ApiResponse::json(StatusCode::OK, &ProxyAllowed::new(forwarded))
 }
 
-fn route(shared: &Arc<Shared>, tenant: &Arc<str>, envelope: &ProxyEnvelope) -> ApiResponse {
+async fn route(shared: &Arc<Shared>, tenant: &Arc<str>, envelope: &ProxyEnvelope) -> ApiResponse {
     let base = url::Url::parse("http://engine.invalid/").ok();
     let Some(target) = url::Url::options().base_url(base.as_ref()).parse(&envelope.target_url).ok() else {
         return json_error(StatusCode::BAD_REQUEST, "target_url: Invalid URL");
@@ -66,17 +66,17 @@ fn route(shared: &Arc<Shared>, tenant: &Arc<str>, envelope: &ProxyEnvelope) -> A
     }
     let path = target.path().trim_end_matches('/');
     match (&method, path) {
-        (&Method::POST, paths::JOBS) => jobs::submit(shared, tenant, body),
+        (&Method::POST, paths::JOBS) => jobs::submit(shared, tenant, body).await,
         (&Method::GET, path) if path.starts_with("/api/v1/jobs/") => {
             let id = path.trim_start_matches("/api/v1/jobs/");
-            jobs::get(shared, tenant, id)
+            jobs::get(shared, tenant, id).await
         }
         (_, paths::JOBS) => {
             json_error(StatusCode::METHOD_NOT_ALLOWED, format!("method: {method} is not allowed on {path}"))
         }
         (_, paths::WEBHOOK_SECRETS) => secrets::handle(shared, tenant, &method, body),
         (_, paths::PROXY) => json_error(StatusCode::BAD_REQUEST, "target_url: Loop Detected"),
-        (&Method::GET, "/health") => super::health::answer(shared),
+        (&Method::GET, "/health") => super::health::answer(shared).await,
         _ => json_error(StatusCode::NOT_FOUND, format!("target_url: no route for {method} {path}")),
     }
 }

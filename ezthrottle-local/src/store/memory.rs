@@ -2,31 +2,33 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
-use super::{Insert, JobRecord, JobStore};
-use crate::util::{lock, now_ms};
+use super::{Insert, JobStore, StoreFuture, StoredJob, StoredProgress, before, binding_is_live};
+use crate::util::lock;
 
 const SHARDS: usize = 64;
 
 struct Binding {
-    job: Arc<JobRecord>,
-    bound_at: Instant,
+    job_id: Box<str>,
+    bound_at: SystemTime,
 }
 
-/// Jobs and idempotency keys in memory, each in 64 independently locked shards.
+/// Jobs and idempotency keys in memory, each in 64 independently locked shards. Nothing
+/// survives the process: the default of [`Engine::builder`](crate::Engine::builder), for
+/// tests and throwaway runs.
 ///
 /// Lock order is always key shard, then job shard, so concurrent inserts cannot deadlock.
 pub struct MemoryStore {
     hasher: RandomState,
     keys: Vec<Mutex<HashMap<Box<str>, Binding>>>,
-    jobs: Vec<Mutex<HashMap<Box<str>, Arc<JobRecord>>>>,
+    jobs: Vec<Mutex<HashMap<Box<str>, StoredJob>>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("jobs", &self.len()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore").field("jobs", &self.count()).finish_non_exhaustive()
     }
 }
 
@@ -52,62 +54,83 @@ impl MemoryStore {
         #[allow(clippy::indexing_slicing)]
         &shards[index]
     }
-}
 
-impl JobStore for MemoryStore {
-    fn insert_if_absent(&self, key: &str, job: Arc<JobRecord>, ttl: Duration, now: Instant) -> Insert {
-        let mut keys = lock(self.shard(&self.keys, key));
-        if let Some(binding) = keys.get(key)
-            && now.saturating_duration_since(binding.bound_at) < ttl
-        {
-            return Insert::Duplicate(Arc::clone(&binding.job));
-        }
-        lock(self.shard(&self.jobs, job.id())).insert(job.id().into(), Arc::clone(&job));
-        keys.insert(key.into(), Binding { job, bound_at: now });
-        Insert::Inserted
-    }
-
-    fn find(&self, key: &str, ttl: Duration, now: Instant) -> Option<Arc<JobRecord>> {
-        let keys = lock(self.shard(&self.keys, key));
-        keys.get(key)
-            .filter(|binding| now.saturating_duration_since(binding.bound_at) < ttl)
-            .map(|binding| Arc::clone(&binding.job))
-    }
-
-    fn remove(&self, key: &str, job_id: &str) {
-        let mut keys = lock(self.shard(&self.keys, key));
-        if keys.get(key).is_some_and(|binding| binding.job.id() == job_id) {
-            keys.remove(key);
-        }
-        lock(self.shard(&self.jobs, job_id)).remove(job_id);
-    }
-
-    fn get(&self, job_id: &str) -> Option<Arc<JobRecord>> {
+    fn job(&self, job_id: &str) -> Option<StoredJob> {
         lock(self.shard(&self.jobs, job_id)).get(job_id).cloned()
     }
 
-    fn sweep(&self, now: Instant, ttl: Duration, retention: Duration) -> usize {
+    fn count(&self) -> usize {
+        self.jobs.iter().map(|shard| lock(shard).len()).sum()
+    }
+}
+
+impl JobStore for MemoryStore {
+    fn insert_if_absent<'a>(&'a self, job: &'a StoredJob, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Insert> {
+        let answer = {
+            let mut keys = lock(self.shard(&self.keys, &job.key));
+            let existing = keys
+                .get(job.key.as_str())
+                .filter(|binding| binding_is_live(binding.bound_at, now, ttl))
+                .and_then(|binding| self.job(&binding.job_id));
+            match existing {
+                Some(existing) => Insert::Duplicate(existing),
+                None => {
+                    lock(self.shard(&self.jobs, &job.id)).insert(job.id.as_str().into(), job.clone());
+                    keys.insert(job.key.as_str().into(), Binding { job_id: job.id.as_str().into(), bound_at: now });
+                    Insert::Inserted
+                }
+            }
+        };
+        Box::pin(std::future::ready(Ok(answer)))
+    }
+
+    fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>> {
+        let found = {
+            let keys = lock(self.shard(&self.keys, key));
+            keys.get(key).filter(|binding| binding_is_live(binding.bound_at, now, ttl)).and_then(|b| self.job(&b.job_id))
+        };
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>> {
+        Box::pin(std::future::ready(Ok(self.job(job_id))))
+    }
+
+    fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
+        if let Some(job) = lock(self.shard(&self.jobs, job_id)).get_mut(job_id) {
+            job.progress = progress.clone();
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
+        let jobs = self
+            .jobs
+            .iter()
+            .flat_map(|shard| lock(shard).values().filter(|job| !job.progress.settled).cloned().collect::<Vec<_>>())
+            .collect();
+        Box::pin(std::future::ready(Ok(jobs)))
+    }
+
+    fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
         let mut removed = 0;
         for shard in &self.keys {
             let mut keys = lock(shard);
             let before = keys.len();
-            keys.retain(|_, binding| now.saturating_duration_since(binding.bound_at) < ttl);
+            keys.retain(|_, binding| binding_is_live(binding.bound_at, now, ttl));
             removed += before - keys.len();
         }
-        let cutoff = now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+        let cutoff = before(now, retention);
         for shard in &self.jobs {
             let mut jobs = lock(shard);
             let before = jobs.len();
-            jobs.retain(|_, job| {
-                let state = job.state();
-                !(state.status.is_finished() && state.finished_at_ms < cutoff)
-            });
+            jobs.retain(|_, job| !(job.progress.settled && job.progress.finished_at.is_some_and(|at| at < cutoff)));
             removed += before - jobs.len();
         }
-        removed
+        Box::pin(std::future::ready(Ok(removed)))
     }
 
-    fn len(&self) -> usize {
-        self.jobs.iter().map(|shard| lock(shard).len()).sum()
+    fn len(&self) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(self.count())))
     }
 }

@@ -1,58 +1,163 @@
-//! Where jobs and idempotency keys live.
+//! Where jobs, their progress and their idempotency keys live: the engine's one port.
 //!
-//! The scheduler only talks to the small [`JobStore`] trait, so a durable store can
-//! replace [`MemoryStore`] without touching it.
+//! The engine keeps nothing it cannot lose outside a [`JobStore`]: a submission is answered
+//! only once the store has it, every change of a job's progress is saved, and at start the
+//! engine resumes every job the store reports as [unsettled](JobStore::unsettled). Lanes
+//! and timers in memory are an index of the store, rebuilt from it.
+//!
+//! A store keeps rows, not engine objects: a job is its id, its idempotency key, an
+//! immutable submission document and a progress document ([`StoredJob`]); the documents
+//! are opaque bytes the engine writes and reads. Two stores come with the crate:
+//! [`MemoryStore`] (the builder's default: nothing survives the process) and
+//! [`SqliteStore`] (the binary's default: durable, one file). A store of your own
+//! implements the trait; [`conformance`] is the test suite every store must pass.
 
+pub mod conformance;
+mod location;
 mod memory;
 mod record;
+mod sqlite;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
+pub use location::{InvalidStoreLocation, StoreLocation};
 pub use memory::MemoryStore;
-pub(crate) use record::AttemptRecord;
-pub use record::JobRecord;
+pub(crate) use record::{AttemptRecord, JobRecord};
+pub use sqlite::SqliteStore;
+
+/// What every [`JobStore`] method returns: a boxed future of its answer, so the trait
+/// stays object-safe (`Arc<dyn JobStore>`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store could not do what it was asked (I/O, a lost connection, a corrupt row).
+#[derive(Debug, thiserror::Error)]
+#[error("the job store failed: {message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+
+    /// An error saying `message`, caused by `source`.
+    pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.into(), source: Some(Box::new(source)) }
+    }
+}
+
+/// One job as a store keeps it.
+///
+/// The documents hold the job as submitted, credentials included (the engine needs them
+/// to run it after a restart): keep a durable store's files readable by the engine alone.
+/// `Debug` shows their sizes, never their bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredJob {
+    /// The job id, unique in the store.
+    pub id: String,
+    /// The idempotency key the job is bound to, already scoped to its tenant.
+    pub key: String,
+    /// The submission (tenant, key, the job, when it was accepted): written once.
+    pub submission: Bytes,
+    /// Where the job stands: replaced by every [`JobStore::save`].
+    pub progress: StoredProgress,
+}
+
+/// Where a job stands, as a store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredProgress {
+    /// Nothing is left to do for the job: it finished, its children were submitted and
+    /// every webhook delivery ended. An unsettled job is resumed at start.
+    pub settled: bool,
+    /// When the job finished, if it did ([`JobStore::sweep`] drops settled jobs finished
+    /// longer ago than the retention).
+    pub finished_at: Option<SystemTime>,
+    /// The engine's progress document (status, attempts, answer, deliveries).
+    pub document: Bytes,
+}
+
+impl std::fmt::Debug for StoredJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredJob")
+            .field("id", &self.id)
+            .field("submission_bytes", &self.submission.len())
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for StoredProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredProgress")
+            .field("settled", &self.settled)
+            .field("finished_at", &self.finished_at)
+            .field("document_bytes", &self.document.len())
+            .finish()
+    }
+}
 
 /// The answer of [`JobStore::insert_if_absent`].
 #[derive(Debug, Clone)]
 pub enum Insert {
-    /// The key was free (or expired): the job is stored and the key bound to it.
+    /// The key was free (or its binding expired): the job is stored and the key bound to it.
     Inserted,
     /// A live binding exists: this is the job the key is bound to. Nothing was stored.
-    Duplicate(Arc<JobRecord>),
+    Duplicate(StoredJob),
 }
 
-/// Storage for jobs and their idempotency keys.
+/// Storage for jobs, their progress and their idempotency keys: the engine's one port.
 ///
-/// `insert_if_absent` must be atomic: of any number of concurrent calls with the same key,
-/// exactly one stores its job and the others see it as a duplicate.
+/// The contract (checked by [`conformance::check`]):
+/// - [`insert_if_absent`](Self::insert_if_absent) is atomic: of any number of concurrent
+///   calls with the same key, exactly one stores its job, the others get it as
+///   [`Insert::Duplicate`]. When it returns `Ok`, the job is as durable as the store
+///   promises to be: the engine answers the submission only then.
+/// - A binding is live for `ttl` after it was made; an expired one is replaced by the
+///   next insert with its key (the old job stays, under its id).
+/// - [`save`](Self::save) replaces a job's progress; [`get`](Self::get) returns the last
+///   one saved.
+/// - [`unsettled`](Self::unsettled) returns every job whose progress is not settled.
 pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Binds `key` (already scoped to the tenant) to `job` and stores `job`, unless a
-    /// binding made less than `ttl` ago exists.
-    fn insert_if_absent(&self, key: &str, job: Arc<JobRecord>, ttl: Duration, now: Instant) -> Insert;
+    /// Binds `job.key` to `job` and stores `job`, unless a binding made less than `ttl`
+    /// before `now` exists.
+    fn insert_if_absent<'a>(&'a self, job: &'a StoredJob, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Insert>;
 
-    /// The job `key` is bound to, if the binding is less than `ttl` old.
-    fn find(&self, key: &str, ttl: Duration, now: Instant) -> Option<Arc<JobRecord>>;
-
-    /// Undoes an [`Insert::Inserted`]: removes the job and, if still bound to it, the key.
-    /// Used when admission control refuses a job after the key was claimed.
-    fn remove(&self, key: &str, job_id: &str);
+    /// The job `key` is bound to, if the binding is less than `ttl` old at `now`.
+    fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>>;
 
     /// The job with this id.
-    fn get(&self, job_id: &str) -> Option<Arc<JobRecord>>;
+    fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>>;
 
-    /// Called after every change of a job's progress; a durable store persists it here.
-    fn updated(&self, _job: &JobRecord) {}
+    /// Replaces the progress of the job `job_id` (a job the store no longer has is
+    /// ignored).
+    fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()>;
 
-    /// Drops keys bound more than `ttl` ago and jobs finished more than `retention` ago.
-    /// Returns how many entries were removed.
-    fn sweep(&self, now: Instant, ttl: Duration, retention: Duration) -> usize;
+    /// Every job whose progress is not settled: what the engine resumes at start.
+    fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>>;
+
+    /// Drops bindings made more than `ttl` before `now` and settled jobs finished more
+    /// than `retention` before `now`. Returns how many entries were removed.
+    fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize>;
 
     /// How many jobs are stored.
-    fn len(&self) -> usize;
+    fn len(&self) -> StoreFuture<'_, usize>;
+}
 
-    /// Whether no job is stored.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// Whether a binding made at `bound_at` is still live at `now`: a clock that stepped
+/// back counts as no time passed, so a binding never expires early.
+pub(crate) fn binding_is_live(bound_at: SystemTime, now: SystemTime, ttl: Duration) -> bool {
+    now.duration_since(bound_at).unwrap_or(Duration::ZERO) < ttl
+}
+
+/// `now - by`, or the epoch when that is not representable.
+pub(crate) fn before(now: SystemTime, by: Duration) -> SystemTime {
+    now.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH)
 }

@@ -2,14 +2,17 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use ezthrottle_core::protocol::{
     Attempt, AttemptOutcome, ChildJob, Job, JobSnapshot, JobStatus, TargetResponse, WebhookDeliveries, WebhookQuorum,
 };
+use serde::{Deserialize, Serialize};
 
+use super::{StoreError, StoredJob, StoredProgress};
 use crate::util::lock;
 
 /// One request made to a target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AttemptRecord {
     pub(crate) job_path: Arc<str>,
     pub(crate) url: Arc<str>,
@@ -33,7 +36,8 @@ impl AttemptRecord {
 }
 
 /// Progress details, allocated only once the job starts (keeps queued jobs small).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct Detail {
     pub(crate) attempts: Vec<AttemptRecord>,
     pub(crate) response: Option<TargetResponse>,
@@ -42,15 +46,18 @@ pub(crate) struct Detail {
     pub(crate) quorum_met: Option<bool>,
     pub(crate) children: Vec<ChildJob>,
     pub(crate) on_failure_spawned: bool,
+    /// The children the outcome calls for were submitted.
+    pub(crate) children_submitted: bool,
     pub(crate) events: Vec<String>,
 }
 
-/// The mutable part of a job.
-#[derive(Debug)]
+/// The mutable part of a job: what its progress document holds.
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct JobState {
     pub(crate) status: JobStatus,
     pub(crate) started_at_ms: u64,
     pub(crate) finished_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     detail: Option<Box<Detail>>,
 }
 
@@ -62,14 +69,39 @@ impl JobState {
     pub(crate) fn detail_ref(&self) -> Option<&Detail> {
         self.detail.as_deref()
     }
+
+    /// Nothing is left to do: finished, children submitted, every delivery ended.
+    pub(crate) fn settled(&self, has_children: bool, webhooks: usize) -> bool {
+        if !self.status.is_finished() {
+            return false;
+        }
+        let detail = self.detail_ref();
+        let children_done = !has_children || detail.is_some_and(|d| d.children_submitted);
+        let delivered = webhooks == 0
+            || detail.is_some_and(|d| {
+                d.quorum_met.is_some()
+                    && d.deliveries.len() == webhooks
+                    && d.deliveries.iter().all(|d| d.outcome != ezthrottle_core::protocol::DeliveryOutcome::Pending)
+            });
+        children_done && delivered
+    }
 }
 
-/// A job held by a [`JobStore`](super::JobStore): the submission and its progress.
+/// The submission document: what a job was, written once.
+#[derive(Serialize, Deserialize)]
+struct Submission<'a> {
+    tenant: std::borrow::Cow<'a, str>,
+    idempotent_key: std::borrow::Cow<'a, str>,
+    accepted_at_ms: u64,
+    job: std::borrow::Cow<'a, Job>,
+}
+
+/// A job as the engine runs it: the submission and its progress (a [`StoredJob`] decoded).
 ///
 /// The submitted job is immutable; the progress sits behind a lock the engine updates as
-/// the job runs. A durable store persists it from [`JobStore::updated`](super::JobStore::updated).
+/// the job runs, and the engine saves it ([`Shared::persist`](crate::engine::Shared::persist)) after each change.
 #[derive(Debug)]
-pub struct JobRecord {
+pub(crate) struct JobRecord {
     id: Box<str>,
     tenant: Arc<str>,
     idempotent_key: Arc<str>,
@@ -99,12 +131,12 @@ impl JobRecord {
     }
 
     /// The job id (`job_<unix ms>_<sequence>`).
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// The tenant (API key) the job belongs to.
-    pub fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         &self.tenant
     }
 
@@ -113,28 +145,71 @@ impl JobRecord {
     }
 
     /// The idempotency key the job was deduplicated on (given or derived).
-    pub fn idempotent_key(&self) -> &str {
+    pub(crate) fn idempotent_key(&self) -> &str {
         &self.idempotent_key
     }
 
     /// The job as submitted.
-    pub fn job(&self) -> &Job {
+    pub(crate) fn job(&self) -> &Job {
         &self.job
     }
 
     /// When the job was accepted, Unix milliseconds.
-    pub fn accepted_at_ms(&self) -> u64 {
+    pub(crate) fn accepted_at_ms(&self) -> u64 {
         self.accepted_at_ms
     }
 
     /// Whether the submission answered `racing` (several regions in race mode).
-    pub fn racing(&self) -> bool {
+    pub(crate) fn racing(&self) -> bool {
         self.racing
     }
 
     /// The job's current status.
-    pub fn status(&self) -> JobStatus {
+    pub(crate) fn status(&self) -> JobStatus {
         self.state().status
+    }
+
+    /// The row a store keeps for this job, bound to `key` (the tenant-scoped key).
+    pub(crate) fn to_stored(&self, key: &str) -> Result<StoredJob, StoreError> {
+        let submission = Submission {
+            tenant: (&*self.tenant).into(),
+            idempotent_key: (&*self.idempotent_key).into(),
+            accepted_at_ms: self.accepted_at_ms,
+            job: std::borrow::Cow::Borrowed(&self.job),
+        };
+        let submission = serde_json::to_vec(&submission)
+            .map_err(|err| StoreError::with_source("encoding a submission", err))?;
+        Ok(StoredJob { id: self.id.to_string(), key: key.to_owned(), submission: Bytes::from(submission), progress: self.progress()? })
+    }
+
+    /// The job's progress as a store keeps it.
+    pub(crate) fn progress(&self) -> Result<StoredProgress, StoreError> {
+        let state = self.state();
+        let document =
+            serde_json::to_vec(&*state).map_err(|err| StoreError::with_source("encoding a job's progress", err))?;
+        let has_children = self.job.on_success.is_some() || self.job.on_failure.is_some();
+        Ok(StoredProgress {
+            settled: state.settled(has_children, self.job.webhooks.len()),
+            finished_at: (state.finished_at_ms != 0).then(|| instant(state.finished_at_ms)),
+            document: Bytes::from(document),
+        })
+    }
+
+    /// The job a store row holds.
+    pub(crate) fn from_stored(stored: &StoredJob) -> Result<Self, StoreError> {
+        let submission: Submission<'_> = serde_json::from_slice(&stored.submission)
+            .map_err(|err| StoreError::with_source(format!("job {}: an unreadable submission", stored.id), err))?;
+        let state: JobState = serde_json::from_slice(&stored.progress.document)
+            .map_err(|err| StoreError::with_source(format!("job {}: unreadable progress", stored.id), err))?;
+        let mut record = Self::new(
+            stored.id.clone(),
+            Arc::from(submission.tenant.as_ref()),
+            Arc::from(submission.idempotent_key.as_ref()),
+            submission.job.into_owned(),
+            submission.accepted_at_ms,
+        );
+        record.state = Mutex::new(state);
+        Ok(record)
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, JobState> {
@@ -142,7 +217,7 @@ impl JobRecord {
     }
 
     /// What `GET /api/v1/jobs/{id}` answers.
-    pub fn snapshot(&self) -> JobSnapshot {
+    pub(crate) fn snapshot(&self) -> JobSnapshot {
         let state = self.state();
         let nonzero = |ms: u64| if ms == 0 { None } else { Some(instant(ms)) };
         let mut snapshot =

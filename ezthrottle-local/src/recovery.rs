@@ -1,0 +1,77 @@
+//! Resuming the store's unsettled jobs at start.
+//!
+//! - A queued job goes back in its lane (not before its `retry_at`).
+//! - A running job runs again from its first step (at-least-once): the attempt the stop
+//!   interrupted is marked `interrupted`, and the attempts made before count against its
+//!   retry policy.
+//! - A finished job submits the children and delivers the webhooks its saved progress
+//!   does not show as done.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use ezthrottle_core::protocol::{AttemptOutcome, JobStatus};
+use tokio::time::Instant;
+
+use crate::engine::Shared;
+use crate::executor::Outcome;
+use crate::pacing::host_key;
+use crate::store::{JobRecord, StoreError};
+use crate::util::now_ms;
+
+/// Resumes every unsettled job of the store; returns how many.
+///
+/// # Errors
+///
+/// The store could not list its jobs. A job whose documents cannot be read is logged and
+/// left in the store.
+pub(crate) async fn resume(shared: &Arc<Shared>) -> Result<usize, StoreError> {
+    let jobs = shared.store.unsettled().await?;
+    let now = Instant::now();
+    let mut resumed = 0;
+    for stored in &jobs {
+        let record = match JobRecord::from_stored(stored) {
+            Ok(record) => Arc::new(record),
+            Err(err) => {
+                tracing::error!(job_id = stored.id, error = %ezthrottle_core::ErrorChain(&err), "a stored job cannot be read");
+                continue;
+            }
+        };
+        let status = record.status();
+        if status.is_finished() {
+            let (task_shared, record) = (Arc::clone(shared), Arc::clone(&record));
+            shared.spawn(async move {
+                let outcome = Outcome::recorded(&record);
+                crate::executor::settle(&task_shared, &record, &outcome).await;
+            });
+        } else {
+            let Some(host) = url::Url::parse(&record.job().url).ok().as_ref().and_then(host_key) else {
+                continue;
+            };
+            if status == JobStatus::Running {
+                interrupt(&record);
+                shared.persist(&record).await;
+            }
+            shared.metrics.queued.fetch_add(1, Relaxed);
+            crate::submit::schedule(shared, &host, record, now);
+        }
+        resumed += 1;
+    }
+    Ok(resumed)
+}
+
+/// Marks the attempts in flight when the engine stopped as interrupted.
+fn interrupt(record: &JobRecord) {
+    let mut state = record.state();
+    let detail = state.detail();
+    let mut interrupted = 0;
+    for attempt in detail.attempts.iter_mut().filter(|attempt| attempt.outcome == AttemptOutcome::InFlight) {
+        attempt.outcome = AttemptOutcome::Interrupted;
+        attempt.error.get_or_insert_with(|| "the engine stopped before the target answered".into());
+        interrupted += 1;
+    }
+    detail.events.push(format!(
+        "resumed after an engine restart at {} (unix ms); {interrupted} attempt(s) interrupted",
+        now_ms()
+    ));
+}

@@ -1,0 +1,352 @@
+//! The durable store: one SQLite file in WAL mode, one writer thread with group commit.
+//!
+//! Every write goes to the writer thread, which takes all the writes waiting (up to
+//! [`MAX_BATCH`]), runs them in one transaction and answers each only after the commit:
+//! one fsync acknowledges a whole batch. Reads run on a second connection (WAL lets it
+//! read while the writer writes).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use tokio::sync::oneshot;
+
+use super::{Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, binding_is_live};
+use crate::util::lock;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// The schema this version writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY NOT NULL,
+    key TEXT NOT NULL,
+    submission BLOB NOT NULL,
+    settled INTEGER NOT NULL,
+    finished_at_ms INTEGER,
+    progress BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_unsettled ON jobs (settled) WHERE settled = 0;
+CREATE TABLE IF NOT EXISTS bindings (
+    key TEXT PRIMARY KEY NOT NULL,
+    job_id TEXT NOT NULL,
+    bound_at_ms INTEGER NOT NULL
+);
+";
+
+const JOB_COLUMNS: &str = "id, key, submission, settled, finished_at_ms, progress";
+
+enum Write {
+    Insert { job: StoredJob, ttl: Duration, now: SystemTime, reply: oneshot::Sender<Result<Insert, StoreError>> },
+    Save { job_id: String, progress: StoredProgress, reply: oneshot::Sender<Result<(), StoreError>> },
+    Sweep { now: SystemTime, ttl: Duration, retention: Duration, reply: oneshot::Sender<Result<usize, StoreError>> },
+}
+
+/// Jobs in one SQLite file (WAL, `synchronous = FULL`): a submission is answered only
+/// after the transaction holding it is on disk. The binary's default
+/// ([`StoreLocation::binary_default`](super::StoreLocation::binary_default)).
+///
+/// The file holds every job as submitted, credentials included: on Unix it is created
+/// readable and writable by its owner only.
+pub struct SqliteStore {
+    path: PathBuf,
+    writes: mpsc::Sender<Write>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn sql_error(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |err| StoreError::with_source(format!("sqlite: {what}"), err)
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn from_unix_ms(ms: i64) -> SystemTime {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+impl SqliteStore {
+    /// Opens the store in `path`, creating the file and its schema when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the file cannot be opened or created, or it holds a schema newer
+    /// than this version knows.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        create_private(&path)?;
+        let writer = Connection::open(&path).map_err(sql_error("opening the file"))?;
+        writer.busy_timeout(Duration::from_secs(5)).map_err(sql_error("setting the busy timeout"))?;
+        writer.pragma_update(None, "journal_mode", "WAL").map_err(sql_error("switching to WAL"))?;
+        writer.pragma_update(None, "synchronous", "FULL").map_err(sql_error("setting synchronous"))?;
+        let version: i64 =
+            writer.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(sql_error("reading the schema"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::new(format!(
+                "{} has schema version {version}; this engine knows {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        writer.execute_batch(SCHEMA).map_err(sql_error("creating the schema"))?;
+        writer.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error("writing the schema version"))?;
+        let reader = Connection::open(&path).map_err(sql_error("opening the reader"))?;
+        reader.busy_timeout(Duration::from_secs(5)).map_err(sql_error("setting the busy timeout"))?;
+        let (writes, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ezthrottle-sqlite-writer".into())
+            .spawn(move || write_loop(writer, &queue))
+            .map_err(|err| StoreError::with_source("starting the writer thread", err))?;
+        Ok(Self { path, writes, reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> StoreFuture<'_, T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.writes.send(make(reply));
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(StoreError::new("sqlite: the writer thread stopped"));
+            }
+            answer.await.map_err(|_| StoreError::new("sqlite: the writer thread stopped"))?
+        })
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let reader = Arc::clone(&self.reader);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || query(&lock(&reader)))
+                .await
+                .map_err(|err| StoreError::with_source("sqlite: the reading task failed", err))?
+        })
+    }
+}
+
+/// Creates the file readable by its owner only (it holds credentials), if missing.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|err| StoreError::with_source(format!("sqlite: cannot open {}", path.display()), err))
+}
+
+fn write_loop(mut connection: Connection, queue: &mpsc::Receiver<Write>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        commit(&mut connection, batch);
+    }
+}
+
+/// The answer of one write, held until the transaction commits.
+enum Done {
+    Insert(oneshot::Sender<Result<Insert, StoreError>>, Result<Insert, StoreError>),
+    Save(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Sweep(oneshot::Sender<Result<usize, StoreError>>, Result<usize, StoreError>),
+}
+
+fn commit(connection: &mut Connection, batch: Vec<Write>) {
+    let transaction = match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(transaction) => transaction,
+        Err(err) => {
+            let message = format!("sqlite: beginning a transaction: {err}");
+            for write in batch {
+                fail(write, &message);
+            }
+            return;
+        }
+    };
+    let done: Vec<Done> = batch
+        .into_iter()
+        .map(|write| match write {
+            Write::Insert { job, ttl, now, reply } => Done::Insert(reply, insert(&transaction, &job, ttl, now)),
+            Write::Save { job_id, progress, reply } => Done::Save(reply, save(&transaction, &job_id, &progress)),
+            Write::Sweep { now, ttl, retention, reply } => Done::Sweep(reply, sweep(&transaction, now, ttl, retention)),
+        })
+        .collect();
+    let committed = transaction.commit().map_err(|err| format!("sqlite: committing: {err}"));
+    for done in done {
+        // A caller that went away (a dropped request) no longer needs its answer.
+        match (done, &committed) {
+            (Done::Insert(reply, answer), Ok(())) => drop(reply.send(answer)),
+            (Done::Save(reply, answer), Ok(())) => drop(reply.send(answer)),
+            (Done::Sweep(reply, answer), Ok(())) => drop(reply.send(answer)),
+            (Done::Insert(reply, _), Err(message)) => drop(reply.send(Err(StoreError::new(message.clone())))),
+            (Done::Save(reply, _), Err(message)) => drop(reply.send(Err(StoreError::new(message.clone())))),
+            (Done::Sweep(reply, _), Err(message)) => drop(reply.send(Err(StoreError::new(message.clone())))),
+        }
+    }
+}
+
+fn fail(write: Write, message: &str) {
+    match write {
+        Write::Insert { reply, .. } => drop(reply.send(Err(StoreError::new(message)))),
+        Write::Save { reply, .. } => drop(reply.send(Err(StoreError::new(message)))),
+        Write::Sweep { reply, .. } => drop(reply.send(Err(StoreError::new(message)))),
+    }
+}
+
+fn job_from_row(row: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<StoredJob> {
+    Ok(StoredJob {
+        id: row.get(offset)?,
+        key: row.get(offset + 1)?,
+        submission: Bytes::from(row.get::<_, Vec<u8>>(offset + 2)?),
+        progress: StoredProgress {
+            settled: row.get::<_, i64>(offset + 3)? != 0,
+            finished_at: row.get::<_, Option<i64>>(offset + 4)?.map(from_unix_ms),
+            document: Bytes::from(row.get::<_, Vec<u8>>(offset + 5)?),
+        },
+    })
+}
+
+fn bound_job(connection: &Connection, key: &str) -> Result<Option<(SystemTime, StoredJob)>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT b.bound_at_ms, j.id, j.key, j.submission, j.settled, j.finished_at_ms, j.progress \
+             FROM bindings b JOIN jobs j ON j.id = b.job_id WHERE b.key = ?1",
+        )
+        .map_err(sql_error("preparing a lookup"))?;
+    statement
+        .query_row(params![key], |row| Ok((from_unix_ms(row.get(0)?), job_from_row(row, 1)?)))
+        .optional()
+        .map_err(sql_error("looking a key up"))
+}
+
+fn insert(connection: &Connection, job: &StoredJob, ttl: Duration, now: SystemTime) -> Result<Insert, StoreError> {
+    if let Some((bound_at, existing)) = bound_job(connection, &job.key)?
+        && binding_is_live(bound_at, now, ttl)
+    {
+        return Ok(Insert::Duplicate(existing));
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO jobs (id, key, submission, settled, finished_at_ms, progress) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                job.id,
+                job.key,
+                &job.submission[..],
+                i64::from(job.progress.settled),
+                job.progress.finished_at.map(unix_ms),
+                &job.progress.document[..],
+            ])
+        })
+        .map_err(sql_error("inserting a job"))?;
+    connection
+        .prepare_cached("INSERT OR REPLACE INTO bindings (key, job_id, bound_at_ms) VALUES (?1, ?2, ?3)")
+        .and_then(|mut statement| statement.execute(params![job.key, job.id, unix_ms(now)]))
+        .map_err(sql_error("binding a key"))?;
+    Ok(Insert::Inserted)
+}
+
+fn save(connection: &Connection, job_id: &str, progress: &StoredProgress) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE jobs SET settled = ?2, finished_at_ms = ?3, progress = ?4 WHERE id = ?1")
+        .and_then(|mut statement| {
+            statement.execute(params![
+                job_id,
+                i64::from(progress.settled),
+                progress.finished_at.map(unix_ms),
+                &progress.document[..],
+            ])
+        })
+        .map(drop)
+        .map_err(sql_error("saving progress"))
+}
+
+fn sweep(connection: &Connection, now: SystemTime, ttl: Duration, retention: Duration) -> Result<usize, StoreError> {
+    let keys = connection
+        .execute("DELETE FROM bindings WHERE bound_at_ms <= ?1", params![unix_ms(before(now, ttl))])
+        .map_err(sql_error("sweeping keys"))?;
+    let jobs = connection
+        .execute(
+            "DELETE FROM jobs WHERE settled = 1 AND finished_at_ms < ?1",
+            params![unix_ms(before(now, retention))],
+        )
+        .map_err(sql_error("sweeping jobs"))?;
+    Ok(keys + jobs)
+}
+
+impl JobStore for SqliteStore {
+    fn insert_if_absent<'a>(&'a self, job: &'a StoredJob, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Insert> {
+        self.write(|reply| Write::Insert { job: job.clone(), ttl, now, reply })
+    }
+
+    fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>> {
+        let key = key.to_owned();
+        self.read(move |connection| {
+            Ok(bound_job(connection, &key)?
+                .filter(|(bound_at, _)| binding_is_live(*bound_at, now, ttl))
+                .map(|(_, job)| job))
+        })
+    }
+
+    fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>> {
+        let job_id = job_id.to_owned();
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+                .and_then(|mut statement| statement.query_row(params![job_id], |row| job_from_row(row, 0)).optional())
+                .map_err(sql_error("reading a job"))
+        })
+    }
+
+    fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
+        self.write(|reply| Write::Save { job_id: job_id.to_owned(), progress: progress.clone(), reply })
+    }
+
+    fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
+        self.read(|connection| {
+            let mut statement = connection
+                .prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE settled = 0"))
+                .map_err(sql_error("preparing the recovery query"))?;
+            let rows = statement.query_map([], |row| job_from_row(row, 0)).map_err(sql_error("reading jobs"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error("reading jobs"))
+        })
+    }
+
+    fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
+        self.write(|reply| Write::Sweep { now, ttl, retention, reply })
+    }
+
+    fn len(&self) -> StoreFuture<'_, usize> {
+        self.read(|connection| {
+            let count: i64 = connection
+                .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))
+                .map_err(sql_error("counting jobs"))?;
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+}
