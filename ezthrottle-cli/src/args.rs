@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ezthrottle_core::Method;
-use ezthrottle_local::cli::LocalArgs;
+use ezthrottle_local::cli::{LocalArgs, parse_duration};
 
 /// `ezthrottle --help` (the long form; `-h` shows the first line).
 const LONG_ABOUT: &str = "\
@@ -263,15 +263,6 @@ pub(crate) struct VerifyArgs {
     /// Verify as if the time were this, Unix seconds (default: now).
     #[arg(long, value_name = "UNIX_SECS", allow_negative_numbers = true)]
     pub(crate) now: Option<i64>,
-}
-
-/// `30s`, `2m`, `1h 30m`, `500ms`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(text).map_err(|err| format!("{err} (expected e.g. 30s, 2m, 500ms)"))
 }
 
 /// An HTTP method, any case.

@@ -55,7 +55,9 @@ fn command() -> tokio::process::Command {
             command.env_remove(name);
         }
     }
-    command.env("RUST_LOG", "warn").kill_on_drop(true);
+    // `ezthrottle local` keeps its jobs in memory here: its default is a SQLite file in
+    // the working directory, which would outlive the test.
+    command.env("RUST_LOG", "warn").env("EZTHROTTLE_LOCAL_STORE", "memory:").kill_on_drop(true);
     command
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::engine::{Engine, EngineBuilder};
+use crate::store::StoreLocation;
 use ezthrottle_core::protocol::{InvalidPace, Pace};
 
 /// Options of `ezthrottle-local`; each has an `EZTHROTTLE_LOCAL_*` environment variable.
@@ -66,7 +67,42 @@ pub struct LocalArgs {
     /// with a warning that names its path.
     #[arg(long, env = "EZTHROTTLE_LOCAL_REJECT_UNKNOWN_FIELDS")]
     pub reject_unknown_fields: bool,
+
+    /// Where jobs are kept: `sqlite:PATH` (durable: jobs survive a crash or a restart) or
+    /// `memory:` (throwaway runs).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_STORE", default_value_t = StoreLocation::binary_default())]
+    pub store: StoreLocation,
+
+    /// On SIGTERM or SIGINT, how long running attempts and webhook deliveries may finish
+    /// (`30s`, `500ms`, `2m`); what is left is kept in the store for the next start.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_grace)]
+    pub shutdown_grace: Duration,
 }
+
+/// A duration flag: `30s`, `2m`, `500ms` (humantime), or bare seconds (`30`). The one
+/// parser of every duration flag of `ezthrottle-local` and `ezthrottle`.
+///
+/// # Errors
+///
+/// A message naming the expected form.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("{err} (expected e.g. 30s, 2m, 500ms)"))
+}
+
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    let grace = parse_duration(text)?;
+    if grace > MAX_SHUTDOWN_GRACE {
+        return Err(format!("{text:?} is longer than the most allowed, 1h"));
+    }
+    Ok(grace)
+}
+
+/// The longest `--shutdown-grace`.
+const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3_600);
 
 impl std::fmt::Debug for LocalArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +119,9 @@ impl std::fmt::Debug for LocalArgs {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_queued_jobs", &self.max_queued_jobs)
             .field("idempotency_ttl_secs", &self.idempotency_ttl_secs)
+            .field("reject_unknown_fields", &self.reject_unknown_fields)
+            .field("store", &self.store)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -100,7 +139,9 @@ impl LocalArgs {
             .default_pace(Pace::new(self.default_rps, self.default_max_concurrent)?)
             .max_body_bytes(self.max_body_bytes)
             .max_queued_jobs(self.max_queued_jobs)
-            .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs));
+            .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs))
+            .store_at(self.store.clone())
+            .shutdown_grace(self.shutdown_grace);
         for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
             builder = builder.api_key(key.trim());
         }

@@ -24,6 +24,8 @@ mod peer_spellings;
 mod proxy;
 #[path = "engine/redirects.rs"]
 mod redirects;
+#[path = "engine/store.rs"]
+mod store;
 #[path = "engine/validation.rs"]
 mod validation;
 #[path = "engine/webhooks.rs"]

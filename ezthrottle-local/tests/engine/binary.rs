@@ -6,7 +6,8 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prints_its_address_serves_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ezthrottle-local"))
-        .args(["--bind", "127.0.0.1:0", "--api-key", "ck_bin", "--webhook-secret", "binary_secret_0123456"])
+        .args(["--bind", "127.0.0.1:0", "--store", "memory:", "--api-key", "ck_bin"])
+        .args(["--webhook-secret", "binary_secret_0123456"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -9,6 +9,7 @@
 //! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
 //!   required) with a clear message when it is not installed, never a hang;
 //! - [`post_unending`]: a request whose body never ends, to prove an answer came first;
+//! - [`TempDir`]: a scratch directory (a store file) removed when dropped;
 //! - [`eventually`] and [`poll`]: waits with a bounded [`DEADLINE`] instead of sleeps;
 //! - [`webhook`]: signing secrets, the signing clock and payloads for webhook receivers;
 //! - with the `engine` feature, [`engine`]: the in-process engine (`ezthrottle-local`) and
@@ -23,6 +24,7 @@
 mod net;
 mod redis;
 mod server;
+mod temp;
 mod unending;
 mod wait;
 
@@ -33,5 +35,6 @@ pub mod webhook;
 pub use net::{BlackHole, CountingResolver, HangUp, refused_addr, refused_url, serve, serve_with_peer_addr};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
+pub use temp::TempDir;
 pub use unending::{ANSWER_WITHIN, post_unending};
 pub use wait::{DEADLINE, eventually, poll};

@@ -1,0 +1,192 @@
+//! The store port: the contract suite against every store (one written here, outside the
+//! crate), recovery after an abrupt stop, and the drain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use ezthrottle_core::Pace;
+use ezthrottle_local::store::{
+    Insert, JobStore, MemoryStore, SqliteStore, StoreFuture, StoredJob, StoredProgress, conformance,
+};
+use ezthrottle_test_support::TempDir;
+use serde_json::json;
+
+use crate::support::*;
+
+/// A store written outside the crate: a [`MemoryStore`] that counts the writes, proving
+/// the trait can be implemented by users.
+#[derive(Debug, Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    writes: AtomicUsize,
+}
+
+impl JobStore for CountingStore {
+    fn insert_if_absent<'a>(&'a self, job: &'a StoredJob, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Insert> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.insert_if_absent(job, ttl, now)
+    }
+    fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>> {
+        self.inner.find(key, ttl, now)
+    }
+    fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>> {
+        self.inner.get(job_id)
+    }
+    fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.save(job_id, progress)
+    }
+    fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
+        self.inner.unsettled()
+    }
+    fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
+        self.inner.sweep(now, ttl, retention)
+    }
+    fn len(&self) -> StoreFuture<'_, usize> {
+        self.inner.len()
+    }
+}
+
+/// A store that binds every key again: the suite must catch it.
+#[derive(Debug, Default)]
+struct ForgetfulStore(MemoryStore);
+
+impl JobStore for ForgetfulStore {
+    fn insert_if_absent<'a>(&'a self, job: &'a StoredJob, _ttl: Duration, now: SystemTime) -> StoreFuture<'a, Insert> {
+        self.0.insert_if_absent(job, Duration::ZERO, now)
+    }
+    fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>> {
+        self.0.find(key, ttl, now)
+    }
+    fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>> {
+        self.0.get(job_id)
+    }
+    fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
+        self.0.save(job_id, progress)
+    }
+    fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
+        self.0.unsettled()
+    }
+    fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
+        self.0.sweep(now, ttl, retention)
+    }
+    fn len(&self) -> StoreFuture<'_, usize> {
+        self.0.len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_keeps_the_contract() {
+    conformance::check(&MemoryStore::new()).await.expect("MemoryStore");
+    let dir = TempDir::new("conformance");
+    let sqlite = SqliteStore::open(dir.join("jobs.sqlite3")).expect("open");
+    conformance::check(&sqlite).await.expect("SqliteStore");
+    let counting = CountingStore::default();
+    conformance::check(&counting).await.expect("a store written outside the crate");
+    assert!(counting.writes.load(Ordering::Relaxed) > 0);
+    let broken = conformance::check(&ForgetfulStore::default()).await;
+    assert!(broken.is_err(), "the suite passed a store that binds a live key twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_keeps_jobs_and_keys_across_reopening() {
+    let dir = TempDir::new("reopen");
+    let path = dir.join("jobs.sqlite3");
+    let job = StoredJob {
+        id: "job_1".into(),
+        key: "tenant\nkey".into(),
+        submission: "submission".into(),
+        progress: StoredProgress { settled: false, finished_at: None, document: "progress".into() },
+    };
+    let now = SystemTime::now();
+    let store = SqliteStore::open(&path).expect("open");
+    assert!(matches!(store.insert_if_absent(&job, Duration::from_secs(60), now).await, Ok(Insert::Inserted)));
+    drop(store);
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.get("job_1").await.expect("get"), Some(job.clone()));
+    let repeat = StoredJob { id: "job_2".into(), ..job.clone() };
+    let again = store.insert_if_absent(&repeat, Duration::from_secs(60), now);
+    assert!(matches!(again.await, Ok(Insert::Duplicate(existing)) if existing.id == "job_1"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the file holds credentials: {mode:o}");
+    }
+}
+
+fn sqlite(path: &std::path::Path) -> Arc<dyn JobStore> {
+    Arc::new(SqliteStore::open(path).expect("open the store"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_stopped_abruptly_resumes_its_jobs_on_the_same_store() {
+    let dir = TempDir::new("resume");
+    let path = dir.join("jobs.sqlite3");
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    let running = api
+        .submit_ok(&job(
+            &target.url("/slow/1500"),
+            json!({"idempotent_key": "resume-running", "webhooks": [{"url": target.url("/hook")}]}),
+        ))
+        .await;
+    let later = SystemTime::now() + Duration::from_millis(1500);
+    let retry_at = later.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let queued =
+        api.submit_ok(&job(&target.url("/ok?queued"), json!({"idempotent_key": "resume-queued", "retry_at": retry_at}))).await;
+    target.wait_hits("/slow/1500", 1).await;
+    // No drain: the tasks are dropped mid-attempt, as a crash would.
+    drop(engine);
+
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    let done = api.wait_delivered(&running).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    let outcomes: Vec<&str> = done["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["interrupted", "success"], "{done:#}");
+    assert!(done["events"].to_string().contains("resumed after an engine restart"), "{done:#}");
+    assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
+    assert_eq!(target.hits("/slow/1500").len(), 2);
+    let done = api.wait_terminal(&queued).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    // The keys survived: a repeat answers the original job.
+    let (status, again) = api.submit(&job(&target.url("/slow/1500"), json!({"idempotent_key": "resume-running"}))).await;
+    assert_eq!((status, again["job_id"].as_str(), again["duplicate"].as_bool()), (200, Some(running.as_str()), Some(true)));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_finishes_running_attempts_refuses_submissions_and_keeps_the_queue() {
+    let dir = TempDir::new("drain");
+    let path = dir.join("jobs.sqlite3");
+    let target = Server::start().await;
+    let pace = Pace::new(100.0, 1).unwrap();
+    let builder = || fast_engine().pace("127.0.0.1", pace).shutdown_grace(Duration::from_secs(10));
+    let (engine, api) = start(builder().store(sqlite(&path))).await;
+    let running = api
+        .submit_ok(&job(&target.url("/slow/800"), json!({"webhooks": [{"url": target.url("/hook")}]})))
+        .await;
+    // One request in flight per host: this one waits for the first to end.
+    let waiting = api.submit_ok(&job(&target.url("/ok?waiting"), json!({}))).await;
+    target.wait_hits("/slow/800", 1).await;
+    let drain = tokio::spawn(engine.shutdown());
+    let refused = ezthrottle_test_support::poll("a 503 during the drain", || async {
+        let response = api.submit_response(job(&target.url("/ok?late"), json!({})).to_string()).await;
+        (response.status() == 503).then(|| response.headers().get("retry-after").cloned())
+    })
+    .await;
+    assert!(refused.is_some(), "a 503 without Retry-After");
+    tokio::time::timeout(Duration::from_secs(10), drain).await.expect("the drain ends within its grace").unwrap();
+    assert!(target.hits("/ok?waiting").is_empty(), "a queued job started during the drain");
+    assert_eq!(target.hits("/hook").len(), 1, "the running job's webhook was delivered during the drain");
+
+    let (engine, api) = start(builder().store(sqlite(&path))).await;
+    let done = api.job(&running).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 1, "the attempt finished in the drain: {done:#}");
+    assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
+    let done = api.wait_terminal(&waiting).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    engine.shutdown().await;
+}
