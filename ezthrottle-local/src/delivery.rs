@@ -70,11 +70,8 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, record: &Arc<JobRecord>, outco
         let pending: Vec<usize> = (0..detail.deliveries.len())
             .filter(|&index| detail.deliveries.get(index).is_some_and(|d| d.outcome == DeliveryOutcome::Pending))
             .collect();
-        let votes = detail
-            .deliveries
-            .iter()
-            .filter(|d| d.has_quorum_vote && d.outcome == DeliveryOutcome::Delivered)
-            .count();
+        let votes =
+            detail.deliveries.iter().filter(|d| d.has_quorum_vote && d.outcome == DeliveryOutcome::Delivered).count();
         (pending, u32::try_from(votes).unwrap_or(u32::MAX), detail.quorum_met == Some(true))
     };
     let mut deliveries: FuturesUnordered<_> = pending
@@ -116,13 +113,7 @@ enum Delivered {
     Stopped,
 }
 
-async fn deliver_one(
-    shared: &Arc<Shared>,
-    record: &Arc<JobRecord>,
-    index: usize,
-    url: &str,
-    body: Bytes,
-) -> Delivered {
+async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize, url: &str, body: Bytes) -> Delivered {
     let config = &shared.config;
     let attempts = config.webhook_attempts.max(1);
     let allowed = url::Url::parse(url).is_ok_and(|parsed| config.host_allowed(&parsed));

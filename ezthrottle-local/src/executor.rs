@@ -259,9 +259,10 @@ async fn run_lane(
 ) -> Outcome {
     let policy = Policy::of(job, regions.len());
     // Attempts made before a restart count against the policy (none for a new job).
-    let earlier = record.state().detail_ref().map_or(0, |detail| {
-        detail.attempts.iter().filter(|attempt| attempt.job_path == *path).count()
-    });
+    let earlier = record
+        .state()
+        .detail_ref()
+        .map_or(0, |detail| detail.attempts.iter().filter(|attempt| attempt.job_path == *path).count());
     let (mut region_index, mut reroutes) = (0usize, 0u32);
     let mut retries = u32::try_from(earlier).unwrap_or(u32::MAX);
     loop {

@@ -12,7 +12,7 @@ use crate::engine::Shared;
 
 pub(crate) async fn answer(shared: &Shared) -> ApiResponse {
     // A store that cannot count its jobs says so instead of a made-up number.
-    let jobs = shared.store.len().await.ok();
+    let jobs = shared.store.count().await.ok();
     ApiResponse::json(
         StatusCode::OK,
         &json!({

@@ -9,8 +9,8 @@ use http::StatusCode;
 use super::error::{bad_request, json_error, unauthorized};
 use super::{ApiResponse, read_body};
 use crate::engine::Shared;
-use crate::submit::{Admission, SubmitError, accept};
 use crate::store::JobRecord;
+use crate::submit::{Admission, SubmitError, accept};
 
 /// At most this many ignored fields are named in the log for one job (a peer controls
 /// how many there are).

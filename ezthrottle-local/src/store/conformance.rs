@@ -99,8 +99,7 @@ async fn progress(store: &dyn JobStore) -> Result<(), Violation> {
     store.insert_if_absent(&job, TTL, at(0)).await?;
     let unsettled = store.unsettled().await?;
     expect(unsettled.iter().any(|j| j.id == "job_p"), || "a new job is not unsettled".into())?;
-    let settled =
-        StoredProgress { settled: true, finished_at: Some(at(5)), document: Bytes::from_static(b"finished") };
+    let settled = StoredProgress { settled: true, finished_at: Some(at(5)), document: Bytes::from_static(b"finished") };
     store.save("job_p", &settled).await?;
     let saved = store.get("job_p").await?.map(|job| job.progress);
     expect(saved.as_ref() == Some(&settled), || format!("get answered {saved:?} after save"))?;
@@ -127,12 +126,12 @@ async fn concurrent_inserts(store: &dyn JobStore) -> Result<(), Violation> {
 }
 
 async fn sweeping(store: &dyn JobStore) -> Result<(), Violation> {
-    let before = store.len().await?;
+    let before = store.count().await?;
     let old = job("job_old", "t\nkey-old", true, Some(at(0)));
     let running = job("job_running", "t\nkey-running", false, None);
     store.insert_if_absent(&old, TTL, at(0)).await?;
     store.insert_if_absent(&running, TTL, at(0)).await?;
-    expect(store.len().await? == before + 2, || "len did not count two new jobs".into())?;
+    expect(store.count().await? == before + 2, || "len did not count two new jobs".into())?;
     let removed = store.sweep(at(3_600), TTL, Duration::from_secs(600)).await?;
     expect(removed > 0, || "sweep removed nothing".into())?;
     expect(store.get("job_old").await?.is_none(), || "a settled job past retention survived".into())?;

@@ -28,7 +28,7 @@ pub struct MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("jobs", &self.count()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore").field("jobs", &self.job_count()).finish_non_exhaustive()
     }
 }
 
@@ -59,7 +59,7 @@ impl MemoryStore {
         lock(self.shard(&self.jobs, job_id)).get(job_id).cloned()
     }
 
-    fn count(&self) -> usize {
+    fn job_count(&self) -> usize {
         self.jobs.iter().map(|shard| lock(shard).len()).sum()
     }
 }
@@ -87,7 +87,9 @@ impl JobStore for MemoryStore {
     fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>> {
         let found = {
             let keys = lock(self.shard(&self.keys, key));
-            keys.get(key).filter(|binding| binding_is_live(binding.bound_at, now, ttl)).and_then(|b| self.job(&b.job_id))
+            keys.get(key)
+                .filter(|binding| binding_is_live(binding.bound_at, now, ttl))
+                .and_then(|b| self.job(&b.job_id))
         };
         Box::pin(std::future::ready(Ok(found)))
     }
@@ -130,7 +132,7 @@ impl JobStore for MemoryStore {
         Box::pin(std::future::ready(Ok(removed)))
     }
 
-    fn len(&self) -> StoreFuture<'_, usize> {
-        Box::pin(std::future::ready(Ok(self.count())))
+    fn count(&self) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(self.job_count())))
     }
 }

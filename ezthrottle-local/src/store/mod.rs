@@ -148,7 +148,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize>;
 
     /// How many jobs are stored.
-    fn len(&self) -> StoreFuture<'_, usize>;
+    fn count(&self) -> StoreFuture<'_, usize>;
 }
 
 /// Whether a binding made at `bound_at` is still live at `now`: a clock that stepped

@@ -177,9 +177,14 @@ impl JobRecord {
             accepted_at_ms: self.accepted_at_ms,
             job: std::borrow::Cow::Borrowed(&self.job),
         };
-        let submission = serde_json::to_vec(&submission)
-            .map_err(|err| StoreError::with_source("encoding a submission", err))?;
-        Ok(StoredJob { id: self.id.to_string(), key: key.to_owned(), submission: Bytes::from(submission), progress: self.progress()? })
+        let submission =
+            serde_json::to_vec(&submission).map_err(|err| StoreError::with_source("encoding a submission", err))?;
+        Ok(StoredJob {
+            id: self.id.to_string(),
+            key: key.to_owned(),
+            submission: Bytes::from(submission),
+            progress: self.progress()?,
+        })
     }
 
     /// The job's progress as a store keeps it.

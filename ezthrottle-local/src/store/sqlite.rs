@@ -92,8 +92,9 @@ impl SqliteStore {
         writer.busy_timeout(Duration::from_secs(5)).map_err(sql_error("setting the busy timeout"))?;
         writer.pragma_update(None, "journal_mode", "WAL").map_err(sql_error("switching to WAL"))?;
         writer.pragma_update(None, "synchronous", "FULL").map_err(sql_error("setting synchronous"))?;
-        let version: i64 =
-            writer.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(sql_error("reading the schema"))?;
+        let version: i64 = writer
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sql_error("reading the schema"))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::new(format!(
                 "{} has schema version {version}; this engine knows {SCHEMA_VERSION}",
@@ -291,10 +292,7 @@ fn sweep(connection: &Connection, now: SystemTime, ttl: Duration, retention: Dur
         .execute("DELETE FROM bindings WHERE bound_at_ms <= ?1", params![unix_ms(before(now, ttl))])
         .map_err(sql_error("sweeping keys"))?;
     let jobs = connection
-        .execute(
-            "DELETE FROM jobs WHERE settled = 1 AND finished_at_ms < ?1",
-            params![unix_ms(before(now, retention))],
-        )
+        .execute("DELETE FROM jobs WHERE settled = 1 AND finished_at_ms < ?1", params![unix_ms(before(now, retention))])
         .map_err(sql_error("sweeping jobs"))?;
     Ok(keys + jobs)
 }
@@ -341,7 +339,7 @@ impl JobStore for SqliteStore {
         self.write(|reply| Write::Sweep { now, ttl, retention, reply })
     }
 
-    fn len(&self) -> StoreFuture<'_, usize> {
+    fn count(&self) -> StoreFuture<'_, usize> {
         self.read(|connection| {
             let count: i64 = connection
                 .query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))

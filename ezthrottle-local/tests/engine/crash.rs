@@ -92,11 +92,18 @@ async fn a_thousand_jobs_survive_a_kill_9() {
     let wanted: HashSet<String> = ids.iter().cloned().collect();
     let deadline = Instant::now() + DEADLINE;
     while !delivered(&target).is_superset(&wanted) {
-        assert!(Instant::now() < deadline, "{} jobs never had a verified delivery", wanted.len() - delivered(&target).len());
+        assert!(
+            Instant::now() < deadline,
+            "{} jobs never had a verified delivery",
+            wanted.len() - delivered(&target).len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, again) = api.submit(&jobs[7]).await;
-    assert_eq!((status, again["job_id"].as_str(), again["duplicate"].as_bool()), (200, Some(ids[7].as_str()), Some(true)));
+    assert_eq!(
+        (status, again["job_id"].as_str(), again["duplicate"].as_bool()),
+        (200, Some(ids[7].as_str()), Some(true))
+    );
     signal(&child, "-KILL");
     let _ = child.wait().await;
 }

@@ -43,8 +43,8 @@ impl JobStore for CountingStore {
     fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
         self.inner.sweep(now, ttl, retention)
     }
-    fn len(&self) -> StoreFuture<'_, usize> {
-        self.inner.len()
+    fn count(&self) -> StoreFuture<'_, usize> {
+        self.inner.count()
     }
 }
 
@@ -71,8 +71,8 @@ impl JobStore for ForgetfulStore {
     fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
         self.0.sweep(now, ttl, retention)
     }
-    fn len(&self) -> StoreFuture<'_, usize> {
-        self.0.len()
+    fn count(&self) -> StoreFuture<'_, usize> {
+        self.0.count()
     }
 }
 
@@ -134,8 +134,9 @@ async fn an_engine_stopped_abruptly_resumes_its_jobs_on_the_same_store() {
         .await;
     let later = SystemTime::now() + Duration::from_millis(1500);
     let retry_at = later.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let queued =
-        api.submit_ok(&job(&target.url("/ok?queued"), json!({"idempotent_key": "resume-queued", "retry_at": retry_at}))).await;
+    let queued = api
+        .submit_ok(&job(&target.url("/ok?queued"), json!({"idempotent_key": "resume-queued", "retry_at": retry_at})))
+        .await;
     target.wait_hits("/slow/1500", 1).await;
     // No drain: the tasks are dropped mid-attempt, as a crash would.
     drop(engine);
@@ -143,7 +144,8 @@ async fn an_engine_stopped_abruptly_resumes_its_jobs_on_the_same_store() {
     let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
     let done = api.wait_delivered(&running).await;
     assert_eq!(done["status"], "success", "{done:#}");
-    let outcomes: Vec<&str> = done["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> =
+        done["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["interrupted", "success"], "{done:#}");
     assert!(done["events"].to_string().contains("resumed after an engine restart"), "{done:#}");
     assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
@@ -151,8 +153,12 @@ async fn an_engine_stopped_abruptly_resumes_its_jobs_on_the_same_store() {
     let done = api.wait_terminal(&queued).await;
     assert_eq!(done["status"], "success", "{done:#}");
     // The keys survived: a repeat answers the original job.
-    let (status, again) = api.submit(&job(&target.url("/slow/1500"), json!({"idempotent_key": "resume-running"}))).await;
-    assert_eq!((status, again["job_id"].as_str(), again["duplicate"].as_bool()), (200, Some(running.as_str()), Some(true)));
+    let (status, again) =
+        api.submit(&job(&target.url("/slow/1500"), json!({"idempotent_key": "resume-running"}))).await;
+    assert_eq!(
+        (status, again["job_id"].as_str(), again["duplicate"].as_bool()),
+        (200, Some(running.as_str()), Some(true))
+    );
     engine.shutdown().await;
 }
 
@@ -164,9 +170,8 @@ async fn a_drain_finishes_running_attempts_refuses_submissions_and_keeps_the_que
     let pace = Pace::new(100.0, 1).unwrap();
     let builder = || fast_engine().pace("127.0.0.1", pace).shutdown_grace(Duration::from_secs(10));
     let (engine, api) = start(builder().store(sqlite(&path))).await;
-    let running = api
-        .submit_ok(&job(&target.url("/slow/800"), json!({"webhooks": [{"url": target.url("/hook")}]})))
-        .await;
+    let running =
+        api.submit_ok(&job(&target.url("/slow/800"), json!({"webhooks": [{"url": target.url("/hook")}]}))).await;
     // One request in flight per host: this one waits for the first to end.
     let waiting = api.submit_ok(&job(&target.url("/ok?waiting"), json!({}))).await;
     target.wait_hits("/slow/800", 1).await;
