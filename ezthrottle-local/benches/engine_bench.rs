@@ -4,13 +4,17 @@
 //! shorten the 30 s pace-accuracy run, `BENCH_QUICK=1` for a smoke run).
 //!
 //! 1. Submissions accepted per second with 64 concurrent keep-alive clients, p50/p99
-//!    accept latency, and resident memory per queued job with 100,000 jobs queued (the
-//!    target host is paced at 0.01 RPS so every job stays queued).
+//!    accept latency, and heap bytes per queued job (a counting allocator) with 100,000 jobs queued (the
+//!    target host is paced at 0.01 RPS so every job stays queued): into the memory store,
+//!    then into the SQLite store (each answer after its commit), and their ratio; for
+//!    SQLite also bytes on disk per queued job and how long a restart takes to resume them.
 //! 2. Jobs executed end to end per second with one webhook each, pacing lifted.
 //! 3. Pace accuracy: a host paced at 10 RPS, dispatches counted over 30 s.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+use std::alloc::System;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,16 +23,22 @@ use axum::Router;
 use axum::routing::{any, post};
 use ezthrottle_core::Pace;
 use ezthrottle_local::Engine;
+use ezthrottle_local::store::StoreLocation;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const KEY: &str = "ck_bench";
 const CLIENTS: usize = 64;
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    pages * 4096
+/// Counts the bytes the process holds on the heap (RSS would keep what an earlier run
+/// freed; SQLite's page cache, outside it, is bounded by SQLite).
+#[global_allocator]
+static HEAP: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn heap_bytes() -> u64 {
+    let stats = HEAP.stats();
+    (stats.bytes_allocated as i64 - stats.bytes_deallocated as i64 + stats.bytes_reallocated as i64).max(0) as u64
 }
 
 /// A minimal HTTP/1.1 keep-alive client: sends one request, reads one answer; returns the status.
@@ -137,36 +147,81 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[index]) / 1000.0
 }
 
-async fn bench_accept_and_memory(quick: bool) {
+/// Which store a run keeps its jobs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Memory,
+    Sqlite,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+/// Submissions per second into `store`, p50/p99, memory per queued job; for SQLite also
+/// bytes on disk per queued job and the time a restart takes to resume them all.
+async fn bench_accept_and_memory(quick: bool, store: Store, dir: &Path) -> f64 {
     let target = target().await;
     let total = if quick { 10_000 } else { 100_000 };
-    let engine = Engine::builder()
-        .api_key(KEY)
-        .pace(format!("127.0.0.1:{}", target.port()), Pace::new(0.01, 1).unwrap())
-        .start()
-        .await
-        .unwrap();
+    let path = dir.join(format!("accept-{}.sqlite3", target.port()));
+    let builder = || {
+        let builder =
+            Engine::builder().api_key(KEY).pace(format!("127.0.0.1:{}", target.port()), Pace::new(0.01, 1).unwrap());
+        match store {
+            Store::Memory => builder,
+            Store::Sqlite => builder.store_at(StoreLocation::Sqlite(path.clone())),
+        }
+    };
+    let engine = builder().start().await.unwrap();
     // Warm up the connections and allocator, then measure from here.
     let _ = submit_load(engine.addr(), target, 2_000, None, "warm").await;
-    let before = rss_bytes();
+    let before = heap_bytes();
     let (elapsed, mut latencies, accepted) = submit_load(engine.addr(), target, total, None, "").await;
-    let after = rss_bytes();
+    let after = heap_bytes();
     latencies.sort_unstable();
     let payload = format!(r#"{{"url":"http://{target}/ok","method":"POST","body":"{}"}}"#, total / 2).len();
     let per_job = (after.saturating_sub(before)) as f64 / total as f64;
+    let rate = total as f64 / elapsed.as_secs_f64();
     println!(
-        "accept: {total} submissions, {CLIENTS} clients: {:.0}/s, accepted {accepted}, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
-        total as f64 / elapsed.as_secs_f64(),
+        "accept ({}): {total} submissions, {CLIENTS} clients: {rate:.0}/s, accepted {accepted}, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        store.name(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
     println!(
-        "memory: RSS +{:.1} MiB for {total} queued jobs = {per_job:.0} B/job ({:.0} B/job beyond the {payload} B JSON payload)",
+        "memory ({}): heap +{:.1} MiB for {total} queued jobs = {per_job:.0} B/job ({:.0} B/job beyond the {payload} B JSON payload)",
+        store.name(),
         (after.saturating_sub(before)) as f64 / 1048576.0,
         per_job - payload as f64
     );
     engine.shutdown().await;
+    if store == Store::Sqlite {
+        let queued = total + 2_000;
+        println!(
+            "disk (sqlite): {:.1} MiB for {queued} queued jobs = {:.0} B/job",
+            file_bytes(&path) as f64 / 1048576.0,
+            file_bytes(&path) as f64 / queued as f64
+        );
+        let started = Instant::now();
+        let engine = builder().start().await.unwrap();
+        println!("recovery (sqlite): {queued} queued jobs resumed in {:.2} s", started.elapsed().as_secs_f64());
+        engine.shutdown().await;
+    }
+    rate
 }
 
 async fn bench_end_to_end(quick: bool) {
@@ -262,9 +317,14 @@ fn main() {
     let pace_secs =
         std::env::var("BENCH_PACE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick { 5 } else { 30 });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("ezthrottle-engine-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     runtime.block_on(async {
-        bench_accept_and_memory(quick).await;
+        let memory = bench_accept_and_memory(quick, Store::Memory, &dir).await;
+        let sqlite = bench_accept_and_memory(quick, Store::Sqlite, &dir).await;
+        println!("accept: sqlite / memory = {:.2}", sqlite / memory);
         bench_end_to_end(quick).await;
         bench_pace(pace_secs).await;
     });
+    let _ = std::fs::remove_dir_all(&dir);
 }

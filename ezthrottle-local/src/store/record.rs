@@ -70,6 +70,11 @@ impl JobState {
         self.detail.as_deref()
     }
 
+    /// Queued and never started: what [`NEW_PROGRESS`] says.
+    fn is_new(&self) -> bool {
+        self.status == JobStatus::Queued && self.started_at_ms == 0 && self.finished_at_ms == 0 && self.detail.is_none()
+    }
+
     /// Nothing is left to do: finished, children submitted, every delivery ended.
     pub(crate) fn settled(&self, has_children: bool, webhooks: usize) -> bool {
         if !self.status.is_finished() {
@@ -86,6 +91,9 @@ impl JobState {
         children_done && delivered
     }
 }
+
+/// The progress document of a job just accepted.
+const NEW_PROGRESS: &[u8] = br#"{"status":"queued","started_at_ms":0,"finished_at_ms":0}"#;
 
 /// The submission document: what a job was, written once.
 #[derive(Serialize, Deserialize)]
@@ -190,13 +198,19 @@ impl JobRecord {
     /// The job's progress as a store keeps it.
     pub(crate) fn progress(&self) -> Result<StoredProgress, StoreError> {
         let state = self.state();
-        let document =
-            serde_json::to_vec(&*state).map_err(|err| StoreError::with_source("encoding a job's progress", err))?;
+        // Every queued job shares one document: the memory store holds no copy per job.
+        let document = if state.is_new() {
+            Bytes::from_static(NEW_PROGRESS)
+        } else {
+            Bytes::from(
+                serde_json::to_vec(&*state).map_err(|err| StoreError::with_source("encoding a job's progress", err))?,
+            )
+        };
         let has_children = self.job.on_success.is_some() || self.job.on_failure.is_some();
         Ok(StoredProgress {
             settled: state.settled(has_children, self.job.webhooks.len()),
             finished_at: (state.finished_at_ms != 0).then(|| instant(state.finished_at_ms)),
-            document: Bytes::from(document),
+            document,
         })
     }
 
@@ -260,6 +274,18 @@ fn instant(unix_ms: u64) -> std::time::SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_jobs_progress_is_the_shared_document() {
+        let record = JobRecord::new("job_1".into(), Arc::from("t"), Arc::from("k"), Job::new("http://a/"), 5);
+        let encoded = serde_json::to_vec(&*record.state()).unwrap();
+        assert_eq!(encoded, NEW_PROGRESS);
+        let stored = record.to_stored("t\nk").unwrap();
+        assert_eq!(stored.progress.document, NEW_PROGRESS);
+        let back = JobRecord::from_stored(&stored).unwrap();
+        assert_eq!(back.status(), JobStatus::Queued);
+        assert_eq!(back.job().url, "http://a/");
+    }
 
     #[test]
     fn debug_hides_the_jobs_credentials_and_body() {
