@@ -117,7 +117,30 @@
 //! Target answers are buffered up to 1 MiB ([`EngineBuilder::max_response_bytes`]).
 //! `/health` and `/metrics` need no key; `/metrics` names the target hosts.
 //!
-//! The store is in memory ([`store::MemoryStore`]): jobs do not survive a restart.
+//! # Durability
+//!
+//! Every job lives in a [`store::JobStore`]: a submission is answered only once the store
+//! has it, and every change of its progress (each attempt before it is sent, each outcome,
+//! each webhook delivery) is saved. The binary keeps jobs in a SQLite file by default
+//! (`--store sqlite:PATH`, default `sqlite:ezthrottle-local.sqlite3` in its working
+//! directory; `--store memory:` for throwaway runs; `EZTHROTTLE_LOCAL_STORE`); the builder
+//! keeps them in memory unless given [`EngineBuilder::store`] or
+//! [`EngineBuilder::store_at`]. The file holds the jobs as submitted, credentials
+//! included, and is created readable by its owner only.
+//!
+//! - **Recovery.** At start, every job the store holds unsettled goes on: a queued job is
+//!   queued again (not before its `retry_at`); a job that was running runs again from its
+//!   first step, its interrupted attempt recorded as `interrupted` and the attempts made
+//!   before counted against its retry policy (**at-least-once**: a target may see the
+//!   interrupted request twice, so give jobs with side effects an `Idempotency-Key`
+//!   header the target honours); a finished job submits the children and delivers the
+//!   webhooks its saved progress does not show as done. Idempotency keys survive: a
+//!   duplicate after a restart answers the original job.
+//! - **Drain.** SIGTERM, SIGINT and [`RunningEngine::shutdown`] stop admission
+//!   (`503` with `Retry-After: 5`), start no queued job, let running attempts and webhook
+//!   deliveries finish within the grace period ([`EngineBuilder::shutdown_grace`],
+//!   `--shutdown-grace`, default 30 s), then stop; what was left is resumed at the next
+//!   start (with a durable store).
 //!
 //! [protocol]: https://github.com/ezthrottle/ezthrottle-rs/blob/main/docs/protocol.md
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
