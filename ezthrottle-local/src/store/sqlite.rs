@@ -170,51 +170,54 @@ fn write_loop(mut connection: Connection, queue: &mpsc::Receiver<Write>) {
     }
 }
 
-/// The answer of one write, held until the transaction commits.
-enum Done {
-    Insert(oneshot::Sender<Result<Insert, StoreError>>, Result<Insert, StoreError>),
-    Save(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
-    Sweep(oneshot::Sender<Result<usize, StoreError>>, Result<usize, StoreError>),
+/// The answer of one write, sent once the transaction commits (or with the reason it did
+/// not).
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn reply_with<T: Send + 'static>(
+    reply: oneshot::Sender<Result<T, StoreError>>,
+    answer: Result<T, StoreError>,
+) -> Reply {
+    Box::new(move |failed: Option<&str>| {
+        // A caller that went away (a dropped request) no longer needs its answer.
+        drop(reply.send(match failed {
+            None => answer,
+            Some(reason) => Err(StoreError::new(reason)),
+        }));
+    })
 }
 
-fn commit(connection: &mut Connection, batch: Vec<Write>) {
-    let transaction = match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(transaction) => transaction,
-        Err(err) => {
-            let message = format!("sqlite: beginning a transaction: {err}");
-            for write in batch {
-                fail(write, &message);
-            }
-            return;
-        }
-    };
-    let done: Vec<Done> = batch
-        .into_iter()
-        .map(|write| match write {
-            Write::Insert { job, ttl, now, reply } => Done::Insert(reply, insert(&transaction, &job, ttl, now)),
-            Write::Save { job_id, progress, reply } => Done::Save(reply, save(&transaction, &job_id, &progress)),
-            Write::Sweep { now, ttl, retention, reply } => Done::Sweep(reply, sweep(&transaction, now, ttl, retention)),
-        })
-        .collect();
-    let committed = transaction.commit().map_err(|err| format!("sqlite: committing: {err}"));
-    for done in done {
-        // A caller that went away (a dropped request) no longer needs its answer.
-        match (done, &committed) {
-            (Done::Insert(reply, answer), Ok(())) => drop(reply.send(answer)),
-            (Done::Save(reply, answer), Ok(())) => drop(reply.send(answer)),
-            (Done::Sweep(reply, answer), Ok(())) => drop(reply.send(answer)),
-            (Done::Insert(reply, _), Err(message)) => drop(reply.send(Err(StoreError::new(message.clone())))),
-            (Done::Save(reply, _), Err(message)) => drop(reply.send(Err(StoreError::new(message.clone())))),
-            (Done::Sweep(reply, _), Err(message)) => drop(reply.send(Err(StoreError::new(message.clone())))),
-        }
+fn run(transaction: &rusqlite::Transaction<'_>, write: Write) -> Reply {
+    match write {
+        Write::Insert { job, ttl, now, reply } => reply_with(reply, insert(transaction, &job, ttl, now)),
+        Write::Save { job_id, progress, reply } => reply_with(reply, save(transaction, &job_id, &progress)),
+        Write::Sweep { now, ttl, retention, reply } => reply_with(reply, sweep(transaction, now, ttl, retention)),
     }
 }
 
-fn fail(write: Write, message: &str) {
+/// The reply of a write that never ran (the transaction did not begin): its placeholder
+/// answer is never sent, the failure is.
+fn refuse(write: Write) -> Reply {
     match write {
-        Write::Insert { reply, .. } => drop(reply.send(Err(StoreError::new(message)))),
-        Write::Save { reply, .. } => drop(reply.send(Err(StoreError::new(message)))),
-        Write::Sweep { reply, .. } => drop(reply.send(Err(StoreError::new(message)))),
+        Write::Insert { reply, .. } => reply_with(reply, Ok(Insert::Inserted)),
+        Write::Save { reply, .. } => reply_with(reply, Ok(())),
+        Write::Sweep { reply, .. } => reply_with(reply, Ok(0)),
+    }
+}
+
+fn commit(connection: &mut Connection, batch: Vec<Write>) {
+    let (replies, committed): (Vec<Reply>, Result<(), String>) = match connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    {
+        Ok(transaction) => {
+            let replies = batch.into_iter().map(|write| run(&transaction, write)).collect();
+            (replies, transaction.commit().map_err(|err| format!("sqlite: committing: {err}")))
+        }
+        Err(err) => (batch.into_iter().map(refuse).collect(), Err(format!("sqlite: beginning a transaction: {err}"))),
+    };
+    let failed = committed.err();
+    for reply in replies {
+        reply(failed.as_deref());
     }
 }
 
