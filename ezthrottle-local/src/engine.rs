@@ -88,13 +88,22 @@ pub enum StartError {
     /// The webhook secret is too short to protect anything (an empty one included).
     #[error("the webhook secret (--webhook-secret) is refused: {0}")]
     WeakWebhookSecret(#[from] ezthrottle_core::protocol::WeakSecret),
+    /// Open mode on a bind beyond loopback without
+    /// [`EngineBuilder::open_on_network`]: anyone who reaches the port could submit jobs.
+    #[error(
+        "--open on {addr}, beyond loopback, lets anyone who reaches it submit jobs: add --open-on-network to mean it, or use --api-key"
+    )]
+    OpenOnNetwork {
+        /// The bind address.
+        addr: SocketAddr,
+    },
 }
 
 /// Configures and starts an engine. Every knob has a production-sensible default; the
 /// timing knobs exist so tests stay fast.
 #[derive(Debug, Default)]
 pub struct EngineBuilder {
-    config: Config,
+    pub(crate) config: Config,
     store: Option<Arc<dyn JobStore>>,
 }
 
@@ -306,15 +315,8 @@ impl EngineBuilder {
         if let Some(secret) = &config.webhook_secret {
             ezthrottle_core::protocol::check_secret(secret.expose())?;
         }
-        // Follows no redirect by itself: a webhook delivery never follows one, and the
-        // executor decides each of a job's (`redirect.rs`).
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(256)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        crate::guard::check_start(&config)?;
+        let http = crate::guard::http_client(&config)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind { addr: config.bind, source })?;

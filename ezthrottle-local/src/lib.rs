@@ -129,6 +129,7 @@ mod delivery;
 mod engine;
 mod executor;
 mod fallback;
+mod guard;
 mod http;
 mod limits;
 mod metrics;

@@ -10,8 +10,9 @@
 //!   others the 3xx is the job's answer;
 //! - a hop to another origin (scheme, host or port) drops every credential header
 //!   ([`CREDENTIAL_HEADERS`]), so a token never travels to a host it was not meant for;
-//! - the target must be `http`/`https` and pass the engine's allow-list; at most
-//!   [`MAX_REDIRECTS`] hops.
+//! - the target must be `http`/`https`, pass the engine's allow-list and, on a guarded
+//!   engine, the SSRF rule for a host written as an address (`guard::check_url`; a name is
+//!   checked when it is resolved); at most [`MAX_REDIRECTS`] hops.
 
 use ezthrottle_core::protocol::headers::CREDENTIAL_HEADERS;
 use http::{HeaderMap, Method, StatusCode};
@@ -44,7 +45,7 @@ pub(crate) fn next_hop(
     }
     let location = headers.get(http::header::LOCATION)?.to_str().ok()?;
     let url = from.join(location).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || !config.host_allowed(&url) {
+    if !matches!(url.scheme(), "http" | "https") || crate::guard::check_url(config, &url).is_err() {
         return None;
     }
     let cross_origin = url.origin() != from.origin();
