@@ -100,6 +100,29 @@ mod tests {
     }
 
     #[test]
+    fn a_guarded_engine_follows_no_hop_to_a_special_literal() {
+        let guarded = Config { guard_private_addresses: true, ..Config::default() };
+        let from = Url::parse("http://93.184.216.34/start").unwrap();
+        let to = |location: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::LOCATION, location.parse().unwrap());
+            next_hop(StatusCode::TEMPORARY_REDIRECT, &Method::GET, &from, &headers, &guarded)
+        };
+        for location in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://10.0.0.1/",
+            "http://127.0.0.1:8080/",
+            "http://[fd00::1]/",
+            "http://2130706433/",
+        ] {
+            assert_eq!(to(location), None, "{location}");
+        }
+        assert!(to("http://93.184.216.35/next").is_some());
+        assert!(to("/same-host").is_some());
+    }
+
+    #[test]
     fn credentials_are_dropped_in_any_case() {
         let mut headers: ezthrottle_core::protocol::Headers = [
             ("Authorization", "Bearer t"),

@@ -24,6 +24,8 @@ mod peer_spellings;
 mod proxy;
 #[path = "engine/redirects.rs"]
 mod redirects;
+#[path = "engine/ssrf.rs"]
+mod ssrf;
 #[path = "engine/validation.rs"]
 mod validation;
 #[path = "engine/webhooks.rs"]

@@ -49,7 +49,7 @@ impl Refusal {
     fn address(ip: IpAddr, range: Range, resolved_from: Option<&str>) -> Self {
         let of = resolved_from.map(|name| format!(" (an address of {name})")).unwrap_or_default();
         Self(format!(
-            "{ip}{of} is {range}: an engine bound beyond loopback does not reach it unless the allow-list names it (SSRF guard)"
+            "{ip}{of} is {range}: a guarded engine (bound beyond loopback, or told to guard) does not reach it unless the allow-list names it (SSRF guard)"
         ))
     }
 }
