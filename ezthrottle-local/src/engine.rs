@@ -110,8 +110,10 @@ pub struct EngineBuilder {
 impl EngineBuilder {
     /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
     ///
-    /// Binding anything but loopback exposes an open HTTP relay protected only by the
-    /// API keys: see the crate docs on SSRF.
+    /// Bound anything but loopback, the engine applies the SSRF guard (no target or
+    /// webhook in a loopback, private, link-local or other special range unless the
+    /// allow-list names it) and refuses [`open`](Self::open) without
+    /// [`open_on_network`](Self::open_on_network): see the crate docs, "Security".
     #[must_use]
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.config.bind = addr;
@@ -126,8 +128,10 @@ impl EngineBuilder {
         self
     }
 
-    /// No authentication: any or no bearer token is accepted (unknown tokens share one
-    /// tenant). For quick local use only.
+    /// No authentication: a request without an `Authorization` header is accepted (as one
+    /// shared tenant); a presented key must still be a configured one (an unknown key is
+    /// 401). For quick local use only: on a bind beyond loopback it also needs
+    /// [`open_on_network`](Self::open_on_network).
     #[must_use]
     pub fn open(mut self) -> Self {
         self.config.open = true;
@@ -227,9 +231,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Only dispatch to (and deliver webhooks to) these hosts (`host` or `host:port`).
-    /// Without it the engine requests whatever URL a caller gives (see SSRF in the
-    /// crate docs).
+    /// Only dispatch to (and deliver webhooks to) these hosts: `host` (any port) or
+    /// `host:port` (that port only). An entry that is an address also lets a guarded
+    /// engine reach that address (see "Security" in the crate docs). Without it the engine
+    /// requests whatever URL a caller gives, within the SSRF guard when it applies.
     #[must_use]
     pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
     where
@@ -306,7 +311,8 @@ impl EngineBuilder {
     /// # Errors
     ///
     /// [`StartError`]: the address cannot be bound, no API key and not open, a webhook
-    /// secret under 16 characters.
+    /// secret under 16 characters, open beyond loopback without
+    /// [`open_on_network`](Self::open_on_network).
     pub async fn start(self) -> Result<RunningEngine, StartError> {
         let config = self.config;
         if config.api_keys.is_empty() && !config.open {

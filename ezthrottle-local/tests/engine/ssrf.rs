@@ -207,7 +207,7 @@ async fn allow_list_entries_match_host_and_port() {
     assert_eq!(target.wait_hits("/ok/", 2).await.len(), 2);
     let other = port.wrapping_add(1).max(1);
     for url in
-        [format!("http://127.0.0.2:{other}/"), format!("http://alias.test:{other}/"), format!("http://127.0.0.2/")]
+        [format!("http://127.0.0.2:{other}/"), format!("http://alias.test:{other}/"), "http://127.0.0.2/".to_owned()]
     {
         let (status, answer) = api.submit(&job(&url, json!({}))).await;
         assert_eq!(status, 403, "{url}: {answer}");
