@@ -12,6 +12,8 @@ mod binary;
 mod execution;
 #[path = "engine/fallbacks.rs"]
 mod fallbacks;
+#[path = "engine/hostile.rs"]
+mod hostile;
 #[path = "engine/idempotency.rs"]
 mod idempotency;
 #[path = "engine/job_status.rs"]
