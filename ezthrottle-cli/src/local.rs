@@ -23,7 +23,11 @@ pub(crate) async fn run(command: &LocalCommand, out: Output) -> Result<Status, C
         .map_err(|err| CliError::failed_with("the engine did not start", &err))?
         .start()
         .await
-        .map_err(|err| CliError::failed_with("the engine did not start", &err))?;
+        .map_err(|err| match err {
+            // A combination of flags the engine refuses: nothing started, a usage error.
+            ezthrottle_local::StartError::OpenOnNetwork { .. } => CliError::usage(&err),
+            err => CliError::failed_with("the engine did not start", &err),
+        })?;
     let url = engine.base_url();
     out.print(&format!("listening on {url}"), &json!({ "listening_on": url }));
     signals.recv().await;

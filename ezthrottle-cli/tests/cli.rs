@@ -604,6 +604,10 @@ async fn local_json_and_a_failed_start() {
     let run = ezthrottle(&["local", "--bind", "127.0.0.1:0"], b"").await;
     run.expect_code(3);
     assert!(run.stderr.contains("no API key given"), "{run:?}");
+    // Open beyond loopback without --open-on-network: a usage error, nothing is bound.
+    let run = ezthrottle(&["local", "--bind", "0.0.0.0:0", "--open"], b"").await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("--open-on-network"), "{run:?}");
 
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());

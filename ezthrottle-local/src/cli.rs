@@ -12,8 +12,9 @@ use ezthrottle_core::protocol::{InvalidPace, Pace};
 #[derive(Clone, clap::Parser)]
 #[command(name = "ezthrottle-local", version, about = "An EZThrottle-compatible engine on your machine.")]
 pub struct LocalArgs {
-    /// Address to listen on. Anything but loopback exposes an HTTP relay (SSRF): use
-    /// API keys and --allowed-host.
+    /// Address to listen on. Beyond loopback the engine refuses targets and webhooks in
+    /// loopback, private, link-local and other special ranges unless --allowed-host names
+    /// them (the SSRF guard); use API keys.
     #[arg(long, env = "EZTHROTTLE_LOCAL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
@@ -22,9 +23,19 @@ pub struct LocalArgs {
     #[arg(long = "api-key", env = "EZTHROTTLE_LOCAL_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
 
-    /// No authentication (quick local use only).
+    /// No authentication (quick local use only): requests without an Authorization header
+    /// are accepted; an unknown key is still 401. Refused beyond loopback without
+    /// --open-on-network.
     #[arg(long, env = "EZTHROTTLE_LOCAL_OPEN")]
     pub open: bool,
+
+    /// Allow --open on a bind beyond loopback: anyone who reaches the port can submit jobs.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_OPEN_ON_NETWORK")]
+    pub open_on_network: bool,
+
+    /// Apply the SSRF guard even on a loopback bind (it always applies beyond loopback).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_GUARD_PRIVATE_ADDRESSES")]
+    pub guard_private_addresses: bool,
 
     /// Initial primary webhook secret of every tenant (at least 16 characters).
     #[arg(long, env = "EZTHROTTLE_LOCAL_WEBHOOK_SECRET", hide_env_values = true)]
@@ -46,8 +57,9 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_DEFAULT_MAX_CONCURRENT", default_value_t = 2)]
     pub default_max_concurrent: u32,
 
-    /// Only dispatch to (and deliver webhooks to) these hosts (`host` or `host:port`);
-    /// repeatable.
+    /// Only dispatch to (and deliver webhooks to) these hosts (`host`: any port,
+    /// `host:port`: that port); repeatable. An entry that is an address also lets a guarded
+    /// engine reach that address.
     #[arg(long = "allowed-host", env = "EZTHROTTLE_LOCAL_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
 
@@ -110,6 +122,8 @@ impl std::fmt::Debug for LocalArgs {
             .field("bind", &self.bind)
             .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
             .field("open", &self.open)
+            .field("open_on_network", &self.open_on_network)
+            .field("guard_private_addresses", &self.guard_private_addresses)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
             .field("regions", &self.regions)
             .field("down_regions", &self.down_regions)
@@ -147,6 +161,12 @@ impl LocalArgs {
         }
         if self.open {
             builder = builder.open();
+        }
+        if self.open_on_network {
+            builder = builder.open_on_network();
+        }
+        if self.guard_private_addresses {
+            builder = builder.guard_private_addresses();
         }
         if self.reject_unknown_fields {
             builder = builder.reject_unknown_fields();

@@ -3,7 +3,7 @@
 use ezthrottle_core::protocol::{AnnouncedPace, Pace};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +80,12 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     pub(crate) reject_unknown_fields: bool,
     pub(crate) job_limits: crate::JobLimits,
+    /// The SSRF rule even on a loopback bind (`crate::guard`).
+    pub(crate) guard_private_addresses: bool,
+    /// `open` accepted on a bind beyond loopback.
+    pub(crate) open_on_network: bool,
+    pub(crate) resolver: Option<crate::guard::CustomResolver>,
+    pub(crate) local_address: Option<IpAddr>,
 }
 
 impl Default for Config {
@@ -110,6 +116,10 @@ impl Default for Config {
             webhook_timeout: Duration::from_secs(10),
             admission_retry_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            guard_private_addresses: false,
+            open_on_network: false,
+            resolver: None,
+            local_address: None,
         }
     }
 }
@@ -124,15 +134,9 @@ impl Config {
         self.down_regions.iter().any(|down| down == region)
     }
 
-    /// Whether the allow-list (if any) admits `url`'s host.
+    /// Whether the allow-list (if any) admits `url`'s host and port: the one place an
+    /// allow-list entry is matched (`guard::allow`).
     pub(crate) fn host_allowed(&self, url: &url::Url) -> bool {
-        let Some(allowed) = &self.allowed_hosts else { return true };
-        let Some(host) = url.host_str() else { return false };
-        let host = host.to_ascii_lowercase();
-        let with_port = url.port_or_known_default().map(|port| format!("{host}:{port}"));
-        allowed.iter().any(|entry| {
-            let entry = entry.to_ascii_lowercase();
-            entry == host || with_port.as_deref() == Some(entry.as_str())
-        })
+        self.allowed_hosts.as_deref().is_none_or(|entries| crate::guard::allow::names_url(entries, url))
     }
 }

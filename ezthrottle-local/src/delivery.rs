@@ -116,19 +116,17 @@ enum Delivered {
 async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize, url: &str, body: Bytes) -> Delivered {
     let config = &shared.config;
     let attempts = config.webhook_attempts.max(1);
-    let allowed = url::Url::parse(url).is_ok_and(|parsed| config.host_allowed(&parsed));
+    let refusal = match url::Url::parse(url) {
+        Ok(parsed) => crate::guard::check_url(config, &parsed).err().map(|refusal| refusal.to_string()),
+        Err(err) => Some(format!("the webhook URL is invalid: {err}")),
+    };
     let mut delivered = false;
     for attempt in 0..attempts {
-        if !allowed {
+        if let Some(refusal) = &refusal {
             push_attempt(
                 record,
                 index,
-                DeliveryAttempt::new(
-                    SystemTime::now(),
-                    Duration::ZERO,
-                    None,
-                    Some("the webhook host is not in the engine's allow-list".into()),
-                ),
+                DeliveryAttempt::new(SystemTime::now(), Duration::ZERO, None, Some(refusal.clone())),
             );
             break;
         }

@@ -131,13 +131,22 @@ pub enum StartError {
     /// The job store could not be opened, or the jobs it holds could not be read back.
     #[error("the job store (--store) cannot be used: {0}")]
     Store(#[from] StoreError),
+    /// Open mode on a bind beyond loopback without
+    /// [`EngineBuilder::open_on_network`]: anyone who reaches the port could submit jobs.
+    #[error(
+        "--open on {addr}, beyond loopback, lets anyone who reaches it submit jobs: add --open-on-network to mean it, or use --api-key"
+    )]
+    OpenOnNetwork {
+        /// The bind address.
+        addr: SocketAddr,
+    },
 }
 
 /// Configures and starts an engine. Every knob has a production-sensible default; the
 /// timing knobs exist so tests stay fast.
 #[derive(Debug, Default)]
 pub struct EngineBuilder {
-    config: Config,
+    pub(crate) config: Config,
     store: Option<StoreChoice>,
 }
 
@@ -150,8 +159,10 @@ enum StoreChoice {
 impl EngineBuilder {
     /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
     ///
-    /// Binding anything but loopback exposes an open HTTP relay protected only by the
-    /// API keys: see the crate docs on SSRF.
+    /// Bound anything but loopback, the engine applies the SSRF guard (no target or
+    /// webhook in a loopback, private, link-local or other special range unless the
+    /// allow-list names it) and refuses [`open`](Self::open) without
+    /// [`open_on_network`](Self::open_on_network): see the crate docs, "Security".
     #[must_use]
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.config.bind = addr;
@@ -166,8 +177,10 @@ impl EngineBuilder {
         self
     }
 
-    /// No authentication: any or no bearer token is accepted (unknown tokens share one
-    /// tenant). For quick local use only.
+    /// No authentication: a request without an `Authorization` header is accepted (as one
+    /// shared tenant); a presented key must still be a configured one (an unknown key is
+    /// 401). For quick local use only: on a bind beyond loopback it also needs
+    /// [`open_on_network`](Self::open_on_network).
     #[must_use]
     pub fn open(mut self) -> Self {
         self.config.open = true;
@@ -267,9 +280,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Only dispatch to (and deliver webhooks to) these hosts (`host` or `host:port`).
-    /// Without it the engine requests whatever URL a caller gives (see SSRF in the
-    /// crate docs).
+    /// Only dispatch to (and deliver webhooks to) these hosts: `host` (any port) or
+    /// `host:port` (that port only). An entry that is an address also lets a guarded
+    /// engine reach that address (see "Security" in the crate docs). Without it the engine
+    /// requests whatever URL a caller gives, within the SSRF guard when it applies.
     #[must_use]
     pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
     where
@@ -366,7 +380,8 @@ impl EngineBuilder {
     /// # Errors
     ///
     /// [`StartError`]: the address cannot be bound, no API key and not open, a webhook
-    /// secret under 16 characters.
+    /// secret under 16 characters, open beyond loopback without
+    /// [`open_on_network`](Self::open_on_network).
     pub async fn start(self) -> Result<RunningEngine, StartError> {
         let config = self.config;
         if config.api_keys.is_empty() && !config.open {
@@ -375,15 +390,8 @@ impl EngineBuilder {
         if let Some(secret) = &config.webhook_secret {
             ezthrottle_core::protocol::check_secret(secret.expose())?;
         }
-        // Follows no redirect by itself: a webhook delivery never follows one, and the
-        // executor decides each of a job's (`redirect.rs`).
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(256)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        crate::guard::check_start(&config)?;
+        let http = crate::guard::http_client(&config)?;
         let store = match self.store {
             Some(StoreChoice::Open(store)) => store,
             Some(StoreChoice::At(location)) => location.open()?,

@@ -107,15 +107,54 @@
 //!
 //! # Security
 //!
-//! The engine makes HTTP requests to **whatever URL a caller gives** (and POSTs webhooks
-//! to whatever URL a job names): anyone who can submit a job can make it reach any host it
-//! can reach, including internal services (server-side request forgery). It therefore binds
-//! loopback by default and requires an API key unless told to run open. Before exposing it,
-//! restrict it with [`EngineBuilder::allowed_hosts`] (checked at submission and on every
-//! redirect). API keys and webhook secrets never appear in `Debug` output, logs, ids or
-//! answers (tenants are named `cust_<sha256 prefix>`; secrets are answered masked).
-//! Target answers are buffered up to 1 MiB ([`EngineBuilder::max_response_bytes`]).
-//! `/health` and `/metrics` need no key; `/metrics` names the target hosts.
+//! The engine makes HTTP requests to the URLs callers give (and POSTs webhooks to the URLs
+//! jobs name): whoever can submit a job can make the engine reach what it can reach
+//! (server-side request forgery). What it protects:
+//!
+//! - **Authentication.** Every `/api/v1` route needs `Authorization: Bearer <key>` naming a
+//!   configured key ([`EngineBuilder::api_key`]; each key is a tenant). In open mode
+//!   ([`EngineBuilder::open`], `--open`) a request *without* an `Authorization` header is
+//!   the open tenant, but a presented unknown key (or another scheme) is still 401. Open
+//!   mode on a bind beyond loopback needs [`EngineBuilder::open_on_network`]
+//!   (`--open-on-network`); without it [`EngineBuilder::start`] fails with
+//!   [`StartError::OpenOnNetwork`] and the binary exits with status 2 (a usage error).
+//! - **The SSRF guard.** An engine bound beyond loopback (any address but `127.0.0.0/8`
+//!   and `::1`, `0.0.0.0` included), or told to with
+//!   [`EngineBuilder::guard_private_addresses`] (`--guard-private-addresses`), reaches no
+//!   address that is loopback, private (`10/8`, `172.16/12`, `192.168/16`), link-local
+//!   (`169.254/16`, where cloud metadata lives, `fe80::/10`), unique-local (`fc00::/7`),
+//!   carrier-grade NAT (`100.64/10`), unspecified (`0/8`, `::`), multicast, broadcast,
+//!   documentation, benchmarking or reserved, in any spelling (IPv4-mapped `::ffff:a.b.c.d`,
+//!   NAT64 and 6to4 forms are judged by the IPv4 address they carry), unless the allow-list
+//!   names that address. A host written as an address is checked at submission (403 naming
+//!   the field: `url`, `webhooks[0].url`, `fallback_job.url`, ...), on each redirect hop
+//!   (the hop is not followed: the 3xx is the job's answer) and before each webhook
+//!   delivery (a failed delivery). A name is accepted at submission and checked where it
+//!   is resolved, inside the engine's HTTP client, at every new connection: the answers in
+//!   those ranges are dropped and a name left with none fails to connect with an error
+//!   naming the address, its range and the rule (the job fails like any unreachable
+//!   target). DNS rebinding (a harmless answer at submission, `169.254.169.254` at connect
+//!   time) therefore fails. [`EngineBuilder::resolver`] replaces the system resolver (the
+//!   rule applies to its answers too).
+//! - **Loopback-bound engines** (the default, `127.0.0.1`) are not guarded: only processes
+//!   on the same machine can submit to them, and those can reach every address the engine
+//!   can; they reach everything, as they always have, within the allow-list if one is set.
+//! - **The allow-list** ([`EngineBuilder::allowed_hosts`], `--allowed-host`), when set, is
+//!   the only set of targets, redirect hops and webhooks the engine requests. An entry is
+//!   `host` (any port) or `host:port` (that port only; the scheme's default port when the
+//!   URL has none); IPv6 addresses bare or bracketed; hosts case-insensitive, IP addresses
+//!   compared by value. An entry that is an address (`127.0.0.2:8080`, `10.0.0.5`) also
+//!   lets a guarded engine connect to that address, whatever name resolved to it: to let
+//!   `internal.example:8080` reach `10.0.0.5`, name both. (A resolved address is judged
+//!   before its port is known: the port is checked on the URL.)
+//! - **Headers and redirects.** A job may not set `Host`, `Content-Length`,
+//!   `Transfer-Encoding`, `Connection` or `X-EZThrottle-*`; credential headers never follow
+//!   a redirect to another origin; webhooks follow no redirect.
+//!
+//! API keys and webhook secrets never appear in `Debug` output, logs, ids or answers
+//! (tenants are named `cust_<sha256 prefix>`; secrets are answered masked). Target answers
+//! are buffered up to 1 MiB ([`EngineBuilder::max_response_bytes`]). `/health` and
+//! `/metrics` need no key; `/metrics` names the target hosts.
 //!
 //! # Durability
 //!
@@ -152,6 +191,7 @@ mod delivery;
 mod engine;
 mod executor;
 mod fallback;
+mod guard;
 mod http;
 mod limits;
 mod metrics;

@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use ezthrottle_local::StartError;
 use ezthrottle_local::cli::{LocalArgs, ShutdownSignals};
 
 #[tokio::main]
@@ -29,6 +30,11 @@ async fn main() -> ExitCode {
     };
     let engine = match builder.start().await {
         Ok(engine) => engine,
+        // A combination of flags that is refused: a usage error, like clap's.
+        Err(err @ StartError::OpenOnNetwork { .. }) => {
+            eprintln!("ezthrottle-local: {err}");
+            return ExitCode::from(2);
+        }
         Err(err) => {
             eprintln!("ezthrottle-local: {err}");
             return ExitCode::FAILURE;

@@ -10,8 +10,9 @@
 //!   others the 3xx is the job's answer;
 //! - a hop to another origin (scheme, host or port) drops every credential header
 //!   ([`CREDENTIAL_HEADERS`]), so a token never travels to a host it was not meant for;
-//! - the target must be `http`/`https` and pass the engine's allow-list; at most
-//!   [`MAX_REDIRECTS`] hops.
+//! - the target must be `http`/`https`, pass the engine's allow-list and, on a guarded
+//!   engine, the SSRF rule for a host written as an address (`guard::check_url`; a name is
+//!   checked when it is resolved); at most [`MAX_REDIRECTS`] hops.
 
 use ezthrottle_core::protocol::headers::CREDENTIAL_HEADERS;
 use http::{HeaderMap, Method, StatusCode};
@@ -44,7 +45,7 @@ pub(crate) fn next_hop(
     }
     let location = headers.get(http::header::LOCATION)?.to_str().ok()?;
     let url = from.join(location).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || !config.host_allowed(&url) {
+    if !matches!(url.scheme(), "http" | "https") || crate::guard::check_url(config, &url).is_err() {
         return None;
     }
     let cross_origin = url.origin() != from.origin();
@@ -96,6 +97,29 @@ mod tests {
         headers.insert(http::header::LOCATION, "http://other.test/".parse().unwrap());
         let allow_listed = Config { allowed_hosts: Some(vec!["127.0.0.1".into()]), ..Config::default() };
         assert_eq!(next_hop(StatusCode::TEMPORARY_REDIRECT, &Method::GET, &from, &headers, &allow_listed), None);
+    }
+
+    #[test]
+    fn a_guarded_engine_follows_no_hop_to_a_special_literal() {
+        let guarded = Config { guard_private_addresses: true, ..Config::default() };
+        let from = Url::parse("http://93.184.216.34/start").unwrap();
+        let to = |location: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::LOCATION, location.parse().unwrap());
+            next_hop(StatusCode::TEMPORARY_REDIRECT, &Method::GET, &from, &headers, &guarded)
+        };
+        for location in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://10.0.0.1/",
+            "http://127.0.0.1:8080/",
+            "http://[fd00::1]/",
+            "http://2130706433/",
+        ] {
+            assert_eq!(to(location), None, "{location}");
+        }
+        assert!(to("http://93.184.216.35/next").is_some());
+        assert!(to("/same-host").is_some());
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub(crate) enum Admission {
 pub(crate) enum SubmitError {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    #[error("{field}: host {host:?} is not in the engine's allow-list")]
-    Forbidden { field: String, host: String },
+    #[error("{field}: {reason}")]
+    Forbidden { field: String, reason: String },
     #[error("the queue is full")]
     QueueFull(Duration),
     #[error("the engine is shutting down")]
@@ -59,15 +59,15 @@ pub(crate) fn hash_key(tenant: &str, job: &Job) -> String {
 }
 
 fn check_hosts(shared: &Shared, job: &Job, path: &str) -> Result<(), SubmitError> {
-    if shared.config.allowed_hosts.is_none() {
+    if shared.config.allowed_hosts.is_none() && !crate::guard::guarded(&shared.config) {
         return Ok(());
     }
     let field = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
     let check = |url: &str, name: String| -> Result<(), SubmitError> {
         match url::Url::parse(url) {
-            Ok(parsed) if shared.config.host_allowed(&parsed) => Ok(()),
-            Ok(parsed) => Err(SubmitError::Forbidden { field: name, host: parsed.host_str().unwrap_or("").to_owned() }),
-            Err(_) => Err(SubmitError::Forbidden { field: name, host: url.to_owned() }),
+            Ok(parsed) => crate::guard::check_url(&shared.config, &parsed)
+                .map_err(|refusal| SubmitError::Forbidden { field: name, reason: refusal.to_string() }),
+            Err(_) => Err(SubmitError::Forbidden { field: name, reason: format!("{url:?} is not a URL") }),
         }
     };
     check(&job.url, field("url"))?;

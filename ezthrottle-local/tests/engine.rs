@@ -14,6 +14,8 @@ mod crash;
 mod execution;
 #[path = "engine/fallbacks.rs"]
 mod fallbacks;
+#[path = "engine/hostile.rs"]
+mod hostile;
 #[path = "engine/idempotency.rs"]
 mod idempotency;
 #[path = "engine/job_status.rs"]
@@ -26,6 +28,8 @@ mod peer_spellings;
 mod proxy;
 #[path = "engine/redirects.rs"]
 mod redirects;
+#[path = "engine/ssrf.rs"]
+mod ssrf;
 #[path = "engine/store.rs"]
 mod store;
 #[path = "engine/validation.rs"]

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::Secret;
 
-/// The tenant of requests in open mode that carry no known key.
+/// The tenant of requests in open mode that carry no `Authorization` header.
 pub(crate) const OPEN_TENANT: &str = "cust_local";
 
 /// API keys and the tenants they stand for.
@@ -40,14 +40,20 @@ impl Tenants {
     }
 
     /// The tenant of a request: `Authorization: Bearer <key>` (scheme case-insensitive,
-    /// key trimmed), or the open tenant in open mode.
+    /// key trimmed) naming a known key. In open mode a request without an `Authorization`
+    /// header is the open tenant; one presenting an unknown key (or another scheme) is
+    /// refused all the same, so a typo or a key meant for another engine is seen at once
+    /// instead of sharing the open tenant.
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Option<Arc<str>> {
-        let key = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
+        let Some(presented) = headers.get(http::header::AUTHORIZATION) else {
+            return self.open.clone();
+        };
+        let key = presented
+            .to_str()
+            .ok()
             .and_then(|value| value.trim().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, key)| key.trim());
-        key.and_then(|key| self.keys.get(key).cloned()).or_else(|| self.open.clone())
+        key.and_then(|key| self.keys.get(key).cloned())
     }
 }

@@ -24,19 +24,36 @@ async fn unknown_or_missing_key_is_401_like_the_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_mode_accepts_any_or_no_key() {
+async fn open_mode_accepts_no_key_and_refuses_an_unknown_one() {
     let engine = ezthrottle_local::Engine::builder()
         .open()
+        .api_key(KEY)
         .default_pace(ezthrottle_core::Pace::UNLIMITED)
         .start()
         .await
         .unwrap();
     let target = Server::start().await;
-    let api = Api::new(&engine.base_url(), "anything");
-    let id = api.submit_ok(&job(&target.url("/ok"), json!({}))).await;
-    assert_eq!(api.wait_terminal(&id).await["status"], "success");
-    let body = job(&target.url("/ok?2"), json!({})).to_string();
-    assert_eq!(api.status_of("POST", "/api/v1/jobs", None, body).await, 201);
+    let api = Api::new(&engine.base_url(), KEY);
+    let body = job(&target.url("/ok"), json!({})).to_string();
+    let anonymous = api.http.post(format!("{}/api/v1/jobs", api.base)).body(body).send().await.unwrap();
+    assert_eq!(anonymous.status(), 201);
+    let id = anonymous.json_value().await["job_id"].as_str().unwrap().to_owned();
+    // No Authorization header: the open tenant. A known key is its own tenant, even in
+    // open mode: the open tenant's job is not its.
+    assert_eq!(
+        api.status_of("GET", &format!("/api/v1/jobs/{id}"), Some(&format!("Bearer {KEY}")), String::new()).await,
+        404
+    );
+    assert_eq!(api.status_of("GET", &format!("/api/v1/jobs/{id}"), None, String::new()).await, 200);
+    let own = api.submit_ok(&job(&target.url("/ok?known"), json!({}))).await;
+    assert_eq!(api.wait_terminal(&own).await["status"], "success");
+    let expected = json!({"error": "Unauthorized", "message": "Invalid API key"});
+    let (status, answer) = api.with_key("ck_unknown").submit(&job(&target.url("/ok?2"), json!({}))).await;
+    assert_eq!((status, &answer), (401, &expected), "a presented but unknown key");
+    for authorization in ["Bearer", "Basic dXNlcjpwYXNz", "Bearer  ", "ck_no_scheme"] {
+        let body = job(&target.url("/ok?3"), json!({})).to_string();
+        assert_eq!(api.status_of("POST", "/api/v1/jobs", Some(authorization), body).await, 401, "{authorization:?}");
+    }
     engine.shutdown().await;
 }
 
