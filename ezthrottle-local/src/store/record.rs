@@ -104,6 +104,19 @@ struct Submission<'a> {
     job: std::borrow::Cow<'a, Job>,
 }
 
+impl StoredJob {
+    /// The job as it was submitted (decoded from [`submission`](Self::submission)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the document is not one this engine wrote.
+    pub fn job(&self) -> Result<Job, StoreError> {
+        let submission: Submission<'_> = serde_json::from_slice(&self.submission)
+            .map_err(|err| StoreError::with_source(format!("job {}: an unreadable submission", self.id), err))?;
+        Ok(submission.job.into_owned())
+    }
+}
+
 /// A job as the engine runs it: the submission and its progress (a [`StoredJob`] decoded).
 ///
 /// The submitted job is immutable; the progress sits behind a lock the engine updates as

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use ezthrottle_core::webhook::Verifier;
 use ezthrottle_core::{EZThrottle, WebhookPayload};
 use ezthrottle_local::RunningEngine;
-pub use ezthrottle_local::store::JobStore;
-use ezthrottle_local::store::{JobRecord, MemoryStore};
+use ezthrottle_local::store::JobStore;
+use ezthrottle_local::store::{MemoryStore, StoreFuture};
 use ezthrottle_test_support::{Answer, TestServer};
 pub use ezthrottle_test_support::{DEADLINE, Recorded as Hit, eventually, refused_addr};
 use http_body::{Body, Frame, SizeHint};
@@ -160,8 +160,39 @@ pub async fn target_and_ezthrottle() -> (Target, Ezt) {
 /// The local engine as EZThrottle, with its store open for inspection.
 pub struct Ezt {
     pub engine: RunningEngine,
-    pub store: Arc<MemoryStore>,
+    pub store: Jobs,
     pub client: EZThrottle,
+}
+
+/// The engine's [`MemoryStore`], read synchronously (its answers are ready at once).
+pub struct Jobs(Arc<MemoryStore>);
+
+fn at_once<T>(mut answer: StoreFuture<'_, T>) -> T {
+    match answer.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(answer) => answer.expect("the memory store answers"),
+        std::task::Poll::Pending => panic!("the memory store answers at once"),
+    }
+}
+
+impl Jobs {
+    /// How many jobs the engine holds.
+    pub fn len(&self) -> usize {
+        at_once(self.0.count())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A job as the engine stored it.
+pub struct Submitted(ezthrottle_core::Job);
+
+impl Submitted {
+    /// The job as submitted.
+    pub fn job(&self) -> &ezthrottle_core::Job {
+        &self.0
+    }
 }
 
 impl Ezt {
@@ -177,12 +208,13 @@ impl Ezt {
             .await
             .expect("engine starts");
         let client = ezthrottle_test_support::engine::client(&engine);
-        Self { engine, store, client }
+        Self { engine, store: Jobs(store), client }
     }
 
     /// The job as the engine stored it.
-    pub fn job(&self, job_id: &str) -> Arc<JobRecord> {
-        self.store.get(job_id).unwrap_or_else(|| panic!("no job {job_id} in the engine"))
+    pub fn job(&self, job_id: &str) -> Submitted {
+        let stored = at_once(self.store.0.get(job_id)).unwrap_or_else(|| panic!("no job {job_id} in the engine"));
+        Submitted(stored.job().expect("a submission the engine wrote"))
     }
 
     pub async fn shutdown(self) {
