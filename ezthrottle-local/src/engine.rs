@@ -14,6 +14,7 @@ use ezthrottle_core::protocol::Pace;
 
 use crate::config::{Config, Secret};
 use crate::http::auth::Tenants;
+use crate::live::LiveJobs;
 use crate::metrics::Metrics;
 use crate::pacing::Lanes;
 use crate::secrets::SecretsStore;
@@ -28,6 +29,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) secrets: SecretsStore,
     pub(crate) tenants: Tenants,
+    pub(crate) live: LiveJobs,
     pub(crate) http: reqwest::Client,
     pub(crate) rejections: AtomicU32,
     seq: AtomicU64,
@@ -411,6 +413,7 @@ impl EngineBuilder {
             rejections: AtomicU32::new(0),
             seq: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            live: LiveJobs::default(),
             stopping: CancellationToken::new(),
             killed: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -440,6 +443,7 @@ async fn sweep(shared: Arc<Shared>) {
     let period = shared.config.idempotency_ttl.min(Duration::from_secs(30)).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
+        shared.live.prune();
         let swept = shared
             .store
             .sweep(std::time::SystemTime::now(), shared.config.idempotency_ttl, shared.config.job_retention)

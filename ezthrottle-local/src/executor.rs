@@ -21,6 +21,9 @@ use crate::redirect;
 use crate::store::{AttemptRecord, JobRecord};
 use crate::util::{header_object, jittered, millis, now_ms, retry_after};
 
+/// How long a job whose record could not be read waits before the next try.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// Status codes retried when a job carries no `retry_policy`.
 pub(crate) const DEFAULT_RETRY_CODES: [u16; 4] = [429, 502, 503, 504];
 /// Retries in the same region when a job carries no `retry_policy` (or no `max_retries`).
@@ -66,10 +69,29 @@ impl Outcome {
 }
 
 /// Called by a lane's dispatcher when a queued job's turn comes.
-pub(crate) fn start(shared: &Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
+pub(crate) fn start(shared: &Arc<Shared>, job_id: Box<str>, permit: Permit) {
     shared.metrics.queued.fetch_sub(1, Relaxed);
-    shared.metrics.running.fetch_add(1, Relaxed);
-    shared.spawn(run_job(Arc::clone(shared), record, permit));
+    let task_shared = Arc::clone(shared);
+    shared.spawn(async move {
+        let shared = task_shared;
+        match shared.live.get(&*shared.store, &job_id).await {
+            Ok(Some(record)) => {
+                shared.metrics.running.fetch_add(1, Relaxed);
+                run_job(shared, record, permit).await;
+            }
+            // Swept while it waited (its retention ran out): nothing to run.
+            Ok(None) => tracing::warn!(job_id = &*job_id, "a queued job is no longer in the store"),
+            Err(err) => {
+                shared.metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!(job_id = &*job_id, error = %ErrorChain(&err), "a queued job could not be read: retrying in 1 s");
+                let lane = shared.lanes.lane(permit.host());
+                drop(permit);
+                shared.metrics.queued.fetch_add(1, Relaxed);
+                let later = Instant::now().checked_add(STORE_RETRY);
+                crate::pacing::enqueue(&shared, &lane, crate::pacing::Item::Start(job_id), later);
+            }
+        }
+    });
 }
 
 /// Marks the job failed if its task panics. A task dropped by the drain leaves the job as

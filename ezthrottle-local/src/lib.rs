@@ -194,6 +194,7 @@ mod fallback;
 mod guard;
 mod http;
 mod limits;
+mod live;
 mod metrics;
 mod pacing;
 mod recovery;

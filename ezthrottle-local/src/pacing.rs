@@ -19,13 +19,12 @@ use ezthrottle_core::protocol::{AnnouncedPace, Pace};
 
 use crate::config::announced;
 use crate::engine::Shared;
-use crate::store::JobRecord;
 use crate::util::lock;
 
 /// Something waiting in a lane.
 pub(crate) enum Item {
-    /// A newly accepted job: started (as a task) when its turn comes.
-    Start(Arc<JobRecord>),
+    /// An accepted job, by id (its record waits in the store): started when its turn comes.
+    Start(Box<str>),
     /// A running job waiting to make another request to this host.
     Wait(oneshot::Sender<Permit>),
 }
@@ -76,6 +75,11 @@ impl std::fmt::Debug for Permit {
 }
 
 impl Permit {
+    /// The lane key (`host:port`) the permit is for.
+    pub(crate) fn host(&self) -> &str {
+        &self.lane.key
+    }
+
     /// Applies the target's pacing headers (`X-Aqueduct-*` wins over `X-EZTHROTTLE-*`).
     pub(crate) fn observe(&self, headers: &HeaderMap) {
         let update = AnnouncedPace::from_headers(headers);
@@ -301,7 +305,7 @@ async fn dispatch(shared: Arc<Shared>, lane: Arc<Lane>) {
             Step::Go(item) => {
                 let permit = Permit { lane: Arc::clone(&lane) };
                 match item {
-                    Item::Start(record) => crate::executor::start(&shared, record, permit),
+                    Item::Start(job_id) => crate::executor::start(&shared, job_id, permit),
                     Item::Wait(tx) => {
                         // A waiter that went away returns the permit by dropping it.
                         let _ = tx.send(permit);

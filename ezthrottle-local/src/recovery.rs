@@ -39,7 +39,7 @@ pub(crate) async fn resume(shared: &Arc<Shared>) -> Result<usize, StoreError> {
         };
         let status = record.status();
         if status.is_finished() {
-            let (task_shared, record) = (Arc::clone(shared), Arc::clone(&record));
+            let (task_shared, record) = (Arc::clone(shared), shared.live.adopt(record));
             shared.spawn(async move {
                 let outcome = Outcome::recorded(&record);
                 crate::executor::settle(&task_shared, &record, &outcome).await;
@@ -53,7 +53,7 @@ pub(crate) async fn resume(shared: &Arc<Shared>) -> Result<usize, StoreError> {
                 shared.persist(&record).await;
             }
             shared.metrics.queued.fetch_add(1, Relaxed);
-            crate::submit::schedule(shared, &host, record, now);
+            crate::submit::schedule(shared, &host, &record, now);
         }
         resumed += 1;
     }

@@ -170,7 +170,7 @@ pub(crate) async fn accept(
             }
             let status = if record.racing() { SubmissionStatus::Racing } else { SubmissionStatus::Queued };
             let receipt = SubmitReceipt::new(record.id(), status).with_idempotent_key(&*key);
-            schedule(shared, &host, record, now);
+            schedule(shared, &host, &record, now);
             Ok(Accepted { receipt })
         }
     }
@@ -178,15 +178,15 @@ pub(crate) async fn accept(
 
 /// Puts an accepted job in its lane (not before its `retry_at`) and arms its
 /// `on_failure_timeout_ms`: at acceptance, and again for a job resumed from the store.
-pub(crate) fn schedule(shared: &Arc<Shared>, host: &str, record: Arc<JobRecord>, now: Instant) {
+pub(crate) fn schedule(shared: &Arc<Shared>, host: &str, record: &JobRecord, now: Instant) {
     let not_before = record.job().retry_at.and_then(|at| {
         let wait = at.duration_since(std::time::SystemTime::now()).ok().filter(|wait| !wait.is_zero())?;
         // A `retry_at` centuries ahead waits as long as an `Instant` can say (checked sum).
         Some(now.checked_add(wait).or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30))).unwrap_or(now))
     });
-    crate::workflow::arm_failure_timeout(shared, &record);
+    crate::workflow::arm_failure_timeout(shared, record);
     let lane = shared.lanes.lane(host);
-    enqueue(shared, &lane, Item::Start(record), not_before);
+    enqueue(shared, &lane, Item::Start(record.id().into()), not_before);
 }
 
 fn duplicate_receipt(existing: &StoredJob) -> Result<Accepted, SubmitError> {

@@ -38,7 +38,7 @@ pub(crate) async fn on_finished(shared: &Arc<Shared>, record: &Arc<JobRecord>, s
 
 /// Arms the `on_failure_timeout_ms` timer of a job, counted from its acceptance (so a job
 /// resumed after a restart keeps its deadline).
-pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>) {
+pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &JobRecord) {
     let (Some(timeout), Some(_)) = (record.job().on_failure_timeout, record.job().on_failure.as_deref()) else {
         return;
     };
@@ -47,11 +47,20 @@ pub(crate) fn arm_failure_timeout(shared: &Arc<Shared>, record: &Arc<JobRecord>)
     }
     let deadline = record.accepted_at_ms().saturating_add(millis(timeout));
     let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
-    let (shared, record) = (Arc::clone(shared), Arc::clone(record));
+    // The timer holds the id only: a queued job's record stays in the store.
+    let (shared, job_id) = (Arc::clone(shared), record.id().to_owned());
     tokio::spawn(async move {
         if !crate::executor::sleep_unless_stopping(&shared, wait).await {
             return;
         }
+        let record = match shared.live.get(&*shared.store, &job_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(job_id, error = %ezthrottle_core::ErrorChain(&err), "on_failure_timeout_ms: the job could not be read");
+                return;
+            }
+        };
         if record.status() != JobStatus::Success
             && let Some(child) = record.job().on_failure.as_deref()
             && claim_on_failure(&record)
