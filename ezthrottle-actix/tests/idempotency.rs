@@ -4,42 +4,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{App, HttpRequest, HttpResponse, test, web};
 use ezthrottle_actix::ActixIdempotency;
+use ezthrottle_test_support::{EndlessChunks, Gate};
 use ezthrottle_tower::REPLAY_HEADER;
 use ezthrottle_tower::idempotency::IdempotencyLayer;
 
 const KEY: &str = "order-0001-abcdefgh";
 
-/// An answer that never ends: 1 KiB chunks of `x`. After 128 of them (twice the layer's
-/// limit) it waits until the test got the answer's head (`flowing`): a middleware that
-/// buffered the whole answer would never answer (and holds only 128 KiB meanwhile).
-struct Endless {
-    produced: usize,
-    flowing: Arc<Flowing>,
-}
-
-#[derive(Default)]
-struct Flowing {
-    open: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Flowing {
-    fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-        if let Some(waker) = self.waker.lock().expect("lock").take() {
-            waker.wake();
-        }
-    }
-}
+/// An answer that never ends ([`EndlessChunks`]): 128 chunks, then it waits for the
+/// test to have the answer's head (twice the layer's limit).
+struct Endless(EndlessChunks);
 
 impl MessageBody for Endless {
     type Error = std::convert::Infallible;
@@ -49,21 +31,14 @@ impl MessageBody for Endless {
     }
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        if self.produced >= 128 && !self.flowing.open.load(Ordering::SeqCst) {
-            *self.flowing.waker.lock().expect("lock") = Some(cx.waker().clone());
-            if !self.flowing.open.load(Ordering::SeqCst) {
-                return Poll::Pending;
-            }
-        }
-        self.produced += 1;
-        Poll::Ready(Some(Ok(Bytes::from_static(&[b'x'; 1024]))))
+        self.0.poll_chunk(cx).map(|chunk| Some(Ok(chunk)))
     }
 }
 
 #[actix_web::test]
 async fn an_endless_answer_streams_through_and_is_not_buffered() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let flowing = Arc::new(Flowing::default());
+    let flowing = Arc::new(Gate::default());
     let (counter, gate) = (Arc::clone(&runs), Arc::clone(&flowing));
     let layer = IdempotencyLayer::memory().max_stored_body(64 * 1024);
     let app = test::init_service(App::new().wrap(ActixIdempotency::new(layer)).route(
@@ -71,7 +46,7 @@ async fn an_endless_answer_streams_through_and_is_not_buffered() {
         web::post().to(move || {
             counter.fetch_add(1, Ordering::SeqCst);
             let flowing = Arc::clone(&gate);
-            async move { HttpResponse::Ok().body(Endless { produced: 0, flowing }) }
+            async move { HttpResponse::Ok().body(Endless(EndlessChunks::new(128, flowing))) }
         }),
     ))
     .await;

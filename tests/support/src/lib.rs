@@ -8,6 +8,8 @@
 //!   listens on);
 //! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
 //!   required) with a clear message when it is not installed, never a hang;
+//! - [`EndlessChunks`] behind a [`Gate`]: an answer that never ends, to prove a
+//!   middleware streams it;
 //! - [`post_unending`]: a request whose body never ends, to prove an answer came first;
 //! - [`TempDir`]: a scratch directory (a store file) removed when dropped;
 //! - [`eventually`] and [`poll`]: waits with a bounded [`DEADLINE`] instead of sleeps;
@@ -21,6 +23,7 @@
 //! engine's own integration tests use `engine` too; a crate's `#[cfg(test)]` unit tests
 //! are a second copy of it and must not mix their types with this crate's.
 
+mod endless;
 mod net;
 mod redis;
 mod server;
@@ -32,6 +35,7 @@ mod wait;
 pub mod engine;
 pub mod webhook;
 
+pub use endless::{EndlessChunks, Gate};
 pub use net::{BlackHole, CountingResolver, HangUp, refused_addr, refused_url, serve, serve_with_peer_addr};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};

@@ -3,9 +3,9 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,6 +13,7 @@ use axum::body::Body as AxumBody;
 use axum::http::StatusCode as AxumStatus;
 use axum::routing::{any, post};
 use bytes::Bytes;
+use ezthrottle_test_support::{EndlessChunks, Gate};
 use ezthrottle_tower::REPLAY_HEADER;
 use ezthrottle_tower::idempotency::{IdempotencyLayer, MemoryIdempotencyStore};
 use http_body::Frame;
@@ -21,42 +22,16 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::webhooks::support::{http, serve};
 
-/// A body that never ends: 1 KiB chunks of `x`. After 128 of them (twice the layer's
-/// limit) it waits for `flowing`, opened once the client got the answer's head: a layer
-/// that buffered the whole answer would never answer (and holds only 128 KiB meanwhile).
-struct Endless {
-    produced: usize,
-    flowing: Arc<Flowing>,
-}
-
-#[derive(Default)]
-struct Flowing {
-    open: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Flowing {
-    fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-        if let Some(waker) = self.waker.lock().expect("lock").take() {
-            waker.wake();
-        }
-    }
-}
+/// A body that never ends ([`EndlessChunks`]): 128 chunks (twice the layer's limit),
+/// then it waits for the client to have the answer's head.
+struct Endless(EndlessChunks);
 
 impl http_body::Body for Endless {
     type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.produced >= 128 && !self.flowing.open.load(Ordering::SeqCst) {
-            *self.flowing.waker.lock().expect("lock") = Some(cx.waker().clone());
-            if !self.flowing.open.load(Ordering::SeqCst) {
-                return Poll::Pending;
-            }
-        }
-        self.produced += 1;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[b'x'; 1024])))))
+        self.0.poll_chunk(cx).map(|chunk| Some(Ok(Frame::data(chunk))))
     }
 }
 
@@ -65,7 +40,7 @@ impl http_body::Body for Endless {
 #[tokio::test]
 async fn an_endless_answer_streams_through_and_is_not_buffered() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let flowing = Arc::new(Flowing::default());
+    let flowing = Arc::new(Gate::default());
     let store = MemoryIdempotencyStore::new();
     let (counter, gate) = (Arc::clone(&runs), Arc::clone(&flowing));
     let router = Router::new()
@@ -74,7 +49,7 @@ async fn an_endless_answer_streams_through_and_is_not_buffered() {
             post(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let flowing = Arc::clone(&gate);
-                async move { AxumBody::new(Endless { produced: 0, flowing }) }
+                async move { AxumBody::new(Endless(EndlessChunks::new(128, flowing))) }
             }),
         )
         .route_layer(IdempotencyLayer::new(store.clone()).max_stored_body(64 * 1024));
