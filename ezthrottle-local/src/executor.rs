@@ -369,14 +369,12 @@ async fn send_following_redirects(
     timeout: Duration,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let started = Instant::now();
-    let mut url = url::Url::parse(&job.url).ok();
+    // reqwest parses the URL, so a bad one is its error like any other.
+    let mut url = shared.http.request(job.method.clone(), &job.url).build()?.url().clone();
     let mut headers = std::borrow::Cow::Borrowed(&job.headers);
     let mut hops = 0;
     loop {
-        let mut request = match &url {
-            Some(url) => shared.http.request(job.method.clone(), url.clone()),
-            None => shared.http.request(job.method.clone(), &job.url),
-        };
+        let mut request = shared.http.request(job.method.clone(), url.clone());
         request = request.timeout(timeout.saturating_sub(started.elapsed()));
         for (name, value) in headers.iter() {
             request = request.header(name.as_str(), value.as_str());
@@ -386,18 +384,17 @@ async fn send_following_redirects(
             request = request.body(body.clone());
         }
         let response = request.send().await?;
-        let Some(from) = &url else { return Ok(response) };
         if hops >= redirect::MAX_REDIRECTS {
             return Ok(response);
         }
-        let Some(hop) = redirect::next_hop(response.status(), &job.method, from, response.headers(), &shared.config)
+        let Some(hop) = redirect::next_hop(response.status(), &job.method, &url, response.headers(), &shared.config)
         else {
             return Ok(response);
         };
         if hop.cross_origin {
             redirect::drop_credentials(headers.to_mut());
         }
-        url = Some(hop.url);
+        url = hop.url;
         hops += 1;
     }
 }
