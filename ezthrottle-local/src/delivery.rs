@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::engine::Shared;
 use crate::executor::Outcome;
 use crate::store::JobRecord;
-use crate::util::{jittered, now_secs};
+use crate::util::{jittered, millis, now_ms, now_secs};
 
 /// Longest wait between two delivery attempts.
 const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(60);
@@ -57,6 +57,12 @@ pub(crate) async fn deliver(shared: &Arc<Shared>, record: &Arc<JobRecord>, outco
     // A job resumed after a restart keeps what its deliveries did and redelivers only the
     // pending ones (at-least-once: a receiver may see a delivery twice, and dedupes it by
     // `job_id`).
+    // A job resumed between two attempts waits for the one that was due.
+    let due = record.state().detail_ref().and_then(|detail| detail.deliveries_due_at_ms);
+    let wait = Duration::from_millis(due.unwrap_or(0).saturating_sub(now_ms()));
+    if !wait.is_zero() && !crate::executor::sleep_unless_stopping(shared, wait.min(MAX_DELIVERY_BACKOFF)).await {
+        return;
+    }
     let (pending, mut votes, mut decided) = {
         let mut state = record.state();
         let detail = state.detail();
@@ -133,8 +139,10 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
         if attempt > 0 {
             let backoff = config.webhook_retry_base.saturating_mul(1u32 << (attempt - 1).min(20));
             let wait = jittered(backoff, 0.1).min(MAX_DELIVERY_BACKOFF);
+            // Saved: after a restart the redelivery waits until then too.
+            record.state().detail().deliveries_due_at_ms = Some(now_ms().saturating_add(millis(wait)));
+            shared.persist(record).await;
             if !crate::executor::sleep_unless_stopping(shared, wait).await {
-                shared.persist(record).await;
                 return Delivered::Stopped;
             }
         }

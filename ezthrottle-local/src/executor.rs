@@ -314,6 +314,18 @@ async fn run_lane(
             AttemptOutcome::Failed
         };
         set_attempt_outcome(shared, record, result.index, decision);
+        let backoff = (decision == AttemptOutcome::Retry).then(|| {
+            let exponent = retries.min(20);
+            let backoff =
+                jittered(shared.config.retry_base.saturating_mul(1u32 << exponent), 0.2).min(shared.config.retry_max);
+            let wait = match result.retry_after {
+                Some(after) => backoff.max(after.min(shared.config.max_retry_after)),
+                None => backoff,
+            };
+            // Saved with the job: after a restart the retry still waits until then.
+            record.state().detail().due_at_ms = Some(now_ms().saturating_add(millis(wait)));
+            wait
+        });
         shared.persist(record).await;
         match decision {
             AttemptOutcome::Reroute => {
@@ -321,15 +333,8 @@ async fn run_lane(
                 region_index += 1;
             }
             AttemptOutcome::Retry => {
-                let exponent = retries.min(20);
-                let backoff = jittered(shared.config.retry_base.saturating_mul(1u32 << exponent), 0.2)
-                    .min(shared.config.retry_max);
-                let wait = match result.retry_after {
-                    Some(after) => backoff.max(after.min(shared.config.max_retry_after)),
-                    None => backoff,
-                };
                 retries = retries.saturating_add(1);
-                if !sleep_unless_stopping(shared, wait).await {
+                if !sleep_unless_stopping(shared, backoff.unwrap_or_default()).await {
                     return Outcome::stopped();
                 }
             }

@@ -179,7 +179,11 @@ pub(crate) async fn accept(
 /// Puts an accepted job in its lane (not before its `retry_at`) and arms its
 /// `on_failure_timeout_ms`: at acceptance, and again for a job resumed from the store.
 pub(crate) fn schedule(shared: &Arc<Shared>, host: &str, record: &JobRecord, now: Instant) {
-    let not_before = record.job().retry_at.and_then(|at| {
+    // A job resumed while it waited for a retry's backoff waits until it is due.
+    let backoff_due = record.state().detail_ref().and_then(|detail| detail.due_at_ms);
+    let backoff_due = backoff_due.and_then(ezthrottle_core::protocol::time::from_unix_ms);
+    let due = record.job().retry_at.into_iter().chain(backoff_due).max();
+    let not_before = due.and_then(|at| {
         let wait = at.duration_since(std::time::SystemTime::now()).ok().filter(|wait| !wait.is_zero())?;
         // A `retry_at` centuries ahead waits as long as an `Instant` can say (checked sum).
         Some(now.checked_add(wait).or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30))).unwrap_or(now))

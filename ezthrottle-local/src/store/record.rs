@@ -48,6 +48,11 @@ pub(crate) struct Detail {
     pub(crate) on_failure_spawned: bool,
     /// The children the outcome calls for were submitted.
     pub(crate) children_submitted: bool,
+    /// When the job's next request is due (a retry's backoff), Unix ms: what a job resumed
+    /// after a restart waits for.
+    pub(crate) due_at_ms: Option<u64>,
+    /// When the next delivery attempt of the pending webhooks is due, Unix ms.
+    pub(crate) deliveries_due_at_ms: Option<u64>,
     pub(crate) events: Vec<String>,
 }
 

@@ -195,3 +195,49 @@ async fn a_drain_finishes_running_attempts_refuses_submissions_and_keeps_the_que
     assert_eq!(done["status"], "success", "{done:#}");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_due_later_stays_due_later_across_a_restart() {
+    let dir = TempDir::new("due");
+    let path = dir.join("jobs.sqlite3");
+    let target = Server::start().await;
+    let backoff = Duration::from_millis(1500);
+    let builder = || fast_engine().retry_backoff(backoff, backoff);
+    let (engine, api) = start(builder().store(sqlite(&path))).await;
+    let id = api
+        .submit_ok(&job(&target.url("/status/503"), json!({"retry_policy": {"max_retries": 1, "retry_codes": [503]}})))
+        .await;
+    api.wait_job(&id, |job| job["attempts"][0]["outcome"] == "retry").await;
+    drop(engine);
+
+    let (engine, api) = start(builder().store(sqlite(&path))).await;
+    let hits = target.wait_hits("/status/503", 2).await;
+    let gap = hits[1].at.duration_since(hits[0].at);
+    // The backoff is 1.5 s ± 20 %: the restart did not make the retry due at once.
+    assert!(gap >= Duration::from_millis(1100), "retried {gap:?} after the first attempt");
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_due_later_stays_due_later_across_a_restart() {
+    let dir = TempDir::new("redelivery");
+    let path = dir.join("jobs.sqlite3");
+    let target = Server::start().await;
+    let builder = || fast_engine().webhook_retry(Duration::from_millis(1500), 3);
+    let (engine, api) = start(builder().store(sqlite(&path))).await;
+    // `/hook/1` answers 503 to the first delivery.
+    let id = api.submit_ok(&job(&target.url("/ok"), json!({"webhooks": [{"url": target.url("/hook/1")}]}))).await;
+    api.wait_job(&id, |job| job["webhooks"][0]["attempts"].as_array().is_some_and(|a| !a.is_empty())).await;
+    drop(engine);
+
+    let (engine, api) = start(builder().store(sqlite(&path))).await;
+    let hits = target.wait_hits("/hook/1", 2).await;
+    let gap = hits[1].at.duration_since(hits[0].at);
+    // The first retry waits 1.5 s ± 10 %: the restart did not make it due at once.
+    assert!(gap >= Duration::from_millis(1300), "redelivered {gap:?} after the first delivery");
+    let done = api.wait_delivered(&id).await;
+    assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
+    engine.shutdown().await;
+}
