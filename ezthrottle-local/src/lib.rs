@@ -169,11 +169,13 @@
 //!
 //! - **Recovery.** At start, every job the store holds unsettled goes on: a queued job is
 //!   queued again (not before its `retry_at`); a job that was running runs again from its
-//!   first step, its interrupted attempt recorded as `interrupted` and the attempts made
-//!   before counted against its retry policy (**at-least-once**: a target may see the
+//!   first step (not before the backoff it was waiting for, and with the `on_timeout`
+//!   timers of its fallbacks started again), its interrupted attempt recorded as
+//!   `interrupted` and the attempts made before counted against its retry policy (**at-least-once**: a target may see the
 //!   interrupted request twice, so give jobs with side effects an `Idempotency-Key`
 //!   header the target honours); a finished job submits the children and delivers the
-//!   webhooks its saved progress does not show as done. Idempotency keys survive: a
+//!   webhooks its saved progress does not show as done (not before the retry that was
+//!   due). Idempotency keys survive: a
 //!   duplicate after a restart answers the original job.
 //! - **Drain.** SIGTERM, SIGINT and [`RunningEngine::shutdown`] stop admission
 //!   (`503` with `Retry-After: 5`), start no queued job, let running attempts and webhook
