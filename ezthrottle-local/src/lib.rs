@@ -126,6 +126,7 @@
 pub mod cli;
 mod config;
 mod delivery;
+mod drain;
 mod engine;
 mod executor;
 mod fallback;

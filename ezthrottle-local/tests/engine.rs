@@ -8,6 +8,8 @@ mod support;
 mod auth;
 #[path = "engine/binary.rs"]
 mod binary;
+#[path = "engine/bounds.rs"]
+mod bounds;
 #[path = "engine/execution.rs"]
 mod execution;
 #[path = "engine/fallbacks.rs"]

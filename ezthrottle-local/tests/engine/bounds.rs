@@ -1,0 +1,83 @@
+//! Bounds on what a peer controls: webhook receivers' answers, tenants' share of the queue,
+//! the target's announced pace, `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::time::Instant;
+
+use crate::support::*;
+use ezthrottle_test_support::eventually;
+
+/// Bytes an endless receiver writes before giving up (far beyond any socket buffer).
+const ENDLESS_CAP: usize = 256 * 1024 * 1024;
+
+/// A webhook receiver answering `200` with an endless chunked body: counts what it wrote
+/// and whether the engine closed the connection before it stopped.
+struct EndlessReceiver {
+    url: String,
+    written: Arc<AtomicUsize>,
+    closed_by_peer: Arc<AtomicBool>,
+}
+
+impl EndlessReceiver {
+    async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // A small send buffer (inherited by accepted sockets) keeps in-kernel bytes few.
+        socket.set_send_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(16).unwrap();
+        let url = format!("http://{}/endless", listener.local_addr().unwrap());
+        let written = Arc::new(AtomicUsize::new(0));
+        let closed_by_peer = Arc::new(AtomicBool::new(false));
+        let (count, closed) = (Arc::clone(&written), Arc::clone(&closed_by_peer));
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await.is_err() {
+                return;
+            }
+            let chunk = [b'x'; 16 * 1024];
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            while count.load(Ordering::Relaxed) < ENDLESS_CAP {
+                if stream.write_all(&framed).await.is_err() {
+                    closed.store(true, Ordering::Relaxed);
+                    return;
+                }
+                count.fetch_add(framed.len(), Ordering::Relaxed);
+            }
+            // Hold the connection open: only the engine may end it.
+            let _ = stream.read(&mut buf).await;
+        });
+        Self { url, written, closed_by_peer }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_an_endless_body_is_read_a_few_kib_then_dropped() {
+    let receiver = EndlessReceiver::start().await;
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().webhook_timeout(Duration::from_secs(60))).await;
+    let started = Instant::now();
+    let id = api.submit_ok(&job(&target.url("/ok"), json!({"webhooks": [{"url": receiver.url}]}))).await;
+    let done = api.wait_delivered(&id).await;
+    assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
+    assert_eq!(done["webhooks"][0]["attempts"][0]["status_code"], 200, "{done:#}");
+    assert!(started.elapsed() < Duration::from_secs(10), "delivered only after {:?}", started.elapsed());
+    eventually("the engine to close the receiver's connection", || receiver.closed_by_peer.load(Ordering::Relaxed))
+        .await;
+    // What was written sat in socket buffers, never in the engine: a few MiB at most.
+    let written = receiver.written.load(Ordering::Relaxed);
+    assert!(written < 8 * 1024 * 1024, "the engine read {written} bytes of the answer");
+    engine.shutdown().await;
+}
