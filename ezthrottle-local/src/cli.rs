@@ -62,6 +62,18 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
 
+    /// Longest wait for a request's head, seconds (idle keep-alive connections included).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Longest wait for a whole request body, seconds (then 408).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
+    /// Most connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Refuse (400) a job naming a field the protocol does not know, instead of ignoring it
     /// with a warning that names its path.
     #[arg(long, env = "EZTHROTTLE_LOCAL_REJECT_UNKNOWN_FIELDS")]
@@ -83,6 +95,9 @@ impl std::fmt::Debug for LocalArgs {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_queued_jobs", &self.max_queued_jobs)
             .field("idempotency_ttl_secs", &self.idempotency_ttl_secs)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -100,7 +115,10 @@ impl LocalArgs {
             .default_pace(Pace::new(self.default_rps, self.default_max_concurrent)?)
             .max_body_bytes(self.max_body_bytes)
             .max_queued_jobs(self.max_queued_jobs)
-            .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs));
+            .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs))
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
+            .body_read_timeout(Duration::from_secs(self.body_read_timeout_secs))
+            .max_connections(self.max_connections);
         for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
             builder = builder.api_key(key.trim());
         }

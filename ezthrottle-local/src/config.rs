@@ -79,6 +79,7 @@ pub(crate) struct Config {
     pub(crate) admission_retry_after: Duration,
     pub(crate) reject_unknown_fields: bool,
     pub(crate) job_limits: crate::JobLimits,
+    pub(crate) server: crate::http::serve::ServerLimits,
 }
 
 impl Default for Config {
@@ -102,6 +103,7 @@ impl Default for Config {
             max_retry_after: Duration::from_secs(300),
             reject_unknown_fields: false,
             job_limits: crate::JobLimits::default(),
+            server: crate::http::serve::ServerLimits::default(),
             target_timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             webhook_retry_base: Duration::from_secs(1),

@@ -285,6 +285,31 @@ impl EngineBuilder {
         self
     }
 
+    /// Longest wait for a request's head, from the connection's first byte or the end of
+    /// the previous request on it (default 10 s); past it the connection is closed, idle
+    /// keep-alive connections included.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.server.header_read_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for a whole request body, from the end of its head (default 30 s);
+    /// past it the request is answered `408` naming the timeout.
+    #[must_use]
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.server.body_read_timeout = timeout;
+        self
+    }
+
+    /// Most connections served at once (default 10,000; at least 1). Beyond it new
+    /// connections wait in the listen backlog until one closes.
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.server.max_connections = connections.max(1);
+        self
+    }
+
     /// Keeps jobs in `store` instead of a fresh [`MemoryStore`].
     #[must_use]
     pub fn store(mut self, store: Arc<dyn JobStore>) -> Self {
@@ -333,14 +358,7 @@ impl EngineBuilder {
         });
         let router = crate::http::router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            });
-            if let Err(err) = serve.await {
-                tracing::error!(error = %err, "the HTTP server stopped");
-            }
-        });
+        let server = tokio::spawn(crate::http::serve::serve(listener, router, shared.config.server, stop_rx));
         let sweeper = tokio::spawn(sweep(Arc::clone(&shared)));
         tracing::info!(%addr, "ezthrottle-local listening");
         Ok(RunningEngine { addr, shared, stop: Some(stop_tx), server: Some(server), sweeper })

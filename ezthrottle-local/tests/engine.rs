@@ -26,6 +26,8 @@ mod peer_spellings;
 mod proxy;
 #[path = "engine/redirects.rs"]
 mod redirects;
+#[path = "engine/slow_clients.rs"]
+mod slow_clients;
 #[path = "engine/validation.rs"]
 mod validation;
 #[path = "engine/webhooks.rs"]

@@ -1,0 +1,111 @@
+//! The engine's HTTP server against slow and numerous clients: header and body read
+//! timeouts, the connection limit.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+use crate::support::*;
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nhost: engine\r\n\r\n";
+
+/// Reads what the server sends until it closes the connection (bounded by [`DEADLINE`]).
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match timeout(DEADLINE, stream.read(&mut buf)).await.expect("the server closes the connection") {
+            Ok(0) | Err(_) => return seen,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads one whole HTTP/1.1 answer with a `content-length`, within `within`.
+async fn read_answer(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .and_then(|length| length.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(text);
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
+async fn health(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    stream.write_all(HEALTH).await.ok()?;
+    read_answer(stream, within).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_half_a_header_is_disconnected_after_the_header_timeout() {
+    let (engine, _api) = start(fast_engine().header_read_timeout(Duration::from_millis(300))).await;
+    let mut stream = TcpStream::connect(engine.addr()).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(b"GET /health HTTP/1.1\r\nhost: eng").await.unwrap();
+    let answered = read_until_closed(&mut stream).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250), "closed after {waited:?}, before the timeout");
+    assert!(waited < Duration::from_secs(5), "closed only after {waited:?}");
+    assert!(!String::from_utf8_lossy(&answered).contains("200 OK"), "{answered:?}");
+
+    // A complete request on a fresh connection is served as usual.
+    let mut stream = TcpStream::connect(engine.addr()).await.unwrap();
+    let answer = health(&mut stream, DEADLINE).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_gets_408_naming_the_body_timeout() {
+    let (engine, _api) = start(fast_engine().body_read_timeout(Duration::from_millis(300))).await;
+    let mut stream = TcpStream::connect(engine.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nhost: engine\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"url\": \"ht"
+    );
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut stream, DEADLINE).await.expect("an answer");
+    assert!(started.elapsed() >= Duration::from_millis(250), "answered before the timeout: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body read timeout"), "{answer}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_connection_limit_new_connections_wait_while_open_ones_work() {
+    let (engine, _api) = start(fast_engine().max_connections(2)).await;
+    let mut first = TcpStream::connect(engine.addr()).await.unwrap();
+    let mut second = TcpStream::connect(engine.addr()).await.unwrap();
+    assert!(health(&mut first, DEADLINE).await.is_some());
+    assert!(health(&mut second, DEADLINE).await.is_some());
+
+    // The third connects (the kernel's backlog) but is not served while two are open.
+    let mut third = TcpStream::connect(engine.addr()).await.unwrap();
+    assert_eq!(health(&mut third, Duration::from_millis(500)).await, None, "served beyond the limit");
+    let again = health(&mut first, DEADLINE).await.expect("an open connection still works");
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+
+    // Once one closes, the waiting one is served.
+    drop(first);
+    let answer = read_answer(&mut third, DEADLINE).await.expect("served once a slot is free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(second);
+    engine.shutdown().await;
+}
