@@ -58,6 +58,11 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_QUEUED_JOBS", default_value_t = 1_000_000)]
     pub max_queued_jobs: usize,
 
+    /// Most jobs one tenant may have waiting to start (default: the whole queue with one
+    /// tenant, half of it with more).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_QUEUED_JOBS_PER_TENANT")]
+    pub max_queued_jobs_per_tenant: Option<usize>,
+
     /// Lifetime of an idempotency key, seconds.
     #[arg(long, env = "EZTHROTTLE_LOCAL_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
@@ -94,6 +99,7 @@ impl std::fmt::Debug for LocalArgs {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_queued_jobs", &self.max_queued_jobs)
+            .field("max_queued_jobs_per_tenant", &self.max_queued_jobs_per_tenant)
             .field("idempotency_ttl_secs", &self.idempotency_ttl_secs)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
@@ -121,6 +127,9 @@ impl LocalArgs {
             .max_connections(self.max_connections);
         for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
             builder = builder.api_key(key.trim());
+        }
+        if let Some(jobs) = self.max_queued_jobs_per_tenant {
+            builder = builder.max_queued_jobs_per_tenant(jobs);
         }
         if self.open {
             builder = builder.open();

@@ -26,6 +26,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) secrets: SecretsStore,
     pub(crate) tenants: Tenants,
+    pub(crate) queue_shares: crate::tenancy::QueueShares,
     pub(crate) http: reqwest::Client,
     pub(crate) rejections: AtomicU32,
     seq: AtomicU64,
@@ -204,6 +205,17 @@ impl EngineBuilder {
         self
     }
 
+    /// Most jobs one tenant may have waiting to start: its share of
+    /// [`max_queued_jobs`](Self::max_queued_jobs). Default: the whole queue when the engine
+    /// has one tenant (one API key, or open mode without keys), half of it (rounded up)
+    /// otherwise. Beyond it that tenant's submissions get 429 naming
+    /// `max_queued_jobs_per_tenant` while the other tenants still get in.
+    #[must_use]
+    pub fn max_queued_jobs_per_tenant(mut self, jobs: usize) -> Self {
+        self.config.max_queued_jobs_per_tenant = Some(jobs);
+        self
+    }
+
     /// How long an idempotency key stays bound to its job (default 24 h).
     #[must_use]
     pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
@@ -349,6 +361,7 @@ impl EngineBuilder {
             metrics: Metrics::default(),
             secrets: SecretsStore::new(config.webhook_secret.clone()),
             tenants: Tenants::new(&config.api_keys, config.open),
+            queue_shares: crate::tenancy::QueueShares::new(&config),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             http,
             rejections: AtomicU32::new(0),

@@ -46,6 +46,7 @@ impl Outcome {
 /// Called by a lane's dispatcher when a queued job's turn comes.
 pub(crate) fn start(shared: &Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
     shared.metrics.queued.fetch_sub(1, Relaxed);
+    crate::tenancy::release(shared, record.tenant());
     shared.metrics.running.fetch_add(1, Relaxed);
     tokio::spawn(run_job(Arc::clone(shared), record, permit));
 }

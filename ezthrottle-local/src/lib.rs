@@ -138,6 +138,7 @@ mod redirect;
 mod secrets;
 pub mod store;
 mod submit;
+mod tenancy;
 mod util;
 mod workflow;
 

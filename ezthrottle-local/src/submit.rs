@@ -36,6 +36,8 @@ pub(crate) enum SubmitError {
     Forbidden { field: String, host: String },
     #[error("the queue is full")]
     QueueFull(Duration),
+    #[error("the tenant holds its share of the queue")]
+    ShareFull(crate::tenancy::ShareFull, Duration),
 }
 
 /// A submission's answer.
@@ -127,7 +129,8 @@ pub(crate) fn accept(
             }
         }
     };
-    if !reserved {
+    let share = if reserved { crate::tenancy::reserve(shared, tenant, admission) } else { Ok(()) };
+    if !reserved || share.is_err() {
         if let Some(existing) = shared.store.find(&scoped, ttl, now.into_std()) {
             metrics.duplicates.fetch_add(1, Relaxed);
             return Ok(duplicate_receipt(&existing));
@@ -136,7 +139,7 @@ pub(crate) fn accept(
         let streak = shared.rejections.fetch_add(1, Relaxed).min(16);
         let base = shared.config.admission_retry_after;
         let wait = base.saturating_mul(1u32 << streak).min(Duration::from_secs(60)).max(Duration::from_secs(1));
-        return Err(SubmitError::QueueFull(wait));
+        return Err(share.err().map_or(SubmitError::QueueFull(wait), |full| SubmitError::ShareFull(full, wait)));
     }
 
     let id = format!("job_{}_{}", now_ms(), shared.next_seq());
@@ -149,6 +152,7 @@ pub(crate) fn accept(
     match shared.store.insert_if_absent(&scoped, Arc::clone(&record), ttl, now.into_std()) {
         Insert::Duplicate(existing) => {
             metrics.queued.fetch_sub(1, Relaxed);
+            crate::tenancy::release(shared, tenant);
             metrics.duplicates.fetch_add(1, Relaxed);
             Ok(duplicate_receipt(&existing))
         }

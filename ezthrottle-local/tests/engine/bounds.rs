@@ -81,3 +81,32 @@ async fn a_receiver_answering_an_endless_body_is_read_a_few_kib_then_dropped() {
     assert!(written < 8 * 1024 * 1024, "the engine read {written} bytes of the answer");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_share_of_the_queue_gets_429_while_others_get_in() {
+    const OTHER: &str = "ck_live_other_tenant";
+    let target = Server::start().await;
+    // One request every 100 s: accepted jobs stay queued. Two tenants, 4 slots: 2 each.
+    let builder = fast_engine().api_key(OTHER).pace(target.host(), ezthrottle_core::Pace::new(0.01, 1).unwrap());
+    let (engine, api) = start(builder.max_queued_jobs(4)).await;
+    let other = api.with_key(OTHER);
+    api.submit_ok(&job(&target.url("/ok?a0"), json!({}))).await;
+    target.wait_hits("/ok", 1).await; // started: no longer queued
+    api.submit_ok(&job(&target.url("/ok?a1"), json!({}))).await;
+    api.submit_ok(&job(&target.url("/ok?a2"), json!({"idempotent_key": "a2"}))).await;
+    let response = api.submit_response(job(&target.url("/ok?a3"), json!({})).to_string()).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let answer = response.json_value().await;
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(message.contains("max_queued_jobs_per_tenant") && message.contains(" 2 jobs"), "{answer}");
+    // A duplicate of a queued job still answers as one.
+    let (status, _) = api.submit(&job(&target.url("/ok?a2"), json!({"idempotent_key": "a2"}))).await;
+    assert_eq!(status, 200);
+
+    // The other tenant still gets its share.
+    other.submit_ok(&job(&target.url("/ok?b1"), json!({}))).await;
+    other.submit_ok(&job(&target.url("/ok?b2"), json!({}))).await;
+    assert_eq!(other.submit(&job(&target.url("/ok?b3"), json!({}))).await.0, 429);
+    engine.shutdown().await;
+}
