@@ -44,11 +44,22 @@ impl From<String> for Secret {
 /// Lowest pace a target can ask for (one request every 100 s).
 pub(crate) const MIN_RPS: f64 = 0.01;
 
+/// Highest rate a target can announce: past it the engine would stop spacing requests
+/// at all (an interval under a millisecond).
+pub(crate) const MAX_ANNOUNCED_RPS: f64 = 1000.0;
+
+/// Most requests in flight a target can announce: each one is a socket and a task.
+pub(crate) const MAX_ANNOUNCED_CONCURRENT: u32 = 256;
+
 /// The pace a target announced, applied to `pace`: each announced half replaces its
-/// counterpart, a rate under [`MIN_RPS`] is raised to it.
+/// counterpart. A rate is clamped into [`MIN_RPS`]..=[`MAX_ANNOUNCED_RPS`], a concurrency
+/// into 1..=[`MAX_ANNOUNCED_CONCURRENT`]; what is not a number above zero (`NaN`, `inf`,
+/// `-1`, `0`) was already dropped by [`AnnouncedPace::from_headers`], so the pace stays.
 pub(crate) fn announced(pace: Pace, announced: AnnouncedPace) -> Pace {
-    let rps = announced.rps.map_or(pace.rps(), |rps| rps.max(MIN_RPS));
-    let max_concurrent = announced.max_concurrent.unwrap_or(pace.max_concurrent());
+    let rps =
+        announced.rps.filter(|rps| rps.is_finite()).map_or(pace.rps(), |rps| rps.clamp(MIN_RPS, MAX_ANNOUNCED_RPS));
+    let max_concurrent =
+        announced.max_concurrent.map_or(pace.max_concurrent(), |max| max.clamp(1, MAX_ANNOUNCED_CONCURRENT));
     Pace::new(rps, max_concurrent).unwrap_or(pace)
 }
 

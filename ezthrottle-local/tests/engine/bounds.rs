@@ -110,3 +110,25 @@ async fn a_tenant_past_its_share_of_the_queue_gets_429_while_others_get_in() {
     assert_eq!(other.submit(&job(&target.url("/ok?b3"), json!({}))).await.0, 429);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_announcing_garbage_paces_keeps_its_pace_or_is_clamped() {
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().pace(target.host(), ezthrottle_core::Pace::new(5.0, 3).unwrap())).await;
+    for garbage in ["NaN/0", "inf/-1", "-5/99999999999", "0/0", "-inf/NaN"] {
+        let id = api.submit_ok(&job(&target.url(&format!("/pace/{garbage}")), json!({}))).await;
+        assert_eq!(api.wait_terminal(&id).await["status"], "success");
+        api.assert_pace(&target.host(), 5, 3).await;
+    }
+    // Absurdly large: clamped to 1000 RPS and 256 in flight.
+    let id = api.submit_ok(&job(&target.url("/pace/1e300/4294967295"), json!({}))).await;
+    assert_eq!(api.wait_terminal(&id).await["status"], "success");
+    api.assert_pace(&target.host(), 1000, 256).await;
+    // Absurdly small: raised to one request every 100 s.
+    let id = api.submit_ok(&job(&target.url("/pace/1e-300/1"), json!({}))).await;
+    assert_eq!(api.wait_terminal(&id).await["status"], "success");
+    let metrics = api.metrics().await;
+    let shown = format!("ezthrottle_host_pace_rps{{host=\"{}\"}} 0.01\n", target.host());
+    assert!(metrics.contains(&shown), "{metrics}");
+    engine.shutdown().await;
+}
