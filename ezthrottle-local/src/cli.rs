@@ -29,6 +29,11 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
+    /// Key that shows the per-host series of /metrics (as `Authorization: Bearer <key>`);
+    /// without it they are shown only in open mode.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+
     /// A region (named lane); repeatable. The first one up runs jobs naming no region.
     #[arg(long = "region", env = "EZTHROTTLE_LOCAL_REGIONS", value_delimiter = ',')]
     pub regions: Vec<String>,
@@ -92,6 +97,7 @@ impl std::fmt::Debug for LocalArgs {
             .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
             .field("open", &self.open)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
+            .field("metrics_key", &self.metrics_key.as_ref().map(|_| "[redacted]"))
             .field("regions", &self.regions)
             .field("down_regions", &self.down_regions)
             .field("default_rps", &self.default_rps)
@@ -136,6 +142,9 @@ impl LocalArgs {
         }
         if self.reject_unknown_fields {
             builder = builder.reject_unknown_fields();
+        }
+        if let Some(key) = self.metrics_key.as_deref().map(str::trim).filter(|key| !key.is_empty()) {
+            builder = builder.metrics_key(key);
         }
         if let Some(secret) = &self.webhook_secret {
             builder = builder.webhook_secret(secret.as_str());

@@ -126,6 +126,17 @@ impl EngineBuilder {
         self
     }
 
+    /// The key that shows the per-host series of `GET /metrics` (queue depth, in flight
+    /// and pace per target `host:port`) to a request carrying it as
+    /// `Authorization: Bearer <key>`. Everyone else (tenants included: the hosts are other
+    /// tenants' targets) sees the totals only. Without a metrics key the per-host series are
+    /// shown to nobody, except in open mode where they are shown to everyone.
+    #[must_use]
+    pub fn metrics_key(mut self, key: impl Into<Secret>) -> Self {
+        self.config.metrics_key = Some(key.into());
+        self
+    }
+
     /// The bounds every submitted job is checked against, at every depth
     /// ([`JobLimits`](crate::JobLimits); its `Default` documents the defaults). A job past
     /// one is refused with a 400 naming the field.

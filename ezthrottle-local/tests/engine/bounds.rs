@@ -127,8 +127,38 @@ async fn a_target_announcing_garbage_paces_keeps_its_pace_or_is_clamped() {
     // Absurdly small: raised to one request every 100 s.
     let id = api.submit_ok(&job(&target.url("/pace/1e-300/1"), json!({}))).await;
     assert_eq!(api.wait_terminal(&id).await["status"], "success");
-    let metrics = api.metrics().await;
+    let metrics = api.operator_metrics().await;
     let shown = format!("ezthrottle_host_pace_rps{{host=\"{}\"}} 0.01\n", target.host());
     assert!(metrics.contains(&shown), "{metrics}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_name_target_hosts_only_to_the_metrics_key() {
+    let (target, engine, api) = target_and(fast_engine()).await;
+    let id = api.submit_ok(&job(&target.url("/ok"), json!({}))).await;
+    api.wait_terminal(&id).await;
+    let host = format!("host=\"{}\"", target.host());
+    let operator = api.operator_metrics().await;
+    assert!(operator.contains(&format!("ezthrottle_host_pace_rps{{{host}}}")), "{operator}");
+    for (who, key) in [("anonymous", None), ("a tenant", Some(KEY)), ("a wrong key", Some("mk_operator_metrics_kez"))] {
+        let metrics = api.metrics_as(key).await;
+        assert!(!metrics.contains("ezthrottle_host_"), "{who} sees per-host series: {metrics}");
+        assert!(!metrics.contains(&target.host()), "{who} sees the target: {metrics}");
+        assert!(metrics.contains("ezthrottle_lanes 1\n"), "{who} sees the totals: {metrics}");
+        assert!(metrics.contains("ezthrottle_jobs{state=\"success\"} 1"), "{metrics}");
+    }
+    engine.shutdown().await;
+
+    // Without a metrics key: nobody sees hosts, except in open mode where everyone does.
+    let (engine, api) = start(ezthrottle_test_support::engine::fast().api_key(KEY)).await;
+    let id = api.submit_ok(&job(&target.url("/ok?closed"), json!({}))).await;
+    api.wait_terminal(&id).await;
+    assert!(!api.metrics_as(Some(METRICS_KEY)).await.contains(&host));
+    engine.shutdown().await;
+    let (engine, api) = start(ezthrottle_test_support::engine::fast().open()).await;
+    let id = api.submit_ok(&job(&target.url("/ok?open"), json!({}))).await;
+    api.wait_terminal(&id).await;
+    assert!(api.metrics().await.contains(&host), "open mode shows hosts to everyone");
     engine.shutdown().await;
 }
