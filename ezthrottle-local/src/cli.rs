@@ -68,6 +68,10 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_QUEUED_JOBS_PER_TENANT")]
     pub max_queued_jobs_per_tenant: Option<usize>,
 
+    /// How long an idle target host's lane (and its announced pace) is kept, seconds.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_LANE_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub lane_idle_timeout_secs: u64,
+
     /// Lifetime of an idempotency key, seconds.
     #[arg(long, env = "EZTHROTTLE_LOCAL_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
@@ -110,6 +114,7 @@ impl std::fmt::Debug for LocalArgs {
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections", &self.max_connections)
+            .field("lane_idle_timeout_secs", &self.lane_idle_timeout_secs)
             .finish()
     }
 }
@@ -130,7 +135,8 @@ impl LocalArgs {
             .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs))
             .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
             .body_read_timeout(Duration::from_secs(self.body_read_timeout_secs))
-            .max_connections(self.max_connections);
+            .max_connections(self.max_connections)
+            .lane_idle_timeout(Duration::from_secs(self.lane_idle_timeout_secs));
         for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
             builder = builder.api_key(key.trim());
         }

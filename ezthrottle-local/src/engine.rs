@@ -227,6 +227,15 @@ impl EngineBuilder {
         self
     }
 
+    /// How long a target host's lane (its queue and its announced pace) is kept once it has
+    /// nothing queued and nothing in flight (default 5 minutes). A busy lane is never
+    /// dropped; a dropped one comes back at the configured pace.
+    #[must_use]
+    pub fn lane_idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.lane_idle_timeout = idle;
+        self
+    }
+
     /// How long an idempotency key stays bound to its job (default 24 h).
     #[must_use]
     pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
@@ -390,7 +399,12 @@ impl EngineBuilder {
 }
 
 async fn sweep(shared: Arc<Shared>) {
-    let period = shared.config.idempotency_ttl.min(Duration::from_secs(30)).max(Duration::from_millis(100));
+    let config = &shared.config;
+    let period = config
+        .idempotency_ttl
+        .min(config.lane_idle_timeout)
+        .min(Duration::from_secs(30))
+        .max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
         let removed =
@@ -398,6 +412,7 @@ async fn sweep(shared: Arc<Shared>) {
         if removed > 0 {
             tracing::debug!(removed, "swept expired keys and jobs");
         }
+        shared.lanes.evict_idle(shared.config.lane_idle_timeout);
     }
 }
 

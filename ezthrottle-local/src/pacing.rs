@@ -5,6 +5,11 @@
 //! the interval (so spacing varies ±10 % while the mean rate stays exact), and never more
 //! than `max_concurrent` at once. The target's pacing headers change the lane's pace from
 //! the next dispatch on. The dispatcher exits when its lane is empty.
+//!
+//! A lane nobody uses is dropped after the lane idle timeout ([`Lanes::evict_idle`]), so a
+//! tenant naming a million hosts does not hold a million lanes: only a lane with nothing
+//! queued, nothing in flight and no dispatcher, idle that long, goes (with it its announced
+//! pace; a new lane starts at the configured pace).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,6 +44,8 @@ struct LaneState {
     last_grid: Option<Instant>,
     lateness: f64,
     running: bool,
+    /// Last enqueue or end of a request: when the lane became idle, once it is.
+    last_active: Instant,
 }
 
 /// The queue and pace of one target host.
@@ -92,6 +99,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        self.lane.state().last_active = Instant::now();
         self.lane.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.lane.notify.notify_one();
     }
@@ -133,6 +141,7 @@ impl Lanes {
                     last_grid: None,
                     lateness: 0.0,
                     running: false,
+                    last_active: Instant::now(),
                 }),
                 notify: Notify::new(),
                 in_flight: AtomicU32::new(0),
@@ -164,6 +173,23 @@ impl Lanes {
         views
     }
 
+    /// Drops the lanes idle for `idle` or longer; answers how many went.
+    ///
+    /// Under the write lock no one can take a new handle on a lane, so a lane whose only
+    /// handle is the map's has no dispatcher, no permit out and no caller about to enqueue.
+    pub(crate) fn evict_idle(&self, idle: Duration) -> usize {
+        let mut lanes = self.lanes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = lanes.len();
+        lanes.retain(|_, lane| {
+            if Arc::strong_count(lane) > 1 || lane.in_flight.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            let state = lane.state();
+            state.running || !state.ready.is_empty() || !state.delayed.is_empty() || state.last_active.elapsed() < idle
+        });
+        before - lanes.len()
+    }
+
     /// Wakes every dispatcher (used at shutdown).
     pub(crate) fn wake_all(&self) {
         for lane in self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
@@ -182,6 +208,7 @@ impl Lane {
 pub(crate) fn enqueue(shared: &Arc<Shared>, lane: &Arc<Lane>, item: Item, not_before: Option<Instant>) {
     let spawn = {
         let mut state = lane.state();
+        state.last_active = Instant::now();
         if matches!(item, Item::Start(_)) {
             state.queued_jobs += 1;
         }

@@ -162,3 +162,42 @@ async fn metrics_name_target_hosts_only_to_the_metrics_key() {
     assert!(api.metrics().await.contains(&host), "open mode shows hosts to everyone");
     engine.shutdown().await;
 }
+
+/// The value of the unlabelled gauge `name` in `metrics`.
+fn gauge(metrics: &str, name: &str) -> Option<u64> {
+    metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_lanes_are_dropped_and_busy_ones_kept() {
+    const HOSTS: usize = 12;
+    let mut targets = Vec::new();
+    for _ in 0..HOSTS {
+        targets.push(Server::start().await);
+    }
+    let (engine, api) = start(fast_engine().lane_idle_timeout(Duration::from_millis(200))).await;
+    // Each request takes 3 s: every lane stays busy (in flight) well past the idle timeout.
+    let ids = api.submit_all(targets.iter().map(|target| target.url("/slow/3000"))).await;
+    for target in &targets {
+        target.wait_hits("/slow", 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await; // three idle timeouts, lanes busy
+    let busy = api.metrics().await;
+    assert_eq!(gauge(&busy, "ezthrottle_lanes"), Some(HOSTS as u64), "a busy lane was dropped: {busy}");
+    for done in api.wait_all_terminal(&ids).await {
+        assert_eq!(done["status"], "success", "{done:#}");
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let metrics = api.metrics().await;
+        if gauge(&metrics, "ezthrottle_lanes") == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "idle lanes were never dropped: {metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A dropped lane comes back on the next job.
+    let id = api.submit_ok(&job(&targets[0].url("/ok"), json!({}))).await;
+    assert_eq!(api.wait_terminal(&id).await["status"], "success");
+    engine.shutdown().await;
+}
