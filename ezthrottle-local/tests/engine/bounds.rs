@@ -201,3 +201,30 @@ async fn idle_lanes_are_dropped_and_busy_ones_kept() {
     assert_eq!(api.wait_terminal(&id).await["status"], "success");
     engine.shutdown().await;
 }
+
+/// A chain of `levels` fallback jobs under `url`, each with an `on_success` leaf.
+fn fallback_chain(url: &str, levels: usize) -> serde_json::Value {
+    let mut chain = job(url, json!({}));
+    for _ in 0..levels {
+        chain["trigger"] = json!({}); // a fallback on any failure
+        let leaf = job(url, json!({}));
+        chain = job(url, json!({"fallback_job": chain, "on_success": leaf}));
+    }
+    chain
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_nesting_more_than_32_jobs_is_a_400_naming_the_bound() {
+    let (engine, api) = start(fast_engine()).await;
+    let url = "http://127.0.0.1:9/x";
+    // 16 levels of fallbacks, each with an `on_success`: 32 nested jobs, the bound.
+    let mut tree = fallback_chain(url, 16);
+    let (status, answer) = api.submit(&tree).await;
+    assert_eq!(status, 201, "{answer}");
+    tree["on_failure"] = job(url, json!({}));
+    let (status, answer) = api.submit(&tree).await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("on_failure: at most 32 nested jobs per job (max_nested_jobs)"), "{answer}");
+    engine.shutdown().await;
+}
