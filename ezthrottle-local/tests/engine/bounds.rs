@@ -222,6 +222,7 @@ async fn a_job_nesting_more_than_32_jobs_is_a_400_naming_the_bound() {
     let (status, answer) = api.submit(&tree).await;
     assert_eq!(status, 201, "{answer}");
     tree["on_failure"] = job(url, json!({}));
+    tree["idempotent_key"] = json!("nested-33");
     let (status, answer) = api.submit(&tree).await;
     assert_eq!(status, 400, "{answer}");
     let error = answer["error"].as_str().unwrap_or_default();
