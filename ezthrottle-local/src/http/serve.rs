@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service as _;
 
 /// How long the server waits for what a client sends, and how many clients it serves
@@ -118,16 +118,20 @@ pub(crate) fn body_timed_out(err: &(dyn StdError + 'static)) -> Option<BodyReadT
     None
 }
 
-/// A request body that fails with [`BodyReadTimeout`] once its deadline has passed.
+/// A request body that fails with [`BodyReadTimeout`] once its deadline has passed. The
+/// timer is only set when a read has to wait (a body that is already there, or none, costs
+/// none).
 struct TimedBody {
     inner: Incoming,
     timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl TimedBody {
     fn new(inner: Incoming, timeout: Duration) -> Self {
-        Self { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
+        // A timeout past what an `Instant` can hold is no deadline.
+        Self { inner, timeout, deadline: Instant::now().checked_add(timeout), timer: None }
     }
 }
 
@@ -139,7 +143,9 @@ impl Body for TimedBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        match self.deadline.as_mut().poll(cx) {
+        let Some(deadline) = self.deadline else { return Poll::Pending };
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyReadTimeout(self.timeout))))),
             Poll::Pending => Poll::Pending,
         }

@@ -64,10 +64,20 @@ async fn a_client_sending_half_a_header_is_disconnected_after_the_header_timeout
     assert!(waited < Duration::from_secs(5), "closed only after {waited:?}");
     assert!(!String::from_utf8_lossy(&answered).contains("200 OK"), "{answered:?}");
 
-    // A complete request on a fresh connection is served as usual.
+    // A connection that sends nothing is closed too.
+    let mut silent = TcpStream::connect(engine.addr()).await.unwrap();
+    let started = Instant::now();
+    assert!(read_until_closed(&mut silent).await.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed after {:?}", started.elapsed());
+
+    // A complete request is served as usual; the idle keep-alive connection after it is
+    // closed once the next head has not come within the timeout.
     let mut stream = TcpStream::connect(engine.addr()).await.unwrap();
     let answer = health(&mut stream, DEADLINE).await.expect("an answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let idle = Instant::now();
+    assert!(read_until_closed(&mut stream).await.is_empty());
+    assert!(idle.elapsed() >= Duration::from_millis(250), "closed after {:?}", idle.elapsed());
     engine.shutdown().await;
 }
 
