@@ -119,3 +119,37 @@ async fn beyond_the_connection_limit_new_connections_wait_while_open_ones_work()
     drop(second);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_open_request_finish_and_closes_idle_connections() {
+    let target = Server::start().await;
+    let (engine, _api) = start(fast_engine()).await;
+    let addr = engine.addr();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert!(health(&mut idle, DEADLINE).await.is_some());
+
+    let body = serde_json::json!({"url": target.url("/ok")}).to_string();
+    let (first, rest) = body.split_at(10);
+    let mut open = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nhost: engine\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    open.write_all(head.as_bytes()).await.unwrap();
+    // `100 Continue`: the handler is reading the body, the request is in progress.
+    let mut buf = [0u8; 64];
+    let n = timeout(DEADLINE, open.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 100"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    open.write_all(first.as_bytes()).await.unwrap();
+    let shutdown = tokio::spawn(engine.shutdown());
+    // The idle connection is closed at once; the open request keeps the server running.
+    assert!(read_until_closed(&mut idle).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!shutdown.is_finished(), "shutdown did not wait for the open request");
+    open.write_all(rest.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut open, DEADLINE).await.expect("the open request is answered");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    timeout(DEADLINE, shutdown).await.expect("shutdown ends").unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+}
