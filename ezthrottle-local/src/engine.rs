@@ -95,7 +95,7 @@ pub enum StartError {
 /// timing knobs exist so tests stay fast.
 #[derive(Debug, Default)]
 pub struct EngineBuilder {
-    config: Config,
+    pub(crate) config: Config,
     store: Option<Arc<dyn JobStore>>,
 }
 
@@ -123,17 +123,6 @@ impl EngineBuilder {
     #[must_use]
     pub fn open(mut self) -> Self {
         self.config.open = true;
-        self
-    }
-
-    /// The key that shows the per-host series of `GET /metrics` (queue depth, in flight
-    /// and pace per target `host:port`) to a request carrying it as
-    /// `Authorization: Bearer <key>`. Everyone else (tenants included: the hosts are other
-    /// tenants' targets) sees the totals only. Without a metrics key the per-host series are
-    /// shown to nobody, except in open mode where they are shown to everyone.
-    #[must_use]
-    pub fn metrics_key(mut self, key: impl Into<Secret>) -> Self {
-        self.config.metrics_key = Some(key.into());
         self
     }
 
@@ -216,26 +205,6 @@ impl EngineBuilder {
         self
     }
 
-    /// Most jobs one tenant may have waiting to start: its share of
-    /// [`max_queued_jobs`](Self::max_queued_jobs). Default: the whole queue when the engine
-    /// has one tenant (one API key, or open mode without keys), half of it (rounded up)
-    /// otherwise. Beyond it that tenant's submissions get 429 naming
-    /// `max_queued_jobs_per_tenant` while the other tenants still get in.
-    #[must_use]
-    pub fn max_queued_jobs_per_tenant(mut self, jobs: usize) -> Self {
-        self.config.max_queued_jobs_per_tenant = Some(jobs);
-        self
-    }
-
-    /// How long a target host's lane (its queue and its announced pace) is kept once it has
-    /// nothing queued and nothing in flight (default 5 minutes). A busy lane is never
-    /// dropped; a dropped one comes back at the configured pace.
-    #[must_use]
-    pub fn lane_idle_timeout(mut self, idle: Duration) -> Self {
-        self.config.lane_idle_timeout = idle;
-        self
-    }
-
     /// How long an idempotency key stays bound to its job (default 24 h).
     #[must_use]
     pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
@@ -314,31 +283,6 @@ impl EngineBuilder {
     #[must_use]
     pub fn admission_retry_after(mut self, wait: Duration) -> Self {
         self.config.admission_retry_after = wait;
-        self
-    }
-
-    /// Longest wait for a request's head, from the connection's first byte or the end of
-    /// the previous request on it (default 10 s); past it the connection is closed, idle
-    /// keep-alive connections included.
-    #[must_use]
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.config.server.header_read_timeout = timeout;
-        self
-    }
-
-    /// Longest wait for a whole request body, from the end of its head (default 30 s);
-    /// past it the request is answered `408` naming the timeout.
-    #[must_use]
-    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
-        self.config.server.body_read_timeout = timeout;
-        self
-    }
-
-    /// Most connections served at once (default 10,000; at least 1). Beyond it new
-    /// connections wait in the listen backlog until one closes.
-    #[must_use]
-    pub fn max_connections(mut self, connections: usize) -> Self {
-        self.config.server.max_connections = connections.max(1);
         self
     }
 
