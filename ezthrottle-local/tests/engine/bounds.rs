@@ -176,13 +176,15 @@ async fn idle_lanes_are_dropped_and_busy_ones_kept() {
         targets.push(Server::start().await);
     }
     let (engine, api) = start(fast_engine().lane_idle_timeout(Duration::from_millis(200))).await;
-    // Each request takes 3 s: every lane stays busy (in flight) well past the idle timeout.
-    let ids = api.submit_all(targets.iter().map(|target| target.url("/slow/3000"))).await;
+    // Each request takes 6 s: every lane stays busy (in flight) well past the idle timeout.
+    let submitted = Instant::now();
+    let ids = api.submit_all(targets.iter().map(|target| target.url("/slow/6000"))).await;
     for target in &targets {
         target.wait_hits("/slow", 1).await;
     }
     tokio::time::sleep(Duration::from_millis(600)).await; // three idle timeouts, lanes busy
     let busy = api.metrics().await;
+    assert!(submitted.elapsed() < Duration::from_secs(6), "too slow to see the lanes busy");
     assert_eq!(gauge(&busy, "ezthrottle_lanes"), Some(HOSTS as u64), "a busy lane was dropped: {busy}");
     for done in api.wait_all_terminal(&ids).await {
         assert_eq!(done["status"], "success", "{done:#}");
