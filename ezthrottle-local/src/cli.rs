@@ -41,6 +41,11 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
+    /// Key that shows the per-host series of /metrics (as `Authorization: Bearer <key>`);
+    /// without it they are shown only in open mode.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+
     /// A region (named lane); repeatable. The first one up runs jobs naming no region.
     #[arg(long = "region", env = "EZTHROTTLE_LOCAL_REGIONS", value_delimiter = ',')]
     pub regions: Vec<String>,
@@ -71,9 +76,30 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_QUEUED_JOBS", default_value_t = 1_000_000)]
     pub max_queued_jobs: usize,
 
+    /// Most jobs one tenant may have waiting to start (default: the whole queue with one
+    /// tenant, half of it with more).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_QUEUED_JOBS_PER_TENANT")]
+    pub max_queued_jobs_per_tenant: Option<usize>,
+
+    /// How long an idle target host's lane (and its announced pace) is kept, seconds.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_LANE_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub lane_idle_timeout_secs: u64,
+
     /// Lifetime of an idempotency key, seconds.
     #[arg(long, env = "EZTHROTTLE_LOCAL_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
+
+    /// Longest wait for a request's head, seconds (idle keep-alive connections included).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Longest wait for a whole request body, seconds (then 408).
+    #[arg(long, env = "EZTHROTTLE_LOCAL_BODY_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_read_timeout_secs: u64,
+
+    /// Most connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 
     /// Refuse (400) a job naming a field the protocol does not know, instead of ignoring it
     /// with a warning that names its path.
@@ -125,6 +151,7 @@ impl std::fmt::Debug for LocalArgs {
             .field("open_on_network", &self.open_on_network)
             .field("guard_private_addresses", &self.guard_private_addresses)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
+            .field("metrics_key", &self.metrics_key.as_ref().map(|_| "[redacted]"))
             .field("regions", &self.regions)
             .field("down_regions", &self.down_regions)
             .field("default_rps", &self.default_rps)
@@ -132,10 +159,15 @@ impl std::fmt::Debug for LocalArgs {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_queued_jobs", &self.max_queued_jobs)
+            .field("max_queued_jobs_per_tenant", &self.max_queued_jobs_per_tenant)
             .field("idempotency_ttl_secs", &self.idempotency_ttl_secs)
             .field("reject_unknown_fields", &self.reject_unknown_fields)
             .field("store", &self.store)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_read_timeout_secs", &self.body_read_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("lane_idle_timeout_secs", &self.lane_idle_timeout_secs)
             .finish()
     }
 }
@@ -155,9 +187,16 @@ impl LocalArgs {
             .max_queued_jobs(self.max_queued_jobs)
             .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs))
             .store_at(self.store.clone())
-            .shutdown_grace(self.shutdown_grace);
+            .shutdown_grace(self.shutdown_grace)
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
+            .body_read_timeout(Duration::from_secs(self.body_read_timeout_secs))
+            .max_connections(self.max_connections)
+            .lane_idle_timeout(Duration::from_secs(self.lane_idle_timeout_secs));
         for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
             builder = builder.api_key(key.trim());
+        }
+        if let Some(jobs) = self.max_queued_jobs_per_tenant {
+            builder = builder.max_queued_jobs_per_tenant(jobs);
         }
         if self.open {
             builder = builder.open();
@@ -170,6 +209,9 @@ impl LocalArgs {
         }
         if self.reject_unknown_fields {
             builder = builder.reject_unknown_fields();
+        }
+        if let Some(key) = self.metrics_key.as_deref().map(str::trim).filter(|key| !key.is_empty()) {
+            builder = builder.metrics_key(key);
         }
         if let Some(secret) = &self.webhook_secret {
             builder = builder.webhook_secret(secret.as_str());

@@ -44,11 +44,22 @@ impl From<String> for Secret {
 /// Lowest pace a target can ask for (one request every 100 s).
 pub(crate) const MIN_RPS: f64 = 0.01;
 
+/// Highest rate a target can announce: past it the engine would stop spacing requests
+/// at all (an interval under a millisecond).
+pub(crate) const MAX_ANNOUNCED_RPS: f64 = 1000.0;
+
+/// Most requests in flight a target can announce: each one is a socket and a task.
+pub(crate) const MAX_ANNOUNCED_CONCURRENT: u32 = 256;
+
 /// The pace a target announced, applied to `pace`: each announced half replaces its
-/// counterpart, a rate under [`MIN_RPS`] is raised to it.
+/// counterpart. A rate is clamped into [`MIN_RPS`]..=[`MAX_ANNOUNCED_RPS`], a concurrency
+/// into 1..=[`MAX_ANNOUNCED_CONCURRENT`]; what is not a number above zero (`NaN`, `inf`,
+/// `-1`, `0`) was already dropped by [`AnnouncedPace::from_headers`], so the pace stays.
 pub(crate) fn announced(pace: Pace, announced: AnnouncedPace) -> Pace {
-    let rps = announced.rps.map_or(pace.rps(), |rps| rps.max(MIN_RPS));
-    let max_concurrent = announced.max_concurrent.unwrap_or(pace.max_concurrent());
+    let rps =
+        announced.rps.filter(|rps| rps.is_finite()).map_or(pace.rps(), |rps| rps.clamp(MIN_RPS, MAX_ANNOUNCED_RPS));
+    let max_concurrent =
+        announced.max_concurrent.map_or(pace.max_concurrent(), |max| max.clamp(1, MAX_ANNOUNCED_CONCURRENT));
     Pace::new(rps, max_concurrent).unwrap_or(pace)
 }
 
@@ -59,12 +70,15 @@ pub(crate) struct Config {
     pub(crate) api_keys: Vec<Secret>,
     pub(crate) open: bool,
     pub(crate) webhook_secret: Option<Secret>,
+    pub(crate) metrics_key: Option<Secret>,
     pub(crate) regions: Vec<String>,
     pub(crate) down_regions: Vec<String>,
     pub(crate) default_pace: Pace,
     pub(crate) pace_overrides: HashMap<String, Pace>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_queued_jobs: usize,
+    pub(crate) max_queued_jobs_per_tenant: Option<usize>,
+    pub(crate) lane_idle_timeout: Duration,
     pub(crate) idempotency_ttl: Duration,
     pub(crate) job_retention: Duration,
     pub(crate) allowed_hosts: Option<Vec<String>>,
@@ -86,6 +100,7 @@ pub(crate) struct Config {
     pub(crate) open_on_network: bool,
     pub(crate) resolver: Option<crate::guard::CustomResolver>,
     pub(crate) local_address: Option<IpAddr>,
+    pub(crate) server: crate::http::serve::ServerLimits,
 }
 
 impl Default for Config {
@@ -95,12 +110,15 @@ impl Default for Config {
             api_keys: Vec::new(),
             open: false,
             webhook_secret: None,
+            metrics_key: None,
             regions: Vec::new(),
             down_regions: Vec::new(),
             default_pace: Pace::default(),
             pace_overrides: HashMap::new(),
             max_body_bytes: 1024 * 1024,
             max_queued_jobs: 1_000_000,
+            max_queued_jobs_per_tenant: None,
+            lane_idle_timeout: Duration::from_secs(300),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             job_retention: Duration::from_secs(24 * 3600),
             allowed_hosts: None,
@@ -109,6 +127,7 @@ impl Default for Config {
             max_retry_after: Duration::from_secs(300),
             reject_unknown_fields: false,
             job_limits: crate::JobLimits::default(),
+            server: crate::http::serve::ServerLimits::default(),
             target_timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             webhook_retry_base: Duration::from_secs(1),

@@ -162,8 +162,7 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
         let (status_code, error) = match request.body(body.clone()).send().await {
             Ok(response) => {
                 let status = response.status();
-                // Drain a little of the answer so the connection can be reused.
-                drop(response.bytes().await);
+                crate::drain::drain(response, crate::drain::WEBHOOK_ANSWER_LIMIT).await;
                 (Some(status.as_u16()), (!status.is_success()).then(|| format!("answered {status}")))
             }
             Err(err) if err.is_timeout() => {

@@ -30,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) secrets: SecretsStore,
     pub(crate) tenants: Tenants,
     pub(crate) live: LiveJobs,
+    pub(crate) queue_shares: crate::tenancy::QueueShares,
     pub(crate) http: reqwest::Client,
     pub(crate) rejections: AtomicU32,
     seq: AtomicU64,
@@ -408,6 +409,7 @@ impl EngineBuilder {
             metrics: Metrics::default(),
             secrets: SecretsStore::new(config.webhook_secret.clone()),
             tenants: Tenants::new(&config.api_keys, config.open),
+            queue_shares: crate::tenancy::QueueShares::new(&config),
             store,
             http,
             rejections: AtomicU32::new(0),
@@ -425,14 +427,7 @@ impl EngineBuilder {
         }
         let router = crate::http::router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            });
-            if let Err(err) = serve.await {
-                tracing::error!(error = %err, "the HTTP server stopped");
-            }
-        });
+        let server = tokio::spawn(crate::http::serve::serve(listener, router, shared.config.server, stop_rx));
         let sweeper = tokio::spawn(sweep(Arc::clone(&shared)));
         tracing::info!(%addr, "ezthrottle-local listening");
         Ok(RunningEngine { addr, shared, stop: Some(stop_tx), server: Some(server), sweeper })
@@ -440,7 +435,12 @@ impl EngineBuilder {
 }
 
 async fn sweep(shared: Arc<Shared>) {
-    let period = shared.config.idempotency_ttl.min(Duration::from_secs(30)).max(Duration::from_millis(100));
+    let config = &shared.config;
+    let period = config
+        .idempotency_ttl
+        .min(config.lane_idle_timeout)
+        .min(Duration::from_secs(30))
+        .max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(period).await;
         shared.live.prune();
@@ -453,6 +453,7 @@ async fn sweep(shared: Arc<Shared>) {
             Ok(removed) => tracing::debug!(removed, "swept expired keys and jobs"),
             Err(err) => tracing::warn!(error = %ezthrottle_core::ErrorChain(&err), "sweeping the store failed"),
         }
+        shared.lanes.evict_idle(shared.config.lane_idle_timeout);
     }
 }
 

@@ -69,8 +69,9 @@ impl Outcome {
 }
 
 /// Called by a lane's dispatcher when a queued job's turn comes.
-pub(crate) fn start(shared: &Arc<Shared>, job_id: Box<str>, permit: Permit) {
+pub(crate) fn start(shared: &Arc<Shared>, job_id: Box<str>, tenant: Arc<str>, permit: Permit) {
     shared.metrics.queued.fetch_sub(1, Relaxed);
+    crate::tenancy::release(shared, &tenant);
     let task_shared = Arc::clone(shared);
     shared.spawn(async move {
         let shared = task_shared;
@@ -87,8 +88,9 @@ pub(crate) fn start(shared: &Arc<Shared>, job_id: Box<str>, permit: Permit) {
                 let lane = shared.lanes.lane(permit.host());
                 drop(permit);
                 shared.metrics.queued.fetch_add(1, Relaxed);
+                let _ = crate::tenancy::reserve(&shared, &tenant, crate::submit::Admission::Bypass);
                 let later = Instant::now().checked_add(STORE_RETRY);
-                crate::pacing::enqueue(&shared, &lane, crate::pacing::Item::Start(job_id), later);
+                crate::pacing::enqueue(&shared, &lane, crate::pacing::Item::Start { job_id, tenant }, later);
             }
         }
     });

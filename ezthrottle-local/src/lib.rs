@@ -91,14 +91,41 @@
 //!   atomically (one insert-if-absent under a shard lock) and expire after the TTL
 //!   ([`EngineBuilder::idempotency_ttl`]). A duplicate answers 200 with the original
 //!   `job_id` and `"duplicate": true`, even when the queue is full.
-//! - **Limits.** Bodies over 1 MiB (declared or streamed): 413. A full queue: 429 with
-//!   `Retry-After` (5 s doubling to 60 s on consecutive refusals). What a job asks for is
-//!   bounded at every depth ([`JobLimits`], [`EngineBuilder::job_limits`]): `retry_at` at
-//!   most 7 days ahead, a fallback's `timeout_ms` at most 1 hour, `on_failure_timeout_ms`
-//!   at most 7 days, `max_retries`/`max_reroutes` at most 10, at most 10 webhooks per job;
-//!   past one, a 400 names the field. A job may not set `Host`, `Content-Length`,
-//!   `Transfer-Encoding`, `Connection` or `X-EZThrottle-*`. Every accepted job reaches
-//!   `success` or `failed`.
+//! - **Limits.** Every bound a peer could push, with its default and its knob (the
+//!   binary's flag in parentheses):
+//!   - request bodies: 1 MiB, declared or streamed, then 413
+//!     ([`EngineBuilder::max_body_bytes`], `--max-body-bytes`);
+//!   - a request's head: 10 s, then the connection is closed, idle keep-alive connections
+//!     included ([`EngineBuilder::header_read_timeout`], `--header-read-timeout-secs`);
+//!     its body: 30 s, then 408 naming the timeout ([`EngineBuilder::body_read_timeout`],
+//!     `--body-read-timeout-secs`);
+//!   - connections served at once: 10,000; more wait in the listen backlog
+//!     ([`EngineBuilder::max_connections`], `--max-connections`);
+//!   - jobs waiting to start: 1,000,000, then 429 with `Retry-After` (5 s doubling to 60 s
+//!     on consecutive refusals) ([`EngineBuilder::max_queued_jobs`], `--max-queued-jobs`);
+//!     per tenant: the whole queue with one tenant, half of it with more, then 429 naming
+//!     `max_queued_jobs_per_tenant` while the other tenants still get in
+//!     ([`EngineBuilder::max_queued_jobs_per_tenant`], `--max-queued-jobs-per-tenant`);
+//!   - what a job asks for, at every depth ([`JobLimits`], [`EngineBuilder::job_limits`]):
+//!     `retry_at` at most 7 days ahead, a fallback's `timeout_ms` at most 1 hour,
+//!     `on_failure_timeout_ms` at most 7 days, `max_retries`/`max_reroutes` at most 10, at
+//!     most 10 webhooks per job, at most 32 jobs nested in one (`fallback_job`,
+//!     `on_success`, `on_failure`), nesting at most
+//!     [`MAX_JOB_DEPTH`](ezthrottle_core::protocol::MAX_JOB_DEPTH) levels; past one, a 400
+//!     names the field;
+//!   - a target's answer: 1 MiB kept ([`EngineBuilder::max_response_bytes`]); a webhook
+//!     receiver's answer: 4 KiB read, then the connection is dropped (the delivery counts by
+//!     its status);
+//!   - a target's announced pace (`X-EZTHROTTLE-*`, `X-Aqueduct-*`): what is not a number
+//!     above zero (`NaN`, `inf`, `-1`, `0`) is ignored, a rate is clamped into
+//!     0.01..=1000 per second and a concurrency into 1..=256; `Retry-After` is honoured up
+//!     to 5 minutes ([`EngineBuilder::max_retry_after`]);
+//!   - lanes: one per target `host:port`, dropped once idle (nothing queued or in flight)
+//!     for 5 minutes, announced pace with it ([`EngineBuilder::lane_idle_timeout`],
+//!     `--lane-idle-timeout-secs`).
+//!
+//!   A job may not set `Host`, `Content-Length`, `Transfer-Encoding`, `Connection` or
+//!   `X-EZThrottle-*`. Every accepted job reaches `success` or `failed`.
 //! - **Redirects.** A webhook delivery follows none (a 3xx is a failed delivery). A job
 //!   follows at most 5: `307`/`308` for every method, `301`/`302`/`303` only for `GET` and
 //!   `HEAD` (for any other method the 3xx is the answer, never a bodiless `GET`), each hop
@@ -154,7 +181,10 @@
 //! API keys and webhook secrets never appear in `Debug` output, logs, ids or answers
 //! (tenants are named `cust_<sha256 prefix>`; secrets are answered masked). Target answers
 //! are buffered up to 1 MiB ([`EngineBuilder::max_response_bytes`]). `/health` and
-//! `/metrics` need no key; `/metrics` names the target hosts.
+//! `/metrics` need no key, but `/metrics` names target hosts (other tenants' targets) only
+//! to a request carrying the metrics key ([`EngineBuilder::metrics_key`], `--metrics-key`)
+//! as `Authorization: Bearer`; everyone else sees totals. Without a metrics key no one
+//! sees per-host series, except in open mode, where everyone does.
 //!
 //! # Durability
 //!
@@ -187,9 +217,11 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod bounds;
 pub mod cli;
 mod config;
 mod delivery;
+mod drain;
 mod engine;
 mod executor;
 mod fallback;
@@ -204,6 +236,7 @@ mod redirect;
 mod secrets;
 pub mod store;
 mod submit;
+mod tenancy;
 mod util;
 mod workflow;
 

@@ -28,12 +28,14 @@ pub struct JobLimits {
     retries: u32,
     reroutes: u32,
     webhooks: usize,
+    nested_jobs: usize,
 }
 
 impl Default for JobLimits {
     /// `retry_at` at most 7 days ahead, a fallback's `timeout_ms` at most 1 hour,
     /// `on_failure_timeout_ms` at most 7 days, `max_retries` and `max_reroutes` at most 10,
-    /// at most 10 webhooks per job.
+    /// at most 10 webhooks per job, at most 32 jobs nested in one job (every
+    /// `fallback_job`, `on_success` and `on_failure` at every depth).
     fn default() -> Self {
         Self {
             schedule_ahead: Duration::from_secs(7 * 24 * 3600),
@@ -42,6 +44,7 @@ impl Default for JobLimits {
             retries: 10,
             reroutes: 10,
             webhooks: 10,
+            nested_jobs: 32,
         }
     }
 }
@@ -89,6 +92,18 @@ impl JobLimits {
         self
     }
 
+    /// The most jobs one job may nest: its `fallback_job`, `on_success` and `on_failure`,
+    /// theirs, and so on. Each `on_success`/`on_failure` becomes a job of its own when its
+    /// parent ends (never refused for queue space), so without this bound one submission
+    /// could become thousands of jobs. (How deep jobs nest is bounded by the protocol,
+    /// [`MAX_JOB_DEPTH`](ezthrottle_core::protocol::MAX_JOB_DEPTH), and the serialized size by
+    /// [`EngineBuilder::max_body_bytes`](crate::EngineBuilder::max_body_bytes).)
+    #[must_use]
+    pub fn max_nested_jobs(mut self, jobs: usize) -> Self {
+        self.nested_jobs = jobs;
+        self
+    }
+
     /// The most webhooks per job.
     #[must_use]
     pub fn webhooks(&self) -> usize {
@@ -97,7 +112,27 @@ impl JobLimits {
 
     /// Checks `job` and every job nested in it, at the time `now`.
     pub(crate) fn check(&self, job: &Job, now: SystemTime) -> Result<(), Exceeded> {
+        let mut nested = 0usize;
+        self.count_nested(job, "", &mut nested)?;
         self.check_at(job, now, "")
+    }
+
+    /// Counts the jobs nested in `job` (pre-order); names the first one past the bound.
+    fn count_nested(&self, job: &Job, path: &str, nested: &mut usize) -> Result<(), Exceeded> {
+        for (name, child) in
+            [("fallback_job", &job.fallback_job), ("on_success", &job.on_success), ("on_failure", &job.on_failure)]
+        {
+            if let Some(child) = child {
+                let at = format!("{path}{name}");
+                *nested = nested.saturating_add(1);
+                if *nested > self.nested_jobs {
+                    let bound = self.nested_jobs;
+                    return Err(Exceeded::new(at, format!("at most {bound} nested jobs per job (max_nested_jobs)")));
+                }
+                self.count_nested(child, &format!("{at}."), nested)?;
+            }
+        }
+        Ok(())
     }
 
     fn check_at(&self, job: &Job, now: SystemTime, path: &str) -> Result<(), Exceeded> {

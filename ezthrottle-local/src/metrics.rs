@@ -6,6 +6,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use crate::pacing::Lanes;
 use ezthrottle_core::protocol::{AttemptOutcome, Pace};
 
+/// Whether `/metrics` names the target hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostSeries {
+    /// One series per target `host:port` (for the operator).
+    Shown,
+    /// Totals over every host only.
+    Totals,
+}
+
 /// The engine's counters. Every field is a lock-free atomic.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -44,7 +53,7 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn render(&self, lanes: &Lanes) -> String {
+    pub(crate) fn render(&self, lanes: &Lanes, show: HostSeries) -> String {
         let mut out = String::with_capacity(2048);
         let g = |v: &AtomicI64| v.load(Relaxed).max(0);
         let c = |v: &AtomicU64| v.load(Relaxed);
@@ -78,6 +87,18 @@ impl Metrics {
         out.push_str("# HELP ezthrottle_store_errors_total Calls to the job store that failed.\n# TYPE ezthrottle_store_errors_total counter\n");
         let _ = writeln!(out, "ezthrottle_store_errors_total {}", c(&self.store_errors));
         let hosts = lanes.snapshot();
+        out.push_str(
+            "# HELP ezthrottle_lanes Target hosts with a lane (a queue and a pace).\n# TYPE ezthrottle_lanes gauge\n",
+        );
+        let _ = writeln!(out, "ezthrottle_lanes {}", hosts.len());
+        out.push_str("# HELP ezthrottle_lane_queue_depth Requests waiting for their turn, over every target host.\n# TYPE ezthrottle_lane_queue_depth gauge\n");
+        let _ = writeln!(out, "ezthrottle_lane_queue_depth {}", hosts.iter().map(|host| host.depth).sum::<usize>());
+        out.push_str("# HELP ezthrottle_lane_in_flight Requests in flight, over every target host.\n# TYPE ezthrottle_lane_in_flight gauge\n");
+        let in_flight: u64 = hosts.iter().map(|host| u64::from(host.in_flight)).sum();
+        let _ = writeln!(out, "ezthrottle_lane_in_flight {in_flight}");
+        if show == HostSeries::Totals {
+            return out;
+        }
         out.push_str("# HELP ezthrottle_host_queue_depth Requests waiting for their turn, per target host.\n# TYPE ezthrottle_host_queue_depth gauge\n");
         for host in &hosts {
             let _ = writeln!(out, "ezthrottle_host_queue_depth{{host=\"{}\"}} {}", escape(&host.key), host.depth);

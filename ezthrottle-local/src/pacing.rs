@@ -5,6 +5,11 @@
 //! the interval (so spacing varies ±10 % while the mean rate stays exact), and never more
 //! than `max_concurrent` at once. The target's pacing headers change the lane's pace from
 //! the next dispatch on. The dispatcher exits when its lane is empty.
+//!
+//! A lane nobody uses is dropped after the lane idle timeout ([`Lanes::evict_idle`]), so a
+//! tenant naming a million hosts does not hold a million lanes: only a lane with nothing
+//! queued, nothing in flight and no dispatcher, idle that long, goes (with it its announced
+//! pace; a new lane starts at the configured pace).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,7 +29,11 @@ use crate::util::lock;
 /// Something waiting in a lane.
 pub(crate) enum Item {
     /// An accepted job, by id (its record waits in the store): started when its turn comes.
-    Start(Box<str>),
+    Start {
+        job_id: Box<str>,
+        /// Its tenant, whose share of the queue the job gives back when it starts.
+        tenant: Arc<str>,
+    },
     /// A running job waiting to make another request to this host.
     Wait(oneshot::Sender<Permit>),
 }
@@ -38,6 +47,8 @@ struct LaneState {
     last_grid: Option<Instant>,
     lateness: f64,
     running: bool,
+    /// Last enqueue or end of a request: when the lane became idle, once it is.
+    last_active: Instant,
 }
 
 /// The queue and pace of one target host.
@@ -96,6 +107,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        self.lane.state().last_active = Instant::now();
         self.lane.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.lane.notify.notify_one();
     }
@@ -137,6 +149,7 @@ impl Lanes {
                     last_grid: None,
                     lateness: 0.0,
                     running: false,
+                    last_active: Instant::now(),
                 }),
                 notify: Notify::new(),
                 in_flight: AtomicU32::new(0),
@@ -168,6 +181,23 @@ impl Lanes {
         views
     }
 
+    /// Drops the lanes idle for `idle` or longer; answers how many went.
+    ///
+    /// Under the write lock no one can take a new handle on a lane, so a lane whose only
+    /// handle is the map's has no dispatcher, no permit out and no caller about to enqueue.
+    pub(crate) fn evict_idle(&self, idle: Duration) -> usize {
+        let mut lanes = self.lanes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = lanes.len();
+        lanes.retain(|_, lane| {
+            if Arc::strong_count(lane) > 1 || lane.in_flight.load(Ordering::Acquire) > 0 {
+                return true;
+            }
+            let state = lane.state();
+            state.running || !state.ready.is_empty() || !state.delayed.is_empty() || state.last_active.elapsed() < idle
+        });
+        before - lanes.len()
+    }
+
     /// Wakes every dispatcher (used at shutdown).
     pub(crate) fn wake_all(&self) {
         for lane in self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
@@ -186,7 +216,8 @@ impl Lane {
 pub(crate) fn enqueue(shared: &Arc<Shared>, lane: &Arc<Lane>, item: Item, not_before: Option<Instant>) {
     let spawn = {
         let mut state = lane.state();
-        if matches!(item, Item::Start(_)) {
+        state.last_active = Instant::now();
+        if matches!(item, Item::Start { .. }) {
             state.queued_jobs += 1;
         }
         let mut wake = false;
@@ -289,7 +320,7 @@ fn next_step(lane: &Lane, closed: bool) -> Step {
         _ => now,
     };
     let Some(item) = state.ready.pop_front() else { return Step::Sleep(None) };
-    if matches!(item, Item::Start(_)) {
+    if matches!(item, Item::Start { .. }) {
         state.queued_jobs = state.queued_jobs.saturating_sub(1);
     }
     state.last_grid = Some(grid);
@@ -305,7 +336,7 @@ async fn dispatch(shared: Arc<Shared>, lane: Arc<Lane>) {
             Step::Go(item) => {
                 let permit = Permit { lane: Arc::clone(&lane) };
                 match item {
-                    Item::Start(job_id) => crate::executor::start(&shared, job_id, permit),
+                    Item::Start { job_id, tenant } => crate::executor::start(&shared, job_id, tenant, permit),
                     Item::Wait(tx) => {
                         // A waiter that went away returns the permit by dropping it.
                         let _ = tx.send(permit);

@@ -53,6 +53,7 @@ pub(crate) async fn resume(shared: &Arc<Shared>) -> Result<usize, StoreError> {
                 shared.persist(&record).await;
             }
             shared.metrics.queued.fetch_add(1, Relaxed);
+            let _ = crate::tenancy::reserve(shared, record.tenant(), crate::submit::Admission::Bypass);
             crate::submit::schedule(shared, &host, &record, now);
         }
         resumed += 1;

@@ -40,6 +40,8 @@ pub(crate) enum SubmitError {
     ShuttingDown,
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("the tenant holds its share of the queue")]
+    ShareFull(crate::tenancy::ShareFull, Duration),
 }
 
 /// A submission's answer.
@@ -135,7 +137,8 @@ pub(crate) async fn accept(
             }
         }
     };
-    if !reserved {
+    let share = if reserved { crate::tenancy::reserve(shared, tenant, admission) } else { Ok(()) };
+    if !reserved || share.is_err() {
         if let Some(existing) = shared.store.find(&scoped, ttl, wall).await? {
             metrics.duplicates.fetch_add(1, Relaxed);
             return duplicate_receipt(&existing);
@@ -144,7 +147,7 @@ pub(crate) async fn accept(
         let streak = shared.rejections.fetch_add(1, Relaxed).min(16);
         let base = shared.config.admission_retry_after;
         let wait = base.saturating_mul(1u32 << streak).min(Duration::from_secs(60)).max(Duration::from_secs(1));
-        return Err(SubmitError::QueueFull(wait));
+        return Err(share.err().map_or(SubmitError::QueueFull(wait), |full| SubmitError::ShareFull(full, wait)));
     }
 
     let id = format!("job_{}_{}", now_ms(), shared.next_seq());
@@ -160,6 +163,7 @@ pub(crate) async fn accept(
     match inserted {
         Insert::Duplicate(existing) => {
             metrics.queued.fetch_sub(1, Relaxed);
+            crate::tenancy::release(shared, tenant);
             metrics.duplicates.fetch_add(1, Relaxed);
             duplicate_receipt(&existing)
         }
@@ -190,7 +194,7 @@ pub(crate) fn schedule(shared: &Arc<Shared>, host: &str, record: &JobRecord, now
     });
     crate::workflow::arm_failure_timeout(shared, record);
     let lane = shared.lanes.lane(host);
-    enqueue(shared, &lane, Item::Start(record.id().into()), not_before);
+    enqueue(shared, &lane, Item::Start { job_id: record.id().into(), tenant: Arc::clone(record.tenant_arc()) }, not_before);
 }
 
 fn duplicate_receipt(existing: &StoredJob) -> Result<Accepted, SubmitError> {

@@ -8,6 +8,8 @@ mod support;
 mod auth;
 #[path = "engine/binary.rs"]
 mod binary;
+#[path = "engine/bounds.rs"]
+mod bounds;
 #[path = "engine/crash.rs"]
 mod crash;
 #[path = "engine/execution.rs"]
@@ -28,6 +30,8 @@ mod peer_spellings;
 mod proxy;
 #[path = "engine/redirects.rs"]
 mod redirects;
+#[path = "engine/slow_clients.rs"]
+mod slow_clients;
 #[path = "engine/ssrf.rs"]
 mod ssrf;
 #[path = "engine/store.rs"]

@@ -57,3 +57,13 @@ impl Tenants {
         key.and_then(|key| self.keys.get(key).cloned())
     }
 }
+
+/// The key of `Authorization: Bearer <key>` (scheme case-insensitive, key trimmed).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+}

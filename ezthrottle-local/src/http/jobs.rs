@@ -140,6 +140,18 @@ pub(crate) async fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8])
             response.retry_after = Some(1);
             response
         }
+        Err(SubmitError::ShareFull(full, wait)) => {
+            let mut response = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "queue: this tenant already has {} jobs waiting, its share of the queue \
+                     (max_queued_jobs_per_tenant); retry later",
+                    full.limit
+                ),
+            );
+            response.retry_after = Some(wait.as_secs().max(1));
+            response
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod jobs;
 mod metrics;
 mod proxy;
 mod secrets;
+pub(crate) mod serve;
 
 use std::sync::Arc;
 
@@ -102,6 +103,9 @@ pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, A
     match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(bad_request("body", format!("could not be read: {err}"))),
+        Err(err) => match serve::body_timed_out(&*err) {
+            Some(timeout) => Err(json_error(StatusCode::REQUEST_TIMEOUT, format!("body: {timeout}"))),
+            None => Err(bad_request("body", format!("could not be read: {err}"))),
+        },
     }
 }

@@ -12,9 +12,12 @@ use tokio::time::Instant;
 
 pub const KEY: &str = "ck_live_test_key";
 
+/// The key that shows the per-host series of `/metrics` ([`fast_engine`] sets it).
+pub const METRICS_KEY: &str = "mk_operator_metrics_key";
+
 /// A builder with fast timings and pacing lifted; tests override what they measure.
 pub fn fast_engine() -> EngineBuilder {
-    ezthrottle_test_support::engine::fast().api_key(KEY)
+    ezthrottle_test_support::engine::fast().api_key(KEY).metrics_key(METRICS_KEY)
 }
 
 pub async fn start(builder: EngineBuilder) -> (RunningEngine, Api) {
@@ -215,14 +218,29 @@ impl Api {
         request.body(body).send().await.expect("an answer").status().as_u16()
     }
 
+    /// `/metrics` without a key (the totals only).
     pub async fn metrics(&self) -> String {
-        self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.expect("text")
+        self.metrics_as(None).await
+    }
+
+    /// `/metrics` with [`METRICS_KEY`] (the per-host series too).
+    pub async fn operator_metrics(&self) -> String {
+        self.metrics_as(Some(METRICS_KEY)).await
+    }
+
+    /// `/metrics` with `key` as bearer token, if any.
+    pub async fn metrics_as(&self, key: Option<&str>) -> String {
+        let mut request = self.http.get(format!("{}/metrics", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.expect("metrics").text().await.expect("text")
     }
 
     /// Asserts that `/metrics` shows the pace of `host` as `rps` requests a second and `max`
     /// in flight.
     pub async fn assert_pace(&self, host: &str, rps: u32, max: u32) {
-        let metrics = self.metrics().await;
+        let metrics = self.operator_metrics().await;
         let shown = metrics.contains(&format!("ezthrottle_host_pace_rps{{host=\"{host}\"}} {rps}"))
             && metrics.contains(&format!("ezthrottle_host_max_concurrent{{host=\"{host}\"}} {max}"));
         assert!(shown, "{host} not paced at {rps} RPS, {max} in flight: {metrics}");
