@@ -156,7 +156,8 @@ async fn metrics_name_target_hosts_only_to_the_metrics_key() {
     api.wait_terminal(&id).await;
     assert!(!api.metrics_as(Some(METRICS_KEY)).await.contains(&host));
     engine.shutdown().await;
-    let (engine, api) = start(ezthrottle_test_support::engine::fast().open()).await;
+    // Open, and KEY known too: an unknown key is refused even in open mode.
+    let (engine, api) = start(ezthrottle_test_support::engine::fast().open().api_key(KEY)).await;
     let id = api.submit_ok(&job(&target.url("/ok?open"), json!({}))).await;
     api.wait_terminal(&id).await;
     assert!(api.metrics().await.contains(&host), "open mode shows hosts to everyone");

@@ -148,8 +148,9 @@ async fn shutdown_lets_an_open_request_finish_and_closes_idle_connections() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!shutdown.is_finished(), "shutdown did not wait for the open request");
     open.write_all(rest.as_bytes()).await.unwrap();
+    // Answered, not dropped: with the drain's 503 (admission stopped) and its Retry-After.
     let answer = read_answer(&mut open, DEADLINE).await.expect("the open request is answered");
-    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("retry-after: 5"), "{answer}");
     timeout(DEADLINE, shutdown).await.expect("shutdown ends").unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
 }
