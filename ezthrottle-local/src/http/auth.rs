@@ -45,16 +45,10 @@ impl Tenants {
     /// refused all the same, so a typo or a key meant for another engine is seen at once
     /// instead of sharing the open tenant.
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Option<Arc<str>> {
-        let Some(presented) = headers.get(http::header::AUTHORIZATION) else {
+        if !headers.contains_key(http::header::AUTHORIZATION) {
             return self.open.clone();
-        };
-        let key = presented
-            .to_str()
-            .ok()
-            .and_then(|value| value.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim());
-        key.and_then(|key| self.keys.get(key).cloned())
+        }
+        bearer(headers).and_then(|key| self.keys.get(key).cloned())
     }
 }
 
