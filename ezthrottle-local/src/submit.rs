@@ -194,7 +194,12 @@ pub(crate) fn schedule(shared: &Arc<Shared>, host: &str, record: &JobRecord, now
     });
     crate::workflow::arm_failure_timeout(shared, record);
     let lane = shared.lanes.lane(host);
-    enqueue(shared, &lane, Item::Start { job_id: record.id().into(), tenant: Arc::clone(record.tenant_arc()) }, not_before);
+    enqueue(
+        shared,
+        &lane,
+        Item::Start { job_id: record.id().into(), tenant: Arc::clone(record.tenant_arc()) },
+        not_before,
+    );
 }
 
 fn duplicate_receipt(existing: &StoredJob) -> Result<Accepted, SubmitError> {

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
 
 use super::{Insert, JobStore, StoreFuture, StoredJob, StoredProgress, before, binding_is_live};
 use crate::util::lock;
@@ -11,8 +13,27 @@ use crate::util::lock;
 const SHARDS: usize = 64;
 
 struct Binding {
-    job_id: Box<str>,
+    job_id: Arc<str>,
     bound_at: SystemTime,
+}
+
+/// A job as the map keeps it: the id and the key are shared with the maps' keys, so each
+/// is held once.
+struct Kept {
+    key: Arc<str>,
+    submission: Bytes,
+    progress: StoredProgress,
+}
+
+impl Kept {
+    fn to_stored(&self, id: &str) -> StoredJob {
+        StoredJob {
+            id: id.to_owned(),
+            key: self.key.to_string(),
+            submission: self.submission.clone(),
+            progress: self.progress.clone(),
+        }
+    }
 }
 
 /// Jobs and idempotency keys in memory, each in 64 independently locked shards. Nothing
@@ -22,8 +43,8 @@ struct Binding {
 /// Lock order is always key shard, then job shard, so concurrent inserts cannot deadlock.
 pub struct MemoryStore {
     hasher: RandomState,
-    keys: Vec<Mutex<HashMap<Box<str>, Binding>>>,
-    jobs: Vec<Mutex<HashMap<Box<str>, StoredJob>>>,
+    keys: Vec<Mutex<HashMap<Arc<str>, Binding>>>,
+    jobs: Vec<Mutex<HashMap<Arc<str>, Kept>>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -56,7 +77,7 @@ impl MemoryStore {
     }
 
     fn job(&self, job_id: &str) -> Option<StoredJob> {
-        lock(self.shard(&self.jobs, job_id)).get(job_id).cloned()
+        lock(self.shard(&self.jobs, job_id)).get(job_id).map(|kept| kept.to_stored(job_id))
     }
 
     fn job_count(&self) -> usize {
@@ -75,8 +96,14 @@ impl JobStore for MemoryStore {
             match existing {
                 Some(existing) => Insert::Duplicate(existing),
                 None => {
-                    lock(self.shard(&self.jobs, &job.id)).insert(job.id.as_str().into(), job.clone());
-                    keys.insert(job.key.as_str().into(), Binding { job_id: job.id.as_str().into(), bound_at: now });
+                    let (id, key): (Arc<str>, Arc<str>) = (Arc::from(job.id.as_str()), Arc::from(job.key.as_str()));
+                    let kept = Kept {
+                        key: Arc::clone(&key),
+                        submission: job.submission.clone(),
+                        progress: job.progress.clone(),
+                    };
+                    lock(self.shard(&self.jobs, &job.id)).insert(Arc::clone(&id), kept);
+                    keys.insert(key, Binding { job_id: id, bound_at: now });
                     Insert::Inserted
                 }
             }
@@ -99,8 +126,8 @@ impl JobStore for MemoryStore {
     }
 
     fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
-        if let Some(job) = lock(self.shard(&self.jobs, job_id)).get_mut(job_id) {
-            job.progress = progress.clone();
+        if let Some(kept) = lock(self.shard(&self.jobs, job_id)).get_mut(job_id) {
+            kept.progress = progress.clone();
         }
         Box::pin(std::future::ready(Ok(())))
     }
@@ -109,7 +136,13 @@ impl JobStore for MemoryStore {
         let jobs = self
             .jobs
             .iter()
-            .flat_map(|shard| lock(shard).values().filter(|job| !job.progress.settled).cloned().collect::<Vec<_>>())
+            .flat_map(|shard| {
+                lock(shard)
+                    .iter()
+                    .filter(|(_, kept)| !kept.progress.settled)
+                    .map(|(id, kept)| kept.to_stored(id))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         Box::pin(std::future::ready(Ok(jobs)))
     }
@@ -126,7 +159,7 @@ impl JobStore for MemoryStore {
         for shard in &self.jobs {
             let mut jobs = lock(shard);
             let before = jobs.len();
-            jobs.retain(|_, job| !(job.progress.settled && job.progress.finished_at.is_some_and(|at| at < cutoff)));
+            jobs.retain(|_, kept| !(kept.progress.settled && kept.progress.finished_at.is_some_and(|at| at < cutoff)));
             removed += before - jobs.len();
         }
         Box::pin(std::future::ready(Ok(removed)))

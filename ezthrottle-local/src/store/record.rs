@@ -208,7 +208,8 @@ impl JobRecord {
         Ok(StoredJob {
             id: self.id.to_string(),
             key: key.to_owned(),
-            submission: Bytes::from(submission),
+            // Exact size: a store holding it in memory keeps no spare capacity per job.
+            submission: Bytes::from(submission.into_boxed_slice()),
             progress: self.progress()?,
         })
     }
@@ -220,9 +221,9 @@ impl JobRecord {
         let document = if state.is_new() {
             Bytes::from_static(NEW_PROGRESS)
         } else {
-            Bytes::from(
-                serde_json::to_vec(&*state).map_err(|err| StoreError::with_source("encoding a job's progress", err))?,
-            )
+            let document =
+                serde_json::to_vec(&*state).map_err(|err| StoreError::with_source("encoding a job's progress", err))?;
+            Bytes::from(document.into_boxed_slice())
         };
         let has_children = self.job.on_success.is_some() || self.job.on_failure.is_some();
         Ok(StoredProgress {
