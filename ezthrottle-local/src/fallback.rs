@@ -12,6 +12,7 @@ use crate::engine::Shared;
 use crate::executor::{Outcome, run_regions};
 use crate::pacing::Permit;
 use crate::store::JobRecord;
+use crate::util::{millis, now_ms};
 
 /// Runs `job` in its regions, then its fallback chain as the triggers say.
 pub(crate) fn run_node<'a>(
@@ -29,9 +30,10 @@ pub(crate) fn run_node<'a>(
         let fallback_path: Arc<str> = Arc::from(format!("{path}.fallback_job").trim_start_matches("primary."));
         match &fallback.trigger {
             Some(Trigger::OnTimeout { timeout }) => {
+                let wait = timeout_left(record, &path, *timeout);
                 tokio::select! {
                     outcome = &mut primary => outcome,
-                    () = tokio::time::sleep(*timeout) => {
+                    () = tokio::time::sleep(wait) => {
                         // Dropping the future cancels the primary and frees its permit.
                         drop(primary);
                         let timeout_ms = timeout.as_millis();
@@ -65,6 +67,20 @@ pub(crate) fn run_node<'a>(
             None => primary.await,
         }
     })
+}
+
+/// What is left of `path`'s `on_timeout` window. Its deadline is saved with the job when
+/// the step first starts, so a job resumed after a restart keeps it (and runs the fallback
+/// at once when it passed).
+fn timeout_left(record: &JobRecord, path: &str, timeout: std::time::Duration) -> std::time::Duration {
+    let now = now_ms();
+    let deadline = *record
+        .state()
+        .detail()
+        .timeout_deadlines_ms
+        .entry(path.to_owned())
+        .or_insert_with(|| now.saturating_add(millis(timeout)));
+    std::time::Duration::from_millis(deadline.saturating_sub(now))
 }
 
 fn note(record: &JobRecord, event: String) {

@@ -199,8 +199,8 @@
 //!
 //! - **Recovery.** At start, every job the store holds unsettled goes on: a queued job is
 //!   queued again (not before its `retry_at`); a job that was running runs again from its
-//!   first step (not before the backoff it was waiting for, and with the `on_timeout`
-//!   timers of its fallbacks started again), its interrupted attempt recorded as
+//!   first step (not before the backoff it was waiting for, and within the `on_timeout`
+//!   windows its fallbacks started before the stop), its interrupted attempt recorded as
 //!   `interrupted` and the attempts made before counted against its retry policy (**at-least-once**: a target may see the
 //!   interrupted request twice, so give jobs with side effects an `Idempotency-Key`
 //!   header the target honours); a finished job submits the children and delivers the

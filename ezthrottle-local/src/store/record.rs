@@ -53,6 +53,8 @@ pub(crate) struct Detail {
     pub(crate) due_at_ms: Option<u64>,
     /// When the next delivery attempt of the pending webhooks is due, Unix ms.
     pub(crate) deliveries_due_at_ms: Option<u64>,
+    /// The `on_timeout` deadline of each step that has one (by its path), Unix ms.
+    pub(crate) timeout_deadlines_ms: std::collections::BTreeMap<String, u64>,
     pub(crate) events: Vec<String>,
 }
 

@@ -241,3 +241,26 @@ async fn a_redelivery_due_later_stays_due_later_across_a_restart() {
     assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_timeout_deadline_is_kept_across_a_restart() {
+    let dir = TempDir::new("on-timeout");
+    let path = dir.join("jobs.sqlite3");
+    let target = Server::start().await;
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    let fallback = json!({"url": target.url("/ok?fallback"), "trigger": {"type": "on_timeout", "timeout_ms": 2000}});
+    let id = api.submit_ok(&job(&target.url("/slow/10000"), json!({"fallback_job": fallback}))).await;
+    let first = target.wait_hits("/slow/10000", 1).await[0].at;
+    drop(engine);
+    // The engine is down for 1.2 s: the deadline (2 s after the first start) is not.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    let fell_back = target.wait_hits("/ok?fallback", 1).await[0].at;
+    let after = fell_back.duration_since(first);
+    assert!(after >= Duration::from_millis(1900), "the fallback came early: {after:?}");
+    assert!(after < Duration::from_millis(2900), "the restart restarted the window: {after:?}");
+    let done = api.wait_terminal(&id).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    engine.shutdown().await;
+}
