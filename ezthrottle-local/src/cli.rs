@@ -106,8 +106,9 @@ pub struct LocalArgs {
     #[arg(long, env = "EZTHROTTLE_LOCAL_REJECT_UNKNOWN_FIELDS")]
     pub reject_unknown_fields: bool,
 
-    /// Where jobs are kept: `sqlite:PATH` (durable: jobs survive a crash or a restart) or
-    /// `memory:` (throwaway runs).
+    /// Where jobs are kept: `sqlite:PATH` (durable: jobs survive a crash or a restart),
+    /// `postgres://user:password@host:port/dbname` (PostgreSQL; one engine per database until
+    /// replicas land) or `memory:` (throwaway runs).
     #[arg(long, env = "EZTHROTTLE_LOCAL_STORE", default_value_t = StoreLocation::binary_default())]
     pub store: StoreLocation,
 

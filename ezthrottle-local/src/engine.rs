@@ -397,8 +397,8 @@ impl EngineBuilder {
         let http = crate::guard::http_client(&config)?;
         let store = match self.store {
             Some(StoreChoice::Open(store)) => store,
-            Some(StoreChoice::At(location)) => location.open()?,
-            None => StoreLocation::Memory.open()?,
+            Some(StoreChoice::At(location)) => location.open().await?,
+            None => StoreLocation::Memory.open().await?,
         };
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await

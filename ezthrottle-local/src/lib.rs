@@ -192,7 +192,10 @@
 //! has it, and every change of its progress (each attempt before it is sent, each outcome,
 //! each webhook delivery) is saved. The binary keeps jobs in a SQLite file by default
 //! (`--store sqlite:PATH`, default `sqlite:ezthrottle-local.sqlite3` in its working
-//! directory; `--store memory:` for throwaway runs; `EZTHROTTLE_LOCAL_STORE`); the builder
+//! directory; `--store postgres://user:password@host/dbname` for PostgreSQL
+//! ([`store::PostgresStore`]: several engines may share its idempotency keys, but jobs run
+//! on one engine per database until replicas with leases land); `--store memory:` for
+//! throwaway runs; `EZTHROTTLE_LOCAL_STORE`); the builder
 //! keeps them in memory unless given [`EngineBuilder::store`] or
 //! [`EngineBuilder::store_at`]. The file holds the jobs as submitted, credentials
 //! included, and is created readable by its owner only.

@@ -26,6 +26,8 @@ mod job_status;
 mod pacing;
 #[path = "engine/peer_spellings.rs"]
 mod peer_spellings;
+#[path = "engine/postgres.rs"]
+mod postgres;
 #[path = "engine/proxy.rs"]
 mod proxy;
 #[path = "engine/redirects.rs"]

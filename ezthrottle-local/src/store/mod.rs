@@ -15,6 +15,7 @@
 pub mod conformance;
 mod location;
 mod memory;
+mod postgres;
 mod record;
 mod sqlite;
 
@@ -26,6 +27,7 @@ use bytes::Bytes;
 
 pub use location::{InvalidStoreLocation, StoreLocation};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub(crate) use record::{AttemptRecord, JobRecord};
 pub use sqlite::SqliteStore;
 

@@ -11,6 +11,8 @@
 //! - [`EndlessChunks`] behind a [`Gate`]: an answer that never ends, to prove a
 //!   middleware streams it;
 //! - [`post_unending`]: a request whose body never ends, to prove an answer came first;
+//! - [`PostgresServer`]: a real PostgreSQL on a free port, run as an unprivileged user
+//!   when the tests run as root;
 //! - [`TempDir`]: a scratch directory (a store file) removed when dropped;
 //! - [`eventually`] and [`poll`]: waits with a bounded [`DEADLINE`] instead of sleeps;
 //! - [`webhook`]: signing secrets, the signing clock and payloads for webhook receivers;
@@ -25,6 +27,7 @@
 
 mod endless;
 mod net;
+mod postgres;
 mod redis;
 mod server;
 mod temp;
@@ -37,6 +40,7 @@ pub mod webhook;
 
 pub use endless::{EndlessChunks, Gate};
 pub use net::{BlackHole, CountingResolver, HangUp, refused_addr, refused_url, serve, serve_with_peer_addr};
+pub use postgres::{PG_USER, PostgresServer};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
 pub use temp::TempDir;

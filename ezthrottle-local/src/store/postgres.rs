@@ -1,0 +1,298 @@
+//! Jobs in PostgreSQL: the store several engines can share.
+//!
+//! Every call is one statement, so a connection is shared by many callers at once
+//! (tokio-postgres pipelines them) and needs no transaction: binding a key and storing
+//! its job is one `INSERT ... ON CONFLICT ... WHERE` with a data-modifying CTE, which
+//! PostgreSQL makes atomic against concurrent inserts of the same key on any connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::{Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before};
+
+/// The schema this version writes.
+const SCHEMA_VERSION: i32 = 1;
+/// Connections kept open by default.
+const DEFAULT_CONNECTIONS: usize = 4;
+/// Any 64-bit number the engines agree on: the advisory lock that serialises schema
+/// migrations when several engines start at once.
+const MIGRATION_LOCK: i64 = 0x657a_7468_726f_7431;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ezt_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ezt_jobs (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    submission BYTEA NOT NULL,
+    settled BOOLEAN NOT NULL,
+    finished_at_ms BIGINT,
+    progress BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ezt_jobs_unsettled ON ezt_jobs (id) WHERE NOT settled;
+CREATE TABLE IF NOT EXISTS ezt_bindings (
+    key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    bound_at_ms BIGINT NOT NULL
+);
+";
+
+const INSERT: &str = "
+WITH bound AS (
+    INSERT INTO ezt_bindings (key, job_id, bound_at_ms) VALUES ($1, $2, $3)
+    ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, bound_at_ms = EXCLUDED.bound_at_ms
+        WHERE ezt_bindings.bound_at_ms <= $4
+    RETURNING job_id
+), stored AS (
+    INSERT INTO ezt_jobs (id, key, submission, settled, finished_at_ms, progress)
+    SELECT $2, $1, $5, $6, $7, $8 FROM bound
+    RETURNING id
+)
+SELECT count(*) FROM stored";
+
+const FIND: &str = "
+SELECT j.id, j.key, j.submission, j.settled, j.finished_at_ms, j.progress
+FROM ezt_bindings b JOIN ezt_jobs j ON j.id = b.job_id
+WHERE b.key = $1 AND b.bound_at_ms > $2";
+
+const JOB_COLUMNS: &str = "id, key, submission, settled, finished_at_ms, progress";
+
+/// Jobs in a PostgreSQL database (`--store postgres://...`). The schema (`ezt_*` tables)
+/// is created or migrated at open, under an advisory lock, so several engines may start at
+/// once. Connections use no TLS: keep the database on a trusted network, or on loopback.
+pub struct PostgresStore {
+    config: tokio_postgres::Config,
+    connections: Vec<Mutex<Option<Arc<Client>>>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the password: show where, not how.
+        f.debug_struct("PostgresStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |err| StoreError::with_source(format!("postgres: {what}"), err)
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn from_unix_ms(ms: i64) -> SystemTime {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn job_from_row(row: &Row) -> Result<StoredJob, StoreError> {
+    let read = || sql_error("reading a job row");
+    Ok(StoredJob {
+        id: row.try_get(0).map_err(read())?,
+        key: row.try_get(1).map_err(read())?,
+        submission: Bytes::from(row.try_get::<_, Vec<u8>>(2).map_err(read())?),
+        progress: StoredProgress {
+            settled: row.try_get(3).map_err(read())?,
+            finished_at: row.try_get::<_, Option<i64>>(4).map_err(read())?.map(from_unix_ms),
+            document: Bytes::from(row.try_get::<_, Vec<u8>>(5).map_err(read())?),
+        },
+    })
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(sql_error("connecting"))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %ezthrottle_core::ErrorChain(&err), "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/dbname`), creates or
+    /// migrates the schema, and keeps 4 connections.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: the URL is not one, the server cannot be reached, or the database
+    /// holds a schema newer than this version knows.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err| StoreError::with_source("postgres: the store URL is not a PostgreSQL URL", err))?;
+        let mut client = connect(&config).await?;
+        let migration = client.transaction().await.map_err(sql_error("beginning the migration"))?;
+        migration
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(sql_error("locking"))?;
+        migration.batch_execute(SCHEMA).await.map_err(sql_error("creating the schema"))?;
+        let version: Option<i32> = migration
+            .query_opt("SELECT max(version) FROM ezt_schema", &[])
+            .await
+            .map_err(sql_error("reading the schema version"))?
+            .and_then(|row| row.get(0));
+        match version {
+            Some(version) if version > SCHEMA_VERSION => {
+                return Err(StoreError::new(format!(
+                    "postgres: the database has schema version {version}; this engine knows {SCHEMA_VERSION}"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                migration
+                    .execute("INSERT INTO ezt_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])
+                    .await
+                    .map_err(sql_error("writing the schema version"))?;
+            }
+        }
+        migration.commit().await.map_err(sql_error("committing the migration"))?;
+        let mut connections = vec![Mutex::new(Some(Arc::new(client)))];
+        connections.extend((1..DEFAULT_CONNECTIONS).map(|_| Mutex::new(None)));
+        Ok(Self { config, connections, next: AtomicUsize::new(0) })
+    }
+
+    /// A connection, the next in turn; a closed one is opened again.
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len().max(1);
+        let Some(slot) = self.connections.get(index) else {
+            return Err(StoreError::new("postgres: no connection slot"));
+        };
+        let mut slot = slot.lock().await;
+        match slot.as_ref() {
+            Some(client) if !client.is_closed() => Ok(Arc::clone(client)),
+            _ => {
+                let client = Arc::new(connect(&self.config).await?);
+                *slot = Some(Arc::clone(&client));
+                Ok(client)
+            }
+        }
+    }
+
+    async fn find_live(&self, key: &str, ttl: Duration, now: SystemTime) -> Result<Option<StoredJob>, StoreError> {
+        let client = self.client().await?;
+        let row =
+            client.query_opt(FIND, &[&key, &unix_ms(before(now, ttl))]).await.map_err(sql_error("looking a key up"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+}
+
+impl JobStore for PostgresStore {
+    fn insert_if_absent<'a>(&'a self, job: &'a StoredJob, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Insert> {
+        Box::pin(async move {
+            // A live binding that expires between the insert and the lookup: try again.
+            for _ in 0..3 {
+                let client = self.client().await?;
+                let finished = job.progress.finished_at.map(unix_ms);
+                let stored: i64 = client
+                    .query_one(
+                        INSERT,
+                        &[
+                            &job.key,
+                            &job.id,
+                            &unix_ms(now),
+                            &unix_ms(before(now, ttl)),
+                            &&job.submission[..],
+                            &job.progress.settled,
+                            &finished,
+                            &&job.progress.document[..],
+                        ],
+                    )
+                    .await
+                    .map_err(sql_error("inserting a job"))?
+                    .try_get(0)
+                    .map_err(sql_error("reading the insert's answer"))?;
+                if stored > 0 {
+                    return Ok(Insert::Inserted);
+                }
+                if let Some(existing) = self.find_live(&job.key, ttl, now).await? {
+                    return Ok(Insert::Duplicate(existing));
+                }
+            }
+            Err(StoreError::new("postgres: a key kept changing hands while binding it"))
+        })
+    }
+
+    fn find<'a>(&'a self, key: &'a str, ttl: Duration, now: SystemTime) -> StoreFuture<'a, Option<StoredJob>> {
+        Box::pin(self.find_live(key, ttl, now))
+    }
+
+    fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(&format!("SELECT {JOB_COLUMNS} FROM ezt_jobs WHERE id = $1"), &[&job_id])
+                .await
+                .map_err(sql_error("reading a job"))?;
+            row.as_ref().map(job_from_row).transpose()
+        })
+    }
+
+    fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let finished = progress.finished_at.map(unix_ms);
+            client
+                .execute(
+                    "UPDATE ezt_jobs SET settled = $2, finished_at_ms = $3, progress = $4 WHERE id = $1",
+                    &[&job_id, &progress.settled, &finished, &&progress.document[..]],
+                )
+                .await
+                .map_err(sql_error("saving progress"))?;
+            Ok(())
+        })
+    }
+
+    fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(&format!("SELECT {JOB_COLUMNS} FROM ezt_jobs WHERE NOT settled"), &[])
+                .await
+                .map_err(sql_error("reading the unsettled jobs"))?;
+            rows.iter().map(job_from_row).collect()
+        })
+    }
+
+    fn sweep(&self, now: SystemTime, ttl: Duration, retention: Duration) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let keys = client
+                .execute("DELETE FROM ezt_bindings WHERE bound_at_ms <= $1", &[&unix_ms(before(now, ttl))])
+                .await
+                .map_err(sql_error("sweeping keys"))?;
+            let jobs = client
+                .execute(
+                    "DELETE FROM ezt_jobs WHERE settled AND finished_at_ms < $1",
+                    &[&unix_ms(before(now, retention))],
+                )
+                .await
+                .map_err(sql_error("sweeping jobs"))?;
+            Ok(usize::try_from(keys.saturating_add(jobs)).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn count(&self) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let count: i64 = client
+                .query_one("SELECT count(*) FROM ezt_jobs", &[])
+                .await
+                .map_err(sql_error("counting jobs"))?
+                .try_get(0)
+                .map_err(sql_error("counting jobs"))?;
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+}
