@@ -163,3 +163,15 @@ pub(crate) fn binding_is_live(bound_at: SystemTime, now: SystemTime, ttl: Durati
 pub(crate) fn before(now: SystemTime, by: Duration) -> SystemTime {
     now.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH)
 }
+
+/// `at` as a database's Unix-milliseconds column (saturating; before the epoch is 0).
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
+    let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A database's Unix-milliseconds column as a time (a negative one is the epoch).
+pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(SystemTime::UNIX_EPOCH)
+}

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before};
+use super::{Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, from_unix_ms, unix_ms};
 
 /// The schema this version writes.
 const SCHEMA_VERSION: i32 = 1;
@@ -83,16 +83,6 @@ impl std::fmt::Debug for PostgresStore {
 
 fn sql_error(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     move |err| StoreError::with_source(format!("postgres: {what}"), err)
-}
-
-fn unix_ms(at: SystemTime) -> i64 {
-    let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-fn from_unix_ms(ms: i64) -> SystemTime {
-    let ms = u64::try_from(ms).unwrap_or(0);
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn job_from_row(row: &Row) -> Result<StoredJob, StoreError> {

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::oneshot;
 
-use super::{Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, binding_is_live};
+use super::{
+    Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, binding_is_live, from_unix_ms,
+    unix_ms,
+};
 use crate::util::lock;
 
 /// Most writes committed in one transaction.
@@ -66,16 +69,6 @@ impl std::fmt::Debug for SqliteStore {
 
 fn sql_error(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |err| StoreError::with_source(format!("sqlite: {what}"), err)
-}
-
-fn unix_ms(at: SystemTime) -> i64 {
-    let ms = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-fn from_unix_ms(ms: i64) -> SystemTime {
-    let ms = u64::try_from(ms).unwrap_or(0);
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 impl SqliteStore {
