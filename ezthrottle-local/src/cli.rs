@@ -107,8 +107,8 @@ pub struct LocalArgs {
     pub reject_unknown_fields: bool,
 
     /// Where jobs are kept: `sqlite:PATH` (durable: jobs survive a crash or a restart),
-    /// `postgres://user:password@host:port/dbname` (PostgreSQL; one engine per database until
-    /// replicas land) or `memory:` (throwaway runs).
+    /// `postgres://user:password@host:port/dbname` (PostgreSQL: every engine started on one
+    /// database is a replica, sharing its jobs) or `memory:` (throwaway runs).
     #[arg(long, env = "EZTHROTTLE_LOCAL_STORE", default_value_t = StoreLocation::binary_default())]
     pub store: StoreLocation,
 
@@ -116,6 +116,12 @@ pub struct LocalArgs {
     /// (`30s`, `500ms`, `2m`); what is left is kept in the store for the next start.
     #[arg(long, env = "EZTHROTTLE_LOCAL_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_grace)]
     pub shutdown_grace: Duration,
+
+    /// With a PostgreSQL store, how long this replica's claims last without renewal
+    /// (`10s`; from 1s to 10m): a replica that dies has its jobs taken over this long
+    /// after its last renewal, and one that cannot renew in time stops itself.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_REPLICA_LEASE", default_value = "10s", value_parser = parse_lease)]
+    pub replica_lease: Duration,
 }
 
 /// A duration flag: `30s`, `2m`, `500ms` (humantime), or bare seconds (`30`). The one
@@ -138,6 +144,14 @@ fn parse_grace(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is longer than the most allowed, 1h"));
     }
     Ok(grace)
+}
+
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if !(crate::replicas::LEASE_BOUNDS).contains(&lease) {
+        return Err(format!("{text:?} is outside the range allowed, 1s to 10m"));
+    }
+    Ok(lease)
 }
 
 /// The longest `--shutdown-grace`.
@@ -165,6 +179,7 @@ impl std::fmt::Debug for LocalArgs {
             .field("reject_unknown_fields", &self.reject_unknown_fields)
             .field("store", &self.store)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("replica_lease", &self.replica_lease)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections", &self.max_connections)
@@ -189,6 +204,7 @@ impl LocalArgs {
             .idempotency_ttl(Duration::from_secs(self.idempotency_ttl_secs))
             .store_at(self.store.clone())
             .shutdown_grace(self.shutdown_grace)
+            .replica_lease(self.replica_lease)
             .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
             .body_read_timeout(Duration::from_secs(self.body_read_timeout_secs))
             .max_connections(self.max_connections)

@@ -92,6 +92,10 @@ pub(crate) struct Config {
     pub(crate) webhook_timeout: Duration,
     pub(crate) admission_retry_after: Duration,
     pub(crate) shutdown_grace: Duration,
+    /// A replica's lease on a shared store (see `store::Replication`).
+    pub(crate) replica_lease: Duration,
+    /// How often a replica looks for jobs received by the others.
+    pub(crate) replica_poll: Duration,
     pub(crate) reject_unknown_fields: bool,
     pub(crate) job_limits: crate::JobLimits,
     /// The SSRF rule even on a loopback bind (`crate::guard`).
@@ -135,6 +139,8 @@ impl Default for Config {
             webhook_timeout: Duration::from_secs(10),
             admission_retry_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            replica_lease: Duration::from_secs(10),
+            replica_poll: Duration::from_millis(100),
             guard_private_addresses: false,
             open_on_network: false,
             resolver: None,

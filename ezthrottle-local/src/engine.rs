@@ -42,6 +42,10 @@ pub(crate) struct Shared {
     killed: CancellationToken,
     /// The job tasks, awaited by the drain.
     tasks: TaskTracker,
+    /// Wakes a replica's claiming: a submission for a host it runs arrived here.
+    pub(crate) claims_due: tokio::sync::Notify,
+    /// Cancelled when a replica lost its lease and stopped itself.
+    lease_lost: CancellationToken,
 }
 
 impl Shared {
@@ -74,6 +78,15 @@ impl Shared {
                 () = killed.cancelled() => {}
             }
         });
+    }
+
+    /// A replica whose lease is gone stops at once, as a dropped engine does: submissions
+    /// are refused and running work is dropped, for another replica to take over.
+    pub(crate) fn lose_lease(&self, why: &str) {
+        tracing::error!(reason = why, "this replica lost its lease and stops");
+        self.close();
+        self.killed.cancel();
+        self.lease_lost.cancel();
     }
 
     /// Saves the progress of `record`. A failure is logged: the job goes on, and at worst
@@ -378,6 +391,26 @@ impl EngineBuilder {
         self
     }
 
+    /// On a store several engines share ([`Replication`](crate::store::Replication)), how
+    /// long this replica's claims last without renewal (default 10 s, within 1 s and
+    /// 10 min): it renews every third of it, its jobs are taken over this long after a
+    /// crash, and it stops itself when it cannot renew in time.
+    #[must_use]
+    pub fn replica_lease(mut self, lease: Duration) -> Self {
+        let bounds = crate::replicas::LEASE_BOUNDS;
+        self.config.replica_lease = lease.clamp(*bounds.start(), *bounds.end());
+        self
+    }
+
+    /// On a shared store, how often this replica looks for jobs the others received for
+    /// the hosts it runs (default 100 ms, at least 10 ms). A job received by the replica
+    /// that runs its host is claimed at once.
+    #[must_use]
+    pub fn replica_poll(mut self, interval: Duration) -> Self {
+        self.config.replica_poll = interval.max(Duration::from_millis(10));
+        self
+    }
+
     /// Binds, starts serving, and returns the running engine.
     ///
     /// # Errors
@@ -419,18 +452,24 @@ impl EngineBuilder {
             stopping: CancellationToken::new(),
             killed: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            claims_due: tokio::sync::Notify::new(),
+            lease_lost: CancellationToken::new(),
             config,
         });
-        let resumed = crate::recovery::resume(&shared).await?;
-        if resumed > 0 {
-            tracing::info!(resumed, "resumed the unsettled jobs of the store");
+        // A replica takes up the jobs of the hosts it claims; a lone engine all of them.
+        let replica = crate::replicas::join(&shared).await?;
+        if replica.is_none() {
+            let resumed = crate::recovery::resume(&shared).await?;
+            if resumed > 0 {
+                tracing::info!(resumed, "resumed the unsettled jobs of the store");
+            }
         }
         let router = crate::http::router(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(crate::http::serve::serve(listener, router, shared.config.server, stop_rx));
         let sweeper = tokio::spawn(sweep(Arc::clone(&shared)));
         tracing::info!(%addr, "ezthrottle-local listening");
-        Ok(RunningEngine { addr, shared, stop: Some(stop_tx), server: Some(server), sweeper })
+        Ok(RunningEngine { addr, shared, stop: Some(stop_tx), server: Some(server), sweeper, replica })
     }
 }
 
@@ -466,6 +505,7 @@ pub struct RunningEngine {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    replica: Option<crate::replicas::Replica>,
 }
 
 impl RunningEngine {
@@ -478,6 +518,14 @@ impl RunningEngine {
     /// points at.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Resolves when the engine stopped itself: a replica of a shared store that could
+    /// not renew its lease in time (see [`Replication`](crate::store::Replication)). It
+    /// then refuses submissions and runs nothing: the binary exits with an error, for its
+    /// supervisor to start it again as a new replica.
+    pub async fn lease_lost(&self) {
+        self.shared.lease_lost.cancelled().await;
     }
 
     /// Drains the engine: submissions get `503` with `Retry-After`, no queued job starts,
@@ -499,6 +547,9 @@ impl RunningEngine {
             self.shared.killed.cancel();
             tasks.wait().await;
         }
+        if let Some(replica) = self.replica.take() {
+            replica.leave(&self.shared).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -517,5 +568,8 @@ impl Drop for RunningEngine {
         self.shared.close();
         self.shared.killed.cancel();
         self.sweeper.abort();
+        if let Some(replica) = self.replica.take() {
+            replica.abandon(&self.shared);
+        }
     }
 }

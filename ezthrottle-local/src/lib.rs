@@ -235,6 +235,7 @@ mod live;
 mod metrics;
 mod pacing;
 mod recovery;
+mod replicas;
 mod redirect;
 mod secrets;
 pub mod store;

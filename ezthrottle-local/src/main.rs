@@ -44,7 +44,13 @@ async fn main() -> ExitCode {
     let _ = writeln!(stdout, "listening on {}", engine.base_url());
     let _ = stdout.flush();
     drop(stdout);
-    signals.recv().await;
+    tokio::select! {
+        () = signals.recv() => {}
+        () = engine.lease_lost() => {
+            eprintln!("ezthrottle-local: this replica lost its lease and stopped");
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!("stopping");
     engine.shutdown().await;
     ExitCode::SUCCESS

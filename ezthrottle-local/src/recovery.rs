@@ -1,4 +1,5 @@
-//! Resuming the store's unsettled jobs at start.
+//! Resuming the store's unsettled jobs at start (and, on a shared store, each job a
+//! replica claims).
 //!
 //! - A queued job goes back in its lane (not before its `retry_at`).
 //! - A running job runs again from its first step (at-least-once): the attempt the stop
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use crate::engine::Shared;
 use crate::executor::Outcome;
 use crate::pacing::host_key;
-use crate::store::{JobRecord, StoreError};
+use crate::store::{JobRecord, StoreError, StoredJob};
 use crate::util::now_ms;
 
 /// Resumes every unsettled job of the store; returns how many.
@@ -30,35 +31,44 @@ pub(crate) async fn resume(shared: &Arc<Shared>) -> Result<usize, StoreError> {
     let now = Instant::now();
     let mut resumed = 0;
     for stored in &jobs {
-        let record = match JobRecord::from_stored(stored) {
-            Ok(record) => Arc::new(record),
-            Err(err) => {
-                tracing::error!(job_id = stored.id, error = %ezthrottle_core::ErrorChain(&err), "a stored job cannot be read");
-                continue;
-            }
-        };
-        let status = record.status();
-        if status.is_finished() {
-            let (task_shared, record) = (Arc::clone(shared), shared.live.adopt(record));
-            shared.spawn(async move {
-                let outcome = Outcome::recorded(&record);
-                crate::executor::settle(&task_shared, &record, &outcome).await;
-            });
-        } else {
-            let Some(host) = url::Url::parse(&record.job().url).ok().as_ref().and_then(host_key) else {
-                continue;
-            };
-            if status == JobStatus::Running {
-                interrupt(&record);
-                shared.persist(&record).await;
-            }
-            shared.metrics.queued.fetch_add(1, Relaxed);
-            let _ = crate::tenancy::reserve(shared, record.tenant(), crate::submit::Admission::Bypass);
-            crate::submit::schedule(shared, &host, &record, now);
-        }
-        resumed += 1;
+        resumed += usize::from(resume_one(shared, stored, now).await);
     }
     Ok(resumed)
+}
+
+/// Takes `stored` up where its saved progress says: what a restarted engine does for each
+/// unsettled job, and a replica for each job it claims. `false` when the job cannot be
+/// read (logged).
+pub(crate) async fn resume_one(shared: &Arc<Shared>, stored: &StoredJob, now: Instant) -> bool {
+    let record = match JobRecord::from_stored(stored) {
+        Ok(record) => Arc::new(record),
+        Err(err) => {
+            tracing::error!(job_id = stored.id, error = %ezthrottle_core::ErrorChain(&err), "a stored job cannot be read");
+            return false;
+        }
+    };
+    let record = shared.live.adopt(record);
+    let status = record.status();
+    if status.is_finished() {
+        let task_shared = Arc::clone(shared);
+        shared.spawn(async move {
+            let outcome = Outcome::recorded(&record);
+            crate::executor::settle(&task_shared, &record, &outcome).await;
+        });
+        return true;
+    }
+    let Some(host) = url::Url::parse(&record.job().url).ok().as_ref().and_then(host_key) else {
+        tracing::error!(job_id = stored.id, "a stored job has no host to run against");
+        return false;
+    };
+    if status == JobStatus::Running {
+        interrupt(&record);
+        shared.persist(&record).await;
+    }
+    shared.metrics.queued.fetch_add(1, Relaxed);
+    let _ = crate::tenancy::reserve(shared, record.tenant(), crate::submit::Admission::Bypass);
+    crate::submit::schedule(shared, &host, &record, now);
+    true
 }
 
 /// Marks the attempts in flight when the engine stopped as interrupted.

@@ -152,7 +152,7 @@ pub(crate) async fn accept(
 
     let id = format!("job_{}_{}", now_ms(), shared.next_seq());
     let record = Arc::new(JobRecord::new(id, Arc::clone(tenant), Arc::clone(&key), job, now_ms()));
-    let inserted = match record.to_stored(&scoped) {
+    let inserted = match record.to_stored(&scoped, &host) {
         Ok(stored) => shared.store.insert_if_absent(&stored, ttl, wall).await,
         Err(err) => Err(err),
     };
@@ -174,7 +174,17 @@ pub(crate) async fn accept(
             }
             let status = if record.racing() { SubmissionStatus::Racing } else { SubmissionStatus::Queued };
             let receipt = SubmitReceipt::new(record.id(), status).with_idempotent_key(&*key);
-            schedule(shared, &host, &record, now);
+            match shared.store.replication() {
+                None => schedule(shared, &host, &record, now),
+                // The replica running its host queues it once claimed (counted there).
+                Some(replication) => {
+                    metrics.queued.fetch_sub(1, Relaxed);
+                    crate::tenancy::release(shared, tenant);
+                    if replication.holds_host(&host) {
+                        shared.claims_due.notify_one();
+                    }
+                }
+            }
             Ok(Accepted { receipt })
         }
     }

@@ -36,6 +36,7 @@ fn job(id: &str, key: &str, settled: bool, finished_at: Option<SystemTime>) -> S
     StoredJob {
         id: id.to_owned(),
         key: key.to_owned(),
+        host: format!("{key}.example:443"),
         submission: Bytes::from(format!("submission of {id}")),
         progress: StoredProgress { settled, finished_at, document: Bytes::from(format!("progress of {id}")) },
     }

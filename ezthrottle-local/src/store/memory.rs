@@ -21,6 +21,7 @@ struct Binding {
 /// is held once.
 struct Kept {
     key: Arc<str>,
+    host: Box<str>,
     submission: Bytes,
     progress: StoredProgress,
 }
@@ -30,6 +31,7 @@ impl Kept {
         StoredJob {
             id: id.to_owned(),
             key: self.key.to_string(),
+            host: self.host.to_string(),
             submission: self.submission.clone(),
             progress: self.progress.clone(),
         }
@@ -99,6 +101,7 @@ impl JobStore for MemoryStore {
                     let (id, key): (Arc<str>, Arc<str>) = (Arc::from(job.id.as_str()), Arc::from(job.key.as_str()));
                     let kept = Kept {
                         key: Arc::clone(&key),
+                        host: job.host.as_str().into(),
                         submission: job.submission.clone(),
                         progress: job.progress.clone(),
                     };

@@ -9,14 +9,16 @@
 //! immutable submission document and a progress document ([`StoredJob`]); the documents
 //! are opaque bytes the engine writes and reads. Two stores come with the crate:
 //! [`MemoryStore`] (the builder's default: nothing survives the process) and
-//! [`SqliteStore`] (the binary's default: durable, one file). A store of your own
-//! implements the trait; [`conformance`] is the test suite every store must pass.
+//! [`SqliteStore`] (the binary's default: durable, one file), and [`PostgresStore`] is
+//! the one several engines share ([`Replication`]). A store of your own implements the
+//! trait; [`conformance`] is the test suite every store must pass.
 
 pub mod conformance;
 mod location;
 mod memory;
 mod postgres;
 mod record;
+mod replication;
 mod sqlite;
 
 use std::future::Future;
@@ -29,6 +31,7 @@ pub use location::{InvalidStoreLocation, StoreLocation};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub(crate) use record::{AttemptRecord, JobRecord};
+pub use replication::Replication;
 pub use sqlite::SqliteStore;
 
 /// What every [`JobStore`] method returns: a boxed future of its answer, so the trait
@@ -67,6 +70,9 @@ pub struct StoredJob {
     pub id: String,
     /// The idempotency key the job is bound to, already scoped to its tenant.
     pub key: String,
+    /// The host (`host:port`) whose pace the job follows. A store shared by several
+    /// engines gives each host's jobs to one of them (see [`Replication`]).
+    pub host: String,
     /// The submission (tenant, key, the job, when it was accepted): written once.
     pub submission: Bytes,
     /// Where the job stands: replaced by every [`JobStore::save`].
@@ -90,6 +96,7 @@ impl std::fmt::Debug for StoredJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredJob")
             .field("id", &self.id)
+            .field("host", &self.host)
             .field("submission_bytes", &self.submission.len())
             .field("progress", &self.progress)
             .finish_non_exhaustive()
@@ -151,6 +158,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// How many jobs are stored.
     fn count(&self) -> StoreFuture<'_, usize>;
+
+    /// How engines sharing this store split the work, when several may ([`Replication`]);
+    /// `None` (the default) for a store one engine owns, which runs every job it holds.
+    fn replication(&self) -> Option<&dyn Replication> {
+        None
+    }
 }
 
 /// Whether a binding made at `bound_at` is still live at `now`: a clock that stepped

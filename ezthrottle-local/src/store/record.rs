@@ -198,7 +198,7 @@ impl JobRecord {
     }
 
     /// The row a store keeps for this job, bound to `key` (the tenant-scoped key).
-    pub(crate) fn to_stored(&self, key: &str) -> Result<StoredJob, StoreError> {
+    pub(crate) fn to_stored(&self, key: &str, host: &str) -> Result<StoredJob, StoreError> {
         let submission = Submission {
             tenant: (&*self.tenant).into(),
             idempotent_key: (&*self.idempotent_key).into(),
@@ -210,6 +210,7 @@ impl JobRecord {
         Ok(StoredJob {
             id: self.id.to_string(),
             key: key.to_owned(),
+            host: host.to_owned(),
             // Exact size: a store holding it in memory keeps no spare capacity per job.
             submission: Bytes::from(submission.into_boxed_slice()),
             progress: self.progress()?,
@@ -301,7 +302,7 @@ mod tests {
         let record = JobRecord::new("job_1".into(), Arc::from("t"), Arc::from("k"), Job::new("http://a/"), 5);
         let encoded = serde_json::to_vec(&*record.state()).unwrap();
         assert_eq!(encoded, NEW_PROGRESS);
-        let stored = record.to_stored("t\nk").unwrap();
+        let stored = record.to_stored("t\nk", "example.com:443").unwrap();
         assert_eq!(stored.progress.document, NEW_PROGRESS);
         let back = JobRecord::from_stored(&stored).unwrap();
         assert_eq!(back.status(), JobStatus::Queued);

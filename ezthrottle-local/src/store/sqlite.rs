@@ -22,12 +22,13 @@ use crate::util::lock;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
 /// The schema this version writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY NOT NULL,
     key TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT '',
     submission BLOB NOT NULL,
     settled INTEGER NOT NULL,
     finished_at_ms INTEGER,
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS bindings (
 );
 ";
 
-const JOB_COLUMNS: &str = "id, key, submission, settled, finished_at_ms, progress";
+const JOB_COLUMNS: &str = "id, key, host, submission, settled, finished_at_ms, progress";
 
 enum Write {
     Insert { job: StoredJob, ttl: Duration, now: SystemTime, reply: oneshot::Sender<Result<Insert, StoreError>> },
@@ -95,6 +96,12 @@ impl SqliteStore {
             )));
         }
         writer.execute_batch(SCHEMA).map_err(sql_error("creating the schema"))?;
+        if version == 1 {
+            // Version 2 keeps each job's host.
+            writer
+                .execute_batch("ALTER TABLE jobs ADD COLUMN host TEXT NOT NULL DEFAULT ''")
+                .map_err(sql_error("migrating the schema to version 2"))?;
+        }
         writer.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error("writing the schema version"))?;
         let reader = Connection::open(&path).map_err(sql_error("opening the reader"))?;
         reader.busy_timeout(Duration::from_secs(5)).map_err(sql_error("setting the busy timeout"))?;
@@ -218,11 +225,12 @@ fn job_from_row(row: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Stor
     Ok(StoredJob {
         id: row.get(offset)?,
         key: row.get(offset + 1)?,
-        submission: Bytes::from(row.get::<_, Vec<u8>>(offset + 2)?),
+        host: row.get(offset + 2)?,
+        submission: Bytes::from(row.get::<_, Vec<u8>>(offset + 3)?),
         progress: StoredProgress {
-            settled: row.get::<_, i64>(offset + 3)? != 0,
-            finished_at: row.get::<_, Option<i64>>(offset + 4)?.map(from_unix_ms),
-            document: Bytes::from(row.get::<_, Vec<u8>>(offset + 5)?),
+            settled: row.get::<_, i64>(offset + 4)? != 0,
+            finished_at: row.get::<_, Option<i64>>(offset + 5)?.map(from_unix_ms),
+            document: Bytes::from(row.get::<_, Vec<u8>>(offset + 6)?),
         },
     })
 }
@@ -230,7 +238,7 @@ fn job_from_row(row: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Stor
 fn bound_job(connection: &Connection, key: &str) -> Result<Option<(SystemTime, StoredJob)>, StoreError> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT b.bound_at_ms, j.id, j.key, j.submission, j.settled, j.finished_at_ms, j.progress \
+            "SELECT b.bound_at_ms, j.id, j.key, j.host, j.submission, j.settled, j.finished_at_ms, j.progress \
              FROM bindings b JOIN jobs j ON j.id = b.job_id WHERE b.key = ?1",
         )
         .map_err(sql_error("preparing a lookup"))?;
@@ -248,12 +256,14 @@ fn insert(connection: &Connection, job: &StoredJob, ttl: Duration, now: SystemTi
     }
     connection
         .prepare_cached(
-            "INSERT INTO jobs (id, key, submission, settled, finished_at_ms, progress) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO jobs (id, key, host, submission, settled, finished_at_ms, progress) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .and_then(|mut statement| {
             statement.execute(params![
                 job.id,
                 job.key,
+                job.host,
                 &job.submission[..],
                 i64::from(job.progress.settled),
                 job.progress.finished_at.map(unix_ms),

@@ -96,6 +96,7 @@ async fn a_sqlite_file_keeps_jobs_and_keys_across_reopening() {
     let job = StoredJob {
         id: "job_1".into(),
         key: "tenant\nkey".into(),
+        host: "api.example:443".into(),
         submission: "submission".into(),
         progress: StoredProgress { settled: false, finished_at: None, document: "progress".into() },
     };

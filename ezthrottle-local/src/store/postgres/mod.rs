@@ -4,6 +4,7 @@
 //! (tokio-postgres pipelines them) and needs no transaction: binding a key and storing
 //! its job is one `INSERT ... ON CONFLICT ... WHERE` with a data-modifying CTE, which
 //! PostgreSQL makes atomic against concurrent inserts of the same key on any connection.
+//! The replicas' leases and claims are in `replicas.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,33 +14,13 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::{Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, from_unix_ms, unix_ms};
+mod replicas;
+mod schema;
 
-/// The schema this version writes.
-const SCHEMA_VERSION: i32 = 1;
+use super::{Insert, JobStore, Replication, StoreError, StoreFuture, StoredJob, StoredProgress, before, from_unix_ms, unix_ms};
+
 /// Connections kept open by default.
 const DEFAULT_CONNECTIONS: usize = 4;
-/// Any 64-bit number the engines agree on: the advisory lock that serialises schema
-/// migrations when several engines start at once.
-const MIGRATION_LOCK: i64 = 0x657a_7468_726f_7431;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ezt_schema (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS ezt_jobs (
-    id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    submission BYTEA NOT NULL,
-    settled BOOLEAN NOT NULL,
-    finished_at_ms BIGINT,
-    progress BYTEA NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ezt_jobs_unsettled ON ezt_jobs (id) WHERE NOT settled;
-CREATE TABLE IF NOT EXISTS ezt_bindings (
-    key TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    bound_at_ms BIGINT NOT NULL
-);
-";
 
 const INSERT: &str = "
 WITH bound AS (
@@ -48,26 +29,34 @@ WITH bound AS (
         WHERE ezt_bindings.bound_at_ms <= $4
     RETURNING job_id
 ), stored AS (
-    INSERT INTO ezt_jobs (id, key, submission, settled, finished_at_ms, progress)
-    SELECT $2, $1, $5, $6, $7, $8 FROM bound
+    INSERT INTO ezt_jobs (id, key, host, submission, settled, finished_at_ms, progress)
+    SELECT $2, $1, $9, $5, $6, $7, $8 FROM bound
     RETURNING id
 )
 SELECT count(*) FROM stored";
 
 const FIND: &str = "
-SELECT j.id, j.key, j.submission, j.settled, j.finished_at_ms, j.progress
+SELECT j.id, j.key, j.host, j.submission, j.settled, j.finished_at_ms, j.progress
 FROM ezt_bindings b JOIN ezt_jobs j ON j.id = b.job_id
 WHERE b.key = $1 AND b.bound_at_ms > $2";
 
-const JOB_COLUMNS: &str = "id, key, submission, settled, finished_at_ms, progress";
+/// A job's progress is saved by the replica that claimed it, or while nobody has.
+const SAVE: &str = "
+UPDATE ezt_jobs SET settled = $2, finished_at_ms = $3, progress = $4
+WHERE id = $1 AND (owner IS NULL OR owner = $5)";
 
-/// Jobs in a PostgreSQL database (`--store postgres://...`). The schema (`ezt_*` tables)
-/// is created or migrated at open, under an advisory lock, so several engines may start at
-/// once. Connections use no TLS: keep the database on a trusted network, or on loopback.
+const JOB_COLUMNS: &str = "id, key, host, submission, settled, finished_at_ms, progress";
+
+/// Jobs in a PostgreSQL database (`--store postgres://...`), shared by every engine that
+/// opens it: each instance is one replica ([`Replication`]: leases, hosts and jobs claimed
+/// with `FOR UPDATE SKIP LOCKED`). The schema (`ezt_*` tables) is created or migrated at
+/// open, under an advisory lock, so several engines may start at once. Connections use no
+/// TLS: keep the database on a trusted network, or on loopback.
 pub struct PostgresStore {
     config: tokio_postgres::Config,
     connections: Vec<Mutex<Option<Arc<Client>>>>,
     next: AtomicUsize,
+    replica: replicas::Replica,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -77,6 +66,7 @@ impl std::fmt::Debug for PostgresStore {
             .field("hosts", &self.config.get_hosts())
             .field("dbname", &self.config.get_dbname())
             .field("connections", &self.connections.len())
+            .field("replica", &self.replica.id)
             .finish_non_exhaustive()
     }
 }
@@ -90,11 +80,12 @@ fn job_from_row(row: &Row) -> Result<StoredJob, StoreError> {
     Ok(StoredJob {
         id: row.try_get(0).map_err(read())?,
         key: row.try_get(1).map_err(read())?,
-        submission: Bytes::from(row.try_get::<_, Vec<u8>>(2).map_err(read())?),
+        host: row.try_get(2).map_err(read())?,
+        submission: Bytes::from(row.try_get::<_, Vec<u8>>(3).map_err(read())?),
         progress: StoredProgress {
-            settled: row.try_get(3).map_err(read())?,
-            finished_at: row.try_get::<_, Option<i64>>(4).map_err(read())?.map(from_unix_ms),
-            document: Bytes::from(row.try_get::<_, Vec<u8>>(5).map_err(read())?),
+            settled: row.try_get(4).map_err(read())?,
+            finished_at: row.try_get::<_, Option<i64>>(5).map_err(read())?.map(from_unix_ms),
+            document: Bytes::from(row.try_get::<_, Vec<u8>>(6).map_err(read())?),
         },
     })
 }
@@ -122,35 +113,10 @@ impl PostgresStore {
             .parse()
             .map_err(|err| StoreError::with_source("postgres: the store URL is not a PostgreSQL URL", err))?;
         let mut client = connect(&config).await?;
-        let migration = client.transaction().await.map_err(sql_error("beginning the migration"))?;
-        migration
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(sql_error("locking"))?;
-        migration.batch_execute(SCHEMA).await.map_err(sql_error("creating the schema"))?;
-        let version: Option<i32> = migration
-            .query_opt("SELECT max(version) FROM ezt_schema", &[])
-            .await
-            .map_err(sql_error("reading the schema version"))?
-            .and_then(|row| row.get(0));
-        match version {
-            Some(version) if version > SCHEMA_VERSION => {
-                return Err(StoreError::new(format!(
-                    "postgres: the database has schema version {version}; this engine knows {SCHEMA_VERSION}"
-                )));
-            }
-            Some(_) => {}
-            None => {
-                migration
-                    .execute("INSERT INTO ezt_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])
-                    .await
-                    .map_err(sql_error("writing the schema version"))?;
-            }
-        }
-        migration.commit().await.map_err(sql_error("committing the migration"))?;
+        schema::migrate(&mut client).await?;
         let mut connections = vec![Mutex::new(Some(Arc::new(client)))];
         connections.extend((1..DEFAULT_CONNECTIONS).map(|_| Mutex::new(None)));
-        Ok(Self { config, connections, next: AtomicUsize::new(0) })
+        Ok(Self { config, connections, next: AtomicUsize::new(0), replica: replicas::Replica::new() })
     }
 
     /// A connection, the next in turn; a closed one is opened again.
@@ -197,6 +163,7 @@ impl JobStore for PostgresStore {
                             &job.progress.settled,
                             &finished,
                             &&job.progress.document[..],
+                            &job.host,
                         ],
                     )
                     .await
@@ -233,13 +200,13 @@ impl JobStore for PostgresStore {
         Box::pin(async move {
             let client = self.client().await?;
             let finished = progress.finished_at.map(unix_ms);
-            client
-                .execute(
-                    "UPDATE ezt_jobs SET settled = $2, finished_at_ms = $3, progress = $4 WHERE id = $1",
-                    &[&job_id, &progress.settled, &finished, &&progress.document[..]],
-                )
+            let saved = client
+                .execute(SAVE, &[&job_id, &progress.settled, &finished, &&progress.document[..], &self.replica.id])
                 .await
                 .map_err(sql_error("saving progress"))?;
+            if saved == 0 {
+                return self.replica.check_holder(&client, job_id).await;
+            }
             Ok(())
         })
     }
@@ -284,5 +251,9 @@ impl JobStore for PostgresStore {
                 .map_err(sql_error("counting jobs"))?;
             Ok(usize::try_from(count).unwrap_or(0))
         })
+    }
+
+    fn replication(&self) -> Option<&dyn Replication> {
+        Some(self)
     }
 }
