@@ -34,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) rejections: AtomicU32,
     seq: AtomicU64,
+    instance: u32,
     closed: AtomicBool,
     /// Cancelled when the drain starts: every wait of a job (a permit, a backoff, a
     /// delivery retry) ends, and the job stops where its saved progress says.
@@ -49,8 +50,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    /// A new job id: `job_<unix ms>_<sequence>_<instance>`. The instance (random per
+    /// engine) keeps the ids of replicas sharing a store apart.
+    pub(crate) fn next_job_id(&self, now_ms: u64) -> String {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("job_{now_ms}_{seq}_{:08x}", self.instance)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -447,6 +451,7 @@ impl EngineBuilder {
             http,
             rejections: AtomicU32::new(0),
             seq: AtomicU64::new(0),
+            instance: fastrand::u32(..),
             closed: AtomicBool::new(false),
             live: LiveJobs::default(),
             stopping: CancellationToken::new(),

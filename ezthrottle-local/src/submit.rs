@@ -150,7 +150,7 @@ pub(crate) async fn accept(
         return Err(share.err().map_or(SubmitError::QueueFull(wait), |full| SubmitError::ShareFull(full, wait)));
     }
 
-    let id = format!("job_{}_{}", now_ms(), shared.next_seq());
+    let id = shared.next_job_id(now_ms());
     let record = Arc::new(JobRecord::new(id, Arc::clone(tenant), Arc::clone(&key), job, now_ms()));
     let inserted = match record.to_stored(&scoped, &host) {
         Ok(stored) => shared.store.insert_if_absent(&stored, ttl, wall).await,

@@ -30,6 +30,8 @@ mod peer_spellings;
 mod postgres;
 #[path = "engine/proxy.rs"]
 mod proxy;
+#[path = "engine/replicas.rs"]
+mod replicas;
 #[path = "engine/redirects.rs"]
 mod redirects;
 #[path = "engine/slow_clients.rs"]

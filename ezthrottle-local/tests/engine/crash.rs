@@ -2,60 +2,17 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use ezthrottle_core::webhook::Verifier;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::time::Instant;
 
 use crate::support::*;
 
-const SECRET: &str = "whsec_crash_test_secret";
-
-/// Starts the binary on the store at `path`; answers the process and its base URL.
-async fn binary(path: &Path, extra: &[&str]) -> (Child, Api) {
-    let store = format!("sqlite:{}", path.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ezthrottle-local"))
-        .args(["--bind", "127.0.0.1:0", "--api-key", KEY, "--webhook-secret", SECRET, "--store", &store])
-        .args(extra)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the address in time")
-        .expect("read stdout")
-        .expect("a first line");
-    let base = line.strip_prefix("listening on ").expect("the first line names the address").to_owned();
-    (child, Api::new(&base, KEY))
-}
-
-fn signal(child: &Child, name: &str) {
-    let pid = child.id().expect("running").to_string();
-    let sent = std::process::Command::new("kill").args([name, &pid]).status().expect("run kill");
-    assert!(sent.success());
-}
-
-/// The job ids of the verified deliveries `hook` received.
-fn delivered(target: &Server) -> HashSet<String> {
-    let verifier = Verifier::new(SECRET).unwrap();
-    target
-        .hits("/hook")
-        .iter()
-        .filter_map(|hit| {
-            let header = hit.header("x-ezthrottle-signature")?;
-            verifier.verify(&hit.body, header).ok()?;
-            hit.json()["job_id"].as_str().map(str::to_owned)
-        })
-        .collect()
+async fn sqlite_binary(path: &Path, extra: &[&str]) -> (Child, Api) {
+    binary(&format!("sqlite:{}", path.display()), extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +22,7 @@ async fn a_thousand_jobs_survive_a_kill_9() {
     let path = dir.join("jobs.sqlite3");
     let target = Server::start().await;
     let pace = ["--default-rps", "2000", "--default-max-concurrent", "64"];
-    let (mut child, api) = binary(&path, &pace).await;
+    let (mut child, api) = sqlite_binary(&path, &pace).await;
     let jobs: Vec<Value> = (0..JOBS)
         .map(|n| {
             job(
@@ -83,7 +40,7 @@ async fn a_thousand_jobs_survive_a_kill_9() {
     let started_before = target.hits("/slow/100").len();
     assert!(started_before < JOBS, "every job ran before the kill: the test proves nothing");
 
-    let (mut child, api) = binary(&path, &pace).await;
+    let (mut child, api) = sqlite_binary(&path, &pace).await;
     let mut outcomes = HashSet::new();
     for done in api.wait_all_terminal(&ids).await {
         outcomes.insert(done["status"].as_str().unwrap_or_default().to_owned());
@@ -115,7 +72,7 @@ async fn sigterm_lets_the_attempt_in_flight_finish_and_keeps_the_queue_for_the_n
     let target = Server::start().await;
     // One request at a time per host, and a grace the attempt fits in.
     let flags = ["--default-rps", "100", "--default-max-concurrent", "1", "--shutdown-grace", "10s"];
-    let (mut child, api) = binary(&path, &flags).await;
+    let (mut child, api) = sqlite_binary(&path, &flags).await;
     let running =
         api.submit_ok(&job(&target.url("/slow/1000"), json!({"webhooks": [{"url": target.url("/hook")}]}))).await;
     let queued = api.submit_ok(&job(&target.url("/ok?queued"), json!({}))).await;
@@ -128,7 +85,7 @@ async fn sigterm_lets_the_attempt_in_flight_finish_and_keeps_the_queue_for_the_n
     assert!(target.hits("/ok?queued").is_empty(), "a queued job started during the drain");
     assert_eq!(delivered(&target), HashSet::from([running.clone()]), "the finished job was delivered in the drain");
 
-    let (mut child, api) = binary(&path, &flags).await;
+    let (mut child, api) = sqlite_binary(&path, &flags).await;
     let done = api.job(&running).await;
     assert_eq!(done["status"], "success", "{done:#}");
     assert_eq!(done["attempts"].as_array().map(Vec::len), Some(1), "the attempt finished before the exit: {done:#}");

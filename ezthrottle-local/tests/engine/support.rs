@@ -1,8 +1,13 @@
 //! Loopback targets, webhook receivers, and an API client for the engine tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::Duration;
+
+use ezthrottle_core::webhook::Verifier;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
 
 use ezthrottle_local::{EngineBuilder, RunningEngine};
 use ezthrottle_test_support::{Answer, Recorded, RoutedServer, Routes};
@@ -288,4 +293,52 @@ impl ResponseJson for reqwest::Response {
     async fn json_value(self) -> Value {
         serde_json::from_slice(&self.bytes().await.unwrap_or_default()).unwrap_or(Value::Null)
     }
+}
+
+// The real binary.
+
+/// The webhook secret of [`binary`].
+pub const SECRET: &str = "whsec_crash_test_secret";
+
+/// Starts the real binary on the store at `store` (a `--store` value) with the test key
+/// and [`SECRET`]; answers the process and a client of its API.
+pub async fn binary(store: &str, extra: &[&str]) -> (Child, Api) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ezthrottle-local"))
+        .args(["--bind", "127.0.0.1:0", "--api-key", KEY, "--webhook-secret", SECRET, "--store", store])
+        .args(extra)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::time::timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("the address in time")
+        .expect("read stdout")
+        .expect("a first line");
+    let base = line.strip_prefix("listening on ").expect("the first line names the address").to_owned();
+    (child, Api::new(&base, KEY))
+}
+
+/// Sends `name` (`-KILL`, `-TERM`) to the process.
+pub fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill").args([name, &pid]).status().expect("run kill");
+    assert!(sent.success());
+}
+
+/// The job ids of the verified deliveries `/hook` of `target` received.
+pub fn delivered(target: &Server) -> HashSet<String> {
+    let verifier = Verifier::new(SECRET).unwrap();
+    target
+        .hits("/hook")
+        .iter()
+        .filter_map(|hit| {
+            let header = hit.header("x-ezthrottle-signature")?;
+            verifier.verify(&hit.body, header).ok()?;
+            hit.json()["job_id"].as_str().map(str::to_owned)
+        })
+        .collect()
 }

@@ -1,0 +1,134 @@
+//! Engine replicas on one PostgreSQL: one pace per host across replicas, a replica killed
+//! with jobs in flight, a replica that loses its lease.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ezthrottle_core::protocol::Pace;
+use ezthrottle_local::store::{JobStore, PostgresStore};
+use ezthrottle_test_support::PostgresServer;
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::support::*;
+
+async fn shared_store(server: &PostgresServer) -> Arc<dyn JobStore> {
+    Arc::new(PostgresStore::open(&server.url).await.expect("open the store"))
+}
+
+/// The most requests `hits` has in any window of `width` starting at one of them.
+fn busiest_window(hits: &[Hit], width: Duration) -> usize {
+    let mut times: Vec<Instant> = hits.iter().map(|hit| hit.at).collect();
+    times.sort_unstable();
+    let mut end = 0;
+    let mut busiest = 0;
+    for (start, first) in times.iter().enumerate() {
+        while times.get(end).is_some_and(|at| at.duration_since(*first) < width) {
+            end += 1;
+        }
+        busiest = busiest.max(end - start);
+    }
+    busiest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_a_host_at_its_pace() {
+    const JOBS: usize = 200;
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let pace = Pace::new(5.0, 5).expect("a pace");
+    let replica = || async { start(fast_engine().pace(target.host(), pace).store(shared_store(&server).await)).await };
+    let ((first, api_a), (second, api_b)) = (replica().await, replica().await);
+    let submissions = (0..JOBS).map(|n| {
+        let api = if n % 2 == 0 { api_a.clone() } else { api_b.clone() };
+        let body = job(&target.url(&format!("/ok?n={n}")), json!({}));
+        async move { api.submit_ok(&body).await }
+    });
+    let ids: Vec<String> = futures_util::stream::iter(submissions).buffered(16).collect().await;
+    // Either replica answers for every job, whichever received it.
+    let outcomes: HashSet<Value> = api_b.wait_all_terminal(&ids).await.iter().map(|job| job["status"].clone()).collect();
+    assert_eq!(outcomes, HashSet::from([json!("success")]));
+    let hits = target.hits("/ok");
+    assert_eq!(hits.len(), JOBS, "every job ran once");
+    let busiest = busiest_window(&hits, Duration::from_secs(4));
+    assert!(busiest <= 22, "{busiest} requests in 4 s to a host paced at 5 RPS (at most 5.5 per second allowed)");
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_with_jobs_in_flight_has_them_finished_and_delivered_by_the_other() {
+    const JOBS: usize = 60;
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let flags = ["--replica-lease", "2s", "--default-rps", "50", "--default-max-concurrent", "8"];
+    let (mut one, api_one) = binary(&server.url, &flags).await;
+    let (mut two, api_two) = binary(&server.url, &flags).await;
+    let submissions = (0..JOBS).map(|n| {
+        let api = if n % 2 == 0 { api_one.clone() } else { api_two.clone() };
+        let body = job(&target.url(&format!("/slow/300?n={n}")), json!({"webhooks": [{"url": target.url("/hook")}]}));
+        async move { api.submit_ok(&body).await }
+    });
+    let ids: Vec<String> = futures_util::stream::iter(submissions).buffered(16).collect().await;
+    target.wait("a sixth of the jobs started", |hits| hits.len() >= JOBS / 6).await;
+
+    // Kill the replica running the target's host: the one with jobs in flight.
+    let runner = host_runner(&server.url).await;
+    let (killed, survivor) = if Some(runner) == one.id() { (&mut one, api_two) } else { (&mut two, api_one) };
+    signal(killed, "-KILL");
+    tokio::time::timeout(DEADLINE, killed.wait()).await.expect("it dies").expect("wait");
+    let started_before = target.hits("/slow/300").len();
+    assert!(started_before < JOBS, "every job started before the kill: the test proves nothing");
+
+    let done = survivor.wait_all_terminal(&ids).await;
+    let outcomes: HashSet<&Value> = done.iter().map(|job| &job["status"]).collect();
+    assert_eq!(outcomes, HashSet::from([&json!("success")]), "every job succeeds on the survivor");
+    let interrupted = done.iter().filter(|job| job["attempts"][0]["outcome"] == "interrupted").count();
+    assert!(interrupted > 0, "no attempt was in flight at the kill: the test proves nothing");
+    let wanted: HashSet<String> = ids.iter().cloned().collect();
+    let deadline = Instant::now() + DEADLINE;
+    while !delivered(&target).is_superset(&wanted) {
+        let missing = wanted.difference(&delivered(&target)).count();
+        assert!(Instant::now() < deadline, "{missing} jobs never had a verified delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    one.start_kill().ok();
+    two.start_kill().ok();
+}
+
+/// The process id of the replica holding the one host of the test.
+async fn host_runner(url: &str) -> u32 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let rows = client.query("SELECT owner FROM ezt_hosts WHERE owner IS NOT NULL", &[]).await.expect("query");
+        let owners: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        // A replica id is `r<pid>-<random>`.
+        if let [owner] = owners.as_slice()
+            && let Some(pid) = owner.strip_prefix('r').and_then(|rest| rest.split('-').next())
+        {
+            return pid.parse().expect("a pid");
+        }
+        assert!(Instant::now() < deadline, "no single replica holds the host: {owners:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_lease_is_taken_stops_itself() {
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let builder = fast_engine().replica_lease(Duration::from_secs(1)).store(shared_store(&server).await);
+    let (engine, api) = start(builder).await;
+    api.submit_ok(&job(&target.url("/ok?before"), json!({}))).await;
+    // What another replica does to one it finds expired.
+    let (client, connection) = tokio_postgres::connect(&server.url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.execute("DELETE FROM ezt_replicas", &[]).await.expect("delete the lease");
+    tokio::time::timeout(DEADLINE, engine.lease_lost()).await.expect("the replica notices within its lease");
+    let (status, answer) = api.submit(&job(&target.url("/ok?after"), json!({}))).await;
+    assert_eq!(status, 503, "a replica without a lease takes no job: {answer}");
+}
