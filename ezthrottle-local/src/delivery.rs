@@ -152,10 +152,19 @@ async fn deliver_one(shared: &Arc<Shared>, record: &Arc<JobRecord>, index: usize
             .timeout(config.webhook_timeout)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(JOB_ID_HEADER, record.id());
-        // Read the secret at each attempt: a rotation made while retrying applies.
-        if let Some(secret) = shared.secrets.primary(record.tenant()) {
-            request =
-                request.header(SIGNATURE_HEADER, ezthrottle_core::webhook::sign(secret.expose(), now_secs(), &body));
+        // Read the secret at each attempt: a rotation made while retrying applies. Without
+        // it (the store failed) nothing is sent: an unsigned delivery would be refused.
+        match shared.secrets.primary(&*shared.store, record.tenant_arc()).await {
+            Ok(Some(secret)) => {
+                request = request
+                    .header(SIGNATURE_HEADER, ezthrottle_core::webhook::sign(secret.expose(), now_secs(), &body));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                let error = format!("the webhook secret could not be read: {}", ezthrottle_core::ErrorChain(&err));
+                push_attempt(record, index, DeliveryAttempt::new(SystemTime::now(), Duration::ZERO, None, Some(error)));
+                continue;
+            }
         }
         let started = Instant::now();
         let at = SystemTime::now();

@@ -74,7 +74,7 @@ async fn route(shared: &Arc<Shared>, tenant: &Arc<str>, envelope: &ProxyEnvelope
         (_, paths::JOBS) => {
             json_error(StatusCode::METHOD_NOT_ALLOWED, format!("method: {method} is not allowed on {path}"))
         }
-        (_, paths::WEBHOOK_SECRETS) => secrets::handle(shared, tenant, &method, body),
+        (_, paths::WEBHOOK_SECRETS) => secrets::handle(shared, tenant, &method, body).await,
         (_, paths::PROXY) => json_error(StatusCode::BAD_REQUEST, "target_url: Loop Detected"),
         (&Method::GET, "/health") => super::health::answer(shared).await,
         _ => json_error(StatusCode::NOT_FOUND, format!("target_url: no route for {method} {path}")),

@@ -13,7 +13,7 @@ use crate::engine::Shared;
 use crate::secrets::TenantSecrets;
 
 /// Handles one secrets call for `tenant`.
-pub(crate) fn handle(shared: &Shared, tenant: &Arc<str>, method: &Method, body: &[u8]) -> ApiResponse {
+pub(crate) async fn handle(shared: &Shared, tenant: &Arc<str>, method: &Method, body: &[u8]) -> ApiResponse {
     match *method {
         Method::POST => {
             let request: CreateWebhookSecrets =
@@ -38,13 +38,13 @@ pub(crate) fn handle(shared: &Shared, tenant: &Arc<str>, method: &Method, body: 
             if let Err(invalid) = request.validate() {
                 return bad_request(&invalid.field, &invalid.reason);
             }
-            shared.secrets.set(
-                tenant,
-                TenantSecrets {
-                    primary: Secret::new(request.primary_secret.clone()),
-                    secondary: request.secondary_secret.clone().map(Secret::new),
-                },
-            );
+            let secrets = TenantSecrets {
+                primary: Secret::new(request.primary_secret.clone()),
+                secondary: request.secondary_secret.clone().map(Secret::new),
+            };
+            if let Err(err) = shared.secrets.set(&*shared.store, tenant, Some(secrets)).await {
+                return store_failed(&err);
+            }
             tracing::info!(tenant = %tenant, has_secondary = request.secondary_secret.is_some(), "webhook secrets set");
             let mut answer = serde_json::to_value(StatusMessage::ok("Webhook secrets saved")).unwrap_or_default();
             if let (Some(object), Ok(serde_json::Value::Object(view))) = (
@@ -59,8 +59,9 @@ pub(crate) fn handle(shared: &Shared, tenant: &Arc<str>, method: &Method, body: 
             }
             ApiResponse::json(StatusCode::OK, &answer)
         }
-        Method::GET => match shared.secrets.get(tenant) {
-            Some(secrets) => ApiResponse::json(
+        Method::GET => match shared.secrets.get(&*shared.store, tenant).await {
+            Err(err) => store_failed(&err),
+            Ok(Some(secrets)) => ApiResponse::json(
                 StatusCode::OK,
                 &WebhookSecretsView::masking(
                     Some(tenant.to_string()),
@@ -68,14 +69,24 @@ pub(crate) fn handle(shared: &Shared, tenant: &Arc<str>, method: &Method, body: 
                     secrets.secondary.as_ref().map(Secret::expose),
                 ),
             ),
-            None => json_error(StatusCode::NOT_FOUND, "webhook_secrets: no webhook secrets configured"),
+            Ok(None) => json_error(StatusCode::NOT_FOUND, "webhook_secrets: no webhook secrets configured"),
         },
         Method::DELETE => {
-            shared.secrets.delete(tenant);
+            if let Err(err) = shared.secrets.set(&*shared.store, tenant, None).await {
+                return store_failed(&err);
+            }
             ApiResponse::json(StatusCode::OK, &StatusMessage::ok("Webhook secrets deleted"))
         }
         _ => json_error(StatusCode::METHOD_NOT_ALLOWED, format!("method: {method} is not allowed here")),
     }
+}
+
+fn store_failed(err: &crate::store::StoreError) -> ApiResponse {
+    tracing::error!(error = %ezthrottle_core::ErrorChain(err), "the store failed a webhook-secrets call");
+    let mut response =
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the webhook secrets could not be read or saved; retry");
+    response.retry_after = Some(1);
+    response
 }
 
 pub(super) async fn direct(State(shared): State<Arc<Shared>>, request: Request) -> ApiResponse {
@@ -84,7 +95,7 @@ pub(super) async fn direct(State(shared): State<Arc<Shared>>, request: Request) 
     };
     let method = request.method().clone();
     match read_body(request, shared.config.max_body_bytes).await {
-        Ok(body) => handle(&shared, &tenant, &method, &body),
+        Ok(body) => handle(&shared, &tenant, &method, &body).await,
         Err(response) => response,
     }
 }

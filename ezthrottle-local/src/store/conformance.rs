@@ -58,7 +58,20 @@ pub async fn check(store: &dyn JobStore) -> Result<(), Violation> {
     progress(store).await?;
     concurrent_inserts(store).await?;
     sweeping(store).await?;
+    webhook_secrets(store).await?;
     Ok(())
+}
+
+async fn webhook_secrets(store: &dyn JobStore) -> Result<(), Violation> {
+    let none = store.webhook_secrets("tenant-s").await?;
+    expect(none.is_none(), || format!("a tenant never saved has secrets {none:?}"))?;
+    for document in [Bytes::from_static(b"first secrets"), Bytes::from_static(b"rotated")] {
+        store.save_webhook_secrets("tenant-s", &document).await?;
+        let saved = store.webhook_secrets("tenant-s").await?;
+        expect(saved.as_ref() == Some(&document), || format!("webhook_secrets answered {saved:?} after a save"))?;
+    }
+    let other = store.webhook_secrets("tenant-t").await?;
+    expect(other.is_none(), || "one tenant's secrets answered for another".into())
 }
 
 async fn bindings(store: &dyn JobStore) -> Result<(), Violation> {

@@ -47,6 +47,7 @@ pub struct MemoryStore {
     hasher: RandomState,
     keys: Vec<Mutex<HashMap<Arc<str>, Binding>>>,
     jobs: Vec<Mutex<HashMap<Arc<str>, Kept>>>,
+    secrets: Mutex<HashMap<Box<str>, Bytes>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -68,6 +69,7 @@ impl MemoryStore {
             hasher: RandomState::new(),
             keys: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             jobs: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -170,5 +172,14 @@ impl JobStore for MemoryStore {
 
     fn count(&self) -> StoreFuture<'_, usize> {
         Box::pin(std::future::ready(Ok(self.job_count())))
+    }
+
+    fn webhook_secrets<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(std::future::ready(Ok(lock(&self.secrets).get(tenant).cloned())))
+    }
+
+    fn save_webhook_secrets<'a>(&'a self, tenant: &'a str, document: &'a Bytes) -> StoreFuture<'a, ()> {
+        lock(&self.secrets).insert(tenant.into(), document.clone());
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -134,6 +134,8 @@ pub enum Insert {
 /// - [`save`](Self::save) replaces a job's progress; [`get`](Self::get) returns the last
 ///   one saved.
 /// - [`unsettled`](Self::unsettled) returns every job whose progress is not settled.
+/// - [`webhook_secrets`](Self::webhook_secrets) returns the document last saved for the
+///   tenant by [`save_webhook_secrets`](Self::save_webhook_secrets).
 pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Binds `job.key` to `job` and stores `job`, unless a binding made less than `ttl`
     /// before `now` exists.
@@ -158,6 +160,15 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// How many jobs are stored.
     fn count(&self) -> StoreFuture<'_, usize>;
+
+    /// The webhook-secrets document last saved for `tenant`, if one was.
+    fn webhook_secrets<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<Bytes>>;
+
+    /// Replaces the webhook-secrets document of `tenant`: the secrets a tenant set through
+    /// `/api/v1/webhook-secrets` (or that it deleted them), kept so that they survive a
+    /// restart and every engine sharing the store signs with them. The document is opaque
+    /// to the store, and holds secrets: keep it as private as the jobs.
+    fn save_webhook_secrets<'a>(&'a self, tenant: &'a str, document: &'a Bytes) -> StoreFuture<'a, ()>;
 
     /// How engines sharing this store split the work, when several may ([`Replication`]);
     /// `None` (the default) for a store one engine owns, which runs every job it holds.

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS bindings (
     job_id TEXT NOT NULL,
     bound_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_secrets (
+    tenant TEXT PRIMARY KEY NOT NULL,
+    document BLOB NOT NULL
+);
 ";
 
 const JOB_COLUMNS: &str = "id, key, host, submission, settled, finished_at_ms, progress";
@@ -48,6 +52,7 @@ enum Write {
     Insert { job: StoredJob, ttl: Duration, now: SystemTime, reply: oneshot::Sender<Result<Insert, StoreError>> },
     Save { job_id: String, progress: StoredProgress, reply: oneshot::Sender<Result<(), StoreError>> },
     Sweep { now: SystemTime, ttl: Duration, retention: Duration, reply: oneshot::Sender<Result<usize, StoreError>> },
+    Secrets { tenant: String, document: Bytes, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 /// Jobs in one SQLite file (WAL, `synchronous = FULL`): a submission is answered only
@@ -97,7 +102,7 @@ impl SqliteStore {
         }
         writer.execute_batch(SCHEMA).map_err(sql_error("creating the schema"))?;
         if version == 1 {
-            // Version 2 keeps each job's host.
+            // Version 2 keeps each job's host (and adds `webhook_secrets`, created above).
             writer
                 .execute_batch("ALTER TABLE jobs ADD COLUMN host TEXT NOT NULL DEFAULT ''")
                 .map_err(sql_error("migrating the schema to version 2"))?;
@@ -192,6 +197,7 @@ fn run(transaction: &rusqlite::Transaction<'_>, write: Write) -> Reply {
         Write::Insert { job, ttl, now, reply } => reply_with(reply, insert(transaction, &job, ttl, now)),
         Write::Save { job_id, progress, reply } => reply_with(reply, save(transaction, &job_id, &progress)),
         Write::Sweep { now, ttl, retention, reply } => reply_with(reply, sweep(transaction, now, ttl, retention)),
+        Write::Secrets { tenant, document, reply } => reply_with(reply, save_secrets(transaction, &tenant, &document)),
     }
 }
 
@@ -202,6 +208,7 @@ fn refuse(write: Write) -> Reply {
         Write::Insert { reply, .. } => reply_with(reply, Ok(Insert::Inserted)),
         Write::Save { reply, .. } => reply_with(reply, Ok(())),
         Write::Sweep { reply, .. } => reply_with(reply, Ok(0)),
+        Write::Secrets { reply, .. } => reply_with(reply, Ok(())),
     }
 }
 
@@ -278,6 +285,14 @@ fn insert(connection: &Connection, job: &StoredJob, ttl: Duration, now: SystemTi
     Ok(Insert::Inserted)
 }
 
+fn save_secrets(connection: &Connection, tenant: &str, document: &[u8]) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("INSERT OR REPLACE INTO webhook_secrets (tenant, document) VALUES (?1, ?2)")
+        .and_then(|mut statement| statement.execute(params![tenant, document]))
+        .map(drop)
+        .map_err(sql_error("saving webhook secrets"))
+}
+
 fn save(connection: &Connection, job_id: &str, progress: &StoredProgress) -> Result<(), StoreError> {
     connection
         .prepare_cached("UPDATE jobs SET settled = ?2, finished_at_ms = ?3, progress = ?4 WHERE id = ?1")
@@ -352,5 +367,23 @@ impl JobStore for SqliteStore {
                 .map_err(sql_error("counting jobs"))?;
             Ok(usize::try_from(count).unwrap_or(0))
         })
+    }
+
+    fn webhook_secrets<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        let tenant = tenant.to_owned();
+        self.read(move |connection| {
+            connection
+                .prepare_cached("SELECT document FROM webhook_secrets WHERE tenant = ?1")
+                .and_then(|mut statement| {
+                    statement.query_row(params![tenant], |row| row.get::<_, Vec<u8>>(0)).optional()
+                })
+                .map(|document| document.map(Bytes::from))
+                .map_err(sql_error("reading webhook secrets"))
+        })
+    }
+
+    fn save_webhook_secrets<'a>(&'a self, tenant: &'a str, document: &'a Bytes) -> StoreFuture<'a, ()> {
+        let (tenant, document) = (tenant.to_owned(), document.clone());
+        self.write(move |reply| Write::Secrets { tenant, document, reply })
     }
 }

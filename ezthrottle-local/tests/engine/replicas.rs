@@ -132,3 +132,46 @@ async fn a_replica_whose_lease_is_taken_stops_itself() {
     let (status, answer) = api.submit(&job(&target.url("/ok?after"), json!({}))).await;
     assert_eq!(status, 503, "a replica without a lease takes no job: {answer}");
 }
+
+/// Whether `hit` carries a valid signature by `secret`.
+fn signed_by(hit: &Hit, secret: &str) -> bool {
+    let verifier = ezthrottle_core::webhook::Verifier::new(secret).expect("a secret");
+    hit.header("x-ezthrottle-signature").is_some_and(|header| verifier.verify(&hit.body, header).is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_secrets_set_on_one_replica_sign_the_deliveries_of_another() {
+    const INITIAL: &str = "whsec_initial_replica_secret";
+    const ROTATED: &str = "whsec_rotated_on_the_other_one";
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let server = &server;
+    let replica = |poll| async move {
+        let builder = fast_engine().webhook_secret(INITIAL).replica_poll(poll).store(shared_store(server).await);
+        start(builder).await
+    };
+    // The second replica never looks for work: the first runs the host and delivers.
+    let (running, api_running) = replica(Duration::from_millis(20)).await;
+    let (idle, api_idle) = replica(Duration::from_secs(3_600)).await;
+    let hooked = |n: usize| job(&target.url(&format!("/ok?n={n}")), json!({"webhooks": [{"url": target.url("/hook")}]}));
+    api_running.wait_delivered(&api_idle.submit_ok(&hooked(0)).await).await;
+    let first = target.wait_hits("/hook", 1).await;
+    assert!(first.first().is_some_and(|hit| signed_by(hit, INITIAL)), "the first delivery is signed by the initial secret");
+
+    let body = json!({"primary_secret": ROTATED}).to_string();
+    let bearer = format!("Bearer {KEY}");
+    assert_eq!(api_idle.status_of("POST", "/api/v1/webhook-secrets", Some(&bearer), body).await, 200);
+    // The running replica signs with the rotated secret once its cached copy is stale.
+    let deadline = Instant::now() + DEADLINE;
+    for n in 1.. {
+        api_running.wait_delivered(&api_idle.submit_ok(&hooked(n)).await).await;
+        let hooks = target.hits("/hook");
+        if hooks.last().is_some_and(|hit| signed_by(hit, ROTATED)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no delivery was signed by the secret set on the other replica");
+    }
+    assert_eq!(api_running.status_of("GET", "/api/v1/webhook-secrets", Some(&bearer), String::new()).await, 200);
+    running.shutdown().await;
+    idle.shutdown().await;
+}

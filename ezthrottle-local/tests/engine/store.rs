@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use ezthrottle_core::Pace;
 use ezthrottle_local::store::{
     Insert, JobStore, MemoryStore, SqliteStore, StoreFuture, StoredJob, StoredProgress, conformance,
@@ -46,6 +47,13 @@ impl JobStore for CountingStore {
     fn count(&self) -> StoreFuture<'_, usize> {
         self.inner.count()
     }
+    fn webhook_secrets<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.inner.webhook_secrets(tenant)
+    }
+    fn save_webhook_secrets<'a>(&'a self, tenant: &'a str, document: &'a Bytes) -> StoreFuture<'a, ()> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.save_webhook_secrets(tenant, document)
+    }
 }
 
 /// A store that binds every key again: the suite must catch it.
@@ -73,6 +81,12 @@ impl JobStore for ForgetfulStore {
     }
     fn count(&self) -> StoreFuture<'_, usize> {
         self.0.count()
+    }
+    fn webhook_secrets<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.0.webhook_secrets(tenant)
+    }
+    fn save_webhook_secrets<'a>(&'a self, tenant: &'a str, document: &'a Bytes) -> StoreFuture<'a, ()> {
+        self.0.save_webhook_secrets(tenant, document)
     }
 }
 
@@ -263,5 +277,30 @@ async fn an_on_timeout_deadline_is_kept_across_a_restart() {
     assert!(after < Duration::from_millis(2900), "the restart restarted the window: {after:?}");
     let done = api.wait_terminal(&id).await;
     assert_eq!(done["status"], "success", "{done:#}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_secrets_set_or_deleted_through_the_api_survive_a_restart() {
+    let dir = TempDir::new("secrets");
+    let path = dir.join("jobs.sqlite3");
+    let bearer = format!("Bearer {KEY}");
+    let secrets_of = |api: Api| {
+        let bearer = bearer.clone();
+        async move { api.status_of("GET", "/api/v1/webhook-secrets", Some(&bearer), String::new()).await }
+    };
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    assert_eq!(secrets_of(api.clone()).await, 404, "nothing configured yet");
+    let body = json!({"primary_secret": "whsec_kept_across_restarts"}).to_string();
+    assert_eq!(api.status_of("POST", "/api/v1/webhook-secrets", Some(&bearer), body).await, 200);
+    engine.shutdown().await;
+
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    assert_eq!(secrets_of(api.clone()).await, 200, "the secrets set before the restart");
+    assert_eq!(api.status_of("DELETE", "/api/v1/webhook-secrets", Some(&bearer), String::new()).await, 200);
+    engine.shutdown().await;
+
+    let (engine, api) = start(fast_engine().store(sqlite(&path))).await;
+    assert_eq!(secrets_of(api).await, 404, "the deletion survived too");
     engine.shutdown().await;
 }

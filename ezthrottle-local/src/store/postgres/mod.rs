@@ -253,6 +253,34 @@ impl JobStore for PostgresStore {
         })
     }
 
+    fn webhook_secrets<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT document FROM ezt_webhook_secrets WHERE tenant = $1", &[&tenant])
+                .await
+                .map_err(sql_error("reading webhook secrets"))?;
+            row.map(|row| row.try_get::<_, Vec<u8>>(0).map(Bytes::from))
+                .transpose()
+                .map_err(sql_error("reading webhook secrets"))
+        })
+    }
+
+    fn save_webhook_secrets<'a>(&'a self, tenant: &'a str, document: &'a Bytes) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO ezt_webhook_secrets (tenant, document) VALUES ($1, $2)
+                     ON CONFLICT (tenant) DO UPDATE SET document = EXCLUDED.document",
+                    &[&tenant, &&document[..]],
+                )
+                .await
+                .map_err(sql_error("saving webhook secrets"))?;
+            Ok(())
+        })
+    }
+
     fn replication(&self) -> Option<&dyn Replication> {
         Some(self)
     }

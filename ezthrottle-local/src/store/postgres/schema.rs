@@ -29,7 +29,8 @@ const MIGRATIONS: [&str; 2] = [
         bound_at_ms BIGINT NOT NULL
     );
     ",
-    // Replicas: leases, hosts held, jobs claimed (oldest first, by `serial`).
+    // Replicas: leases, hosts held, jobs claimed (oldest first, by `serial`), and the
+    // tenants' webhook secrets every replica signs with.
     "
     ALTER TABLE ezt_jobs ADD COLUMN host TEXT NOT NULL DEFAULT '';
     ALTER TABLE ezt_jobs ADD COLUMN owner TEXT;
@@ -43,6 +44,10 @@ const MIGRATIONS: [&str; 2] = [
     CREATE TABLE ezt_hosts (
         host TEXT PRIMARY KEY,
         owner TEXT
+    );
+    CREATE TABLE ezt_webhook_secrets (
+        tenant TEXT PRIMARY KEY,
+        document BYTEA NOT NULL
     );
     ",
 ];
