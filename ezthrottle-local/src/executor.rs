@@ -454,7 +454,9 @@ async fn attempt(
     let sent = send_following_redirects(shared, job, record.id(), region, timeout).await;
     let (outcome, retry_after) = match sent {
         Ok(mut response) => {
-            permit.observe(response.headers());
+            if let Some(pace) = permit.observe(response.headers()) {
+                crate::replicas::share_pace(shared, permit.host(), pace);
+            }
             let status = response.status();
             let headers = header_object(response.headers());
             let after = retry_after(response.headers());

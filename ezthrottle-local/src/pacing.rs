@@ -91,17 +91,23 @@ impl Permit {
         &self.lane.key
     }
 
-    /// Applies the target's pacing headers (`X-Aqueduct-*` wins over `X-EZTHROTTLE-*`).
-    pub(crate) fn observe(&self, headers: &HeaderMap) {
+    /// Applies the target's pacing headers (`X-Aqueduct-*` wins over `X-EZTHROTTLE-*`);
+    /// answers the new pace when they changed it.
+    pub(crate) fn observe(&self, headers: &HeaderMap) -> Option<Pace> {
         let update = AnnouncedPace::from_headers(headers);
         if update.is_empty() {
-            return;
+            return None;
         }
-        {
+        let changed = {
             let mut state = lock(&self.lane.state);
-            state.pace = announced(state.pace, update);
-        }
+            let pace = announced(state.pace, update);
+            (pace != state.pace).then(|| {
+                state.pace = pace;
+                pace
+            })
+        };
         self.lane.notify.notify_one();
+        changed
     }
 }
 
@@ -119,7 +125,13 @@ pub(crate) struct Lanes {
     lanes: RwLock<HashMap<Arc<str>, Arc<Lane>>>,
     default_pace: Pace,
     overrides: HashMap<String, Pace>,
+    /// Paces other replicas of a shared store learned from targets: a lane made here
+    /// starts with its host's.
+    shared: RwLock<HashMap<Box<str>, Pace>>,
 }
+
+/// Most paces learned from other replicas kept (one per host).
+const MAX_SHARED_PACES: usize = 100_000;
 
 /// The lane key of a URL: `host:port` (lower-case host, default port filled in).
 pub(crate) use ezthrottle_core::protocol::lane_key_of_url as host_key;
@@ -127,7 +139,7 @@ pub(crate) use ezthrottle_core::protocol::lane_key_of_url as host_key;
 impl Lanes {
     pub(crate) fn new(default_pace: Pace, overrides: HashMap<String, Pace>) -> Self {
         let overrides = overrides.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-        Self { lanes: RwLock::new(HashMap::new()), default_pace, overrides }
+        Self { lanes: RwLock::new(HashMap::new()), default_pace, overrides, shared: RwLock::new(HashMap::new()) }
     }
 
     /// The lane for `key` (`host:port`), created on first use.
@@ -158,8 +170,37 @@ impl Lanes {
     }
 
     fn pace_for(&self, key: &str) -> Pace {
+        if let Some(pace) = self.shared.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
+            return *pace;
+        }
         let host = key.rsplit_once(':').map_or(key, |(host, _)| host);
         self.overrides.get(key).or_else(|| self.overrides.get(host)).copied().unwrap_or(self.default_pace)
+    }
+
+    /// Whether a lane for `key` exists here.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(key)
+    }
+
+    /// The pace another replica learned for `key`: applied to its lane, and to the lane
+    /// made for it later.
+    pub(crate) fn adopt_pace(&self, key: &str, pace: Pace) {
+        {
+            let mut shared = self.shared.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if shared.len() < MAX_SHARED_PACES || shared.contains_key(key) {
+                shared.insert(key.into(), pace);
+            }
+        }
+        let lane = self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned();
+        if let Some(lane) = lane {
+            let changed = {
+                let mut state = lane.state();
+                std::mem::replace(&mut state.pace, pace) != pace
+            };
+            if changed {
+                lane.notify.notify_one();
+            }
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Vec<LaneView> {

@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ezthrottle_core::protocol::Pace;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -85,7 +86,10 @@ async fn keep_lease(shared: Arc<Shared>, first: Instant) {
         }
         let Some(replication) = shared.store.replication() else { return };
         match tokio::time::timeout_at(held_until, replication.renew(lease)).await {
-            Ok(Ok(true)) => held_until = sent.checked_add(lease).unwrap_or(sent),
+            Ok(Ok(true)) => {
+                held_until = sent.checked_add(lease).unwrap_or(sent);
+                adopt_paces(&shared).await;
+            }
             Ok(Ok(false)) => {
                 shared.lose_lease("the lease had expired: other replicas may have taken this one's jobs");
                 return;
@@ -105,6 +109,10 @@ async fn claim_jobs(shared: Arc<Shared>) {
         loop {
             match replication.claim(CLAIM_BATCH).await {
                 Ok(jobs) => {
+                    // A host new here: the pace the others learned applies from its first job.
+                    if jobs.iter().any(|job| !shared.lanes.has(&job.host)) {
+                        adopt_paces(&shared).await;
+                    }
                     let now = Instant::now();
                     for stored in &jobs {
                         crate::recovery::resume_one(&shared, stored, now).await;
@@ -125,4 +133,33 @@ async fn claim_jobs(shared: Arc<Shared>) {
             () = shared.stopping() => return,
         }
     }
+}
+
+/// Applies the paces every replica learned to this one's lanes.
+async fn adopt_paces(shared: &Shared) {
+    let Some(replication) = shared.store.replication() else { return };
+    match replication.shared_paces().await {
+        Ok(paces) => {
+            for (host, pace) in paces {
+                shared.lanes.adopt_pace(&host, pace);
+            }
+        }
+        Err(err) => tracing::warn!(error = %ezthrottle_core::ErrorChain(&err), "reading the shared paces failed"),
+    }
+}
+
+/// Saves a pace a target just announced, for the other replicas (in the background: the
+/// attempt that learned it does not wait).
+pub(crate) fn share_pace(shared: &Arc<Shared>, host: &str, pace: Pace) {
+    if shared.store.replication().is_none() {
+        return;
+    }
+    let (store, host) = (Arc::clone(&shared.store), host.to_owned());
+    tokio::spawn(async move {
+        if let Some(replication) = store.replication()
+            && let Err(err) = replication.share_pace(&host, pace).await
+        {
+            tracing::warn!(host, error = %ezthrottle_core::ErrorChain(&err), "saving a learned pace failed");
+        }
+    });
 }

@@ -14,6 +14,9 @@
 //! - A submission is stored unclaimed, on whichever replica received it. The replica
 //!   running its host claims it at its next poll (woken at once when the submission
 //!   reached that replica), then queues and runs it as a lone engine would.
+//! - A pace a target announces (`X-EZTHROTTLE-RPS`, `X-EZTHROTTLE-MAX-CONCURRENT`) is
+//!   saved for every replica; each applies the saved paces at every renewal, and before
+//!   it runs the jobs of a host it has just taken.
 //! - When a replica's lease expires, any other releases its hosts and jobs; the replica
 //!   that takes a host over resumes its jobs as a restarted engine would: queued jobs
 //!   queue again, interrupted attempts run again, undelivered webhooks are delivered.
@@ -21,6 +24,8 @@
 //! [`EngineBuilder::replica_lease`]: crate::EngineBuilder::replica_lease
 
 use std::time::Duration;
+
+use ezthrottle_core::protocol::Pace;
 
 use super::{StoreFuture, StoredJob};
 
@@ -44,6 +49,13 @@ pub trait Replication: Send + Sync + std::fmt::Debug {
     /// Whether this replica held `host` at its last claim: a submission for it is
     /// claimed at once rather than at the next poll.
     fn holds_host(&self, host: &str) -> bool;
+
+    /// Saves the pace a target announced for `host` (`X-EZTHROTTLE-RPS`, ...), for every
+    /// replica: the one that takes the host over starts with it.
+    fn share_pace<'a>(&'a self, host: &'a str, pace: Pace) -> StoreFuture<'a, ()>;
+
+    /// Every pace saved by [`share_pace`](Self::share_pace), by host.
+    fn shared_paces(&self) -> StoreFuture<'_, Vec<(String, Pace)>>;
 
     /// Gives up the lease, the hosts and the unsettled jobs this replica holds, so
     /// another replica takes them over without waiting for the lease to expire.

@@ -175,3 +175,24 @@ async fn webhook_secrets_set_on_one_replica_sign_the_deliveries_of_another() {
     running.shutdown().await;
     idle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pace_announced_to_one_replica_holds_on_the_one_that_takes_the_host_over() {
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let server = &server;
+    let replica = || async move {
+        start(fast_engine().default_pace(Pace::new(2.0, 1).expect("a pace")).store(shared_store(server).await)).await
+    };
+    let (first, api_first) = replica().await;
+    api_first.wait_terminal(&api_first.submit_ok(&job(&target.url("/pace/20/4"), json!({}))).await).await;
+    api_first.assert_pace(&target.host(), 20, 4).await;
+    let (second, api_second) = replica().await;
+    // The drain hands the host over; the second replica runs it from now on.
+    first.shutdown().await;
+    let ids = api_second.submit_all((0..3).map(|n| target.url(&format!("/ok?after={n}")))).await;
+    api_second.wait_all_terminal(&ids).await;
+    // `/ok` announces nothing: the second replica knows the pace from the store alone.
+    api_second.assert_pace(&target.host(), 20, 4).await;
+    second.shutdown().await;
+}

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ezthrottle_core::protocol::Pace;
 use tokio_postgres::Client;
 
 use super::{PostgresStore, job_from_row, sql_error};
@@ -59,6 +60,10 @@ FROM (
 ) picked
 WHERE j.id = picked.id
 RETURNING j.id, j.key, j.host, j.submission, j.settled, j.finished_at_ms, j.progress, j.serial";
+
+const SHARE_PACE: &str = "
+INSERT INTO ezt_hosts (host, rps, max_concurrent) VALUES ($1, $2, $3)
+ON CONFLICT (host) DO UPDATE SET rps = EXCLUDED.rps, max_concurrent = EXCLUDED.max_concurrent";
 
 const RELEASE: &str = "
 WITH me AS (DELETE FROM ezt_replicas WHERE id = $1),
@@ -153,6 +158,37 @@ impl Replication for PostgresStore {
 
     fn holds_host(&self, host: &str) -> bool {
         lock(&self.replica.hosts).contains(host)
+    }
+
+    fn share_pace<'a>(&'a self, host: &'a str, pace: Pace) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let max = i32::try_from(pace.max_concurrent()).unwrap_or(i32::MAX);
+            client.execute(SHARE_PACE, &[&host, &pace.rps(), &max]).await.map_err(sql_error("saving a pace"))?;
+            Ok(())
+        })
+    }
+
+    fn shared_paces(&self) -> StoreFuture<'_, Vec<(String, Pace)>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query("SELECT host, rps, max_concurrent FROM ezt_hosts WHERE rps IS NOT NULL", &[])
+                .await
+                .map_err(sql_error("reading the paces"))?;
+            let mut paces = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let read = || sql_error("reading a pace");
+                let (host, rps, max): (String, f64, Option<i32>) =
+                    (row.try_get(0).map_err(read())?, row.try_get(1).map_err(read())?, row.try_get(2).map_err(read())?);
+                let max = max.and_then(|max| u32::try_from(max).ok()).unwrap_or(1);
+                // A row no engine of this version wrote is skipped, not trusted.
+                if let Ok(pace) = Pace::new(rps, max) {
+                    paces.push((host, pace));
+                }
+            }
+            Ok(paces)
+        })
     }
 
     fn release(&self) -> StoreFuture<'_, ()> {

@@ -43,7 +43,9 @@ const MIGRATIONS: [&str; 2] = [
     );
     CREATE TABLE ezt_hosts (
         host TEXT PRIMARY KEY,
-        owner TEXT
+        owner TEXT,
+        rps DOUBLE PRECISION,
+        max_concurrent INTEGER
     );
     CREATE TABLE ezt_webhook_secrets (
         tenant TEXT PRIMARY KEY,
