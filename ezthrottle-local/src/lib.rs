@@ -193,9 +193,8 @@
 //! each webhook delivery) is saved. The binary keeps jobs in a SQLite file by default
 //! (`--store sqlite:PATH`, default `sqlite:ezthrottle-local.sqlite3` in its working
 //! directory; `--store postgres://user:password@host/dbname` for PostgreSQL
-//! ([`store::PostgresStore`]: several engines may share its idempotency keys, but jobs run
-//! on one engine per database until replicas with leases land); `--store memory:` for
-//! throwaway runs; `EZTHROTTLE_LOCAL_STORE`); the builder
+//! ([`store::PostgresStore`], the store several engines share: see "Replicas");
+//! `--store memory:` for throwaway runs; `EZTHROTTLE_LOCAL_STORE`); the builder
 //! keeps them in memory unless given [`EngineBuilder::store`] or
 //! [`EngineBuilder::store_at`]. The file holds the jobs as submitted, credentials
 //! included, and is created readable by its owner only.
@@ -215,6 +214,31 @@
 //!   deliveries finish within the grace period ([`EngineBuilder::shutdown_grace`],
 //!   `--shutdown-grace`, default 30 s), then stop; what was left is resumed at the next
 //!   start (with a durable store).
+//! - **Webhook secrets** set through `/api/v1/webhook-secrets` are kept in the store too:
+//!   they survive a restart.
+//!
+//! # Replicas
+//!
+//! Every engine started on one PostgreSQL database is a replica: they share the jobs,
+//! idempotency keys, webhook secrets, schedules and results, and any of them answers for
+//! any job. The rules ([`store::Replication`]):
+//!
+//! - **One replica runs each job**, and each host: the replica that takes a host claims
+//!   its jobs (`FOR UPDATE SKIP LOCKED`) and paces it, so a target sees its pace however
+//!   many replicas run. A pace the target announces is shared with every replica.
+//! - **Leases.** Each replica renews its lease every third of `--replica-lease`
+//!   (default 10 s). When a replica dies, another releases its hosts and jobs once the
+//!   lease has expired and resumes them as a restarted engine would (at-least-once for
+//!   the attempt in flight). A replica that cannot renew in time stops itself (the binary
+//!   exits with status 1), so a job never runs on two live replicas.
+//! - **Submissions** go to any replica: the key is bound in the same statement that
+//!   stores the job, so concurrent identical submissions spread over replicas make one
+//!   job. A job submitted to another replica than the one running its host starts at the
+//!   runner's next poll (every 100 ms, no `LISTEN/NOTIFY` on the hot path).
+//! - **Limits are per replica**: `--max-queued-jobs` and the tenant shares count the jobs
+//!   queued on each replica.
+//! - The schema (`ezt_*` tables) is created and migrated at start under an advisory lock,
+//!   so replicas may start at once.
 //!
 //! [protocol]: https://github.com/ezthrottle/ezthrottle-rs/blob/main/docs/protocol.md
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
@@ -235,8 +259,8 @@ mod live;
 mod metrics;
 mod pacing;
 mod recovery;
-mod replicas;
 mod redirect;
+mod replicas;
 mod secrets;
 pub mod store;
 mod submit;

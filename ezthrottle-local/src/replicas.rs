@@ -94,7 +94,9 @@ async fn keep_lease(shared: Arc<Shared>, first: Instant) {
                 shared.lose_lease("the lease had expired: other replicas may have taken this one's jobs");
                 return;
             }
-            Ok(Err(err)) => tracing::warn!(error = %ezthrottle_core::ErrorChain(&err), "renewing the replica's lease failed"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %ezthrottle_core::ErrorChain(&err), "renewing the replica's lease failed")
+            }
             Err(_) => {}
         }
     }

@@ -48,7 +48,11 @@ impl SecretsStore {
         Self { initial, cache: RwLock::new(HashMap::new()) }
     }
 
-    pub(crate) async fn get(&self, store: &dyn JobStore, tenant: &Arc<str>) -> Result<Option<TenantSecrets>, StoreError> {
+    pub(crate) async fn get(
+        &self,
+        store: &dyn JobStore,
+        tenant: &Arc<str>,
+    ) -> Result<Option<TenantSecrets>, StoreError> {
         let fresh_for = if store.replication().is_some() { Some(SHARED_CACHE) } else { None };
         let cached = self.cache.read().unwrap_or_else(PoisonError::into_inner).get(tenant).cloned();
         if let Some((read_at, secrets)) = cached
@@ -61,9 +65,10 @@ impl SecretsStore {
             Some(document) => {
                 let document: Document = serde_json::from_slice(&document)
                     .map_err(|err| StoreError::with_source("reading a tenant's webhook secrets", err))?;
-                document
-                    .primary
-                    .map(|primary| TenantSecrets { primary: primary.into(), secondary: document.secondary.map(Secret::new) })
+                document.primary.map(|primary| TenantSecrets {
+                    primary: primary.into(),
+                    secondary: document.secondary.map(Secret::new),
+                })
             }
         };
         self.remember(tenant, secrets.clone());

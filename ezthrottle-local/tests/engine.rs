@@ -30,10 +30,10 @@ mod peer_spellings;
 mod postgres;
 #[path = "engine/proxy.rs"]
 mod proxy;
-#[path = "engine/replicas.rs"]
-mod replicas;
 #[path = "engine/redirects.rs"]
 mod redirects;
+#[path = "engine/replicas.rs"]
+mod replicas;
 #[path = "engine/slow_clients.rs"]
 mod slow_clients;
 #[path = "engine/ssrf.rs"]

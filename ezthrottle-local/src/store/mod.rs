@@ -1,9 +1,11 @@
-//! Where jobs, their progress and their idempotency keys live: the engine's one port.
+//! Where jobs, their progress, their idempotency keys and the tenants' webhook secrets
+//! live: the engine's one port.
 //!
 //! The engine keeps nothing it cannot lose outside a [`JobStore`]: a submission is answered
 //! only once the store has it, every change of a job's progress is saved, and at start the
-//! engine resumes every job the store reports as [unsettled](JobStore::unsettled). Lanes
-//! and timers in memory are an index of the store, rebuilt from it.
+//! engine resumes every job the store reports as [unsettled](JobStore::unsettled) (on a
+//! store several engines share, each resumes the jobs it [claims](Replication::claim)).
+//! Lanes and timers in memory are an index of the store, rebuilt from it.
 //!
 //! A store keeps rows, not engine objects: a job is its id, its idempotency key, an
 //! immutable submission document and a progress document ([`StoredJob`]); the documents

@@ -60,3 +60,40 @@ async fn fifty_identical_submissions_spread_over_two_engines_make_one_job() {
     first.shutdown().await;
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_at_once_create_the_schema_once_and_an_old_schema_is_migrated() {
+    let server = PostgresServer::start().await;
+    let opened = futures_util::future::join_all((0..4).map(|_| PostgresStore::open(&server.url))).await;
+    assert!(
+        opened.iter().all(Result::is_ok),
+        "{:?}",
+        opened.iter().filter_map(|o| o.as_ref().err()).collect::<Vec<_>>()
+    );
+
+    // A database left by the first version (no hosts, no leases) is migrated in place.
+    let (admin, connection) = tokio_postgres::connect(&server.url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    admin.batch_execute("CREATE DATABASE old_schema").await.expect("create a database");
+    let old = server.url.rsplit_once('/').map(|(base, _)| format!("{base}/old_schema")).expect("a database URL");
+    let (client, connection) = tokio_postgres::connect(&old, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE ezt_schema (version INTEGER NOT NULL);
+             INSERT INTO ezt_schema VALUES (1);
+             CREATE TABLE ezt_jobs (id TEXT PRIMARY KEY, key TEXT NOT NULL, submission BYTEA NOT NULL,
+                 settled BOOLEAN NOT NULL, finished_at_ms BIGINT, progress BYTEA NOT NULL);
+             CREATE INDEX ezt_jobs_unsettled ON ezt_jobs (id) WHERE NOT settled;
+             CREATE TABLE ezt_bindings (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, bound_at_ms BIGINT NOT NULL);
+             INSERT INTO ezt_jobs VALUES ('job_old', 't\nk', 'submission', false, NULL, 'progress');",
+        )
+        .await
+        .expect("the first version's schema");
+    let store = PostgresStore::open(&old).await.expect("migrate");
+    let kept = store.get("job_old").await.expect("get").expect("the old job is kept");
+    assert_eq!((kept.host.as_str(), &kept.submission[..]), ("", &b"submission"[..]));
+    let version: i32 = client.query_one("SELECT max(version) FROM ezt_schema", &[]).await.expect("version").get(0);
+    assert_eq!(version, 2);
+    conformance::check(&PostgresStore::open(&server.url).await.expect("open")).await.expect("after the race");
+}

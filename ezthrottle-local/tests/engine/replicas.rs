@@ -48,7 +48,8 @@ async fn two_replicas_keep_a_host_at_its_pace() {
     });
     let ids: Vec<String> = futures_util::stream::iter(submissions).buffered(16).collect().await;
     // Either replica answers for every job, whichever received it.
-    let outcomes: HashSet<Value> = api_b.wait_all_terminal(&ids).await.iter().map(|job| job["status"].clone()).collect();
+    let outcomes: HashSet<Value> =
+        api_b.wait_all_terminal(&ids).await.iter().map(|job| job["status"].clone()).collect();
     assert_eq!(outcomes, HashSet::from([json!("success")]));
     let hits = target.hits("/ok");
     assert_eq!(hits.len(), JOBS, "every job ran once");
@@ -153,10 +154,14 @@ async fn webhook_secrets_set_on_one_replica_sign_the_deliveries_of_another() {
     // The second replica never looks for work: the first runs the host and delivers.
     let (running, api_running) = replica(Duration::from_millis(20)).await;
     let (idle, api_idle) = replica(Duration::from_secs(3_600)).await;
-    let hooked = |n: usize| job(&target.url(&format!("/ok?n={n}")), json!({"webhooks": [{"url": target.url("/hook")}]}));
+    let hooked =
+        |n: usize| job(&target.url(&format!("/ok?n={n}")), json!({"webhooks": [{"url": target.url("/hook")}]}));
     api_running.wait_delivered(&api_idle.submit_ok(&hooked(0)).await).await;
     let first = target.wait_hits("/hook", 1).await;
-    assert!(first.first().is_some_and(|hit| signed_by(hit, INITIAL)), "the first delivery is signed by the initial secret");
+    assert!(
+        first.first().is_some_and(|hit| signed_by(hit, INITIAL)),
+        "the first delivery is signed by the initial secret"
+    );
 
     let body = json!({"primary_secret": ROTATED}).to_string();
     let bearer = format!("Bearer {KEY}");

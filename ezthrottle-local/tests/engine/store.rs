@@ -304,3 +304,23 @@ async fn webhook_secrets_set_or_deleted_through_the_api_survive_a_restart() {
     assert_eq!(secrets_of(api).await, 404, "the deletion survived too");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_of_the_first_version_is_migrated_in_place() {
+    let dir = TempDir::new("migrate");
+    let path = dir.join("jobs.sqlite3");
+    let old = rusqlite::Connection::open(&path).expect("create");
+    old.execute_batch(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, key TEXT NOT NULL, submission BLOB NOT NULL,
+             settled INTEGER NOT NULL, finished_at_ms INTEGER, progress BLOB NOT NULL);
+         CREATE TABLE bindings (key TEXT PRIMARY KEY NOT NULL, job_id TEXT NOT NULL, bound_at_ms INTEGER NOT NULL);
+         INSERT INTO jobs VALUES ('job_old', 't\nk', x'01', 0, NULL, x'02');
+         PRAGMA user_version = 1;",
+    )
+    .expect("the first version's schema");
+    drop(old);
+    let store = SqliteStore::open(&path).expect("migrate");
+    let kept = store.get("job_old").await.expect("get").expect("the old job is kept");
+    assert_eq!((kept.host.as_str(), &kept.submission[..]), ("", &[1u8][..]));
+    store.save_webhook_secrets("t", &Bytes::from_static(b"doc")).await.expect("the new table is there");
+}

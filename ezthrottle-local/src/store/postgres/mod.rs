@@ -17,7 +17,9 @@ use tokio_postgres::{Client, NoTls, Row};
 mod replicas;
 mod schema;
 
-use super::{Insert, JobStore, Replication, StoreError, StoreFuture, StoredJob, StoredProgress, before, from_unix_ms, unix_ms};
+use super::{
+    Insert, JobStore, Replication, StoreError, StoreFuture, StoredJob, StoredProgress, before, from_unix_ms, unix_ms,
+};
 
 /// Connections kept open by default.
 const DEFAULT_CONNECTIONS: usize = 4;

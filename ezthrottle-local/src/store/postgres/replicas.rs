@@ -23,11 +23,14 @@ macro_rules! now_ms {
     };
 }
 
-const REGISTER: &str =
-    concat!("INSERT INTO ezt_replicas (id, lease_until_ms) VALUES ($1, ", now_ms!(), " + $2)");
+const REGISTER: &str = concat!("INSERT INTO ezt_replicas (id, lease_until_ms) VALUES ($1, ", now_ms!(), " + $2)");
 
-const RENEW: &str =
-    concat!("UPDATE ezt_replicas SET lease_until_ms = ", now_ms!(), " + $2 WHERE id = $1 AND lease_until_ms > ", now_ms!());
+const RENEW: &str = concat!(
+    "UPDATE ezt_replicas SET lease_until_ms = ",
+    now_ms!(),
+    " + $2 WHERE id = $1 AND lease_until_ms > ",
+    now_ms!()
+);
 
 /// Drops the expired replicas and frees their hosts and unsettled jobs, in one statement.
 const REAP: &str = concat!(
@@ -93,7 +96,11 @@ impl Replica {
             .query_opt("SELECT owner FROM ezt_jobs WHERE id = $1", &[&job_id])
             .await
             .map_err(sql_error("reading a job's holder"))?;
-        match row.map(|row| row.try_get::<_, Option<String>>(0)).transpose().map_err(sql_error("reading a job's holder"))? {
+        match row
+            .map(|row| row.try_get::<_, Option<String>>(0))
+            .transpose()
+            .map_err(sql_error("reading a job's holder"))?
+        {
             Some(Some(holder)) if holder != self.id => {
                 Err(StoreError::new(format!("postgres: job {job_id} is held by replica {holder}, not by this one")))
             }
@@ -112,7 +119,10 @@ impl Replication for PostgresStore {
             let client = self.client().await?;
             let replica = &self.replica;
             let held = if replica.registered.load(Ordering::Acquire) {
-                client.execute(RENEW, &[&replica.id, &lease_ms(lease)]).await.map_err(sql_error("renewing the lease"))?
+                client
+                    .execute(RENEW, &[&replica.id, &lease_ms(lease)])
+                    .await
+                    .map_err(sql_error("renewing the lease"))?
                     == 1
             } else {
                 client.execute(REGISTER, &[&replica.id, &lease_ms(lease)]).await.map_err(sql_error("registering"))?;

@@ -75,16 +75,12 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
         )));
     }
     for (from, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-        migration
-            .batch_execute(step)
-            .await
-            .map_err(|err| StoreError::with_source(format!("postgres: migrating the schema from version {from}"), err))?;
+        migration.batch_execute(step).await.map_err(|err| {
+            StoreError::with_source(format!("postgres: migrating the schema from version {from}"), err)
+        })?;
     }
     if version < latest {
-        migration
-            .execute("DELETE FROM ezt_schema", &[])
-            .await
-            .map_err(sql_error("writing the schema version"))?;
+        migration.execute("DELETE FROM ezt_schema", &[]).await.map_err(sql_error("writing the schema version"))?;
         migration
             .execute("INSERT INTO ezt_schema (version) VALUES ($1)", &[&latest])
             .await
