@@ -39,9 +39,11 @@ struct Document {
 #[derive(Debug)]
 pub(crate) struct SecretsStore {
     initial: Option<Secret>,
-    /// Per tenant: when it was read, and the secrets (`None`: deleted).
-    cache: RwLock<HashMap<Arc<str>, (Instant, Option<TenantSecrets>)>>,
+    cache: RwLock<HashMap<Arc<str>, Cached>>,
 }
+
+/// A tenant's secrets as last read: when, and what (`None`: deleted).
+type Cached = (Instant, Option<TenantSecrets>);
 
 impl SecretsStore {
     pub(crate) fn new(initial: Option<Secret>) -> Self {
