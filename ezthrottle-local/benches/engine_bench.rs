@@ -1,7 +1,8 @@
 //! Benchmarks of ezthrottle-local; prints figures.
 //!
 //! `cargo bench -p ezthrottle-local --bench engine_bench` (set `BENCH_PACE_SECS` to
-//! shorten the 30 s pace-accuracy run, `BENCH_QUICK=1` for a smoke run).
+//! shorten the 30 s pace-accuracy run, `BENCH_QUICK=1` for a smoke run, `BENCH_ONLY` to a
+//! comma-separated list of `accept`, `e2e`, `pace`, `replicas` to run only those).
 //!
 //! 1. Submissions accepted per second with 64 concurrent keep-alive clients, p50/p99
 //!    accept latency, and heap bytes per queued job (a counting allocator) with 100,000 jobs queued (the
@@ -10,6 +11,9 @@
 //!    SQLite also bytes on disk per queued job and how long a restart takes to resume them.
 //! 2. Jobs executed end to end per second with one webhook each, pacing lifted.
 //! 3. Pace accuracy: a host paced at 10 RPS, dispatches counted over 30 s.
+//! 4. Two replicas on one PostgreSQL (`fsync` on, on loopback): combined submissions per
+//!    second and p50/p99 accept latency, with 64 clients on each replica, then 8 (set
+//!    `BENCH_POSTGRES=0` to skip it where PostgreSQL is not installed).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::alloc::System;
@@ -101,16 +105,28 @@ async fn submit_load(
     webhook: Option<String>,
     salt: &str,
 ) -> (Duration, Vec<u32>, u64) {
+    submit_load_from(CLIENTS, engine, target, total, webhook, salt).await
+}
+
+/// Submits `total` distinct jobs from `clients` connections.
+async fn submit_load_from(
+    clients: usize,
+    engine: SocketAddr,
+    target: SocketAddr,
+    total: usize,
+    webhook: Option<String>,
+    salt: &str,
+) -> (Duration, Vec<u32>, u64) {
     let next = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let tasks: Vec<_> = (0..clients)
         .map(|_| {
             let (next, accepted, latencies, webhook, salt) = (next.clone(), accepted.clone(), latencies.clone(), webhook.clone(), salt.to_owned());
             tokio::spawn(async move {
                 let mut client = RawClient::connect(engine).await;
-                let mut mine = Vec::with_capacity(total / CLIENTS + 1);
+                let mut mine = Vec::with_capacity(total / clients + 1);
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                     if n >= total {
@@ -224,6 +240,51 @@ async fn bench_accept_and_memory(quick: bool, store: Store, dir: &Path) -> f64 {
     rate
 }
 
+async fn bench_replicas(quick: bool) {
+    let server = ezthrottle_test_support::PostgresServer::start_durable().await;
+    let target = target().await;
+    let total = if quick { 10_000 } else { 100_000 };
+    let replica = || async {
+        let location: StoreLocation = server.url.parse().unwrap();
+        let paced = Pace::new(0.01, 1).unwrap();
+        Engine::builder()
+            .api_key(KEY)
+            .pace(format!("127.0.0.1:{}", target.port()), paced)
+            .store_at(location)
+            .start()
+            .await
+            .unwrap()
+    };
+    let (first, second) = (replica().await, replica().await);
+    let _ = tokio::join!(
+        submit_load(first.addr(), target, 1_000, None, "warm-a"),
+        submit_load(second.addr(), target, 1_000, None, "warm-b")
+    );
+    // Throughput with 64 clients on each replica, then latency with 8 on each.
+    for (clients, total, salt) in [(CLIENTS, total, "load"), (24, total / 2, "mid"), (8, total / 5, "latency")] {
+        let (salt_a, salt_b) = (format!("{salt}-a"), format!("{salt}-b"));
+        let started = Instant::now();
+        let ((_, mut latencies, accepted_a), (_, latencies_b, accepted_b)) = tokio::join!(
+            submit_load_from(clients, first.addr(), target, total / 2, None, &salt_a),
+            submit_load_from(clients, second.addr(), target, total / 2, None, &salt_b)
+        );
+        let elapsed = started.elapsed();
+        latencies.extend(latencies_b);
+        latencies.sort_unstable();
+        println!(
+            "replicas (postgres, fsync on): {total} submissions over 2 replicas, {} clients: {:.0}/s combined, accepted {}, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            2 * clients,
+            total as f64 / elapsed.as_secs_f64(),
+            accepted_a + accepted_b,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0)
+        );
+    }
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
 async fn bench_end_to_end(quick: bool) {
     let target = target().await;
     let delivered = Arc::new(AtomicU64::new(0));
@@ -319,12 +380,23 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("ezthrottle-engine-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let only = std::env::var("BENCH_ONLY").ok();
+    let runs = |section: &str| only.as_deref().is_none_or(|only| only.split(',').any(|name| name == section));
     runtime.block_on(async {
-        let memory = bench_accept_and_memory(quick, Store::Memory, &dir).await;
-        let sqlite = bench_accept_and_memory(quick, Store::Sqlite, &dir).await;
-        println!("accept: sqlite / memory = {:.2}", sqlite / memory);
-        bench_end_to_end(quick).await;
-        bench_pace(pace_secs).await;
+        if runs("accept") {
+            let memory = bench_accept_and_memory(quick, Store::Memory, &dir).await;
+            let sqlite = bench_accept_and_memory(quick, Store::Sqlite, &dir).await;
+            println!("accept: sqlite / memory = {:.2}", sqlite / memory);
+        }
+        if runs("e2e") {
+            bench_end_to_end(quick).await;
+        }
+        if runs("pace") {
+            bench_pace(pace_secs).await;
+        }
+        if runs("replicas") && std::env::var("BENCH_POSTGRES").ok().is_none_or(|v| v != "0") {
+            bench_replicas(quick).await;
+        }
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,8 @@ pub const PG_USER: &str = "ezthrottle-pg";
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL server on a free loopback port (trust authentication for the `postgres`
-/// user, `fsync` off: a test server), stopped and its data removed when dropped.
+/// user, `fsync` off unless [`start_durable`](Self::start_durable)), stopped and its data
+/// removed when dropped.
 #[derive(Debug)]
 pub struct PostgresServer {
     /// `postgres://postgres@127.0.0.1:port/postgres`.
@@ -87,6 +88,19 @@ impl PostgresServer {
     /// If PostgreSQL is not installed (`apt-get install postgresql`), or does not start
     /// within 30 s.
     pub async fn start() -> Self {
+        Self::start_with_fsync(false).await
+    }
+
+    /// Starts one that flushes every commit to disk (`fsync` on): for benchmarks, whose
+    /// figures must include what a durable deployment pays.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub async fn start_durable() -> Self {
+        Self::start_with_fsync(true).await
+    }
+
+    async fn start_with_fsync(fsync: bool) -> Self {
         let (Some(initdb), Some(postgres)) = (binary("initdb"), binary("postgres")) else {
             panic!("PostgreSQL is not installed (apt-get install postgresql; scripts/install-test-deps does it)");
         };
@@ -124,7 +138,7 @@ impl PostgresServer {
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
-            "fsync=off",
+            if fsync { "fsync=on" } else { "fsync=off" },
             "-c",
             "max_connections=200",
         ];
