@@ -99,6 +99,34 @@ async fn a_replica_killed_with_jobs_in_flight_has_them_finished_and_delivered_by
     two.start_kill().ok();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_retry_due_on_a_replica_killed_is_made_by_the_other() {
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let flags = ["--replica-lease", "2s"];
+    let (mut one, api_one) = binary(&server.url, &flags).await;
+    let (mut two, api_two) = binary(&server.url, &flags).await;
+    // The receiver refuses the first two deliveries: the first retry is due 1 s later.
+    let id =
+        api_one.submit_ok(&job(&target.url("/ok?hooked"), json!({"webhooks": [{"url": target.url("/hook/2")}]}))).await;
+    target.wait_hits("/hook/2", 1).await;
+    let runner = host_runner(&server.url).await;
+    let (killed, survivor) = if Some(runner) == one.id() { (&mut one, api_two) } else { (&mut two, api_one) };
+    signal(killed, "-KILL");
+    tokio::time::timeout(DEADLINE, killed.wait()).await.expect("it dies").expect("wait");
+    let refused_before = target.hits("/hook/2").len();
+    assert!(refused_before < 3, "the delivery succeeded before the kill: the test proves nothing");
+
+    let done = survivor.wait_delivered(&id).await;
+    assert_eq!(done["webhooks"][0]["outcome"], "delivered", "{done:#}");
+    let hooks = target.hits("/hook/2");
+    assert_eq!(hooks.len(), 3, "two refusals, then the delivery the survivor made: {done:#}");
+    assert!(hooks.iter().all(|hit| hit.json()["job_id"] == json!(id)));
+    assert_eq!(target.hits("/ok?hooked").len(), 1, "the job itself ran once: only its delivery was owed");
+    one.start_kill().ok();
+    two.start_kill().ok();
+}
+
 /// The process id of the replica holding the one host of the test.
 async fn host_runner(url: &str) -> u32 {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
