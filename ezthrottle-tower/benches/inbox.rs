@@ -97,5 +97,10 @@ async fn run() {
 
 fn main() {
     // `cargo bench` passes flags (`--bench`); this harness takes none.
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime").block_on(run());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
 }

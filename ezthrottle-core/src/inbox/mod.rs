@@ -99,8 +99,11 @@ pub trait Inbox: Send + Sync {
     ///
     /// [`WaitError::TimedOut`] (naming the first key) when nothing arrived in time;
     /// [`WaitError::Unavailable`] when the inbox's store cannot be read.
-    fn wait_any(&self, keys: &[&str], timeout: Duration)
-    -> impl Future<Output = Result<WebhookPayload, WaitError>> + Send;
+    fn wait_any(
+        &self,
+        keys: &[&str],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<WebhookPayload, WaitError>> + Send;
 
     /// A receiver of every delivery recorded from now on.
     ///
@@ -348,4 +351,3 @@ impl Step {
         }
     }
 }
-

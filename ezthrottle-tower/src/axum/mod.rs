@@ -118,7 +118,10 @@ where
     Router::new().route("/webhook", post(receive::<I>)).with_state(RoutesState { verifier, inbox })
 }
 
-async fn receive<I: Inbox + Clone + 'static>(State(state): State<RoutesState<I>>, delivery: VerifiedWebhook) -> Response {
+async fn receive<I: Inbox + Clone + 'static>(
+    State(state): State<RoutesState<I>>,
+    delivery: VerifiedWebhook,
+) -> Response {
     match Inbox::record(&state.inbox, delivery.payload).await {
         Ok(true) => (StatusCode::OK, "ok").into_response(),
         Ok(false) => (StatusCode::OK, [(crate::REPLAY_HEADER, "true")], "ok").into_response(),

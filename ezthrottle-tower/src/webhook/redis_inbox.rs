@@ -277,8 +277,7 @@ impl RedisInbox {
 
     /// The stored delivery of the first of `keys` that has one (job id, then idempotency key).
     async fn lookup(&self, keys: &[&str]) -> Result<Option<WebhookPayload>, String> {
-        let names: Vec<String> =
-            keys.iter().flat_map(|key| [self.job_key(key), self.idempotency_key(key)]).collect();
+        let names: Vec<String> = keys.iter().flat_map(|key| [self.job_key(key), self.idempotency_key(key)]).collect();
         if names.is_empty() {
             return Ok(None);
         }

@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -101,7 +100,8 @@ async fn subscribers_on_every_replica_see_each_delivery_and_keys_hide_ids() {
         let seen = tokio::time::timeout(Duration::from_secs(5), subscription.recv()).await.expect("in time");
         assert_eq!(seen.expect("open").job_id, "job_secret_x");
     }
-    let mut connection = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut connection =
+        redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut connection).await.unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().all(|key| key.starts_with("ezthrottle:inbox:")), "{keys:?}");
@@ -134,7 +134,8 @@ async fn an_oversize_payload_is_refused_with_413() {
 #[tokio::test]
 async fn redis_down_is_a_typed_error_and_a_503() {
     let down = ezthrottle_test_support::refused_url().await.replace("http://", "redis://");
-    let inbox = RedisInbox::builder(redis::Client::open(down.as_str()).unwrap()).timeout(Duration::from_secs(2)).build();
+    let inbox =
+        RedisInbox::builder(redis::Client::open(down.as_str()).unwrap()).timeout(Duration::from_secs(2)).build();
     let recorded = inbox.record(payload("job_1", None)).await;
     assert!(matches!(recorded, Err(InboxError::Unavailable { .. })), "{recorded:?}");
     let waited = inbox.wait("job_1", Duration::from_secs(1)).await;
@@ -189,7 +190,7 @@ async fn proxy(State(proxy): State<Proxy>, request: axum::extract::Request) -> R
             forward = forward.header(name, value);
         }
     }
-    match forward.body(Bytes::from(body)).send().await {
+    match forward.body(body).send().await {
         Ok(answer) => {
             let status = answer.status();
             (status, answer.bytes().await.unwrap_or_default()).into_response()
@@ -214,8 +215,8 @@ async fn two_replicas_behind_a_round_robin_proxy_resolve_100_queue_and_waits() {
         http: http(),
     };
     let proxy = serve(Router::new().fallback(self::proxy).with_state(proxy)).await;
-    let api = serve(Router::new().route("/echo/{n}", get(|Path(n): Path<usize>| async move { format!("result-{n}") })))
-        .await;
+    let api =
+        serve(Router::new().route("/echo/{n}", get(|Path(n): Path<usize>| async move { format!("result-{n}") }))).await;
     let (engine, client) = ezthrottle_test_support::engine::start_open(SECRET).await;
 
     let mut calls = JoinSet::new();
@@ -223,7 +224,9 @@ async fn two_replicas_behind_a_round_robin_proxy_resolve_100_queue_and_waits() {
         // Half the callers run on replica A, half on B; the proxy decides where each
         // delivery lands.
         let (inbox, client) = (inboxes[n % 2].clone(), client.clone());
-        let job = Step::new(format!("http://{api}/echo/{n}")).webhook(Webhook::new(format!("http://{proxy}/webhook"))).to_job();
+        let job = Step::new(format!("http://{api}/echo/{n}"))
+            .webhook(Webhook::new(format!("http://{proxy}/webhook")))
+            .to_job();
         calls.spawn(async move {
             let payload = client.queue_and_wait(&job, &inbox, Duration::from_secs(30)).await;
             (n, payload)
@@ -234,12 +237,17 @@ async fn two_replicas_behind_a_round_robin_proxy_resolve_100_queue_and_waits() {
         let (n, payload) = joined.expect("the call task");
         let payload = payload.unwrap_or_else(|err| panic!("call {n}: {err}"));
         assert_eq!(payload.status, DeliveryStatus::Success, "call {n}");
-        assert_eq!(payload.response.as_ref().map(|r| r.body.as_str()), Some(format!("result-{n}").as_str()), "call {n}");
+        assert_eq!(
+            payload.response.as_ref().map(|r| r.body.as_str()),
+            Some(format!("result-{n}").as_str()),
+            "call {n}"
+        );
         waited_on.insert(payload.job_id, n % 2);
     }
     assert_eq!(waited_on.len(), CALLS, "every call got its own job");
     let routed = routed.lock().unwrap().clone();
-    let crossed = routed.iter().filter(|(replica, job)| waited_on.get(job).is_some_and(|waiter| waiter != replica)).count();
+    let crossed =
+        routed.iter().filter(|(replica, job)| waited_on.get(job).is_some_and(|waiter| waiter != replica)).count();
     assert!(routed.iter().any(|(replica, _)| *replica == 0) && routed.iter().any(|(replica, _)| *replica == 1));
     assert!(crossed > 0, "some deliveries landed on the replica that did not wait: {routed:?}");
     engine.shutdown().await;
