@@ -19,7 +19,7 @@ pub const DEFAULT_INBOX_CAPACITY: usize = 10_000;
 ///
 /// Its waiters see only what this process recorded: behind a load balancer with several
 /// replicas, a delivery received by one replica would not resolve a wait on another. Use
-/// a shared inbox there (`ezthrottle_tower::redis::RedisInbox`).
+/// a shared inbox there (`ezthrottle_tower::webhook::RedisInbox`).
 ///
 /// - [`record`](Self::record) stores a delivery (call it only after the signature
 ///   verified) and wakes every waiter for its job id or idempotency key.

@@ -12,9 +12,9 @@
 //! - [`WebhookInbox`] (here) lives in one process: the receiver and the waiter must be the
 //!   same process. Use it with one app instance, or when the load balancer sends every
 //!   webhook to the instance that waits.
-//! - `RedisInbox` (`ezthrottle-tower`, feature `redis`) shares deliveries through Redis: a
-//!   delivery received by any replica resolves waiters on every replica. Use it behind a
-//!   load balancer with several app replicas.
+//! - `ezthrottle_tower::webhook::RedisInbox` (features `redis` and `webhook`) shares
+//!   deliveries through Redis: a delivery received by any replica resolves waiters on
+//!   every replica. Use it behind a load balancer with several app replicas.
 //! - Your own: implement [`Inbox`] (it is implementable outside this crate; the Redis inbox
 //!   is).
 //!
@@ -302,7 +302,7 @@ impl EZThrottle {
     /// this call ([`Inbox::wait_for_receipt`]).
     ///
     /// `inbox` is any [`Inbox`]: a [`WebhookInbox`] when this process receives the webhook,
-    /// a shared one (`ezthrottle_tower::redis::RedisInbox`) when another replica may.
+    /// a shared one (`ezthrottle_tower::webhook::RedisInbox`) when another replica may.
     ///
     /// # Errors
     ///
