@@ -43,6 +43,8 @@ use crate::step::{Step, StepOutcome};
 use crate::{EZThrottle, SubmitReceipt};
 
 mod memory;
+#[cfg(test)]
+mod tests;
 
 pub use memory::{DEFAULT_INBOX_CAPACITY, WebhookInbox};
 
