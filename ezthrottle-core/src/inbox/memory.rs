@@ -185,21 +185,13 @@ impl WebhookInbox {
                 continue;
             };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(WaitError::TimedOut {
-                    key: keys.first().map(|key| (*key).to_owned()).unwrap_or_default(),
-                    waited: started.elapsed(),
-                });
+                return Err(WaitError::timed_out(keys, started));
             }
         }
     }
 
-    /// Waits for the delivery of the job `receipt` names: its job id, and, only when the
-    /// receipt is a duplicate, its idempotency key too (the original job's delivery, even
-    /// one that arrived earlier).
-    ///
-    /// The key is not matched for a new job: a key reused after EZThrottle forgot it
-    /// (its idempotency TTL), or a HASH key two calls derive alike, would otherwise
-    /// resolve a new job at once with an older job's result.
+    /// Waits for the delivery of the job `receipt` names: its job id, and its idempotency
+    /// key only when the receipt is a duplicate ([`Inbox::wait_for_receipt`] says why).
     ///
     /// # Errors
     ///

@@ -33,7 +33,7 @@
 //! # }
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
@@ -253,6 +253,16 @@ pub enum WaitError {
         /// What failed (no secret in it).
         message: String,
     },
+}
+
+impl WaitError {
+    /// The [`TimedOut`](Self::TimedOut) of a wait for `keys` that began at `started`,
+    /// naming the first key as [`Inbox::wait_any`] promises; for [`Inbox`]
+    /// implementations.
+    #[must_use]
+    pub fn timed_out(keys: &[&str], started: Instant) -> Self {
+        Self::TimedOut { key: keys.first().map(|key| (*key).to_owned()).unwrap_or_default(), waited: started.elapsed() }
+    }
 }
 
 /// What [`Step::execute_and_wait`] produced.

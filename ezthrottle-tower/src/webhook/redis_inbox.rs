@@ -362,10 +362,7 @@ impl Inbox for RedisInbox {
                 Ok(Some(payload)) => return Ok(payload),
                 Ok(None) => return Err(unavailable("the inbox closed".to_owned())),
                 Err(_) if deadline.is_some_and(|deadline| deadline <= tokio::time::Instant::now()) => {
-                    return Err(WaitError::TimedOut {
-                        key: keys.first().map(|key| (*key).to_owned()).unwrap_or_default(),
-                        waited: started.elapsed(),
-                    });
+                    return Err(WaitError::timed_out(keys, started));
                 }
                 // The safety re-read; reopen the listener if its connection dropped.
                 Err(_) => self.listen().await.map_err(unavailable)?,
