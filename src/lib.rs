@@ -22,7 +22,7 @@
 //! | `tower` | every tower middleware, as `ezthrottle::tower`: `ForwardLayer`, `PaceLayer`, `RateLimitLayer`, `IdempotencyLayer`, `VerifyWebhookLayer` | `ezthrottle-tower` |
 //! | `forward`, `pace`, `rate-limit`, `idempotency`, `webhook` | one middleware each, in `ezthrottle::tower` | `ezthrottle-tower`'s feature of the same name |
 //! | `axum` | `webhook`, plus the axum `VerifiedWebhook` extractor and `webhook_routes` | `ezthrottle-tower/axum` |
-//! | `redis` | Redis stores for the enabled `rate-limit` and `idempotency` middlewares | `ezthrottle-tower/redis` |
+//! | `redis` | Redis stores for the enabled `rate-limit` and `idempotency` middlewares; `RedisInbox` with `webhook` | `ezthrottle-tower/redis` |
 //! | `reqwest-middleware` | `forward`, plus `ForwardMiddleware` for reqwest-middleware clients | `ezthrottle-tower/reqwest-middleware` |
 //! | `actix` | the actix-web `VerifiedWebhook` extractor and middlewares, as `ezthrottle::actix` | `ezthrottle-actix` |
 //! | `local` | the EZThrottle-compatible engine, as `ezthrottle::local` | `ezthrottle-local` |

@@ -172,6 +172,16 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// [`EZThrottle::queue_and_wait`](crate::EZThrottle::queue_and_wait): the job was
+    /// accepted but the inbox it is awaited in failed (its shared store is unreachable).
+    #[error("job {job_id} was accepted but its inbox failed: {message}")]
+    InboxUnavailable {
+        /// The accepted job.
+        job_id: String,
+        /// What failed.
+        message: String,
+    },
+
     /// The server answered something this client cannot read.
     #[error("unexpected answer from {origin} (HTTP {status}): {message}")]
     InvalidResponse {
@@ -200,7 +210,8 @@ impl Error {
             | Self::Unreachable { .. }
             | Self::Transport { .. }
             | Self::EZThrottleUnavailable { .. }
-            | Self::WaitTimedOut { .. } => None,
+            | Self::WaitTimedOut { .. }
+            | Self::InboxUnavailable { .. } => None,
         }
     }
 

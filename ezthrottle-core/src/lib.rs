@@ -99,7 +99,7 @@ pub use error::{Error, ErrorChain, Origin};
 pub use forward::{ForwardBuildError, ForwardToEZThrottle, Forwardable};
 pub use http::{Method, StatusCode};
 #[cfg(feature = "client")]
-pub use inbox::{StepDelivery, WaitError, WebhookInbox};
+pub use inbox::{Inbox, InboxError, StepDelivery, WaitError, WebhookInbox};
 pub use protocol::{
     DeliveryStatus, ExecutionMode, Job, Pace, RegionPolicy, RetryPolicy, SubmissionStatus, SubmitReceipt, Trigger,
     Webhook, WebhookPayload,

@@ -13,7 +13,7 @@
 //! | `idempotency` | [`idempotency`] | [`IdempotencyLayer`]: at-least-once deliveries and retried API calls run the handler once (memory or Redis store). | yes |
 //! | `webhook` | [`webhook`], [`inbox`] | [`VerifyWebhookLayer`], `VerifiedWebhook`, [`WebhookRejection`] around core's one `Verifier`; the `WebhookInbox` to await results. | yes |
 //! | `reqwest-middleware` | [`forward`] | `ForwardMiddleware`: forwarding for `reqwest-middleware` clients. | no |
-//! | `redis` | [`rate_limit`], [`idempotency`] | `RedisRateLimitStore`, `RedisIdempotencyStore`: one view shared by several replicas. | no |
+//! | `redis` | [`rate_limit`], [`idempotency`], [`webhook`] | `RedisRateLimitStore`, `RedisIdempotencyStore`, `RedisInbox` (with `webhook`): one view shared by several replicas. | no |
 //! | `axum` | `axum` | the `VerifiedWebhook` extractor and `webhook_routes` (with `webhook`); `Scope::client_ip` reads axum's `ConnectInfo` (with `rate-limit`). | no |
 //!
 //! actix-web integrations are in their own crate, `ezthrottle-actix`.
@@ -58,7 +58,7 @@ pub mod pace;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
-#[cfg(all(feature = "redis", any(feature = "rate-limit", feature = "idempotency")))]
+#[cfg(all(feature = "redis", any(feature = "rate-limit", feature = "idempotency", feature = "webhook")))]
 mod redis_connection;
 #[cfg(any(feature = "rate-limit", feature = "idempotency"))]
 mod store_error;

@@ -12,6 +12,8 @@ mod webhooks {
     pub(crate) mod layer;
     #[cfg(all(feature = "axum", feature = "redis"))]
     pub(crate) mod redis;
+    #[cfg(all(feature = "axum", feature = "redis"))]
+    pub(crate) mod redis_inbox;
     pub(crate) mod support;
     pub(crate) mod unread;
 }

@@ -31,7 +31,7 @@ use ::axum::body::Bytes;
 use ::axum::extract::{FromRef, FromRequest, Request, State};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::post;
-use ezthrottle_core::inbox::WebhookInbox;
+use ezthrottle_core::inbox::{Inbox, InboxError};
 use ezthrottle_core::webhook::Verifier;
 use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -73,25 +73,33 @@ impl IntoResponse for WebhookRejection {
 }
 
 #[derive(Clone)]
-struct RoutesState {
+struct RoutesState<I> {
     verifier: Verifier,
-    inbox: WebhookInbox,
+    inbox: I,
 }
 
-impl FromRef<RoutesState> for Verifier {
-    fn from_ref(state: &RoutesState) -> Self {
+impl<I> FromRef<RoutesState<I>> for Verifier {
+    fn from_ref(state: &RoutesState<I>) -> Self {
         state.verifier.clone()
     }
 }
 
 /// A router mounting `POST /webhook`: verifies each delivery, records it in `inbox`
-/// (where [`WebhookInbox::wait`] and
+/// (where [`Inbox::wait`] and
 /// [`EZThrottle::queue_and_wait`](ezthrottle_core::EZThrottle::queue_and_wait) find it)
 /// and answers 200.
 ///
+/// `inbox` is any [`Inbox`]: the in-process
+/// [`WebhookInbox`](ezthrottle_core::inbox::WebhookInbox) for one instance, the shared
+/// [`RedisInbox`](crate::webhook::RedisInbox) (features `redis`, `webhook`) when several replicas
+/// receive and wait.
+///
 /// Repeated deliveries of a job are absorbed by the inbox (the stored payload is replaced,
 /// waiters resolve once); the answer is 200 for both, with `X-Idempotent-Replay: true` on
-/// a repeat.
+/// a repeat. When the inbox refuses the delivery the answer is `413` (payload over the
+/// inbox's limit) or `503` with `Retry-After: 1` (its store is unavailable: EZThrottle
+/// retries the delivery); the reason is logged at `warn` (target `ezthrottle::webhook`),
+/// not sent.
 ///
 /// ```
 /// use ezthrottle_core::inbox::WebhookInbox;
@@ -103,15 +111,27 @@ impl FromRef<RoutesState> for Verifier {
 /// # let _ = app;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn webhook_routes(verifier: Verifier, inbox: WebhookInbox) -> Router {
-    Router::new().route("/webhook", post(receive)).with_state(RoutesState { verifier, inbox })
+pub fn webhook_routes<I>(verifier: Verifier, inbox: I) -> Router
+where
+    I: Inbox + Clone + 'static,
+{
+    Router::new().route("/webhook", post(receive::<I>)).with_state(RoutesState { verifier, inbox })
 }
 
-async fn receive(State(state): State<RoutesState>, delivery: VerifiedWebhook) -> Response {
-    let new = state.inbox.record(delivery.payload);
-    if new {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        (StatusCode::OK, [(crate::REPLAY_HEADER, "true")], "ok").into_response()
+async fn receive<I: Inbox + Clone + 'static>(
+    State(state): State<RoutesState<I>>,
+    delivery: VerifiedWebhook,
+) -> Response {
+    match Inbox::record(&state.inbox, delivery.payload).await {
+        Ok(true) => (StatusCode::OK, "ok").into_response(),
+        Ok(false) => (StatusCode::OK, [(crate::REPLAY_HEADER, "true")], "ok").into_response(),
+        Err(err @ InboxError::PayloadTooLarge { .. }) => {
+            tracing::warn!(target: "ezthrottle::webhook", %err, "webhook delivery refused by the inbox");
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response()
+        }
+        Err(err) => {
+            tracing::warn!(target: "ezthrottle::webhook", %err, "webhook delivery not recorded");
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "inbox unavailable").into_response()
+        }
     }
 }

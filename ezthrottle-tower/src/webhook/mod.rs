@@ -48,6 +48,8 @@
 mod body;
 mod extension;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_inbox;
 mod request;
 mod verified;
 
@@ -59,6 +61,9 @@ use http::StatusCode;
 pub use body::VerifyWebhookResponseBody;
 pub use extension::VerifiedRequest;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyWebhook, VerifyWebhookLayer};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_inbox::{RedisInbox, RedisInboxBuilder};
 pub use verified::VerifiedWebhook;
 
 pub use ezthrottle_core::protocol::SIGNATURE_HEADER;

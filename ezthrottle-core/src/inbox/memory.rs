@@ -1,48 +1,25 @@
-//! [`WebhookInbox`]: verified deliveries, awaitable by job id or idempotency key.
-//!
-//! EZThrottle answers a submission at once (a [`SubmitReceipt`]) and
-//! delivers the job's result later to a webhook. A receiver that verified a delivery
-//! [`record`](WebhookInbox::record)s it in an inbox; code that submitted the job
-//! [`wait`](WebhookInbox::wait)s on the inbox for it, or
-//! [`subscribe`](WebhookInbox::subscribe)s to every delivery.
-//!
-//! With an inbox, [`EZThrottle::queue_and_wait`] and [`Step::execute_and_wait`] return the
-//! job's result instead of its receipt.
-//!
-//! ```
-//! use std::time::Duration;
-//! use ezthrottle_core::inbox::WebhookInbox;
-//! use ezthrottle_core::{DeliveryStatus, WebhookPayload};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let inbox = WebhookInbox::new();
-//! // The webhook handler, after verifying the signature:
-//! inbox.record(WebhookPayload::new("job_1", DeliveryStatus::Success).with_idempotent_key("order-1"));
-//! // The code that submitted the job (by job id or by idempotency key):
-//! let delivered = inbox.wait("order-1", Duration::from_secs(1)).await.unwrap();
-//! assert_eq!(delivered.job_id, "job_1");
-//! # }
-//! ```
+//! [`WebhookInbox`]: the in-process [`Inbox`].
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
-use crate::error::Error;
-use crate::protocol::{Job, WebhookPayload};
-use crate::step::{Step, StepOutcome};
-use crate::{EZThrottle, SubmitReceipt};
+use super::{Inbox, InboxError, InboxEvents, InboxSubscription, WaitError, receipt_keys};
+use crate::SubmitReceipt;
+use crate::protocol::WebhookPayload;
 
 /// How many deliveries an inbox keeps by default.
 pub const DEFAULT_INBOX_CAPACITY: usize = 10_000;
 
-/// How many deliveries a slow [`InboxSubscription`] may fall behind before it skips some.
-const SUBSCRIPTION_BUFFER: usize = 1024;
-
-/// A bounded store of verified webhook deliveries, keyed by job id **and** idempotency key.
+/// A bounded, in-process store of verified webhook deliveries, keyed by job id **and**
+/// idempotency key: the [`Inbox`] for a single app instance.
+///
+/// Its waiters see only what this process recorded: behind a load balancer with several
+/// replicas, a delivery received by one replica would not resolve a wait on another. Use
+/// a shared inbox there (`ezthrottle_tower::webhook::RedisInbox`).
 ///
 /// - [`record`](Self::record) stores a delivery (call it only after the signature
 ///   verified) and wakes every waiter for its job id or idempotency key.
@@ -66,7 +43,7 @@ pub struct WebhookInbox {
 struct Inner {
     state: Mutex<State>,
     notify: Notify,
-    events: broadcast::Sender<WebhookPayload>,
+    events: InboxEvents,
     capacity: usize,
 }
 
@@ -108,12 +85,11 @@ impl WebhookInbox {
     /// An empty inbox keeping up to `capacity` deliveries (at least 1).
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
-        let (events, _) = broadcast::channel(SUBSCRIPTION_BUFFER);
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
-                events,
+                events: InboxEvents::new(),
                 capacity: capacity.max(1),
             }),
         }
@@ -152,8 +128,7 @@ impl WebhookInbox {
             new
         };
         self.inner.notify.notify_waiters();
-        // No subscriber is not an error.
-        let _ = self.inner.events.send(payload);
+        self.inner.events.send(payload);
         new
     }
 
@@ -210,21 +185,13 @@ impl WebhookInbox {
                 continue;
             };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(WaitError::TimedOut {
-                    key: keys.first().map(|key| (*key).to_owned()).unwrap_or_default(),
-                    waited: started.elapsed(),
-                });
+                return Err(WaitError::timed_out(keys, started));
             }
         }
     }
 
-    /// Waits for the delivery of the job `receipt` names: its job id, and, only when the
-    /// receipt is a duplicate, its idempotency key too (the original job's delivery, even
-    /// one that arrived earlier).
-    ///
-    /// The key is not matched for a new job: a key reused after EZThrottle forgot it
-    /// (its idempotency TTL), or a HASH key two calls derive alike, would otherwise
-    /// resolve a new job at once with an older job's result.
+    /// Waits for the delivery of the job `receipt` names: its job id, and its idempotency
+    /// key only when the receipt is a duplicate ([`Inbox::wait_for_receipt`] says why).
     ///
     /// # Errors
     ///
@@ -234,150 +201,29 @@ impl WebhookInbox {
         receipt: &SubmitReceipt,
         timeout: Duration,
     ) -> Result<WebhookPayload, WaitError> {
-        let mut keys = vec![receipt.job_id.as_str()];
-        if receipt.duplicate {
-            keys.extend(receipt.idempotent_key.as_deref());
-        }
-        self.wait_any(&keys, timeout).await
+        self.wait_any(&receipt_keys(receipt), timeout).await
     }
 
     /// A receiver of every delivery recorded from now on.
     #[must_use]
     pub fn subscribe(&self) -> InboxSubscription {
-        InboxSubscription { receiver: self.inner.events.subscribe() }
+        self.inner.events.subscribe()
     }
 }
 
-/// The deliveries recorded in a [`WebhookInbox`] after [`subscribe`](WebhookInbox::subscribe).
-///
-/// Buffered up to 1,024 deliveries: a subscriber that falls further behind skips the
-/// oldest ones (logged at `warn`, target `ezthrottle::webhook`); they stay in the inbox.
-#[derive(Debug)]
-pub struct InboxSubscription {
-    receiver: broadcast::Receiver<WebhookPayload>,
-}
-
-impl InboxSubscription {
-    /// The next delivery; `None` once every clone of the inbox is dropped.
-    pub async fn recv(&mut self) -> Option<WebhookPayload> {
-        loop {
-            match self.receiver.recv().await {
-                Ok(payload) => return Some(payload),
-                Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::warn!(target: "ezthrottle::webhook", skipped, "inbox subscriber fell behind");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+/// The inherent methods, as an [`Inbox`]: recording never fails (no size limit beyond the
+/// receiver's body limit; capacity evicts the oldest).
+impl Inbox for WebhookInbox {
+    async fn record(&self, payload: WebhookPayload) -> Result<bool, InboxError> {
+        Ok(Self::record(self, payload))
     }
-}
 
-/// Why [`WebhookInbox::wait`] returned without a delivery.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WaitError {
-    /// Nothing arrived for `key` within the timeout.
-    #[error("no webhook delivery for {key} within {waited:?}")]
-    TimedOut {
-        /// The key waited for.
-        key: String,
-        /// How long it waited.
-        waited: Duration,
-    },
-}
-
-/// What [`Step::execute_and_wait`] produced.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StepDelivery {
-    /// The step was forwarded to EZThrottle (PERFORMANCE, or FRUGAL after a local
-    /// failure) and this is the job's webhook delivery.
-    Webhook {
-        /// The submission's receipt.
-        receipt: SubmitReceipt,
-        /// The delivered result.
-        payload: WebhookPayload,
-    },
-    /// FRUGAL: the step ran here and was not forwarded; no webhook will come. The outcome
-    /// is [`StepOutcome::ExecutedLocally`] or [`StepOutcome::FailedLocally`].
-    Local(StepOutcome),
-}
-
-impl StepDelivery {
-    /// The webhook delivery, when the step was forwarded.
-    #[must_use]
-    pub fn payload(&self) -> Option<&WebhookPayload> {
-        match self {
-            Self::Webhook { payload, .. } => Some(payload),
-            Self::Local(_) => None,
-        }
+    async fn wait_any(&self, keys: &[&str], timeout: Duration) -> Result<WebhookPayload, WaitError> {
+        Self::wait_any(self, keys, timeout).await
     }
-}
 
-async fn wait_for_receipt(
-    receipt: &SubmitReceipt,
-    inbox: &WebhookInbox,
-    timeout: Duration,
-) -> Result<WebhookPayload, Error> {
-    inbox
-        .wait_for_receipt(receipt, timeout)
-        .await
-        .map_err(|WaitError::TimedOut { waited, .. }| Error::WaitTimedOut { job_id: receipt.job_id.clone(), waited })
-}
-
-impl EZThrottle {
-    /// Submits `job`, then waits for its result to be delivered to `inbox`.
-    ///
-    /// The job must name a webhook whose receiver records verified deliveries into
-    /// `inbox` (for example `ezthrottle_tower::axum::webhook_routes`). The wait matches
-    /// the receipt's job id, and, for a duplicate submission only, its idempotency key: a
-    /// duplicate resolves with the original job's delivery, even one that arrived before
-    /// this call ([`WebhookInbox::wait_for_receipt`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`submit_job`](Self::submit_job); [`Error::WaitTimedOut`] when no delivery
-    /// arrived within `timeout` (the job itself may still complete later).
-    pub async fn queue_and_wait(
-        &self,
-        job: &Job,
-        inbox: &WebhookInbox,
-        timeout: Duration,
-    ) -> Result<WebhookPayload, Error> {
-        let receipt = self.submit_job(job).await?;
-        wait_for_receipt(&receipt, inbox, timeout).await
-    }
-}
-
-impl Step {
-    /// Runs the step like [`execute`](Self::execute), then, if it was forwarded, waits for
-    /// its webhook in `inbox`.
-    ///
-    /// PERFORMANCE steps, and FRUGAL steps forwarded after a local failure, resolve with
-    /// [`StepDelivery::Webhook`]. A FRUGAL step that ran here resolves at once with
-    /// [`StepDelivery::Local`]: its local outcome, since no webhook will come for it.
-    ///
-    /// # Errors
-    ///
-    /// As [`execute`](Self::execute); [`Error::WaitTimedOut`] when no delivery arrived
-    /// within `timeout`.
-    pub async fn execute_and_wait(
-        &self,
-        client: &EZThrottle,
-        inbox: &WebhookInbox,
-        timeout: Duration,
-    ) -> Result<StepDelivery, Error> {
-        let outcome = self.execute(client).await?;
-        match outcome {
-            StepOutcome::Forwarded(receipt) => {
-                let payload = wait_for_receipt(&receipt, inbox, timeout).await?;
-                Ok(StepDelivery::Webhook { receipt, payload })
-            }
-            local => {
-                debug_assert!(self.is_frugal());
-                Ok(StepDelivery::Local(local))
-            }
-        }
+    async fn subscribe(&self) -> Result<InboxSubscription, WaitError> {
+        Ok(Self::subscribe(self))
     }
 }
 
@@ -385,6 +231,7 @@ impl Step {
 mod tests {
     use super::*;
     use crate::DeliveryStatus;
+    use crate::SubmitReceipt;
 
     fn payload(job: &str, key: Option<&str>) -> WebhookPayload {
         let payload = WebhookPayload::new(job, DeliveryStatus::Success);
