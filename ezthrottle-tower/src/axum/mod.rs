@@ -91,7 +91,7 @@ impl<I> FromRef<RoutesState<I>> for Verifier {
 ///
 /// `inbox` is any [`Inbox`]: the in-process
 /// [`WebhookInbox`](ezthrottle_core::inbox::WebhookInbox) for one instance, the shared
-/// [`RedisInbox`](crate::webhook::RedisInbox) (features `redis`, `webhook`) when several replicas
+/// `ezthrottle_tower::webhook::RedisInbox` (features `redis`, `webhook`) when several replicas
 /// receive and wait.
 ///
 /// Repeated deliveries of a job are absorbed by the inbox (the stored payload is replaced,
