@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     killed: CancellationToken,
     /// The job tasks, awaited by the drain.
     tasks: TaskTracker,
+    /// The open event streams (`GET /api/v1/jobs/{id}/events`).
+    pub(crate) event_streams: crate::http::events::Streams,
     /// Wakes a replica's claiming: a submission for a host it runs arrived here.
     pub(crate) claims_due: tokio::sync::Notify,
     /// Cancelled when a replica lost its lease and stopped itself.
@@ -458,6 +460,7 @@ impl EngineBuilder {
             killed: CancellationToken::new(),
             tasks: TaskTracker::new(),
             claims_due: tokio::sync::Notify::new(),
+            event_streams: crate::http::events::Streams::default(),
             lease_lost: CancellationToken::new(),
             config,
         });

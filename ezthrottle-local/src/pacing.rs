@@ -130,6 +130,9 @@ pub(crate) struct Lanes {
     shared: RwLock<HashMap<Box<str>, Pace>>,
 }
 
+/// How far back in a lane a job's position is looked for.
+const MAX_POSITION_SCAN: usize = 10_000;
+
 /// Most paces learned from other replicas kept (one per host).
 const MAX_SHARED_PACES: usize = 100_000;
 
@@ -175,6 +178,20 @@ impl Lanes {
         }
         let host = key.rsplit_once(':').map_or(key, |(host, _)| host);
         self.overrides.get(key).or_else(|| self.overrides.get(host)).copied().unwrap_or(self.default_pace)
+    }
+
+    /// Where the job `job_id` waits in the lane `key`: 1 when it is next. `None` when it
+    /// is not queued here (or is further back than `MAX_POSITION_SCAN`: the scan holds the
+    /// lane's lock).
+    pub(crate) fn position(&self, key: &str, job_id: &str) -> Option<u64> {
+        let lane = self.lanes.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()?;
+        let state = lane.state();
+        let index = state
+            .ready
+            .iter()
+            .take(MAX_POSITION_SCAN)
+            .position(|item| matches!(item, Item::Start { job_id: queued, .. } if &**queued == job_id))?;
+        u64::try_from(index).ok().map(|index| index.saturating_add(1))
     }
 
     /// Whether a lane for `key` exists here.

@@ -12,6 +12,8 @@ mod binary;
 mod bounds;
 #[path = "engine/crash.rs"]
 mod crash;
+#[path = "engine/events.rs"]
+mod events;
 #[path = "engine/execution.rs"]
 mod execution;
 #[path = "engine/fallbacks.rs"]

@@ -2,7 +2,9 @@
 
 mod breaker;
 mod builder;
+mod events;
 mod retry;
+mod sse;
 mod transport;
 
 use std::future::Future;
@@ -16,6 +18,7 @@ pub use builder::{
     DEFAULT_SUBMIT_DEADLINE, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
     EZThrottleBuilder, MAX_BREAKER_COOL_DOWN, MAX_SUBMIT_DEADLINE,
 };
+pub use events::JobEvents;
 pub use transport::USER_AGENT;
 pub(crate) use transport::read_capped;
 

@@ -100,6 +100,27 @@ impl EZThrottle {
         }
     }
 
+    /// The base URL in direct mode; an error naming the reason in cloud mode.
+    pub(crate) fn direct_base(&self) -> Result<&str, Error> {
+        match &self.inner.endpoint {
+            Endpoint::Direct { base } => Ok(base),
+            Endpoint::Cloud { .. } => Err(Error::Config(
+                "event streams need direct mode (an engine URL): the cloud's proxy does not stream".into(),
+            )),
+        }
+    }
+
+    /// A GET of `url` with the credentials and no overall timeout (a stream stays open;
+    /// its reader bounds the silence instead).
+    pub(crate) fn streaming_request(&self, url: &str) -> reqwest::RequestBuilder {
+        let mut request =
+            self.inner.http.get(url).header(header::ACCEPT, "text/event-stream").header(header::USER_AGENT, USER_AGENT);
+        if let Some(authorization) = &self.inner.authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        request
+    }
+
     fn request(&self, method: Method, url: &str, timeout: Duration) -> reqwest::RequestBuilder {
         let mut request = self.inner.http.request(method, url).timeout(timeout).header(header::USER_AGENT, USER_AGENT);
         if let Some(authorization) = &self.inner.authorization {

@@ -6,6 +6,7 @@
 mod envelope;
 pub mod headers;
 mod job;
+mod job_events;
 mod job_snapshot;
 mod pace;
 mod receipt;
@@ -18,6 +19,7 @@ mod webhook_payload;
 
 pub use envelope::{ErrorBody, ProxyAllowed, ProxyEnvelope};
 pub use job::{ExecutionMode, Headers, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+pub use job_events::{JobEvent, JobEventKind};
 pub use job_snapshot::{
     Attempt, AttemptOutcome, ChildJob, ChildRelation, DeliveryAttempt, DeliveryOutcome, JobSnapshot, JobStatus,
     WebhookDeliveries, WebhookQuorum,

@@ -2,6 +2,7 @@
 
 pub(crate) mod auth;
 mod error;
+pub(crate) mod events;
 mod health;
 mod jobs;
 mod metrics;
@@ -66,6 +67,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(ezthrottle_core::protocol::paths::PROXY, post(proxy::handle))
         .route(ezthrottle_core::protocol::paths::JOBS, post(jobs::submit_direct))
         .route("/api/v1/jobs/{id}", get(jobs::get_direct))
+        .route("/api/v1/jobs/{id}/events", get(events::handle))
         .route(
             ezthrottle_core::protocol::paths::WEBHOOK_SECRETS,
             post(secrets::direct).get(secrets::direct).delete(secrets::direct),

@@ -229,3 +229,22 @@ async fn a_pace_announced_to_one_replica_holds_on_the_one_that_takes_the_host_ov
     api_second.assert_pace(&target.host(), 20, 4).await;
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_replica_streams_a_job_that_another_runs() {
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let server = &server;
+    let replica = |poll| async move { start(fast_engine().replica_poll(poll).store(shared_store(server).await)).await };
+    // The second replica runs nothing: the first holds every host.
+    let (running, api_running) = replica(Duration::from_millis(20)).await;
+    let (idle, _) = replica(Duration::from_secs(3_600)).await;
+    let id = api_running.submit_ok(&job(&target.url("/slow/300"), json!({}))).await;
+    let client = ezthrottle_core::EZThrottle::builder().api_key(KEY).direct(idle.base_url()).build().expect("a client");
+    let events: Vec<_> =
+        tokio::time::timeout(DEADLINE, client.job_events(&id).collect::<Vec<_>>()).await.expect("ends");
+    let kinds: Vec<_> = events.iter().map(|event| event.as_ref().map(|event| event.kind.as_str()).ok()).collect();
+    assert_eq!(kinds, [Some("queued"), Some("dispatching"), Some("completed")]);
+    running.shutdown().await;
+    idle.shutdown().await;
+}

@@ -53,6 +53,7 @@ impl Region for Hit {
 ///
 /// Routes (any method): `/ok`, `/status/{code}`, `/flaky/{n}` (the first `n` hits answer
 /// 429 with `Retry-After: 1`), `/fail-in/{region}` (500 from that region, 200 elsewhere),
+/// `/busy-then-fail-in/{region}` (503 the first time, then as `/fail-in/{region}`),
 /// `/slow/{ms}`, `/fast-in/{region}` (200 at once from that region, after 3 s elsewhere),
 /// `/pace/{rps}/{max}` (200 with `X-EZTHROTTLE-*` pacing headers), `/aqueduct` (both header
 /// families), `/hook` and `/hook/{n}` (webhook receivers: `/hook/{n}` answers 503 to the
@@ -80,6 +81,8 @@ fn route(hit: &Recorded) -> Answer {
         }
         ["flaky", n] if first(n) => Answer::text(429, "slow down").header("retry-after", "1"),
         ["fail-in", bad] if region == *bad => Answer::text(500, "region broken"),
+        ["busy-then-fail-in", _] if hit.nth == 1 => Answer::text(503, "busy"),
+        ["busy-then-fail-in", bad] if region == *bad => Answer::text(500, "region broken"),
         ["fast-in", fast, ..] => {
             let answer = Answer::text(200, &format!("from {region}"));
             if region == *fast { answer } else { answer.after(Duration::from_secs(3)) }
