@@ -173,6 +173,7 @@ pub(crate) struct SubmitArgs {
 
 /// `ezthrottle job`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("waiting").args(["wait", "follow"])))]
 pub(crate) struct JobArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
@@ -185,8 +186,14 @@ pub(crate) struct JobArgs {
     #[arg(long)]
     pub(crate) wait: bool,
 
-    /// How long --wait waits for the job to finish, e.g. 30s, 2m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", requires = "wait")]
+    /// Print each event of the job as it happens (queued, dispatching, retrying, rerouted,
+    /// position, then completed or failed), from its start; one JSON object a line with
+    /// --json. Needs an engine URL (direct mode).
+    #[arg(long, conflicts_with = "wait")]
+    pub(crate) follow: bool,
+
+    /// How long --wait or --follow waits for the job to finish, e.g. 30s, 2m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", requires = "waiting")]
     pub(crate) timeout: Duration,
 }
 

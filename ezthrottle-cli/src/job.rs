@@ -1,10 +1,11 @@
-//! `ezthrottle job <JOB_ID> [--wait]`.
+//! `ezthrottle job <JOB_ID> [--wait | --follow]`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ezthrottle_core::protocol::JobSnapshot;
 use ezthrottle_core::protocol::time::to_unix_ms;
+use ezthrottle_core::protocol::{JobEvent, JobSnapshot};
+use futures_util::StreamExt as _;
 use tokio::time::Instant;
 
 use crate::args::JobArgs;
@@ -21,6 +22,9 @@ pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError>
     let start = Instant::now();
     // Checked: `--timeout 1000000y` waits as long as an `Instant` can say, never panics.
     let deadline = start.checked_add(args.timeout).or_else(|| start.checked_add(FAR_FUTURE)).unwrap_or(start);
+    if args.follow {
+        return follow(&client, args, deadline, out).await;
+    }
     let snapshot = loop {
         let snapshot = client.get_job(&args.job_id).await?;
         if !args.wait || snapshot.is_finished() {
@@ -42,6 +46,65 @@ pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError>
         .map_err(|err| CliError::failed(format!("cannot print the job as JSON: {err}")))?;
     out.print(&describe(&snapshot), &value);
     Ok(Status::Ok)
+}
+
+/// Prints each event of the job until its end (or the deadline).
+async fn follow(
+    client: &ezthrottle_core::EZThrottle,
+    args: &JobArgs,
+    deadline: Instant,
+    out: Output,
+) -> Result<Status, CliError> {
+    let mut events = client.job_events(&args.job_id);
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Err(_) => {
+                return Err(CliError::wait_timed_out(format!(
+                    "job {} had not finished after {}",
+                    args.job_id,
+                    humantime::format_duration(args.timeout)
+                )));
+            }
+            Ok(None) => return Ok(Status::Ok),
+            Ok(Some(event)) => {
+                let event = event?;
+                out.print(&describe_event(&event), &event_json(&event));
+            }
+        }
+    }
+}
+
+/// One event as JSON: its data, with its `id` and `event` name.
+fn event_json(event: &JobEvent) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("event".into(), event.kind.as_str().into());
+        if let Some(id) = event.id {
+            object.insert("id".into(), id.into());
+        }
+    }
+    value
+}
+
+/// One event in plain words: `dispatching  attempt 1 in iad`.
+fn describe_event(event: &JobEvent) -> String {
+    let mut text = format!("{:<12}", event.kind.as_str());
+    if let Some(attempt) = event.attempt {
+        let _ = write!(text, " attempt {attempt}");
+    }
+    if let Some(region) = &event.region {
+        let _ = write!(text, " in {region}");
+    }
+    if let Some(position) = event.position {
+        let _ = write!(text, " #{position} in its host's queue");
+    }
+    if let Some(code) = event.status_code {
+        let _ = write!(text, " HTTP {code}");
+    }
+    if let Some(error) = &event.error {
+        let _ = write!(text, " ({error})");
+    }
+    text.trim_end().to_owned()
 }
 
 /// The job in plain words, one fact a line.

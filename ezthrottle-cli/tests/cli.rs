@@ -306,6 +306,19 @@ async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
     assert!(text.stdout.starts_with(&format!("job {job_id}: success (POST {url})\n")), "{text:?}");
     assert!(text.stdout.lines().any(|l| l.trim_start().starts_with("1  primary") && l.contains("200")), "{text:?}");
 
+    // --follow: every event of the job, its end last.
+    let followed = ezthrottle(&["--json", "job", &job_id, "--ezthrottle-url", &base, "--follow"], b"").await;
+    let events: Vec<serde_json::Value> =
+        followed.expect_code(0).stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let names: Vec<&str> = events.iter().map(|event| event["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["queued", "dispatching", "completed"], "{followed:?}");
+    assert_eq!((events[2]["id"].as_u64(), events[2]["status_code"].as_u64()), (Some(4), Some(200)));
+    let text = ezthrottle(&["job", &job_id, "--ezthrottle-url", &base, "--follow"], b"").await;
+    assert!(
+        text.expect_code(0).stdout.lines().nth(1).is_some_and(|l| l.starts_with("dispatching  attempt 1")),
+        "{text:?}"
+    );
+
     let missing = ezthrottle(&["job", "job_0_0", "--ezthrottle-url", &base], b"").await;
     missing.expect_code(3);
     assert_eq!(missing.stderr.trim(), "ezthrottle: job job_0_0 not found");
