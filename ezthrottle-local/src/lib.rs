@@ -4,8 +4,10 @@
 //! [`docs/protocol.md`][protocol]): the TrackTags proxy envelope at `POST /api/v1/proxy`
 //! (so the official SDKs work unchanged when their `tracktags_url` points here) and the
 //! direct API (`POST /api/v1/jobs`,
-//! `GET /api/v1/jobs/{id}`, `POST|GET|DELETE /api/v1/webhook-secrets`), plus
-//! `GET /health` and `GET /metrics` (Prometheus text). Every `/api/v1` route needs
+//! `GET /api/v1/jobs/{id}`, `GET /api/v1/jobs/{id}/events` (the job's events as
+//! server-sent events), `POST|GET|DELETE /api/v1/webhook-secrets`), plus `GET /health`
+//! (liveness), `GET /ready` (readiness: 503 while draining or while the store does not
+//! answer) and `GET /metrics` (Prometheus text). Every `/api/v1` route needs
 //! `Authorization: Bearer <key>` unless the engine is open.
 //!
 //! ```sh

@@ -73,6 +73,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(secrets::direct).get(secrets::direct).delete(secrets::direct),
         )
         .route("/health", get(health::handle))
+        .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::handle))
         .fallback(not_found)
         .with_state(shared)

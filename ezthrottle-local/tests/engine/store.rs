@@ -15,12 +15,13 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// A store written outside the crate: a [`MemoryStore`] that counts the writes, proving
-/// the trait can be implemented by users.
+/// A store written outside the crate: a [`MemoryStore`] that counts the writes (and whose
+/// reads of one job can be made to fail), proving the trait can be implemented by users.
 #[derive(Debug, Default)]
 struct CountingStore {
     inner: MemoryStore,
     writes: AtomicUsize,
+    reads_fail: std::sync::atomic::AtomicBool,
 }
 
 impl JobStore for CountingStore {
@@ -32,6 +33,9 @@ impl JobStore for CountingStore {
         self.inner.find(key, ttl, now)
     }
     fn get<'a>(&'a self, job_id: &'a str) -> StoreFuture<'a, Option<StoredJob>> {
+        if self.reads_fail.load(Ordering::Relaxed) {
+            return Box::pin(std::future::ready(Err(ezthrottle_local::store::StoreError::new("switched off"))));
+        }
         self.inner.get(job_id)
     }
     fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
@@ -323,4 +327,33 @@ async fn a_sqlite_file_of_the_first_version_is_migrated_in_place() {
     let kept = store.get("job_old").await.expect("get").expect("the old job is kept");
     assert_eq!((kept.host.as_str(), &kept.submission[..]), ("", &[1u8][..]));
     store.save_webhook_secrets("t", &Bytes::from_static(b"doc")).await.expect("the new table is there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_while_draining_or_while_the_store_fails_and_health_stays_200() {
+    let target = Server::start().await;
+    let store = Arc::new(CountingStore::default());
+    let builder = fast_engine().store(Arc::clone(&store) as Arc<dyn JobStore>).shutdown_grace(Duration::from_secs(10));
+    let (engine, api) = start(builder).await;
+    let probe = |path: &'static str| {
+        let api = api.clone();
+        async move { api.status_of("GET", path, None, String::new()).await }
+    };
+    assert_eq!(probe("/ready").await, 200);
+    store.reads_fail.store(true, Ordering::Relaxed);
+    assert_eq!(probe("/ready").await, 503, "the store does not answer");
+    assert_eq!(probe("/health").await, 200, "alive all the same");
+    store.reads_fail.store(false, Ordering::Relaxed);
+    assert_eq!(probe("/ready").await, 200);
+
+    api.submit_ok(&job(&target.url("/slow/1500"), json!({}))).await;
+    target.wait_hits("/slow/1500", 1).await;
+    let drain = tokio::spawn(engine.shutdown());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while probe("/ready").await != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "still ready while draining");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(probe("/health").await, 200, "a draining engine is alive");
+    drain.await.expect("the drain");
 }
