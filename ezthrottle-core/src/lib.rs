@@ -91,7 +91,7 @@ pub use call::{FailedCall, KeepRequest};
 pub use client::{
     DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EZTHROTTLE_URL,
     DEFAULT_SUBMIT_DEADLINE, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
-    EZThrottle, EZThrottleBuilder, ForwardOrFallback, JobEvents, MAX_BREAKER_COOL_DOWN, MAX_SUBMIT_DEADLINE,
+    EZThrottle, EZThrottleBuilder, ForwardOrFallback, JobEvents, JobFilter, MAX_BREAKER_COOL_DOWN, MAX_SUBMIT_DEADLINE,
     USER_AGENT,
 };
 #[cfg(feature = "client")]

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use ezthrottle_core::protocol::Pace;
+use ezthrottle_core::protocol::{JobStatus, Pace};
 
 use crate::config::{Config, Secret};
 use crate::http::auth::Tenants;
@@ -93,6 +93,21 @@ impl Shared {
         self.close();
         self.killed.cancel();
         self.lease_lost.cancel();
+    }
+
+    /// Saves the progress of `record` if its saved status is one of `only_from`; answers
+    /// whether the job may go on: `false` only when the store says its status is another
+    /// (a failure is logged and counts as saved, as in [`persist`](Self::persist)).
+    pub(crate) async fn persist_if(&self, record: &JobRecord, only_from: &[JobStatus]) -> bool {
+        let saved = match record.progress() {
+            Ok(progress) => self.store.save_if(record.id(), &progress, only_from).await,
+            Err(err) => Err(err),
+        };
+        saved.unwrap_or_else(|err| {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(job_id = record.id(), error = %ezthrottle_core::ErrorChain(&err), "saving a job's progress failed");
+            true
+        })
     }
 
     /// Saves the progress of `record`. A failure is logged: the job goes on, and at worst

@@ -137,7 +137,11 @@ async fn run_job(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
             state.started_at_ms = now_ms();
         }
     }
-    shared.persist(&record).await;
+    // Only a job still queued (or resumed while running) starts: a cancel saved first wins.
+    if !shared.persist_if(&record, &[JobStatus::Queued, JobStatus::Running]).await {
+        tracing::info!(job_id = record.id(), "a job cancelled before its turn: not run");
+        return;
+    }
     let outcome = crate::fallback::run_node(&shared, &record, record.job(), Arc::from("primary"), Some(permit)).await;
     if outcome.stopped {
         return;

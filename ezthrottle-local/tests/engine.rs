@@ -4,6 +4,8 @@
 #[path = "engine/support.rs"]
 mod support;
 
+#[path = "engine/admin.rs"]
+mod admin;
 #[path = "engine/auth.rs"]
 mod auth;
 #[path = "engine/binary.rs"]

@@ -1,5 +1,6 @@
 //! The asynchronous EZThrottle client.
 
+mod admin;
 mod breaker;
 mod builder;
 mod events;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
+pub use admin::JobFilter;
 pub use builder::{
     DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EZTHROTTLE_URL,
     DEFAULT_SUBMIT_DEADLINE, DEFAULT_TIMEOUT, DEFAULT_TRACKTAGS_URL, ENV_API_KEY, ENV_TRACKTAGS_URL, ENV_URL,
@@ -259,7 +261,7 @@ impl EZThrottle {
 }
 
 /// Job ids are path segments: refuse what would change the path or the query.
-fn check_job_id(job_id: &str) -> Result<(), Error> {
+pub(crate) fn check_job_id(job_id: &str) -> Result<(), Error> {
     let reason = if job_id.is_empty() {
         "must not be empty"
     } else if job_id.bytes().all(|b| b == b'.') {

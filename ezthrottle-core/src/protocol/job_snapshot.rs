@@ -111,6 +111,24 @@ impl JobSnapshot {
     }
 }
 
+/// A page of a tenant's jobs, as `GET /api/v1/jobs` answers it (newest ids last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct JobList {
+    /// The jobs of this page, by id.
+    pub jobs: Vec<JobSnapshot>,
+    /// Pass it as `cursor` for the next page; `None` on the last one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+impl JobList {
+    /// A page of `jobs`, followed by the page after `next_cursor` if any.
+    pub fn new(jobs: Vec<JobSnapshot>, next_cursor: Option<String>) -> Self {
+        Self { jobs, next_cursor }
+    }
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

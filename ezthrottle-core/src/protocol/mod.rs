@@ -21,8 +21,8 @@ pub use envelope::{ErrorBody, ProxyAllowed, ProxyEnvelope};
 pub use job::{ExecutionMode, Headers, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
 pub use job_events::{JobEvent, JobEventKind};
 pub use job_snapshot::{
-    Attempt, AttemptOutcome, ChildJob, ChildRelation, DeliveryAttempt, DeliveryOutcome, JobSnapshot, JobStatus,
-    WebhookDeliveries, WebhookQuorum,
+    Attempt, AttemptOutcome, ChildJob, ChildRelation, DeliveryAttempt, DeliveryOutcome, JobList, JobSnapshot,
+    JobStatus, WebhookDeliveries, WebhookQuorum,
 };
 pub use pace::{AnnouncedPace, InvalidPace, Pace, lane_key, lane_key_of_uri, lane_key_of_url};
 pub use receipt::{SubmissionStatus, SubmitReceipt};

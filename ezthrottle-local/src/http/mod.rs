@@ -1,5 +1,6 @@
 //! The HTTP surface: the proxy envelope, the direct API, health and metrics.
 
+mod admin;
 pub(crate) mod auth;
 mod error;
 pub(crate) mod events;
@@ -65,8 +66,10 @@ impl IntoResponse for ApiResponse {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(ezthrottle_core::protocol::paths::PROXY, post(proxy::handle))
-        .route(ezthrottle_core::protocol::paths::JOBS, post(jobs::submit_direct))
+        .route(ezthrottle_core::protocol::paths::JOBS, post(jobs::submit_direct).get(admin::list))
         .route("/api/v1/jobs/{id}", get(jobs::get_direct))
+        .route("/api/v1/jobs/{id}/cancel", post(admin::cancel))
+        .route("/api/v1/jobs/{id}/redeliver", post(admin::redeliver))
         .route("/api/v1/jobs/{id}/events", get(events::handle))
         .route(
             ezthrottle_core::protocol::paths::WEBHOOK_SECRETS,

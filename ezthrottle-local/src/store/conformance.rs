@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::{Insert, JobStore, StoreError, StoredJob, StoredProgress};
+use super::{Insert, JobQuery, JobStatus, JobStore, StoreError, StoredJob, StoredProgress};
 
 /// A broken rule of the contract: what was expected, and what the store did.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +37,14 @@ fn job(id: &str, key: &str, settled: bool, finished_at: Option<SystemTime>) -> S
         id: id.to_owned(),
         key: key.to_owned(),
         host: format!("{key}.example:443"),
+        accepted_at: at(0),
         submission: Bytes::from(format!("submission of {id}")),
-        progress: StoredProgress { settled, finished_at, document: Bytes::from(format!("progress of {id}")) },
+        progress: StoredProgress {
+            status: if settled { JobStatus::Success } else { JobStatus::Queued },
+            settled,
+            finished_at,
+            document: Bytes::from(format!("progress of {id}")),
+        },
     }
 }
 
@@ -59,7 +65,60 @@ pub async fn check(store: &dyn JobStore) -> Result<(), Violation> {
     concurrent_inserts(store).await?;
     sweeping(store).await?;
     webhook_secrets(store).await?;
+    conditional_saves(store).await?;
+    listing(store).await?;
     Ok(())
+}
+
+async fn conditional_saves(store: &dyn JobStore) -> Result<(), Violation> {
+    let queued = job("job_cas", "t\nkey-cas", false, None);
+    store.insert_if_absent(&queued, TTL, at(0)).await?;
+    let running = StoredProgress { status: JobStatus::Running, ..queued.progress.clone() };
+    let cancelled = StoredProgress { status: JobStatus::Failed, ..queued.progress.clone() };
+    let (dispatch, cancel) = futures_util::join!(
+        store.save_if("job_cas", &running, &[JobStatus::Queued, JobStatus::Running]),
+        store.save_if("job_cas", &cancelled, &[JobStatus::Queued]),
+    );
+    let (dispatch, cancel) = (dispatch?, cancel?);
+    expect(dispatch != cancel, || format!("a dispatch ({dispatch}) and a cancel ({cancel}) racing: exactly one wins"))?;
+    let status = store.get("job_cas").await?.map(|job| job.progress.status);
+    let winner = if dispatch { JobStatus::Running } else { JobStatus::Failed };
+    expect(status == Some(winner), || format!("the saved status is {status:?}, not the winner's"))?;
+    let missing = store.save_if("job_missing_cas", &running, &[JobStatus::Queued]).await?;
+    expect(!missing, || "a conditional save of an unknown job answered true".into())
+}
+
+async fn listing(store: &dyn JobStore) -> Result<(), Violation> {
+    let mut jobs: Vec<StoredJob> =
+        (0..5).map(|n| job(&format!("job_list_{n}"), &format!("lister\nk{n}"), false, None)).collect();
+    for (n, job) in jobs.iter_mut().enumerate() {
+        job.accepted_at = at(u64::try_from(n).unwrap_or(0) * 10);
+        if n == 3 {
+            job.host = "other.example:443".into();
+            job.progress.status = JobStatus::Running;
+        }
+        store.insert_if_absent(job, TTL, at(0)).await?;
+    }
+    store.insert_if_absent(&job("job_list_x", "outsider\nk0", false, None), TTL, at(0)).await?;
+    let ids = |found: Vec<StoredJob>| found.into_iter().map(|job| job.id).collect::<Vec<_>>();
+    let mut query = JobQuery::new("lister\n", 2);
+    let first = ids(store.list(&query).await?);
+    expect(first == ["job_list_0", "job_list_1"], || format!("the first page is {first:?}"))?;
+    query.after_id = first.last().cloned();
+    let second = ids(store.list(&query).await?);
+    expect(second == ["job_list_2", "job_list_3"], || format!("the page after the cursor is {second:?}"))?;
+    let mut query = JobQuery::new("lister\n", 10);
+    query.status = Some(JobStatus::Running);
+    let running = ids(store.list(&query).await?);
+    expect(running == ["job_list_3"], || format!("by status: {running:?}"))?;
+    let mut query = JobQuery::new("lister\n", 10);
+    query.host = Some("other.example:443".into());
+    let by_host = ids(store.list(&query).await?);
+    expect(by_host == ["job_list_3"], || format!("by host: {by_host:?}"))?;
+    let mut query = JobQuery::new("lister\n", 10);
+    query.accepted = at(10)..at(30);
+    let by_time = ids(store.list(&query).await?);
+    expect(by_time == ["job_list_1", "job_list_2"], || format!("by acceptance: {by_time:?}"))
 }
 
 async fn webhook_secrets(store: &dyn JobStore) -> Result<(), Violation> {
@@ -113,7 +172,12 @@ async fn progress(store: &dyn JobStore) -> Result<(), Violation> {
     store.insert_if_absent(&job, TTL, at(0)).await?;
     let unsettled = store.unsettled().await?;
     expect(unsettled.iter().any(|j| j.id == "job_p"), || "a new job is not unsettled".into())?;
-    let settled = StoredProgress { settled: true, finished_at: Some(at(5)), document: Bytes::from_static(b"finished") };
+    let settled = StoredProgress {
+        status: JobStatus::Success,
+        settled: true,
+        finished_at: Some(at(5)),
+        document: Bytes::from_static(b"finished"),
+    };
     store.save("job_p", &settled).await?;
     let saved = store.get("job_p").await?.map(|job| job.progress);
     expect(saved.as_ref() == Some(&settled), || format!("get answered {saved:?} after save"))?;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::{Insert, JobStore, StoreFuture, StoredJob, StoredProgress, before, binding_is_live};
+use super::{Insert, JobQuery, JobStatus, JobStore, StoreFuture, StoredJob, StoredProgress, before, binding_is_live};
 use crate::util::lock;
 
 const SHARDS: usize = 64;
@@ -22,6 +22,7 @@ struct Binding {
 struct Kept {
     key: Arc<str>,
     host: Box<str>,
+    accepted_at: SystemTime,
     submission: Bytes,
     progress: StoredProgress,
 }
@@ -32,6 +33,7 @@ impl Kept {
             id: id.to_owned(),
             key: self.key.to_string(),
             host: self.host.to_string(),
+            accepted_at: self.accepted_at,
             submission: self.submission.clone(),
             progress: self.progress.clone(),
         }
@@ -104,6 +106,7 @@ impl JobStore for MemoryStore {
                     let kept = Kept {
                         key: Arc::clone(&key),
                         host: job.host.as_str().into(),
+                        accepted_at: job.accepted_at,
                         submission: job.submission.clone(),
                         progress: job.progress.clone(),
                     };
@@ -135,6 +138,40 @@ impl JobStore for MemoryStore {
             kept.progress = progress.clone();
         }
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn save_if<'a>(
+        &'a self,
+        job_id: &'a str,
+        progress: &'a StoredProgress,
+        only_from: &'a [JobStatus],
+    ) -> StoreFuture<'a, bool> {
+        let saved = match lock(self.shard(&self.jobs, job_id)).get_mut(job_id) {
+            Some(kept) if only_from.contains(&kept.progress.status) => {
+                kept.progress = progress.clone();
+                true
+            }
+            _ => false,
+        };
+        Box::pin(std::future::ready(Ok(saved)))
+    }
+
+    /// A scan of every shard: the memory store keeps no index but the id.
+    fn list<'a>(&'a self, query: &'a JobQuery) -> StoreFuture<'a, Vec<StoredJob>> {
+        let mut found: Vec<StoredJob> = self
+            .jobs
+            .iter()
+            .flat_map(|shard| {
+                lock(shard)
+                    .iter()
+                    .map(|(id, kept)| kept.to_stored(id))
+                    .filter(|job| query.matches(job))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found.truncate(query.limit);
+        Box::pin(std::future::ready(Ok(found)))
     }
 
     fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+pub use ezthrottle_core::protocol::JobStatus;
 
 pub use location::{InvalidStoreLocation, StoreLocation};
 pub use memory::MemoryStore;
@@ -75,6 +76,8 @@ pub struct StoredJob {
     /// The host (`host:port`) whose pace the job follows. A store shared by several
     /// engines gives each host's jobs to one of them (see [`Replication`]).
     pub host: String,
+    /// When the job was accepted (what [`JobQuery::accepted`] filters on).
+    pub accepted_at: SystemTime,
     /// The submission (tenant, key, the job, when it was accepted): written once.
     pub submission: Bytes,
     /// Where the job stands: replaced by every [`JobStore::save`].
@@ -84,6 +87,9 @@ pub struct StoredJob {
 /// Where a job stands, as a store keeps it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredProgress {
+    /// Where the job is in its life (what [`JobQuery::status`] filters on, and
+    /// [`JobStore::save_if`] checks).
+    pub status: JobStatus,
     /// Nothing is left to do for the job: it finished, its children were submitted and
     /// every webhook delivery ended. An unsettled job is resumed at start.
     pub settled: bool,
@@ -108,11 +114,60 @@ impl std::fmt::Debug for StoredJob {
 impl std::fmt::Debug for StoredProgress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredProgress")
+            .field("status", &self.status)
             .field("settled", &self.settled)
             .field("finished_at", &self.finished_at)
             .field("document_bytes", &self.document.len())
             .finish()
     }
+}
+
+/// Which jobs [`JobStore::list`] answers: one tenant's, oldest id first, after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobQuery {
+    /// The tenant's key prefix (`tenant` followed by `\n`): only jobs whose key starts
+    /// with it.
+    pub key_prefix: String,
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this host (`host:port`).
+    pub host: Option<String>,
+    /// Only jobs accepted in this range (start included, end excluded).
+    pub accepted: std::ops::Range<SystemTime>,
+    /// Only jobs whose id sorts after this one (the last id of the previous page).
+    pub after_id: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl JobQuery {
+    /// Every job whose key starts with `key_prefix`, at most `limit`.
+    pub fn new(key_prefix: impl Into<String>, limit: usize) -> Self {
+        Self {
+            key_prefix: key_prefix.into(),
+            status: None,
+            host: None,
+            accepted: SystemTime::UNIX_EPOCH..far_future(),
+            after_id: None,
+            limit,
+        }
+    }
+
+    /// Whether `job` is one the query asks for (the cursor and the limit aside): the
+    /// reference every store's filter must agree with.
+    pub fn matches(&self, job: &StoredJob) -> bool {
+        job.key.starts_with(&self.key_prefix)
+            && self.status.is_none_or(|status| status == job.progress.status)
+            && self.host.as_ref().is_none_or(|host| *host == job.host)
+            && self.accepted.contains(&job.accepted_at)
+            && self.after_id.as_ref().is_none_or(|after| job.id.as_str() > after.as_str())
+    }
+}
+
+/// A time later than any job's (the open end of [`JobQuery::accepted`]).
+pub(crate) fn far_future() -> SystemTime {
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(1 << 40)).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// The answer of [`JobStore::insert_if_absent`].
@@ -153,6 +208,22 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// ignored).
     fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()>;
 
+    /// Replaces the progress of the job `job_id` only if its saved status is one of
+    /// `only_from`; answers whether it did. Atomic against every other `save` and
+    /// `save_if` of the job: of a cancel (`only_from` queued) and a dispatch (queued or
+    /// running) racing, exactly one wins. A store shared by several engines releases a
+    /// finished job this makes unsettled (a redelivery), for the engine running its host
+    /// to [claim](Replication::claim) and settle.
+    fn save_if<'a>(
+        &'a self,
+        job_id: &'a str,
+        progress: &'a StoredProgress,
+        only_from: &'a [JobStatus],
+    ) -> StoreFuture<'a, bool>;
+
+    /// The jobs `query` asks for, by id (ascending), at most `query.limit`.
+    fn list<'a>(&'a self, query: &'a JobQuery) -> StoreFuture<'a, Vec<StoredJob>>;
+
     /// Every job whose progress is not settled: what the engine resumes at start.
     fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>>;
 
@@ -188,6 +259,17 @@ pub(crate) fn binding_is_live(bound_at: SystemTime, now: SystemTime, ttl: Durati
 /// `now - by`, or the epoch when that is not representable.
 pub(crate) fn before(now: SystemTime, by: Duration) -> SystemTime {
     now.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// A status column's text as a status (one this version does not know is `Unknown`).
+pub(crate) fn status_from_column(text: &str) -> JobStatus {
+    match text {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "success" => JobStatus::Success,
+        "failed" => JobStatus::Failed,
+        _ => JobStatus::Unknown,
+    }
 }
 
 /// `at` as a database's Unix-milliseconds column (saturating; before the epoch is 0).

@@ -56,6 +56,8 @@ pub(crate) struct Detail {
     /// The `on_timeout` deadline of each step that has one (by its path), Unix ms.
     pub(crate) timeout_deadlines_ms: std::collections::BTreeMap<String, u64>,
     pub(crate) events: Vec<String>,
+    /// Cancelled before its turn: failed, with no webhook delivery and no child owed.
+    pub(crate) cancelled: bool,
 }
 
 /// The mutable part of a job: what its progress document holds.
@@ -88,6 +90,9 @@ impl JobState {
             return false;
         }
         let detail = self.detail_ref();
+        if detail.is_some_and(|d| d.cancelled) {
+            return true;
+        }
         let children_done = !has_children || detail.is_some_and(|d| d.children_submitted);
         let delivered = webhooks == 0
             || detail.is_some_and(|d| {
@@ -211,6 +216,7 @@ impl JobRecord {
             id: self.id.to_string(),
             key: key.to_owned(),
             host: host.to_owned(),
+            accepted_at: instant(self.accepted_at_ms),
             // Exact size: a store holding it in memory keeps no spare capacity per job.
             submission: Bytes::from(submission.into_boxed_slice()),
             progress: self.progress()?,
@@ -230,6 +236,7 @@ impl JobRecord {
         };
         let has_children = self.job.on_success.is_some() || self.job.on_failure.is_some();
         Ok(StoredProgress {
+            status: state.status,
             settled: state.settled(has_children, self.job.webhooks.len()),
             finished_at: (state.finished_at_ms != 0).then(|| instant(state.finished_at_ms)),
             document,

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Insert, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, binding_is_live, from_unix_ms,
-    unix_ms,
+    Insert, JobQuery, JobStatus, JobStore, StoreError, StoreFuture, StoredJob, StoredProgress, before, binding_is_live,
+    from_unix_ms, status_from_column, unix_ms,
 };
 use crate::util::lock;
 
@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY NOT NULL,
     key TEXT NOT NULL,
     host TEXT NOT NULL DEFAULT '',
+    accepted_at_ms INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'queued',
     submission BLOB NOT NULL,
     settled INTEGER NOT NULL,
     finished_at_ms INTEGER,
@@ -46,13 +48,37 @@ CREATE TABLE IF NOT EXISTS webhook_secrets (
 );
 ";
 
-const JOB_COLUMNS: &str = "id, key, host, submission, settled, finished_at_ms, progress";
+const JOB_COLUMNS: &str = "id, key, host, accepted_at_ms, status, submission, settled, finished_at_ms, progress";
 
 enum Write {
-    Insert { job: StoredJob, ttl: Duration, now: SystemTime, reply: oneshot::Sender<Result<Insert, StoreError>> },
-    Save { job_id: String, progress: StoredProgress, reply: oneshot::Sender<Result<(), StoreError>> },
-    Sweep { now: SystemTime, ttl: Duration, retention: Duration, reply: oneshot::Sender<Result<usize, StoreError>> },
-    Secrets { tenant: String, document: Bytes, reply: oneshot::Sender<Result<(), StoreError>> },
+    Insert {
+        job: StoredJob,
+        ttl: Duration,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<Insert, StoreError>>,
+    },
+    Save {
+        job_id: String,
+        progress: StoredProgress,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    SaveIf {
+        job_id: String,
+        progress: StoredProgress,
+        only_from: Vec<JobStatus>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Sweep {
+        now: SystemTime,
+        ttl: Duration,
+        retention: Duration,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Secrets {
+        tenant: String,
+        document: Bytes,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Jobs in one SQLite file (WAL, `synchronous = FULL`): a submission is answered only
@@ -102,9 +128,14 @@ impl SqliteStore {
         }
         writer.execute_batch(SCHEMA).map_err(sql_error("creating the schema"))?;
         if version == 1 {
-            // Version 2 keeps each job's host (and adds `webhook_secrets`, created above).
+            // Version 2 keeps each job's host, acceptance and status (and adds
+            // `webhook_secrets`, created above).
             writer
-                .execute_batch("ALTER TABLE jobs ADD COLUMN host TEXT NOT NULL DEFAULT ''")
+                .execute_batch(
+                    "ALTER TABLE jobs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+                     ALTER TABLE jobs ADD COLUMN accepted_at_ms INTEGER NOT NULL DEFAULT 0;
+                     ALTER TABLE jobs ADD COLUMN status TEXT NOT NULL DEFAULT 'queued';",
+                )
                 .map_err(sql_error("migrating the schema to version 2"))?;
         }
         writer.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error("writing the schema version"))?;
@@ -196,6 +227,9 @@ fn run(transaction: &rusqlite::Transaction<'_>, write: Write) -> Reply {
     match write {
         Write::Insert { job, ttl, now, reply } => reply_with(reply, insert(transaction, &job, ttl, now)),
         Write::Save { job_id, progress, reply } => reply_with(reply, save(transaction, &job_id, &progress)),
+        Write::SaveIf { job_id, progress, only_from, reply } => {
+            reply_with(reply, save_if(transaction, &job_id, &progress, Some(&only_from)))
+        }
         Write::Sweep { now, ttl, retention, reply } => reply_with(reply, sweep(transaction, now, ttl, retention)),
         Write::Secrets { tenant, document, reply } => reply_with(reply, save_secrets(transaction, &tenant, &document)),
     }
@@ -207,6 +241,7 @@ fn refuse(write: Write) -> Reply {
     match write {
         Write::Insert { reply, .. } => reply_with(reply, Ok(Insert::Inserted)),
         Write::Save { reply, .. } => reply_with(reply, Ok(())),
+        Write::SaveIf { reply, .. } => reply_with(reply, Ok(false)),
         Write::Sweep { reply, .. } => reply_with(reply, Ok(0)),
         Write::Secrets { reply, .. } => reply_with(reply, Ok(())),
     }
@@ -233,11 +268,13 @@ fn job_from_row(row: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Stor
         id: row.get(offset)?,
         key: row.get(offset + 1)?,
         host: row.get(offset + 2)?,
-        submission: Bytes::from(row.get::<_, Vec<u8>>(offset + 3)?),
+        accepted_at: from_unix_ms(row.get(offset + 3)?),
+        submission: Bytes::from(row.get::<_, Vec<u8>>(offset + 5)?),
         progress: StoredProgress {
-            settled: row.get::<_, i64>(offset + 4)? != 0,
-            finished_at: row.get::<_, Option<i64>>(offset + 5)?.map(from_unix_ms),
-            document: Bytes::from(row.get::<_, Vec<u8>>(offset + 6)?),
+            status: status_from_column(&row.get::<_, String>(offset + 4)?),
+            settled: row.get::<_, i64>(offset + 6)? != 0,
+            finished_at: row.get::<_, Option<i64>>(offset + 7)?.map(from_unix_ms),
+            document: Bytes::from(row.get::<_, Vec<u8>>(offset + 8)?),
         },
     })
 }
@@ -245,7 +282,8 @@ fn job_from_row(row: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Stor
 fn bound_job(connection: &Connection, key: &str) -> Result<Option<(SystemTime, StoredJob)>, StoreError> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT b.bound_at_ms, j.id, j.key, j.host, j.submission, j.settled, j.finished_at_ms, j.progress \
+            "SELECT b.bound_at_ms, j.id, j.key, j.host, j.accepted_at_ms, j.status, j.submission, j.settled, \
+             j.finished_at_ms, j.progress \
              FROM bindings b JOIN jobs j ON j.id = b.job_id WHERE b.key = ?1",
         )
         .map_err(sql_error("preparing a lookup"))?;
@@ -263,14 +301,16 @@ fn insert(connection: &Connection, job: &StoredJob, ttl: Duration, now: SystemTi
     }
     connection
         .prepare_cached(
-            "INSERT INTO jobs (id, key, host, submission, settled, finished_at_ms, progress) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO jobs (id, key, host, accepted_at_ms, status, submission, settled, finished_at_ms, progress) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut statement| {
             statement.execute(params![
                 job.id,
                 job.key,
                 job.host,
+                unix_ms(job.accepted_at),
+                job.progress.status.as_str(),
                 &job.submission[..],
                 i64::from(job.progress.settled),
                 job.progress.finished_at.map(unix_ms),
@@ -294,17 +334,39 @@ fn save_secrets(connection: &Connection, tenant: &str, document: &[u8]) -> Resul
 }
 
 fn save(connection: &Connection, job_id: &str, progress: &StoredProgress) -> Result<(), StoreError> {
+    save_if(connection, job_id, progress, None).map(drop)
+}
+
+/// Saves `progress` if the job's status is one of `only_from` (any, for `None`); answers
+/// whether a row changed.
+fn save_if(
+    connection: &Connection,
+    job_id: &str,
+    progress: &StoredProgress,
+    only_from: Option<&[JobStatus]>,
+) -> Result<bool, StoreError> {
+    if let Some(only_from) = only_from {
+        let status: Option<String> = connection
+            .prepare_cached("SELECT status FROM jobs WHERE id = ?1")
+            .and_then(|mut statement| statement.query_row(params![job_id], |row| row.get(0)).optional())
+            .map_err(sql_error("reading a job's status"))?;
+        // Read and written in the writer's transaction: nothing changes in between.
+        if !status.is_some_and(|status| only_from.contains(&status_from_column(&status))) {
+            return Ok(false);
+        }
+    }
     connection
-        .prepare_cached("UPDATE jobs SET settled = ?2, finished_at_ms = ?3, progress = ?4 WHERE id = ?1")
+        .prepare_cached("UPDATE jobs SET status = ?2, settled = ?3, finished_at_ms = ?4, progress = ?5 WHERE id = ?1")
         .and_then(|mut statement| {
             statement.execute(params![
                 job_id,
+                progress.status.as_str(),
                 i64::from(progress.settled),
                 progress.finished_at.map(unix_ms),
                 &progress.document[..],
             ])
         })
-        .map(drop)
+        .map(|changed| changed > 0)
         .map_err(sql_error("saving progress"))
 }
 
@@ -344,6 +406,47 @@ impl JobStore for SqliteStore {
 
     fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
         self.write(|reply| Write::Save { job_id: job_id.to_owned(), progress: progress.clone(), reply })
+    }
+
+    fn save_if<'a>(
+        &'a self,
+        job_id: &'a str,
+        progress: &'a StoredProgress,
+        only_from: &'a [JobStatus],
+    ) -> StoreFuture<'a, bool> {
+        let (job_id, progress, only_from) = (job_id.to_owned(), progress.clone(), only_from.to_vec());
+        self.write(move |reply| Write::SaveIf { job_id, progress, only_from, reply })
+    }
+
+    fn list<'a>(&'a self, query: &'a JobQuery) -> StoreFuture<'a, Vec<StoredJob>> {
+        let query = query.clone();
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs
+                     WHERE substr(key, 1, length(?1)) = ?1 AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR host = ?3) AND accepted_at_ms >= ?4 AND accepted_at_ms < ?5
+                       AND (?6 IS NULL OR id > ?6)
+                     ORDER BY id LIMIT ?7"
+                ))
+                .map_err(sql_error("preparing the list query"))?;
+            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+            let rows = statement
+                .query_map(
+                    params![
+                        query.key_prefix,
+                        query.status.map(JobStatus::as_str),
+                        query.host,
+                        unix_ms(query.accepted.start),
+                        unix_ms(query.accepted.end),
+                        query.after_id,
+                        limit,
+                    ],
+                    |row| job_from_row(row, 0),
+                )
+                .map_err(sql_error("listing jobs"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error("listing jobs"))
+        })
     }
 
     fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {

@@ -248,3 +248,35 @@ async fn any_replica_streams_a_job_that_another_runs() {
     running.shutdown().await;
     idle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_runs_nothing_cancels_and_redelivers_the_jobs_another_runs() {
+    let server = PostgresServer::start().await;
+    let target = Server::start().await;
+    let server = &server;
+    let one_at_a_time = Pace::new(100.0, 1).expect("a pace");
+    let replica = |poll| async move {
+        start(fast_engine().default_pace(one_at_a_time).replica_poll(poll).store(shared_store(server).await)).await
+    };
+    let (running, api_running) = replica(Duration::from_millis(20)).await;
+    let (idle, api_idle) = replica(Duration::from_secs(3_600)).await;
+    let admin = ezthrottle_core::EZThrottle::builder().api_key(KEY).direct(idle.base_url()).build().expect("a client");
+    let hooked = |path: &str| job(&target.url(path), json!({"webhooks": [{"url": target.url("/hook")}]}));
+
+    let slow = api_idle.submit_ok(&hooked("/slow/1500")).await;
+    let queued = api_idle.submit_ok(&hooked("/ok?cancelled")).await;
+    target.wait_hits("/slow/1500", 1).await;
+    let cancelled = admin.cancel_job(&queued).await.expect("cancelled by a replica that does not hold it");
+    assert_eq!(cancelled.error.as_deref(), Some("cancelled"));
+    api_running.wait_delivered(&slow).await;
+    let after = api_idle.submit_ok(&job(&target.url("/ok?after"), json!({}))).await;
+    api_running.wait_terminal(&after).await;
+    assert!(target.hits("/ok?cancelled").is_empty(), "the holder ran a job cancelled on another replica");
+
+    admin.redeliver_job(&slow).await.expect("redelivered by a replica that does not hold it");
+    let hooks = target.wait_hits("/hook", 2).await;
+    assert!(hooks.iter().all(|hit| hit.json()["job_id"] == json!(slow)), "only the redelivered job's webhook");
+    assert_eq!(target.hits("/slow/1500").len(), 1, "the job itself did not run again");
+    running.shutdown().await;
+    idle.shutdown().await;
+}

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use ezthrottle_core::Pace;
 use ezthrottle_local::store::{
-    Insert, JobStore, MemoryStore, SqliteStore, StoreFuture, StoredJob, StoredProgress, conformance,
+    Insert, JobQuery, JobStatus, JobStore, MemoryStore, SqliteStore, StoreFuture, StoredJob, StoredProgress,
+    conformance,
 };
 use ezthrottle_test_support::TempDir;
 use serde_json::json;
@@ -41,6 +42,17 @@ impl JobStore for CountingStore {
     fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.inner.save(job_id, progress)
+    }
+    fn save_if<'a>(
+        &'a self,
+        job_id: &'a str,
+        progress: &'a StoredProgress,
+        only_from: &'a [JobStatus],
+    ) -> StoreFuture<'a, bool> {
+        self.inner.save_if(job_id, progress, only_from)
+    }
+    fn list<'a>(&'a self, query: &'a JobQuery) -> StoreFuture<'a, Vec<StoredJob>> {
+        self.inner.list(query)
     }
     fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
         self.inner.unsettled()
@@ -76,6 +88,17 @@ impl JobStore for ForgetfulStore {
     }
     fn save<'a>(&'a self, job_id: &'a str, progress: &'a StoredProgress) -> StoreFuture<'a, ()> {
         self.0.save(job_id, progress)
+    }
+    fn save_if<'a>(
+        &'a self,
+        job_id: &'a str,
+        progress: &'a StoredProgress,
+        only_from: &'a [JobStatus],
+    ) -> StoreFuture<'a, bool> {
+        self.0.save_if(job_id, progress, only_from)
+    }
+    fn list<'a>(&'a self, query: &'a JobQuery) -> StoreFuture<'a, Vec<StoredJob>> {
+        self.0.list(query)
     }
     fn unsettled(&self) -> StoreFuture<'_, Vec<StoredJob>> {
         self.0.unsettled()
@@ -115,8 +138,14 @@ async fn a_sqlite_file_keeps_jobs_and_keys_across_reopening() {
         id: "job_1".into(),
         key: "tenant\nkey".into(),
         host: "api.example:443".into(),
+        accepted_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         submission: "submission".into(),
-        progress: StoredProgress { settled: false, finished_at: None, document: "progress".into() },
+        progress: StoredProgress {
+            status: JobStatus::Queued,
+            settled: false,
+            finished_at: None,
+            document: "progress".into(),
+        },
     };
     let now = SystemTime::now();
     let store = SqliteStore::open(&path).expect("open");

@@ -27,8 +27,8 @@ const QUEUE: usize = 8_192;
 const INSERT_BATCH: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bool[], $6::bigint[], $7::bytea[],
-                         $8::bigint[])
-        AS i(key, id, host, submission, settled, finished_at_ms, progress, bound_at_ms)
+                         $8::bigint[], $10::bigint[], $11::text[])
+        AS i(key, id, host, submission, settled, finished_at_ms, progress, bound_at_ms, accepted_at_ms, status)
 ), bound AS (
     INSERT INTO ezt_bindings (key, job_id, bound_at_ms)
     SELECT key, id, bound_at_ms FROM input
@@ -36,8 +36,8 @@ WITH input AS (
         WHERE ezt_bindings.bound_at_ms <= EXCLUDED.bound_at_ms - $9
     RETURNING job_id
 )
-INSERT INTO ezt_jobs (id, key, host, submission, settled, finished_at_ms, progress)
-SELECT i.id, i.key, i.host, i.submission, i.settled, i.finished_at_ms, i.progress
+INSERT INTO ezt_jobs (id, key, host, accepted_at_ms, status, submission, settled, finished_at_ms, progress)
+SELECT i.id, i.key, i.host, i.accepted_at_ms, i.status, i.submission, i.settled, i.finished_at_ms, i.progress
 FROM input i JOIN bound b ON b.job_id = i.id
 RETURNING id";
 
@@ -130,8 +130,25 @@ async fn run(client: &Client, batch: &[Pending]) -> Result<HashSet<String>, Stor
     let finished: Vec<Option<i64>> = batch.iter().map(|p| p.job.progress.finished_at.map(unix_ms)).collect();
     let progress: Vec<&[u8]> = batch.iter().map(|p| &p.job.progress.document[..]).collect();
     let bound_at: Vec<i64> = batch.iter().map(|p| unix_ms(p.now)).collect();
+    let accepted_at: Vec<i64> = batch.iter().map(|p| unix_ms(p.job.accepted_at)).collect();
+    let statuses: Vec<&str> = batch.iter().map(|p| p.job.progress.status.as_str()).collect();
     let rows = client
-        .query(INSERT_BATCH, &[&keys, &ids, &hosts, &submissions, &settled, &finished, &progress, &bound_at, &ttl])
+        .query(
+            INSERT_BATCH,
+            &[
+                &keys,
+                &ids,
+                &hosts,
+                &submissions,
+                &settled,
+                &finished,
+                &progress,
+                &bound_at,
+                &ttl,
+                &accepted_at,
+                &statuses,
+            ],
+        )
         .await
         .map_err(sql_error("inserting jobs"))?;
     rows.iter().map(|row| row.try_get::<_, String>(0).map_err(sql_error("reading the insert's answer"))).collect()

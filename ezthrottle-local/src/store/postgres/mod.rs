@@ -19,7 +19,8 @@ mod replicas;
 mod schema;
 
 use super::{
-    Insert, JobStore, Replication, StoreError, StoreFuture, StoredJob, StoredProgress, before, from_unix_ms, unix_ms,
+    Insert, JobQuery, JobStatus, JobStore, Replication, StoreError, StoreFuture, StoredJob, StoredProgress, before,
+    from_unix_ms, status_from_column, unix_ms,
 };
 
 /// Connections kept open by default.
@@ -32,23 +33,37 @@ WITH bound AS (
         WHERE ezt_bindings.bound_at_ms <= $4
     RETURNING job_id
 ), stored AS (
-    INSERT INTO ezt_jobs (id, key, host, submission, settled, finished_at_ms, progress)
-    SELECT $2, $1, $9, $5, $6, $7, $8 FROM bound
+    INSERT INTO ezt_jobs (id, key, host, accepted_at_ms, status, submission, settled, finished_at_ms, progress)
+    SELECT $2, $1, $9, $10, $11, $5, $6, $7, $8 FROM bound
     RETURNING id
 )
 SELECT count(*) FROM stored";
 
 const FIND: &str = "
-SELECT j.id, j.key, j.host, j.submission, j.settled, j.finished_at_ms, j.progress
+SELECT j.id, j.key, j.host, j.accepted_at_ms, j.status, j.submission, j.settled, j.finished_at_ms, j.progress
 FROM ezt_bindings b JOIN ezt_jobs j ON j.id = b.job_id
 WHERE b.key = $1 AND b.bound_at_ms > $2";
 
 /// A job's progress is saved by the replica that claimed it, or while nobody has.
 const SAVE: &str = "
-UPDATE ezt_jobs SET settled = $2, finished_at_ms = $3, progress = $4
+UPDATE ezt_jobs SET settled = $2, finished_at_ms = $3, progress = $4, status = $6
 WHERE id = $1 AND (owner IS NULL OR owner = $5)";
 
-const JOB_COLUMNS: &str = "id, key, host, submission, settled, finished_at_ms, progress";
+/// A conditional save checks the status, not the holder: a cancel made on any replica
+/// and the holder's dispatch exclude each other by it. A finished job it makes unsettled
+/// again (a redelivery) is released, for the replica running its host to settle.
+const SAVE_IF: &str = "
+UPDATE ezt_jobs SET settled = $2, finished_at_ms = $3, progress = $4, status = $5,
+    owner = CASE WHEN $5 IN ('success', 'failed') AND NOT $2 THEN NULL ELSE owner END
+WHERE id = $1 AND status = ANY($6)";
+
+const LIST: &str = "
+SELECT id, key, host, accepted_at_ms, status, submission, settled, finished_at_ms, progress FROM ezt_jobs
+WHERE left(key, length($1)) = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR host = $3)
+  AND accepted_at_ms >= $4 AND accepted_at_ms < $5 AND ($6::text IS NULL OR id > $6)
+ORDER BY id LIMIT $7";
+
+const JOB_COLUMNS: &str = "id, key, host, accepted_at_ms, status, submission, settled, finished_at_ms, progress";
 
 /// Jobs in a PostgreSQL database (`--store postgres://...`), shared by every engine that
 /// opens it: each instance is one replica ([`Replication`]: leases, hosts and jobs claimed
@@ -85,11 +100,13 @@ fn job_from_row(row: &Row) -> Result<StoredJob, StoreError> {
         id: row.try_get(0).map_err(read())?,
         key: row.try_get(1).map_err(read())?,
         host: row.try_get(2).map_err(read())?,
-        submission: Bytes::from(row.try_get::<_, Vec<u8>>(3).map_err(read())?),
+        accepted_at: from_unix_ms(row.try_get(3).map_err(read())?),
+        submission: Bytes::from(row.try_get::<_, Vec<u8>>(5).map_err(read())?),
         progress: StoredProgress {
-            settled: row.try_get(4).map_err(read())?,
-            finished_at: row.try_get::<_, Option<i64>>(5).map_err(read())?.map(from_unix_ms),
-            document: Bytes::from(row.try_get::<_, Vec<u8>>(6).map_err(read())?),
+            status: status_from_column(row.try_get(4).map_err(read())?),
+            settled: row.try_get(6).map_err(read())?,
+            finished_at: row.try_get::<_, Option<i64>>(7).map_err(read())?.map(from_unix_ms),
+            document: Bytes::from(row.try_get::<_, Vec<u8>>(8).map_err(read())?),
         },
     })
 }
@@ -172,6 +189,8 @@ impl JobStore for PostgresStore {
                             &finished,
                             &&job.progress.document[..],
                             &job.host,
+                            &unix_ms(job.accepted_at),
+                            &job.progress.status.as_str(),
                         ],
                     )
                     .await
@@ -209,13 +228,67 @@ impl JobStore for PostgresStore {
             let client = self.client().await?;
             let finished = progress.finished_at.map(unix_ms);
             let saved = client
-                .execute(SAVE, &[&job_id, &progress.settled, &finished, &&progress.document[..], &self.replica.id])
+                .execute(
+                    SAVE,
+                    &[
+                        &job_id,
+                        &progress.settled,
+                        &finished,
+                        &&progress.document[..],
+                        &self.replica.id,
+                        &progress.status.as_str(),
+                    ],
+                )
                 .await
                 .map_err(sql_error("saving progress"))?;
             if saved == 0 {
                 return self.replica.check_holder(&client, job_id).await;
             }
             Ok(())
+        })
+    }
+
+    fn save_if<'a>(
+        &'a self,
+        job_id: &'a str,
+        progress: &'a StoredProgress,
+        only_from: &'a [JobStatus],
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let finished = progress.finished_at.map(unix_ms);
+            let from: Vec<&str> = only_from.iter().map(|status| status.as_str()).collect();
+            let saved = client
+                .execute(
+                    SAVE_IF,
+                    &[&job_id, &progress.settled, &finished, &&progress.document[..], &progress.status.as_str(), &from],
+                )
+                .await
+                .map_err(sql_error("saving progress"))?;
+            Ok(saved > 0)
+        })
+    }
+
+    fn list<'a>(&'a self, query: &'a JobQuery) -> StoreFuture<'a, Vec<StoredJob>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(
+                    LIST,
+                    &[
+                        &query.key_prefix,
+                        &query.status.map(JobStatus::as_str),
+                        &query.host,
+                        &unix_ms(query.accepted.start),
+                        &unix_ms(query.accepted.end),
+                        &query.after_id,
+                        &limit,
+                    ],
+                )
+                .await
+                .map_err(sql_error("listing jobs"))?;
+            rows.iter().map(job_from_row).collect()
         })
     }
 

@@ -62,7 +62,8 @@ FROM (
     FOR UPDATE OF w SKIP LOCKED
 ) picked
 WHERE j.id = picked.id
-RETURNING j.id, j.key, j.host, j.submission, j.settled, j.finished_at_ms, j.progress, j.serial";
+RETURNING j.id, j.key, j.host, j.accepted_at_ms, j.status, j.submission, j.settled, j.finished_at_ms, j.progress,
+    j.serial";
 
 const SHARE_PACE: &str = "
 INSERT INTO ezt_hosts (host, rps, max_concurrent) VALUES ($1, $2, $3)
@@ -158,7 +159,7 @@ impl Replication for PostgresStore {
             let rows = client.query(CLAIM, &[&replica.id, &limit]).await.map_err(sql_error("claiming jobs"))?;
             let mut claimed = rows
                 .iter()
-                .map(|row| Ok((row.try_get::<_, i64>(7).map_err(sql_error("reading a job row"))?, job_from_row(row)?)))
+                .map(|row| Ok((row.try_get::<_, i64>(9).map_err(sql_error("reading a job row"))?, job_from_row(row)?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
             // Oldest first, as queued (`RETURNING` keeps no order).
             claimed.sort_unstable_by_key(|(serial, _)| *serial);

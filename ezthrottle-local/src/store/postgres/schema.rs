@@ -29,10 +29,12 @@ const MIGRATIONS: [&str; 2] = [
         bound_at_ms BIGINT NOT NULL
     );
     ",
-    // Replicas: leases, hosts held, jobs claimed (oldest first, by `serial`), and the
-    // tenants' webhook secrets every replica signs with.
+    // Replicas: leases, hosts held, jobs claimed (oldest first, by `serial`); each job's
+    // acceptance and status (for listing); the tenants' webhook secrets.
     "
     ALTER TABLE ezt_jobs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+    ALTER TABLE ezt_jobs ADD COLUMN accepted_at_ms BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE ezt_jobs ADD COLUMN status TEXT NOT NULL DEFAULT 'queued';
     ALTER TABLE ezt_jobs ADD COLUMN owner TEXT;
     ALTER TABLE ezt_jobs ADD COLUMN serial BIGSERIAL;
     CREATE INDEX ezt_jobs_waiting ON ezt_jobs (host, serial) WHERE owner IS NULL AND NOT settled;
