@@ -81,6 +81,7 @@ pub mod replay;
 mod run_or_forward;
 #[cfg(feature = "client")]
 pub mod step;
+pub mod telemetry;
 pub mod webhook;
 
 #[cfg(feature = "client")]

@@ -160,7 +160,7 @@ impl Follow {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(err) if self.reconnects < MAX_RECONNECTS => {
-                    tracing::debug!(target: "ezthrottle::client", job_id = self.job_id, error = %crate::ErrorChain(&err), "the event stream could not be opened; trying again");
+                    tracing::debug!(target: crate::telemetry::TARGET_CLIENT, job_id = self.job_id, error = %crate::ErrorChain(&err), "the event stream could not be opened; trying again");
                     continue;
                 }
                 Err(err) => return Err(Error::transport(&self.url, err)),

@@ -26,6 +26,7 @@ pub(crate) use transport::read_capped;
 
 use crate::error::Error;
 use crate::protocol::{CreateWebhookSecrets, Job, JobSnapshot, SubmitReceipt, Webhook, WebhookSecretsView, paths};
+use crate::telemetry;
 
 /// The EZThrottle client: submits jobs and manages webhook secrets.
 ///
@@ -134,15 +135,42 @@ impl EZThrottle {
     /// while the breaker is open; otherwise the proxy's or EZThrottle's refusal,
     /// [`Error::Unreachable`] (not sent) or [`Error::Transport`] (sent, answer unknown).
     pub async fn submit_job(&self, job: &Job) -> Result<SubmitReceipt, Error> {
+        use tracing::Instrument as _;
         job.validate()?;
+        let span = tracing::debug_span!(
+            target: telemetry::TARGET_CLIENT,
+            "submit",
+            method = %job.method,
+            host = %telemetry::host_of(&job.url),
+            job_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let result = self.submit_admitted(job).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(receipt) if receipt.duplicate => "duplicate",
+            Ok(_) => "accepted",
+            Err(error) if error.is_not_sent() => "not_sent",
+            Err(Error::Transport { .. }) => "unknown",
+            Err(_) => "refused",
+        };
+        if let Ok(receipt) = &result {
+            span.record("job_id", receipt.job_id.as_str());
+        }
+        span.record("outcome", outcome);
+        metrics::counter!(telemetry::SUBMISSIONS_TOTAL, "outcome" => outcome).increment(1);
+        metrics::histogram!(telemetry::SUBMISSION_SECONDS).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn submit_admitted(&self, job: &Job) -> Result<SubmitReceipt, Error> {
         let admission = self.inner.breaker.admit(self.inner.submit_deadline).inspect_err(|error| {
-            tracing::debug!(target: "ezthrottle", %error, "not submitting: EZThrottle is unavailable");
+            tracing::debug!(target: telemetry::TARGET_CLIENT, %error, "not submitting: EZThrottle is unavailable");
         })?;
-        tracing::debug!(target: "ezthrottle", url = %job.url, method = %job.method, "submitting job");
         let result = self.submit_with_retries(job.to_json(), admission).await;
         self.inner.breaker.record(admission, breaker::Health::of(&result));
         let receipt = result?;
-        tracing::debug!(target: "ezthrottle", job_id = %receipt.job_id, duplicate = receipt.duplicate, "job accepted");
+        tracing::debug!(target: telemetry::TARGET_CLIENT, job_id = %receipt.job_id, duplicate = receipt.duplicate, "job accepted");
         Ok(receipt)
     }
 
@@ -178,7 +206,7 @@ impl EZThrottle {
         match self.submit_job(job).await {
             Ok(receipt) => Ok(ForwardOrFallback::Forwarded(receipt)),
             Err(reason) if reason.is_not_sent() => {
-                tracing::warn!(target: "ezthrottle", error = %reason, "nothing reached EZThrottle; running the fallback");
+                tracing::warn!(target: telemetry::TARGET_CLIENT, error = %reason, "nothing reached EZThrottle; running the fallback");
                 Ok(ForwardOrFallback::FellBack { value: fallback().await, reason })
             }
             Err(other) => Err(other),

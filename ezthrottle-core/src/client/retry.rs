@@ -47,7 +47,7 @@ impl EZThrottle {
                     _ => error,
                 });
             };
-            tracing::debug!(target: "ezthrottle", %error, attempts, ?wait, "submission failed; retrying");
+            tracing::debug!(target: crate::telemetry::TARGET_CLIENT, %error, attempts, ?wait, "submission failed; retrying");
             if !error.is_not_sent() {
                 answered = Some(error);
             }

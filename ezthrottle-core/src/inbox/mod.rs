@@ -207,7 +207,7 @@ impl InboxSubscription {
             match self.receiver.recv().await {
                 Ok(payload) => return Some(payload),
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::warn!(target: "ezthrottle::webhook", skipped, "inbox subscriber fell behind");
+                    tracing::warn!(target: crate::telemetry::TARGET_WEBHOOK, skipped, "inbox subscriber fell behind");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

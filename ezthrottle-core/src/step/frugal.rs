@@ -41,7 +41,7 @@ pub(super) async fn execute(step: &Step, job: Job, client: &EZThrottle) -> StepR
         }
         Attempt::Failed(failure, call_failure) => (failure, call_failure),
     };
-    tracing::debug!(target: "ezthrottle", %failure, "FRUGAL step failed here; trying its fallbacks");
+    tracing::debug!(target: crate::telemetry::TARGET_FORWARD, %failure, "FRUGAL step failed here; trying its fallbacks");
 
     // Forwarding runs every request tried here again: the first one the replay rule
     // refuses stops the forward, and is the failure reported.
@@ -66,13 +66,13 @@ pub(super) async fn execute(step: &Step, job: Job, client: &EZThrottle) -> StepR
 
     if let Some(call_failure) = refused {
         tracing::debug!(
-            target: "ezthrottle", failure = %last_failure, %call_failure,
+            target: crate::telemetry::TARGET_FORWARD, failure = %last_failure, %call_failure,
             "FRUGAL step not forwarded: the API may have run it and its replay policy does not allow a repeat"
         );
         let on_failure = on_failure(step, client).await;
         return Ok(StepOutcome::ReplayRefused { failure: last_failure, call_failure, on_failure });
     }
-    tracing::debug!(target: "ezthrottle", url = %job.url, "forwarding FRUGAL step to EZThrottle");
+    tracing::debug!(target: crate::telemetry::TARGET_FORWARD, host = %crate::telemetry::host_of(&job.url), "forwarding FRUGAL step to EZThrottle");
     match client.submit_job(&job).await {
         Ok(receipt) => Ok(StepOutcome::Forwarded(receipt)),
         Err(error) => Err(Error::forward(last_failure, error)),

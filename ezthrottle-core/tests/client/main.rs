@@ -8,3 +8,4 @@ mod secrets;
 mod step;
 mod submit;
 mod support;
+mod telemetry;

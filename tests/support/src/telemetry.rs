@@ -1,0 +1,91 @@
+//! A `tracing` subscriber that writes down every span and event, for tests that assert
+//! on telemetry instead of reading logs.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Every span (when it closes, with all its fields) and every event, one line each:
+/// `span <target> <name> field=value ...` or `event <target> <LEVEL> field=value ...`.
+#[derive(Debug, Clone, Default)]
+pub struct TraceLog {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// The fields of a span, gathered as they are recorded.
+struct Fields(String);
+
+struct Writer<'a>(&'a mut String);
+
+impl Visit for Writer<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+}
+
+impl TraceLog {
+    /// A fresh log, and a subscriber that writes to it (use with
+    /// `tracing::subscriber::with_default` or `set_default`).
+    pub fn new() -> (Self, impl Subscriber + Send + Sync) {
+        let log = Self::default();
+        let subscriber = tracing_subscriber::registry().with(log.clone());
+        (log, subscriber)
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The lines that start with `prefix` (e.g. `span ezthrottle::client submit`).
+    pub fn matching(&self, prefix: &str) -> Vec<String> {
+        self.lines().into_iter().filter(|line| line.starts_with(prefix)).collect()
+    }
+
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceLog {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = String::new();
+        attrs.record(&mut Writer(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Fields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
+        {
+            values.record(&mut Writer(&mut fields.0));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut line = format!("event {} {}", meta.target(), meta.level());
+        event.record(&mut Writer(&mut line));
+        self.push(line);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            let meta = span.metadata();
+            let fields = span.extensions().get::<Fields>().map(|fields| fields.0.clone()).unwrap_or_default();
+            self.push(format!("span {} {}{fields}", meta.target(), meta.name()));
+        }
+    }
+}
