@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use ezthrottle_core::ErrorChain;
 use ezthrottle_core::protocol::headers::{JOB_ID_HEADER, REGION_HEADER};
 use ezthrottle_core::protocol::{AttemptOutcome, ExecutionMode, Job, JobStatus, RegionPolicy, TargetResponse};
+use ezthrottle_core::telemetry::TARGET_ENGINE;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
@@ -129,6 +130,12 @@ impl Drop for FinishGuard {
 }
 
 async fn run_job(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
+    use tracing::Instrument as _;
+    let span = tracing::debug_span!(target: TARGET_ENGINE, "job", job_id = record.id(), host = permit.host());
+    run_job_in_span(shared, record, permit).instrument(span).await;
+}
+
+async fn run_job_in_span(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
     let _guard = FinishGuard { shared: Arc::clone(&shared), record: Arc::clone(&record) };
     {
         let mut state = record.state();
@@ -166,6 +173,7 @@ async fn run_job(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Permit) {
 /// What follows the end of a job: its children, then its webhooks. Each step is saved, so
 /// a job resumed after a restart does only what is left.
 pub(crate) async fn settle(shared: &Arc<Shared>, record: &Arc<JobRecord>, outcome: &Outcome) {
+    tracing::debug!(target: TARGET_ENGINE, job_id = record.id(), status = %record.status(), "job finished");
     crate::workflow::on_finished(shared, record, outcome.success).await;
     crate::delivery::deliver(shared, record, outcome).await;
 }
@@ -512,5 +520,15 @@ async fn attempt(
             attempt.error.clone_from(&outcome.error);
         }
     }
+    tracing::debug!(
+        target: TARGET_ENGINE,
+        job_id = record.id(),
+        attempt = index.saturating_add(1),
+        region = &**region,
+        status_code = outcome.code,
+        success = outcome.success,
+        latency_ms = millis(started.elapsed()),
+        "attempt ended"
+    );
     AttemptResult { index, outcome, retry_after }
 }

@@ -174,6 +174,7 @@ pub(crate) async fn accept(
             }
             let status = if record.racing() { SubmissionStatus::Racing } else { SubmissionStatus::Queued };
             let receipt = SubmitReceipt::new(record.id(), status).with_idempotent_key(&*key);
+            tracing::debug!(target: ezthrottle_core::telemetry::TARGET_ENGINE, job_id = record.id(), host, "job accepted");
             match shared.store.replication() {
                 None => schedule(shared, &host, &record, now),
                 // The replica running its host queues it once claimed (counted there).

@@ -79,7 +79,26 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::handle))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(shared)
+}
+
+/// One `info` event per request, after its answer: method, path (never the query, which
+/// may carry credentials), status and latency.
+async fn access_log(request: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: ezthrottle_core::telemetry::TARGET_ACCESS,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
 }
 
 async fn not_found(request: Request) -> ApiResponse {
