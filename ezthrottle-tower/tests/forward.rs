@@ -24,3 +24,5 @@ mod replay;
 mod reqwest;
 #[path = "forward/stack.rs"]
 mod stack;
+#[path = "forward/telemetry.rs"]
+mod telemetry;

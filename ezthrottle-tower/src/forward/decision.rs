@@ -251,6 +251,17 @@ pub(crate) fn accepted<T>(receipt: SubmitReceipt, reason: ForwardReason, wrap: i
 /// Marks an answer as forwarded: adds the headers `x-ezthrottle-job-id` and
 /// `x-ezthrottle-forwarded: true`, and gives the [`ForwardedJob`] extension to insert.
 pub(crate) fn mark_forwarded(headers: &mut HeaderMap, receipt: SubmitReceipt, reason: ForwardReason) -> ForwardedJob {
+    // The one place every forwarded call passes: counted and logged here.
+    let status = reason.original_status().map(|status| status.as_u16());
+    tracing::info!(
+        target: ezthrottle_core::telemetry::TARGET_FORWARD,
+        job_id = %receipt.job_id,
+        reason = reason.as_str(),
+        status,
+        duplicate = receipt.duplicate,
+        "call forwarded to EZThrottle"
+    );
+    metrics::counter!(ezthrottle_core::telemetry::FORWARDS_TOTAL, "reason" => reason.as_str()).increment(1);
     if let Ok(id) = HeaderValue::from_str(&receipt.job_id) {
         headers.insert(JOB_ID_HEADER, id);
     }

@@ -20,6 +20,8 @@ use super::decision::{
     Head, Plan, Submission, accepted, body_failed, capturable, mark_forwarded, maybe_forwarded, not_forwarded,
     submission_failed,
 };
+use ezthrottle_core::protocol::redact::RedactedUrl;
+
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
 use super::policy::ForwardPolicy;
 use super::replay::{failure_of_error, maybe_accepted};
@@ -155,7 +157,7 @@ where
                 match read_body(&mut body, &mut chunks, &mut trailers, &mut cx) {
                     Some(Ok(())) => {
                         if trailers {
-                            tracing::debug!(uri = %parts.uri, "the request body's trailers are not replayed");
+                            tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&parts.uri.to_string()), "the request body's trailers are not replayed");
                         }
                         let bytes = chunks.into_bytes();
                         let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
@@ -171,7 +173,7 @@ where
             }
             Err(not_captured) => {
                 if let Some((reason, _)) = ctx.ahead.take() {
-                    tracing::debug!(uri = %parts.uri, %reason, "{not_captured}: calling the target instead of forwarding");
+                    tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&parts.uri.to_string()), %reason, "{not_captured}: calling the target instead of forwarding");
                 }
                 let future = service.call(Request::from_parts(parts, body));
                 State::Calling { future, capture: Capture::Missing(not_captured) }
@@ -213,7 +215,7 @@ impl<P> Ctx<P> {
                     return State::Ahead { work: Box::new(Ahead { submission, inner, request, reason }) };
                 }
                 Err(failed) => {
-                    tracing::warn!(uri = %head.uri, %reason, "{failed}; calling the target instead");
+                    tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&head.uri.to_string()), %reason, "{failed}; calling the target instead");
                     self.failed = Some(Box::new(failed));
                 }
             }
@@ -248,7 +250,7 @@ impl<P> Ctx<P> {
         let (head, body) = match &capture {
             Capture::Kept { head, body } => (head, body),
             Capture::Missing(not_captured) => {
-                tracing::debug!(%reason, "not forwarded: {not_captured}");
+                tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
                 return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string())));
             }
             Capture::Spent => {
@@ -270,7 +272,7 @@ impl<P> Ctx<P> {
                 reason,
             })),
             Err(failed) => {
-                tracing::warn!(uri = %head.uri, %reason, "{failed}");
+                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&head.uri.to_string()), %reason, "{failed}");
                 AfterCall::Answer(not_forwarded_outcome(outcome, failed))
             }
         }
@@ -297,7 +299,7 @@ fn not_forwarded_outcome<R, E>(
             Ok(response.map(ResponseBody::inner))
         }
         Err(error) => {
-            tracing::warn!("returning the original error: {failed}");
+            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, "returning the original error: {failed}");
             Err(error)
         }
     }
@@ -306,7 +308,7 @@ fn not_forwarded_outcome<R, E>(
 /// The synthesized answer when the request body failed while being read.
 fn body_read_failed<R>(error: &str) -> Response<ResponseBody<R>> {
     let reason = format!("the request body failed while being read: {error}");
-    tracing::warn!("{reason}; the request was not sent");
+    tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, "{reason}; the request was not sent");
     body_failed(reason, ResponseBody::synthesized)
 }
 
@@ -338,7 +340,7 @@ where
                         return Poll::Ready(Ok(body_read_failed(&error.into().to_string())));
                     }
                     if trailers {
-                        tracing::debug!(uri = %parts.uri, "the request body's trailers are not replayed");
+                        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&parts.uri.to_string()), "the request body's trailers are not replayed");
                     }
                     let bytes = chunks.into_bytes();
                     let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
@@ -370,7 +372,7 @@ where
                         }
                         (Ok(receipt), _) => Ok(accepted(receipt, reason, ResponseBody::synthesized)),
                         (Err(error), original) => {
-                            tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; returning the original answer");
+                            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, %error, "forwarding to EZThrottle failed; returning the original answer");
                             not_forwarded_outcome(original, submission_failed(&error))
                         }
                     });
@@ -387,13 +389,13 @@ where
                             let settings = &this.ctx.config.settings;
                             if !settings.may_call_after(&error, request.method(), request.headers()) {
                                 // EZThrottle may run the job: calling the target could run the request twice.
-                                tracing::warn!(%reason, %error, "EZThrottle may have accepted the job; not calling the target");
+                                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, %error, "EZThrottle may have accepted the job; not calling the target");
                                 return Poll::Ready(Ok(maybe_forwarded(
                                     maybe_accepted(&error),
                                     ResponseBody::synthesized,
                                 )));
                             }
-                            tracing::warn!(%reason, %error, "forwarding to EZThrottle failed; calling the target instead");
+                            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
                             this.ctx.failed = Some(Box::new(submission_failed(&error)));
                             let future = inner.call(request);
                             this.state.set(State::Calling { future, capture: Capture::Spent });
