@@ -142,6 +142,8 @@ async fn run_job_in_span(shared: Arc<Shared>, record: Arc<JobRecord>, permit: Pe
         state.status = JobStatus::Running;
         if state.started_at_ms == 0 {
             state.started_at_ms = now_ms();
+            let waited = state.started_at_ms.saturating_sub(record.accepted_at_ms());
+            shared.metrics.dispatched(Duration::from_millis(waited));
         }
     }
     // Only a job still queued (or resumed while running) starts: a cancel saved first wins.
@@ -520,6 +522,7 @@ async fn attempt(
             attempt.error.clone_from(&outcome.error);
         }
     }
+    shared.metrics.attempt_took(started.elapsed());
     tracing::debug!(
         target: TARGET_ENGINE,
         job_id = record.id(),

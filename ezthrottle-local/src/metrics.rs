@@ -1,10 +1,16 @@
-//! Counters and gauges, rendered as Prometheus text by `GET /metrics`.
+//! Counters, gauges and histograms, encoded by `prometheus-client` for `GET /metrics`.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use crate::pacing::Lanes;
 use ezthrottle_core::protocol::{AttemptOutcome, Pace};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::pacing::{LaneView, Lanes};
 
 /// Whether `/metrics` names the target hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,8 +21,8 @@ pub(crate) enum HostSeries {
     Totals,
 }
 
-/// The engine's counters. Every field is a lock-free atomic.
-#[derive(Debug, Default)]
+/// The engine's counters (lock-free atomics) and latency histograms.
+#[derive(Debug)]
 pub(crate) struct Metrics {
     pub(crate) accepted: AtomicU64,
     pub(crate) duplicates: AtomicU64,
@@ -34,6 +40,34 @@ pub(crate) struct Metrics {
     pub(crate) quorum_met: AtomicU64,
     pub(crate) quorum_missed: AtomicU64,
     pub(crate) store_errors: AtomicU64,
+    queue_wait: Histogram,
+    attempt_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicU64::default(),
+            duplicates: AtomicU64::default(),
+            rejected_invalid: AtomicU64::default(),
+            rejected_full: AtomicU64::default(),
+            queued: AtomicI64::default(),
+            running: AtomicI64::default(),
+            succeeded: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            attempts: Default::default(),
+            deliveries_ok: AtomicU64::default(),
+            deliveries_retried: AtomicU64::default(),
+            deliveries_failed: AtomicU64::default(),
+            quorum_met: AtomicU64::default(),
+            quorum_missed: AtomicU64::default(),
+            store_errors: AtomicU64::default(),
+            // 1 ms to about 9 minutes.
+            queue_wait: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            // 1 ms to about 33 s (the default target timeout is 30 s).
+            attempt_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        }
+    }
 }
 
 const OUTCOMES: [AttemptOutcome; 7] = [
@@ -47,84 +81,160 @@ const OUTCOMES: [AttemptOutcome; 7] = [
 ];
 
 impl Metrics {
+    /// A job's first dispatch, `waited` after its acceptance.
+    pub(crate) fn dispatched(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// One attempt's answer (or failure), `took` after it was sent.
+    pub(crate) fn attempt_took(&self, took: Duration) {
+        self.attempt_duration.observe(took.as_secs_f64());
+    }
+
     pub(crate) fn attempt(&self, outcome: AttemptOutcome) {
         if let Some(slot) = OUTCOMES.iter().position(|o| *o == outcome).and_then(|i| self.attempts.get(i)) {
             slot.fetch_add(1, Relaxed);
         }
     }
 
+    /// `/metrics`, encoded by `prometheus-client` (OpenMetrics text): a registry built
+    /// for each scrape from the engine's counters, gauges read now, and the histograms.
     pub(crate) fn render(&self, lanes: &Lanes, show: HostSeries) -> String {
-        let mut out = String::with_capacity(2048);
-        let g = |v: &AtomicI64| v.load(Relaxed).max(0);
+        let mut registry = Registry::default();
         let c = |v: &AtomicU64| v.load(Relaxed);
-        out.push_str("# HELP ezthrottle_jobs Jobs by state (queued and running are gauges; success and failed count finished jobs).\n");
-        out.push_str("# TYPE ezthrottle_jobs gauge\n");
-        let _ = writeln!(out, "ezthrottle_jobs{{state=\"queued\"}} {}", g(&self.queued));
-        let _ = writeln!(out, "ezthrottle_jobs{{state=\"running\"}} {}", g(&self.running));
-        let _ = writeln!(out, "ezthrottle_jobs{{state=\"success\"}} {}", c(&self.succeeded));
-        let _ = writeln!(out, "ezthrottle_jobs{{state=\"failed\"}} {}", c(&self.failed));
-        out.push_str(
-            "# HELP ezthrottle_submissions_total Submissions by answer.\n# TYPE ezthrottle_submissions_total counter\n",
+        let g = |v: &AtomicI64| v.load(Relaxed).max(0);
+        registry.register(
+            "ezthrottle_jobs",
+            "Jobs waiting to start (queued) or being worked on (running)",
+            gauges([("state", "queued", g(&self.queued)), ("state", "running", g(&self.running))]),
         );
-        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"accepted\"}} {}", c(&self.accepted));
-        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"duplicate\"}} {}", c(&self.duplicates));
-        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"invalid\"}} {}", c(&self.rejected_invalid));
-        let _ = writeln!(out, "ezthrottle_submissions_total{{result=\"queue_full\"}} {}", c(&self.rejected_full));
-        out.push_str("# HELP ezthrottle_attempts_total Requests to targets by outcome.\n# TYPE ezthrottle_attempts_total counter\n");
-        for (outcome, count) in OUTCOMES.iter().zip(&self.attempts).skip(1) {
-            let _ = writeln!(out, "ezthrottle_attempts_total{{outcome=\"{}\"}} {}", outcome.as_str(), c(count));
-        }
-        out.push_str("# HELP ezthrottle_webhook_deliveries_total Webhook POSTs by outcome.\n# TYPE ezthrottle_webhook_deliveries_total counter\n");
-        let _ =
-            writeln!(out, "ezthrottle_webhook_deliveries_total{{outcome=\"delivered\"}} {}", c(&self.deliveries_ok));
-        let _ =
-            writeln!(out, "ezthrottle_webhook_deliveries_total{{outcome=\"retried\"}} {}", c(&self.deliveries_retried));
-        let _ =
-            writeln!(out, "ezthrottle_webhook_deliveries_total{{outcome=\"failed\"}} {}", c(&self.deliveries_failed));
-        out.push_str("# HELP ezthrottle_webhook_quorum_total Finished jobs by webhook quorum outcome.\n# TYPE ezthrottle_webhook_quorum_total counter\n");
-        let _ = writeln!(out, "ezthrottle_webhook_quorum_total{{outcome=\"met\"}} {}", c(&self.quorum_met));
-        let _ = writeln!(out, "ezthrottle_webhook_quorum_total{{outcome=\"missed\"}} {}", c(&self.quorum_missed));
-        out.push_str("# HELP ezthrottle_store_errors_total Calls to the job store that failed.\n# TYPE ezthrottle_store_errors_total counter\n");
-        let _ = writeln!(out, "ezthrottle_store_errors_total {}", c(&self.store_errors));
+        registry.register(
+            "ezthrottle_jobs_finished",
+            "Jobs finished, by status",
+            counters([("status", "success", c(&self.succeeded)), ("status", "failed", c(&self.failed))]),
+        );
+        registry.register(
+            "ezthrottle_submissions",
+            "Submissions by answer",
+            counters([
+                ("result", "accepted", c(&self.accepted)),
+                ("result", "duplicate", c(&self.duplicates)),
+                ("result", "invalid", c(&self.rejected_invalid)),
+                ("result", "queue_full", c(&self.rejected_full)),
+            ]),
+        );
+        registry.register(
+            "ezthrottle_attempts",
+            "Requests to targets by outcome",
+            counters(
+                OUTCOMES
+                    .iter()
+                    .zip(&self.attempts)
+                    .skip(1)
+                    .map(|(outcome, count)| ("outcome", outcome.as_str(), c(count))),
+            ),
+        );
+        registry.register(
+            "ezthrottle_webhook_deliveries",
+            "Webhook POSTs by outcome",
+            counters([
+                ("outcome", "delivered", c(&self.deliveries_ok)),
+                ("outcome", "retried", c(&self.deliveries_retried)),
+                ("outcome", "failed", c(&self.deliveries_failed)),
+            ]),
+        );
+        registry.register(
+            "ezthrottle_webhook_quorum",
+            "Finished jobs by webhook quorum outcome",
+            counters([("outcome", "met", c(&self.quorum_met)), ("outcome", "missed", c(&self.quorum_missed))]),
+        );
+        registry.register(
+            "ezthrottle_store_errors",
+            "Calls to the job store that failed",
+            counter(c(&self.store_errors)),
+        );
+        registry.register_with_unit(
+            "ezthrottle_queue_wait",
+            "Time from acceptance to the first dispatch of a job",
+            Unit::Seconds,
+            self.queue_wait.clone(),
+        );
+        registry.register_with_unit(
+            "ezthrottle_attempt_duration",
+            "Time a target took to answer one attempt",
+            Unit::Seconds,
+            self.attempt_duration.clone(),
+        );
         let hosts = lanes.snapshot();
-        out.push_str(
-            "# HELP ezthrottle_lanes Target hosts with a lane (a queue and a pace).\n# TYPE ezthrottle_lanes gauge\n",
-        );
-        let _ = writeln!(out, "ezthrottle_lanes {}", hosts.len());
-        out.push_str("# HELP ezthrottle_lane_queue_depth Requests waiting for their turn, over every target host.\n# TYPE ezthrottle_lane_queue_depth gauge\n");
-        let _ = writeln!(out, "ezthrottle_lane_queue_depth {}", hosts.iter().map(|host| host.depth).sum::<usize>());
-        out.push_str("# HELP ezthrottle_lane_in_flight Requests in flight, over every target host.\n# TYPE ezthrottle_lane_in_flight gauge\n");
         let in_flight: u64 = hosts.iter().map(|host| u64::from(host.in_flight)).sum();
-        let _ = writeln!(out, "ezthrottle_lane_in_flight {in_flight}");
-        if show == HostSeries::Totals {
-            return out;
-        }
-        out.push_str("# HELP ezthrottle_host_queue_depth Requests waiting for their turn, per target host.\n# TYPE ezthrottle_host_queue_depth gauge\n");
-        for host in &hosts {
-            let _ = writeln!(out, "ezthrottle_host_queue_depth{{host=\"{}\"}} {}", escape(&host.key), host.depth);
-        }
-        out.push_str("# HELP ezthrottle_host_in_flight Requests in flight, per target host.\n# TYPE ezthrottle_host_in_flight gauge\n");
-        for host in &hosts {
-            let _ = writeln!(out, "ezthrottle_host_in_flight{{host=\"{}\"}} {}", escape(&host.key), host.in_flight);
-        }
-        out.push_str("# HELP ezthrottle_host_pace_rps Current pace, requests per second, per target host.\n# TYPE ezthrottle_host_pace_rps gauge\n");
-        for host in &hosts {
-            let rps = if host.pace == Pace::UNLIMITED { "+Inf".to_owned() } else { host.pace.rps().to_string() };
-            let _ = writeln!(out, "ezthrottle_host_pace_rps{{host=\"{}\"}} {rps}", escape(&host.key));
-        }
-        out.push_str("# HELP ezthrottle_host_max_concurrent Current concurrency limit per target host.\n# TYPE ezthrottle_host_max_concurrent gauge\n");
-        for host in &hosts {
-            let _ = writeln!(
-                out,
-                "ezthrottle_host_max_concurrent{{host=\"{}\"}} {}",
-                escape(&host.key),
-                host.pace.max_concurrent()
+        registry.register("ezthrottle_lanes", "Target hosts with a lane (a queue and a pace)", gauge(hosts.len()));
+        registry.register(
+            "ezthrottle_lane_queue_depth",
+            "Requests waiting for their turn, over every target host",
+            gauge(hosts.iter().map(|host| host.depth).sum::<usize>()),
+        );
+        registry.register("ezthrottle_lane_in_flight", "Requests in flight, over every target host", gauge(in_flight));
+        if show == HostSeries::Shown {
+            let per_host = |value: &dyn Fn(&LaneView) -> f64| {
+                let family = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+                for host in &hosts {
+                    family.get_or_create(&vec![("host".to_owned(), host.key.to_string())]).set(value(host));
+                }
+                family
+            };
+            registry.register(
+                "ezthrottle_host_queue_depth",
+                "Requests waiting for their turn, per target host",
+                per_host(&|host| host.depth as f64),
+            );
+            registry.register(
+                "ezthrottle_host_in_flight",
+                "Requests in flight, per target host",
+                per_host(&|host| f64::from(host.in_flight)),
+            );
+            registry.register(
+                "ezthrottle_host_pace_rps",
+                "Current pace, requests per second, per target host",
+                per_host(&|host| if host.pace == Pace::UNLIMITED { f64::INFINITY } else { host.pace.rps() }),
+            );
+            registry.register(
+                "ezthrottle_host_max_concurrent",
+                "Current concurrency limit per target host",
+                per_host(&|host| f64::from(host.pace.max_concurrent())),
             );
         }
+        let mut out = String::with_capacity(4096);
+        // Writing into a `String` cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
 }
 
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A counter holding `value` (read from the engine's atomics at the scrape).
+fn counter(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+fn counters<'a>(series: impl IntoIterator<Item = (&'a str, &'a str, u64)>) -> Family<Vec<(String, String)>, Counter> {
+    let family = Family::<Vec<(String, String)>, Counter>::default();
+    for (label, value, count) in series {
+        family.get_or_create(&vec![(label.to_owned(), value.to_owned())]).inc_by(count);
+    }
+    family
+}
+
+fn gauge(value: impl TryInto<i64>) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(value.try_into().unwrap_or(i64::MAX));
+    gauge
+}
+
+fn gauges<'a>(series: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> Family<Vec<(String, String)>, Gauge> {
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    for (label, value, level) in series {
+        family.get_or_create(&vec![(label.to_owned(), value.to_owned())]).set(level);
+    }
+    family
 }

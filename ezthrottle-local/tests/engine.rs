@@ -44,8 +44,6 @@ mod slow_clients;
 mod ssrf;
 #[path = "engine/store.rs"]
 mod store;
-#[path = "engine/telemetry.rs"]
-mod telemetry;
 #[path = "engine/validation.rs"]
 mod validation;
 #[path = "engine/webhooks.rs"]

@@ -24,5 +24,3 @@ mod replay;
 mod reqwest;
 #[path = "forward/stack.rs"]
 mod stack;
-#[path = "forward/telemetry.rs"]
-mod telemetry;

@@ -1,4 +1,4 @@
-//! `GET /metrics` (Prometheus text format).
+//! `GET /metrics` (OpenMetrics text, which Prometheus scrapes).
 //!
 //! The per-host series name every tenant's target hosts, so they are shown only to the
 //! operator: a request carrying the metrics key (or anyone in open mode when no key is
@@ -22,7 +22,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap
     ApiResponse {
         status: StatusCode::OK,
         retry_after: None,
-        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
         body: Bytes::from(shared.metrics.render(&shared.lanes, hosts)),
     }
 }

@@ -146,7 +146,7 @@ async fn metrics_name_target_hosts_only_to_the_metrics_key() {
         assert!(!metrics.contains("ezthrottle_host_"), "{who} sees per-host series: {metrics}");
         assert!(!metrics.contains(&target.host()), "{who} sees the target: {metrics}");
         assert!(metrics.contains("ezthrottle_lanes 1\n"), "{who} sees the totals: {metrics}");
-        assert!(metrics.contains("ezthrottle_jobs{state=\"success\"} 1"), "{metrics}");
+        assert!(metrics.contains("ezthrottle_jobs_finished_total{status=\"success\"} 1"), "{metrics}");
     }
     engine.shutdown().await;
 

@@ -196,8 +196,8 @@ async fn every_accepted_job_reaches_a_terminal_state() {
     assert_eq!(counts.get("success"), Some(&8));
     assert_eq!(counts.get("failed"), Some(&32));
     let metrics = api.metrics().await;
-    assert!(metrics.contains("ezthrottle_jobs{state=\"success\"} 8"), "{metrics}");
-    assert!(metrics.contains("ezthrottle_jobs{state=\"failed\"} 32"), "{metrics}");
+    assert!(metrics.contains("ezthrottle_jobs_finished_total{status=\"success\"} 8"), "{metrics}");
+    assert!(metrics.contains("ezthrottle_jobs_finished_total{status=\"failed\"} 32"), "{metrics}");
     assert!(metrics.contains("ezthrottle_jobs{state=\"queued\"} 0"), "{metrics}");
     assert!(metrics.contains("ezthrottle_attempts_total{outcome=\"retry\"}"), "{metrics}");
     engine.shutdown().await;

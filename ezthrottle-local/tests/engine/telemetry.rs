@@ -25,7 +25,8 @@ async fn requests_and_jobs_are_logged_by_target_without_credentials() {
         access.iter().any(|line| line.contains("method=POST")
             && line.contains("path=/api/v1/jobs")
             && line.contains("status=201")),
-        "{access:#?}"
+        "{:#?}",
+        log.lines()
     );
     assert!(access.iter().any(|line| line.contains(&format!("path=/api/v1/jobs/{id}"))), "{access:#?}");
     let jobs = log.matching("span ezthrottle::engine job");

@@ -1,0 +1,10 @@
+//! The forward decision's telemetry, in a process of its own: the test sets a thread's
+//! default subscriber, and the other tests' calls, in the same process, would race it
+//! for tracing's callsite cache.
+#![allow(missing_docs, unreachable_pub, dead_code, unused_imports)]
+
+#[path = "forward/support.rs"]
+mod support;
+
+#[path = "forward/telemetry.rs"]
+mod telemetry;
