@@ -6,6 +6,13 @@ use std::time::Duration;
 use ezthrottle_core::Method;
 use ezthrottle_local::cli::{LocalArgs, parse_duration};
 
+/// The variable holding the primary webhook secret (`submit --wait`, `sign`, `verify`,
+/// `secrets`); the conformance app reads the same name.
+pub(crate) const ENV_WEBHOOK_SECRET: &str = "EZTHROTTLE_WEBHOOK_SECRET";
+/// The variable holding the secondary webhook secret (during a rotation); the conformance
+/// app reads the same name.
+pub(crate) const ENV_WEBHOOK_SECONDARY_SECRET: &str = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET";
+
 /// `ezthrottle --help` (the long form; `-h` shows the first line).
 const LONG_ABOUT: &str = "\
 The EZThrottle command line: run a local engine, submit jobs, manage webhook secrets, \
@@ -163,11 +170,11 @@ pub(crate) struct SubmitArgs {
 
     /// Secret the --wait receiver verifies deliveries with (the account's primary webhook
     /// secret). Required with --wait.
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECRET, hide_env_values = true)]
     pub(crate) webhook_secret: Option<String>,
 
     /// A second secret the --wait receiver also accepts (during a rotation).
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECONDARY_SECRET, hide_env_values = true)]
     pub(crate) webhook_secondary_secret: Option<String>,
 }
 
@@ -239,7 +246,7 @@ pub(crate) enum SecretsAction {
 #[derive(clap::Args)]
 pub(crate) struct SignArgs {
     /// The webhook secret to sign with.
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECRET, hide_env_values = true)]
     pub(crate) secret: String,
 
     /// The signed timestamp, Unix seconds (default: now).
@@ -251,11 +258,11 @@ pub(crate) struct SignArgs {
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
     /// The primary webhook secret.
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECRET, hide_env_values = true)]
     pub(crate) secret: String,
 
     /// A secondary secret, also accepted (during a rotation).
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECONDARY_SECRET, hide_env_values = true)]
     pub(crate) secondary: Option<String>,
 
     /// The X-EZThrottle-Signature header value, `t=<unix secs>,v1=<hex>` (a leading

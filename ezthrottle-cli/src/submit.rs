@@ -13,7 +13,7 @@ use ezthrottle_core::{Job, RetryPolicy, SubmitReceipt, Webhook, WebhookPayload};
 use ezthrottle_tower::axum::webhook_routes;
 use serde_json::json;
 
-use crate::args::SubmitArgs;
+use crate::args::{ENV_WEBHOOK_SECRET, SubmitArgs};
 use crate::output::{CliError, Output, Status};
 use crate::signature::read_bounded;
 
@@ -28,10 +28,9 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
         return Ok(Status::Ok);
     }
     let Some(secret) = args.webhook_secret.as_deref().filter(|s| !s.is_empty()) else {
-        return Err(CliError::usage(
-            "--wait needs the webhook secret to verify deliveries: pass --webhook-secret or set \
-             EZTHROTTLE_WEBHOOK_SECRET",
-        ));
+        return Err(CliError::usage(format!(
+            "--wait needs the webhook secret to verify deliveries: pass --webhook-secret or set {ENV_WEBHOOK_SECRET}"
+        )));
     };
     let mut verifier = Verifier::new(secret).map_err(|err| CliError::usage(format!("--webhook-secret: {err}")))?;
     if let Some(secondary) = &args.webhook_secondary_secret {

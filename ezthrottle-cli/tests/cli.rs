@@ -189,6 +189,13 @@ async fn verify_accepts_the_secondary_secret() {
     let run = ezthrottle(&["verify", "--secret", SECRET, "--secondary", OTHER_SECRET, "--header", &header], BODY).await;
     run.expect_code(0);
     assert_eq!(run.stdout.trim_end(), "valid_secondary");
+
+    // Both from the environment, spelled as the conformance app spells them.
+    let mut with_env = command();
+    with_env.env("EZTHROTTLE_WEBHOOK_SECRET", SECRET).env("EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", OTHER_SECRET);
+    let run = ezthrottle_with(with_env, &["verify", "--header", &header], BODY).await;
+    run.expect_code(0);
+    assert_eq!(run.stdout.trim_end(), "valid_secondary");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
