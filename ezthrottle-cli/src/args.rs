@@ -25,9 +25,12 @@ Exit codes:
   0  success (verify: the signature is valid)
   1  verify only: the signature did not verify (the reason is printed)
   2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB)
-  3  the request or the service failed (EZThrottle unreachable, an error answer such as 401 or 400, the engine did not start)
-  4  submit --wait: the job was accepted but its webhook did not arrive in time;
-     job --wait: the job did not finish in time";
+  3  any other failure (an error answer such as 400, 429 or 5xx, the engine did not start)
+  4  timed out: submit --wait: the job was accepted but its webhook did not arrive in time (or it was a duplicate);
+     job --wait / --follow: the job did not finish in time; or a call to EZThrottle got no answer within --request-timeout
+  5  not found: the job (job), or the webhook secrets (secrets get)
+  6  EZThrottle unreachable: nothing was sent (connection refused, DNS, TLS)
+  7  unauthorised: the API key was refused (401) or may not do this (403)";
 
 /// The `ezthrottle` command.
 #[derive(clap::Parser)]

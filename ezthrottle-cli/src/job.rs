@@ -32,7 +32,7 @@ pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError>
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(CliError::wait_timed_out(format!(
+            return Err(CliError::timed_out(format!(
                 "job {} is still {} after {}",
                 snapshot.job_id,
                 snapshot.status,
@@ -59,7 +59,7 @@ async fn follow(
     loop {
         match tokio::time::timeout_at(deadline, events.next()).await {
             Err(_) => {
-                return Err(CliError::wait_timed_out(format!(
+                return Err(CliError::timed_out(format!(
                     "job {} had not finished after {}",
                     args.job_id,
                     humantime::format_duration(args.timeout)

@@ -38,10 +38,10 @@
 //! `--json` makes every command print one JSON document on stdout; errors then go to stderr
 //! as `{"error": "...", "exit_code": N}` (otherwise as `ezthrottle: <message>`).
 //!
-//! Exit codes: 0 success; 1 `verify` only, the signature did not verify; 2 usage error or
-//! invalid input (nothing sent); 3 the request or the service failed (a job that is not
-//! found included); 4 `submit --wait` timed out waiting for the webhook, or `job --wait` for
-//! the job to finish.
+//! Exit codes (the table is in `--help` and the README): 0 success; 1 `verify` only, the
+//! signature did not verify; 2 usage error or invalid input (nothing sent); 3 any other
+//! failure; 4 timed out (a wait, or a call without an answer); 5 not found; 6 EZThrottle
+//! unreachable; 7 unauthorised.
 
 mod args;
 mod client;

@@ -45,7 +45,7 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
         if !out.json {
             crate::output::line(&receipt_text(&receipt));
         }
-        return Err(CliError::wait_timed_out(format!(
+        return Err(CliError::timed_out(format!(
             "job {} is a duplicate of an earlier submission: its result went to that submission's webhooks, \
              not to this receiver (use another --idempotent-key)",
             receipt.job_id
@@ -164,7 +164,7 @@ impl Receiver {
             } else {
                 String::new()
             };
-            CliError::wait_timed_out(format!(
+            CliError::timed_out(format!(
                 "job {} was accepted but its webhook did not arrive within {}{hint}",
                 receipt.job_id,
                 humantime::format_duration(timeout)

@@ -248,7 +248,10 @@ async fn a_body_over_16_mib_is_refused_in_plain_words() {
 async fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
     let run = ezthrottle(&["--help"], b"").await;
     run.expect_code(0);
-    assert!(run.stdout.contains("Exit codes:") && run.stdout.contains("4  submit --wait"), "{run:?}");
+    assert!(run.stdout.contains("Exit codes:") && run.stdout.contains("4  timed out"), "{run:?}");
+    for code in ["5  not found", "6  EZThrottle unreachable", "7  unauthorised"] {
+        assert!(run.stdout.contains(code), "{code}: {run:?}");
+    }
 
     let run = ezthrottle(&["submit", "--ezthrottle-url", "http://127.0.0.1:1"], b"").await;
     run.expect_code(2);
@@ -327,7 +330,7 @@ async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
     );
 
     let missing = ezthrottle(&["job", "job_0_0", "--ezthrottle-url", &base], b"").await;
-    missing.expect_code(3);
+    missing.expect_code(5);
     assert_eq!(missing.stderr.trim(), "ezthrottle: job job_0_0 not found");
     let unusable = ezthrottle(&["--json", "job", "job/../x", "--ezthrottle-url", &base], b"").await;
     assert_eq!(unusable.expect_code(2).stderr_json()["exit_code"], 2);
@@ -488,20 +491,34 @@ async fn an_invalid_job_is_refused_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_engine_exits_3_in_plain_words() {
+async fn an_unreachable_engine_exits_6_in_plain_words() {
     let base = format!("http://127.0.0.1:{}", closed_port().await);
     let run = ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", "https://api.example.com/x"], b"").await;
-    run.expect_code(3);
+    run.expect_code(6);
     assert!(run.stdout.is_empty(), "{run:?}");
     let expected = format!("ezthrottle: EZThrottle unreachable at {base}/api/v1/jobs: ");
     assert!(run.stderr.starts_with(&expected), "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
 
     let run = ezthrottle(&["secrets", "get", "--json", "--ezthrottle-url", &base], b"").await;
-    run.expect_code(3);
+    run.expect_code(6);
     let error = run.stderr_json();
-    assert_eq!(error["exit_code"], 3);
+    assert_eq!(error["exit_code"], 6);
     assert!(error["error"].as_str().unwrap().starts_with("EZThrottle unreachable at "), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_an_answer_times_out_with_exit_4() {
+    // Accepts the connection, never answers: sent, and no answer within --request-timeout.
+    let silent = support::BlackHole::start().await;
+    for args in [
+        vec!["job", "job_1_1", "--ezthrottle-url", &silent.url, "--request-timeout", "300ms"],
+        vec!["secrets", "get", "--ezthrottle-url", &silent.url, "--request-timeout", "300ms"],
+    ] {
+        let run = ezthrottle(&args, b"").await;
+        run.expect_code(4);
+        assert!(run.stderr.starts_with(&format!("ezthrottle: request to {}/api/v1/", silent.url)), "{run:?}");
+    }
 }
 
 // ---------------------------------------------------------------- secrets
@@ -529,7 +546,7 @@ async fn secrets_create_get_rotate_delete() {
     };
 
     let run = run_secrets(secrets(&["get"])).await;
-    run.expect_code(3);
+    run.expect_code(5);
     assert!(run.stderr.contains("no webhook secrets configured"), "{run:?}");
 
     let run = run_secrets(secrets(&["create", "--primary", FIRST, "--secondary", SECOND])).await;
@@ -558,18 +575,18 @@ async fn secrets_create_get_rotate_delete() {
     run_secrets(args).await.expect_code(0);
 
     run_secrets(secrets(&["delete"])).await.expect_code(0);
-    run_secrets(secrets(&["get"])).await.expect_code(3);
+    run_secrets(secrets(&["get"])).await.expect_code(5);
 
     // Refused before sending: too short.
     let run = run_secrets(secrets(&["create", "--primary", "short"])).await;
     run.expect_code(2);
     assert!(run.stderr.contains("primary_secret") && run.stderr.contains("at least 16"), "{run:?}");
 
-    // A wrong key is the server's refusal, exit 3; the key comes from the environment too.
+    // A wrong key is the server's refusal, exit 7; the key comes from the environment too.
     let mut with_env = command();
     with_env.env("EZTHROTTLE_URL", &base).env("EZTHROTTLE_API_KEY", "ck_wrong");
     let run = ezthrottle_with(with_env, &["secrets", "get"], b"").await;
-    run.expect_code(3);
+    run.expect_code(7);
     assert!(run.stderr.starts_with("ezthrottle: invalid API key"), "{run:?}");
     engine.shutdown().await;
 }
