@@ -79,6 +79,20 @@ pub(crate) enum Command {
     /// `no_signature_header`, `missing_v1_signature`, `invalid_timestamp`,
     /// `timestamp_expired (diff=<d>s, tolerance=<t>s)` or `signature_mismatch` (exit 1).
     Verify(VerifyArgs),
+
+    /// Print the completion script of a shell on stdout.
+    ///
+    /// For example `ezthrottle completions bash > ~/.local/share/bash-completion/completions/ezthrottle`,
+    /// or `ezthrottle completions zsh > "${fpath[1]}/_ezthrottle"`.
+    Completions(CompletionsArgs),
+}
+
+/// `ezthrottle completions`.
+#[derive(clap::Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `ezthrottle local`.

@@ -29,6 +29,7 @@
 //!   printed masked.
 //! - `sign` and `verify`: the `X-EZThrottle-Signature` header for a body read from stdin
 //!   (at most 16 MiB).
+//! - `completions <bash|zsh|fish|powershell|elvish>`: the shell's completion script.
 //!
 //! `submit`, `job` and `secrets` find EZThrottle through `--api-key` (`EZTHROTTLE_API_KEY`),
 //! `--ezthrottle-url` (`EZTHROTTLE_URL`) and `--tracktags-url` (`EZTHROTTLE_TRACKTAGS_URL`),
@@ -83,7 +84,17 @@ fn run(command: Command, out: Output) -> Result<Status, CliError> {
         Command::Submit(args) => runtime()?.block_on(submit::run(&args, out)),
         Command::Job(args) => runtime()?.block_on(job::run(&args, out)),
         Command::Secrets(args) => runtime()?.block_on(secrets::run(&args, out)),
+        Command::Completions(args) => Ok(completions(args.shell)),
     }
+}
+
+/// The shell's completion script, on stdout (written whole: a closed pipe is not a panic).
+fn completions(shell: clap_complete::Shell) -> Status {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ezthrottle", &mut script);
+    output::line(String::from_utf8_lossy(&script).trim_end());
+    Status::Ok
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -272,6 +272,21 @@ async fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_complete_every_subcommand() {
+    let run = ezthrottle(&["completions", "bash"], b"").await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("_ezthrottle()") && run.stderr.is_empty(), "{run:?}");
+    for subcommand in ["local", "submit", "job", "secrets", "sign", "verify", "completions"] {
+        assert!(run.stdout.contains(&format!("ezthrottle,{subcommand})")), "{subcommand}: {run:?}");
+    }
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let run = ezthrottle(&["completions", shell], b"").await;
+        assert!(run.expect_code(0).stdout.contains("submit"), "{shell}: {run:?}");
+    }
+    ezthrottle(&["completions", "tcsh"], b"").await.expect_code(2);
+}
+
 // ---------------------------------------------------------------- submit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
