@@ -27,6 +27,7 @@ pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError>
     }
     let snapshot = loop {
         let snapshot = client.get_job(&args.job_id).await?;
+        tracing::debug!(job_id = %snapshot.job_id, status = %snapshot.status, "job asked for");
         if !args.wait || snapshot.is_finished() {
             break snapshot;
         }
@@ -68,6 +69,7 @@ async fn follow(
             Ok(None) => return Ok(Status::Ok),
             Ok(Some(event)) => {
                 let event = event?;
+                tracing::debug!(job_id = %args.job_id, event = event.kind.as_str(), "job event");
                 out.print(&describe_event(&event), &event_json(&event));
             }
         }

@@ -36,6 +36,9 @@
 //! as `EZThrottle::from_env` does: an EZThrottle URL alone means direct mode (a local or
 //! self-hosted engine).
 //!
+//! `-v` logs what a command does on stderr (info), `-vv` more (debug); `RUST_LOG`, when
+//! set, decides instead.
+//!
 //! `--json` makes every command print one JSON document on stdout; errors then go to stderr
 //! as `{"error": "...", "exit_code": N}` (otherwise as `ezthrottle: <message>`).
 //!
@@ -48,6 +51,7 @@ mod args;
 mod client;
 mod job;
 mod local;
+mod logs;
 mod output;
 mod secrets;
 mod signature;
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(&error),
     };
     let out = Output { json: cli.json };
+    logs::init(cli.verbose, matches!(cli.command, Command::Local(_)));
     match run(cli.command, out) {
         Ok(Status::Ok) => ExitCode::SUCCESS,
         Ok(Status::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),

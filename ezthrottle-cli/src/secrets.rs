@@ -12,10 +12,12 @@ pub(crate) async fn run(args: &SecretsArgs, out: Output) -> Result<Status, CliEr
     match &args.action {
         SecretsAction::Create { primary, secondary } => {
             client.create_webhook_secret(primary, secondary.as_deref()).await?;
+            tracing::info!(secondary = secondary.is_some(), "webhook secrets set");
             print_set(out, "webhook secrets set", primary, secondary.as_deref());
         }
         SecretsAction::Rotate { new, previous } => {
             client.rotate_webhook_secret(new, previous).await?;
+            tracing::info!("webhook secrets rotated");
             print_set(out, "webhook secrets rotated", new, Some(previous));
         }
         SecretsAction::Get => {

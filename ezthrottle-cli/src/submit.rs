@@ -24,6 +24,7 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
     let client = args.connection.client()?;
     if !args.wait {
         let receipt = client.submit_job(&job).await?;
+        accepted(&receipt);
         out.print(&receipt_text(&receipt), &receipt_json(&receipt));
         return Ok(Status::Ok);
     }
@@ -40,7 +41,9 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
     }
     let receiver = Receiver::start(verifier).await?;
     job.webhooks.push(Webhook::new(receiver.url()));
+    tracing::info!(url = %receiver.url(), "webhook receiver listening");
     let receipt = client.submit_job(&job).await?;
+    accepted(&receipt);
     if receipt.duplicate {
         if !out.json {
             crate::output::line(&receipt_text(&receipt));
@@ -52,10 +55,15 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
         )));
     }
     let payload = receiver.wait(&receipt, args.timeout).await?;
+    tracing::info!(job_id = %payload.job_id, status = ?payload.status, "verified webhook received");
     let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
     let value = json!({ "receipt": receipt_json(&receipt), "webhook": payload });
     out.print(&format!("{}\n{pretty}", receipt_text(&receipt)), &value);
     Ok(Status::Ok)
+}
+
+fn accepted(receipt: &SubmitReceipt) {
+    tracing::info!(job_id = %receipt.job_id, status = %receipt.status, duplicate = receipt.duplicate, "job accepted");
 }
 
 /// The job from `--file`, or from the flags.

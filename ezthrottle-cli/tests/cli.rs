@@ -289,6 +289,50 @@ async fn completions_complete_every_subcommand() {
 
 // ---------------------------------------------------------------- submit
 
+/// The binary with `RUST_LOG` unset, so `-v` decides.
+fn without_rust_log() -> tokio::process::Command {
+    let mut command = command();
+    command.env_remove("RUST_LOG");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_to_stderr_and_rust_log_wins() {
+    let (engine, url, base) = engine_and_echo().await;
+    let submit = ["submit", "--ezthrottle-url", &base, "--url", &url];
+
+    // Without -v: nothing on stderr.
+    let quiet = ezthrottle_with(without_rust_log(), &submit, b"").await;
+    assert!(quiet.expect_code(0).stderr.is_empty(), "{quiet:?}");
+    let job_id = quiet.stdout.lines().next().unwrap().strip_prefix("job_id: ").unwrap().to_owned();
+
+    // -v: the CLI's own steps at info, on stderr; stdout is the receipt alone.
+    let info = ezthrottle_with(without_rust_log(), &[&["-v"], &submit[..]].concat(), b"").await;
+    info.expect_code(0);
+    assert_eq!(info.stdout.lines().count(), 4, "{info:?}");
+    assert!(info.stderr.contains(" INFO ") && info.stderr.contains("job accepted"), "{info:?}");
+    assert!(!info.stderr.contains("DEBUG"), "{info:?}");
+
+    // -vv: the client's debug events too (core's `submitting job`); global, after the subcommand.
+    let debug = ezthrottle_with(without_rust_log(), &[&submit[..], &["-vv"]].concat(), b"").await;
+    assert!(debug.expect_code(0).stderr.contains("DEBUG") && debug.stderr.contains("submitting job"), "{debug:?}");
+    let job = ezthrottle_with(without_rust_log(), &["job", &job_id, "--ezthrottle-url", &base, "-vv"], b"").await;
+    assert!(job.expect_code(0).stderr.contains("job asked for"), "{job:?}");
+    let secrets = ezthrottle_with(without_rust_log(), &["-v", "secrets", "get", "--ezthrottle-url", &base], b"").await;
+    assert!(secrets.stderr.contains("talking to EZThrottle"), "{secrets:?}");
+
+    // RUST_LOG, when set, decides.
+    let mut off = command();
+    off.env("RUST_LOG", "off");
+    let run = ezthrottle_with(off, &[&["-vv"], &submit[..]].concat(), b"").await;
+    assert!(run.expect_code(0).stderr.is_empty(), "{run:?}");
+    let mut debug_env = command();
+    debug_env.env("RUST_LOG", "ezthrottle=debug");
+    let run = ezthrottle_with(debug_env, &submit, b"").await;
+    assert!(run.expect_code(0).stderr.contains("submitting job"), "{run:?}");
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_from_flags_prints_the_receipt_and_detects_duplicates() {
     let (engine, url, base) = engine_and_echo().await;
