@@ -63,7 +63,8 @@ pub(crate) enum Command {
     ///
     /// With --wait, a temporary webhook receiver on 127.0.0.1 is added to the job, and the
     /// delivered result is printed once its signature verifies with --webhook-secret. The
-    /// engine must be able to reach this machine's loopback (a local engine, or a tunnel).
+    /// engine must be able to reach this machine's loopback, so --wait needs direct mode
+    /// (--ezthrottle-url); in cloud mode it is refused before anything is sent (exit 2).
     Submit(Box<SubmitArgs>),
 
     /// Show a job: status, every attempt, the target's answer, webhook deliveries and the

@@ -17,6 +17,15 @@ use crate::args::{ENV_WEBHOOK_SECRET, SubmitArgs};
 use crate::output::{CliError, Output, Status};
 use crate::signature::read_bounded;
 
+/// Why `--wait` is refused in cloud mode, and what to do instead. Said before anything is
+/// sent: a job whose only way back is a loopback receiver would run, and be billed, for
+/// nothing.
+const LOOPBACK_IN_CLOUD: &str = "--wait receives the result on a webhook receiver on this machine's loopback \
+     (127.0.0.1), which EZThrottle cloud cannot reach: the job would run, and be billed, but never report back. \
+     Nothing was sent. Either talk to an engine directly (--ezthrottle-url, e.g. `ezthrottle local` at \
+     http://127.0.0.1:8080), or submit without --wait with --webhook https://<public host>/webhook (your own \
+     receiver, or a tunnel such as cloudflared or ngrok to one) and follow the job with `ezthrottle job <JOB_ID> --wait`";
+
 /// Submits the job; with `--wait`, waits for its webhook and prints the payload too.
 pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliError> {
     let mut job = build_job(args)?;
@@ -27,6 +36,9 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
         accepted(&receipt);
         out.print(&receipt_text(&receipt), &receipt_json(&receipt));
         return Ok(Status::Ok);
+    }
+    if !client.is_direct() {
+        return Err(CliError::usage(LOOPBACK_IN_CLOUD));
     }
     let Some(secret) = args.webhook_secret.as_deref().filter(|s| !s.is_empty()) else {
         return Err(CliError::usage(format!(

@@ -495,6 +495,27 @@ async fn submit_wait_needs_a_secret_and_times_out_on_deliveries_it_cannot_verify
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_in_cloud_mode_is_refused_before_anything_is_sent() {
+    // Cloud mode through a "proxy" on loopback that records every request it gets.
+    let proxy = support::TestServer::always(|| support::Answer::status(400)).await;
+    let url = proxy.url("");
+    let args = ["submit", "--api-key", "ck_live_x", "--tracktags-url", &url, "--url", "https://api.example.com/x"];
+    let run = ezthrottle(&[&args[..], &["--wait", "--webhook-secret", SECRET]].concat(), b"").await;
+    run.expect_code(2);
+    assert!(run.stdout.is_empty(), "{run:?}");
+    for hint in ["cannot reach", "127.0.0.1", "Nothing was sent", "--ezthrottle-url", "--webhook https://", "tunnel"] {
+        assert!(run.stderr.contains(hint), "{hint}: {run:?}");
+    }
+    let run = ezthrottle(&[&["--json"], &args[..], &["--wait", "--webhook-secret", SECRET]].concat(), b"").await;
+    assert_eq!(run.expect_code(2).stderr_json()["exit_code"], 2);
+    assert!(proxy.requests().is_empty(), "nothing may be sent: {:?}", proxy.requests());
+
+    // Without --wait the same client submits (and the proxy sees it): the refusal is --wait's.
+    ezthrottle(&args, b"").await.expect_code(3);
+    assert!(!proxy.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_from_a_json_file_and_from_stdin() {
     let (engine, url, base) = engine_and_echo().await;
     let job = json!({
