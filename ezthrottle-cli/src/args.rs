@@ -24,7 +24,7 @@ stdout instead, and errors are printed on stderr as {\"error\": \"...\", \"exit_
 Exit codes:
   0  success (verify: the signature is valid)
   1  verify only: the signature did not verify (the reason is printed)
-  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB)
+  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB, a secret on the command line)
   3  any other failure (an error answer such as 400, 429 or 5xx, the engine did not start)
   4  timed out: submit --wait: the job was accepted but its webhook did not arrive in time (or it was a duplicate);
      job --wait / --follow: the job did not finish in time; or a call to EZThrottle got no answer within --request-timeout
@@ -238,28 +238,51 @@ pub(crate) struct SecretsArgs {
 }
 
 /// The webhook-secret operations.
+///
+/// A secret is never taken from the command line (other users see it in the process list,
+/// and it stays in the shell's history): `-` reads it from stdin, one a line, and without
+/// the flag it comes from its environment variable.
 #[derive(clap::Subcommand)]
 pub(crate) enum SecretsAction {
     /// Set the webhook secrets (create or replace). Each must be at least 16 characters.
+    ///
+    /// The primary from `--primary -` (stdin) or EZTHROTTLE_WEBHOOK_SECRET, the secondary
+    /// from `--secondary -` or EZTHROTTLE_WEBHOOK_SECONDARY_SECRET; --secret-stdin reads
+    /// both from stdin, the primary on the first line, the secondary (if any) on the second.
     Create {
-        /// The secret every delivery is signed with.
-        #[arg(long, value_name = "SECRET")]
-        primary: String,
-        /// A second secret receivers may still hold (rotation).
-        #[arg(long, value_name = "SECRET")]
+        /// `-`: read the secret every delivery is signed with from stdin (default:
+        /// EZTHROTTLE_WEBHOOK_SECRET).
+        #[arg(long, value_name = "-")]
+        primary: Option<String>,
+        /// `-`: read a second secret receivers may still hold (rotation) from stdin
+        /// (default: EZTHROTTLE_WEBHOOK_SECONDARY_SECRET, if set).
+        #[arg(long, value_name = "-")]
         secondary: Option<String>,
+        /// Read the secrets from stdin: the primary on the first line, the secondary (if
+        /// any) on the second.
+        #[arg(long, conflicts_with_all = ["primary", "secondary"])]
+        secret_stdin: bool,
     },
     /// Show the webhook secrets, masked.
     Get,
-    /// Rotate: --new becomes the primary secret, --previous the secondary, so receivers
-    /// holding either keep verifying during the switch.
+    /// Rotate: the new secret becomes the primary, the previous one the secondary, so
+    /// receivers holding either keep verifying during the switch.
+    ///
+    /// The new secret from `--new -` (stdin) or EZTHROTTLE_WEBHOOK_SECRET, the previous from
+    /// `--previous -` or EZTHROTTLE_WEBHOOK_SECONDARY_SECRET (the variables a receiver then
+    /// verifies with); --secret-stdin reads both, the new one on the first line.
     Rotate {
-        /// The new primary secret.
-        #[arg(long, value_name = "SECRET")]
-        new: String,
-        /// The secret in use until now (kept as the secondary).
-        #[arg(long, value_name = "SECRET")]
-        previous: String,
+        /// `-`: read the new primary secret from stdin (default: EZTHROTTLE_WEBHOOK_SECRET).
+        #[arg(long, value_name = "-")]
+        new: Option<String>,
+        /// `-`: read the secret in use until now (kept as the secondary) from stdin
+        /// (default: EZTHROTTLE_WEBHOOK_SECONDARY_SECRET).
+        #[arg(long, value_name = "-")]
+        previous: Option<String>,
+        /// Read the secrets from stdin: the new one on the first line, the previous on the
+        /// second.
+        #[arg(long, conflicts_with_all = ["new", "previous"])]
+        secret_stdin: bool,
     },
     /// Delete the webhook secrets (deliveries are then unsigned).
     Delete,

@@ -26,7 +26,8 @@
 //! - `job <JOB_ID>`: a job's status and history (attempts, the target's answer, webhook
 //!   deliveries, children); `--wait` asks again until it has finished.
 //! - `secrets create | get | rotate | delete`: the account's webhook secrets, only ever
-//!   printed masked.
+//!   printed masked, and read from stdin (`--primary -`, `--secret-stdin`) or the
+//!   environment, never from the command line.
 //! - `sign` and `verify`: the `X-EZThrottle-Signature` header for a body read from stdin
 //!   (at most 16 MiB).
 //! - `completions <bash|zsh|fish|powershell|elvish>`: the shell's completion script.
@@ -53,6 +54,7 @@ mod job;
 mod local;
 mod logs;
 mod output;
+mod secret_input;
 mod secrets;
 mod signature;
 mod submit;

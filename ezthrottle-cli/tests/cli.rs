@@ -616,20 +616,40 @@ async fn secrets_create_get_rotate_delete() {
         all.extend_from_slice(args);
         all.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
-    let run_secrets = |args: Vec<String>| async move {
+    // Runs ezthrottle with `stdin` and the variables `env`; no secret is ever printed.
+    let run_with = |args: Vec<String>, stdin: &'static str, env: &'static [(&'static str, &'static str)]| async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = ezthrottle(&args, b"").await;
+        let mut with_env = command();
+        with_env.envs(env.iter().copied());
+        let run = ezthrottle_with(with_env, &args, stdin.as_bytes()).await;
         for secret in [FIRST, SECOND, THIRD] {
             assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{run:?}");
         }
         run
     };
+    let run_secrets = |args: Vec<String>| run_with(args, "", &[]);
 
     let run = run_secrets(secrets(&["get"])).await;
     run.expect_code(5);
     assert!(run.stderr.contains("no webhook secrets configured"), "{run:?}");
 
-    let run = run_secrets(secrets(&["create", "--primary", FIRST, "--secondary", SECOND])).await;
+    // A secret on the command line is refused, naming the other ways, and nothing is sent.
+    for args in [&["create", "--primary", FIRST][..], &["rotate", "--new", THIRD, "--previous", "-"]] {
+        let run = run_with(secrets(args), "", &[]).await;
+        run.expect_code(2);
+        assert!(run.stderr.contains("takes no secret on the command line"), "{run:?}");
+        for way in [" -`", "--secret-stdin", "EZTHROTTLE_WEBHOOK_SECRET"] {
+            assert!(run.stderr.contains(way), "{way}: {run:?}");
+        }
+    }
+    run_secrets(secrets(&["get"])).await.expect_code(5);
+    // None given at all: the message names where one comes from.
+    let run = run_secrets(secrets(&["create"])).await;
+    assert!(run.expect_code(2).stderr.contains("no primary secret: write it on stdin"), "{run:?}");
+
+    // Both from stdin, one a line.
+    const BOTH: &str = concat!("first_secret_abcdefghij", "\n", "second_secret_klmnopqrs", "\n");
+    let run = run_with(secrets(&["create", "--secret-stdin"]), BOTH, &[]).await;
     run.expect_code(0);
     let (first, second, third) = (mask_secret(FIRST), mask_secret(SECOND), mask_secret(THIRD));
     assert_eq!(run.stdout.trim_end(), format!("webhook secrets set: primary {first}, secondary {second}"));
@@ -638,7 +658,9 @@ async fn secrets_create_get_rotate_delete() {
     run.expect_code(0);
     assert!(run.stdout.contains(&format!("primary_secret: {first}\nsecondary_secret: {second}")), "{run:?}");
 
-    let run = run_secrets(secrets(&["rotate", "--new", THIRD, "--previous", FIRST])).await;
+    // The new one from the environment, the previous from stdin with `-`.
+    let env = &[("EZTHROTTLE_WEBHOOK_SECRET", THIRD), ("EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", SECOND)];
+    let run = run_with(secrets(&["rotate", "--previous", "-"]), "first_secret_abcdefghij\n", env).await;
     run.expect_code(0);
     let run = run_secrets(secrets(&["get", "--json"])).await;
     run.expect_code(0);
@@ -656,9 +678,14 @@ async fn secrets_create_get_rotate_delete() {
 
     run_secrets(secrets(&["delete"])).await.expect_code(0);
     run_secrets(secrets(&["get"])).await.expect_code(5);
+    // Both from the environment.
+    let env = &[("EZTHROTTLE_WEBHOOK_SECRET", FIRST), ("EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", SECOND)];
+    run_with(secrets(&["create"]), "", env).await.expect_code(0);
+    let run = run_secrets(secrets(&["--json", "get"])).await;
+    assert_eq!(run.expect_code(0).json()["secondary_secret"], json!(second), "{run:?}");
 
     // Refused before sending: too short.
-    let run = run_secrets(secrets(&["create", "--primary", "short"])).await;
+    let run = run_with(secrets(&["create", "--primary", "-"]), "short\n", &[]).await;
     run.expect_code(2);
     assert!(run.stderr.contains("primary_secret") && run.stderr.contains("at least 16"), "{run:?}");
 
