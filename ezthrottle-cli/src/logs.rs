@@ -29,11 +29,12 @@ fn directives(verbose: u8, local: bool) -> &'static str {
     }
 }
 
-/// Installs the subscriber: events to stderr, coloured only on a terminal.
+/// Installs the subscriber: events to stderr (clearing a progress line first), coloured
+/// only on a terminal.
 pub(crate) fn init(verbose: u8, local: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter(verbose, local))
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::progress::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

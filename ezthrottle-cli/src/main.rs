@@ -37,6 +37,10 @@
 //! as `EZThrottle::from_env` does: an EZThrottle URL alone means direct mode (a local or
 //! self-hosted engine).
 //!
+//! While `submit --wait`, `job --wait` or `job --follow` waits, a line on stderr shows the
+//! elapsed time and the state, redrawn in place, when stderr is a terminal (nothing when
+//! it is not).
+//!
 //! `-v` logs what a command does on stderr (info), `-vv` more (debug); `RUST_LOG`, when
 //! set, decides instead.
 //!
@@ -54,6 +58,7 @@ mod job;
 mod local;
 mod logs;
 mod output;
+mod progress;
 mod secret_input;
 mod secrets;
 mod signature;

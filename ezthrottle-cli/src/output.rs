@@ -121,16 +121,21 @@ impl Output {
         } else {
             format!("ezthrottle: {}", error.message)
         };
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{text}");
+        crate::progress::interrupt(|| {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{text}");
+        });
     }
 }
 
 /// Writes one line on stdout and flushes; a closed stdout (`| head`) is not an error.
+/// A progress line on the terminal is cleared first.
 pub(crate) fn line(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
-    let _ = stdout.flush();
+    crate::progress::interrupt(|| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    });
 }
 
 #[cfg(test)]

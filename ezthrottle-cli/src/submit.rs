@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::args::{ENV_WEBHOOK_SECRET, SubmitArgs};
 use crate::output::{CliError, Output, Status};
+use crate::progress::Progress;
 use crate::signature::read_bounded;
 
 /// Why `--wait` is refused in cloud mode, and what to do instead. Said before anything is
@@ -66,7 +67,11 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
             receipt.job_id
         )));
     }
-    let payload = receiver.wait(&receipt, args.timeout).await?;
+    let waiting = format!("job {}: waiting for its webhook", receipt.job_id);
+    let progress = Progress::start(waiting, receipt.status.as_str());
+    let payload = receiver.wait(&receipt, args.timeout).await;
+    drop(progress);
+    let payload = payload?;
     tracing::info!(job_id = %payload.job_id, status = ?payload.status, "verified webhook received");
     let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
     let value = json!({ "receipt": receipt_json(&receipt), "webhook": payload });

@@ -398,6 +398,71 @@ async fn job_wait_prints_the_finished_job_and_names_missing_and_unusable_ids() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_through_a_pipe_prints_no_progress() {
+    let (engine, url, base) = engine_and_echo().await;
+    let run =
+        ezthrottle(&["submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--webhook-secret", SECRET], b"")
+            .await;
+    run.expect_code(0);
+    assert!(run.stderr.is_empty(), "{run:?}");
+    let payload: Value = serde_json::from_str(&run.stdout[run.stdout.find('{').unwrap()..]).unwrap();
+    let job_id = payload["job_id"].as_str().unwrap().to_owned();
+    assert!(run.stdout.starts_with(&format!("job_id: {job_id}\nstatus: queued\n")), "{run:?}");
+
+    let waited = ezthrottle(&["job", &job_id, "--ezthrottle-url", &base, "--wait"], b"").await;
+    let once = ezthrottle(&["job", &job_id, "--ezthrottle-url", &base], b"").await;
+    assert_eq!((waited.expect_code(0).stdout.as_str(), waited.stderr.as_str()), (once.stdout.as_str(), ""));
+    let followed = ezthrottle(&["job", &job_id, "--ezthrottle-url", &base, "--follow"], b"").await;
+    assert_eq!(followed.expect_code(0).stdout.lines().count(), 3, "{followed:?}");
+    assert!(followed.stderr.is_empty(), "{followed:?}");
+    // Timed out: the error alone.
+    let later = (now() + 3600) * 1000;
+    let file =
+        temp_file("later-piped.json", &json!({"url": "http://127.0.0.1:9/piped", "retry_at": later}).to_string());
+    let submitted = ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--file", &file], b"").await;
+    let queued = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
+    let run = ezthrottle(&["job", &queued, "--ezthrottle-url", &base, "--wait", "--timeout", "500ms"], b"").await;
+    assert_eq!(run.expect_code(4).stderr, format!("ezthrottle: job {queued} is still queued after 500ms\n"));
+    engine.shutdown().await;
+}
+
+/// `script` (util-linux) runs a command on a pseudo-terminal; `None` where it is missing.
+fn on_a_terminal(args: &[&str]) -> Option<std::process::Command> {
+    let found = std::process::Command::new("script").arg("--version").output().is_ok_and(|out| out.status.success());
+    if !found {
+        eprintln!("skipped: no `script` to give the binary a terminal");
+        return None;
+    }
+    let line = std::iter::once(env!("CARGO_BIN_EXE_ezthrottle")).chain(args.iter().copied()).collect::<Vec<_>>();
+    let mut command = std::process::Command::new("script");
+    command.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"]).env("RUST_LOG", "warn").stdin(Stdio::null());
+    Some(command)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_on_a_terminal_shows_elapsed_time_and_state_in_place() {
+    let (engine, _, base) = engine_and_echo().await;
+    let later = (now() + 3600) * 1000;
+    let file = temp_file("later-tty.json", &json!({"url": "http://127.0.0.1:9/never", "retry_at": later}).to_string());
+    let submitted = ezthrottle(&["--json", "submit", "--ezthrottle-url", &base, "--file", &file], b"").await;
+    let job_id = submitted.expect_code(0).json()["job_id"].as_str().unwrap().to_owned();
+    let Some(mut command) = on_a_terminal(&["job", &job_id, "--ezthrottle-url", &base, "--wait", "--timeout", "1s"])
+    else {
+        return;
+    };
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(4), "{screen:?}");
+    // Redrawn in place (carriage return, erase the line), with the state.
+    let drawn = screen.matches(&format!("\r\x1b[2Kjob {job_id}  ")).count();
+    assert!(drawn >= 2, "{screen:?}");
+    assert!(screen.contains("s  queued"), "{screen:?}");
+    // Cleared before the error, which has its line to itself.
+    assert!(screen.contains(&format!("\r\x1b[2Kezthrottle: job {job_id} is still queued after 1s")), "{screen:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_past_what_the_clock_can_say_waits_without_panicking() {
     let (engine, url, base) = engine_and_echo().await;
     // 10^19 s: parsed fine, but `Instant::now() + timeout` would overflow.
