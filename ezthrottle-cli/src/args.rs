@@ -1,5 +1,6 @@
 //! The command line: every command, flag and its `--help` text.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,8 +64,9 @@ pub(crate) enum Command {
     ///
     /// With --wait, a temporary webhook receiver on 127.0.0.1 is added to the job, and the
     /// delivered result is printed once its signature verifies with --webhook-secret. The
-    /// engine must be able to reach this machine's loopback, so --wait needs direct mode
-    /// (--ezthrottle-url); in cloud mode it is refused before anything is sent (exit 2).
+    /// engine must be able to reach the receiver: in direct mode (--ezthrottle-url) it
+    /// listens on loopback; in cloud mode --receiver-url must be a public URL forwarding to
+    /// it (a tunnel), or --wait is refused before anything is sent (exit 2).
     Submit(Box<SubmitArgs>),
 
     /// Show a job: status, every attempt, the target's answer, webhook deliveries and the
@@ -186,6 +188,17 @@ pub(crate) struct SubmitArgs {
     /// Wait for the job's result on a temporary loopback webhook and print it.
     #[arg(long)]
     pub(crate) wait: bool,
+
+    /// Where the --wait receiver listens (a fixed port for a tunnel to forward to).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", requires = "wait")]
+    pub(crate) receiver_bind: SocketAddr,
+
+    /// The URL EZThrottle delivers the --wait result to, instead of the receiver's own
+    /// loopback address: a public URL (a tunnel such as cloudflared or ngrok) forwarding to
+    /// --receiver-bind (path `/webhook`). Needed with --wait in cloud mode, where loopback is
+    /// out of reach.
+    #[arg(long, value_name = "URL", requires = "wait")]
+    pub(crate) receiver_url: Option<String>,
 
     /// How long --wait waits for the result once the job is accepted, e.g. 30s, 2m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "wait")]

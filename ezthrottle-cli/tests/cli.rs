@@ -568,16 +568,55 @@ async fn submit_wait_in_cloud_mode_is_refused_before_anything_is_sent() {
     let run = ezthrottle(&[&args[..], &["--wait", "--webhook-secret", SECRET]].concat(), b"").await;
     run.expect_code(2);
     assert!(run.stdout.is_empty(), "{run:?}");
-    for hint in ["cannot reach", "127.0.0.1", "Nothing was sent", "--ezthrottle-url", "--webhook https://", "tunnel"] {
+    for hint in
+        ["cannot reach", "loopback", "Nothing was sent", "--ezthrottle-url", "--receiver-url https://", "tunnel"]
+    {
         assert!(run.stderr.contains(hint), "{hint}: {run:?}");
     }
     let run = ezthrottle(&[&["--json"], &args[..], &["--wait", "--webhook-secret", SECRET]].concat(), b"").await;
     assert_eq!(run.expect_code(2).stderr_json()["exit_code"], 2);
     assert!(proxy.requests().is_empty(), "nothing may be sent: {:?}", proxy.requests());
 
+    // A loopback --receiver-url is just as far out of reach.
+    let wait = ["--wait", "--webhook-secret", SECRET, "--receiver-url", "http://localhost:8000/webhook"];
+    let run = ezthrottle(&[&args[..], &wait].concat(), b"").await;
+    assert!(run.expect_code(2).stderr.contains("cannot reach"), "{run:?}");
+    assert!(proxy.requests().is_empty(), "nothing may be sent: {:?}", proxy.requests());
+
+    // A public --receiver-url (a tunnel) is submitted as the job's webhook; the "proxy"
+    // refuses it, and delivers nothing anywhere.
+    let public = "https://tunnel.example.com/webhook";
+    let wait = ["--wait", "--webhook-secret", SECRET, "--receiver-url", public];
+    ezthrottle(&[&args[..], &wait].concat(), b"").await.expect_code(3);
+    // The proxy's envelope carries the job as a string.
+    let envelope = proxy.only_request().json();
+    let job: Value = serde_json::from_str(envelope["body"].as_str().unwrap()).unwrap();
+    assert_eq!(job["webhooks"], json!([{ "url": public, "has_quorum_vote": true }]), "{envelope}");
+
     // Without --wait the same client submits (and the proxy sees it): the refusal is --wait's.
     ezthrottle(&args, b"").await.expect_code(3);
-    assert!(!proxy.requests().is_empty());
+    assert_eq!(proxy.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_listens_where_asked_and_gives_the_receiver_url_to_the_engine() {
+    let (engine, url, base) = engine_and_echo().await;
+    // A free loopback port, as a tunnel would be told to forward to.
+    let bind = support::refused_addr().await;
+    // Another spelling of the same address: the engine delivers to the URL given, not to its own.
+    let receiver = format!("http://localhost:{}/webhook", bind.port());
+    let args = ["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--webhook-secret", SECRET];
+    let bind = bind.to_string();
+    let run = ezthrottle(&[&args[..], &["--receiver-bind", &bind, "--receiver-url", &receiver]].concat(), b"").await;
+    let out = run.expect_code(0).json();
+    assert_eq!(out["webhook"]["status"], "success", "{out}");
+    let job_id = out["receipt"]["job_id"].as_str().unwrap();
+    let job = ezthrottle(&["--json", "job", job_id, "--ezthrottle-url", &base], b"").await;
+    assert_eq!(job.expect_code(0).json()["webhooks"][0]["url"], receiver.as_str(), "{job:?}");
+
+    let run = ezthrottle(&[&args[..], &["--receiver-url", "/relative"]].concat(), b"").await;
+    assert!(run.expect_code(2).stderr_json()["error"].as_str().unwrap().starts_with("--receiver-url: "), "{run:?}");
+    engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
