@@ -108,7 +108,7 @@ fn draw(line: &str, stopped: &AtomicBool) {
     *drawn = true;
 }
 
-/// `waiting for job_1  3.2s  queued`.
+/// `job job_1  3.2s  queued`.
 fn render(what: &str, elapsed: Duration, state: &str) -> String {
     let tenths = elapsed.as_millis() / 100;
     format!("{what}  {}.{}s  {state}", tenths / 10, tenths % 10)
