@@ -25,7 +25,8 @@ stdout instead, and errors are printed on stderr as {\"error\": \"...\", \"exit_
 Exit codes:
   0  success (verify: the signature is valid)
   1  verify only: the signature did not verify (the reason is printed)
-  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB, a secret on the command line)
+  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB,
+     a secret on the command line, submit --wait in cloud mode with a loopback receiver)
   3  any other failure (an error answer such as 400, 429 or 5xx, the engine did not start)
   4  timed out: submit --wait: the job was accepted but its webhook did not arrive in time (or it was a duplicate);
      job --wait / --follow: the job did not finish in time; or a call to EZThrottle got no answer within --request-timeout
