@@ -1,10 +1,18 @@
 //! The command line: every command, flag and its `--help` text.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ezthrottle_core::Method;
 use ezthrottle_local::cli::{LocalArgs, parse_duration};
+
+/// The variable holding the primary webhook secret (`submit --wait`, `sign`, `verify`,
+/// `secrets`); the conformance app reads the same name.
+pub(crate) const ENV_WEBHOOK_SECRET: &str = "EZTHROTTLE_WEBHOOK_SECRET";
+/// The variable holding the secondary webhook secret (during a rotation); the conformance
+/// app reads the same name.
+pub(crate) const ENV_WEBHOOK_SECONDARY_SECRET: &str = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET";
 
 /// `ezthrottle --help` (the long form; `-h` shows the first line).
 const LONG_ABOUT: &str = "\
@@ -17,10 +25,14 @@ stdout instead, and errors are printed on stderr as {\"error\": \"...\", \"exit_
 Exit codes:
   0  success (verify: the signature is valid)
   1  verify only: the signature did not verify (the reason is printed)
-  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB)
-  3  the request or the service failed (EZThrottle unreachable, an error answer such as 401 or 400, the engine did not start)
-  4  submit --wait: the job was accepted but its webhook did not arrive in time;
-     job --wait: the job did not finish in time";
+  2  usage error or invalid input, nothing was sent (bad flags, an invalid job, an unreadable file, input over 16 MiB,
+     a secret on the command line, submit --wait in cloud mode with a loopback receiver)
+  3  any other failure (an error answer such as 400, 429 or 5xx, the engine did not start)
+  4  timed out: submit --wait: the job was accepted but its webhook did not arrive in time (or it was a duplicate);
+     job --wait / --follow: the job did not finish in time; or a call to EZThrottle got no answer within --request-timeout
+  5  not found: the job (job), or the webhook secrets (secrets get)
+  6  EZThrottle unreachable: nothing was sent (connection refused, DNS, TLS)
+  7  unauthorised: the API key was refused (401) or may not do this (403)";
 
 /// The `ezthrottle` command.
 #[derive(clap::Parser)]
@@ -30,6 +42,11 @@ pub(crate) struct Cli {
     /// `{"error": "...", "exit_code": N}` on stderr.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// Log what the command does on stderr: -v at info, -vv at debug (the `ezthrottle`
+    /// crates; RUST_LOG, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
 
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -48,7 +65,9 @@ pub(crate) enum Command {
     ///
     /// With --wait, a temporary webhook receiver on 127.0.0.1 is added to the job, and the
     /// delivered result is printed once its signature verifies with --webhook-secret. The
-    /// engine must be able to reach this machine's loopback (a local engine, or a tunnel).
+    /// engine must be able to reach the receiver: in direct mode (--ezthrottle-url) it
+    /// listens on loopback; in cloud mode --receiver-url must be a public URL forwarding to
+    /// it (a tunnel), or --wait is refused before anything is sent (exit 2).
     Submit(Box<SubmitArgs>),
 
     /// Show a job: status, every attempt, the target's answer, webhook deliveries and the
@@ -69,6 +88,20 @@ pub(crate) enum Command {
     /// `no_signature_header`, `missing_v1_signature`, `invalid_timestamp`,
     /// `timestamp_expired (diff=<d>s, tolerance=<t>s)` or `signature_mismatch` (exit 1).
     Verify(VerifyArgs),
+
+    /// Print the completion script of a shell on stdout.
+    ///
+    /// For example `ezthrottle completions bash > ~/.local/share/bash-completion/completions/ezthrottle`,
+    /// or `ezthrottle completions zsh > "${fpath[1]}/_ezthrottle"`.
+    Completions(CompletionsArgs),
+}
+
+/// `ezthrottle completions`.
+#[derive(clap::Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `ezthrottle local`.
@@ -157,17 +190,28 @@ pub(crate) struct SubmitArgs {
     #[arg(long)]
     pub(crate) wait: bool,
 
+    /// Where the --wait receiver listens (a fixed port for a tunnel to forward to).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", requires = "wait")]
+    pub(crate) receiver_bind: SocketAddr,
+
+    /// The URL EZThrottle delivers the --wait result to, instead of the receiver's own
+    /// loopback address: a public URL (a tunnel such as cloudflared or ngrok) forwarding to
+    /// --receiver-bind (path `/webhook`). Needed with --wait in cloud mode, where loopback is
+    /// out of reach.
+    #[arg(long, value_name = "URL", requires = "wait")]
+    pub(crate) receiver_url: Option<String>,
+
     /// How long --wait waits for the result once the job is accepted, e.g. 30s, 2m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "wait")]
     pub(crate) timeout: Duration,
 
     /// Secret the --wait receiver verifies deliveries with (the account's primary webhook
     /// secret). Required with --wait.
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECRET, hide_env_values = true)]
     pub(crate) webhook_secret: Option<String>,
 
     /// A second secret the --wait receiver also accepts (during a rotation).
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECONDARY_SECRET, hide_env_values = true)]
     pub(crate) webhook_secondary_secret: Option<String>,
 }
 
@@ -208,28 +252,51 @@ pub(crate) struct SecretsArgs {
 }
 
 /// The webhook-secret operations.
+///
+/// A secret is never taken from the command line (other users see it in the process list,
+/// and it stays in the shell's history): `-` reads it from stdin, one a line, and without
+/// the flag it comes from its environment variable.
 #[derive(clap::Subcommand)]
 pub(crate) enum SecretsAction {
     /// Set the webhook secrets (create or replace). Each must be at least 16 characters.
+    ///
+    /// The primary from `--primary -` (stdin) or EZTHROTTLE_WEBHOOK_SECRET, the secondary
+    /// from `--secondary -` or EZTHROTTLE_WEBHOOK_SECONDARY_SECRET; --secret-stdin reads
+    /// both from stdin, the primary on the first line, the secondary (if any) on the second.
     Create {
-        /// The secret every delivery is signed with.
-        #[arg(long, value_name = "SECRET")]
-        primary: String,
-        /// A second secret receivers may still hold (rotation).
-        #[arg(long, value_name = "SECRET")]
+        /// `-`: read the secret every delivery is signed with from stdin (default:
+        /// EZTHROTTLE_WEBHOOK_SECRET).
+        #[arg(long, value_name = "-")]
+        primary: Option<String>,
+        /// `-`: read a second secret receivers may still hold (rotation) from stdin
+        /// (default: EZTHROTTLE_WEBHOOK_SECONDARY_SECRET, if set).
+        #[arg(long, value_name = "-")]
         secondary: Option<String>,
+        /// Read the secrets from stdin: the primary on the first line, the secondary (if
+        /// any) on the second.
+        #[arg(long, conflicts_with_all = ["primary", "secondary"])]
+        secret_stdin: bool,
     },
     /// Show the webhook secrets, masked.
     Get,
-    /// Rotate: --new becomes the primary secret, --previous the secondary, so receivers
-    /// holding either keep verifying during the switch.
+    /// Rotate: the new secret becomes the primary, the previous one the secondary, so
+    /// receivers holding either keep verifying during the switch.
+    ///
+    /// The new secret from `--new -` (stdin) or EZTHROTTLE_WEBHOOK_SECRET, the previous from
+    /// `--previous -` or EZTHROTTLE_WEBHOOK_SECONDARY_SECRET (the variables a receiver then
+    /// verifies with); --secret-stdin reads both, the new one on the first line.
     Rotate {
-        /// The new primary secret.
-        #[arg(long, value_name = "SECRET")]
-        new: String,
-        /// The secret in use until now (kept as the secondary).
-        #[arg(long, value_name = "SECRET")]
-        previous: String,
+        /// `-`: read the new primary secret from stdin (default: EZTHROTTLE_WEBHOOK_SECRET).
+        #[arg(long, value_name = "-")]
+        new: Option<String>,
+        /// `-`: read the secret in use until now (kept as the secondary) from stdin
+        /// (default: EZTHROTTLE_WEBHOOK_SECONDARY_SECRET).
+        #[arg(long, value_name = "-")]
+        previous: Option<String>,
+        /// Read the secrets from stdin: the new one on the first line, the previous on the
+        /// second.
+        #[arg(long, conflicts_with_all = ["new", "previous"])]
+        secret_stdin: bool,
     },
     /// Delete the webhook secrets (deliveries are then unsigned).
     Delete,
@@ -239,7 +306,7 @@ pub(crate) enum SecretsAction {
 #[derive(clap::Args)]
 pub(crate) struct SignArgs {
     /// The webhook secret to sign with.
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECRET, hide_env_values = true)]
     pub(crate) secret: String,
 
     /// The signed timestamp, Unix seconds (default: now).
@@ -251,11 +318,11 @@ pub(crate) struct SignArgs {
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
     /// The primary webhook secret.
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECRET, hide_env_values = true)]
     pub(crate) secret: String,
 
     /// A secondary secret, also accepted (during a rotation).
-    #[arg(long, value_name = "SECRET", env = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", env = ENV_WEBHOOK_SECONDARY_SECRET, hide_env_values = true)]
     pub(crate) secondary: Option<String>,
 
     /// The X-EZThrottle-Signature header value, `t=<unix secs>,v1=<hex>` (a leading

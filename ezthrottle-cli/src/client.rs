@@ -18,12 +18,16 @@ impl Connection {
             _ => None,
         };
         let builder = EZThrottleBuilder::from_lookup(flags).timeout(self.request_timeout);
-        builder.build().map_err(|error| match error {
+        let client = builder.build().map_err(|error| match error {
             ezthrottle_core::Error::Config(message) if message.contains(ENV_API_KEY) => CliError::usage(format!(
                 "an API key is required for EZThrottle cloud: pass --api-key or set {ENV_API_KEY} \
                  (or pass --ezthrottle-url URL to talk to a local engine)"
             )),
             other => other.into(),
-        })
+        })?;
+        let mode = if client.is_direct() { "direct" } else { "cloud" };
+        let url = self.tracktags_url.as_deref().or(self.ezthrottle_url.as_deref()).unwrap_or("the default");
+        tracing::info!(mode, url, "talking to EZThrottle");
+        Ok(client)
     }
 }

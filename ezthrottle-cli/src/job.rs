@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::args::JobArgs;
 use crate::output::{CliError, Output, Status};
+use crate::progress::Progress;
 
 /// How often `--wait` asks again.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -25,14 +26,19 @@ pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError>
     if args.follow {
         return follow(&client, args, deadline, out).await;
     }
+    let progress = args.wait.then(|| Progress::start(format!("job {}", args.job_id), "asking"));
     let snapshot = loop {
         let snapshot = client.get_job(&args.job_id).await?;
+        if let Some(progress) = &progress {
+            progress.set(snapshot.status.to_string());
+        }
+        tracing::debug!(job_id = %snapshot.job_id, status = %snapshot.status, "job asked for");
         if !args.wait || snapshot.is_finished() {
             break snapshot;
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(CliError::wait_timed_out(format!(
+            return Err(CliError::timed_out(format!(
                 "job {} is still {} after {}",
                 snapshot.job_id,
                 snapshot.status,
@@ -42,6 +48,7 @@ pub(crate) async fn run(args: &JobArgs, out: Output) -> Result<Status, CliError>
         // The last look is at the deadline itself, so "still running after T" is true.
         tokio::time::sleep(POLL_EVERY.min(deadline - now)).await;
     };
+    drop(progress);
     let value = serde_json::to_value(&snapshot)
         .map_err(|err| CliError::failed(format!("cannot print the job as JSON: {err}")))?;
     out.print(&describe(&snapshot), &value);
@@ -56,10 +63,11 @@ async fn follow(
     out: Output,
 ) -> Result<Status, CliError> {
     let mut events = client.job_events(&args.job_id);
+    let progress = Progress::start(format!("job {}", args.job_id), "connecting");
     loop {
         match tokio::time::timeout_at(deadline, events.next()).await {
             Err(_) => {
-                return Err(CliError::wait_timed_out(format!(
+                return Err(CliError::timed_out(format!(
                     "job {} had not finished after {}",
                     args.job_id,
                     humantime::format_duration(args.timeout)
@@ -68,6 +76,8 @@ async fn follow(
             Ok(None) => return Ok(Status::Ok),
             Ok(Some(event)) => {
                 let event = event?;
+                progress.set(event.kind.as_str());
+                tracing::debug!(job_id = %args.job_id, event = event.kind.as_str(), "job event");
                 out.print(&describe_event(&event), &event_json(&event));
             }
         }

@@ -10,13 +10,6 @@ use crate::output::{CliError, Output, Status};
 /// SIGTERM, then shuts down gracefully.
 pub(crate) async fn run(command: &LocalCommand, out: Output) -> Result<Status, CliError> {
     let signals = ShutdownSignals::install();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let engine = command
         .args
         .to_builder()

@@ -26,28 +26,40 @@
 //! - `job <JOB_ID>`: a job's status and history (attempts, the target's answer, webhook
 //!   deliveries, children); `--wait` asks again until it has finished.
 //! - `secrets create | get | rotate | delete`: the account's webhook secrets, only ever
-//!   printed masked.
+//!   printed masked, and read from stdin (`--primary -`, `--secret-stdin`) or the
+//!   environment, never from the command line.
 //! - `sign` and `verify`: the `X-EZThrottle-Signature` header for a body read from stdin
 //!   (at most 16 MiB).
+//! - `completions <bash|zsh|fish|powershell|elvish>`: the shell's completion script.
 //!
 //! `submit`, `job` and `secrets` find EZThrottle through `--api-key` (`EZTHROTTLE_API_KEY`),
 //! `--ezthrottle-url` (`EZTHROTTLE_URL`) and `--tracktags-url` (`EZTHROTTLE_TRACKTAGS_URL`),
 //! as `EZThrottle::from_env` does: an EZThrottle URL alone means direct mode (a local or
 //! self-hosted engine).
 //!
+//! While `submit --wait`, `job --wait` or `job --follow` waits, a line on stderr shows the
+//! elapsed time and the state, redrawn in place, when stderr is a terminal (nothing when
+//! it is not).
+//!
+//! `-v` logs what a command does on stderr (info), `-vv` more (debug); `RUST_LOG`, when
+//! set, decides instead.
+//!
 //! `--json` makes every command print one JSON document on stdout; errors then go to stderr
 //! as `{"error": "...", "exit_code": N}` (otherwise as `ezthrottle: <message>`).
 //!
-//! Exit codes: 0 success; 1 `verify` only, the signature did not verify; 2 usage error or
-//! invalid input (nothing sent); 3 the request or the service failed (a job that is not
-//! found included); 4 `submit --wait` timed out waiting for the webhook, or `job --wait` for
-//! the job to finish.
+//! Exit codes (the table is in `--help` and the README): 0 success; 1 `verify` only, the
+//! signature did not verify; 2 usage error or invalid input (nothing sent); 3 any other
+//! failure; 4 timed out (a wait, or a call without an answer); 5 not found; 6 EZThrottle
+//! unreachable; 7 unauthorised.
 
 mod args;
 mod client;
 mod job;
 mod local;
+mod logs;
 mod output;
+mod progress;
+mod secret_input;
 mod secrets;
 mod signature;
 mod submit;
@@ -65,6 +77,7 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(&error),
     };
     let out = Output { json: cli.json };
+    logs::init(cli.verbose, matches!(cli.command, Command::Local(_)));
     match run(cli.command, out) {
         Ok(Status::Ok) => ExitCode::SUCCESS,
         Ok(Status::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),
@@ -83,7 +96,17 @@ fn run(command: Command, out: Output) -> Result<Status, CliError> {
         Command::Submit(args) => runtime()?.block_on(submit::run(&args, out)),
         Command::Job(args) => runtime()?.block_on(job::run(&args, out)),
         Command::Secrets(args) => runtime()?.block_on(secrets::run(&args, out)),
+        Command::Completions(args) => Ok(completions(args.shell)),
     }
+}
+
+/// The shell's completion script, on stdout (written whole: a closed pipe is not a panic).
+fn completions(shell: clap_complete::Shell) -> Status {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ezthrottle", &mut script);
+    output::line(String::from_utf8_lossy(&script).trim_end());
+    Status::Ok
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -7,11 +7,18 @@ use std::io::Write as _;
 pub(crate) const EXIT_NOT_VERIFIED: u8 = 1;
 /// A usage error or invalid input: nothing was sent (clap uses 2 as well).
 pub(crate) const EXIT_USAGE: u8 = 2;
-/// The request or the service failed.
+/// The request or the service failed (any failure without a code of its own).
 pub(crate) const EXIT_FAILED: u8 = 3;
-/// `submit --wait`: accepted, but the webhook did not arrive in time; `job --wait`: the
-/// job did not finish in time.
-pub(crate) const EXIT_WAIT_TIMED_OUT: u8 = 4;
+/// Timed out: a wait (`submit --wait`, `job --wait`, `job --follow`) or a call to
+/// EZThrottle that got no answer within `--request-timeout`.
+pub(crate) const EXIT_TIMED_OUT: u8 = 4;
+/// Not found: the job, or the webhook secrets.
+pub(crate) const EXIT_NOT_FOUND: u8 = 5;
+/// EZThrottle unreachable: nothing was sent (connection refused, DNS, TLS, or the
+/// client's circuit breaker is open).
+pub(crate) const EXIT_UNREACHABLE: u8 = 6;
+/// Unauthorised: the API key was refused (401) or may not do this (403).
+pub(crate) const EXIT_UNAUTHORIZED: u8 = 7;
 
 /// How a command ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +48,8 @@ impl CliError {
     }
 
     /// Exit 4: a wait (for a webhook, for a job to finish) timed out.
-    pub(crate) fn wait_timed_out(message: impl fmt::Display) -> Self {
-        Self { code: EXIT_WAIT_TIMED_OUT, message: message.to_string() }
+    pub(crate) fn timed_out(message: impl fmt::Display) -> Self {
+        Self { code: EXIT_TIMED_OUT, message: message.to_string() }
     }
 
     /// `context: <error and its sources>`, exit 3.
@@ -65,12 +72,23 @@ impl From<ezthrottle_core::Error> for CliError {
             }
             other => describe(other),
         };
-        let code = match error {
-            Error::Config(_) | Error::InvalidInput { .. } => EXIT_USAGE,
-            Error::WaitTimedOut { .. } => EXIT_WAIT_TIMED_OUT,
-            _ => EXIT_FAILED,
-        };
-        Self { code, message }
+        Self { code: exit_code(&error), message }
+    }
+}
+
+/// The exit code of a client error: the distinct cases a script tells apart, 3 for the rest.
+fn exit_code(error: &ezthrottle_core::Error) -> u8 {
+    use ezthrottle_core::Error;
+    match error {
+        Error::Config(_) | Error::InvalidInput { .. } => EXIT_USAGE,
+        Error::WaitTimedOut { .. } => EXIT_TIMED_OUT,
+        // Sent, and no answer within --request-timeout.
+        Error::Transport { source, .. } if source.is_timeout() => EXIT_TIMED_OUT,
+        Error::JobNotFound { .. } | Error::NoWebhookSecrets => EXIT_NOT_FOUND,
+        Error::Unreachable { .. } | Error::EZThrottleUnavailable { .. } => EXIT_UNREACHABLE,
+        Error::Unauthorized { .. } | Error::Forbidden { .. } => EXIT_UNAUTHORIZED,
+        Error::Forward { source, .. } => exit_code(source),
+        _ => EXIT_FAILED,
     }
 }
 
@@ -103,16 +121,21 @@ impl Output {
         } else {
             format!("ezthrottle: {}", error.message)
         };
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{text}");
+        crate::progress::interrupt(|| {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{text}");
+        });
     }
 }
 
 /// Writes one line on stdout and flushes; a closed stdout (`| head`) is not an error.
+/// A progress line on the terminal is cleared first.
 pub(crate) fn line(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
-    let _ = stdout.flush();
+    crate::progress::interrupt(|| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    });
 }
 
 #[cfg(test)]
@@ -151,6 +174,6 @@ mod tests {
         let invalid = ezthrottle_core::Error::InvalidInput { field: "url".into(), reason: "is required".into() };
         let invalid = CliError::from(invalid);
         assert_eq!((invalid.code(), invalid.message.as_str()), (EXIT_USAGE, "invalid url: is required"));
-        assert_eq!(CliError::from(ezthrottle_core::Error::NoWebhookSecrets).code(), EXIT_FAILED);
+        assert_eq!(CliError::from(ezthrottle_core::Error::NoWebhookSecrets).code(), EXIT_NOT_FOUND);
     }
 }

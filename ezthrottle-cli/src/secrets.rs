@@ -3,19 +3,42 @@
 use ezthrottle_core::protocol::mask_secret;
 use serde_json::json;
 
-use crate::args::{SecretsAction, SecretsArgs};
+use crate::args::{ENV_WEBHOOK_SECONDARY_SECRET, ENV_WEBHOOK_SECRET, SecretsAction, SecretsArgs};
 use crate::output::{CliError, Output, Status};
+use crate::secret_input::{SecretSource, read_stdin, resolve};
+
+/// The secrets of `create` and `rotate`: after either, the primary is in
+/// `EZTHROTTLE_WEBHOOK_SECRET` and the secondary in `EZTHROTTLE_WEBHOOK_SECONDARY_SECRET`,
+/// the names a receiver verifies with.
+const PRIMARY: SecretSource = SecretSource { flag: "--primary", variable: ENV_WEBHOOK_SECRET };
+const SECONDARY: SecretSource = SecretSource { flag: "--secondary", variable: ENV_WEBHOOK_SECONDARY_SECRET };
+const NEW: SecretSource = SecretSource { flag: "--new", variable: ENV_WEBHOOK_SECRET };
+const PREVIOUS: SecretSource = SecretSource { flag: "--previous", variable: ENV_WEBHOOK_SECONDARY_SECRET };
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// Runs one webhook-secret operation. Secrets are only ever printed masked.
 pub(crate) async fn run(args: &SecretsArgs, out: Output) -> Result<Status, CliError> {
     let client = args.connection.client()?;
     match &args.action {
-        SecretsAction::Create { primary, secondary } => {
+        SecretsAction::Create { primary, secondary, secret_stdin } => {
+            let sources = [(PRIMARY, primary.as_deref()), (SECONDARY, secondary.as_deref())];
+            let [primary, secondary] = resolve(sources, *secret_stdin, env, read_stdin)?;
+            let primary = PRIMARY.required(primary)?;
+            let primary = primary.as_str();
             client.create_webhook_secret(primary, secondary.as_deref()).await?;
+            tracing::info!(secondary = secondary.is_some(), "webhook secrets set");
             print_set(out, "webhook secrets set", primary, secondary.as_deref());
         }
-        SecretsAction::Rotate { new, previous } => {
+        SecretsAction::Rotate { new, previous, secret_stdin } => {
+            let sources = [(NEW, new.as_deref()), (PREVIOUS, previous.as_deref())];
+            let [new, previous] = resolve(sources, *secret_stdin, env, read_stdin)?;
+            let (new, previous) = (NEW.required(new)?, PREVIOUS.required(previous)?);
+            let (new, previous) = (new.as_str(), previous.as_str());
             client.rotate_webhook_secret(new, previous).await?;
+            tracing::info!("webhook secrets rotated");
             print_set(out, "webhook secrets rotated", new, Some(previous));
         }
         SecretsAction::Get => {

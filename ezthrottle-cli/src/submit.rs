@@ -1,6 +1,6 @@
 //! `ezthrottle submit [--wait]`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,9 +13,19 @@ use ezthrottle_core::{Job, RetryPolicy, SubmitReceipt, Webhook, WebhookPayload};
 use ezthrottle_tower::axum::webhook_routes;
 use serde_json::json;
 
-use crate::args::SubmitArgs;
+use crate::args::{ENV_WEBHOOK_SECRET, SubmitArgs};
 use crate::output::{CliError, Output, Status};
+use crate::progress::Progress;
 use crate::signature::read_bounded;
+
+/// Why `--wait` is refused in cloud mode with a loopback receiver, and what to do instead.
+/// Said before anything is sent: a job whose only way back is a loopback receiver would
+/// run, and be billed, for nothing.
+const LOOPBACK_IN_CLOUD: &str = "--wait receives the result on a webhook receiver on this machine's loopback, \
+     which EZThrottle cloud cannot reach: the job would run, and be billed, but never report back. Nothing was \
+     sent. Either talk to an engine directly (--ezthrottle-url, e.g. `ezthrottle local` at \
+     http://127.0.0.1:8080), or give the receiver a public URL: a tunnel (cloudflared, ngrok) to \
+     --receiver-bind 127.0.0.1:<port>, with --receiver-url https://<public host>/webhook";
 
 /// Submits the job; with `--wait`, waits for its webhook and prints the payload too.
 pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliError> {
@@ -24,14 +34,22 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
     let client = args.connection.client()?;
     if !args.wait {
         let receipt = client.submit_job(&job).await?;
+        accepted(&receipt);
         out.print(&receipt_text(&receipt), &receipt_json(&receipt));
         return Ok(Status::Ok);
     }
+    if let Some(url) = &args.receiver_url
+        && !url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+    {
+        return Err(CliError::usage(format!("--receiver-url: {url:?} is not an absolute http(s) URL")));
+    }
+    if !client.is_direct() && args.receiver_url.as_deref().is_none_or(is_loopback_url) {
+        return Err(CliError::usage(LOOPBACK_IN_CLOUD));
+    }
     let Some(secret) = args.webhook_secret.as_deref().filter(|s| !s.is_empty()) else {
-        return Err(CliError::usage(
-            "--wait needs the webhook secret to verify deliveries: pass --webhook-secret or set \
-             EZTHROTTLE_WEBHOOK_SECRET",
-        ));
+        return Err(CliError::usage(format!(
+            "--wait needs the webhook secret to verify deliveries: pass --webhook-secret or set {ENV_WEBHOOK_SECRET}"
+        )));
     };
     let mut verifier = Verifier::new(secret).map_err(|err| CliError::usage(format!("--webhook-secret: {err}")))?;
     if let Some(secondary) = &args.webhook_secondary_secret {
@@ -39,24 +57,50 @@ pub(crate) async fn run(args: &SubmitArgs, out: Output) -> Result<Status, CliErr
             .with_secondary(secondary)
             .map_err(|err| CliError::usage(format!("--webhook-secondary-secret: {err}")))?;
     }
-    let receiver = Receiver::start(verifier).await?;
-    job.webhooks.push(Webhook::new(receiver.url()));
+    let receiver = Receiver::start(verifier, args.receiver_bind).await?;
+    let receiver_url = args.receiver_url.clone().unwrap_or_else(|| receiver.url());
+    tracing::info!(listening = %receiver.url(), url = %receiver_url, "webhook receiver started");
+    job.webhooks.push(Webhook::new(receiver_url));
     let receipt = client.submit_job(&job).await?;
+    accepted(&receipt);
     if receipt.duplicate {
         if !out.json {
             crate::output::line(&receipt_text(&receipt));
         }
-        return Err(CliError::wait_timed_out(format!(
+        return Err(CliError::timed_out(format!(
             "job {} is a duplicate of an earlier submission: its result went to that submission's webhooks, \
              not to this receiver (use another --idempotent-key)",
             receipt.job_id
         )));
     }
-    let payload = receiver.wait(&receipt, args.timeout).await?;
+    let waiting = format!("job {}: waiting for its webhook", receipt.job_id);
+    let progress = Progress::start(waiting, receipt.status.as_str());
+    let payload = receiver.wait(&receipt, args.timeout).await;
+    drop(progress);
+    let payload = payload?;
+    tracing::info!(job_id = %payload.job_id, status = ?payload.status, "verified webhook received");
     let pretty = serde_json::to_string_pretty(&payload).unwrap_or_default();
     let value = json!({ "receipt": receipt_json(&receipt), "webhook": payload });
     out.print(&format!("{}\n{pretty}", receipt_text(&receipt)), &value);
     Ok(Status::Ok)
+}
+
+fn accepted(receipt: &SubmitReceipt) {
+    tracing::info!(job_id = %receipt.job_id, status = %receipt.status, duplicate = receipt.duplicate, "job accepted");
+}
+
+/// Whether EZThrottle cloud cannot reach `url`: a loopback host (`localhost`, 127.0.0.0/8,
+/// `::1`), or no URL at all.
+fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url).ok().and_then(|url| url.host().map(|host| host.to_owned())) {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        None => true,
+    }
 }
 
 /// The job from `--file`, or from the flags.
@@ -125,10 +169,10 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(verifier: Verifier) -> Result<Self, CliError> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+    async fn start(verifier: Verifier, bind: SocketAddr) -> Result<Self, CliError> {
+        let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .map_err(|err| CliError::failed_with("cannot start the webhook receiver on 127.0.0.1", &err))?;
+            .map_err(|err| CliError::failed_with(format!("cannot start the webhook receiver on {bind}"), &err))?;
         let addr =
             listener.local_addr().map_err(|err| CliError::failed_with("cannot start the webhook receiver", &err))?;
         let inbox = WebhookInbox::with_capacity(64);
@@ -165,11 +209,29 @@ impl Receiver {
             } else {
                 String::new()
             };
-            CliError::wait_timed_out(format!(
+            CliError::timed_out(format!(
                 "job {} was accepted but its webhook did not arrive within {}{hint}",
                 receipt.job_id,
                 humantime::format_duration(timeout)
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_receivers_are_told_apart_from_public_ones() {
+        for url in ["http://127.0.0.1:9/webhook", "http://127.8.0.1/", "http://[::1]:80/", "http://localhost/x"] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in ["http://LOCALHOST./", "http://app.localhost/", "http://0.0.0.0:9/", "not a url"] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in ["https://tunnel.example.com/webhook", "http://192.0.2.1/", "https://[2001:db8::1]/"] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
     }
 }

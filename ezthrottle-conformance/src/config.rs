@@ -18,7 +18,7 @@ pub const ENV_UPSTREAM_URL: &str = "UPSTREAM_URL";
 /// Environment variable: the webhook secret deliveries are verified with.
 pub const ENV_WEBHOOK_SECRET: &str = "EZTHROTTLE_WEBHOOK_SECRET";
 /// Environment variable: a second accepted webhook secret (during a rotation).
-pub const ENV_WEBHOOK_SECRET_SECONDARY: &str = "EZTHROTTLE_WEBHOOK_SECRET_SECONDARY";
+pub const ENV_WEBHOOK_SECRET_SECONDARY: &str = "EZTHROTTLE_WEBHOOK_SECONDARY_SECRET";
 
 /// How the app is configured. Every field has a default; [`Config::from_env`] reads them
 /// from the environment, the setters set them in code.
@@ -52,7 +52,7 @@ pub struct Config {
     /// The secret webhook deliveries must be signed with (`EZTHROTTLE_WEBHOOK_SECRET`).
     /// Unset: deliveries are stored unverified, as the official SDKs' test apps do.
     pub webhook_secret: Option<String>,
-    /// A second accepted secret (`EZTHROTTLE_WEBHOOK_SECRET_SECONDARY`), for rotations.
+    /// A second accepted secret (`EZTHROTTLE_WEBHOOK_SECONDARY_SECRET`), for rotations.
     pub webhook_secret_secondary: Option<String>,
 }
 
@@ -91,7 +91,7 @@ impl Config {
 
     /// Reads `PORT`, `HOST`, `APP_URL`, `EZTHROTTLE_URL`, `EZTHROTTLE_API_KEY`,
     /// `EZTHROTTLE_TRACKTAGS_URL`, `UPSTREAM_URL`, `EZTHROTTLE_WEBHOOK_SECRET` and
-    /// `EZTHROTTLE_WEBHOOK_SECRET_SECONDARY`. Empty values count as unset.
+    /// `EZTHROTTLE_WEBHOOK_SECONDARY_SECRET`. Empty values count as unset.
     ///
     /// # Errors
     ///
@@ -240,15 +240,18 @@ mod tests {
             ("EZTHROTTLE_URL", "http://127.0.0.1:4000"),
             ("UPSTREAM_URL", "https://httpbin.org"),
             ("EZTHROTTLE_WEBHOOK_SECRET", "  s1  "),
-            ("EZTHROTTLE_WEBHOOK_SECRET_SECONDARY", ""),
+            ("EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", " s2 "),
         ])
         .unwrap();
         assert_eq!(config.bind, "0.0.0.0:9001".parse().unwrap());
         assert_eq!(config.app_url.as_deref(), Some("https://app.example.com"));
         assert_eq!(config.upstream_url.as_deref(), Some("https://httpbin.org"));
         assert_eq!(config.webhook_secret.as_deref(), Some("s1"));
-        assert!(config.webhook_secret_secondary.is_none());
+        // The CLI's spelling (`ezthrottle submit --wait`, `verify`, `secrets`): one name for both.
+        assert_eq!(config.webhook_secret_secondary.as_deref(), Some("s2"));
         assert!(config.client().unwrap().is_direct());
+        let empty = from(&[("EZTHROTTLE_WEBHOOK_SECONDARY_SECRET", "")]).unwrap();
+        assert!(empty.webhook_secret_secondary.is_none(), "empty counts as unset");
     }
 
     #[test]

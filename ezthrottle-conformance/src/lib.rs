@@ -39,7 +39,7 @@
 //! | `EZTHROTTLE_API_KEY` | the API key: alone, EZThrottle cloud; optional for a direct engine |
 //! | `EZTHROTTLE_TRACKTAGS_URL` | cloud mode through this proxy |
 //! | `UPSTREAM_URL` | an httpbin-compatible base URL the scenarios target (default: a built-in one, see [`upstream`]) |
-//! | `EZTHROTTLE_WEBHOOK_SECRET` | verify every delivery's `X-EZThrottle-Signature` with it (and `EZTHROTTLE_WEBHOOK_SECRET_SECONDARY`) |
+//! | `EZTHROTTLE_WEBHOOK_SECRET` | verify every delivery's `X-EZThrottle-Signature` with it (and `EZTHROTTLE_WEBHOOK_SECONDARY_SECRET`) |
 //!
 //! **Webhook verification.** The official test apps store deliveries without verifying
 //! them. This app does the same when no secret is configured (`verified: false` in the
