@@ -26,9 +26,9 @@ async fn verbose_logs_to_stderr_and_rust_log_wins() {
     assert!(info.stderr.contains(" INFO ") && info.stderr.contains("job accepted"), "{info:?}");
     assert!(!info.stderr.contains("DEBUG"), "{info:?}");
 
-    // -vv: the client's debug events too (core's `submitting job`); global, after the subcommand.
+    // -vv: the client's debug events too (in core's `submit` span); global, after the subcommand.
     let debug = ezthrottle_with(without_rust_log(), &[&submit[..], &["-vv"]].concat(), b"").await;
-    assert!(debug.expect_code(0).stderr.contains("DEBUG") && debug.stderr.contains("submitting job"), "{debug:?}");
+    assert!(debug.expect_code(0).stderr.contains("DEBUG") && debug.stderr.contains("submit{method="), "{debug:?}");
     let job = ezthrottle_with(without_rust_log(), &["job", &job_id, "--ezthrottle-url", &base, "-vv"], b"").await;
     assert!(job.expect_code(0).stderr.contains("job asked for"), "{job:?}");
     let secrets = ezthrottle_with(without_rust_log(), &["-v", "secrets", "get", "--ezthrottle-url", &base], b"").await;
