@@ -42,7 +42,7 @@ async fn verbose_logs_to_stderr_and_rust_log_wins() {
     let mut debug_env = command();
     debug_env.env("RUST_LOG", "ezthrottle=debug");
     let run = ezthrottle_with(debug_env, &submit, b"").await;
-    assert!(run.expect_code(0).stderr.contains("submitting job"), "{run:?}");
+    assert!(run.expect_code(0).stderr.contains("submit{method="), "{run:?}");
     engine.shutdown().await;
 }
 
