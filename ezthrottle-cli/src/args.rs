@@ -79,6 +79,10 @@ pub(crate) enum Command {
     /// Manage the account's webhook secrets (never printed in clear).
     Secrets(SecretsArgs),
 
+    /// The account's jobs: list them, cancel a queued one, redeliver a finished one's
+    /// webhooks (the engine's admin API; direct or cloud mode).
+    Jobs(JobsArgs),
+
     /// Print the X-EZThrottle-Signature header value for the body read from stdin.
     Sign(SignArgs),
 
@@ -239,6 +243,54 @@ pub(crate) struct JobArgs {
     /// How long --wait or --follow waits for the job to finish, e.g. 30s, 2m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", requires = "waiting")]
     pub(crate) timeout: Duration,
+}
+
+/// `ezthrottle jobs`.
+#[derive(clap::Args)]
+pub(crate) struct JobsArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+
+    #[command(subcommand)]
+    pub(crate) action: JobsAction,
+}
+
+/// The admin operations on jobs.
+#[derive(clap::Subcommand)]
+pub(crate) enum JobsAction {
+    /// List jobs, oldest first, one page (or every page with --all).
+    List {
+        /// Only jobs in this status: queued, running, success, failed.
+        #[arg(long, value_parser = ["queued", "running", "success", "failed"])]
+        status: Option<String>,
+        /// Only jobs of this target host, as `host:port`.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only jobs accepted in the last DURATION (e.g. 1h, 30m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// Jobs in a page (1 to 500; the engine's default is 50).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=500))]
+        limit: Option<u16>,
+        /// The page after this cursor (printed as `next_cursor`).
+        #[arg(long, conflicts_with = "all")]
+        cursor: Option<String>,
+        /// Every page, one after the other.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Cancel a queued job: it ends failed (`cancelled`), with no webhook and no child.
+    Cancel {
+        /// The job's id.
+        #[arg(value_name = "JOB_ID")]
+        job_id: String,
+    },
+    /// Deliver a finished job's webhooks again.
+    Redeliver {
+        /// The job's id.
+        #[arg(value_name = "JOB_ID")]
+        job_id: String,
+    },
 }
 
 /// `ezthrottle secrets`.

@@ -55,6 +55,7 @@
 mod args;
 mod client;
 mod job;
+mod jobs;
 mod local;
 mod logs;
 mod output;
@@ -96,6 +97,7 @@ fn run(command: Command, out: Output) -> Result<Status, CliError> {
         Command::Submit(args) => runtime()?.block_on(submit::run(&args, out)),
         Command::Job(args) => runtime()?.block_on(job::run(&args, out)),
         Command::Secrets(args) => runtime()?.block_on(secrets::run(&args, out)),
+        Command::Jobs(args) => runtime()?.block_on(jobs::run(&args, out)),
         Command::Completions(args) => Ok(completions(args.shell)),
     }
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::ChildStdout;
 
 mod job;
+mod jobs;
 mod local;
 mod logs_and_progress;
 mod secrets;
