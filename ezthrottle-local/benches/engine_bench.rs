@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p ezthrottle-local --bench engine_bench` (set `BENCH_PACE_SECS` to
 //! shorten the 30 s pace-accuracy run, `BENCH_QUICK=1` for a smoke run, `BENCH_ONLY` to a
-//! comma-separated list of `accept`, `e2e`, `pace`, `replicas` to run only those).
+//! comma-separated list of `accept`, `e2e`, `pace`, `replicas`, `telemetry` to run only those).
 //!
 //! 1. Submissions accepted per second with 64 concurrent keep-alive clients, p50/p99
 //!    accept latency, and heap bytes per queued job (a counting allocator) with 100,000 jobs queued (the
@@ -11,6 +11,8 @@
 //!    SQLite also bytes on disk per queued job and how long a restart takes to resume them.
 //! 2. Jobs executed end to end per second with one webhook each, pacing lifted.
 //! 3. Pace accuracy: a host paced at 10 RPS, dispatches counted over 30 s.
+//! 5. telemetry: submissions per second (memory store) with no `tracing` subscriber, then
+//!    with one installed for the process (fmt at info into a sink: the access log on).
 //! 4. Two replicas on one PostgreSQL (`fsync` on, on loopback): combined submissions per
 //!    second and p50/p99 accept latency, with 64 clients on each replica, then 8 (set
 //!    `BENCH_POSTGRES=0` to skip it where PostgreSQL is not installed).
@@ -285,6 +287,27 @@ async fn bench_replicas(quick: bool) {
     second.shutdown().await;
 }
 
+async fn bench_telemetry(quick: bool) {
+    let target = target().await;
+    let total = if quick { 10_000 } else { 50_000 };
+    let paced = Pace::new(0.01, 1).unwrap();
+    let rate = |label: &'static str| async move {
+        let engine =
+            Engine::builder().api_key(KEY).pace(format!("127.0.0.1:{}", target.port()), paced).start().await.unwrap();
+        let _ = submit_load(engine.addr(), target, 2_000, None, &format!("warm-{label}")).await;
+        let (elapsed, mut latencies, _) = submit_load(engine.addr(), target, total, None, label).await;
+        latencies.sort_unstable();
+        let rate = total as f64 / elapsed.as_secs_f64();
+        println!("telemetry ({label}): {rate:.0} submissions/s, p99 {:.2} ms", percentile(&latencies, 0.99));
+        engine.shutdown().await;
+        rate
+    };
+    let off = rate("no subscriber").await;
+    tracing_subscriber::fmt().with_writer(std::io::sink).with_max_level(tracing::Level::INFO).init();
+    let on = rate("fmt subscriber at info").await;
+    println!("telemetry: with / without a subscriber = {:.3}", on / off);
+}
+
 async fn bench_end_to_end(quick: bool) {
     let target = target().await;
     let delivered = Arc::new(AtomicU64::new(0));
@@ -396,6 +419,10 @@ fn main() {
         }
         if runs("replicas") && std::env::var("BENCH_POSTGRES").ok().is_none_or(|v| v != "0") {
             bench_replicas(quick).await;
+        }
+        // Last: a global subscriber cannot be removed.
+        if runs("telemetry") {
+            bench_telemetry(quick).await;
         }
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,8 +17,12 @@
 //! 5. EZThrottle down (its port refuses connections): the time for the caller to get the
 //!    target's original 429 back through the layer, next to the bare call's time.
 //!
-//! `EZT_BENCH_ONLY=ab|latency|storm|down` runs one of reports 2-5 (with a criterion filter that
-//! matches nothing, e.g. `-- none`, to skip 1).
+//! 6. telemetry: the A/B ratio again once a `tracing` subscriber (fmt at info, into a
+//!    sink) and a `metrics` recorder are installed for the whole process (run last: they
+//!    cannot be uninstalled), next to the same ratio measured before.
+//!
+//! `EZT_BENCH_ONLY=ab|latency|storm|down|telemetry` runs one of reports 2-6 (with a
+//! criterion filter that matches nothing, e.g. `-- none`, to skip 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
 use std::collections::HashMap;
@@ -525,5 +529,26 @@ fn main() {
         if only.is_empty() || only == "down" {
             down_report(&setup);
         }
+        if only.is_empty() || only == "telemetry" {
+            telemetry_report(&setup);
+        }
     }
+}
+
+/// The pass-through ratio with telemetry off, then with a subscriber and a recorder.
+fn telemetry_report(s: &Setup) {
+    println!("\n== telemetry: pass-through with and without a subscriber and a recorder ==");
+    let compare = |label: &str| {
+        ab_compare(
+            s,
+            ("hyper-util bare            ", tower_call(s.bare.clone(), s.url.clone())),
+            ("hyper-util + ForwardLayer  ", tower_call(s.wrapped.clone(), s.url.clone())),
+            label,
+            None,
+        )
+    };
+    compare("ratio, telemetry off         ");
+    tracing_subscriber::fmt().with_writer(std::io::sink).with_max_level(tracing::Level::INFO).init();
+    metrics::set_global_recorder(metrics_util::debugging::DebuggingRecorder::new()).unwrap();
+    compare("ratio, subscriber + recorder ");
 }
