@@ -14,7 +14,7 @@
 //! | `webhook` | [`webhook`], [`inbox`] | [`VerifyWebhookLayer`], `VerifiedWebhook`, [`WebhookRejection`] around core's one `Verifier`; the `WebhookInbox` to await results. | yes |
 //! | `reqwest-middleware` | [`forward`] | `ForwardMiddleware`: forwarding for `reqwest-middleware` clients. | no |
 //! | `redis` | [`rate_limit`], [`idempotency`], [`webhook`] | `RedisRateLimitStore`, `RedisIdempotencyStore`, `RedisInbox` (with `webhook`): one view shared by several replicas. | no |
-//! | `axum` | `axum` | the `VerifiedWebhook` extractor and `webhook_routes` (with `webhook`); `Scope::client_ip` reads axum's `ConnectInfo` (with `rate-limit`). | no |
+//! | `axum` | [`axum`] | the `VerifiedWebhook` extractor and `webhook_routes` (with `webhook`); `idempotency_key_route` (with `idempotency`); `Scope::client_ip` reading axum's `ConnectInfo` (with `rate-limit`). | no |
 //!
 //! actix-web integrations are in their own crate, `ezthrottle-actix`.
 //!
@@ -41,8 +41,8 @@
 #[macro_use]
 mod macros;
 
-#[cfg(all(feature = "axum", feature = "webhook"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "webhook"))))]
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(any(feature = "rate-limit", feature = "idempotency", feature = "webhook"))]
 mod body;

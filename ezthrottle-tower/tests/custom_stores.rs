@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use ezthrottle_tower::idempotency::{
-    Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, LockToken, StoredResponse,
+    Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, KeyCleared, LockToken, StoredResponse,
 };
 use ezthrottle_tower::rate_limit::{Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, Rule, Scope};
 use ezthrottle_tower::{REPLAY_HEADER, StoreError};
@@ -126,6 +126,20 @@ impl IdempotencyStore for MapStore {
             }
         }
     }
+
+    async fn inspect(&self, key: &str) -> Result<Option<Begin>, StoreError> {
+        self.check_up()?;
+        Ok(self.state(key))
+    }
+
+    async fn clear(&self, key: &str) -> Result<bool, StoreError> {
+        self.check_up()?;
+        let mut slots = self.slots.lock().unwrap();
+        if matches!(slots.get(key), Some(Slot::Locked { .. })) {
+            return Ok(false);
+        }
+        Ok(slots.remove(key).is_some())
+    }
 }
 
 #[tokio::test]
@@ -163,6 +177,12 @@ async fn an_idempotency_store_written_outside_the_crate() {
     assert!(matches!(store.state(&keys[0]), Some(Begin::Completed(stored)) if stored.status == 200));
     // The same key with another body is refused, and the handler does not run.
     assert_eq!(charge("b").await.expect("answer").status(), 422);
+    // Inspected and cleared through the layer, in the (anonymous) caller's scope.
+    let keys = IdempotencyLayer::new(store.clone()).keys();
+    let (anonymous, ()) = http::Request::post("/charge").body(()).unwrap().into_parts();
+    assert!(matches!(keys.inspect(&anonymous, "order-0001-abcdefgh").await, Ok(Some(Begin::Completed(_)))));
+    assert_eq!(keys.clear(&anonymous, "order-0001-abcdefgh").await, Ok(KeyCleared::Cleared));
+    assert_eq!(charge("b").await.expect("answer").text().await.expect("body"), "charged b (run 2)");
 
     // A failing store fails closed: 503 with Retry-After, the handler does not run.
     store.failing.store(true, Ordering::SeqCst);
@@ -175,7 +195,7 @@ async fn an_idempotency_store_written_outside_the_crate() {
         .expect("answer");
     assert_eq!(down.status(), 503);
     assert_eq!(down.headers()["retry-after"], "1");
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
     server.abort();
 }
 

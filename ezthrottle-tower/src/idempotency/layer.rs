@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::inspect::IdempotencyKeys;
 use super::key::{KeySource, ScopeFn, credential_scope};
 use super::memory::MemoryIdempotencyStore;
 use super::service::Idempotency;
@@ -100,6 +101,13 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     #[doc(hidden)]
     pub fn config(&self) -> &Arc<IdempotencyConfig<St>> {
         &self.config
+    }
+
+    /// Its keys, to inspect and clear in a caller's scope (see [`IdempotencyKeys`]). Shares
+    /// the layer's store and options, later setters excepted.
+    #[must_use]
+    pub fn keys(&self) -> IdempotencyKeys<St> {
+        IdempotencyKeys { config: Arc::clone(&self.config) }
     }
 
     fn with(self, change: impl FnOnce(&mut IdempotencyConfig<St>)) -> Self {

@@ -95,6 +95,7 @@
 
 mod admission;
 mod body;
+mod inspect;
 mod key;
 mod layer;
 mod memory;
@@ -107,6 +108,7 @@ mod store;
 use std::time::Duration;
 
 pub use body::IdempotencyResponseBody;
+pub use inspect::{IdempotencyKeys, KeyCleared};
 pub use key::{KeyFn, KeySource, ScopeFn, credential_scope, fingerprint};
 pub use layer::{IdempotencyLayer, InFlight};
 pub use memory::MemoryIdempotencyStore;

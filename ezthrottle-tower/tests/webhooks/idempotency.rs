@@ -250,6 +250,7 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
 }
 
 mod bounds;
+mod keys;
 mod lock;
 mod props;
 mod scope;

@@ -69,6 +69,15 @@ impl IdempotencyStore for Cuttable {
     async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
         self.inner.wait(key, timeout).await
     }
+
+    async fn inspect(&self, key: &str) -> Result<Option<Begin>, StoreError> {
+        self.inner.inspect(key).await
+    }
+
+    async fn clear(&self, key: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.clear(key).await
+    }
 }
 
 /// `/slow` signals `started`, waits for a permit of `gate`, answers 201 with its run.
