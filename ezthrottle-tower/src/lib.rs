@@ -75,7 +75,8 @@ pub mod webhook;
 pub use ezthrottle_core::inbox;
 
 /// The header marking an answer replayed for a repeated request: `X-Idempotent-Replay: true`
-/// (the [`IdempotencyLayer`] and the axum `webhook_routes` send it).
+/// (the axum `webhook_routes` send it, and the [`IdempotencyLayer`] unless its
+/// `replay_header` says otherwise).
 pub const REPLAY_HEADER: &str = "x-idempotent-replay";
 
 #[cfg(feature = "reqwest-middleware")]

@@ -8,7 +8,6 @@ use super::TARGET;
 use super::key::{KeySource, header_key, is_delivery, is_safe, store_key, webhook_key};
 use super::layer::{IdempotencyConfig, InFlight};
 use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
-use crate::REPLAY_HEADER;
 use crate::StoreError;
 
 /// An answer of the layer itself (refusals, replays).
@@ -47,11 +46,12 @@ fn reused() -> Admission {
     Admission::Answer(text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"))
 }
 
-fn replay(stored: &StoredResponse) -> Answer {
+/// The stored answer, marked with the layer's replay header.
+fn replay(stored: &StoredResponse, header: &HeaderName) -> Answer {
     let mut response = Response::new(stored.body.clone());
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.header_map();
-    response.headers_mut().insert(HeaderName::from_static(REPLAY_HEADER), HeaderValue::from_static("true"));
+    response.headers_mut().insert(header.clone(), HeaderValue::from_static("true"));
     response
 }
 
@@ -187,7 +187,7 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
                 }
                 Begin::Completed(stored) => {
                     tracing::debug!(target: TARGET, key = %key, "replaying a stored answer");
-                    return Admission::Answer(replay(&stored));
+                    return Admission::Answer(replay(&stored, &self.replay_header));
                 }
                 Begin::Lost { .. } => return self.outcome_unknown(),
                 Begin::InFlight { .. } => return in_progress(),

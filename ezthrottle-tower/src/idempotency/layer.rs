@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use tower_layer::Layer;
 
 use super::inspect::IdempotencyKeys;
@@ -10,7 +11,7 @@ use super::key::{KeySource, ScopeFn, credential_scope};
 use super::memory::MemoryIdempotencyStore;
 use super::service::Idempotency;
 use super::store::IdempotencyStore;
-use super::{DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
+use super::{CACHED_HEADER, DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
 
 /// What a concurrent repeat gets while the first request with its key is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +45,7 @@ pub struct IdempotencyConfig<St> {
     pub(crate) in_flight: InFlight,
     pub(crate) max_body: usize,
     pub(crate) max_stored_body: usize,
+    pub(crate) replay_header: HeaderName,
 }
 
 /// Whose a key is: [`credential_scope`] unless [`IdempotencyLayer::scope`] says otherwise.
@@ -93,6 +95,7 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
                 in_flight: InFlight::Wait,
                 max_body: 2 * 1024 * 1024,
                 max_stored_body: 1024 * 1024,
+                replay_header: HeaderName::from_static(crate::REPLAY_HEADER),
             }),
         }
     }
@@ -199,6 +202,35 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     #[must_use]
     pub fn max_stored_body(self, bytes: usize) -> Self {
         self.with(|config| config.max_stored_body = bytes)
+    }
+
+    /// The header marking a replayed answer, sent as `<name>: true` (default
+    /// [`REPLAY_HEADER`](crate::REPLAY_HEADER), `X-Idempotent-Replay`); see also
+    /// [`x_cached`](Self::x_cached).
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::IdempotencyLayer;
+    /// use http::HeaderName;
+    ///
+    /// let layer = IdempotencyLayer::memory().replay_header(HeaderName::from_static("x-replayed"));
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn replay_header(self, name: HeaderName) -> Self {
+        self.with(|config| config.replay_header = name)
+    }
+
+    /// Marks replayed answers `X-Cached: true` ([`CACHED_HEADER`](super::CACHED_HEADER)), as
+    /// the idempotent webhook handler design does: the same as
+    /// `replay_header(HeaderName::from_static("x-cached"))`.
+    ///
+    /// ```
+    /// let layer = ezthrottle_tower::idempotency::IdempotencyLayer::memory().x_cached();
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn x_cached(self) -> Self {
+        self.replay_header(HeaderName::from_static(CACHED_HEADER))
     }
 }
 

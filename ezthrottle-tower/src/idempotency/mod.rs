@@ -8,8 +8,9 @@
 //!   default 1 MiB) is stored for the [`ttl`](IdempotencyLayer::ttl) (default 24 h; answers
 //!   other than 2xx for the [`non_success_ttl`](IdempotencyLayer::non_success_ttl), default
 //!   5 min);
-//! - a **repeat** gets the stored answer with `X-Idempotent-Replay: true`, without running
-//!   the handler;
+//! - a **repeat** gets the stored answer with `X-Idempotent-Replay: true` (or the header of
+//!   [`replay_header`](IdempotencyLayer::replay_header); [`x_cached`](IdempotencyLayer::x_cached)
+//!   sends `X-Cached: true`), without running the handler;
 //! - a **concurrent** repeat, while the first runs, waits for its answer (up to
 //!   [`wait_timeout`](IdempotencyLayer::wait_timeout), default 10 s) or, with
 //!   [`InFlight::Conflict`], gets `409 Conflict` with `Retry-After` at once;
@@ -131,6 +132,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Default time another stored answer (3xx, 404, ...) is kept: 5 minutes.
 pub const DEFAULT_NON_SUCCESS_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// `X-Cached`: the replay header of [`IdempotencyLayer::x_cached`] (the idempotent webhook
+/// handler design's `X-Cached: true`).
+pub const CACHED_HEADER: &str = "x-cached";
 
 /// `X-Idempotent-Store-Failed: true` on an answer the store could not keep: a repeat within
 /// the lock's life gets `409`, later it may run again.
