@@ -15,7 +15,9 @@ use axum::routing::{get, post};
 use ezthrottle_tower::idempotency::{
     Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, KeyCleared, LockToken, StoredResponse,
 };
-use ezthrottle_tower::rate_limit::{Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, Rule, Scope};
+use ezthrottle_tower::rate_limit::{
+    Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, RequestHead, Rule, Scope,
+};
 use ezthrottle_tower::{REPLAY_HEADER, StoreError};
 use tokio::sync::Notify;
 
@@ -234,6 +236,28 @@ impl RateLimitStore for CountingStore {
             .collect();
         ready(Ok(decisions))
     }
+
+    fn peek(&self, checks: Vec<Check>) -> Self::Future {
+        if self.failing.load(Ordering::SeqCst) {
+            return ready(Err(StoreError::new("the counting store is down")));
+        }
+        let counts = self.counts.lock().unwrap();
+        let decisions = checks
+            .into_iter()
+            .map(|check| {
+                let limit = check.algorithm.limit();
+                let used = counts.get(&check.key).copied().unwrap_or(0);
+                Decision {
+                    allowed: used < limit,
+                    limit,
+                    remaining: limit - used,
+                    reset: Duration::from_secs(60),
+                    retry_after: if used < limit { Duration::ZERO } else { Duration::from_secs(60) },
+                }
+            })
+            .collect();
+        ready(Ok(decisions))
+    }
 }
 
 #[tokio::test]
@@ -242,6 +266,7 @@ async fn a_rate_limit_store_written_outside_the_crate() {
     let layer = RateLimitLayer::with_store(store.clone())
         .rule(Rule::new("per_key", Scope::header("x-api-key"), Algorithm::sliding_window(2, Duration::from_secs(60))))
         .fail_mode(FailMode::Closed);
+    let layer_for_status = layer.clone();
     let app = Router::new().route("/pay", get(|| async { "paid" })).layer(layer);
     let (addr, server) = serve(app).await;
     let http = http();
@@ -259,6 +284,10 @@ async fn a_rate_limit_store_written_outside_the_crate() {
         }
     }
     assert_eq!(statuses, [200, 200, 429]);
+    // Its budget, read through the layer without counting.
+    let alice = http::Request::get("/pay").header("x-api-key", "alice").body(()).unwrap();
+    let status = layer_for_status.status(&RequestHead::of(&alice)).await.expect("status");
+    assert_eq!((status[0].rule.as_str(), status[0].limit, status[0].remaining), ("per_key", 2, 0));
     assert_eq!(pay("bob").await.expect("answer").status(), 200, "another key counts on its own");
 
     // The store's failure, with FailMode::Closed: 503.

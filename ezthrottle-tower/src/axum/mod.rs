@@ -1,5 +1,6 @@
 //! axum 0.8 integrations: the [`VerifiedWebhook`](crate::webhook::VerifiedWebhook) extractor and
-//! [`webhook_routes`] (feature `webhook`), [`idempotency_key_route`] (feature `idempotency`).
+//! [`webhook_routes`] (feature `webhook`), [`idempotency_key_route`] (feature `idempotency`),
+//! [`rate_limit_status_route`] (feature `rate-limit`).
 //!
 //! ```
 //! use axum::{Router, routing::post};
@@ -29,10 +30,14 @@
 
 #[cfg(feature = "idempotency")]
 mod idempotency;
+#[cfg(feature = "rate-limit")]
+mod rate_limit;
 #[cfg(feature = "webhook")]
 mod webhook;
 
 #[cfg(feature = "idempotency")]
 pub use idempotency::idempotency_key_route;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::rate_limit_status_route;
 #[cfg(feature = "webhook")]
 pub use webhook::webhook_routes;

@@ -36,20 +36,24 @@
 //! - No raw API key or address is a Redis key name (`SCAN`, `MONITOR`), a metric or a log line.
 
 mod algorithm;
+mod audit;
 mod body;
 mod clock;
 mod forwarded;
 mod future;
-mod headers;
+pub(crate) mod headers;
 mod layer;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod retry;
 mod scope;
 mod service;
+mod status;
 mod store;
 
 pub use algorithm::{Algorithm, Decision, InvalidAlgorithm, InvalidRule, Rule};
+pub use audit::RateLimitEvent;
 pub use body::RateLimitResponseBody;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use future::RateLimitFuture;
@@ -58,8 +62,10 @@ pub use layer::{FailMode, RateLimitLayer, RateLimitMetrics};
 pub use memory::MemoryRateLimitStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisRateLimitStore;
+pub use retry::RetryConfig;
 pub use scope::{ANONYMOUS, RequestHead, Scope};
 pub use service::RateLimit;
+pub use status::LimitStatus;
 pub use store::{Check, RateLimitStore};
 
 /// The decisions `ezthrottle-actix`'s middleware shares with [`RateLimit`] (not a stable API).
