@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::HeaderName;
 use tower_layer::Layer;
 
+use super::audit::{IdempotencyEvent, IdempotencyHook};
 use super::inspect::IdempotencyKeys;
 use super::key::{KeySource, ScopeFn, credential_scope};
 use super::memory::MemoryIdempotencyStore;
@@ -46,6 +47,7 @@ pub struct IdempotencyConfig<St> {
     pub(crate) max_body: usize,
     pub(crate) max_stored_body: usize,
     pub(crate) replay_header: HeaderName,
+    pub(crate) on_decision: Option<IdempotencyHook>,
 }
 
 /// Whose a key is: [`credential_scope`] unless [`IdempotencyLayer::scope`] says otherwise.
@@ -96,6 +98,7 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
                 max_body: 2 * 1024 * 1024,
                 max_stored_body: 1024 * 1024,
                 replay_header: HeaderName::from_static(crate::REPLAY_HEADER),
+                on_decision: None,
             }),
         }
     }
@@ -218,6 +221,27 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     #[must_use]
     pub fn replay_header(self, name: HeaderName) -> Self {
         self.with(|config| config.replay_header = name)
+    }
+
+    /// Calls `hook` with the decision for every keyed request (run, replayed, in progress,
+    /// outcome unknown, mismatch, store failed; see [`IdempotencyEvent`]), for an audit
+    /// trail of every attempt or the design's `idempotent_replays_total` and
+    /// `concurrent_conflicts_total`. It runs on the request's task before the handler (or
+    /// the answer): keep it quick. The event holds the key's digest, never the key.
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyOutcome};
+    ///
+    /// let layer = IdempotencyLayer::memory().on_decision(|event| {
+    ///     if event.outcome == IdempotencyOutcome::Replayed {
+    ///         tracing::info!(key = event.key, "replayed a stored answer");
+    ///     }
+    /// });
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn on_decision(self, hook: impl Fn(&IdempotencyEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.with(|config| config.on_decision = Some(IdempotencyHook(Arc::new(hook))))
     }
 
     /// Marks replayed answers `X-Cached: true` ([`CACHED_HEADER`](super::CACHED_HEADER)), as

@@ -95,6 +95,7 @@
 //! handler does not run without protection).
 
 mod admission;
+mod audit;
 mod body;
 mod inspect;
 mod key;
@@ -108,6 +109,7 @@ mod store;
 
 use std::time::Duration;
 
+pub use audit::{IdempotencyEvent, IdempotencyOutcome};
 pub use body::IdempotencyResponseBody;
 pub use inspect::{IdempotencyKeys, KeyCleared};
 pub use key::{KeyFn, KeySource, ScopeFn, credential_scope, fingerprint};

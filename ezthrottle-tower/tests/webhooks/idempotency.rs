@@ -249,6 +249,7 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+mod audit;
 mod bounds;
 mod keys;
 mod lock;

@@ -24,7 +24,7 @@ const MALLORY: &str = "Bearer mallory-token";
 
 /// `/webhook` behind `layer` (waiting for a permit of the gate once it has `runs`), and
 /// the key route at `/webhook/idempotency/{key}`.
-fn app<St: IdempotencyStore>(layer: IdempotencyLayer<St>) -> (Router, Arc<AtomicUsize>, Arc<Semaphore>) {
+pub(super) fn app<St: IdempotencyStore>(layer: IdempotencyLayer<St>) -> (Router, Arc<AtomicUsize>, Arc<Semaphore>) {
     let runs = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
     let (counter, open) = (Arc::clone(&runs), Arc::clone(&gate));
