@@ -49,6 +49,8 @@ mod body;
 #[cfg(feature = "forward")]
 #[cfg_attr(docsrs, doc(cfg(feature = "forward")))]
 pub mod forward;
+#[cfg(any(feature = "rate-limit", feature = "idempotency"))]
+mod hook;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 use super::TARGET;
-use super::audit::{IdempotencyEvent, IdempotencyHook, IdempotencyOutcome};
+use super::audit::{IdempotencyEvent, IdempotencyOutcome};
 use super::key::{KeySource, header_key, is_delivery, is_safe, store_key, webhook_key};
 use super::layer::{IdempotencyConfig, InFlight};
 use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
@@ -173,7 +173,7 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
     /// telling the `on_decision` hook.
     pub async fn admit(&self, key: String, print: Fingerprint) -> Admission {
         let decided = self.decide(&key, print).await;
-        if let Some(IdempotencyHook(hook)) = &self.on_decision {
+        if let Some(crate::hook::Hook(hook)) = &self.on_decision {
             let outcome = match &decided {
                 Decided::Run(_) => IdempotencyOutcome::Run,
                 Decided::Answer(outcome, _) => *outcome,

@@ -1,9 +1,6 @@
 //! [`IdempotencyEvent`]: what the layer's audit hook
 //! ([`IdempotencyLayer::on_decision`](super::IdempotencyLayer::on_decision)) sees.
 
-use std::fmt;
-use std::sync::Arc;
-
 /// What the layer decided for a keyed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,14 +33,5 @@ pub struct IdempotencyEvent<'a> {
     pub key: &'a str,
 }
 
-type Hook = dyn Fn(&IdempotencyEvent<'_>) + Send + Sync;
-
 /// The hook, shared by every service of a layer.
-#[derive(Clone)]
-pub(crate) struct IdempotencyHook(pub(crate) Arc<Hook>);
-
-impl fmt::Debug for IdempotencyHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IdempotencyHook(..)")
-    }
-}
+pub(crate) type IdempotencyHook = crate::hook::Hook<dyn Fn(&IdempotencyEvent<'_>) + Send + Sync>;

@@ -241,7 +241,7 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     /// ```
     #[must_use]
     pub fn on_decision(self, hook: impl Fn(&IdempotencyEvent<'_>) + Send + Sync + 'static) -> Self {
-        self.with(|config| config.on_decision = Some(IdempotencyHook(Arc::new(hook))))
+        self.with(|config| config.on_decision = Some(crate::hook::Hook(Arc::new(hook))))
     }
 
     /// Marks replayed answers `X-Cached: true` ([`CACHED_HEADER`](super::CACHED_HEADER)), as

@@ -2,9 +2,6 @@
 //!
 //! [`RateLimitLayer::on_decision`]: super::RateLimitLayer::on_decision
 
-use std::fmt;
-use std::sync::Arc;
-
 use super::algorithm::Decision;
 
 /// One request's rate-limit decision, for an audit trail or metrics: given to the hook of
@@ -29,14 +26,5 @@ pub struct RateLimitEvent<'a> {
     pub decision: Option<Decision>,
 }
 
-type Hook = dyn Fn(&RateLimitEvent<'_>) + Send + Sync;
-
 /// The hook, shared by every service of a layer.
-#[derive(Clone)]
-pub(crate) struct DecisionHook(pub(crate) Arc<Hook>);
-
-impl fmt::Debug for DecisionHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DecisionHook(..)")
-    }
-}
+pub(crate) type DecisionHook = crate::hook::Hook<dyn Fn(&RateLimitEvent<'_>) + Send + Sync>;

@@ -199,7 +199,7 @@ impl<St> RateLimitLayer<St> {
     /// # let _ = layer;
     /// ```
     pub fn on_decision(mut self, hook: impl Fn(&RateLimitEvent<'_>) + Send + Sync + 'static) -> Self {
-        self.config.on_decision = Some(DecisionHook(Arc::new(hook)));
+        self.config.on_decision = Some(crate::hook::Hook(Arc::new(hook)));
         self
     }
 
@@ -304,7 +304,7 @@ impl RateLimitConfig {
 
     /// Tells the hook, if any, what was decided (by the rule at `decided`'s index).
     fn audit(&self, allowed: bool, decided: Option<(usize, Decision)>, scopes: Option<&[String]>) {
-        let Some(DecisionHook(hook)) = &self.on_decision else { return };
+        let Some(crate::hook::Hook(hook)) = &self.on_decision else { return };
         let index = decided.map(|(index, _)| index);
         hook(&RateLimitEvent {
             allowed,
