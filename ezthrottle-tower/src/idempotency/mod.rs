@@ -88,6 +88,13 @@
 //! In axum, `route_layer` calls apply outside-in from the last one: add the
 //! `IdempotencyLayer` first, then the `VerifyWebhookLayer`.
 //!
+//! # Seeing what it does
+//!
+//! [`IdempotencyLayer::keys`] inspects and clears a key in the asking caller's scope (the
+//! axum `idempotency_key_route` serves it as `GET` / `DELETE`), and
+//! [`IdempotencyLayer::on_decision`] sees every keyed request's decision
+//! ([`IdempotencyEvent`]: run, replayed, conflict, ...) with the key's digest only.
+//!
 //! # Stores
 //!
 //! [`MemoryIdempotencyStore`] for one replica; [`RedisIdempotencyStore`] (feature `redis`) for several replicas

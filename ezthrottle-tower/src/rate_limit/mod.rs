@@ -18,6 +18,11 @@
 //!   response, from the tightest rule; a refusal is `429` with `Retry-After` and
 //!   `{"error":"rate limit exceeded","limit":"<rule>","retry_after":<s>}`; optionally
 //!   `X-EZTHROTTLE-RPS` / `X-EZTHROTTLE-MAX-CONCURRENT` so EZThrottle paces itself.
+//! - For callers and operators: a caller's limits and remaining budget read without
+//!   counting ([`RateLimitLayer::status`], served by the axum `rate_limit_status_route`),
+//!   the recommended client retry configuration ([`RetryConfig`]), and an audit hook seeing
+//!   every decision ([`RateLimitLayer::on_decision`], a [`RateLimitEvent`] with the scope's
+//!   digest, never the credential).
 //!
 //! Each rule is checked atomically on its own key; a request refused by one rule still
 //! counts against the rules it passed.

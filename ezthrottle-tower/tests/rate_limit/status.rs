@@ -68,7 +68,7 @@ async fn budget_is_read_without_counting<St: RateLimitStore>(store: St) {
     let used = budget(&base, ALICE).await;
     assert_eq!(used.iter().map(|(_, _, remaining, _)| *remaining).collect::<Vec<_>>(), [1, 3]);
     let (_, _, _, window_reset) = &used[0];
-    assert!((59..=60).contains(window_reset), "{used:?}");
+    assert!((50..=60).contains(window_reset), "{used:?}");
     assert_eq!(budget(&base, ALICE).await[0].2, 1, "still 1: reading counts nothing");
     assert_eq!(budget(&base, BOB).await, fresh, "another caller's budget is its own");
     assert_eq!(pay(&base, ALICE).await.status(), 200);
@@ -183,8 +183,10 @@ async fn the_retry_configuration_is_served_and_honours_retry_after() {
     assert_eq!(retry.delay(0, paid.status(), paid.headers()), None, "a success is not retried");
     let refused = pay(&base, ALICE).await;
     assert_eq!(refused.status(), 429);
-    assert_eq!(refused.headers()["retry-after"], "42");
-    assert_eq!(retry.delay(0, refused.status(), refused.headers()), Some(Duration::from_secs(42)));
+    // 42 s, less the time since the admission (a second on a loaded machine).
+    let after: u64 = refused.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((40..=42).contains(&after), "{after}");
+    assert_eq!(retry.delay(0, refused.status(), refused.headers()), Some(Duration::from_secs(after)));
     assert_eq!(retry.delay(3, refused.status(), refused.headers()), None, "out of retries");
     let mut impatient = RetryConfig::recommended();
     impatient.max_retry_after = Duration::from_secs(10);
