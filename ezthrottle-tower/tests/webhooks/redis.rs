@@ -71,17 +71,18 @@ mod locks {
         StoredResponse { fingerprint: PRINT, status: http::StatusCode::OK, headers: vec![], body: "ok".into() }
     }
 
+    /// A plain connection, to look at (and cut) the store's keys.
+    async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("connect")
+    }
+
     /// Renewal is a compare-and-extend by token; a lapsed heartbeat is `Lost` (its holder may
     /// still renew and complete); durations past Redis's range are capped, not refused.
     #[tokio::test]
     async fn redis_locks_renew_by_token_and_a_lapsed_one_is_lost() {
         let Some(redis) = RedisServer::start_or_skip().await else { return };
         let store = store(&redis.url);
-        let mut raw = redis::Client::open(redis.url.as_str())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
+        let mut raw = raw(&redis.url).await;
         let Begin::Acquired(token) = store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin") else {
             panic!("acquired")
         };
@@ -110,11 +111,7 @@ mod locks {
     async fn redis_keys_are_inspected_and_only_lapsed_locks_or_answers_cleared() {
         let Some(redis) = RedisServer::start_or_skip().await else { return };
         let store = store(&redis.url);
-        let mut raw = redis::Client::open(redis.url.as_str())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
+        let mut raw = raw(&redis.url).await;
         assert!(store.inspect("k").await.expect("inspect").is_none());
         assert!(!store.clear("k").await.expect("clear"), "nothing to clear");
         let Begin::Acquired(token) = store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin") else {
