@@ -130,8 +130,9 @@ where
         return Ok(req.into_response(bad_request()).map_into_right_body());
     };
     let head = http::Request::from_parts(parts, ());
-    let check = layer.store().check(layer.config().checks(&RequestHead::of(&head)));
-    let tightest = match layer.config().verdict(check.await) {
+    let checks = layer.config().checks(&RequestHead::of(&head));
+    let scopes = layer.config().audit_scopes(&checks);
+    let tightest = match layer.config().verdict(layer.store().check(checks).await, scopes.as_deref()) {
         Ok(tightest) => tightest,
         Err(refusal) => {
             let (status, headers, body) = *refusal;

@@ -14,7 +14,7 @@
 //! | `webhook` | [`webhook`], [`inbox`] | [`VerifyWebhookLayer`], `VerifiedWebhook`, [`WebhookRejection`] around core's one `Verifier`; the `WebhookInbox` to await results. | yes |
 //! | `reqwest-middleware` | [`forward`] | `ForwardMiddleware`: forwarding for `reqwest-middleware` clients. | no |
 //! | `redis` | [`rate_limit`], [`idempotency`], [`webhook`] | `RedisRateLimitStore`, `RedisIdempotencyStore`, `RedisInbox` (with `webhook`): one view shared by several replicas. | no |
-//! | `axum` | `axum` | the `VerifiedWebhook` extractor and `webhook_routes` (with `webhook`); `Scope::client_ip` reads axum's `ConnectInfo` (with `rate-limit`). | no |
+//! | `axum` | [`axum`] | the `VerifiedWebhook` extractor and `webhook_routes` (with `webhook`); `idempotency_key_route` (with `idempotency`); `Scope::client_ip` reading axum's `ConnectInfo` (with `rate-limit`). | no |
 //!
 //! actix-web integrations are in their own crate, `ezthrottle-actix`.
 //!
@@ -41,14 +41,16 @@
 #[macro_use]
 mod macros;
 
-#[cfg(all(feature = "axum", feature = "webhook"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "axum", feature = "webhook"))))]
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(any(feature = "rate-limit", feature = "idempotency", feature = "webhook"))]
 mod body;
 #[cfg(feature = "forward")]
 #[cfg_attr(docsrs, doc(cfg(feature = "forward")))]
 pub mod forward;
+#[cfg(any(feature = "rate-limit", feature = "idempotency"))]
+mod hook;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
@@ -75,7 +77,8 @@ pub mod webhook;
 pub use ezthrottle_core::inbox;
 
 /// The header marking an answer replayed for a repeated request: `X-Idempotent-Replay: true`
-/// (the [`IdempotencyLayer`] and the axum `webhook_routes` send it).
+/// (the axum `webhook_routes` send it, and the [`IdempotencyLayer`] unless its
+/// `replay_header` says otherwise).
 pub const REPLAY_HEADER: &str = "x-idempotent-replay";
 
 #[cfg(feature = "reqwest-middleware")]

@@ -13,9 +13,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use ezthrottle_tower::idempotency::{
-    Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, LockToken, StoredResponse,
+    Begin, Fingerprint, IdempotencyLayer, IdempotencyStore, KeyCleared, LockToken, StoredResponse,
 };
-use ezthrottle_tower::rate_limit::{Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, Rule, Scope};
+use ezthrottle_tower::rate_limit::{
+    Algorithm, Check, Decision, FailMode, RateLimitLayer, RateLimitStore, RequestHead, Rule, Scope,
+};
 use ezthrottle_tower::{REPLAY_HEADER, StoreError};
 use tokio::sync::Notify;
 
@@ -126,6 +128,20 @@ impl IdempotencyStore for MapStore {
             }
         }
     }
+
+    async fn inspect(&self, key: &str) -> Result<Option<Begin>, StoreError> {
+        self.check_up()?;
+        Ok(self.state(key))
+    }
+
+    async fn clear(&self, key: &str) -> Result<bool, StoreError> {
+        self.check_up()?;
+        let mut slots = self.slots.lock().unwrap();
+        if matches!(slots.get(key), Some(Slot::Locked { .. })) {
+            return Ok(false);
+        }
+        Ok(slots.remove(key).is_some())
+    }
 }
 
 #[tokio::test]
@@ -163,6 +179,12 @@ async fn an_idempotency_store_written_outside_the_crate() {
     assert!(matches!(store.state(&keys[0]), Some(Begin::Completed(stored)) if stored.status == 200));
     // The same key with another body is refused, and the handler does not run.
     assert_eq!(charge("b").await.expect("answer").status(), 422);
+    // Inspected and cleared through the layer, in the (anonymous) caller's scope.
+    let keys = IdempotencyLayer::new(store.clone()).keys();
+    let (anonymous, ()) = http::Request::post("/charge").body(()).unwrap().into_parts();
+    assert!(matches!(keys.inspect(&anonymous, "order-0001-abcdefgh").await, Ok(Some(Begin::Completed(_)))));
+    assert_eq!(keys.clear(&anonymous, "order-0001-abcdefgh").await, Ok(KeyCleared::Cleared));
+    assert_eq!(charge("b").await.expect("answer").text().await.expect("body"), "charged b (run 2)");
 
     // A failing store fails closed: 503 with Retry-After, the handler does not run.
     store.failing.store(true, Ordering::SeqCst);
@@ -175,7 +197,7 @@ async fn an_idempotency_store_written_outside_the_crate() {
         .expect("answer");
     assert_eq!(down.status(), 503);
     assert_eq!(down.headers()["retry-after"], "1");
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
     server.abort();
 }
 
@@ -214,6 +236,28 @@ impl RateLimitStore for CountingStore {
             .collect();
         ready(Ok(decisions))
     }
+
+    fn peek(&self, checks: Vec<Check>) -> Self::Future {
+        if self.failing.load(Ordering::SeqCst) {
+            return ready(Err(StoreError::new("the counting store is down")));
+        }
+        let counts = self.counts.lock().unwrap();
+        let decisions = checks
+            .into_iter()
+            .map(|check| {
+                let limit = check.algorithm.limit();
+                let used = counts.get(&check.key).copied().unwrap_or(0);
+                Decision {
+                    allowed: used < limit,
+                    limit,
+                    remaining: limit - used,
+                    reset: Duration::from_secs(60),
+                    retry_after: if used < limit { Duration::ZERO } else { Duration::from_secs(60) },
+                }
+            })
+            .collect();
+        ready(Ok(decisions))
+    }
 }
 
 #[tokio::test]
@@ -222,6 +266,7 @@ async fn a_rate_limit_store_written_outside_the_crate() {
     let layer = RateLimitLayer::with_store(store.clone())
         .rule(Rule::new("per_key", Scope::header("x-api-key"), Algorithm::sliding_window(2, Duration::from_secs(60))))
         .fail_mode(FailMode::Closed);
+    let layer_for_status = layer.clone();
     let app = Router::new().route("/pay", get(|| async { "paid" })).layer(layer);
     let (addr, server) = serve(app).await;
     let http = http();
@@ -239,6 +284,10 @@ async fn a_rate_limit_store_written_outside_the_crate() {
         }
     }
     assert_eq!(statuses, [200, 200, 429]);
+    // Its budget, read through the layer without counting.
+    let alice = http::Request::get("/pay").header("x-api-key", "alice").body(()).unwrap();
+    let status = layer_for_status.status(&RequestHead::of(&alice)).await.expect("status");
+    assert_eq!((status[0].rule.as_str(), status[0].limit, status[0].remaining), ("per_key", 2, 0));
     assert_eq!(pay("bob").await.expect("answer").status(), 200, "another key counts on its own");
 
     // The store's failure, with FailMode::Closed: 503.

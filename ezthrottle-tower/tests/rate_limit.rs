@@ -9,5 +9,7 @@ mod rate_limit {
     pub(crate) mod props;
     #[cfg(feature = "redis")]
     pub(crate) mod redis;
+    #[cfg(all(feature = "axum", feature = "redis"))]
+    pub(crate) mod status;
     pub(crate) mod support;
 }

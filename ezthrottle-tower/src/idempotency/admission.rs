@@ -5,10 +5,10 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 use super::TARGET;
+use super::audit::{IdempotencyEvent, IdempotencyOutcome};
 use super::key::{KeySource, header_key, is_delivery, is_safe, store_key, webhook_key};
 use super::layer::{IdempotencyConfig, InFlight};
 use super::store::{Begin, Fingerprint, IdempotencyStore, LockToken, StoredResponse};
-use crate::REPLAY_HEADER;
 use crate::StoreError;
 
 /// An answer of the layer itself (refusals, replays).
@@ -39,26 +39,32 @@ fn retry_after(status: StatusCode, message: &'static str, after: HeaderValue) ->
     response
 }
 
-fn in_progress() -> Admission {
-    Admission::Answer(retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress"))
+fn in_progress() -> Decided {
+    let answer = retry_later(StatusCode::CONFLICT, "a request with this Idempotency-Key is in progress");
+    Decided::Answer(IdempotencyOutcome::InProgress, answer)
 }
 
-fn reused() -> Admission {
-    Admission::Answer(text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"))
+fn reused() -> Decided {
+    let answer = text(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request");
+    Decided::Answer(IdempotencyOutcome::Mismatch, answer)
 }
 
-fn replay(stored: &StoredResponse) -> Answer {
+/// The stored answer, marked with the layer's replay header.
+fn replay(stored: &StoredResponse, header: &HeaderName) -> Answer {
     let mut response = Response::new(stored.body.clone());
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.header_map();
-    response.headers_mut().insert(HeaderName::from_static(REPLAY_HEADER), HeaderValue::from_static("true"));
+    response.headers_mut().insert(header.clone(), HeaderValue::from_static("true"));
     response
 }
 
 /// `503` with `Retry-After`: the store failed, so the handler does not run unprotected.
-fn store_failed(err: &StoreError) -> Admission {
+fn store_failed(err: &StoreError) -> Decided {
     tracing::error!(target: TARGET, error = %err, "idempotency store failed");
-    Admission::Answer(retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"))
+    Decided::Answer(
+        IdempotencyOutcome::StoreFailed,
+        retry_later(StatusCode::SERVICE_UNAVAILABLE, "idempotency store unavailable"),
+    )
 }
 
 /// `413`: the request body is over `max_body`.
@@ -77,6 +83,12 @@ pub struct Held {
     pub(super) key: String,
     pub(super) token: LockToken,
     pub(super) print: Fingerprint,
+}
+
+/// What [`IdempotencyConfig::decide`] decided: the key taken, or an answer.
+enum Decided {
+    Run(LockToken),
+    Answer(IdempotencyOutcome, Answer),
 }
 
 /// What to do with a keyed request, decided by [`IdempotencyConfig::admit`].
@@ -147,21 +159,38 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
 
     /// `409`: a lock on this key lapsed without an answer, so whether the request ran is
     /// unknown; retry after the lost lock expires (another `lock_ttl`).
-    fn outcome_unknown(&self) -> Admission {
+    fn outcome_unknown(&self) -> Decided {
         let seconds = self.lock_ttl.as_secs().saturating_add(u64::from(self.lock_ttl.subsec_nanos() > 0)).max(1);
-        Admission::Answer(retry_after(
+        let answer = retry_after(
             StatusCode::CONFLICT,
             "the outcome of an earlier request with this Idempotency-Key is unknown",
             HeaderValue::from(seconds),
-        ))
+        );
+        Decided::Answer(IdempotencyOutcome::OutcomeUnknown, answer)
     }
 
-    /// Takes `key` for this request, or decides its answer (replay, wait, 409, 422, 503).
+    /// Takes `key` for this request, or decides its answer (replay, wait, 409, 422, 503),
+    /// telling the `on_decision` hook.
     pub async fn admit(&self, key: String, print: Fingerprint) -> Admission {
+        let decided = self.decide(&key, print).await;
+        if let Some(crate::hook::Hook(hook)) = &self.on_decision {
+            let outcome = match &decided {
+                Decided::Run(_) => IdempotencyOutcome::Run,
+                Decided::Answer(outcome, _) => *outcome,
+            };
+            hook(&IdempotencyEvent { outcome, key: &key });
+        }
+        match decided {
+            Decided::Run(token) => Admission::Run(Held { key, token, print }),
+            Decided::Answer(_, answer) => Admission::Answer(answer),
+        }
+    }
+
+    async fn decide(&self, key: &str, print: Fingerprint) -> Decided {
         // Bounded: a released key is retried a few times, then the request gets 409.
         let mut waited = false;
         for _ in 0..4 {
-            let state = match self.store.begin(&key, print, self.lock_ttl).await {
+            let state = match self.store.begin(key, print, self.lock_ttl).await {
                 Ok(state) => state,
                 Err(err) => return store_failed(&err),
             };
@@ -170,7 +199,7 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
                 Begin::InFlight { .. } if self.in_flight == InFlight::Conflict || waited => return in_progress(),
                 Begin::InFlight { .. } => {
                     waited = true;
-                    match self.store.wait(&key, self.wait_timeout).await {
+                    match self.store.wait(key, self.wait_timeout).await {
                         Ok(state) => state,
                         Err(err) => return store_failed(&err),
                     }
@@ -187,12 +216,12 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
                 }
                 Begin::Completed(stored) => {
                     tracing::debug!(target: TARGET, key = %key, "replaying a stored answer");
-                    return Admission::Answer(replay(&stored));
+                    return Decided::Answer(IdempotencyOutcome::Replayed, replay(&stored, &self.replay_header));
                 }
                 Begin::Lost { .. } => return self.outcome_unknown(),
                 Begin::InFlight { .. } => return in_progress(),
                 Begin::Released => {}
-                Begin::Acquired(token) => return Admission::Run(Held { key, token, print }),
+                Begin::Acquired(token) => return Decided::Run(token),
             }
         }
         in_progress()

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use tower_layer::Layer;
 
+use super::audit::{IdempotencyEvent, IdempotencyHook};
+use super::inspect::IdempotencyKeys;
 use super::key::{KeySource, ScopeFn, credential_scope};
 use super::memory::MemoryIdempotencyStore;
 use super::service::Idempotency;
 use super::store::IdempotencyStore;
-use super::{DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
+use super::{CACHED_HEADER, DEFAULT_NON_SUCCESS_TTL, DEFAULT_TTL};
 
 /// What a concurrent repeat gets while the first request with its key is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +46,8 @@ pub struct IdempotencyConfig<St> {
     pub(crate) in_flight: InFlight,
     pub(crate) max_body: usize,
     pub(crate) max_stored_body: usize,
+    pub(crate) replay_header: HeaderName,
+    pub(crate) on_decision: Option<IdempotencyHook>,
 }
 
 /// Whose a key is: [`credential_scope`] unless [`IdempotencyLayer::scope`] says otherwise.
@@ -92,6 +97,8 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
                 in_flight: InFlight::Wait,
                 max_body: 2 * 1024 * 1024,
                 max_stored_body: 1024 * 1024,
+                replay_header: HeaderName::from_static(crate::REPLAY_HEADER),
+                on_decision: None,
             }),
         }
     }
@@ -100,6 +107,13 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     #[doc(hidden)]
     pub fn config(&self) -> &Arc<IdempotencyConfig<St>> {
         &self.config
+    }
+
+    /// Its keys, to inspect and clear in a caller's scope (see [`IdempotencyKeys`]). Shares
+    /// the layer's store and options, later setters excepted.
+    #[must_use]
+    pub fn keys(&self) -> IdempotencyKeys<St> {
+        IdempotencyKeys { config: Arc::clone(&self.config) }
     }
 
     fn with(self, change: impl FnOnce(&mut IdempotencyConfig<St>)) -> Self {
@@ -191,6 +205,56 @@ impl<St: IdempotencyStore> IdempotencyLayer<St> {
     #[must_use]
     pub fn max_stored_body(self, bytes: usize) -> Self {
         self.with(|config| config.max_stored_body = bytes)
+    }
+
+    /// The header marking a replayed answer, sent as `<name>: true` (default
+    /// [`REPLAY_HEADER`](crate::REPLAY_HEADER), `X-Idempotent-Replay`); see also
+    /// [`x_cached`](Self::x_cached).
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::IdempotencyLayer;
+    /// use http::HeaderName;
+    ///
+    /// let layer = IdempotencyLayer::memory().replay_header(HeaderName::from_static("x-replayed"));
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn replay_header(self, name: HeaderName) -> Self {
+        self.with(|config| config.replay_header = name)
+    }
+
+    /// Calls `hook` with the decision for every keyed request (run, replayed, in progress,
+    /// outcome unknown, mismatch, store failed; see [`IdempotencyEvent`]), for an audit
+    /// trail of every attempt or the design's `idempotent_replays_total` and
+    /// `concurrent_conflicts_total`. It runs on the request's task before the handler (or
+    /// the answer): keep it quick. The event holds the key's digest, never the key.
+    ///
+    /// ```
+    /// use ezthrottle_tower::idempotency::{IdempotencyLayer, IdempotencyOutcome};
+    ///
+    /// let layer = IdempotencyLayer::memory().on_decision(|event| {
+    ///     if event.outcome == IdempotencyOutcome::Replayed {
+    ///         tracing::info!(key = event.key, "replayed a stored answer");
+    ///     }
+    /// });
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn on_decision(self, hook: impl Fn(&IdempotencyEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.with(|config| config.on_decision = Some(crate::hook::Hook(Arc::new(hook))))
+    }
+
+    /// Marks replayed answers `X-Cached: true` ([`CACHED_HEADER`](super::CACHED_HEADER)), as
+    /// the idempotent webhook handler design does: the same as
+    /// `replay_header(HeaderName::from_static("x-cached"))`.
+    ///
+    /// ```
+    /// let layer = ezthrottle_tower::idempotency::IdempotencyLayer::memory().x_cached();
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn x_cached(self) -> Self {
+        self.replay_header(HeaderName::from_static(CACHED_HEADER))
     }
 }
 

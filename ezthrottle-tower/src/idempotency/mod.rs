@@ -8,8 +8,9 @@
 //!   default 1 MiB) is stored for the [`ttl`](IdempotencyLayer::ttl) (default 24 h; answers
 //!   other than 2xx for the [`non_success_ttl`](IdempotencyLayer::non_success_ttl), default
 //!   5 min);
-//! - a **repeat** gets the stored answer with `X-Idempotent-Replay: true`, without running
-//!   the handler;
+//! - a **repeat** gets the stored answer with `X-Idempotent-Replay: true` (or the header of
+//!   [`replay_header`](IdempotencyLayer::replay_header); [`x_cached`](IdempotencyLayer::x_cached)
+//!   sends `X-Cached: true`), without running the handler;
 //! - a **concurrent** repeat, while the first runs, waits for its answer (up to
 //!   [`wait_timeout`](IdempotencyLayer::wait_timeout), default 10 s) or, with
 //!   [`InFlight::Conflict`], gets `409 Conflict` with `Retry-After` at once;
@@ -87,6 +88,13 @@
 //! In axum, `route_layer` calls apply outside-in from the last one: add the
 //! `IdempotencyLayer` first, then the `VerifyWebhookLayer`.
 //!
+//! # Seeing what it does
+//!
+//! [`IdempotencyLayer::keys`] inspects and clears a key in the asking caller's scope (the
+//! axum `idempotency_key_route` serves it as `GET` / `DELETE`), and
+//! [`IdempotencyLayer::on_decision`] sees every keyed request's decision
+//! ([`IdempotencyEvent`]: run, replayed, conflict, ...) with the key's digest only.
+//!
 //! # Stores
 //!
 //! [`MemoryIdempotencyStore`] for one replica; [`RedisIdempotencyStore`] (feature `redis`) for several replicas
@@ -94,7 +102,9 @@
 //! handler does not run without protection).
 
 mod admission;
+mod audit;
 mod body;
+mod inspect;
 mod key;
 mod layer;
 mod memory;
@@ -106,7 +116,9 @@ mod store;
 
 use std::time::Duration;
 
+pub use audit::{IdempotencyEvent, IdempotencyOutcome};
 pub use body::IdempotencyResponseBody;
+pub use inspect::{IdempotencyKeys, KeyCleared};
 pub use key::{KeyFn, KeySource, ScopeFn, credential_scope, fingerprint};
 pub use layer::{IdempotencyLayer, InFlight};
 pub use memory::MemoryIdempotencyStore;
@@ -129,6 +141,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Default time another stored answer (3xx, 404, ...) is kept: 5 minutes.
 pub const DEFAULT_NON_SUCCESS_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// `X-Cached`: the replay header of [`IdempotencyLayer::x_cached`] (the idempotent webhook
+/// handler design's `X-Cached: true`).
+pub const CACHED_HEADER: &str = "x-cached";
 
 /// `X-Idempotent-Store-Failed: true` on an answer the store could not keep: a repeat within
 /// the lock's life gets `409`, later it may run again.

@@ -53,6 +53,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], 
 return 0
 ";
 
+/// Deletes the key unless a live lock holds it (a lapsed one goes): 1 if there was one.
+const CLEAR: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+if string.sub(value, 1, 1) == 'L' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+";
+
 /// First and largest pause between two polls of an in-flight key.
 const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(100);
@@ -68,6 +77,8 @@ const POLL_MAX: Duration = Duration::from_millis(100);
 /// - `complete` replaces the lock with the answer (`PX <ttl>`), `release` deletes it;
 ///   these and `renew` act only if the caller still holds the lock (compare-and-set by
 ///   token in Lua), so a request whose lock expired cannot clobber the next holder.
+/// - `inspect` reads the key's value (one script call); `clear` deletes a stored answer or
+///   a lapsed lock, never a live one (compare in Lua).
 /// - `wait` for an in-flight key running on another replica **polls** `GET` with a bounded
 ///   exponential backoff (2 ms doubling to 100 ms) until the answer appears, the key is
 ///   released, or the wait timeout passes: no pub/sub connection is needed.
@@ -90,6 +101,7 @@ struct Inner {
     renew: redis::Script,
     complete: redis::Script,
     release: redis::Script,
+    clear: redis::Script,
 }
 
 impl RedisIdempotencyStore {
@@ -122,6 +134,7 @@ impl RedisIdempotencyStore {
                 renew: redis::Script::new(RENEW),
                 complete: redis::Script::new(COMPLETE),
                 release: redis::Script::new(RELEASE),
+                clear: redis::Script::new(CLEAR),
             }),
         }
     }
@@ -224,6 +237,18 @@ impl IdempotencyStore for RedisIdempotencyStore {
         invocation.arg(&token.0);
         let _: i64 = self.invoke(&invocation).await?;
         Ok(())
+    }
+
+    async fn inspect(&self, key: &str) -> Result<Option<Begin>, StoreError> {
+        match self.peek(key).await? {
+            Begin::Released => Ok(None),
+            state => Ok(Some(state)),
+        }
+    }
+
+    async fn clear(&self, key: &str) -> Result<bool, StoreError> {
+        let cleared: i64 = self.invoke(&self.keys(&self.inner.clear, key)).await?;
+        Ok(cleared == 1)
     }
 
     async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {

@@ -177,6 +177,15 @@ pub trait IdempotencyStore: Clone + Send + Sync + 'static {
     /// Waits, up to `timeout`, until `key` is no longer in flight; answers its state then
     /// ([`Begin::InFlight`] when the time ran out, [`Begin::Lost`] when the lock lapsed).
     fn wait(&self, key: &str, timeout: Duration) -> impl Future<Output = Result<Begin, StoreError>> + Send;
+
+    /// The state of `key` without taking it or changing it: [`Begin::InFlight`],
+    /// [`Begin::Lost`] or [`Begin::Completed`]; `None` for a key unknown or expired.
+    fn inspect(&self, key: &str) -> impl Future<Output = Result<Option<Begin>, StoreError>> + Send;
+
+    /// Forgets `key`'s stored answer or lapsed lock, so its next request runs the handler;
+    /// answers whether there was one. A running request's lock is left alone (`false`):
+    /// clearing it would let a repeat run the handler while the first still runs.
+    fn clear(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// `now + duration`, or about 30 years from `now` when that does not fit the clock: a

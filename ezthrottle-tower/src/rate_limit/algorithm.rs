@@ -222,13 +222,28 @@ impl Bucket {
 
     /// Refills for the time since the last check, then takes one token if there is one.
     pub(crate) fn take(&mut self, rate_per_sec: f64, burst: u32, now: Duration) -> Decision {
-        let elapsed = now.saturating_sub(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate_per_sec).min(f64::from(burst));
-        self.updated = now.max(self.updated);
+        self.refill(rate_per_sec, burst, now);
         let allowed = self.tokens >= 1.0;
         if allowed {
             self.tokens -= 1.0;
         }
+        self.decision(allowed, rate_per_sec, burst)
+    }
+
+    /// What a request now would get, nothing taken: `remaining` is the tokens there are.
+    pub(crate) fn peek(&self, rate_per_sec: f64, burst: u32, now: Duration) -> Decision {
+        let mut bucket = *self;
+        bucket.refill(rate_per_sec, burst, now);
+        bucket.decision(bucket.tokens >= 1.0, rate_per_sec, burst)
+    }
+
+    fn refill(&mut self, rate_per_sec: f64, burst: u32, now: Duration) {
+        let elapsed = now.saturating_sub(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate_per_sec).min(f64::from(burst));
+        self.updated = now.max(self.updated);
+    }
+
+    fn decision(&self, allowed: bool, rate_per_sec: f64, burst: u32) -> Decision {
         let missing = |target: f64| {
             Duration::try_from_secs_f64((target - self.tokens).max(0.0) / rate_per_sec).unwrap_or(Duration::MAX)
         };
@@ -259,15 +274,40 @@ impl Log {
         if allowed {
             self.admitted.push_back(now);
         }
+        let count = count.saturating_add(u32::from(allowed));
+        Self::decision(count, self.admitted.front(), self.admitted.back(), allowed, limit, window, now)
+    }
+
+    /// What a request now would get, nothing admitted: `remaining` is the room there is.
+    pub(crate) fn peek(&self, limit: u32, window: Duration, now: Duration) -> Decision {
+        let inside =
+            self.admitted.iter().position(|at| now.saturating_sub(*at) < window).unwrap_or(self.admitted.len());
+        let count = u32::try_from(self.admitted.len().saturating_sub(inside)).unwrap_or(u32::MAX);
+        let allowed = count < limit;
+        let (first, last) = if count == 0 { (None, None) } else { (self.admitted.get(inside), self.admitted.back()) };
+        Self::decision(count, first, last, allowed, limit, window, now)
+    }
+
+    /// The decision, `count` admissions inside the window (this one included if it was
+    /// admitted), the first and last of them at `first` and `last`.
+    fn decision(
+        count: u32,
+        first: Option<&Duration>,
+        last: Option<&Duration>,
+        allowed: bool,
+        limit: u32,
+        window: Duration,
+        now: Duration,
+    ) -> Decision {
         // Saturating: an algorithm built directly (not checked by a layer) may hold any window.
         let leaves =
             |at: Option<&Duration>| at.map_or(Duration::ZERO, |at| at.saturating_add(window).saturating_sub(now));
         Decision {
             allowed,
             limit,
-            remaining: limit.saturating_sub(count + u32::from(allowed)),
-            reset: leaves(self.admitted.back()),
-            retry_after: if allowed { Duration::ZERO } else { leaves(self.admitted.front()) },
+            remaining: limit.saturating_sub(count),
+            reset: leaves(last),
+            retry_after: if allowed { Duration::ZERO } else { leaves(first) },
         }
     }
 

@@ -24,6 +24,8 @@ pin_project! {
         #[pin]
         state: State<S, B, C, S::Future>,
         config: Arc<RateLimitConfig>,
+        // The checks' scope keys, kept only for an `on_decision` hook.
+        scopes: Option<Vec<String>>,
     }
 }
 
@@ -39,8 +41,14 @@ impl<S, B, C> RateLimitFuture<S, B, C>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(check: C, service: S, request: Request<B>, config: Arc<RateLimitConfig>) -> Self {
-        Self { state: State::Checking { check, pending: Some((service, request)) }, config }
+    pub(crate) fn new(
+        check: C,
+        scopes: Option<Vec<String>>,
+        service: S,
+        request: Request<B>,
+        config: Arc<RateLimitConfig>,
+    ) -> Self {
+        Self { state: State::Checking { check, pending: Some((service, request)) }, config, scopes }
     }
 }
 
@@ -56,7 +64,7 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
-                    let verdict = this.config.verdict(ready!(check.poll(cx)));
+                    let verdict = this.config.verdict(ready!(check.poll(cx)), this.scopes.as_deref());
                     #[allow(clippy::panic)] // Only reachable by polling a completed future.
                     let Some((mut service, request)) = pending.take() else {
                         panic!("rate_limit::RateLimitFuture polled after completion")

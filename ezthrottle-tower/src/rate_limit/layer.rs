@@ -8,6 +8,7 @@ use tower_layer::Layer;
 
 use super::algorithm::Decision;
 use super::algorithm::{InvalidRule, Rule};
+use super::audit::{DecisionHook, RateLimitEvent};
 use super::headers;
 use super::headers::HeaderStyle;
 use super::memory::MemoryRateLimitStore;
@@ -60,6 +61,7 @@ pub struct RateLimitConfig {
     pub(crate) pace: Option<[(HeaderName, HeaderValue); 2]>,
     pub(crate) fail_mode: FailMode,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) on_decision: Option<DecisionHook>,
 }
 
 /// Rate-limits requests by one or more [`Rule`]s, answering `429` with `Retry-After` and a
@@ -109,6 +111,7 @@ impl<St> RateLimitLayer<St> {
                 pace: None,
                 fail_mode: FailMode::default(),
                 counters: Arc::default(),
+                on_decision: None,
             },
             store,
         }
@@ -177,6 +180,29 @@ impl<St> RateLimitLayer<St> {
         self
     }
 
+    /// Calls `hook` with every request's decision (allowed or limited, the deciding rule, its
+    /// scope key and the store's numbers; see [`RateLimitEvent`]), for an audit trail or
+    /// metrics. It runs on the request's task before the handler (or the refusal): keep it
+    /// quick (send the event to a channel to do more). No credential is in the event.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ezthrottle_tower::rate_limit::{Algorithm, RateLimitLayer, Rule, Scope};
+    ///
+    /// let layer = RateLimitLayer::new()
+    ///     .rule(Rule::new("per_key", Scope::header("x-api-key"), Algorithm::sliding_window(100, Duration::from_secs(60))))
+    ///     .on_decision(|event| {
+    ///         if !event.allowed {
+    ///             tracing::info!(rule = ?event.rule, scope = ?event.scope, "rate limited");
+    ///         }
+    ///     });
+    /// # let _ = layer;
+    /// ```
+    pub fn on_decision(mut self, hook: impl Fn(&RateLimitEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.config.on_decision = Some(crate::hook::Hook(Arc::new(hook)));
+        self
+    }
+
     /// The counters so far.
     pub fn metrics(&self) -> RateLimitMetrics {
         let counters = &self.config.counters;
@@ -228,8 +254,17 @@ impl RateLimitConfig {
             .collect()
     }
 
-    /// Decides on the store's answer, counting it in the metrics.
-    pub fn verdict(&self, result: Result<Vec<Decision>, StoreError>) -> Verdict {
+    /// The scope keys of `checks`, in order, for the [`on_decision`](RateLimitLayer::on_decision)
+    /// hook; `None` (nothing kept) without one.
+    pub fn audit_scopes(&self, checks: &[Check]) -> Option<Vec<String>> {
+        self.on_decision.as_ref()?;
+        // A check's key is `rule\nscope` (see `checks`); scope keys hold no newline.
+        Some(checks.iter().map(|check| check.key.rsplit_once('\n').map_or("", |(_, scope)| scope).to_owned()).collect())
+    }
+
+    /// Decides on the store's answer, counting it in the metrics and telling the
+    /// `on_decision` hook (`scopes` from [`audit_scopes`](Self::audit_scopes)).
+    pub fn verdict(&self, result: Result<Vec<Decision>, StoreError>, scopes: Option<&[String]>) -> Verdict {
         let config = self;
         match result {
             Ok(decisions) => {
@@ -237,28 +272,46 @@ impl RateLimitConfig {
                     decisions.iter().enumerate().filter(|(_, d)| !d.allowed).max_by_key(|(_, d)| d.retry_after);
                 if let Some((index, worst)) = refused {
                     config.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    self.audit(false, Some((index, *worst)), scopes);
                     let rule = config.rules.get(index).map_or("unknown", |rule| rule.name());
                     let (status, mut headers, body) = headers::refusal(rule, worst.retry_after);
                     self.write_headers(Some(worst), &mut headers);
                     return Err(Box::new((status, headers, body)));
                 }
                 config.counters.allowed.fetch_add(1, Ordering::Relaxed);
-                Ok(decisions.into_iter().min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset))))
+                let tightest =
+                    decisions.into_iter().enumerate().min_by_key(|(_, d)| (d.remaining, std::cmp::Reverse(d.reset)));
+                self.audit(true, tightest, scopes);
+                Ok(tightest.map(|(_, decision)| decision))
             }
             Err(error) => {
                 config.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 match config.fail_mode {
                     FailMode::Open => {
                         tracing::warn!(target: "ezthrottle::rate_limit", %error, "letting the request through (fail open)");
+                        self.audit(true, None, scopes);
                         Ok(None)
                     }
                     FailMode::Closed => {
                         tracing::warn!(target: "ezthrottle::rate_limit", %error, "refusing the request (fail closed)");
+                        self.audit(false, None, scopes);
                         Err(Box::new(headers::unavailable()))
                     }
                 }
             }
         }
+    }
+
+    /// Tells the hook, if any, what was decided (by the rule at `decided`'s index).
+    fn audit(&self, allowed: bool, decided: Option<(usize, Decision)>, scopes: Option<&[String]>) {
+        let Some(crate::hook::Hook(hook)) = &self.on_decision else { return };
+        let index = decided.map(|(index, _)| index);
+        hook(&RateLimitEvent {
+            allowed,
+            rule: index.and_then(|index| self.rules.get(index)).map(Rule::name),
+            scope: index.and_then(|index| scopes?.get(index)).map(String::as_str),
+            decision: decided.map(|(_, decision)| decision),
+        });
     }
 
     /// Writes the tightest limit (in the configured header style) and the pace hints.

@@ -166,6 +166,23 @@ impl MemoryRateLimitStore {
         decision
     }
 
+    /// Reads one key's state without counting (see [`RateLimitStore::peek`]).
+    pub fn peek_one(&self, key: &str, algorithm: &Algorithm) -> Decision {
+        let now = self.inner.clock.now();
+        let shard = self.shard(key);
+        if let Some(entry) = shard.entries.get(key) {
+            return entry.peek(algorithm, now);
+        }
+        let full = shard.entries.len() >= self.inner.max_per_shard.load(Ordering::Relaxed);
+        drop(shard);
+        // A newcomer to a full shard would count in the overflow bucket.
+        let overflow = lock(&self.inner.overflow);
+        match overflow.get(&AlgorithmKey::from(algorithm)) {
+            Some(entry) if full => entry.peek(algorithm, now),
+            _ => Entry::new(algorithm, now).peek(algorithm, now),
+        }
+    }
+
     /// How many keys are held (idle ones included until their shard sweeps them), overflow
     /// buckets included.
     pub fn len(&self) -> usize {
@@ -256,6 +273,18 @@ impl Entry {
         self.last_seen.saturating_add(self.idle_ttl)
     }
 
+    /// What `take` would decide, nothing counted; a state of another algorithm (a rule
+    /// changed) reads as a fresh one.
+    fn peek(&self, algorithm: &Algorithm, now: Duration) -> Decision {
+        match (&self.state, *algorithm) {
+            (State::Bucket(bucket), Algorithm::TokenBucket { rate_per_sec, burst }) => {
+                bucket.peek(rate_per_sec, burst, now)
+            }
+            (State::Log(log), Algorithm::SlidingWindow { limit, window }) => log.peek(limit, window, now),
+            _ => Entry::new(algorithm, now).peek(algorithm, now),
+        }
+    }
+
     fn take(&mut self, algorithm: &Algorithm, now: Duration) -> Decision {
         loop {
             match (&mut self.state, *algorithm) {
@@ -280,6 +309,10 @@ impl RateLimitStore for MemoryRateLimitStore {
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
         ready(Ok(checks.iter().map(|check| self.check_one(&check.key, &check.algorithm)).collect()))
+    }
+
+    fn peek(&self, checks: Vec<Check>) -> Self::Future {
+        ready(Ok(checks.iter().map(|check| self.peek_one(&check.key, &check.algorithm)).collect()))
     }
 }
 

@@ -18,6 +18,11 @@
 //!   response, from the tightest rule; a refusal is `429` with `Retry-After` and
 //!   `{"error":"rate limit exceeded","limit":"<rule>","retry_after":<s>}`; optionally
 //!   `X-EZTHROTTLE-RPS` / `X-EZTHROTTLE-MAX-CONCURRENT` so EZThrottle paces itself.
+//! - For callers and operators: a caller's limits and remaining budget read without
+//!   counting ([`RateLimitLayer::status`], served by the axum `rate_limit_status_route`),
+//!   the recommended client retry configuration ([`RetryConfig`]), and an audit hook seeing
+//!   every decision ([`RateLimitLayer::on_decision`], a [`RateLimitEvent`] with the scope's
+//!   digest, never the credential).
 //!
 //! Each rule is checked atomically on its own key; a request refused by one rule still
 //! counts against the rules it passed.
@@ -36,20 +41,24 @@
 //! - No raw API key or address is a Redis key name (`SCAN`, `MONITOR`), a metric or a log line.
 
 mod algorithm;
+mod audit;
 mod body;
 mod clock;
 mod forwarded;
 mod future;
-mod headers;
+pub(crate) mod headers;
 mod layer;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod retry;
 mod scope;
 mod service;
+mod status;
 mod store;
 
 pub use algorithm::{Algorithm, Decision, InvalidAlgorithm, InvalidRule, Rule};
+pub use audit::RateLimitEvent;
 pub use body::RateLimitResponseBody;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use future::RateLimitFuture;
@@ -58,8 +67,10 @@ pub use layer::{FailMode, RateLimitLayer, RateLimitMetrics};
 pub use memory::MemoryRateLimitStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisRateLimitStore;
+pub use retry::RetryConfig;
 pub use scope::{ANONYMOUS, RequestHead, Scope};
 pub use service::RateLimit;
+pub use status::LimitStatus;
 pub use store::{Check, RateLimitStore};
 
 /// The decisions `ezthrottle-actix`'s middleware shares with [`RateLimit`] (not a stable API).

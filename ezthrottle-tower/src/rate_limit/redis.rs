@@ -74,28 +74,31 @@ impl RedisRateLimitStore {
 }
 
 impl Inner {
-    fn pipeline(&self, checks: &[Check]) -> redis::Pipeline {
+    /// One script call per check; `peek` reads without counting.
+    fn pipeline(&self, checks: &[Check], peek: bool) -> redis::Pipeline {
         let mut pipeline = redis::pipe();
         for check in checks {
             let key = self.connection.key(&check.key);
             match check.algorithm {
                 Algorithm::TokenBucket { rate_per_sec, burst } => {
-                    pipeline.invoke_script(self.token_bucket.key(key).arg(rate_per_sec).arg(burst));
+                    pipeline.invoke_script(self.token_bucket.key(key).arg(rate_per_sec).arg(burst).arg(u8::from(peek)));
                 }
                 Algorithm::SlidingWindow { limit, window } => {
-                    let member = self.connection.unique_id();
+                    let member = if peek { String::new() } else { self.connection.unique_id() };
                     // Rounded up, so Redis never admits more than the memory store would; a
                     // validated window is 1 ms to ten years, exact as a Lua number.
                     let window_ms = u64::try_from(window.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-                    pipeline.invoke_script(self.sliding_window.key(key).arg(limit).arg(window_ms).arg(member));
+                    pipeline.invoke_script(
+                        self.sliding_window.key(key).arg(limit).arg(window_ms).arg(member).arg(u8::from(peek)),
+                    );
                 }
             }
         }
         pipeline
     }
 
-    async fn check(&self, checks: Vec<Check>) -> Result<Vec<Decision>, StoreError> {
-        let pipeline = self.pipeline(&checks);
+    async fn check(&self, checks: Vec<Check>, peek: bool) -> Result<Vec<Decision>, StoreError> {
+        let pipeline = self.pipeline(&checks, peek);
         if !self.scripts_loaded.load(Ordering::Acquire) {
             self.load_scripts().await?;
         }
@@ -147,6 +150,11 @@ impl RateLimitStore for RedisRateLimitStore {
 
     fn check(&self, checks: Vec<Check>) -> Self::Future {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.check(checks).await })
+        Box::pin(async move { inner.check(checks, false).await })
+    }
+
+    fn peek(&self, checks: Vec<Check>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.check(checks, true).await })
     }
 }

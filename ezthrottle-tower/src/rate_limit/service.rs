@@ -45,7 +45,8 @@ where
         // The service made ready is the one called (a clone may not be ready).
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        let check = self.store.check(self.config.checks(&RequestHead::of(&request)));
-        RateLimitFuture::new(check, ready, request, Arc::clone(&self.config))
+        let checks = self.config.checks(&RequestHead::of(&request));
+        let scopes = self.config.audit_scopes(&checks);
+        RateLimitFuture::new(self.store.check(checks), scopes, ready, request, Arc::clone(&self.config))
     }
 }

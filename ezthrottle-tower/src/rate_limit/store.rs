@@ -32,4 +32,10 @@ pub trait RateLimitStore: Clone + Send + Sync + 'static {
 
     /// Checks and counts every key of one request.
     fn check(&self, checks: Vec<Check>) -> Self::Future;
+
+    /// Reads every key's state **without counting** (nor storing anything): what a request
+    /// now would get, `allowed` and `remaining` before it is counted (a key never seen
+    /// answers a fresh one's state, its whole limit). For a caller's current budget
+    /// ([`RateLimitLayer::status`](super::RateLimitLayer::status)).
+    fn peek(&self, checks: Vec<Check>) -> Self::Future;
 }

@@ -33,6 +33,10 @@ impl RateLimitStore for Recording {
         self.keys.lock().unwrap().extend(checks.iter().map(|check| check.key.clone()));
         ready(Ok(checks.iter().map(|check| self.store.check_one(&check.key, &check.algorithm)).collect()))
     }
+
+    fn peek(&self, checks: Vec<Check>) -> Self::Future {
+        self.store.peek(checks)
+    }
 }
 
 const RULES: [&str; 6] = ["api_key", "peer", "xff", "forwarded", "route", "global"];

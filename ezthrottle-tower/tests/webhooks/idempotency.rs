@@ -249,7 +249,33 @@ async fn a_refused_forgery_does_not_take_the_key_of_the_genuine_delivery() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+mod audit;
 mod bounds;
+mod keys;
 mod lock;
 mod props;
 mod scope;
+
+/// The replay header is the layer's: `X-Idempotent-Replay` by default, the design's
+/// `X-Cached: true` in one call, or any name.
+#[tokio::test]
+async fn the_replay_header_is_configurable() {
+    use ezthrottle_tower::idempotency::CACHED_HEADER;
+    let custom = http::HeaderName::from_static("x-replayed");
+    for (layer, header) in [
+        (IdempotencyLayer::memory(), REPLAY_HEADER),
+        (IdempotencyLayer::memory().x_cached(), CACHED_HEADER),
+        (IdempotencyLayer::memory().replay_header(custom.clone()), custom.as_str()),
+    ] {
+        let router = Router::new().route("/pay", post(|| async { "paid" })).route_layer(layer);
+        let url = format!("http://{}/pay", serve(router).await);
+        let send = || http().post(&url).header("Idempotency-Key", "key-0123456789abcdef").send();
+        assert!(send().await.expect("send").headers().get(header).is_none(), "{header} on the first answer");
+        let again = send().await.expect("send");
+        assert_eq!(again.headers().get(header).map(|v| v.as_bytes()), Some(&b"true"[..]), "{header}");
+        for other in [REPLAY_HEADER, CACHED_HEADER, custom.as_str()].into_iter().filter(|name| *name != header) {
+            assert!(again.headers().get(other).is_none(), "{other} besides {header}");
+        }
+        assert_eq!(again.text().await.expect("text"), "paid");
+    }
+}

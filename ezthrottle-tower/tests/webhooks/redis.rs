@@ -71,17 +71,18 @@ mod locks {
         StoredResponse { fingerprint: PRINT, status: http::StatusCode::OK, headers: vec![], body: "ok".into() }
     }
 
+    /// A plain connection, to look at (and cut) the store's keys.
+    async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("connect")
+    }
+
     /// Renewal is a compare-and-extend by token; a lapsed heartbeat is `Lost` (its holder may
     /// still renew and complete); durations past Redis's range are capped, not refused.
     #[tokio::test]
     async fn redis_locks_renew_by_token_and_a_lapsed_one_is_lost() {
         let Some(redis) = RedisServer::start_or_skip().await else { return };
         let store = store(&redis.url);
-        let mut raw = redis::Client::open(redis.url.as_str())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
+        let mut raw = raw(&redis.url).await;
         let Begin::Acquired(token) = store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin") else {
             panic!("acquired")
         };
@@ -102,6 +103,38 @@ mod locks {
         assert!(matches!(store.begin("k", PRINT, Duration::MAX).await.expect("begin"), Begin::Completed(_)));
         let hb: bool = raw.exists("ezthrottle:idem:k:hb").await.expect("exists");
         assert!(!hb, "an answered key has no heartbeat");
+    }
+
+    /// `inspect` reads without taking; `clear` leaves a live lock, removes a lapsed one
+    /// (heartbeat and all) and an answer.
+    #[tokio::test]
+    async fn redis_keys_are_inspected_and_only_lapsed_locks_or_answers_cleared() {
+        let Some(redis) = RedisServer::start_or_skip().await else { return };
+        let store = store(&redis.url);
+        let mut raw = raw(&redis.url).await;
+        assert!(store.inspect("k").await.expect("inspect").is_none());
+        assert!(!store.clear("k").await.expect("clear"), "nothing to clear");
+        let Begin::Acquired(token) = store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin") else {
+            panic!("acquired")
+        };
+        assert!(matches!(store.inspect("k").await.expect("inspect"), Some(Begin::InFlight { .. })));
+        assert!(!store.clear("k").await.expect("clear"), "a live lock stays");
+        assert!(store.renew("k", &token, Duration::from_secs(60)).await.expect("renew"), "still held");
+        let _: i64 = raw.del("ezthrottle:idem:k:hb").await.expect("del");
+        assert!(matches!(store.inspect("k").await.expect("inspect"), Some(Begin::Lost { .. })));
+        assert!(store.clear("k").await.expect("clear"), "a lapsed lock goes");
+        assert!(store.inspect("k").await.expect("inspect").is_none());
+        assert!(!store.renew("k", &token, Duration::from_secs(60)).await.expect("renew"), "its holder lost it");
+        let Begin::Acquired(next) = store.begin("k", PRINT, Duration::from_secs(60)).await.expect("begin") else {
+            panic!("free again")
+        };
+        store.complete("k", &next, answer(), Duration::from_secs(60)).await.expect("complete");
+        assert!(
+            matches!(store.inspect("k").await.expect("inspect"), Some(Begin::Completed(stored)) if stored == answer())
+        );
+        assert!(store.clear("k").await.expect("clear"));
+        let left: i64 = raw.exists(&["ezthrottle:idem:k", "ezthrottle:idem:k:hb"][..]).await.expect("exists");
+        assert_eq!(left, 0);
     }
 
     /// A handler slower than three lock lives on replica A: B's repeat meanwhile is told it is

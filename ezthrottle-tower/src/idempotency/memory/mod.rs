@@ -278,4 +278,23 @@ impl IdempotencyStore for MemoryIdempotencyStore {
             }
         }
     }
+
+    async fn inspect(&self, key: &str) -> Result<Option<Begin>, StoreError> {
+        Ok(self.shard(key).get(key).and_then(|entry| entry.begin(Instant::now())))
+    }
+
+    async fn clear(&self, key: &str) -> Result<bool, StoreError> {
+        let mut shard = self.shard(key);
+        let state = shard.get(key).and_then(|entry| entry.begin(Instant::now()));
+        if matches!(state, Some(Begin::InFlight { .. })) {
+            return Ok(false);
+        }
+        // An expired entry goes too, but was not there to clear.
+        let removed = shard.remove(key);
+        drop(shard);
+        if let Some(Entry { state: State::InFlight { notify, .. }, .. }) = removed {
+            notify.notify_waiters();
+        }
+        Ok(state.is_some())
+    }
 }

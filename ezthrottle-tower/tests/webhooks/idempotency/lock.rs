@@ -69,6 +69,15 @@ impl IdempotencyStore for Cuttable {
     async fn wait(&self, key: &str, timeout: Duration) -> Result<Begin, StoreError> {
         self.inner.wait(key, timeout).await
     }
+
+    async fn inspect(&self, key: &str) -> Result<Option<Begin>, StoreError> {
+        self.inner.inspect(key).await
+    }
+
+    async fn clear(&self, key: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.clear(key).await
+    }
 }
 
 /// `/slow` signals `started`, waits for a permit of `gate`, answers 201 with its run.
@@ -215,4 +224,22 @@ async fn huge_durations_do_not_overflow_the_clock() {
     let repeat = repeat.await.expect("task");
     assert!(repeat.headers().contains_key(REPLAY_HEADER));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// A lapsed lock inspects as lost and can be cleared; a live one cannot.
+#[tokio::test(start_paused = true)]
+async fn a_lapsed_memory_lock_is_inspected_as_lost_and_cleared() {
+    let store = MemoryIdempotencyStore::new();
+    let Ok(Begin::Acquired(token)) = store.begin("k", [1; 32], LOCK).await else { panic!("acquired") };
+    assert!(matches!(store.inspect("k").await, Ok(Some(Begin::InFlight { .. }))));
+    assert_eq!(store.clear("k").await, Ok(false), "a live lock stays");
+    tokio::time::advance(LOCK).await;
+    assert!(matches!(store.inspect("k").await, Ok(Some(Begin::Lost { .. }))));
+    assert_eq!(store.clear("k").await, Ok(true), "a lapsed lock goes");
+    assert!(matches!(store.inspect("k").await, Ok(None)));
+    assert!(!store.renew("k", &token, LOCK).await.expect("renew"), "its holder lost it");
+    assert!(matches!(store.begin("k", [1; 32], LOCK).await, Ok(Begin::Acquired(_))), "free again");
+    tokio::time::advance(LOCK * 2).await;
+    assert!(matches!(store.inspect("k").await, Ok(None)), "expired");
+    assert_eq!(store.clear("k").await, Ok(false), "an expired entry was not there to clear");
 }
