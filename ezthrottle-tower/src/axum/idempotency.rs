@@ -99,7 +99,7 @@ fn unknown() -> Response {
 }
 
 fn unavailable(err: &StoreError) -> Response {
-    tracing::error!(target: "ezthrottle::idempotency", error = %err, "idempotency store failed");
+    tracing::error!(target: ezthrottle_core::telemetry::TARGET_IDEMPOTENCY, error = %err, "idempotency store failed");
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],

@@ -43,7 +43,7 @@ async fn status<St: RateLimitStore>(layer: &RateLimitLayer<St>, parts: Parts) ->
     match layer.status(&RequestHead::of(&head)).await {
         Ok(limits) => Json(json!({ "limits": limits })).into_response(),
         Err(error) => {
-            tracing::warn!(target: "ezthrottle::rate_limit", %error, "cannot read the rate limits");
+            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, %error, "cannot read the rate limits");
             let (status, headers, body) = crate::rate_limit::headers::unavailable();
             (status, headers, body).into_response()
         }

@@ -100,11 +100,11 @@ async fn receive<I: Inbox + Clone + 'static>(
         Ok(true) => (StatusCode::OK, "ok").into_response(),
         Ok(false) => (StatusCode::OK, [(crate::REPLAY_HEADER, "true")], "ok").into_response(),
         Err(err @ InboxError::PayloadTooLarge { .. }) => {
-            tracing::warn!(target: "ezthrottle::webhook", %err, "webhook delivery refused by the inbox");
+            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_WEBHOOK, %err, "webhook delivery refused by the inbox");
             (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response()
         }
         Err(err) => {
-            tracing::warn!(target: "ezthrottle::webhook", %err, "webhook delivery not recorded");
+            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_WEBHOOK, %err, "webhook delivery not recorded");
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "inbox unavailable").into_response()
         }
     }

@@ -173,11 +173,21 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
     /// telling the `on_decision` hook.
     pub async fn admit(&self, key: String, print: Fingerprint) -> Admission {
         let decided = self.decide(&key, print).await;
+        let outcome = match &decided {
+            Decided::Run(_) => IdempotencyOutcome::Run,
+            Decided::Answer(outcome, _) => *outcome,
+        };
+        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_IDEMPOTENCY, outcome = outcome.as_str(), key_digest = %key, "idempotency decision");
+        match outcome {
+            IdempotencyOutcome::Replayed => {
+                metrics::counter!(ezthrottle_core::telemetry::IDEMPOTENT_REPLAYS_TOTAL).increment(1)
+            }
+            IdempotencyOutcome::InProgress => {
+                metrics::counter!(ezthrottle_core::telemetry::CONCURRENT_CONFLICTS_TOTAL).increment(1);
+            }
+            _ => {}
+        }
         if let Some(crate::hook::Hook(hook)) = &self.on_decision {
-            let outcome = match &decided {
-                Decided::Run(_) => IdempotencyOutcome::Run,
-                Decided::Answer(outcome, _) => *outcome,
-            };
             hook(&IdempotencyEvent { outcome, key: &key });
         }
         match decided {

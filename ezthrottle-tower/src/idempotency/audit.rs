@@ -19,6 +19,21 @@ pub enum IdempotencyOutcome {
     StoreFailed,
 }
 
+impl IdempotencyOutcome {
+    /// The outcome's name in telemetry: `run`, `replayed`, `in_progress`,
+    /// `outcome_unknown`, `mismatch`, `store_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Replayed => "replayed",
+            Self::InProgress => "in_progress",
+            Self::OutcomeUnknown => "outcome_unknown",
+            Self::Mismatch => "mismatch",
+            Self::StoreFailed => "store_failed",
+        }
+    }
+}
+
 /// One keyed request's decision, for an audit trail or metrics (replays, conflicts): given
 /// to the hook of [`IdempotencyLayer::on_decision`](super::IdempotencyLayer::on_decision),
 /// in the actix middleware made from the layer too. Requests without a key pass through

@@ -150,4 +150,4 @@ pub const CACHED_HEADER: &str = "x-cached";
 /// the lock's life gets `409`, later it may run again.
 pub const STORE_FAILED_HEADER: &str = "x-idempotent-store-failed";
 
-const TARGET: &str = "ezthrottle::idempotency";
+const TARGET: &str = ezthrottle_core::telemetry::TARGET_IDEMPOTENCY;

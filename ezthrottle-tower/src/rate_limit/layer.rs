@@ -288,12 +288,12 @@ impl RateLimitConfig {
                 config.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 match config.fail_mode {
                     FailMode::Open => {
-                        tracing::warn!(target: "ezthrottle::rate_limit", %error, "letting the request through (fail open)");
+                        tracing::warn!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, %error, "letting the request through (fail open)");
                         self.audit(true, None, scopes);
                         Ok(None)
                     }
                     FailMode::Closed => {
-                        tracing::warn!(target: "ezthrottle::rate_limit", %error, "refusing the request (fail closed)");
+                        tracing::warn!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, %error, "refusing the request (fail closed)");
                         self.audit(false, None, scopes);
                         Err(Box::new(headers::unavailable()))
                     }
@@ -303,12 +303,20 @@ impl RateLimitConfig {
     }
 
     /// Tells the hook, if any, what was decided (by the rule at `decided`'s index).
+    /// Counts and logs the decision, then tells the hook, if any (by the rule at
+    /// `decided`'s index).
     fn audit(&self, allowed: bool, decided: Option<(usize, Decision)>, scopes: Option<&[String]>) {
-        let Some(crate::hook::Hook(hook)) = &self.on_decision else { return };
         let index = decided.map(|(index, _)| index);
+        let rule = index.and_then(|index| self.rules.get(index)).map(Rule::name);
+        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, allowed, rule, "rate-limit decision");
+        if !allowed {
+            let rule = rule.unwrap_or("none").to_owned();
+            metrics::counter!(ezthrottle_core::telemetry::RATE_LIMIT_EXCEEDED_TOTAL, "rule" => rule).increment(1);
+        }
+        let Some(crate::hook::Hook(hook)) = &self.on_decision else { return };
         hook(&RateLimitEvent {
             allowed,
-            rule: index.and_then(|index| self.rules.get(index)).map(Rule::name),
+            rule,
             scope: index.and_then(|index| scopes?.get(index)).map(String::as_str),
             decision: decided.map(|(_, decision)| decision),
         });

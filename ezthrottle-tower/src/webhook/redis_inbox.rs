@@ -267,10 +267,12 @@ impl RedisInbox {
             while let Some(message) = messages.next().await {
                 match parse(message.get_payload_bytes(), max_payload) {
                     Ok(payload) => events.send(payload),
-                    Err(why) => tracing::warn!(target: "ezthrottle::webhook", why, "inbox message skipped"),
+                    Err(why) => {
+                        tracing::warn!(target: ezthrottle_core::telemetry::TARGET_WEBHOOK, why, "inbox message skipped")
+                    }
                 }
             }
-            tracing::warn!(target: "ezthrottle::webhook", "inbox pub/sub connection closed; reopened on next wait");
+            tracing::warn!(target: ezthrottle_core::telemetry::TARGET_WEBHOOK, "inbox pub/sub connection closed; reopened on next wait");
         }));
         Ok(())
     }

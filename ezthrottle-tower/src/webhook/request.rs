@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::{VerifiedRequest, WebhookRejection};
 
 /// The tracing target of webhook verification.
-pub const TARGET: &str = "ezthrottle::webhook";
+pub const TARGET: &str = ezthrottle_core::telemetry::TARGET_WEBHOOK;
 
 /// Checks the signature header (`None` when absent) before the body is read: present,
 /// well formed, its timestamp within the tolerance. What it refuses, the verification
