@@ -44,7 +44,7 @@ pub use net::{BlackHole, CountingResolver, HangUp, refused_addr, refused_url, se
 pub use postgres::{PG_USER, PostgresServer};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};
-pub use telemetry::TraceLog;
+pub use telemetry::{Observed, TraceLog, observe};
 pub use temp::TempDir;
 pub use unending::{ANSWER_WITHIN, post_unending};
 pub use wait::{DEADLINE, eventually, poll};

@@ -1,9 +1,10 @@
-//! A `tracing` subscriber that writes down every span and event, for tests that assert
-//! on telemetry instead of reading logs.
+//! A `tracing` subscriber that writes down every span and event, and a `metrics`
+//! recorder, for tests that assert on telemetry instead of reading logs.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -88,4 +89,65 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceLog {
             self.push(format!("span {} {}{fields}", meta.target(), meta.name()));
         }
     }
+}
+
+/// What [`observe`] saw: the spans and events, and the metrics recorded.
+#[derive(Debug)]
+pub struct Observed {
+    /// Every span and event.
+    pub log: TraceLog,
+    metrics: Vec<(metrics_util::CompositeKey, DebugValue)>,
+}
+
+impl Observed {
+    /// The counter `name` with the label `label` (`("reason", "status")`), or the sum of
+    /// every series of `name` for `None`; `None` when nothing was counted.
+    pub fn counter(&self, name: &str, label: Option<(&str, &str)>) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .metrics
+            .iter()
+            .filter(|(key, _)| key.key().name() == name)
+            .filter(|(key, _)| {
+                label.is_none_or(|(k, v)| key.key().labels().any(|label| label.key() == k && label.value() == v))
+            })
+            .filter_map(|(_, value)| match value {
+                DebugValue::Counter(count) => Some(*count),
+                _ => None,
+            })
+            .collect();
+        (!counts.is_empty()).then(|| counts.iter().sum())
+    }
+
+    /// How many samples the histogram `name` holds.
+    pub fn samples(&self, name: &str) -> usize {
+        self.metrics
+            .iter()
+            .filter(|(key, _)| key.key().name() == name)
+            .map(|(_, value)| match value {
+                DebugValue::Histogram(samples) => samples.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Runs the future `make` builds on a fresh one-thread runtime, with a [`TraceLog`] as
+/// the thread's subscriber and a recording `metrics` recorder: what it logged and counted.
+///
+/// Run it in a test binary of its own: `tracing` caches per call site whether anyone
+/// listens, and other tests of the same process hitting the same call sites concurrently
+/// can leave that cache stale.
+///
+/// # Panics
+/// If the runtime cannot be built.
+pub fn observe<F: std::future::Future<Output = ()>>(make: impl FnOnce() -> F) -> Observed {
+    let (log, subscriber) = TraceLog::new();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&recorder, || runtime.block_on(make()));
+    });
+    let metrics = snapshotter.snapshot().into_vec().into_iter().map(|(key, _, _, value)| (key, value)).collect();
+    Observed { log, metrics }
 }
