@@ -213,8 +213,16 @@ impl Settings {
     /// Submits `job` in a boxed future (the only allocation of the forwarding path that
     /// the pass-through path never makes).
     pub(crate) fn submit(&self, job: Job) -> Submission {
+        use tracing::Instrument as _;
         let client = self.client.clone();
-        Box::pin(async move { client.submit_job(&job).await })
+        // The client's `submit` span nests in this one.
+        let span = tracing::debug_span!(
+            target: ezthrottle_core::telemetry::TARGET_FORWARD,
+            "forward",
+            method = %job.method,
+            host = %ezthrottle_core::telemetry::host_of(&job.url),
+        );
+        Box::pin(async move { client.submit_job(&job).await }.instrument(span))
     }
 }
 

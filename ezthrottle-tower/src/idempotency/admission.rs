@@ -172,7 +172,8 @@ impl<St: IdempotencyStore> IdempotencyConfig<St> {
     /// Takes `key` for this request, or decides its answer (replay, wait, 409, 422, 503),
     /// telling the `on_decision` hook.
     pub async fn admit(&self, key: String, print: Fingerprint) -> Admission {
-        let decided = self.decide(&key, print).await;
+        let span = tracing::debug_span!(target: ezthrottle_core::telemetry::TARGET_IDEMPOTENCY, "idempotency", key_digest = %key);
+        let decided = tracing::Instrument::instrument(self.decide(&key, print), span).await;
         let outcome = match &decided {
             Decided::Run(_) => IdempotencyOutcome::Run,
             Decided::Answer(outcome, _) => *outcome,

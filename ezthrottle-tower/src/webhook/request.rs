@@ -23,6 +23,7 @@ pub fn check_signature(verifier: &Verifier, signature: Option<&[u8]>) -> Result<
 /// Runs `verifier` over the raw `body` and the signature header value (`None` when
 /// absent), logging the outcome: what every framework integration does with a request.
 fn verify_request(verifier: &Verifier, body: &[u8], signature: Option<&[u8]>) -> Result<Verified, WebhookRejection> {
+    let _span = tracing::debug_span!(target: TARGET, "verify", body_bytes = body.len()).entered();
     let verified = verifier.verify(body, header_text(signature)?).map_err(rejected)?;
     tracing::debug!(
         target: TARGET,

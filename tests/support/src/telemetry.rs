@@ -12,8 +12,9 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Every span (when it closes, with all its fields) and every event, one line each:
-/// `span <target> <name> field=value ...` or `event <target> <LEVEL> field=value ...`.
+/// Every span (when it closes, with all its fields, then `parent=<name>` if it has one)
+/// and every event, one line each: `span <target> <name> field=value ...` or
+/// `event <target> <LEVEL> field=value ...`.
 #[derive(Debug, Clone, Default)]
 pub struct TraceLog {
     lines: Arc<Mutex<Vec<String>>>,
@@ -86,7 +87,8 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TraceLog {
         if let Some(span) = ctx.span(&id) {
             let meta = span.metadata();
             let fields = span.extensions().get::<Fields>().map(|fields| fields.0.clone()).unwrap_or_default();
-            self.push(format!("span {} {}{fields}", meta.target(), meta.name()));
+            let parent = span.parent().map(|parent| format!(" parent={}", parent.name())).unwrap_or_default();
+            self.push(format!("span {} {}{fields}{parent}", meta.target(), meta.name()));
         }
     }
 }
