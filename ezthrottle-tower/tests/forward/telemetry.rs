@@ -31,7 +31,10 @@ fn a_forwarded_call_is_logged_and_counted_by_reason() {
     let spans = seen.log.matching("span ezthrottle::forward forward");
     assert!(spans.iter().any(|span| span.contains("host=127.0.0.1")), "{:#?}", seen.log.lines());
     let submits = seen.log.matching("span ezthrottle::client submit");
-    assert!(submits.iter().any(|span| span.ends_with("parent=forward")), "the submission in the forward span: {submits:#?}");
+    assert!(
+        submits.iter().any(|span| span.ends_with("parent=forward")),
+        "the submission in the forward span: {submits:#?}"
+    );
     for line in seen.log.lines() {
         for secret in ["tok_in_the_query", "tok_in_the_header"] {
             assert!(!line.contains(secret), "a credential in the telemetry: {line}");
