@@ -10,7 +10,7 @@ use ezthrottle_core::protocol::{JobList, JobStatus};
 use http::{HeaderMap, StatusCode};
 
 use super::ApiResponse;
-use super::error::{bad_request, json_error, unauthorized};
+use super::error::{bad_request, json_error, store_unavailable, unauthorized};
 use crate::engine::Shared;
 use crate::store::{JobQuery, JobRecord, StoreError, StoredJob};
 use crate::util::now_ms;
@@ -21,10 +21,7 @@ pub(crate) const DEFAULT_PAGE: usize = 50;
 pub(crate) const MAX_PAGE: usize = 500;
 
 fn store_failed(err: &StoreError) -> ApiResponse {
-    tracing::error!(error = %ezthrottle_core::ErrorChain(err), "the store failed an admin call");
-    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the jobs could not be read or saved; retry");
-    response.retry_after = Some(1);
-    response
+    store_unavailable("the jobs could not be read or saved", err)
 }
 
 fn unix_ms_param(name: &str, value: &str) -> Result<SystemTime, ApiResponse> {

@@ -19,3 +19,12 @@ pub(crate) fn bad_request(field: &str, reason: impl std::fmt::Display) -> ApiRes
 pub(crate) fn unauthorized() -> ApiResponse {
     ApiResponse::json(StatusCode::UNAUTHORIZED, &json!({"error": "Unauthorized", "message": "Invalid API key"}))
 }
+
+/// 503 with `Retry-After: 1` when the job store failed: `store: {what}; retry` (`what`
+/// says what could not be done, e.g. `the job could not be read`); the cause is logged.
+pub(crate) fn store_unavailable(what: &str, err: &crate::store::StoreError) -> ApiResponse {
+    tracing::error!(error = %ezthrottle_core::ErrorChain(err), "the store failed: {what}");
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {what}; retry"));
+    response.retry_after = Some(1);
+    response
+}

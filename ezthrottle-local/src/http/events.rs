@@ -20,7 +20,7 @@ use ezthrottle_core::protocol::{JobEvent, JobStatus};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::error::{bad_request, json_error, unauthorized};
+use super::error::{bad_request, json_error, store_unavailable, unauthorized};
 use crate::engine::Shared;
 use crate::pacing::host_key;
 use crate::store::{JobRecord, StoreError};
@@ -71,7 +71,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, Path(id): Path<Str
     match read(&shared, &id).await {
         Ok(Some(record)) if record.tenant() == &*tenant => {}
         Ok(_) => return json_error(StatusCode::NOT_FOUND, format!("job_id: no job {id:?}")).into_response(),
-        Err(err) => return unavailable(&id, &err).into_response(),
+        Err(err) => return store_unavailable("the job could not be read", &err).into_response(),
     }
     let Some(slot) = Slot::take(&shared) else {
         let mut response =
@@ -88,13 +88,6 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, Path(id): Path<Str
 
 async fn read(shared: &Shared, id: &str) -> Result<Option<Arc<JobRecord>>, StoreError> {
     shared.live.get(&*shared.store, id).await
-}
-
-fn unavailable(id: &str, err: &StoreError) -> super::ApiResponse {
-    tracing::error!(job_id = id, error = %ezthrottle_core::ErrorChain(err), "reading a job failed");
-    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the job could not be read; retry");
-    response.retry_after = Some(1);
-    response
 }
 
 /// A stream following one job.

@@ -6,7 +6,7 @@ use axum::extract::{Path, Request, State};
 use ezthrottle_core::protocol::Job;
 use http::StatusCode;
 
-use super::error::{bad_request, json_error, unauthorized};
+use super::error::{bad_request, json_error, store_unavailable, unauthorized};
 use super::{ApiResponse, read_body};
 use crate::engine::Shared;
 use crate::store::JobRecord;
@@ -134,12 +134,7 @@ pub(crate) async fn submit(shared: &Arc<Shared>, tenant: &Arc<str>, body: &[u8])
             response.retry_after = Some(SHUTDOWN_RETRY_AFTER_SECS);
             response
         }
-        Err(SubmitError::Store(err)) => {
-            tracing::error!(error = %ezthrottle_core::ErrorChain(&err), "the store refused a submission");
-            let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the job could not be stored; retry");
-            response.retry_after = Some(1);
-            response
-        }
+        Err(SubmitError::Store(err)) => store_unavailable("the job could not be stored", &err),
         Err(SubmitError::ShareFull(full, wait)) => {
             let mut response = json_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -168,12 +163,7 @@ pub(crate) async fn get(shared: &Shared, tenant: &str, id: &str) -> ApiResponse 
     match record {
         Ok(record) if record.tenant() == tenant => ApiResponse::json(StatusCode::OK, &record.snapshot()),
         Ok(_) => json_error(StatusCode::NOT_FOUND, format!("job_id: no job {id:?}")),
-        Err(err) => {
-            tracing::error!(job_id = id, error = %ezthrottle_core::ErrorChain(&err), "reading a job failed");
-            let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the job could not be read; retry");
-            response.retry_after = Some(1);
-            response
-        }
+        Err(err) => store_unavailable("the job could not be read", &err),
     }
 }
 

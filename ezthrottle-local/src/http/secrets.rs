@@ -82,11 +82,7 @@ pub(crate) async fn handle(shared: &Shared, tenant: &Arc<str>, method: &Method, 
 }
 
 fn store_failed(err: &crate::store::StoreError) -> ApiResponse {
-    tracing::error!(error = %ezthrottle_core::ErrorChain(err), "the store failed a webhook-secrets call");
-    let mut response =
-        json_error(StatusCode::SERVICE_UNAVAILABLE, "store: the webhook secrets could not be read or saved; retry");
-    response.retry_after = Some(1);
-    response
+    super::error::store_unavailable("the webhook secrets could not be read or saved", err)
 }
 
 pub(super) async fn direct(State(shared): State<Arc<Shared>>, request: Request) -> ApiResponse {
