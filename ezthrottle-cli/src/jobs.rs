@@ -19,7 +19,7 @@ pub(crate) async fn run(args: &JobsArgs, out: Output) -> Result<Status, CliError
         JobsAction::List { status, host, since, limit, cursor, all } => {
             let mut filter = JobFilter::new();
             if let Some(status) = status {
-                filter = filter.status(status_named(status));
+                filter = filter.status(JobStatus::from_name(status));
             }
             if let Some(host) = host {
                 filter = filter.host(host.clone());
@@ -61,15 +61,6 @@ pub(crate) async fn run(args: &JobsArgs, out: Output) -> Result<Status, CliError
         }
     }
     Ok(Status::Ok)
-}
-
-fn status_named(name: &str) -> JobStatus {
-    match name {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "success" => JobStatus::Success,
-        _ => JobStatus::Failed,
-    }
 }
 
 /// One job a line: id, status, method and URL host; then the cursor of the next page.

@@ -165,6 +165,17 @@ impl JobStatus {
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Success | Self::Failed)
     }
+
+    /// The status whose wire name is `name` (`Unknown` for one this version does not know).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "success" => Self::Success,
+            "failed" => Self::Failed,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 impl std::fmt::Display for JobStatus {

@@ -263,13 +263,7 @@ pub(crate) fn before(now: SystemTime, by: Duration) -> SystemTime {
 
 /// A status column's text as a status (one this version does not know is `Unknown`).
 pub(crate) fn status_from_column(text: &str) -> JobStatus {
-    match text {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "success" => JobStatus::Success,
-        "failed" => JobStatus::Failed,
-        _ => JobStatus::Unknown,
-    }
+    JobStatus::from_name(text)
 }
 
 /// `at` as a database's Unix-milliseconds column (saturating; before the epoch is 0).
