@@ -8,4 +8,3 @@ mod secrets;
 mod step;
 mod submit;
 mod support;
-mod telemetry;
