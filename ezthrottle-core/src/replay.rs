@@ -109,7 +109,8 @@ impl std::fmt::Display for CallFailure {
 }
 
 /// Which failed calls may be run again by EZThrottle (see the [module](self) table).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ReplayPolicy {
     /// The default: an idempotent method, or a request with an `Idempotency-Key` header,

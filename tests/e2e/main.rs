@@ -6,6 +6,7 @@
 mod auto_forward;
 mod forward_layer;
 mod inbox;
+mod workflow;
 
 use axum::Router;
 use axum::routing::post;

@@ -45,8 +45,10 @@ use crate::{EZThrottle, SubmitReceipt};
 mod memory;
 #[cfg(test)]
 mod tests;
+mod workflow;
 
 pub use memory::{DEFAULT_INBOX_CAPACITY, WebhookInbox};
+pub use workflow::{DEFAULT_MAX_RUNNING_CHILDREN, WorkflowInbox};
 
 /// How many deliveries a slow [`InboxSubscription`] may fall behind before it skips some.
 pub const SUBSCRIPTION_BUFFER: usize = 1024;
@@ -113,6 +115,13 @@ pub trait Inbox: Send + Sync {
     ///
     /// [`WaitError::Unavailable`] when the inbox's store cannot be subscribed to.
     fn subscribe(&self) -> impl Future<Output = Result<InboxSubscription, WaitError>> + Send;
+
+    /// Whether [`record`](Self::record) runs the FRUGAL children deliveries carry
+    /// ([`WorkflowInbox`] does); `false` unless overridden. A receiver such as
+    /// `webhook_routes` warns when a delivery carries one and its inbox does not.
+    fn runs_carried_steps(&self) -> bool {
+        false
+    }
 
     /// Waits for the delivery for `key` (a job id or an idempotency key): [`wait_any`]
     /// with one key.

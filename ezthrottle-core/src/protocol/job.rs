@@ -12,6 +12,11 @@ pub type Headers = BTreeMap<String, String>;
 /// Free-form metadata echoed back in the webhook payload.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
+/// The metadata entry reserved for the FRUGAL children of a job EZThrottle runs: they
+/// travel with the job and come back in its webhook, to run where it is received
+/// ([`Continuation`](crate::step::Continuation)).
+pub const LOCAL_STEPS_METADATA_KEY: &str = "ezthrottle_local_steps";
+
 /// One HTTP request for EZThrottle to execute, with everything that governs how.
 ///
 /// The JSON form is snake_case at every depth and omits every field left at its default,

@@ -18,7 +18,9 @@ mod validate;
 mod webhook_payload;
 
 pub use envelope::{ErrorBody, ProxyAllowed, ProxyEnvelope};
-pub use job::{ExecutionMode, Headers, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+pub use job::{
+    ExecutionMode, Headers, Job, LOCAL_STEPS_METADATA_KEY, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook,
+};
 pub use job_events::{JobEvent, JobEventKind};
 pub use job_snapshot::{
     Attempt, AttemptOutcome, ChildJob, ChildRelation, DeliveryAttempt, DeliveryOutcome, JobList, JobSnapshot,

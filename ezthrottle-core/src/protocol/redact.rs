@@ -12,7 +12,7 @@
 use std::fmt;
 
 use super::headers::CREDENTIAL_HEADERS;
-use super::job::{Headers, Job};
+use super::job::{Headers, Job, LOCAL_STEPS_METADATA_KEY, Metadata};
 
 /// What a redacted value prints as.
 const REDACTED: &str = "[redacted]";
@@ -224,6 +224,42 @@ impl fmt::Debug for Verbatim {
     }
 }
 
+/// `Debug` of a job's [`Metadata`]: every entry, but the FRUGAL steps carried under
+/// [`LOCAL_STEPS_METADATA_KEY`] (requests with their credentials) only as the relations
+/// they run on.
+///
+/// ```
+/// use ezthrottle_core::protocol::{LOCAL_STEPS_METADATA_KEY, Metadata, redact::RedactedMetadata};
+///
+/// let mut metadata = Metadata::new();
+/// metadata.insert("order".into(), "A-1".into());
+/// metadata.insert(LOCAL_STEPS_METADATA_KEY.into(), serde_json::json!({"on_success": {"request": {"headers": {"authorization": "Bearer sk_live"}}}}));
+/// let printed = format!("{:?}", RedactedMetadata(&metadata));
+/// assert!(printed.contains("A-1") && printed.contains("on_success") && !printed.contains("sk_live"), "{printed}");
+/// ```
+pub struct RedactedMetadata<'a>(pub &'a Metadata);
+
+impl fmt::Debug for RedactedMetadata<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Carried<'a>(&'a serde_json::Value);
+        impl fmt::Debug for Carried<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let relations = self.0.as_object().map(|steps| steps.keys().collect::<Vec<_>>()).unwrap_or_default();
+                write!(f, "[FRUGAL steps: {relations:?}]")
+            }
+        }
+        let mut map = f.debug_map();
+        for (key, value) in self.0 {
+            if key == LOCAL_STEPS_METADATA_KEY {
+                map.entry(key, &Carried(value));
+            } else {
+                map.entry(key, value);
+            }
+        }
+        map.finish()
+    }
+}
+
 /// `Debug` of a job, redacted: what `Debug` of [`Job`] prints, and what a step prints for
 /// its request with its own credential headers. Nested jobs are redacted the same way.
 pub(crate) struct RedactedJob<'a> {
@@ -245,7 +281,7 @@ impl fmt::Debug for RedactedJob<'_> {
             .field("method", &job.method)
             .field("headers", &RedactedHeaders::new(&job.headers).with_credential_headers(self.extra))
             .field("body", &job.body.as_ref().map(BodyLen::of))
-            .field("metadata", &job.metadata)
+            .field("metadata", &RedactedMetadata(&job.metadata))
             .field("webhooks", &job.webhooks)
             .field("webhook_quorum", &job.webhook_quorum)
             .field("regions", &job.regions)

@@ -2,7 +2,7 @@
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::job::{Job, Trigger, Webhook};
+use super::job::{Job, LOCAL_STEPS_METADATA_KEY, Trigger, Webhook};
 
 /// How deeply jobs may nest (`fallback_job`, `on_success`, `on_failure`).
 pub const MAX_JOB_DEPTH: usize = 32;
@@ -85,6 +85,39 @@ impl Path {
     }
 }
 
+/// A job carrying FRUGAL children ([`LOCAL_STEPS_METADATA_KEY`]) must deliver them: to
+/// a webhook of its own, and not as a fallback (a fallback's result is delivered with its
+/// primary's metadata).
+fn validate_carried_steps(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
+    let Some(carried) = job.metadata.get(LOCAL_STEPS_METADATA_KEY) else { return Ok(()) };
+    let field = format!("metadata.{LOCAL_STEPS_METADATA_KEY}");
+    let Some(carried) = carried.as_object() else {
+        return Err(path.invalid(&field, "must be an object of FRUGAL steps (on_success, on_failure)"));
+    };
+    if role == Role::Fallback {
+        return Err(path.invalid(
+            &field,
+            "a fallback cannot have a FRUGAL child: its result is delivered with its primary's metadata, \
+             so the child would never run; make the child PERFORMANCE or attach it to the primary",
+        ));
+    }
+    if job.webhooks.is_empty() {
+        return Err(path.invalid(
+            &field,
+            "a FRUGAL child of a job EZThrottle runs where the job's webhook is received, and the job has \
+             no webhook; add one, or make the child PERFORMANCE",
+        ));
+    }
+    if job.on_failure_timeout.is_some() && carried.contains_key("on_failure") {
+        return Err(path.invalid(
+            "on_failure_timeout_ms",
+            "a FRUGAL on_failure runs when a failed delivery is received, never on a timeout; make it \
+             PERFORMANCE to keep the timeout",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_job(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
     if path.depth() > MAX_JOB_DEPTH {
         return Err(path.invalid("fallback_job", format!("jobs nest deeper than {MAX_JOB_DEPTH} levels")));
@@ -131,6 +164,7 @@ fn validate_job(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
         }
         _ => {}
     }
+    validate_carried_steps(job, path, role)?;
     if job.on_failure_timeout.is_some() && job.on_failure.is_none() {
         return Err(path.invalid("on_failure_timeout_ms", "is set but there is no on_failure job"));
     }

@@ -7,7 +7,10 @@ use super::job::{Headers, Metadata};
 /// A webhook delivery: the result of one job.
 ///
 /// Delivery is at least once: the same payload may arrive twice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the metadata without the FRUGAL steps it may carry
+/// ([`RedactedMetadata`](super::redact::RedactedMetadata)).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct WebhookPayload {
     /// The job this result belongs to.
@@ -26,6 +29,19 @@ pub struct WebhookPayload {
     /// Why the job failed, when it did without an answer from the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookPayload")
+            .field("job_id", &self.job_id)
+            .field("idempotent_key", &self.idempotent_key)
+            .field("status", &self.status)
+            .field("response", &self.response)
+            .field("metadata", &super::redact::RedactedMetadata(&self.metadata))
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl WebhookPayload {

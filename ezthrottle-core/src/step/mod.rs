@@ -1,5 +1,6 @@
 //! The `Step` builder: one request, how it runs, and what follows it.
 
+mod carried;
 mod frugal;
 mod key;
 mod outcome;
@@ -8,7 +9,9 @@ mod request;
 use std::time::{Duration, SystemTime};
 
 use http::Method;
+use serde::{Deserialize, Serialize};
 
+pub use carried::Continuation;
 pub use frugal::MAX_LOCAL_BODY_BYTES;
 pub use key::credential_key;
 pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
@@ -17,11 +20,14 @@ use crate::client::EZThrottle;
 use crate::error::Error;
 use crate::protocol::headers::IDEMPOTENCY_KEY_HEADERS;
 use crate::protocol::redact::RedactedJob;
-use crate::protocol::{ExecutionMode, Job, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook};
+use crate::protocol::{
+    ExecutionMode, Job, LOCAL_STEPS_METADATA_KEY, Metadata, RegionPolicy, RetryPolicy, Trigger, Webhook,
+};
 use crate::replay::{CallFailure, ReplayPolicy, is_blank_key};
 
-/// Where a step runs first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Where a step runs first (`"performance"` / `"frugal"` in a carried step).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepType {
     /// Submit to EZThrottle straight away (the default, as in the Python and Node SDKs).
     #[default]
@@ -44,7 +50,8 @@ pub enum StepType {
 /// SDK's key adds the credential headers, so two users never share a job, while the same
 /// user repeating the same call within EZThrottle's idempotency window (its idempotency
 /// TTL) is still one job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum IdempotentStrategy {
     /// The SDK computes the key ([`credential_key`]): SHA-256 over the method, the full URL
@@ -305,6 +312,12 @@ impl Step {
     }
 
     /// A step spawned when this one succeeds.
+    ///
+    /// A PERFORMANCE child is a child job that EZThrottle runs. A FRUGAL child runs here:
+    /// right after a FRUGAL step that succeeded here, or, when this step runs on
+    /// EZThrottle, where its webhook is received (it is carried in the job's metadata; see
+    /// [`Continuation`] and [`WorkflowInbox`](crate::inbox::WorkflowInbox)), so the job
+    /// needs a webhook.
     pub fn on_success(mut self, step: Step) -> Self {
         self.on_success = Some(Box::new(step));
         self
@@ -312,6 +325,10 @@ impl Step {
 
     /// A step spawned when this one fails, or, with `timeout`, when it has not succeeded
     /// within that time.
+    ///
+    /// FRUGAL and PERFORMANCE children run where [`on_success`](Self::on_success) says.
+    /// A FRUGAL `on_failure` run at the webhook receiver runs on a failed delivery, so it
+    /// takes no `timeout` (the job is refused).
     pub fn on_failure(mut self, step: Step, timeout: Option<Duration>) -> Self {
         self.on_failure = Some(Box::new(step));
         self.request.on_failure_timeout = timeout;
@@ -341,18 +358,32 @@ impl Step {
     }
 
     /// This step's own job: its request, key and children, without fallbacks.
+    ///
+    /// A FRUGAL child is not a child job: EZThrottle would run it. It is carried in the
+    /// job's metadata, to run where the job's webhook is received
+    /// ([`Continuation`]).
     fn request_job(&self) -> Job {
         let mut job = self.request.clone();
-        if job.idempotent_key.is_none() {
-            job.idempotent_key = match self.idempotent_strategy {
-                IdempotentStrategy::CredentialHash => Some(credential_key(&job, &self.credential_headers)),
-                IdempotentStrategy::Hash => None,
-                IdempotentStrategy::Unique => Some(uuid::Uuid::new_v4().to_string()),
-            };
-        }
-        job.on_success = self.on_success.as_ref().map(|step| Box::new(step.to_job()));
-        job.on_failure = self.on_failure.as_ref().map(|step| Box::new(step.to_job()));
+        job.idempotent_key = self.resolved_key();
+        let performance = |child: &Option<Box<Step>>| {
+            child.as_deref().filter(|child| !child.is_frugal()).map(|child| Box::new(child.to_job()))
+        };
+        job.on_success = performance(&self.on_success);
+        job.on_failure = performance(&self.on_failure);
+        carried::carry_children(self, &mut job);
         job
+    }
+
+    /// The explicit key, else the strategy's.
+    fn resolved_key(&self) -> Option<String> {
+        if let Some(key) = &self.request.idempotent_key {
+            return Some(key.clone());
+        }
+        match self.idempotent_strategy {
+            IdempotentStrategy::CredentialHash => Some(credential_key(&self.request, &self.credential_headers)),
+            IdempotentStrategy::Hash => None,
+            IdempotentStrategy::Unique => Some(uuid::Uuid::new_v4().to_string()),
+        }
     }
 
     /// The fallbacks, depth first (a fallback's own fallbacks follow it), each with the
@@ -383,13 +414,28 @@ impl Step {
     /// # Errors
     ///
     /// [`Error::InvalidInput`] for an invalid step; a submission's error; for a FRUGAL
-    /// step whose forward failed, [`Error::Forward`] carrying the local failure too.
+    /// step whose forward failed, [`Error::Forward`] carrying the local failure too (so
+    /// also when a FRUGAL step with a FRUGAL child and no webhook has to be forwarded:
+    /// the child could not run).
     pub async fn execute(&self, client: &EZThrottle) -> StepResult {
         let job = self.to_job();
-        job.validate()?;
         match self.step_type {
-            StepType::Performance => client.submit_job(&job).await.map(StepOutcome::Forwarded),
-            StepType::Frugal => frugal::execute(self, job, client).await,
+            StepType::Performance => {
+                job.validate()?;
+                client.submit_job(&job).await.map(StepOutcome::Forwarded)
+            }
+            StepType::Frugal => {
+                // Its own FRUGAL children run here unless it is forwarded: what they need
+                // of a forwarded job (a webhook) is checked if it is.
+                if job.metadata.contains_key(LOCAL_STEPS_METADATA_KEY) {
+                    let mut run_here = job.clone();
+                    run_here.metadata.remove(LOCAL_STEPS_METADATA_KEY);
+                    run_here.validate()?;
+                } else {
+                    job.validate()?;
+                }
+                frugal::execute(self, job, client).await
+            }
         }
     }
 }

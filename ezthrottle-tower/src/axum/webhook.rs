@@ -68,6 +68,13 @@ impl<I> FromRef<RoutesState<I>> for Verifier {
 /// `ezthrottle_tower::webhook::RedisInbox` (features `redis`, `webhook`) when several replicas
 /// receive and wait.
 ///
+/// A PERFORMANCE job's FRUGAL `on_success` / `on_failure` child comes back in its
+/// webhook, to run here: pass a
+/// [`WorkflowInbox`](ezthrottle_core::inbox::WorkflowInbox) (it wraps any inbox and holds
+/// the client to forward the child with), and each child runs once, however many times
+/// and to however many replicas the delivery comes. With another inbox such a delivery is
+/// recorded and a warning logged.
+///
 /// Repeated deliveries of a job are absorbed by the inbox (the stored payload is replaced,
 /// waiters resolve once); the answer is 200 for both, with `X-Idempotent-Replay: true` on
 /// a repeat. When the inbox refuses the delivery the answer is `413` (payload over the
@@ -96,6 +103,14 @@ async fn receive<I: Inbox + Clone + 'static>(
     State(state): State<RoutesState<I>>,
     delivery: VerifiedWebhook,
 ) -> Response {
+    if !state.inbox.runs_carried_steps()
+        && delivery.payload.metadata.contains_key(ezthrottle_core::protocol::LOCAL_STEPS_METADATA_KEY)
+    {
+        tracing::warn!(
+            target: ezthrottle_core::telemetry::TARGET_WEBHOOK, job_id = %delivery.payload.job_id,
+            "the delivery carries a FRUGAL child, and this inbox does not run children: wrap it in a WorkflowInbox"
+        );
+    }
     match Inbox::record(&state.inbox, delivery.payload).await {
         Ok(true) => (StatusCode::OK, "ok").into_response(),
         Ok(false) => (StatusCode::OK, [(crate::REPLAY_HEADER, "true")], "ok").into_response(),
