@@ -57,26 +57,19 @@ pub struct WorkflowInbox<I> {
     inbox: I,
     client: EZThrottle,
     running: Arc<Semaphore>,
-    max_running: usize,
 }
 
 impl<I: Inbox> WorkflowInbox<I> {
     /// Records into `inbox` and runs carried children with `client`.
     pub fn new(inbox: I, client: EZThrottle) -> Self {
-        Self {
-            inbox,
-            client,
-            running: Arc::new(Semaphore::new(DEFAULT_MAX_RUNNING_CHILDREN)),
-            max_running: DEFAULT_MAX_RUNNING_CHILDREN,
-        }
+        Self { inbox, client, running: Arc::new(Semaphore::new(DEFAULT_MAX_RUNNING_CHILDREN)) }
     }
 
     /// How many children may run at once (default [`DEFAULT_MAX_RUNNING_CHILDREN`]; `0`
     /// counts as 1).
     #[must_use]
     pub fn max_running(mut self, max_running: usize) -> Self {
-        self.max_running = max_running.clamp(1, Semaphore::MAX_PERMITS);
-        self.running = Arc::new(Semaphore::new(self.max_running));
+        self.running = Arc::new(Semaphore::new(max_running.clamp(1, Semaphore::MAX_PERMITS)));
         self
     }
 
