@@ -291,3 +291,18 @@ impl ShutdownSignals {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replica_lease_is_refused_outside_one_second_to_ten_minutes() {
+        assert_eq!(parse_lease("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_lease("10m"), Ok(Duration::from_secs(600)));
+        for outside in ["999ms", "601s", "0s"] {
+            let refused = parse_lease(outside).unwrap_err();
+            assert!(refused.contains("outside the range allowed, 1s to 10m"), "{outside}: {refused}");
+        }
+    }
+}
