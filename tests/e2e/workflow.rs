@@ -109,3 +109,44 @@ async fn a_frugal_on_failure_that_fails_here_is_forwarded_by_its_own_rules() {
     assert!(alerts.hits("/never").is_empty(), "{:#?}", alerts.requests());
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn past_max_running_recording_waits_for_a_running_child_to_finish() {
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = release.clone();
+    let api = TestServer::start_async(move |request: Recorded| {
+        let held = held.clone();
+        async move {
+            if request.path == "/first" {
+                held.notified().await;
+            }
+            Answer::text(200, "ok")
+        }
+    })
+    .await;
+    let client = EZThrottle::builder().direct(api.url("")).build().expect("client");
+    let inbox = WorkflowInbox::new(WebhookInbox::new(), client).max_running(1);
+    let delivery = |job_id: &str, path: &str| {
+        let parent = Step::new(api.url("/parent"))
+            .webhook(Webhook::new(api.url("/webhook")))
+            .on_success(Step::new(api.url(path)).step_type(StepType::Frugal));
+        ezthrottle::WebhookPayload::new(job_id, ezthrottle::DeliveryStatus::Success)
+            .with_metadata(parent.to_job().metadata)
+    };
+
+    assert!(inbox.record(delivery("job_1", "/first")).await.expect("recorded"));
+    api.wait_hits("/first", 1).await;
+    let second = tokio::spawn({
+        let inbox = inbox.clone();
+        let delivery = delivery("job_2", "/second");
+        async move { inbox.record(delivery).await }
+    });
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!second.is_finished(), "the second delivery was recorded while the only slot was taken");
+    assert!(api.hits("/second").is_empty());
+    release.notify_one();
+    assert!(second.await.unwrap().expect("recorded"));
+    api.wait_hits("/second", 1).await;
+}
