@@ -17,6 +17,11 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 /// ([`Continuation`](crate::step::Continuation)).
 pub const LOCAL_STEPS_METADATA_KEY: &str = "ezthrottle_local_steps";
 
+/// The field path of [`LOCAL_STEPS_METADATA_KEY`] in errors: `metadata.ezthrottle_local_steps`.
+pub(crate) fn local_steps_field() -> String {
+    format!("metadata.{LOCAL_STEPS_METADATA_KEY}")
+}
+
 /// One HTTP request for EZThrottle to execute, with everything that governs how.
 ///
 /// The JSON form is snake_case at every depth and omits every field left at its default,

@@ -6,6 +6,7 @@
 mod envelope;
 pub mod headers;
 mod job;
+pub(crate) use job::local_steps_field;
 mod job_events;
 mod job_snapshot;
 mod pace;

@@ -90,7 +90,7 @@ impl Path {
 /// primary's metadata).
 fn validate_carried_steps(job: &Job, path: &Path, role: Role) -> Result<(), InvalidJob> {
     let Some(carried) = job.metadata.get(LOCAL_STEPS_METADATA_KEY) else { return Ok(()) };
-    let field = format!("metadata.{LOCAL_STEPS_METADATA_KEY}");
+    let field = super::local_steps_field();
     let Some(carried) = carried.as_object() else {
         return Err(path.invalid(&field, "must be an object of FRUGAL steps (on_success, on_failure)"));
     };

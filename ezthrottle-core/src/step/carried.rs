@@ -26,7 +26,7 @@ use crate::replay::ReplayPolicy;
 
 /// The metadata entry of a job carrying FRUGAL children: `{"on_success": step,
 /// "on_failure": step}`, either optional.
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Deserialize)]
 struct Carried {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     on_success: Option<StepForm>,
@@ -148,7 +148,7 @@ impl Continuation {
     pub fn of(payload: &WebhookPayload) -> Result<Option<Self>, InvalidJob> {
         let Some(value) = payload.metadata.get(LOCAL_STEPS_METADATA_KEY) else { return Ok(None) };
         let carried = Carried::deserialize(value).map_err(|err| {
-            InvalidJob::new(format!("metadata.{LOCAL_STEPS_METADATA_KEY}"), format!("is not a carried step: {err}"))
+            InvalidJob::new(crate::protocol::local_steps_field(), format!("is not a carried step: {err}"))
         })?;
         let (relation, form) = match payload.status {
             DeliveryStatus::Success => (ChildRelation::OnSuccess, carried.on_success),
