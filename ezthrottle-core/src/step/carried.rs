@@ -85,21 +85,41 @@ impl StepForm {
         }
     }
 
-    fn into_step(self) -> Step {
-        Step {
+    /// The step, refused when a local timeout in it is over [`MAX_CARRIED_LOCAL_TIMEOUT`].
+    fn into_step(self) -> Result<Step, InvalidJob> {
+        let local_timeout = Duration::from_millis(self.local_timeout_ms);
+        if local_timeout > MAX_CARRIED_LOCAL_TIMEOUT {
+            return Err(InvalidJob::new(
+                crate::protocol::local_steps_field(),
+                format!(
+                    "a local_timeout_ms of {} is over the most a carried step may wait, 1 h",
+                    self.local_timeout_ms
+                ),
+            ));
+        }
+        let nested = |form: Option<Box<StepForm>>| form.map(|form| form.into_step().map(Box::new)).transpose();
+        Ok(Step {
             request: self.request,
             step_type: self.step_type,
             idempotent_strategy: self.idempotent_strategy,
             credential_headers: self.credential_headers,
             replay: self.replay,
             fallback_on_error: self.fallback_on_error,
-            local_timeout: Duration::from_millis(self.local_timeout_ms),
-            fallbacks: self.fallbacks.into_iter().map(|form| (form.step.into_step(), form.trigger)).collect(),
-            on_success: self.on_success.map(|form| Box::new(form.into_step())),
-            on_failure: self.on_failure.map(|form| Box::new(form.into_step())),
-        }
+            local_timeout,
+            fallbacks: self
+                .fallbacks
+                .into_iter()
+                .map(|form| Ok((form.step.into_step()?, form.trigger)))
+                .collect::<Result<_, InvalidJob>>()?,
+            on_success: nested(self.on_success)?,
+            on_failure: nested(self.on_failure)?,
+        })
     }
 }
+
+/// The longest local timeout a carried step may have (1 h): a receiver refuses a longer
+/// one ([`Continuation::of`]) rather than hold a task that long.
+pub const MAX_CARRIED_LOCAL_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// Moves the FRUGAL children of `step` into `job`'s metadata, leaving its PERFORMANCE
 /// children as its `on_success` / `on_failure` jobs.
@@ -144,7 +164,8 @@ impl Continuation {
     /// # Errors
     ///
     /// [`InvalidJob`] naming `metadata.ezthrottle_local_steps` when the entry is not a
-    /// carried step (a hand-written or foreign entry under the reserved key).
+    /// carried step (a hand-written or foreign entry under the reserved key), or when a
+    /// local timeout in it is over [`MAX_CARRIED_LOCAL_TIMEOUT`].
     pub fn of(payload: &WebhookPayload) -> Result<Option<Self>, InvalidJob> {
         let Some(value) = payload.metadata.get(LOCAL_STEPS_METADATA_KEY) else { return Ok(None) };
         let carried = Carried::deserialize(value).map_err(|err| {
@@ -154,7 +175,7 @@ impl Continuation {
             DeliveryStatus::Success => (ChildRelation::OnSuccess, carried.on_success),
             DeliveryStatus::Failed => (ChildRelation::OnFailure, carried.on_failure),
         };
-        Ok(form.map(|form| Self { relation, step: form.into_step() }))
+        form.map(|form| Ok(Self { relation, step: form.into_step()? })).transpose()
     }
 
     /// Why the child runs: [`ChildRelation::OnSuccess`] or [`ChildRelation::OnFailure`].
@@ -256,6 +277,20 @@ mod tests {
         payload.metadata.insert(LOCAL_STEPS_METADATA_KEY.into(), serde_json::json!({"on_success": 3}));
         let error = Continuation::of(&payload).unwrap_err();
         assert_eq!(error.field, "metadata.ezthrottle_local_steps");
+    }
+
+    #[test]
+    fn a_carried_local_timeout_over_an_hour_is_refused_at_any_depth() {
+        let within = frugal("https://track.test/e").local_timeout(MAX_CARRIED_LOCAL_TIMEOUT);
+        let job = parent().on_success(within.clone()).to_job();
+        assert!(Continuation::of(&delivered(&job, DeliveryStatus::Success)).is_ok());
+        let over = MAX_CARRIED_LOCAL_TIMEOUT + Duration::from_millis(1);
+        let nested = within.on_success(frugal("https://track.test/after").local_timeout(over));
+        for child in [frugal("https://track.test/e").local_timeout(over), nested] {
+            let job = parent().on_success(child).to_job();
+            let refused = Continuation::of(&delivered(&job, DeliveryStatus::Success)).unwrap_err();
+            assert!(refused.reason.contains("3600001"), "{refused}");
+        }
     }
 
     #[test]

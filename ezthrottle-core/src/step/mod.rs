@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use http::Method;
 use serde::{Deserialize, Serialize};
 
-pub use carried::Continuation;
+pub use carried::{Continuation, MAX_CARRIED_LOCAL_TIMEOUT};
 pub use frugal::MAX_LOCAL_BODY_BYTES;
 pub use key::credential_key;
 pub use outcome::{LocalFailure, LocalResponse, StepOutcome, StepResult};
