@@ -211,18 +211,48 @@ impl Settings {
     }
 
     /// Submits `job` in a boxed future (the only allocation of the forwarding path that
-    /// the pass-through path never makes).
+    /// the pass-through path never makes). Polled inside the call's [`call_span`], so the
+    /// client's `submit` span nests in it.
     pub(crate) fn submit(&self, job: Job) -> Submission {
-        use tracing::Instrument as _;
         let client = self.client.clone();
-        // The client's `submit` span nests in this one.
-        let span = tracing::debug_span!(
-            target: ezthrottle_core::telemetry::TARGET_FORWARD,
-            "forward",
-            method = %job.method,
-            host = %ezthrottle_core::telemetry::host_of(&job.url),
-        );
-        Box::pin(async move { client.submit_job(&job).await }.instrument(span))
+        Box::pin(async move { client.submit_job(&job).await })
+    }
+}
+
+/// The span of one call through the layer or the middleware (`forward`, target
+/// `ezthrottle::forward`, at debug): the call to the target and the submission, if any,
+/// happen inside it. Its `outcome` is recorded at the end by [`record_outcome`]. Fields
+/// hold the method and the host, never the path or query (they may carry credentials).
+pub(crate) fn call_span(method: &Method, host: Option<&str>) -> tracing::Span {
+    tracing::debug_span!(
+        target: ezthrottle_core::telemetry::TARGET_FORWARD,
+        "forward",
+        method = %method,
+        host,
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+    )
+}
+
+/// Records on `span` how the call ended, read off its answer: `forwarded` (with its
+/// reason) when it carries a [`ForwardedJob`], `not_forwarded` (a forward was due and
+/// failed or was refused) when it carries a [`ForwardFailed`], `passed` otherwise, and
+/// `error` for the wrapped service's error (`None`).
+pub(crate) fn record_outcome(span: &tracing::Span, answer: Option<&http::Extensions>) {
+    if span.is_disabled() {
+        return;
+    }
+    let (outcome, reason) = match answer {
+        None => ("error", None),
+        Some(extensions) => match (extensions.get::<ForwardedJob>(), extensions.get::<ForwardFailed>()) {
+            (Some(job), _) => ("forwarded", Some(job.reason.as_str())),
+            (None, Some(_)) => ("not_forwarded", None),
+            (None, None) => ("passed", None),
+        },
+    };
+    span.record("outcome", outcome);
+    if let Some(reason) = reason {
+        span.record("reason", reason);
     }
 }
 

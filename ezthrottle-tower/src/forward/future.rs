@@ -17,8 +17,8 @@ use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
 use super::decision::{
-    Head, Plan, Submission, accepted, body_failed, capturable, mark_forwarded, maybe_forwarded, not_forwarded,
-    submission_failed,
+    Head, Plan, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded,
+    not_forwarded, record_outcome, submission_failed,
 };
 use ezthrottle_core::protocol::redact::RedactedUrl;
 
@@ -52,6 +52,9 @@ pin_project! {
         #[pin]
         state: State<S, B, S::Future, S::Response, S::Error>,
         ctx: Ctx<P>,
+        // Entered while the call is made and at each poll: the target's and the
+        // submission's spans nest in it.
+        span: tracing::Span,
     }
 }
 
@@ -133,6 +136,7 @@ where
     pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
         let settings = &config.settings;
         let (parts, mut body) = request.into_parts();
+        let span = call_span(&parts.method, parts.uri.host()).entered();
         let hint = body.size_hint();
         let captured = if hint.exact() == Some(0) {
             Ok(false)
@@ -179,7 +183,7 @@ where
                 State::Calling { future, capture: Capture::Missing(not_captured) }
             }
         };
-        Self { state, ctx }
+        Self { state, ctx, span: span.exit() }
     }
 }
 
@@ -323,20 +327,42 @@ where
     type Output = Result<Response<ResponseBody<R>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
+        let _entered = this.span.enter();
+        let answer = ready!(Self::advance(this.state, this.ctx, cx));
+        record_outcome(this.span, answer.as_ref().ok().map(Response::extensions));
+        Poll::Ready(answer)
+    }
+}
+
+impl<S, B, P, R> ResponseFuture<S, B, P>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: 'static,
+    B: Body + From<Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    P: ForwardPolicy<R, S::Error>,
+{
+    /// Runs the state machine as far as it goes.
+    #[allow(clippy::type_complexity)]
+    fn advance(
+        mut state: Pin<&mut State<S, B, S::Future, S::Response, S::Error>>,
+        ctx: &mut Ctx<P>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResponseBody<R>>, S::Error>> {
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
                 StateProj::Collecting { pending } => {
                     let Pending { body, chunks, trailers, .. } = &mut **pending;
                     let Some(read) = read_body(body, chunks, trailers, cx) else {
                         return Poll::Pending;
                     };
-                    let StateOwned::Collecting { pending } = this.state.as_mut().project_replace(State::Done) else {
+                    let StateOwned::Collecting { pending } = state.as_mut().project_replace(State::Done) else {
                         unreachable!("the state was Collecting")
                     };
                     let Pending { chunks, trailers, inner, parts, .. } = *pending;
                     if let Err(error) = read {
-                        this.ctx.probe = None;
+                        ctx.probe = None;
                         return Poll::Ready(Ok(body_read_failed(&error.into().to_string())));
                     }
                     if trailers {
@@ -344,27 +370,27 @@ where
                     }
                     let bytes = chunks.into_bytes();
                     let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
-                    let next = this.ctx.start(inner, Request::from_parts(parts, B::from(bytes)), capture);
-                    this.state.set(next);
+                    let next = ctx.start(inner, Request::from_parts(parts, B::from(bytes)), capture);
+                    state.set(next);
                 }
                 StateProj::Calling { future, capture } => {
                     let outcome = ready!(future.poll(cx));
                     let capture = std::mem::replace(capture, Capture::Spent);
-                    this.state.set(State::Done);
-                    match this.ctx.after_call(outcome, capture) {
+                    state.set(State::Done);
+                    match ctx.after_call(outcome, capture) {
                         AfterCall::Answer(answer) => return Poll::Ready(answer),
-                        AfterCall::Submit(work) => this.state.set(State::Submitting { work }),
+                        AfterCall::Submit(work) => state.set(State::Submitting { work }),
                     }
                 }
                 StateProj::Submitting { work } => {
                     let submitted = ready!(work.submission.as_mut().poll(cx));
-                    let StateOwned::Submitting { work } = this.state.as_mut().project_replace(State::Done) else {
+                    let StateOwned::Submitting { work } = state.as_mut().project_replace(State::Done) else {
                         unreachable!("the state was Submitting")
                     };
                     let Submit { original, reason, .. } = *work;
                     return Poll::Ready(match (submitted, original) {
                         (Ok(receipt), Ok(mut response))
-                            if this.ctx.config.settings.respond_with == ForwardResponse::Original =>
+                            if ctx.config.settings.respond_with == ForwardResponse::Original =>
                         {
                             let job = mark_forwarded(response.headers_mut(), receipt, reason);
                             response.extensions_mut().insert(job);
@@ -379,14 +405,14 @@ where
                 }
                 StateProj::Ahead { work } => {
                     let submitted = ready!(work.submission.as_mut().poll(cx));
-                    let StateOwned::Ahead { work } = this.state.as_mut().project_replace(State::Done) else {
+                    let StateOwned::Ahead { work } = state.as_mut().project_replace(State::Done) else {
                         unreachable!("the state was Ahead")
                     };
                     let Ahead { mut inner, request, reason, .. } = *work;
                     match submitted {
                         Ok(receipt) => return Poll::Ready(Ok(accepted(receipt, reason, ResponseBody::synthesized))),
                         Err(error) => {
-                            let settings = &this.ctx.config.settings;
+                            let settings = &ctx.config.settings;
                             if !settings.may_call_after(&error, request.method(), request.headers()) {
                                 // EZThrottle may run the job: calling the target could run the request twice.
                                 tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, %error, "EZThrottle may have accepted the job; not calling the target");
@@ -396,16 +422,16 @@ where
                                 )));
                             }
                             tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
-                            this.ctx.failed = Some(Box::new(submission_failed(&error)));
+                            ctx.failed = Some(Box::new(submission_failed(&error)));
                             let future = inner.call(request);
-                            this.state.set(State::Calling { future, capture: Capture::Spent });
+                            state.set(State::Calling { future, capture: Capture::Spent });
                         }
                     }
                 }
                 StateProj::BodyFailed { error } => {
                     let error = std::mem::take(error);
-                    this.state.set(State::Done);
-                    this.ctx.probe = None;
+                    state.set(State::Done);
+                    ctx.probe = None;
                     return Poll::Ready(Ok(body_read_failed(&error)));
                 }
                 StateProj::Done => unreachable!("ResponseFuture polled after completion"),

@@ -5,14 +5,16 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use ezthrottle_core::protocol::lane_key_of_url;
+use ezthrottle_core::protocol::redact::RedactedUrl;
+use ezthrottle_core::telemetry::TARGET_FORWARD;
 use ezthrottle_core::{EZThrottle, SubmitReceipt};
 use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 
 use super::decision::{
-    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, mark_forwarded, maybe_forwarded, not_forwarded,
-    submission_failed,
+    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, call_span, mark_forwarded, maybe_forwarded,
+    not_forwarded, record_outcome, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
 use super::layer::ForwardLayer;
@@ -85,6 +87,25 @@ where
 {
     async fn handle(
         &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        use tracing::Instrument as _;
+        let span = call_span(request.method(), request.url().host_str());
+        let answer = self.forward(request, extensions, next).instrument(span.clone()).await;
+        record_outcome(&span, answer.as_ref().ok().map(Response::extensions));
+        answer
+    }
+}
+
+impl<P> ForwardMiddleware<P>
+where
+    P: ForwardPolicy<(), reqwest_middleware::Error> + Send + Sync + 'static,
+{
+    /// One call: to the target (or to EZThrottle first), then forwarded or answered.
+    async fn forward(
+        &self,
         mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
@@ -103,21 +124,21 @@ where
                     Ok(receipt) => return Ok(accepted_response(receipt, reason, copy.request.url())),
                     Err(error) if !settings.may_call_after(&error, request.method(), request.headers()) => {
                         // EZThrottle may run the job: calling the target could run the request twice.
-                        tracing::warn!(url = %copy.request.url(), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
+                        tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
                         return Ok(with_url(maybe_forwarded(maybe_accepted(&error), |bytes| bytes), request.url()));
                     }
                     Err(error) => {
-                        tracing::warn!(url = %copy.request.url(), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
+                        tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
                         failed = Some(submission_failed(&error));
                     }
                 },
                 Err(not_built) => {
-                    tracing::warn!(url = %copy.request.url(), %reason, "{not_built}; calling the target instead");
+                    tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_built}; calling the target instead");
                     failed = Some(not_built);
                 }
             },
             (Some((reason, _)), Err(not_captured)) => {
-                tracing::debug!(url = %request.url(), %reason, "{not_captured}: calling the target instead of forwarding");
+                tracing::debug!(target: TARGET_FORWARD, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
             }
             (None, _) => {}
         }
@@ -143,7 +164,7 @@ where
         let copy = match kept {
             Ok(copy) => copy,
             Err(not_captured) => {
-                tracing::debug!(%reason, "not forwarded: {not_captured}");
+                tracing::debug!(target: TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
                 return not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
             }
         };
@@ -164,7 +185,7 @@ where
                 _ => Ok(accepted_response(receipt, reason, copy.request.url())),
             },
             Err(not_submitted) => {
-                tracing::warn!(url = %copy.request.url(), %reason, "{not_submitted}; returning the original answer");
+                tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_submitted}; returning the original answer");
                 not_forwarded_outcome(outcome, not_submitted)
             }
         }
@@ -257,7 +278,7 @@ fn not_forwarded_outcome(
             Ok(response)
         }
         Err(error) => {
-            tracing::warn!("returning the original error: {failed}");
+            tracing::warn!(target: TARGET_FORWARD, "returning the original error: {failed}");
             Err(error)
         }
     }
