@@ -132,7 +132,9 @@ where
     let head = http::Request::from_parts(parts, ());
     let checks = layer.config().checks(&RequestHead::of(&head));
     let scopes = layer.config().audit_scopes(&checks);
-    let tightest = match layer.config().verdict(layer.store().check(checks).await, scopes.as_deref()) {
+    let span = layer.config().decision_span();
+    let decided = tracing::Instrument::instrument(layer.store().check(checks), span.clone()).await;
+    let tightest = match layer.config().verdict(decided, scopes.as_deref(), &span) {
         Ok(tightest) => tightest,
         Err(refusal) => {
             let (status, headers, body) = *refusal;

@@ -1,6 +1,6 @@
 //! The rate-limit and idempotency decisions' metrics, with the rate-limiting design's
-//! names, seen by a recording `metrics` recorder (a process of its own: the recorder is
-//! the process's).
+//! names, seen by a recording `metrics` recorder, and their spans, seen by a recording
+//! subscriber (a process of its own: the recorder and the subscriber are the process's).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -29,11 +29,13 @@ fn counter(
 }
 
 #[test]
-fn refusals_replays_and_conflicts_are_counted() {
+fn refusals_replays_and_conflicts_are_counted_and_traced() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     // The process's recorder: this binary holds this one test.
     metrics::set_global_recorder(recorder).expect("the only recorder");
+    let (log, subscriber) = ezthrottle_test_support::TraceLog::new();
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     {
@@ -89,6 +91,12 @@ fn refusals_replays_and_conflicts_are_counted() {
             assert_eq!(first.unwrap().unwrap().status(), 200);
         });
     }
+    let decisions = log.matching("span ezthrottle::rate_limit rate_limit rules=1");
+    let allowed = decisions.iter().filter(|span| span.contains("allowed=true rule=two_a_minute")).count();
+    let refused = decisions.iter().filter(|span| span.contains("allowed=false rule=two_a_minute")).count();
+    assert_eq!((allowed, refused), (2, 1), "{decisions:#?}");
+    let keyed = log.matching("span ezthrottle::idempotency idempotency");
+    assert_eq!(keyed.len(), 4, "a span per keyed request: {keyed:#?}");
     let snapshot = snapshotter.snapshot().into_vec();
     assert_eq!(counter(&snapshot, RATE_LIMIT_EXCEEDED_TOTAL), 1, "{snapshot:?}");
     assert_eq!(counter(&snapshot, IDEMPOTENT_REPLAYS_TOTAL), 1, "{snapshot:?}");

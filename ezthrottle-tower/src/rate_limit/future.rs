@@ -26,6 +26,8 @@ pin_project! {
         config: Arc<RateLimitConfig>,
         // The checks' scope keys, kept only for an `on_decision` hook.
         scopes: Option<Vec<String>>,
+        // The decision's span, entered while the store decides.
+        span: tracing::Span,
     }
 }
 
@@ -48,7 +50,8 @@ where
         request: Request<B>,
         config: Arc<RateLimitConfig>,
     ) -> Self {
-        Self { state: State::Checking { check, pending: Some((service, request)) }, config, scopes }
+        let span = config.decision_span();
+        Self { state: State::Checking { check, pending: Some((service, request)) }, config, scopes, span }
     }
 }
 
@@ -64,7 +67,11 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Checking { check, pending } => {
-                    let verdict = this.config.verdict(ready!(check.poll(cx)), this.scopes.as_deref());
+                    let verdict = {
+                        let _entered = this.span.enter();
+                        let decided = ready!(check.poll(cx));
+                        this.config.verdict(decided, this.scopes.as_deref(), this.span)
+                    };
                     #[allow(clippy::panic)] // Only reachable by polling a completed future.
                     let Some((mut service, request)) = pending.take() else {
                         panic!("rate_limit::RateLimitFuture polled after completion")

@@ -262,9 +262,29 @@ impl RateLimitConfig {
         Some(checks.iter().map(|check| check.key.rsplit_once('\n').map_or("", |(_, scope)| scope).to_owned()).collect())
     }
 
-    /// Decides on the store's answer, counting it in the metrics and telling the
-    /// `on_decision` hook (`scopes` from [`audit_scopes`](Self::audit_scopes)).
-    pub fn verdict(&self, result: Result<Vec<Decision>, StoreError>, scopes: Option<&[String]>) -> Verdict {
+    /// The span of one request's decision (`rate_limit`, target `ezthrottle::rate_limit`,
+    /// at debug): the store's check runs inside it, and [`verdict`](Self::verdict) records
+    /// `allowed` and the deciding `rule` on it. Scope keys (caller identities) are not
+    /// fields.
+    pub fn decision_span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT,
+            "rate_limit",
+            rules = self.rules.len(),
+            allowed = tracing::field::Empty,
+            rule = tracing::field::Empty,
+        )
+    }
+
+    /// Decides on the store's answer, counting it in the metrics, recording it on `span`
+    /// (from [`decision_span`](Self::decision_span)) and telling the `on_decision` hook
+    /// (`scopes` from [`audit_scopes`](Self::audit_scopes)).
+    pub fn verdict(
+        &self,
+        result: Result<Vec<Decision>, StoreError>,
+        scopes: Option<&[String]>,
+        span: &tracing::Span,
+    ) -> Verdict {
         let config = self;
         match result {
             Ok(decisions) => {
@@ -272,7 +292,7 @@ impl RateLimitConfig {
                     decisions.iter().enumerate().filter(|(_, d)| !d.allowed).max_by_key(|(_, d)| d.retry_after);
                 if let Some((index, worst)) = refused {
                     config.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    self.audit(false, Some((index, *worst)), scopes);
+                    self.audit(false, Some((index, *worst)), scopes, span);
                     let rule = config.rules.get(index).map_or("unknown", |rule| rule.name());
                     let (status, mut headers, body) = headers::refusal(rule, worst.retry_after);
                     self.write_headers(Some(worst), &mut headers);
@@ -281,7 +301,7 @@ impl RateLimitConfig {
                 config.counters.allowed.fetch_add(1, Ordering::Relaxed);
                 let tightest =
                     decisions.into_iter().enumerate().min_by_key(|(_, d)| (d.remaining, std::cmp::Reverse(d.reset)));
-                self.audit(true, tightest, scopes);
+                self.audit(true, tightest, scopes, span);
                 Ok(tightest.map(|(_, decision)| decision))
             }
             Err(error) => {
@@ -289,12 +309,12 @@ impl RateLimitConfig {
                 match config.fail_mode {
                     FailMode::Open => {
                         tracing::warn!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, %error, "letting the request through (fail open)");
-                        self.audit(true, None, scopes);
+                        self.audit(true, None, scopes, span);
                         Ok(None)
                     }
                     FailMode::Closed => {
                         tracing::warn!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, %error, "refusing the request (fail closed)");
-                        self.audit(false, None, scopes);
+                        self.audit(false, None, scopes, span);
                         Err(Box::new(headers::unavailable()))
                     }
                 }
@@ -302,13 +322,21 @@ impl RateLimitConfig {
         }
     }
 
-    /// Tells the hook, if any, what was decided (by the rule at `decided`'s index).
-    /// Counts and logs the decision, then tells the hook, if any (by the rule at
+    /// Counts and records the decision, then tells the hook, if any (by the rule at
     /// `decided`'s index).
-    fn audit(&self, allowed: bool, decided: Option<(usize, Decision)>, scopes: Option<&[String]>) {
+    fn audit(
+        &self,
+        allowed: bool,
+        decided: Option<(usize, Decision)>,
+        scopes: Option<&[String]>,
+        span: &tracing::Span,
+    ) {
         let index = decided.map(|(index, _)| index);
         let rule = index.and_then(|index| self.rules.get(index)).map(Rule::name);
-        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_RATE_LIMIT, allowed, rule, "rate-limit decision");
+        span.record("allowed", allowed);
+        if let Some(rule) = rule {
+            span.record("rule", rule);
+        }
         if !allowed {
             let rule = rule.unwrap_or("none").to_owned();
             metrics::counter!(ezthrottle_core::telemetry::RATE_LIMIT_EXCEEDED_TOTAL, "rule" => rule).increment(1);
