@@ -460,6 +460,26 @@ async fn attempt(
         });
         attempts.len() - 1
     };
+    let span = tracing::debug_span!(
+        target: TARGET_ENGINE,
+        "attempt",
+        attempt = index.saturating_add(1),
+        region = &**region,
+        status_code = tracing::field::Empty,
+    );
+    tracing::Instrument::instrument(send_attempt(shared, record, job, region, permit, index, started), span).await
+}
+
+/// The attempt `index` of `record`, in its span: sent, read, recorded.
+async fn send_attempt(
+    shared: &Arc<Shared>,
+    record: &Arc<JobRecord>,
+    job: &Job,
+    region: &Arc<str>,
+    permit: Permit,
+    index: usize,
+    started: Instant,
+) -> AttemptResult {
     let mut guard = InFlight { shared, record, index, armed: true };
     // Saved before the request goes out: after a crash, the job shows the attempt whose
     // outcome nobody saw (and `resume` marks it interrupted).
@@ -523,6 +543,9 @@ async fn attempt(
         }
     }
     shared.metrics.attempt_took(started.elapsed());
+    if let Some(code) = outcome.code {
+        tracing::Span::current().record("status_code", code);
+    }
     tracing::debug!(
         target: TARGET_ENGINE,
         job_id = record.id(),

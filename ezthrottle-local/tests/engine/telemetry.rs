@@ -1,5 +1,5 @@
 //! The engine's telemetry, asserted through a recording subscriber: an access log line per
-//! request, a span per job with its attempts, and no credential in any of it.
+//! request, a span per job with a span per attempt in it, and no credential in any of it.
 
 use ezthrottle_test_support::TraceLog;
 use serde_json::json;
@@ -33,6 +33,12 @@ async fn requests_and_jobs_are_logged_by_target_without_credentials() {
     assert!(
         jobs.iter().any(|line| line.contains(&format!("job_id={id}")) && line.contains("host=127.0.0.1:")),
         "{jobs:#?}"
+    );
+    let attempt_spans = log.matching("span ezthrottle::engine attempt attempt=1 region=");
+    assert!(
+        attempt_spans.iter().any(|line| line.contains("status_code=200") && line.ends_with("parent=job")),
+        "an attempt is a span in its job's: {:#?}",
+        log.lines()
     );
     let attempts = log.matching("event ezthrottle::engine DEBUG");
     assert!(
