@@ -56,6 +56,25 @@ impl EngineBuilder {
         self
     }
 
+    /// Most job event streams (`GET /api/v1/jobs/{id}/events`) open at once on this engine
+    /// (default 1,000; at least 1). Past it a new stream is answered 503 naming
+    /// `max_event_streams`, with `Retry-After: 5`.
+    #[must_use]
+    pub fn max_event_streams(mut self, streams: usize) -> Self {
+        self.config.event_streams.max_open = streams.max(1);
+        self
+    }
+
+    /// How long one job event stream stays open (default 1 hour, within 1 s and 24 h). Then
+    /// the engine ends it, and the client resumes with `Last-Event-ID` where it left off
+    /// (`EZThrottle::job_events` does not: it ends too).
+    #[must_use]
+    pub fn event_stream_lifetime(mut self, lifetime: Duration) -> Self {
+        let bounds = crate::http::events::LIFETIME_BOUNDS;
+        self.config.event_streams.lifetime = lifetime.clamp(*bounds.start(), *bounds.end());
+        self
+    }
+
     /// How long a target host's lane (its queue and its announced pace) is kept once it has
     /// nothing queued and nothing in flight (default 5 minutes). A busy lane is never
     /// dropped; a dropped one comes back at the configured pace.

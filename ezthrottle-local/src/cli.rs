@@ -122,6 +122,16 @@ pub struct LocalArgs {
     /// after its last renewal, and one that cannot renew in time stops itself.
     #[arg(long, env = "EZTHROTTLE_LOCAL_REPLICA_LEASE", default_value = "10s", value_parser = parse_lease)]
     pub replica_lease: Duration,
+
+    /// Most job event streams (`GET /api/v1/jobs/{id}/events`) open at once; past it a new
+    /// one is answered 503.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_MAX_EVENT_STREAMS", default_value_t = 1_000)]
+    pub max_event_streams: usize,
+
+    /// How long one job event stream stays open (`1h`; from 1s to 24h); the client then
+    /// resumes with `Last-Event-ID`.
+    #[arg(long, env = "EZTHROTTLE_LOCAL_EVENT_STREAM_LIFETIME", default_value = "1h", value_parser = parse_stream_lifetime)]
+    pub event_stream_lifetime: Duration,
 }
 
 /// A duration flag: `30s`, `2m`, `500ms` (humantime), or bare seconds (`30`). The one
@@ -147,11 +157,20 @@ fn parse_grace(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_lease(text: &str) -> Result<Duration, String> {
-    let lease = parse_duration(text)?;
-    if !(crate::replicas::LEASE_BOUNDS).contains(&lease) {
-        return Err(format!("{text:?} is outside the range allowed, 1s to 10m"));
+    parse_within(text, &crate::replicas::LEASE_BOUNDS, "1s to 10m")
+}
+
+fn parse_stream_lifetime(text: &str) -> Result<Duration, String> {
+    parse_within(text, &crate::http::events::LIFETIME_BOUNDS, "1s to 24h")
+}
+
+/// A duration flag that must lie within `bounds` (shown as `range`).
+fn parse_within(text: &str, bounds: &std::ops::RangeInclusive<Duration>, range: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if !bounds.contains(&duration) {
+        return Err(format!("{text:?} is outside the range allowed, {range}"));
     }
-    Ok(lease)
+    Ok(duration)
 }
 
 /// The longest `--shutdown-grace`.
@@ -180,6 +199,8 @@ impl std::fmt::Debug for LocalArgs {
             .field("store", &self.store)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("replica_lease", &self.replica_lease)
+            .field("max_event_streams", &self.max_event_streams)
+            .field("event_stream_lifetime", &self.event_stream_lifetime)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_read_timeout_secs", &self.body_read_timeout_secs)
             .field("max_connections", &self.max_connections)
@@ -208,6 +229,8 @@ impl LocalArgs {
             .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
             .body_read_timeout(Duration::from_secs(self.body_read_timeout_secs))
             .max_connections(self.max_connections)
+            .max_event_streams(self.max_event_streams)
+            .event_stream_lifetime(self.event_stream_lifetime)
             .lane_idle_timeout(Duration::from_secs(self.lane_idle_timeout_secs));
         for key in self.api_keys.iter().filter(|key| !key.trim().is_empty()) {
             builder = builder.api_key(key.trim());
@@ -303,6 +326,16 @@ mod tests {
         for outside in ["999ms", "601s", "0s"] {
             let refused = parse_lease(outside).unwrap_err();
             assert!(refused.contains("outside the range allowed, 1s to 10m"), "{outside}: {refused}");
+        }
+    }
+
+    #[test]
+    fn the_event_stream_lifetime_is_refused_outside_one_second_to_a_day() {
+        assert_eq!(parse_stream_lifetime("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_stream_lifetime("24h"), Ok(Duration::from_secs(86_400)));
+        for outside in ["999ms", "25h", "0s"] {
+            let refused = parse_stream_lifetime(outside).unwrap_err();
+            assert!(refused.contains("outside the range allowed, 1s to 24h"), "{outside}: {refused}");
         }
     }
 }

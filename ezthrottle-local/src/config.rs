@@ -105,6 +105,7 @@ pub(crate) struct Config {
     pub(crate) resolver: Option<crate::guard::CustomResolver>,
     pub(crate) local_address: Option<IpAddr>,
     pub(crate) server: crate::http::serve::ServerLimits,
+    pub(crate) event_streams: crate::http::events::StreamLimits,
 }
 
 impl Default for Config {
@@ -132,6 +133,7 @@ impl Default for Config {
             reject_unknown_fields: false,
             job_limits: crate::JobLimits::default(),
             server: crate::http::serve::ServerLimits::default(),
+            event_streams: crate::http::events::StreamLimits::default(),
             target_timeout: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             webhook_retry_base: Duration::from_secs(1),

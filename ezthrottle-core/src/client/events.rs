@@ -15,7 +15,7 @@ use crate::protocol::{JobEvent, JobEventKind, paths};
 /// No byte for this long (the engine sends a heartbeat every 15 s): the connection is
 /// taken as dead and opened again.
 const SILENCE: Duration = Duration::from_secs(45);
-/// Reconnections in a row without an event before the stream gives up.
+/// Reconnections in a row without a byte before the stream gives up.
 const MAX_RECONNECTS: u32 = 5;
 
 /// The events of one job ([`EZThrottle::job_events`]): a [`Stream`] that is `Unpin`, so
@@ -54,8 +54,9 @@ impl EZThrottle {
     /// The events of job `job_id` as they happen (`GET /api/v1/jobs/{id}/events`): its
     /// history first (`queued`, each `dispatching`, `retrying`, `rerouted`), then what
     /// follows, until `completed` or `failed`, which end the stream. A dropped connection is
-    /// opened again with `Last-Event-ID`, so no event is missed or repeated (five
-    /// reconnections in a row without an event end it with the error).
+    /// opened again with `Last-Event-ID`, so no event is missed or repeated, however long
+    /// the job waits (five reconnections in a row without a byte, heartbeats included,
+    /// end it with the error).
     ///
     /// Direct mode only (an engine such as `ezthrottle-local`): the cloud's proxy does not
     /// stream.
@@ -123,6 +124,9 @@ impl Follow {
             };
             match tokio::time::timeout(SILENCE, response.chunk()).await {
                 Ok(Ok(Some(chunk))) => {
+                    // The stream is alive (an event or a heartbeat): a later close is the
+                    // engine ending it (its lifetime, a drain), not a failing server.
+                    self.reconnects = 0;
                     let events = self.reader.feed(&chunk).map_err(|err| Error::InvalidResponse {
                         origin: Origin::EZThrottle,
                         status: StatusCode::OK,

@@ -3,9 +3,10 @@
 //! The stream replays the job's history (every event after `Last-Event-ID`, when given),
 //! then follows it by reading the job every [`POLL`], until its `completed` or `failed`
 //! event. It reads the store, so any replica streams any job; `position` events come from
-//! the replica whose queue holds the job. Bounded: at most [`MAX_STREAMS`] open at once
-//! (then 503), each closed after [`MAX_STREAM_LIFETIME`] (the client resumes with
-//! `Last-Event-ID`), a heartbeat comment every [`HEARTBEAT`].
+//! the replica whose queue holds the job. Bounded ([`StreamLimits`]): at most
+//! `max_event_streams` open at once (then 503), each closed after
+//! `event_stream_lifetime` (the client resumes with `Last-Event-ID`), a heartbeat comment
+//! every [`HEARTBEAT`].
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -29,10 +30,25 @@ use crate::store::{JobRecord, StoreError};
 pub(crate) const POLL: Duration = Duration::from_millis(250);
 /// How often an idle stream sends a comment, so proxies keep it open.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(15);
-/// How long one stream stays open.
-pub(crate) const MAX_STREAM_LIFETIME: Duration = Duration::from_secs(3_600);
-/// Most streams open at once.
-pub(crate) const MAX_STREAMS: usize = 1_000;
+/// The range `EngineBuilder::event_stream_lifetime` keeps to.
+pub(crate) const LIFETIME_BOUNDS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3_600);
+
+/// The bounds on event streams (`EngineBuilder::max_event_streams`,
+/// `EngineBuilder::event_stream_lifetime`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamLimits {
+    /// Most streams open at once.
+    pub(crate) max_open: usize,
+    /// How long one stream stays open.
+    pub(crate) lifetime: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self { max_open: 1_000, lifetime: Duration::from_secs(3_600) }
+    }
+}
 
 /// The open streams (one count per engine).
 #[derive(Debug, Default)]
@@ -44,7 +60,7 @@ struct Slot(Arc<Shared>);
 impl Slot {
     fn take(shared: &Arc<Shared>) -> Option<Self> {
         let open = &shared.event_streams.0;
-        if open.fetch_add(1, Ordering::AcqRel) >= MAX_STREAMS {
+        if open.fetch_add(1, Ordering::AcqRel) >= shared.config.event_streams.max_open {
             open.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
@@ -74,8 +90,11 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, Path(id): Path<Str
         Err(err) => return store_unavailable("the job could not be read", &err).into_response(),
     }
     let Some(slot) = Slot::take(&shared) else {
-        let mut response =
-            json_error(StatusCode::SERVICE_UNAVAILABLE, format!("events: {MAX_STREAMS} streams are open; retry"));
+        let max = shared.config.event_streams.max_open;
+        let mut response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("max_event_streams: {max} event streams are open; retry later"),
+        );
         response.retry_after = Some(5);
         return response.into_response();
     };
@@ -107,14 +126,15 @@ impl Follow {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
-            if self.done || self.opened.elapsed() >= MAX_STREAM_LIFETIME {
+            let shared = Arc::clone(&self.slot.0);
+            let left = shared.config.event_streams.lifetime.saturating_sub(self.opened.elapsed());
+            if self.done || left.is_zero() {
                 return None;
             }
             self.read_new().await;
             if self.pending.is_empty() && !self.done {
-                let shared = &self.slot.0;
                 tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
+                    () = tokio::time::sleep(POLL.min(left)) => {}
                     // The drain closes the streams; clients resume elsewhere.
                     () = shared.stopping() => return None,
                 }

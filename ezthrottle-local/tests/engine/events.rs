@@ -109,3 +109,58 @@ async fn a_follower_hears_of_the_attempt_while_the_target_still_holds_it() {
     assert_eq!(kinds, [JobEventKind::Queued, JobEventKind::Dispatching, JobEventKind::Completed]);
     engine.shutdown().await;
 }
+
+/// Opens the event stream of `id` (the answer's head; its body streams).
+async fn open_stream(base: &str, id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/jobs/{id}/events"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_event_streams_a_stream_is_refused_until_one_closes() {
+    let (target, engine, api) = target_and(fast_engine().max_event_streams(2)).await;
+    let base = engine.base_url();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3_600);
+    let retry_at = later.duration_since(std::time::SystemTime::UNIX_EPOCH).expect("after 1970").as_millis() as u64;
+    // Scheduled an hour ahead: it waits, and its streams stay open.
+    let id = api.submit_ok(&job(&target.url("/ok"), json!({"retry_at": retry_at}))).await;
+    let first = open_stream(&base, &id).await;
+    let second = open_stream(&base, &id).await;
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let refused = open_stream(&base, &id).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let message = refused.text().await.expect("a body");
+    assert!(message.contains("max_event_streams"), "{message}");
+    // A stream the client closes frees its place.
+    drop(first);
+    let admitted = ezthrottle_test_support::poll("a stream admitted after one closed", || async {
+        let answer = open_stream(&base, &id).await;
+        (answer.status() == 200).then_some(answer)
+    })
+    .await;
+    drop((second, admitted));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_at_its_lifetime_and_the_client_resumes_after_the_last_event() {
+    let lifetime = std::time::Duration::from_secs(1);
+    let (target, engine, api) = target_and(fast_engine().event_stream_lifetime(lifetime)).await;
+    // The attempt takes 4 s: several lifetimes.
+    let id = api.submit_ok(&job(&target.url("/slow/4000"), json!({}))).await;
+    let raw = open_stream(&engine.base_url(), &id).await;
+    let text = tokio::time::timeout(DEADLINE, raw.text()).await.expect("the engine ends the stream").expect("a body");
+    assert!(text.contains("event: queued"), "{text}");
+    assert!(!text.contains("event: completed"), "ended at its lifetime, before the job: {text}");
+    // The client opens it again after the last event it saw, until the job's end.
+    let events = all_events(&client(&engine.base_url()), &id).await;
+    let kinds: Vec<JobEventKind> = events.iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, [JobEventKind::Queued, JobEventKind::Dispatching, JobEventKind::Completed]);
+    assert_eq!(api.job(&id).await["status"], "success");
+    engine.shutdown().await;
+}
