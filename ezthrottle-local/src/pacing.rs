@@ -411,3 +411,26 @@ async fn dispatch(shared: Arc<Shared>, lane: Arc<Lane>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paces_from_other_replicas_are_kept_for_at_most_max_shared_paces_hosts() {
+        let lanes = Lanes::new(Pace::default(), HashMap::new());
+        let learned = Pace::new(3.0, 2).expect("a pace");
+        for host in 0..MAX_SHARED_PACES {
+            lanes.adopt_pace(&format!("host-{host}:443"), learned);
+        }
+        assert_eq!(lanes.pace_for("host-0:443"), learned);
+        // One host past the cap is not kept: its lane starts at the configured pace.
+        lanes.adopt_pace("past-the-cap:443", learned);
+        assert_eq!(lanes.pace_for("past-the-cap:443"), Pace::default());
+        // A host already kept still takes the newer pace.
+        let newer = Pace::new(7.0, 1).expect("a pace");
+        lanes.adopt_pace("host-0:443", newer);
+        assert_eq!(lanes.pace_for("host-0:443"), newer);
+        assert_eq!(lanes.shared.read().unwrap_or_else(std::sync::PoisonError::into_inner).len(), MAX_SHARED_PACES);
+    }
+}
