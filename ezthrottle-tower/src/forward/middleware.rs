@@ -11,6 +11,7 @@ use ezthrottle_core::{EZThrottle, SubmitReceipt};
 use http::Extensions;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
+use tracing::Instrument as _;
 
 use super::decision::{
     Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, call_span, mark_forwarded, maybe_forwarded,
@@ -91,9 +92,8 @@ where
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        use tracing::Instrument as _;
         let span = call_span(request.method(), request.url().host_str());
-        let answer = self.forward(request, extensions, next).instrument(span.clone()).await;
+        let answer = self.forward(request, extensions, next, &span).await;
         record_outcome(&span, answer.as_ref().ok().map(Response::extensions));
         answer
     }
@@ -103,12 +103,16 @@ impl<P> ForwardMiddleware<P>
 where
     P: ForwardPolicy<(), reqwest_middleware::Error> + Send + Sync + 'static,
 {
-    /// One call: to the target (or to EZThrottle first), then forwarded or answered.
+    /// One call: to the target (or to EZThrottle first), then forwarded or answered. Only
+    /// the calls it awaits (both boxed) run in `span`, and its events name it as their
+    /// parent: wrapping this whole future would move it, which costs more on the
+    /// pass-through path than everything else the middleware does.
     async fn forward(
         &self,
         mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
+        span: &tracing::Span,
     ) -> reqwest_middleware::Result<Response> {
         let settings = &self.config.settings;
         let kept = keep(&mut request, settings.max_replay_bytes);
@@ -120,30 +124,30 @@ where
         let mut failed: Option<ForwardFailed> = None;
         match (ahead, &kept) {
             (Some((reason, retry_at)), Ok(copy)) => match submission(settings, copy, retry_at) {
-                Ok(submission) => match submission.await {
+                Ok(submission) => match submission.instrument(span.clone()).await {
                     Ok(receipt) => return Ok(accepted_response(receipt, reason, copy.request.url())),
                     Err(error) if !settings.may_call_after(&error, request.method(), request.headers()) => {
                         // EZThrottle may run the job: calling the target could run the request twice.
-                        tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
+                        tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
                         return Ok(with_url(maybe_forwarded(maybe_accepted(&error), |bytes| bytes), request.url()));
                     }
                     Err(error) => {
-                        tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
+                        tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
                         failed = Some(submission_failed(&error));
                     }
                 },
                 Err(not_built) => {
-                    tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_built}; calling the target instead");
+                    tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_built}; calling the target instead");
                     failed = Some(not_built);
                 }
             },
             (Some((reason, _)), Err(not_captured)) => {
-                tracing::debug!(target: TARGET_FORWARD, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
+                tracing::debug!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
             }
             (None, _) => {}
         }
 
-        let outcome = next.run(request, extensions).await;
+        let outcome = next.run(request, extensions).instrument(span.clone()).await;
         let (forwardable, outcome) = decide(&self.config.policy, outcome);
         let retry_at = match &outcome {
             Ok(response) if forwardable => settings.retry_at_of(response.headers()),
@@ -164,7 +168,7 @@ where
         let copy = match kept {
             Ok(copy) => copy,
             Err(not_captured) => {
-                tracing::debug!(target: TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
+                tracing::debug!(target: TARGET_FORWARD, parent: span, %reason, "not forwarded: {not_captured}");
                 return not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
             }
         };
@@ -175,7 +179,7 @@ where
         if let Some(refused) = settings.replay_refused_for(copy.request.method(), &copy.headers, failure, reason) {
             return not_forwarded_outcome(outcome, refused);
         }
-        match submit(submission(settings, &copy, retry_at)).await {
+        match submit(submission(settings, &copy, retry_at), span).await {
             Ok(receipt) => match outcome {
                 Ok(mut response) if settings.respond_with == ForwardResponse::Original => {
                     let job = mark_forwarded(response.headers_mut(), receipt, reason);
@@ -185,7 +189,7 @@ where
                 _ => Ok(accepted_response(receipt, reason, copy.request.url())),
             },
             Err(not_submitted) => {
-                tracing::warn!(target: TARGET_FORWARD, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_submitted}; returning the original answer");
+                tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_submitted}; returning the original answer");
                 not_forwarded_outcome(outcome, not_submitted)
             }
         }
@@ -234,8 +238,11 @@ fn submission(settings: &Settings, kept: &Kept, retry_at: Option<SystemTime>) ->
 }
 
 /// Submits, turning EZThrottle's refusal into the extension carried by the answer.
-async fn submit(submission: Result<Submission, ForwardFailed>) -> Result<SubmitReceipt, ForwardFailed> {
-    submission?.await.map_err(|error| submission_failed(&error))
+async fn submit(
+    submission: Result<Submission, ForwardFailed>,
+    span: &tracing::Span,
+) -> Result<SubmitReceipt, ForwardFailed> {
+    submission?.instrument(span.clone()).await.map_err(|error| submission_failed(&error))
 }
 
 /// Applies the policy to a reqwest outcome, through a view of the response's head (its
