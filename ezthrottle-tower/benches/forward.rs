@@ -21,8 +21,12 @@
 //!    sink) and a `metrics` recorder are installed for the whole process (run last: they
 //!    cannot be uninstalled), next to the same ratio measured before.
 //!
-//! `EZT_BENCH_ONLY=ab|latency|storm|down|telemetry` runs one of reports 2-6 (with a
-//! criterion filter that matches nothing, e.g. `-- none`, to skip 1).
+//! 7. in process (no network): what `ForwardLayer` adds to a call of a service that
+//!    answers at once, and `ForwardMiddleware` to a no-op middleware's, in nanoseconds.
+//!
+//! `EZT_BENCH_ONLY=ab|latency|storm|down|telemetry|in-process` runs one of reports 2-7
+//! (with a criterion filter that matches nothing, e.g. `-- none`, to skip 1). Report 6 runs
+//! last: its subscriber cannot be uninstalled.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
 use std::collections::HashMap;
@@ -182,6 +186,92 @@ fn setup() -> Setup {
         stamps,
         ezthrottle,
         _engine: engine,
+    }
+}
+
+/// Report 7: what the layer and the middleware add to one call, without a network (an
+/// in-process service, and a last middleware, that answer at once), on a current-thread
+/// runtime. Each round times a batch of each variant back to back, in alternating order;
+/// the figures are medians over the rounds, the added cost the median of the per-round
+/// differences (a drift between rounds cancels).
+fn in_process_report(s: &Setup) {
+    const ROUNDS: usize = 21;
+    const CALLS: u32 = 20_000;
+    println!("\n== in process: what each adds to one call, {ROUNDS} rounds of {CALLS} calls ==");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer = Bytes::from(vec![b'a'; KIB]);
+    let instant = tower::service_fn(move |_request: Request<Full<Bytes>>| {
+        let answer = answer.clone();
+        async move { Ok::<_, Infallible>(Response::new(Full::new(answer))) }
+    });
+    let wrapped = ForwardLayer::new(s.ezthrottle.clone()).layer(instant.clone());
+    let per_call = |call: &dyn Fn()| {
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            call();
+        }
+        started.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    };
+    let compare = |label: &str, a: &dyn Fn(), b: &dyn Fn()| {
+        per_call(a);
+        per_call(b);
+        let (mut base, mut with, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let (x, y) = if round % 2 == 0 {
+                let x = per_call(a);
+                (x, per_call(b))
+            } else {
+                let y = per_call(b);
+                (per_call(a), y)
+            };
+            base.push(x);
+            with.push(y);
+            added.push(y - x);
+        }
+        println!("{label}: {:.0} ns -> {:.0} ns per call, adds {:.0} ns", median(base), median(with), median(added));
+    };
+    compare(
+        "ForwardLayer over an instant service           ",
+        &|| {
+            rt.block_on(async { instant.clone().oneshot(post(&s.url)).await.unwrap() });
+        },
+        &|| {
+            rt.block_on(async { wrapped.clone().oneshot(post(&s.url)).await.unwrap() });
+        },
+    );
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let client = |forward: bool| {
+            let builder = reqwest_middleware::ClientBuilder::new(reqwest::Client::new());
+            let builder = if forward {
+                builder.with(ezthrottle_tower::ForwardMiddleware::new(s.ezthrottle.clone()))
+            } else {
+                builder.with(Noop)
+            };
+            builder.with(Answer).build()
+        };
+        let (noop, forward) = (client(false), client(true));
+        let call = |client: &reqwest_middleware::ClientWithMiddleware| {
+            rt.block_on(async { client.post(&s.url).body(vec![b'q'; KIB]).send().await.unwrap() });
+        };
+        compare("ForwardMiddleware over a no-op middleware      ", &|| call(&noop), &|| call(&forward));
+    }
+}
+
+/// The last middleware: answers `200` with 1 KiB at once, sending nothing.
+#[cfg(feature = "reqwest-middleware")]
+struct Answer;
+
+#[cfg(feature = "reqwest-middleware")]
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Answer {
+    async fn handle(
+        &self,
+        _request: reqwest::Request,
+        _extensions: &mut http::Extensions,
+        _next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        Ok(reqwest::Response::from(Response::new(vec![b'a'; KIB])))
     }
 }
 
@@ -528,6 +618,9 @@ fn main() {
         }
         if only.is_empty() || only == "down" {
             down_report(&setup);
+        }
+        if only.is_empty() || only == "in-process" {
+            in_process_report(&setup);
         }
         if only.is_empty() || only == "telemetry" {
             telemetry_report(&setup);
