@@ -137,6 +137,7 @@ impl EZThrottle {
     pub async fn submit_job(&self, job: &Job) -> Result<SubmitReceipt, Error> {
         use tracing::Instrument as _;
         job.validate()?;
+        crate::step::check_carried(job)?;
         let span = tracing::debug_span!(
             target: telemetry::TARGET_CLIENT,
             "submit",

@@ -117,8 +117,34 @@ impl StepForm {
     }
 }
 
+impl Carried {
+    /// The carried steps of a metadata entry, or the error naming it.
+    fn read(value: &serde_json::Value) -> Result<Self, InvalidJob> {
+        Self::deserialize(value).map_err(|err| {
+            InvalidJob::new(crate::protocol::local_steps_field(), format!("is not a carried step: {err}"))
+        })
+    }
+}
+
+/// Refuses a job (or a job nested in it) carrying a step its receiver would refuse
+/// ([`Continuation::of`]): a client checks before sending, so the mistake is the
+/// sender's `InvalidInput`, not a child dropped where the webhook lands.
+pub(crate) fn check_carried(job: &Job) -> Result<(), InvalidJob> {
+    if let Some(value) = job.metadata.get(LOCAL_STEPS_METADATA_KEY) {
+        let carried = Carried::read(value)?;
+        for form in [carried.on_success, carried.on_failure].into_iter().flatten() {
+            let _checked: Step = form.into_step()?;
+        }
+    }
+    [&job.on_success, &job.on_failure, &job.fallback_job]
+        .into_iter()
+        .flatten()
+        .try_for_each(|nested| check_carried(nested))
+}
+
 /// The longest local timeout a carried step may have (1 h): a receiver refuses a longer
-/// one ([`Continuation::of`]) rather than hold a task that long.
+/// one ([`Continuation::of`]) rather than hold a task that long, and a client refuses to
+/// send one (`InvalidInput` naming `metadata.ezthrottle_local_steps`).
 pub const MAX_CARRIED_LOCAL_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// Moves the FRUGAL children of `step` into `job`'s metadata, leaving its PERFORMANCE
@@ -168,9 +194,7 @@ impl Continuation {
     /// local timeout in it is over [`MAX_CARRIED_LOCAL_TIMEOUT`].
     pub fn of(payload: &WebhookPayload) -> Result<Option<Self>, InvalidJob> {
         let Some(value) = payload.metadata.get(LOCAL_STEPS_METADATA_KEY) else { return Ok(None) };
-        let carried = Carried::deserialize(value).map_err(|err| {
-            InvalidJob::new(crate::protocol::local_steps_field(), format!("is not a carried step: {err}"))
-        })?;
+        let carried = Carried::read(value)?;
         let (relation, form) = match payload.status {
             DeliveryStatus::Success => (ChildRelation::OnSuccess, carried.on_success),
             DeliveryStatus::Failed => (ChildRelation::OnFailure, carried.on_failure),
@@ -291,6 +315,32 @@ mod tests {
             let refused = Continuation::of(&delivered(&job, DeliveryStatus::Success)).unwrap_err();
             assert!(refused.reason.contains("3600001"), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_carried_local_timeout_over_an_hour_is_refused_before_sending_at_any_depth() {
+        let over = frugal("https://track.test/e").local_timeout(MAX_CARRIED_LOCAL_TIMEOUT + Duration::from_secs(1));
+        assert!(check_carried(&parent().on_success(frugal("https://track.test/e")).to_job()).is_ok());
+        let direct = parent().on_success(over.clone()).to_job();
+        // Under a PERFORMANCE child: the child job carries it.
+        let nested = parent().on_failure(parent().on_success(over), None).to_job();
+        for job in [direct, nested] {
+            let refused = check_carried(&job).unwrap_err();
+            assert_eq!(refused.field, "metadata.ezthrottle_local_steps");
+            assert!(refused.reason.contains("over the most a carried step may wait"), "{refused}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_carrying_such_a_timeout_is_refused_before_anything_is_sent() {
+        // Port 1 on loopback: nothing listens, and nothing is sent anyway.
+        let client = EZThrottle::builder().direct("http://127.0.0.1:1").build().unwrap();
+        let over = frugal("https://track.test/e").local_timeout(MAX_CARRIED_LOCAL_TIMEOUT * 2);
+        let refused = parent().on_success(over).execute(&client).await.unwrap_err();
+        assert!(
+            matches!(&refused, crate::Error::InvalidInput { field, .. } if field == "metadata.ezthrottle_local_steps"),
+            "{refused:?}"
+        );
     }
 
     #[test]

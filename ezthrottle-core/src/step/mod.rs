@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use http::Method;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use carried::check_carried;
 pub use carried::{Continuation, MAX_CARRIED_LOCAL_TIMEOUT};
 pub use frugal::MAX_LOCAL_BODY_BYTES;
 pub use key::credential_key;
