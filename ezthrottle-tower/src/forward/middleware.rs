@@ -88,98 +88,95 @@ where
 {
     async fn handle(
         &self,
-        request: Request,
+        mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        // Only the calls awaited here (all boxed) run in the span, and the events name it
+        // as their parent: wrapping this whole future in it would move the future, which
+        // costs more on the pass-through path than everything else here.
         let span = call_span(request.method(), request.url().host_str());
-        let answer = self.forward(request, extensions, next, &span).await;
+        let answer = 'call: {
+            let settings = &self.config.settings;
+            let kept = keep(&mut request, settings.max_replay_bytes);
+            let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
+            let (mut probe, ahead) = match settings.plan(host.as_deref()) {
+                Plan::Call { probe } => (probe, None),
+                Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
+            };
+            let mut failed: Option<ForwardFailed> = None;
+            match (ahead, &kept) {
+                (Some((reason, retry_at)), Ok(copy)) => {
+                    // Boxed: the pass-through path's own future stays small.
+                    match Box::pin(self.forward_first(copy, &request, reason, retry_at, &span)).await {
+                        Ok(answer) => break 'call Ok(answer),
+                        Err(why) => failed = Some(why),
+                    }
+                }
+                (Some((reason, _)), Err(not_captured)) => {
+                    tracing::debug!(target: TARGET_FORWARD, parent: &span, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
+                }
+                (None, _) => {}
+            }
+
+            let outcome = next.run(request, extensions).instrument(span.clone()).await;
+            let (forwardable, outcome) = decide(&self.config.policy, outcome);
+            let retry_at = match &outcome {
+                Ok(response) if forwardable => settings.retry_at_of(response.headers()),
+                _ => None,
+            };
+            settings.record(host.as_deref(), forwardable, retry_at, probe.as_mut());
+            drop(probe);
+            if !forwardable {
+                break 'call outcome;
+            }
+            if let Some(failed) = failed {
+                break 'call not_forwarded_outcome(outcome, failed);
+            }
+            let reason = match &outcome {
+                Ok(response) => ForwardReason::Status(response.status()),
+                Err(_) => ForwardReason::TransportError,
+            };
+            let copy = match kept {
+                Ok(copy) => copy,
+                Err(not_captured) => {
+                    tracing::debug!(target: TARGET_FORWARD, parent: &span, %reason, "not forwarded: {not_captured}");
+                    break 'call not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
+                }
+            };
+            let failure = match &outcome {
+                Ok(response) => CallFailure::of_status(response.status()),
+                Err(error) => failure_of_error(error, &settings.not_sent),
+            };
+            if let Some(refused) = settings.replay_refused_for(copy.request.method(), &copy.headers, failure, reason) {
+                break 'call not_forwarded_outcome(outcome, refused);
+            }
+            // Boxed, the outcome moved in: the pass-through path's own future stays small.
+            Box::pin(self.submit_outcome(copy, outcome, reason, retry_at, &span)).await
+        };
         record_outcome(&span, answer.as_ref().ok().map(Response::extensions));
         answer
     }
 }
 
-impl<P> ForwardMiddleware<P>
-where
-    P: ForwardPolicy<(), reqwest_middleware::Error> + Send + Sync + 'static,
-{
-    /// One call: to the target (or to EZThrottle first), then forwarded or answered. Only
-    /// the calls it awaits (both boxed) run in `span`, and its events name it as their
-    /// parent: wrapping this whole future would move it, which costs more on the
-    /// pass-through path than everything else the middleware does.
-    async fn forward(
+impl<P> ForwardMiddleware<P> {
+    /// Forwards a call whose outcome the policy forwards: the receipt's answer (or the
+    /// original one with its [`ForwardedJob`](crate::ForwardedJob)), or the original
+    /// outcome with why it was not forwarded.
+    async fn submit_outcome(
         &self,
-        mut request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
+        copy: Box<Kept>,
+        outcome: reqwest_middleware::Result<Response>,
+        reason: ForwardReason,
+        retry_at: Option<SystemTime>,
         span: &tracing::Span,
     ) -> reqwest_middleware::Result<Response> {
         let settings = &self.config.settings;
-        let kept = keep(&mut request, settings.max_replay_bytes);
-        let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
-        let (mut probe, ahead) = match settings.plan(host.as_deref()) {
-            Plan::Call { probe } => (probe, None),
-            Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
+        let submitted = match submission(settings, &copy, retry_at) {
+            Ok(submission) => submission.instrument(span.clone()).await.map_err(|error| submission_failed(&error)),
+            Err(not_built) => Err(not_built),
         };
-        let mut failed: Option<ForwardFailed> = None;
-        match (ahead, &kept) {
-            (Some((reason, retry_at)), Ok(copy)) => match submission(settings, copy, retry_at) {
-                Ok(submission) => match submission.instrument(span.clone()).await {
-                    Ok(receipt) => return Ok(accepted_response(receipt, reason, copy.request.url())),
-                    Err(error) if !settings.may_call_after(&error, request.method(), request.headers()) => {
-                        // EZThrottle may run the job: calling the target could run the request twice.
-                        tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
-                        return Ok(with_url(maybe_forwarded(maybe_accepted(&error), |bytes| bytes), request.url()));
-                    }
-                    Err(error) => {
-                        tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
-                        failed = Some(submission_failed(&error));
-                    }
-                },
-                Err(not_built) => {
-                    tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_built}; calling the target instead");
-                    failed = Some(not_built);
-                }
-            },
-            (Some((reason, _)), Err(not_captured)) => {
-                tracing::debug!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
-            }
-            (None, _) => {}
-        }
-
-        let outcome = next.run(request, extensions).instrument(span.clone()).await;
-        let (forwardable, outcome) = decide(&self.config.policy, outcome);
-        let retry_at = match &outcome {
-            Ok(response) if forwardable => settings.retry_at_of(response.headers()),
-            _ => None,
-        };
-        settings.record(host.as_deref(), forwardable, retry_at, probe.as_mut());
-        drop(probe);
-        if !forwardable {
-            return outcome;
-        }
-        if let Some(failed) = failed {
-            return not_forwarded_outcome(outcome, failed);
-        }
-        let reason = match &outcome {
-            Ok(response) => ForwardReason::Status(response.status()),
-            Err(_) => ForwardReason::TransportError,
-        };
-        let copy = match kept {
-            Ok(copy) => copy,
-            Err(not_captured) => {
-                tracing::debug!(target: TARGET_FORWARD, parent: span, %reason, "not forwarded: {not_captured}");
-                return not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
-            }
-        };
-        let failure = match &outcome {
-            Ok(response) => CallFailure::of_status(response.status()),
-            Err(error) => failure_of_error(error, &settings.not_sent),
-        };
-        if let Some(refused) = settings.replay_refused_for(copy.request.method(), &copy.headers, failure, reason) {
-            return not_forwarded_outcome(outcome, refused);
-        }
-        match submit(submission(settings, &copy, retry_at), span).await {
+        match submitted {
             Ok(receipt) => match outcome {
                 Ok(mut response) if settings.respond_with == ForwardResponse::Original => {
                     let job = mark_forwarded(response.headers_mut(), receipt, reason);
@@ -191,6 +188,35 @@ where
             Err(not_submitted) => {
                 tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_submitted}; returning the original answer");
                 not_forwarded_outcome(outcome, not_submitted)
+            }
+        }
+    }
+
+    /// Forwards before calling the target (the circuit is open, or PERFORMANCE): the
+    /// answer, or why the target is to be called after all.
+    async fn forward_first(
+        &self,
+        copy: &Kept,
+        request: &Request,
+        reason: ForwardReason,
+        retry_at: Option<SystemTime>,
+        span: &tracing::Span,
+    ) -> Result<Response, ForwardFailed> {
+        let settings = &self.config.settings;
+        let url = || RedactedUrl::new(copy.request.url().as_str()).to_string();
+        let submission = submission(settings, copy, retry_at).inspect_err(|not_built| {
+            tracing::warn!(target: TARGET_FORWARD, parent: span, url = url(), %reason, "{not_built}; calling the target instead");
+        })?;
+        match submission.instrument(span.clone()).await {
+            Ok(receipt) => Ok(accepted_response(receipt, reason, copy.request.url())),
+            Err(error) if !settings.may_call_after(&error, request.method(), request.headers()) => {
+                // EZThrottle may run the job: calling the target could run the request twice.
+                tracing::warn!(target: TARGET_FORWARD, parent: span, url = url(), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
+                Ok(with_url(maybe_forwarded(maybe_accepted(&error), |bytes| bytes), request.url()))
+            }
+            Err(error) => {
+                tracing::warn!(target: TARGET_FORWARD, parent: span, url = url(), %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
+                Err(submission_failed(&error))
             }
         }
     }
@@ -235,14 +261,6 @@ fn submission(settings: &Settings, kept: &Kept, retry_at: Option<SystemTime>) ->
     let body = copy.body().and_then(|body| body.as_bytes()).map(Bytes::copy_from_slice).unwrap_or_default();
     let job = settings.job(&head, &body, retry_at)?;
     Ok(settings.submit(job))
-}
-
-/// Submits, turning EZThrottle's refusal into the extension carried by the answer.
-async fn submit(
-    submission: Result<Submission, ForwardFailed>,
-    span: &tracing::Span,
-) -> Result<SubmitReceipt, ForwardFailed> {
-    submission?.instrument(span.clone()).await.map_err(|error| submission_failed(&error))
 }
 
 /// Applies the policy to a reqwest outcome, through a view of the response's head (its
