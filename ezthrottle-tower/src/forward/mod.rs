@@ -188,6 +188,15 @@
 //! The response body is [`ResponseBody<R>`]: the target's body untouched, or the receipt.
 //! The error type is the wrapped service's: the layer never adds errors.
 //!
+//! # Telemetry
+//!
+//! Each call is a `forward` span (target `ezthrottle::forward`, at `debug`) with fields
+//! `method`, `host` and, once it ends, `outcome` (`passed`, `forwarded`, `not_forwarded`,
+//! `error`) and, when forwarded, `reason`. The call to the target and the submission run
+//! inside it, so the HTTP client's spans and the client's `submit` span nest in it; the
+//! path and the query are never fields. Every forwarded call is also an `info` event and
+//! counts in `ezthrottle_forwards_total{reason}` ([`ezthrottle_core::telemetry`]).
+//!
 //! # reqwest
 //!
 //! With the feature `reqwest-middleware`, `ForwardMiddleware` does the same for
