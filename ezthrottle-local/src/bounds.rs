@@ -67,7 +67,7 @@ impl EngineBuilder {
 
     /// How long one job event stream stays open (default 1 hour, within 1 s and 24 h). Then
     /// the engine ends it, and the client resumes with `Last-Event-ID` where it left off
-    /// (`EZThrottle::job_events` does not: it ends too).
+    /// (`EZThrottle::job_events` does so by itself).
     #[must_use]
     pub fn event_stream_lifetime(mut self, lifetime: Duration) -> Self {
         let bounds = crate::http::events::LIFETIME_BOUNDS;
