@@ -98,7 +98,16 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, Path(id): Path<Str
         response.retry_after = Some(5);
         return response.into_response();
     };
-    let follow = Follow { slot, id, after, pending: VecDeque::new(), done: false, opened: Instant::now() };
+    let follow = Follow {
+        slot,
+        id,
+        after,
+        position: None,
+        pending: VecDeque::new(),
+        read: false,
+        done: false,
+        opened: Instant::now(),
+    };
     let stream = futures_util::stream::unfold(follow, |mut follow| async move {
         follow.next().await.map(|event| (Ok::<_, Infallible>(event), follow))
     });
@@ -115,7 +124,11 @@ struct Follow {
     id: String,
     /// The id of the last history event sent.
     after: u64,
+    /// The last `position` sent: a position is sent when it changes, not at every read.
+    position: Option<u64>,
     pending: VecDeque<Event>,
+    /// Whether the job was read once: later reads wait [`POLL`] after the previous one.
+    read: bool,
     done: bool,
     opened: Instant,
 }
@@ -131,14 +144,15 @@ impl Follow {
             if self.done || left.is_zero() {
                 return None;
             }
-            self.read_new().await;
-            if self.pending.is_empty() && !self.done {
+            // One read per POLL at most, events or not: a client never sets the pace.
+            if std::mem::replace(&mut self.read, true) {
                 tokio::select! {
                     () = tokio::time::sleep(POLL.min(left)) => {}
                     // The drain closes the streams; clients resume elsewhere.
                     () = shared.stopping() => return None,
                 }
             }
+            self.read_new().await;
         }
     }
 
@@ -160,9 +174,11 @@ impl Follow {
             self.done |= event.kind.is_final();
             self.pending.push_back(sse(&event));
         }
-        if snapshot.status == JobStatus::Queued
-            && let Some(host) = url::Url::parse(&snapshot.url).ok().as_ref().and_then(host_key)
+        if snapshot.status != JobStatus::Queued {
+            self.position = None;
+        } else if let Some(host) = url::Url::parse(&snapshot.url).ok().as_ref().and_then(host_key)
             && let Some(position) = shared.lanes.position(&host, &self.id)
+            && self.position.replace(position) != Some(position)
         {
             self.pending.push_back(sse(&JobEvent::position(&self.id, position)));
         }

@@ -38,7 +38,13 @@ async fn a_job_that_retries_and_reroutes_streams_every_step_in_order_live_late_a
     });
     let done = api.wait_terminal(&id).await;
     assert_eq!(done["status"], "success", "{done:#}");
-    let live = live.await.expect("the live follower");
+    let mut live = live.await.expect("the live follower");
+    // A follower that comes while the job waits hears its place in the queue (once per
+    // change): not a step of the job.
+    let positions: Vec<Option<u64>> =
+        live.iter().filter(|event| event.kind == JobEventKind::Position).map(|event| event.position).collect();
+    assert!(positions.windows(2).all(|pair| pair.first() != pair.get(1)), "positions repeat: {positions:?}");
+    live.retain(|event| event.kind != JobEventKind::Position);
     let expected = vec![
         (Some(1), JobEventKind::Queued, None),
         (Some(2), JobEventKind::Dispatching, Some("iad".to_owned())),
@@ -163,4 +169,22 @@ async fn a_stream_ends_at_its_lifetime_and_the_client_resumes_after_the_last_eve
     assert_eq!(kinds, [JobEventKind::Queued, JobEventKind::Dispatching, JobEventKind::Completed]);
     assert_eq!(api.job(&id).await["status"], "success");
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_streams_its_position_when_it_changes_not_at_every_read() {
+    // One job every 100 s: the third one waits in the queue for the whole stream.
+    let paced = ezthrottle_core::Pace::new(0.01, 1).expect("a pace");
+    let lifetime = std::time::Duration::from_secs(2);
+    let (target, engine, api) = target_and(fast_engine().default_pace(paced).event_stream_lifetime(lifetime)).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(api.submit_ok(&job(&target.url(&format!("/ok?n={n}")), json!({}))).await);
+    }
+    let waiting = ids.last().expect("three jobs");
+    let raw = open_stream(&engine.base_url(), waiting).await;
+    let text = tokio::time::timeout(DEADLINE, raw.text()).await.expect("ended at its lifetime").expect("a body");
+    let positions = text.lines().filter(|line| line.trim() == "event: position" || line.trim() == "event:position");
+    assert_eq!(positions.count(), 1, "one position while it does not move, over several reads: {text}");
+    tokio::time::timeout(std::time::Duration::from_secs(1), engine.shutdown()).await.ok();
 }
