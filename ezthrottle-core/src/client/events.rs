@@ -100,7 +100,6 @@ impl Follow {
     async fn next(&mut self) -> Result<Option<JobEvent>, Error> {
         loop {
             if let Some(raw) = self.ready.pop_front() {
-                self.reconnects = 0;
                 if raw.id.is_some() {
                     self.last_id.clone_from(&raw.id);
                 }

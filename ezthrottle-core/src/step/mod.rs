@@ -421,10 +421,8 @@ impl Step {
     pub async fn execute(&self, client: &EZThrottle) -> StepResult {
         let job = self.to_job();
         match self.step_type {
-            StepType::Performance => {
-                job.validate()?;
-                client.submit_job(&job).await.map(StepOutcome::Forwarded)
-            }
+            // `submit_job` validates the whole job before anything is sent.
+            StepType::Performance => client.submit_job(&job).await.map(StepOutcome::Forwarded),
             StepType::Frugal => {
                 // Its own FRUGAL children run here unless it is forwarded: what they need
                 // of a forwarded job (a webhook) is checked if it is.
