@@ -26,7 +26,9 @@
 //!
 //! `EZT_BENCH_ONLY=ab|latency|storm|down|telemetry|in-process` runs one of reports 2-7
 //! (with a criterion filter that matches nothing, e.g. `-- none`, to skip 1). Report 6 runs
-//! last: its subscriber cannot be uninstalled.
+//! last: its subscriber cannot be uninstalled. `EZT_BENCH_CALLS=N` sets report 7's calls
+//! per round (20,000): a few hundred are enough under `valgrind --tool=callgrind`, which
+//! counts instructions, the same whatever else the machine is doing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
 use std::collections::HashMap;
@@ -196,8 +198,8 @@ fn setup() -> Setup {
 /// differences (a drift between rounds cancels).
 fn in_process_report(s: &Setup) {
     const ROUNDS: usize = 21;
-    const CALLS: u32 = 20_000;
-    println!("\n== in process: what each adds to one call, {ROUNDS} rounds of {CALLS} calls ==");
+    let calls: u32 = std::env::var("EZT_BENCH_CALLS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    println!("\n== in process: what each adds to one call, {ROUNDS} rounds of {calls} calls ==");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = Bytes::from(vec![b'a'; KIB]);
     let instant = tower::service_fn(move |_request: Request<Full<Bytes>>| {
@@ -207,10 +209,10 @@ fn in_process_report(s: &Setup) {
     let wrapped = ForwardLayer::new(s.ezthrottle.clone()).layer(instant.clone());
     let per_call = |call: &dyn Fn()| {
         let started = Instant::now();
-        for _ in 0..CALLS {
+        for _ in 0..calls {
             call();
         }
-        started.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        started.elapsed().as_nanos() as f64 / f64::from(calls)
     };
     let compare = |label: &str, a: &dyn Fn(), b: &dyn Fn()| {
         per_call(a);

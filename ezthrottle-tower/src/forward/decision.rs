@@ -60,22 +60,41 @@ pub(crate) struct HeaderBlob(Vec<u8>);
 
 impl HeaderBlob {
     pub(crate) fn of(headers: &HeaderMap) -> Self {
-        let size = headers.iter().map(|(name, value)| 8 + name.as_str().len() + value.len()).sum();
-        let mut blob = Vec::with_capacity(size);
+        let mut blob = Vec::with_capacity(Self::encoded_len(headers));
+        Self::encode_into(headers, &mut blob);
+        Self(blob)
+    }
+
+    /// A blob from bytes [`encode_into`](Self::encode_into) wrote.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn copied(encoded: &[u8]) -> Self {
+        Self(encoded.to_vec())
+    }
+
+    /// How many bytes [`encode_into`](Self::encode_into) writes for `headers`.
+    pub(crate) fn encoded_len(headers: &HeaderMap) -> usize {
+        headers.iter().map(|(name, value)| 8 + name.as_str().len() + value.len()).sum()
+    }
+
+    /// Appends the encoding of `headers` to `out`.
+    pub(crate) fn encode_into(headers: &HeaderMap, out: &mut Vec<u8>) {
         for (name, value) in headers {
             for part in [name.as_str().as_bytes(), value.as_bytes()] {
                 let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
-                blob.extend_from_slice(&len.to_le_bytes());
-                blob.extend_from_slice(part);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(part);
             }
         }
-        Self(blob)
     }
 
     /// The headers again, in their original order (repeated headers included).
     pub(crate) fn to_map(&self) -> HeaderMap {
+        Self::decode(&self.0)
+    }
+
+    /// The headers of an encoding; a truncated or invalid entry ends it.
+    pub(crate) fn decode(mut rest: &[u8]) -> HeaderMap {
         let mut map = HeaderMap::new();
-        let mut rest = self.0.as_slice();
         let next = |rest: &mut &[u8]| -> Option<Vec<u8>> {
             let (len, tail) = rest.split_first_chunk::<4>()?;
             let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;

@@ -266,7 +266,7 @@ impl<P> Ctx<P> {
             Ok(response) => CallFailure::of_status(response.status()),
             Err(error) => failure_of_error(error, &settings.not_sent),
         };
-        if let Some(refused) = settings.replay_refused_for(&head.method, &head.headers, failure, reason) {
+        if let Some(refused) = settings.replay_refused_for(&head.method, || head.headers.to_map(), failure, reason) {
             return AfterCall::Answer(not_forwarded_outcome(outcome, refused));
         }
         match self.config.settings.job(head, body, retry_at) {

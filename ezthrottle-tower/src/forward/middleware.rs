@@ -1,5 +1,7 @@
 //! [`ForwardMiddleware`]: the same forwarding for `reqwest-middleware` clients.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,11 +15,13 @@ use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument as _;
 
+use super::breaker::ProbeGuard;
 use super::decision::{
-    Head, HeaderBlob, NotCaptured, Plan, Submission, accepted, call_span, mark_forwarded, maybe_forwarded,
-    not_forwarded, record_outcome, submission_failed,
+    Head, NotCaptured, Plan, Submission, accepted, call_span, mark_forwarded, maybe_forwarded, not_forwarded,
+    record_outcome, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
+use super::kept::Kept;
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
 use super::replay::{failure_of_error, maybe_accepted};
@@ -27,8 +31,8 @@ use ezthrottle_core::replay::CallFailure;
 /// A [`reqwest_middleware::Middleware`] that hands failing calls to EZThrottle, with the
 /// same options, decisions and answers as [`ForwardLayer`].
 ///
-/// The request is kept with `Request::try_clone` before it is sent (a cheap clone for a
-/// buffered body). A streaming body cannot be cloned: that request is sent untouched and,
+/// The request is kept before it is sent: its URL, headers and a small body copied into one
+/// buffer, a larger buffered body shared. A streaming body cannot be cloned: that request is sent untouched and,
 /// if it fails, its original answer is returned (with a `tracing` event), never an
 /// upfront error.
 ///
@@ -81,81 +85,147 @@ impl<P: Clone> ForwardMiddleware<P> {
 policy_setters!(ForwardMiddleware);
 config_handle_impls!(ForwardMiddleware);
 
-#[async_trait::async_trait]
+/// `reqwest_middleware`'s boxed future (the type of `Middleware::handle` and `Next::run`).
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a call keeps while the target answers.
+struct Pending {
+    kept: Result<Kept, NotCaptured>,
+    host: Option<String>,
+    probe: Option<ProbeGuard>,
+    /// Why forwarding before the call did not answer (the circuit was open, or PERFORMANCE).
+    failed: Option<ForwardFailed>,
+    span: tracing::Span,
+}
+
+// Written out rather than with `#[async_trait]`: the work before the call runs here, not
+// in the future boxed on every call, and the request is handed to `next` before that
+// future is made, so the future holds no request (an async fn would hold its arguments
+// twice). The box of a future past 1 KiB leaves the allocator's fast path: it was the
+// largest cost of the pass-through path.
 impl<P> Middleware for ForwardMiddleware<P>
 where
     P: ForwardPolicy<(), reqwest_middleware::Error> + Send + Sync + 'static,
 {
-    async fn handle(
-        &self,
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
         mut request: Request,
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> BoxFuture<'async_trait, reqwest_middleware::Result<Response>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        let span = call_span(request.method(), request.url().host_str());
+        let settings = &self.config.settings;
+        let kept = Kept::of(&mut request, settings.max_replay_bytes);
+        let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
+        match settings.plan(host.as_deref()) {
+            Plan::Call { probe } => {
+                let call = in_span(&span, || next.run(request, extensions));
+                Box::pin(self.after_call(call, Pending { kept, host, probe, failed: None, span }))
+            }
+            Plan::ForwardFirst { reason, retry_at } => {
+                let pending = Pending { kept, host, probe: None, failed: None, span };
+                Box::pin(self.forward_first_then_call(request, extensions, next, pending, reason, retry_at))
+            }
+        }
+    }
+}
+
+/// Runs `f` in `span` if anything listens to it (entering a disabled span is not free).
+fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
+    if span.is_disabled() { f() } else { span.in_scope(f) }
+}
+
+impl<P> ForwardMiddleware<P>
+where
+    P: ForwardPolicy<(), reqwest_middleware::Error> + Send + Sync + 'static,
+{
+    /// Forwards before calling the target (the circuit is open, or PERFORMANCE); calls it
+    /// if that does not answer.
+    async fn forward_first_then_call(
+        &self,
+        request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
+        mut pending: Pending,
+        reason: ForwardReason,
+        retry_at: Option<SystemTime>,
     ) -> reqwest_middleware::Result<Response> {
-        // Only the calls awaited here (all boxed) run in the span, and the events name it
-        // as their parent: wrapping this whole future in it would move the future, which
-        // costs more on the pass-through path than everything else here.
-        let span = call_span(request.method(), request.url().host_str());
-        let answer = 'call: {
-            let settings = &self.config.settings;
-            let kept = keep(&mut request, settings.max_replay_bytes);
-            let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
-            let (mut probe, ahead) = match settings.plan(host.as_deref()) {
-                Plan::Call { probe } => (probe, None),
-                Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
-            };
-            let mut failed: Option<ForwardFailed> = None;
-            match (ahead, &kept) {
-                (Some((reason, retry_at)), Ok(copy)) => {
-                    // Boxed: the pass-through path's own future stays small.
-                    match Box::pin(self.forward_first(copy, &request, reason, retry_at, &span)).await {
-                        Ok(answer) => break 'call Ok(answer),
-                        Err(why) => failed = Some(why),
-                    }
+        match &pending.kept {
+            Ok(copy) => match self.forward_first(copy, &request, reason, retry_at, &pending.span).await {
+                Ok(answer) => {
+                    record_outcome(&pending.span, Some(answer.extensions()));
+                    return Ok(answer);
                 }
-                (Some((reason, _)), Err(not_captured)) => {
-                    tracing::debug!(target: TARGET_FORWARD, parent: &span, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
-                }
-                (None, _) => {}
+                Err(why) => pending.failed = Some(why),
+            },
+            Err(not_captured) => {
+                tracing::debug!(target: TARGET_FORWARD, parent: &pending.span, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
             }
+        }
+        let call = in_span(&pending.span, || next.run(request, extensions));
+        self.after_call(call, pending).await
+    }
 
-            let outcome = next.run(request, extensions).instrument(span.clone()).await;
-            let (forwardable, outcome) = decide(&self.config.policy, outcome);
-            let retry_at = match &outcome {
-                Ok(response) if forwardable => settings.retry_at_of(response.headers()),
-                _ => None,
-            };
-            settings.record(host.as_deref(), forwardable, retry_at, probe.as_mut());
-            drop(probe);
-            if !forwardable {
-                break 'call outcome;
-            }
-            if let Some(failed) = failed {
-                break 'call not_forwarded_outcome(outcome, failed);
-            }
-            let reason = match &outcome {
-                Ok(response) => ForwardReason::Status(response.status()),
-                Err(_) => ForwardReason::TransportError,
-            };
-            let copy = match kept {
-                Ok(copy) => copy,
-                Err(not_captured) => {
-                    tracing::debug!(target: TARGET_FORWARD, parent: &span, %reason, "not forwarded: {not_captured}");
-                    break 'call not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
+    /// Awaits the target's answer and forwards it if the policy says so: the answer.
+    ///
+    /// An `async` block, not an `async fn`: the fn's future would hold `pending` twice
+    /// (the argument, and the local it is moved into).
+    #[allow(clippy::manual_async_fn, reason = "an async fn's future holds its arguments twice")]
+    fn after_call<'a>(
+        &'a self,
+        call: BoxFuture<'a, reqwest_middleware::Result<Response>>,
+        mut pending: Pending,
+    ) -> impl Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
+        async move {
+            let settings = &self.config.settings;
+            let span = &pending.span;
+            // A disabled span (nothing listens at debug) is not attached: `Instrumented`
+            // would enter it at every poll and at drop, for nothing.
+            let outcome = if span.is_disabled() { call.await } else { call.instrument(span.clone()).await };
+            let answer = 'call: {
+                let (forwardable, outcome) = decide(&self.config.policy, outcome);
+                let retry_at = match &outcome {
+                    Ok(response) if forwardable => settings.retry_at_of(response.headers()),
+                    _ => None,
+                };
+                settings.record(pending.host.as_deref(), forwardable, retry_at, pending.probe.as_mut());
+                drop(pending.probe.take());
+                if !forwardable {
+                    break 'call outcome;
                 }
+                if let Some(failed) = pending.failed.take() {
+                    break 'call not_forwarded_outcome(outcome, failed);
+                }
+                let reason = match &outcome {
+                    Ok(response) => ForwardReason::Status(response.status()),
+                    Err(_) => ForwardReason::TransportError,
+                };
+                let copy = match &pending.kept {
+                    Ok(copy) => copy,
+                    Err(not_captured) => {
+                        tracing::debug!(target: TARGET_FORWARD, parent: span, %reason, "not forwarded: {not_captured}");
+                        break 'call not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
+                    }
+                };
+                let failure = match &outcome {
+                    Ok(response) => CallFailure::of_status(response.status()),
+                    Err(error) => failure_of_error(error, &settings.not_sent),
+                };
+                if let Some(refused) = settings.replay_refused_for(copy.method(), || copy.headers(), failure, reason) {
+                    break 'call not_forwarded_outcome(outcome, refused);
+                }
+                // Boxed, the outcome moved in: the pass-through path's own future stays small.
+                Box::pin(self.submit_outcome(copy, outcome, reason, retry_at, span)).await
             };
-            let failure = match &outcome {
-                Ok(response) => CallFailure::of_status(response.status()),
-                Err(error) => failure_of_error(error, &settings.not_sent),
-            };
-            if let Some(refused) = settings.replay_refused_for(copy.request.method(), &copy.headers, failure, reason) {
-                break 'call not_forwarded_outcome(outcome, refused);
-            }
-            // Boxed, the outcome moved in: the pass-through path's own future stays small.
-            Box::pin(self.submit_outcome(copy, outcome, reason, retry_at, &span)).await
-        };
-        record_outcome(&span, answer.as_ref().ok().map(Response::extensions));
-        answer
+            record_outcome(span, answer.as_ref().ok().map(Response::extensions));
+            answer
+        }
     }
 }
 
@@ -165,28 +235,32 @@ impl<P> ForwardMiddleware<P> {
     /// outcome with why it was not forwarded.
     async fn submit_outcome(
         &self,
-        copy: Box<Kept>,
+        copy: &Kept,
         outcome: reqwest_middleware::Result<Response>,
         reason: ForwardReason,
         retry_at: Option<SystemTime>,
         span: &tracing::Span,
     ) -> reqwest_middleware::Result<Response> {
         let settings = &self.config.settings;
-        let submitted = match submission(settings, &copy, retry_at) {
-            Ok(submission) => submission.instrument(span.clone()).await.map_err(|error| submission_failed(&error)),
+        let submitted = match submission(settings, copy, retry_at) {
+            Ok((submission, url)) => submission
+                .instrument(span.clone())
+                .await
+                .map(|receipt| (receipt, url))
+                .map_err(|error| submission_failed(&error)),
             Err(not_built) => Err(not_built),
         };
         match submitted {
-            Ok(receipt) => match outcome {
+            Ok((receipt, url)) => match outcome {
                 Ok(mut response) if settings.respond_with == ForwardResponse::Original => {
                     let job = mark_forwarded(response.headers_mut(), receipt, reason);
                     response.extensions_mut().insert(job);
                     Ok(response)
                 }
-                _ => Ok(accepted_response(receipt, reason, copy.request.url())),
+                _ => Ok(accepted_response(receipt, reason, &url)),
             },
             Err(not_submitted) => {
-                tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.request.url().as_str()), %reason, "{not_submitted}; returning the original answer");
+                tracing::warn!(target: TARGET_FORWARD, parent: span, url = %RedactedUrl::new(copy.url()), %reason, "{not_submitted}; returning the original answer");
                 not_forwarded_outcome(outcome, not_submitted)
             }
         }
@@ -203,12 +277,12 @@ impl<P> ForwardMiddleware<P> {
         span: &tracing::Span,
     ) -> Result<Response, ForwardFailed> {
         let settings = &self.config.settings;
-        let url = || RedactedUrl::new(copy.request.url().as_str()).to_string();
-        let submission = submission(settings, copy, retry_at).inspect_err(|not_built| {
+        let url = || RedactedUrl::new(copy.url()).to_string();
+        let (submission, _) = submission(settings, copy, retry_at).inspect_err(|not_built| {
             tracing::warn!(target: TARGET_FORWARD, parent: span, url = url(), %reason, "{not_built}; calling the target instead");
         })?;
         match submission.instrument(span.clone()).await {
-            Ok(receipt) => Ok(accepted_response(receipt, reason, copy.request.url())),
+            Ok(receipt) => Ok(accepted_response(receipt, reason, request.url())),
             Err(error) if !settings.may_call_after(&error, request.method(), request.headers()) => {
                 // EZThrottle may run the job: calling the target could run the request twice.
                 tracing::warn!(target: TARGET_FORWARD, parent: span, url = url(), %reason, %error, "EZThrottle may have accepted the job; not calling the target");
@@ -222,45 +296,22 @@ impl<P> ForwardMiddleware<P> {
     }
 }
 
-/// What the job is built from if the call is forwarded.
-struct Kept {
-    /// A clone of the request, without its headers.
-    request: Request,
-    /// The headers, copied into one buffer (cheaper than cloning the map).
-    headers: HeaderBlob,
-}
-
-/// A copy of the request for the job, if its body can be kept (a cheap clone of a buffered
-/// body). Boxed: it keeps the middleware's own future (boxed by `async_trait`) small.
-fn keep(request: &mut Request, cap: usize) -> Result<Box<Kept>, NotCaptured> {
-    if let Some(bytes) = request.body().map(|body| body.as_bytes()) {
-        match bytes {
-            None => return Err(NotCaptured::NotCloneable),
-            Some(bytes) if bytes.len() > cap => return Err(NotCaptured::TooLarge { upper: bytes.len() as u64, cap }),
-            Some(_) => {}
-        }
-    }
-    // Clone the request without its headers, which are copied into a blob instead.
-    let headers = std::mem::take(request.headers_mut());
-    let copy = request.try_clone();
-    let kept = copy.map(|copy| Box::new(Kept { request: copy, headers: HeaderBlob::of(&headers) }));
-    *request.headers_mut() = headers;
-    kept.ok_or(NotCaptured::NotCloneable)
-}
-
 /// Builds the job from the kept request and starts its submission (boxed, so the
-/// middleware's own future stays small on the pass-through path).
-fn submission(settings: &Settings, kept: &Kept, retry_at: Option<SystemTime>) -> Result<Submission, ForwardFailed> {
-    let copy = &kept.request;
-    let uri = copy
+/// middleware's own future stays small on the pass-through path), with the request's URL
+/// for the answer.
+fn submission(
+    settings: &Settings,
+    kept: &Kept,
+    retry_at: Option<SystemTime>,
+) -> Result<(Submission, Url), ForwardFailed> {
+    let url = kept.parsed_url()?;
+    let uri = kept
         .url()
-        .as_str()
         .parse()
-        .map_err(|err| not_forwarded(format!("the URL {} is not a valid URI: {err}", copy.url())))?;
-    let head = Head { method: copy.method().clone(), uri, version: copy.version(), headers: kept.headers.clone() };
-    let body = copy.body().and_then(|body| body.as_bytes()).map(Bytes::copy_from_slice).unwrap_or_default();
-    let job = settings.job(&head, &body, retry_at)?;
-    Ok(settings.submit(job))
+        .map_err(|err| not_forwarded(format!("the URL {} is not a valid URI: {err}", RedactedUrl::new(kept.url()))))?;
+    let head = Head { method: kept.method().clone(), uri, version: kept.version(), headers: kept.header_blob() };
+    let job = settings.job(&head, &kept.body(), retry_at)?;
+    Ok((settings.submit(job), url))
 }
 
 /// Applies the policy to a reqwest outcome, through a view of the response's head (its

@@ -209,6 +209,8 @@ mod capture;
 mod decision;
 mod extension;
 mod future;
+#[cfg(feature = "reqwest-middleware")]
+mod kept;
 mod layer;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ezthrottle_core::replay::{CallFailure, has_idempotency_key};
 use http::{HeaderMap, Method};
 
-use super::decision::{HeaderBlob, not_forwarded};
+use super::decision::not_forwarded;
 use super::extension::{ForwardFailed, ForwardReason};
 use super::settings::Settings;
 
@@ -95,11 +95,12 @@ impl Settings {
         Some(refused)
     }
 
-    /// [`replay_refused`](Self::replay_refused) for kept request headers.
+    /// [`replay_refused`](Self::replay_refused) for kept request headers, decoded only
+    /// when the rule needs them.
     pub(crate) fn replay_refused_for(
         &self,
         method: &Method,
-        headers: &HeaderBlob,
+        headers: impl FnOnce() -> HeaderMap,
         failure: CallFailure,
         reason: ForwardReason,
     ) -> Option<ForwardFailed> {
@@ -107,7 +108,7 @@ impl Settings {
         if self.template.replay_policy().allows(method, false, failure) {
             return None;
         }
-        self.replay_refused(method, &headers.to_map(), failure, reason)
+        self.replay_refused(method, &headers(), failure, reason)
     }
 
     /// After a failed submission of a request not sent to the target yet (circuit open,
