@@ -26,9 +26,12 @@
 //!
 //! `EZT_BENCH_ONLY=ab|latency|storm|down|telemetry|in-process` runs one of reports 2-7
 //! (with a criterion filter that matches nothing, e.g. `-- none`, to skip 1). Report 6 runs
-//! last: its subscriber cannot be uninstalled. `EZT_BENCH_CALLS=N` sets report 7's calls
-//! per round (20,000): a few hundred are enough under `valgrind --tool=callgrind`, which
-//! counts instructions, the same whatever else the machine is doing.
+//! last: its subscriber cannot be uninstalled. `EZT_BENCH_CALLS=N` sets the calls per
+//! batch of reports 2 and 7 (4,000 and 20,000): a few hundred are enough under
+//! `valgrind --tool=callgrind`, which counts instructions, the same whatever else the
+//! machine is doing. `EZT_BENCH_ROUNDS=N` sets the rounds of each A/B comparison (16).
+//! Report 2 ends with A/A comparisons (one client on both sides): how far a ratio moves
+//! with nothing to measure, the noise floor of the ratios above them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
 use std::collections::HashMap;
@@ -198,7 +201,7 @@ fn setup() -> Setup {
 /// differences (a drift between rounds cancels).
 fn in_process_report(s: &Setup) {
     const ROUNDS: usize = 21;
-    let calls: u32 = std::env::var("EZT_BENCH_CALLS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let calls = calls_per_batch(20_000);
     println!("\n== in process: what each adds to one call, {ROUNDS} rounds of {calls} calls ==");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = Bytes::from(vec![b'a'; KIB]);
@@ -412,7 +415,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
-/// One interleaved A/B comparison (16 rounds of 4000 calls): prints each side's rate under
+/// `EZT_BENCH_CALLS`, or `default`.
+fn calls_per_batch(default: u32) -> u32 {
+    std::env::var("EZT_BENCH_CALLS").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+/// One interleaved A/B comparison (`EZT_BENCH_ROUNDS` rounds, 16 unless set, of
+/// 4,000 calls each side): prints each side's rate under
 /// its label, then `ratio` with b / a (of the medians, and the median per-round ratio) and
 /// the `target` that ratio must reach, if any.
 fn ab_compare<A, B>(s: &Setup, (a_label, a): (&str, A), (b_label, b): (&str, B), ratio: &str, target: Option<f64>)
@@ -420,7 +429,8 @@ where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
 {
-    let (a_rate, b_rate, paired) = interleaved(s, 16, 4000, a, b);
+    let rounds = std::env::var("EZT_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(16);
+    let (a_rate, b_rate, paired) = interleaved(s, rounds, calls_per_batch(4_000).into(), a, b);
     println!("{a_label}{a_rate:>9.0} calls/s");
     println!("{b_label}{b_rate:>9.0} calls/s");
     let shown = format!("{ratio}{:.3}  (median of the per-round ratios: {paired:.3})", b_rate / a_rate);
@@ -464,6 +474,25 @@ fn ab_report(s: &Setup) {
             ("reqwest plain                      ", reqwest_plain_call(plain, s.url.clone())),
             ("reqwest-middleware + Forward       ", reqwest_mw_call(with, s.url.clone())),
             "ratio vs plain reqwest              ",
+            None,
+        );
+    }
+    println!("-- A/A, one client on both sides: the noise floor of the ratios above --");
+    ab_compare(
+        s,
+        ("hyper-util bare                    ", tower_call(s.bare.clone(), s.url.clone())),
+        ("hyper-util bare, again             ", tower_call(s.bare.clone(), s.url.clone())),
+        "ratio hyper-util A/A                ",
+        None,
+    );
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let (_, empty, _) = reqwest_clients(s);
+        ab_compare(
+            s,
+            ("reqwest-middleware, no middleware  ", reqwest_mw_call(empty.clone(), s.url.clone())),
+            ("the same, again                    ", reqwest_mw_call(empty, s.url.clone())),
+            "ratio reqwest-middleware A/A        ",
             None,
         );
     }

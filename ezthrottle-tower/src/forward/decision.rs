@@ -238,6 +238,12 @@ impl Settings {
     }
 }
 
+/// Runs `f` in `span` if anything listens to it (entering a disabled span is not free:
+/// with `tracing`'s `log` feature on, it checks the `log` level at each enter and exit).
+pub(crate) fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
+    if span.is_disabled() { f() } else { span.in_scope(f) }
+}
+
 /// The span of one call through the layer or the middleware (`forward`, target
 /// `ezthrottle::forward`, at debug): the call to the target and the submission, if any,
 /// happen inside it. Its `outcome` is recorded at the end by [`record_outcome`]. Fields

@@ -17,7 +17,7 @@ use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
 use super::decision::{
-    Head, Plan, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded,
+    Head, Plan, Submission, accepted, body_failed, call_span, capturable, in_span, mark_forwarded, maybe_forwarded,
     not_forwarded, record_outcome, submission_failed,
 };
 use ezthrottle_core::protocol::redact::RedactedUrl;
@@ -52,7 +52,7 @@ pin_project! {
         #[pin]
         state: State<S, B, S::Future, S::Response, S::Error>,
         ctx: Ctx<P>,
-        // Entered while the call is made and at each poll: the target's and the
+        // Entered (when enabled) while the call is made and at each poll: the target's and the
         // submission's spans nest in it.
         span: tracing::Span,
     }
@@ -123,6 +123,15 @@ struct Ctx<P> {
     failed: Option<Box<ForwardFailed>>,
 }
 
+/// The state of a call through `S`.
+type StateOf<S, B> = State<
+    S,
+    B,
+    <S as Service<Request<B>>>::Future,
+    <S as Service<Request<B>>>::Response,
+    <S as Service<Request<B>>>::Error,
+>;
+
 impl<S, B, P> ResponseFuture<S, B, P>
 where
     S: Service<Request<B>> + Clone,
@@ -134,9 +143,20 @@ where
     /// request is forwarded first), the ready service moves into the future and a clone
     /// takes its place (clone-and-swap).
     pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
+        let (parts, body) = request.into_parts();
+        let span = call_span(&parts.method, parts.uri.host());
+        let (state, ctx) = in_span(&span, || Self::start(service, parts, body, config));
+        Self { state, ctx, span }
+    }
+
+    /// [`Self::new`] in the call's span: the state the call starts in.
+    fn start(
+        service: &mut S,
+        parts: http::request::Parts,
+        mut body: B,
+        config: Arc<Config<P>>,
+    ) -> (StateOf<S, B>, Ctx<P>) {
         let settings = &config.settings;
-        let (parts, mut body) = request.into_parts();
-        let span = call_span(&parts.method, parts.uri.host()).entered();
         let hint = body.size_hint();
         let captured = if hint.exact() == Some(0) {
             Ok(false)
@@ -183,7 +203,7 @@ where
                 State::Calling { future, capture: Capture::Missing(not_captured) }
             }
         };
-        Self { state, ctx, span: span.exit() }
+        (state, ctx)
     }
 }
 
@@ -328,8 +348,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
-        let answer = ready!(Self::advance(this.state, this.ctx, cx));
+        let answer = ready!(in_span(this.span, || Self::advance(this.state, this.ctx, cx)));
         record_outcome(this.span, answer.as_ref().ok().map(Response::extensions));
         Poll::Ready(answer)
     }

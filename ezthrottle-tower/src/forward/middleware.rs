@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use super::breaker::ProbeGuard;
 use super::decision::{
-    Head, NotCaptured, Plan, Submission, accepted, call_span, mark_forwarded, maybe_forwarded, not_forwarded,
+    Head, NotCaptured, Plan, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
     record_outcome, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
@@ -134,11 +134,6 @@ where
             }
         }
     }
-}
-
-/// Runs `f` in `span` if anything listens to it (entering a disabled span is not free).
-fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
-    if span.is_disabled() { f() } else { span.in_scope(f) }
 }
 
 impl<P> ForwardMiddleware<P>
