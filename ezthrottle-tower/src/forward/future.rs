@@ -144,7 +144,7 @@ where
     /// takes its place (clone-and-swap).
     pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
         let (parts, body) = request.into_parts();
-        let span = call_span(&parts.method, parts.uri.host());
+        let span = call_span(&parts.method, || parts.uri.host());
         let (state, ctx) = in_span(&span, || Self::start(service, parts, body, config));
         Self { state, ctx, span }
     }

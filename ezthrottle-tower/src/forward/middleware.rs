@@ -119,7 +119,7 @@ where
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        let span = call_span(request.method(), request.url().host_str());
+        let span = call_span(request.method(), || request.url().host_str());
         let settings = &self.config.settings;
         let kept = Kept::of(&mut request, settings.max_replay_bytes);
         let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
