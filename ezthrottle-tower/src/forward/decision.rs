@@ -248,8 +248,9 @@ pub(crate) fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
 /// `ezthrottle::forward`, at debug): the call to the target and the submission, if any,
 /// happen inside it. Its `outcome` is recorded at the end by [`record_outcome`]. Fields
 /// hold the method and the host, never the path or query (they may carry credentials).
-/// `host` runs only if the span is enabled: finding the host in a `Uri` costs a few
-/// hundred instructions, on every call.
+/// `host` runs only if the span is enabled, or if `tracing` writes spans to `log` (its
+/// `log` feature, on with axum's defaults, and no subscriber set): finding the host in a
+/// `Uri` costs a few hundred instructions, on every call.
 pub(crate) fn call_span<'a>(method: &Method, host: impl FnOnce() -> Option<&'a str>) -> tracing::Span {
     tracing::debug_span!(
         target: ezthrottle_core::telemetry::TARGET_FORWARD,
