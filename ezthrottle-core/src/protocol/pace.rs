@@ -140,15 +140,23 @@ impl AnnouncedPace {
 /// use ezthrottle_core::protocol::lane_key;
 /// assert_eq!(lane_key("https", "API.example.com", None).as_deref(), Some("api.example.com:443"));
 /// assert_eq!(lane_key("http", "127.0.0.1", Some(8080)).as_deref(), Some("127.0.0.1:8080"));
+/// assert_eq!(lane_key("HTTP", "a.test", None).as_deref(), Some("a.test:80"));
 /// assert_eq!(lane_key("ftp", "a.test", None), None);
 /// ```
 pub fn lane_key(scheme: &str, host: &str, port: Option<u16>) -> Option<String> {
-    let port = port.or_else(|| match scheme.to_ascii_lowercase().as_str() {
-        "https" => Some(443),
-        "http" => Some(80),
-        _ => None,
-    })?;
-    Some(format!("{}:{port}", host.to_ascii_lowercase()))
+    use std::fmt::Write as _;
+    let port = match port {
+        Some(port) => port,
+        None if scheme.eq_ignore_ascii_case("https") => 443,
+        None if scheme.eq_ignore_ascii_case("http") => 80,
+        None => return None,
+    };
+    // One allocation: the forwarding layer computes this key on every call.
+    let mut key = String::with_capacity(host.len() + ":65535".len());
+    key.push_str(host);
+    key.make_ascii_lowercase();
+    write!(key, ":{port}").ok()?;
+    Some(key)
 }
 
 /// [`lane_key`] of a URL.
