@@ -417,7 +417,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// `EZT_BENCH_CALLS`, or `default`.
 fn calls_per_batch(default: u32) -> u32 {
-    std::env::var("EZT_BENCH_CALLS").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+    env_count("EZT_BENCH_CALLS").unwrap_or(default)
+}
+
+/// The number in the environment variable `name`, if it holds one.
+fn env_count<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// One interleaved A/B comparison (`EZT_BENCH_ROUNDS` rounds, 16 unless set, of
@@ -429,7 +434,7 @@ where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
 {
-    let rounds = std::env::var("EZT_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(16);
+    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(16);
     let (a_rate, b_rate, paired) = interleaved(s, rounds, calls_per_batch(4_000).into(), a, b);
     println!("{a_label}{a_rate:>9.0} calls/s");
     println!("{b_label}{b_rate:>9.0} calls/s");
@@ -440,59 +445,81 @@ where
     }
 }
 
-/// Calls through every client of report 2 for a while before it measures: the first
-/// comparison of a fresh process measured its wrapped side about 2 % slower than the same
-/// comparison run later (the process still growing its heap and its connection pools;
-/// one warm-up batch per side, in [`interleaved`], was not enough).
-fn warm_up(s: &Setup) {
+/// One call through a client, as a closure making its future (what [`tower_call`] and
+/// the `reqwest_*_call` functions return), behind one type.
+type Call = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Calls through each of `clients` for a while before report 2 measures them: in a
+/// fresh process the first comparison read about 2 % lower than the same comparison run
+/// third (the process still growing its heap and the clients their connection pools;
+/// one warm-up batch per side, in [`interleaved`], is little).
+fn warm_up(s: &Setup, clients: &[Call]) {
     let calls = u64::from(calls_per_batch(4_000));
     for _ in 0..4 {
-        s.rt.block_on(batch(calls, tower_call(s.bare.clone(), s.url.clone())));
-        s.rt.block_on(batch(calls, tower_call(s.wrapped.clone(), s.url.clone())));
-        #[cfg(feature = "reqwest-middleware")]
-        {
-            let (plain, empty, with) = reqwest_clients(s);
-            s.rt.block_on(batch(calls, reqwest_plain_call(plain, s.url.clone())));
-            s.rt.block_on(batch(calls, reqwest_mw_call(empty, s.url.clone())));
-            s.rt.block_on(batch(calls, reqwest_mw_call(with, s.url.clone())));
+        for client in clients {
+            let client = Arc::clone(client);
+            s.rt.block_on(batch(calls, move || client()));
         }
     }
 }
 
 fn ab_report(s: &Setup) {
     println!("\n== interleaved A/B throughput, {CALLERS} concurrent callers, 1 KiB bodies ==");
-    warm_up(s);
+    let (bare, wrapped) = (tower_call(s.bare.clone(), s.url.clone()), tower_call(s.wrapped.clone(), s.url.clone()));
+    #[cfg(feature = "reqwest-middleware")]
+    let (plain, empty, noop, with) = {
+        let (plain, empty, with) = reqwest_clients(s);
+        // Any reqwest-middleware middleware costs a boxed future per call: a no-op one
+        // separates that from the forwarding's own cost.
+        let noop = reqwest_middleware::ClientBuilder::new(plain.clone()).with(Noop).build();
+        let url = || s.url.clone();
+        (
+            reqwest_plain_call(plain, url()),
+            reqwest_mw_call(empty, url()),
+            reqwest_mw_call(noop, url()),
+            reqwest_mw_call(with, url()),
+        )
+    };
+    let clients: Vec<Call> = vec![
+        Arc::new(bare.clone()),
+        Arc::new(wrapped.clone()),
+        #[cfg(feature = "reqwest-middleware")]
+        Arc::new(plain.clone()),
+        #[cfg(feature = "reqwest-middleware")]
+        Arc::new(empty.clone()),
+        #[cfg(feature = "reqwest-middleware")]
+        Arc::new(noop.clone()),
+        #[cfg(feature = "reqwest-middleware")]
+        Arc::new(with.clone()),
+    ];
+    warm_up(s, &clients);
     ab_compare(
         s,
-        ("hyper-util bare            ", tower_call(s.bare.clone(), s.url.clone())),
-        ("hyper-util + ForwardLayer  ", tower_call(s.wrapped.clone(), s.url.clone())),
+        ("hyper-util bare            ", bare.clone()),
+        ("hyper-util + ForwardLayer  ", wrapped),
         "ratio wrapped / bare       ",
         Some(0.97),
     );
     #[cfg(feature = "reqwest-middleware")]
     {
-        let (plain, empty, with) = reqwest_clients(s);
         ab_compare(
             s,
-            ("reqwest-middleware, no middleware  ", reqwest_mw_call(empty, s.url.clone())),
-            ("reqwest-middleware + Forward       ", reqwest_mw_call(with.clone(), s.url.clone())),
+            ("reqwest-middleware, no middleware  ", empty.clone()),
+            ("reqwest-middleware + Forward       ", with.clone()),
             "ratio with / without the middleware ",
             Some(0.97),
         );
-        // Any reqwest-middleware middleware costs a boxed future per call: a no-op one
-        // separates that from the forwarding's own cost.
-        let noop = reqwest_middleware::ClientBuilder::new(plain.clone()).with(Noop).build();
         ab_compare(
             s,
-            ("reqwest-middleware + a no-op one   ", reqwest_mw_call(noop, s.url.clone())),
-            ("reqwest-middleware + Forward       ", reqwest_mw_call(with.clone(), s.url.clone())),
+            ("reqwest-middleware + a no-op one   ", noop),
+            ("reqwest-middleware + Forward       ", with.clone()),
             "ratio Forward / no-op middleware    ",
             None,
         );
         ab_compare(
             s,
-            ("reqwest plain                      ", reqwest_plain_call(plain, s.url.clone())),
-            ("reqwest-middleware + Forward       ", reqwest_mw_call(with, s.url.clone())),
+            ("reqwest plain                      ", plain),
+            ("reqwest-middleware + Forward       ", with),
             "ratio vs plain reqwest              ",
             None,
         );
@@ -500,22 +527,19 @@ fn ab_report(s: &Setup) {
     println!("-- A/A, one client on both sides: the noise floor of the ratios above --");
     ab_compare(
         s,
-        ("hyper-util bare                    ", tower_call(s.bare.clone(), s.url.clone())),
-        ("hyper-util bare, again             ", tower_call(s.bare.clone(), s.url.clone())),
+        ("hyper-util bare                    ", bare.clone()),
+        ("hyper-util bare, again             ", bare),
         "ratio hyper-util A/A                ",
         None,
     );
     #[cfg(feature = "reqwest-middleware")]
-    {
-        let (_, empty, _) = reqwest_clients(s);
-        ab_compare(
-            s,
-            ("reqwest-middleware, no middleware  ", reqwest_mw_call(empty.clone(), s.url.clone())),
-            ("the same, again                    ", reqwest_mw_call(empty, s.url.clone())),
-            "ratio reqwest-middleware A/A        ",
-            None,
-        );
-    }
+    ab_compare(
+        s,
+        ("reqwest-middleware, no middleware  ", empty.clone()),
+        ("the same, again                    ", empty),
+        "ratio reqwest-middleware A/A        ",
+        None,
+    );
 }
 
 fn latency_report(s: &Setup) {
