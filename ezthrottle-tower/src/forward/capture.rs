@@ -6,10 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use ezthrottle_core::protocol::redact::{BodyLen, RedactedHeaders};
+use ezthrottle_core::protocol::redact::BodyLen;
 use http_body::Body;
 
-use super::decision::{Head, NotCaptured};
+use super::decision::NotCaptured;
+use super::head::Head;
 
 /// What the request can become as a job.
 // `Kept` is the common case: boxing it would allocate on the pass-through path.
@@ -27,14 +28,9 @@ pub(super) enum Capture {
 impl fmt::Debug for Capture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Capture::Kept { head, body } => f
-                .debug_struct("Kept")
-                .field("method", &head.method)
-                .field("uri", &head.uri)
-                .field("version", &head.version)
-                .field("headers", &RedactedHeaders::new(&head.headers.to_map()))
-                .field("body", &BodyLen::of(body))
-                .finish_non_exhaustive(),
+            Capture::Kept { head, body } => {
+                f.debug_struct("Kept").field("head", head).field("body", &BodyLen::of(body)).finish_non_exhaustive()
+            }
             Capture::Missing(not_captured) => f.debug_tuple("Missing").field(not_captured).finish(),
             Capture::Spent => f.write_str("Spent"),
         }
@@ -117,7 +113,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::{Capture, Chunks};
-    use crate::forward::decision::Head;
+    use crate::forward::head::Head;
 
     #[test]
     fn chunks_join_without_copying_a_single_chunk() {
@@ -138,11 +134,10 @@ mod tests {
     fn debug_hides_credentials_and_body() {
         let request =
             crate::test_requests::credentialed(http::Request::post("https://api.example.com/charge")).body(()).unwrap();
-        let (parts, ()) = request.into_parts();
         let body = Bytes::from_static(b"card=4242");
         let mut chunks = Chunks::Empty;
         chunks.push(body.clone());
-        let capture = Capture::Kept { head: Head::of(&parts), body };
+        let capture = Capture::Kept { head: Head::of(&request), body };
         for shown in [format!("{capture:?}"), format!("{capture:#?}"), format!("{chunks:?}")] {
             for secret in crate::test_requests::SECRETS.iter().chain(&["card=4242"]) {
                 assert!(!shown.contains(secret), "shows {secret:?}: {shown}");

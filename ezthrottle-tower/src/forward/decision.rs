@@ -12,113 +12,15 @@ use ezthrottle_core::protocol::headers::{FORWARDED_HEADER, IDEMPOTENCY_KEY_HEADE
 use ezthrottle_core::protocol::{retry_after_delay, retry_at_within};
 use ezthrottle_core::{Job, SubmitReceipt};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::breaker::{Admission, ProbeGuard};
 use super::extension::{ForwardFailed, ForwardReason, ForwardedJob};
+use super::head::Head;
 use super::settings::Settings;
 
 /// A job submission in flight. Boxed: only forwarded calls pay for it.
 pub(crate) type Submission = Pin<Box<dyn Future<Output = Result<SubmitReceipt, ezthrottle_core::Error>> + Send>>;
-
-/// The head of the original request, kept while the call runs so it can become a job.
-#[derive(Debug, Clone)]
-pub(crate) struct Head {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderBlob,
-}
-
-impl Head {
-    /// The head of a request about to be sent (its extensions are not kept).
-    pub(crate) fn of(parts: &http::request::Parts) -> Self {
-        Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: HeaderBlob::of(&parts.headers),
-        }
-    }
-
-    fn parts(&self) -> http::request::Parts {
-        let (mut parts, ()) = Request::new(()).into_parts();
-        parts.method = self.method.clone();
-        parts.uri = self.uri.clone();
-        parts.version = self.version;
-        parts.headers = self.headers.to_map();
-        parts
-    }
-}
-
-/// Request headers copied into one buffer: one allocation and a `memcpy`, where cloning a
-/// `HeaderMap` allocates twice and touches the shared count of every value. Decoded only
-/// when a job is built. Each header is `name length (u32 LE), name, value length (u32 LE),
-/// value`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub(crate) struct HeaderBlob(Vec<u8>);
-
-impl HeaderBlob {
-    pub(crate) fn of(headers: &HeaderMap) -> Self {
-        let mut blob = Vec::with_capacity(Self::encoded_len(headers));
-        Self::encode_into(headers, &mut blob);
-        Self(blob)
-    }
-
-    /// A blob from bytes [`encode_into`](Self::encode_into) wrote.
-    #[cfg(feature = "reqwest-middleware")]
-    pub(crate) fn copied(encoded: &[u8]) -> Self {
-        Self(encoded.to_vec())
-    }
-
-    /// How many bytes [`encode_into`](Self::encode_into) writes for `headers`.
-    pub(crate) fn encoded_len(headers: &HeaderMap) -> usize {
-        headers.iter().map(|(name, value)| 8 + name.as_str().len() + value.len()).sum()
-    }
-
-    /// Appends the encoding of `headers` to `out`.
-    pub(crate) fn encode_into(headers: &HeaderMap, out: &mut Vec<u8>) {
-        for (name, value) in headers {
-            for part in [name.as_str().as_bytes(), value.as_bytes()] {
-                let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(part);
-            }
-        }
-    }
-
-    /// The headers again, in their original order (repeated headers included).
-    pub(crate) fn to_map(&self) -> HeaderMap {
-        Self::decode(&self.0)
-    }
-
-    /// The headers of an encoding; a truncated or invalid entry ends it.
-    pub(crate) fn decode(mut rest: &[u8]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        let next = |rest: &mut &[u8]| -> Option<Vec<u8>> {
-            let (len, tail) = rest.split_first_chunk::<4>()?;
-            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
-            let part = tail.get(..len)?.to_vec();
-            *rest = tail.get(len..)?;
-            Some(part)
-        };
-        while let (Some(name), Some(value)) = (next(&mut rest), next(&mut rest)) {
-            if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(&name), HeaderValue::from_bytes(&value)) {
-                map.append(name, value);
-            }
-        }
-        map
-    }
-}
-
-impl fmt::Debug for HeaderBlob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Names only for credential headers: a kept request head must not print its token.
-        f.debug_tuple("HeaderBlob")
-            .field(&ezthrottle_core::protocol::redact::RedactedHeaders::new(&self.to_map()))
-            .finish()
-    }
-}
 
 /// Why a request body was not captured for forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +103,7 @@ impl Settings {
     /// `Authorization` and `Idempotency-Key`) is kept. The key: the `Idempotency-Key`
     /// header, else the key function's, else the template's strategy.
     pub(crate) fn job(&self, head: &Head, body: &Bytes, retry_at: Option<SystemTime>) -> Result<Job, ForwardFailed> {
-        let mut parts = head.parts();
+        let mut parts = head.parts()?;
         let has_key = parts.headers.contains_key(IDEMPOTENCY_KEY_HEADER);
         for denied in &self.deny_headers {
             parts.headers.remove(denied);
@@ -248,18 +150,28 @@ pub(crate) fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
 /// `ezthrottle::forward`, at debug): the call to the target and the submission, if any,
 /// happen inside it. Its `outcome` is recorded at the end by [`record_outcome`]. Fields
 /// hold the method and the host, never the path or query (they may carry credentials).
-/// `host` runs only if the span is enabled, or if `tracing` writes spans to `log` (its
-/// `log` feature, on with axum's defaults, and no subscriber set): finding the host in a
-/// `Uri` costs a few hundred instructions, on every call.
-pub(crate) fn call_span<'a>(method: &Method, host: impl FnOnce() -> Option<&'a str>) -> tracing::Span {
+/// `host` runs only when the field is written (empty for a URI without a host): finding
+/// the host in a `Uri` costs a few hundred instructions, and with `tracing`'s `log`
+/// feature (on with axum's defaults) and no subscriber set, the fields of every span are
+/// built even when nothing listens.
+pub(crate) fn call_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> tracing::Span {
     tracing::debug_span!(
         target: ezthrottle_core::telemetry::TARGET_FORWARD,
         "forward",
         method = %method,
-        host = host(),
+        host = %Lazy(host),
         outcome = tracing::field::Empty,
         reason = tracing::field::Empty,
     )
+}
+
+/// A field value found only when it is written.
+struct Lazy<F>(F);
+
+impl<'a, F: Fn() -> Option<&'a str>> fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str((self.0)().unwrap_or_default())
+    }
 }
 
 /// Records on `span` how the call ended, read off its answer: `forwarded` (with its
@@ -372,12 +284,9 @@ mod tests {
         for (name, value) in headers {
             map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
         }
-        Head {
-            method: Method::POST,
-            uri: uri.parse().unwrap(),
-            version: Version::HTTP_11,
-            headers: HeaderBlob::of(&map),
-        }
+        let mut request = Request::post(uri).version(http::Version::HTTP_11).body(()).unwrap();
+        *request.headers_mut() = map;
+        Head::of(&request)
     }
 
     #[test]
@@ -460,20 +369,6 @@ mod tests {
         );
         let job = response.extensions().get::<ForwardedJob>().unwrap();
         assert_eq!(job.original_status, Some(StatusCode::TOO_MANY_REQUESTS));
-    }
-
-    #[test]
-    fn header_blobs_give_the_headers_back_in_order() {
-        let mut map = HeaderMap::new();
-        map.append("x-a", "1".parse().unwrap());
-        map.append("accept", "text/html".parse().unwrap());
-        map.append("x-a", "2: with colon".parse().unwrap());
-        map.append("x-empty", HeaderValue::from_static(""));
-        let back = HeaderBlob::of(&map).to_map();
-        assert_eq!(back, map);
-        assert_eq!(back.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2: with colon"]);
-        assert!(HeaderBlob::of(&HeaderMap::new()).to_map().is_empty());
-        assert!(HeaderBlob(vec![9, 0, 0]).to_map().is_empty(), "a truncated blob decodes to nothing");
     }
 
     #[test]

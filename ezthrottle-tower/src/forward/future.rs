@@ -17,12 +17,13 @@ use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
 use super::decision::{
-    Head, Plan, Submission, accepted, body_failed, call_span, capturable, in_span, mark_forwarded, maybe_forwarded,
+    Plan, Submission, accepted, body_failed, call_span, capturable, in_span, mark_forwarded, maybe_forwarded,
     not_forwarded, record_outcome, submission_failed,
 };
 use ezthrottle_core::protocol::redact::RedactedUrl;
 
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
+use super::head::Head;
 use super::policy::ForwardPolicy;
 use super::replay::{failure_of_error, maybe_accepted};
 use super::settings::Config;
@@ -143,27 +144,22 @@ where
     /// request is forwarded first), the ready service moves into the future and a clone
     /// takes its place (clone-and-swap).
     pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
-        let (parts, body) = request.into_parts();
-        let span = call_span(&parts.method, || parts.uri.host());
-        let (state, ctx) = in_span(&span, || Self::start(service, parts, body, config));
+        let span = call_span(request.method(), || request.uri().host());
+        let (state, ctx) = in_span(&span, || Self::start(service, request, config));
         Self { state, ctx, span }
     }
 
-    /// [`Self::new`] in the call's span: the state the call starts in.
-    fn start(
-        service: &mut S,
-        parts: http::request::Parts,
-        mut body: B,
-        config: Arc<Config<P>>,
-    ) -> (StateOf<S, B>, Ctx<P>) {
+    /// [`Self::new`] in the call's span: the state the call starts in. The request is
+    /// not taken apart on the common path: each move of its parts is a copy.
+    fn start(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>) -> (StateOf<S, B>, Ctx<P>) {
         let settings = &config.settings;
-        let hint = body.size_hint();
+        let hint = request.body().size_hint();
         let captured = if hint.exact() == Some(0) {
             Ok(false)
         } else {
             capturable(hint.upper(), settings.max_replay_bytes).map(|()| true)
         };
-        let host = settings.breaker.as_ref().and_then(|_| ezthrottle_core::protocol::lane_key_of_uri(&parts.uri));
+        let host = settings.breaker.as_ref().and_then(|_| ezthrottle_core::protocol::lane_key_of_uri(request.uri()));
         let (probe, ahead) = match settings.plan(host.as_deref()) {
             Plan::Call { probe } => (probe, None),
             Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
@@ -171,35 +167,37 @@ where
         let mut ctx = Ctx { config, host, probe, ahead, failed: None };
         let state = match captured {
             Ok(false) => {
-                let capture = Capture::Kept { head: Head::of(&parts), body: Bytes::new() };
-                ctx.begin(service, Request::from_parts(parts, body), capture)
+                let capture = Capture::Kept { head: Head::of(&request), body: Bytes::new() };
+                ctx.begin(service, request, capture)
             }
             Ok(true) => {
                 // Most bodies with a known size are already in memory: read them now.
                 let (mut chunks, mut trailers) = (Chunks::Empty, false);
                 let mut cx = Context::from_waker(Waker::noop());
-                match read_body(&mut body, &mut chunks, &mut trailers, &mut cx) {
+                match read_body(request.body_mut(), &mut chunks, &mut trailers, &mut cx) {
                     Some(Ok(())) => {
-                        if trailers {
-                            tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&parts.uri.to_string()), "the request body's trailers are not replayed");
-                        }
                         let bytes = chunks.into_bytes();
-                        let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
-                        ctx.begin(service, Request::from_parts(parts, B::from(bytes)), capture)
+                        let capture = Capture::Kept { head: Head::of(&request), body: bytes.clone() };
+                        *request.body_mut() = B::from(bytes);
+                        if trailers {
+                            trailers_not_replayed(&capture);
+                        }
+                        ctx.begin(service, request, capture)
                     }
                     Some(Err(error)) => State::BodyFailed { error: error.into().to_string() },
                     None => {
                         let clone = service.clone();
                         let inner = std::mem::replace(service, clone);
+                        let (parts, body) = request.into_parts();
                         State::Collecting { pending: Box::new(Pending { body, chunks, trailers, inner, parts }) }
                     }
                 }
             }
             Err(not_captured) => {
                 if let Some((reason, _)) = ctx.ahead.take() {
-                    tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&parts.uri.to_string()), %reason, "{not_captured}: calling the target instead of forwarding");
+                    tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&request.uri().to_string()), %reason, "{not_captured}: calling the target instead of forwarding");
                 }
-                let future = service.call(Request::from_parts(parts, body));
+                let future = service.call(request);
                 State::Calling { future, capture: Capture::Missing(not_captured) }
             }
         };
@@ -239,7 +237,7 @@ impl<P> Ctx<P> {
                     return State::Ahead { work: Box::new(Ahead { submission, inner, request, reason }) };
                 }
                 Err(failed) => {
-                    tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&head.uri.to_string()), %reason, "{failed}; calling the target instead");
+                    tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), %reason, "{failed}; calling the target instead");
                     self.failed = Some(Box::new(failed));
                 }
             }
@@ -286,7 +284,7 @@ impl<P> Ctx<P> {
             Ok(response) => CallFailure::of_status(response.status()),
             Err(error) => failure_of_error(error, &settings.not_sent),
         };
-        if let Some(refused) = settings.replay_refused_for(&head.method, || head.headers.to_map(), failure, reason) {
+        if let Some(refused) = settings.replay_refused_for(head.method(), || head.headers(), failure, reason) {
             return AfterCall::Answer(not_forwarded_outcome(outcome, refused));
         }
         match self.config.settings.job(head, body, retry_at) {
@@ -296,7 +294,7 @@ impl<P> Ctx<P> {
                 reason,
             })),
             Err(failed) => {
-                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&head.uri.to_string()), %reason, "{failed}");
+                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), %reason, "{failed}");
                 AfterCall::Answer(not_forwarded_outcome(outcome, failed))
             }
         }
@@ -326,6 +324,13 @@ fn not_forwarded_outcome<R, E>(
             tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, "returning the original error: {failed}");
             Err(error)
         }
+    }
+}
+
+/// Says that a captured request's body trailers will not be part of its job.
+fn trailers_not_replayed(capture: &Capture) {
+    if let Capture::Kept { head, .. } = capture {
+        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), "the request body's trailers are not replayed");
     }
 }
 
@@ -384,12 +389,13 @@ where
                         ctx.probe = None;
                         return Poll::Ready(Ok(body_read_failed(&error.into().to_string())));
                     }
-                    if trailers {
-                        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&parts.uri.to_string()), "the request body's trailers are not replayed");
-                    }
                     let bytes = chunks.into_bytes();
-                    let capture = Capture::Kept { head: Head::of(&parts), body: bytes.clone() };
-                    let next = ctx.start(inner, Request::from_parts(parts, B::from(bytes)), capture);
+                    let request = Request::from_parts(parts, B::from(bytes.clone()));
+                    let capture = Capture::Kept { head: Head::of(&request), body: bytes };
+                    if trailers {
+                        trailers_not_replayed(&capture);
+                    }
+                    let next = ctx.start(inner, request, capture);
                     state.set(next);
                 }
                 StateProj::Calling { future, capture } => {

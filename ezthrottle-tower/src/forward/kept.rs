@@ -3,11 +3,11 @@
 
 use bytes::Bytes;
 use ezthrottle_core::protocol::redact::RedactedUrl;
-use http::{HeaderMap, Method, Version};
 use reqwest::{Request, Url};
 
-use super::decision::{HeaderBlob, NotCaptured, not_forwarded};
+use super::decision::{NotCaptured, not_forwarded};
 use super::extension::ForwardFailed;
+use super::head::Head;
 
 /// The largest body copied. A larger one is shared with the request instead (a clone of
 /// the request without its headers): copying a few KiB costs less than that clone's
@@ -20,11 +20,7 @@ const COPIED_BODY_MAX: usize = 4 * 1024;
 /// `Vec` the body's shared count). The body has its own allocation so that each stays in
 /// the allocator's fast path for small sizes (about 1 KiB).
 pub(super) struct Kept {
-    method: Method,
-    version: Version,
-    /// The URL, then the headers as a [`HeaderBlob`].
-    head: Vec<u8>,
-    url_end: usize,
+    head: Head,
     body: KeptBody,
 }
 
@@ -50,25 +46,17 @@ impl Kept {
         } else {
             KeptBody::Shared(Box::new(clone_without_headers(request)?))
         };
-        let url = request.url().as_str().as_bytes();
-        let mut head = Vec::with_capacity(url.len() + HeaderBlob::encoded_len(request.headers()));
-        head.extend_from_slice(url);
-        HeaderBlob::encode_into(request.headers(), &mut head);
-        Ok(Self { method: request.method().clone(), version: request.version(), head, url_end: url.len(), body })
+        let head = Head::with_url(request.method(), request.version(), request.url().as_str(), request.headers());
+        Ok(Self { head, body })
     }
 
-    pub(super) fn method(&self) -> &Method {
-        &self.method
-    }
-
-    pub(super) fn version(&self) -> Version {
-        self.version
+    pub(super) fn head(&self) -> &Head {
+        &self.head
     }
 
     /// The request's URL, as `Url::as_str` wrote it.
     pub(super) fn url(&self) -> &str {
-        // Written from a `&str` at `0..url_end`: always valid, so the fallback never runs.
-        self.head.get(..self.url_end).and_then(|url| std::str::from_utf8(url).ok()).unwrap_or_default()
+        self.head.uri()
     }
 
     /// The URL parsed again, for the `url()` of a synthesized answer.
@@ -76,16 +64,6 @@ impl Kept {
         Url::parse(self.url()).map_err(|err| {
             not_forwarded(format!("the URL {} does not parse again: {err}", RedactedUrl::new(self.url())))
         })
-    }
-
-    /// The headers' encoding, as a [`HeaderBlob`].
-    pub(super) fn header_blob(&self) -> HeaderBlob {
-        HeaderBlob::copied(self.encoded_headers())
-    }
-
-    /// The headers, decoded.
-    pub(super) fn headers(&self) -> HeaderMap {
-        HeaderBlob::decode(self.encoded_headers())
     }
 
     /// The body (empty for a request without one).
@@ -96,10 +74,6 @@ impl Kept {
                 request.body().and_then(|body| body.as_bytes()).map(Bytes::copy_from_slice).unwrap_or_default()
             }
         }
-    }
-
-    fn encoded_headers(&self) -> &[u8] {
-        self.head.get(self.url_end..).unwrap_or_default()
     }
 }
 
@@ -124,7 +98,7 @@ mod tests {
             .body(body)
             .build()
             .expect("a valid request");
-        *request.version_mut() = Version::HTTP_11;
+        *request.version_mut() = http::Version::HTTP_11;
         request
     }
 
@@ -135,12 +109,11 @@ mod tests {
             let mut original = request(body.clone());
             let kept = Kept::of(&mut original, 1024 * 1024).expect("kept");
             assert_eq!(matches!(kept.body, KeptBody::Shared(_)), size > COPIED_BODY_MAX, "{size}");
-            assert_eq!(kept.method(), Method::POST);
-            assert_eq!(kept.version(), Version::HTTP_11);
+            assert_eq!(kept.head().method(), http::Method::POST);
+            assert_eq!(kept.head().parts().map(|parts| parts.version).ok(), Some(http::Version::HTTP_11));
             assert_eq!(kept.url(), "http://127.0.0.1:9/orders?page=2&token=t");
             assert_eq!(kept.parsed_url().ok().as_ref(), Some(original.url()));
-            assert_eq!(&kept.headers(), original.headers(), "{size}");
-            assert_eq!(kept.header_blob().to_map(), kept.headers());
+            assert_eq!(&kept.head().headers(), original.headers(), "{size}");
             assert_eq!(kept.body(), body, "{size}");
             assert_eq!(original.body().and_then(|b| b.as_bytes()), Some(&body[..]), "the request keeps its body");
             assert_eq!(original.headers().get_all("x-tag").iter().count(), 2, "and its headers");
@@ -152,7 +125,7 @@ mod tests {
         let mut get = reqwest::Client::new().get("http://127.0.0.1:9/").build().expect("a valid request");
         let kept = Kept::of(&mut get, 16).expect("kept");
         assert!(kept.body().is_empty());
-        assert!(kept.headers().is_empty());
+        assert!(kept.head().headers().is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use super::breaker::ProbeGuard;
 use super::decision::{
-    Head, NotCaptured, Plan, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
+    NotCaptured, Plan, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
     record_outcome, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
@@ -212,7 +212,9 @@ where
                     Ok(response) => CallFailure::of_status(response.status()),
                     Err(error) => failure_of_error(error, &settings.not_sent),
                 };
-                if let Some(refused) = settings.replay_refused_for(copy.method(), || copy.headers(), failure, reason) {
+                if let Some(refused) =
+                    settings.replay_refused_for(copy.head().method(), || copy.head().headers(), failure, reason)
+                {
                     break 'call not_forwarded_outcome(outcome, refused);
                 }
                 // Boxed, the outcome moved in: the pass-through path's own future stays small.
@@ -300,12 +302,7 @@ fn submission(
     retry_at: Option<SystemTime>,
 ) -> Result<(Submission, Url), ForwardFailed> {
     let url = kept.parsed_url()?;
-    let uri = kept
-        .url()
-        .parse()
-        .map_err(|err| not_forwarded(format!("the URL {} is not a valid URI: {err}", RedactedUrl::new(kept.url()))))?;
-    let head = Head { method: kept.method().clone(), uri, version: kept.version(), headers: kept.header_blob() };
-    let job = settings.job(&head, &kept.body(), retry_at)?;
+    let job = settings.job(kept.head(), &kept.body(), retry_at)?;
     Ok((settings.submit(job), url))
 }
 

@@ -209,6 +209,7 @@ mod capture;
 mod decision;
 mod extension;
 mod future;
+mod head;
 #[cfg(feature = "reqwest-middleware")]
 mod kept;
 mod layer;
