@@ -154,7 +154,14 @@ pub(crate) fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
 /// the host in a `Uri` costs a few hundred instructions, and with `tracing`'s `log`
 /// feature (on with axum's defaults) and no subscriber set, the fields of every span are
 /// built even when nothing listens.
+///
+/// When nothing listens at debug (neither a subscriber nor the `log` logger), it is
+/// `Span::none()`: the span macro alone would build its fields and check the `log` level
+/// at creation and at drop, on every call.
 pub(crate) fn call_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> tracing::Span {
+    if !tracing::level_enabled!(tracing::Level::DEBUG) && log::max_level() < log::LevelFilter::Debug {
+        return tracing::Span::none();
+    }
     tracing::debug_span!(
         target: ezthrottle_core::telemetry::TARGET_FORWARD,
         "forward",
@@ -369,6 +376,23 @@ mod tests {
         );
         let job = response.extensions().get::<ForwardedJob>().unwrap();
         assert_eq!(job.original_status, Some(StatusCode::TOO_MANY_REQUESTS));
+    }
+
+    #[test]
+    fn the_call_span_is_none_unless_something_listens_at_debug() {
+        // No test of this binary sets a subscriber for its thread or a `log` logger.
+        let found = std::cell::Cell::new(0);
+        let host = || {
+            found.set(found.get() + 1);
+            Some("api.test")
+        };
+        assert!(call_span(&Method::GET, host).is_none());
+        let subscriber =
+            tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(std::io::sink).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!call_span(&Method::GET, host).is_disabled());
+        });
+        assert_eq!(found.get(), 1, "the host is found once, for the span that was written");
     }
 
     #[test]

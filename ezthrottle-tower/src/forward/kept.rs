@@ -1,50 +1,37 @@
 //! [`Kept`]: what `ForwardMiddleware` keeps of a request while it is sent, so that a
 //! forwarded job is exactly that request.
 
+use std::task::{Context, Waker};
+
 use bytes::Bytes;
 use ezthrottle_core::protocol::redact::RedactedUrl;
 use reqwest::{Request, Url};
 
+use super::capture::{Chunks, read_body};
 use super::decision::{NotCaptured, not_forwarded};
 use super::extension::ForwardFailed;
 use super::head::Head;
 
-/// The largest body copied. A larger one is shared with the request instead (a clone of
-/// the request without its headers): copying a few KiB costs less than that clone's
-/// allocations, copying more costs more.
+/// The largest body copied. A larger one is shared with the request instead: sharing a
+/// body built from a `Vec` allocates its shared count and takes it out of the request and
+/// back, which costs more than copying a few KiB, and less than copying more.
 const COPIED_BODY_MAX: usize = 4 * 1024;
 
-/// A request's method, version, URL, headers and body, in two allocations for a body of
-/// at most [`COPIED_BODY_MAX`] bytes: every call through the middleware pays for this, and
-/// `Request::try_clone` allocates more (the URL, the request, and for a body built from a
-/// `Vec` the body's shared count). The body has its own allocation so that each stays in
-/// the allocator's fast path for small sizes (about 1 KiB).
+/// A request's method, version, URL and headers (one allocation, [`Head`]) and its body
+/// (copied up to [`COPIED_BODY_MAX`] bytes, shared beyond): every call through the
+/// middleware pays for this, and `Request::try_clone` allocates more (the URL, the
+/// request, the headers).
 pub(super) struct Kept {
     head: Head,
-    body: KeptBody,
-}
-
-enum KeptBody {
-    /// A copy of a body of at most [`COPIED_BODY_MAX`] bytes (empty for no body).
-    Copied(Bytes),
-    /// A clone of the request, without its headers, that shares a larger body.
-    Shared(Box<Request>),
+    body: Bytes,
 }
 
 impl Kept {
     /// Keeps `request` if its body can be: a buffered body of at most `cap` bytes.
     pub(super) fn of(request: &mut Request, cap: usize) -> Result<Self, NotCaptured> {
-        let body = match request.body() {
-            Some(body) => body.as_bytes().ok_or(NotCaptured::NotCloneable)?,
-            None => &[],
-        };
-        if body.len() > cap {
-            return Err(NotCaptured::TooLarge { upper: body.len() as u64, cap });
-        }
-        let body = if body.len() <= COPIED_BODY_MAX {
-            KeptBody::Copied(Bytes::copy_from_slice(body))
-        } else {
-            KeptBody::Shared(Box::new(clone_without_headers(request)?))
+        let body = match request.body_mut() {
+            Some(body) => kept_body(body, cap)?,
+            None => Bytes::new(),
         };
         let head = Head::with_url(request.method(), request.version(), request.url().as_str(), request.headers());
         Ok(Self { head, body })
@@ -67,22 +54,33 @@ impl Kept {
     }
 
     /// The body (empty for a request without one).
-    pub(super) fn body(&self) -> Bytes {
-        match &self.body {
-            KeptBody::Copied(bytes) => bytes.clone(),
-            KeptBody::Shared(request) => {
-                request.body().and_then(|body| body.as_bytes()).map(Bytes::copy_from_slice).unwrap_or_default()
-            }
-        }
+    pub(super) fn body(&self) -> &Bytes {
+        &self.body
     }
 }
 
-/// A clone of `request` sharing its body, without cloning its headers (kept elsewhere).
-fn clone_without_headers(request: &mut Request) -> Result<Request, NotCaptured> {
-    let headers = std::mem::take(request.headers_mut());
-    let copy = request.try_clone();
-    *request.headers_mut() = headers;
-    copy.ok_or(NotCaptured::NotCloneable)
+/// The bytes of a buffered body of at most `cap` bytes: copied, or for a body of more than
+/// [`COPIED_BODY_MAX`] bytes, shared (`body` replaced by one sharing them).
+fn kept_body(body: &mut reqwest::Body, cap: usize) -> Result<Bytes, NotCaptured> {
+    let bytes = body.as_bytes().ok_or(NotCaptured::NotCloneable)?;
+    let len = bytes.len();
+    if len > cap {
+        return Err(NotCaptured::TooLarge { upper: len as u64, cap });
+    }
+    if len <= COPIED_BODY_MAX {
+        return Ok(Bytes::copy_from_slice(bytes));
+    }
+    // A buffered body (the one kind with `as_bytes`: reqwest's `Reusable`) yields all its
+    // bytes in one frame, at once: it is put back whole. The check below only guards
+    // against that ever changing (the job would not be the request).
+    let (mut chunks, mut trailers) = (Chunks::Empty, false);
+    let read = read_body(body, &mut chunks, &mut trailers, &mut Context::from_waker(Waker::noop()));
+    let bytes = chunks.into_bytes();
+    *body = reqwest::Body::from(bytes.clone());
+    match read {
+        Some(Ok(())) if bytes.len() == len => Ok(bytes),
+        _ => Err(NotCaptured::NotCloneable),
+    }
 }
 
 #[cfg(test)]
@@ -108,13 +106,16 @@ mod tests {
             let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let mut original = request(body.clone());
             let kept = Kept::of(&mut original, 1024 * 1024).expect("kept");
-            assert_eq!(matches!(kept.body, KeptBody::Shared(_)), size > COPIED_BODY_MAX, "{size}");
+            let sent = original.body().and_then(|body| body.as_bytes()).map(<[u8]>::as_ptr);
+            if size > 0 {
+                assert_eq!(sent == Some(kept.body().as_ptr()), size > COPIED_BODY_MAX, "{size}: shared, not copied");
+            }
             assert_eq!(kept.head().method(), http::Method::POST);
             assert_eq!(kept.head().parts().map(|parts| parts.version).ok(), Some(http::Version::HTTP_11));
             assert_eq!(kept.url(), "http://127.0.0.1:9/orders?page=2&token=t");
             assert_eq!(kept.parsed_url().ok().as_ref(), Some(original.url()));
             assert_eq!(&kept.head().headers(), original.headers(), "{size}");
-            assert_eq!(kept.body(), body, "{size}");
+            assert_eq!(kept.body(), &body, "{size}");
             assert_eq!(original.body().and_then(|b| b.as_bytes()), Some(&body[..]), "the request keeps its body");
             assert_eq!(original.headers().get_all("x-tag").iter().count(), 2, "and its headers");
         }

@@ -302,7 +302,7 @@ fn submission(
     retry_at: Option<SystemTime>,
 ) -> Result<(Submission, Url), ForwardFailed> {
     let url = kept.parsed_url()?;
-    let job = settings.job(kept.head(), &kept.body(), retry_at)?;
+    let job = settings.job(kept.head(), kept.body(), retry_at)?;
     Ok((settings.submit(job), url))
 }
 
