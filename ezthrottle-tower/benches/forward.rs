@@ -29,7 +29,9 @@
 //! last: its subscriber cannot be uninstalled. `EZT_BENCH_CALLS=N` sets the calls per
 //! batch of reports 2 and 7 (4,000 and 20,000): a few hundred are enough under
 //! `valgrind --tool=callgrind`, which counts instructions, the same whatever else the
-//! machine is doing. `EZT_BENCH_ROUNDS=N` sets the rounds of each A/B comparison (16).
+//! machine is doing. `EZT_BENCH_ROUNDS=N` sets the rounds of each A/B comparison (64):
+//! each ratio is printed with the median of its per-round ratios and a 95 % confidence
+//! interval for that median.
 //! Report 2 ends with A/A comparisons (one client on both sides): how far a ratio moves
 //! with nothing to measure, the noise floor of the ratios above them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
@@ -199,10 +201,16 @@ fn setup() -> Setup {
 /// runtime. Each round times a batch of each variant back to back, in alternating order;
 /// the figures are medians over the rounds, the added cost the median of the per-round
 /// differences (a drift between rounds cancels).
+///
+/// With `EZT_BENCH_SIDE=bare|layer|noop|forward` it only makes `EZT_BENCH_CALLS` calls of
+/// that one variant, untimed: `scripts/count-pass-through` counts their instructions.
 fn in_process_report(s: &Setup) {
     const ROUNDS: usize = 21;
     let calls = calls_per_batch(20_000);
-    println!("\n== in process: what each adds to one call, {ROUNDS} rounds of {calls} calls ==");
+    let side = std::env::var("EZT_BENCH_SIDE").ok();
+    if side.is_none() {
+        println!("\n== in process: what each adds to one call, {ROUNDS} rounds of {calls} calls ==");
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let answer = Bytes::from(vec![b'a'; KIB]);
     let instant = tower::service_fn(move |_request: Request<Full<Bytes>>| {
@@ -217,7 +225,15 @@ fn in_process_report(s: &Setup) {
         }
         started.elapsed().as_nanos() as f64 / f64::from(calls)
     };
-    let compare = |label: &str, a: &dyn Fn(), b: &dyn Fn()| {
+    let compare = |label: &str, (a_side, a): (&str, &dyn Fn()), (b_side, b): (&str, &dyn Fn())| {
+        if let Some(side) = &side {
+            for (name, call) in [(a_side, a), (b_side, b)] {
+                if name == side {
+                    (0..calls).for_each(|_| call());
+                }
+            }
+            return;
+        }
         per_call(a);
         per_call(b);
         let (mut base, mut with, mut added) = (Vec::new(), Vec::new(), Vec::new());
@@ -237,12 +253,12 @@ fn in_process_report(s: &Setup) {
     };
     compare(
         "ForwardLayer over an instant service           ",
-        &|| {
+        ("bare", &|| {
             rt.block_on(async { instant.clone().oneshot(post(&s.url)).await.unwrap() });
-        },
-        &|| {
+        }),
+        ("layer", &|| {
             rt.block_on(async { wrapped.clone().oneshot(post(&s.url)).await.unwrap() });
-        },
+        }),
     );
     #[cfg(feature = "reqwest-middleware")]
     {
@@ -259,7 +275,11 @@ fn in_process_report(s: &Setup) {
         let call = |client: &reqwest_middleware::ClientWithMiddleware| {
             rt.block_on(async { client.post(&s.url).body(vec![b'q'; KIB]).send().await.unwrap() });
         };
-        compare("ForwardMiddleware over a no-op middleware      ", &|| call(&noop), &|| call(&forward));
+        compare(
+            "ForwardMiddleware over a no-op middleware      ",
+            ("noop", &|| call(&noop)),
+            ("forward", &|| call(&forward)),
+        );
     }
 }
 
@@ -385,10 +405,10 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Alternating batches of `a` and `b`: the median throughput (calls/s) of each, and the
-/// median of the per-round ratios b / a (each round's two batches run back to back, so a
-/// drift of the machine's speed between rounds cancels out of that ratio).
-fn interleaved<A, B>(s: &Setup, rounds: usize, calls: u64, a: A, b: B) -> (f64, f64, f64)
+/// Rounds of one batch of `a` and one of `b`, back to back in an order drawn at random
+/// each round (so neither a drift of the machine's speed nor anything periodic favours a
+/// side): the median throughput (calls/s) of each, and the per-round ratios b / a.
+fn interleaved<A, B>(s: &Setup, rounds: usize, calls: u64, a: A, b: B) -> (f64, f64, Vec<f64>)
 where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
@@ -397,8 +417,9 @@ where
     let rate = |took: Duration| calls as f64 / took.as_secs_f64();
     s.rt.block_on(batch(calls, a.clone()));
     s.rt.block_on(batch(calls, b.clone()));
-    for round in 0..rounds {
-        if round % 2 == 0 {
+    let mut coin = Coin::new();
+    for _ in 0..rounds {
+        if coin.flip() {
             rate_a.push(rate(s.rt.block_on(batch(calls, a.clone()))));
             rate_b.push(rate(s.rt.block_on(batch(calls, b.clone()))));
         } else {
@@ -407,7 +428,37 @@ where
         }
     }
     let ratios = rate_a.iter().zip(&rate_b).map(|(a, b)| b / a).collect();
-    (median(rate_a), median(rate_b), median(ratios))
+    (median(rate_a), median(rate_b), ratios)
+}
+
+/// A xorshift coin seeded from the clock: which side of a round runs first.
+struct Coin(u64);
+
+impl Coin {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        Self(u64::from(nanos) | 1)
+    }
+
+    fn flip(&mut self) -> bool {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 & 1 == 1
+    }
+}
+
+/// The median of `values` and a 95 % confidence interval for it that assumes nothing of
+/// their distribution: the order statistics at ranks n/2 -/+ 1.96 sqrt(n)/2 (the sign
+/// test's interval, by the binomial's normal approximation; with 16 values, the 4th and
+/// 13th of them).
+fn median_interval(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
+    let half_width = 1.96 * n.sqrt() / 2.0;
+    let low = ((n / 2.0 - half_width).floor().max(0.0)) as usize;
+    let high = ((n / 2.0 + half_width).ceil() as usize).min(values.len() - 1);
+    (values[values.len() / 2], values[low], values[high])
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -425,20 +476,25 @@ fn env_count<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// One interleaved A/B comparison (`EZT_BENCH_ROUNDS` rounds, 16 unless set, of
+/// One interleaved A/B comparison (`EZT_BENCH_ROUNDS` rounds, 64 unless set, of
 /// 4,000 calls each side): prints each side's rate under
-/// its label, then `ratio` with b / a (of the medians, and the median per-round ratio) and
+/// its label, then `ratio` with b / a (of the medians, and the median per-round ratio with
+/// its 95 % confidence interval) and
 /// the `target` that ratio must reach, if any.
 fn ab_compare<A, B>(s: &Setup, (a_label, a): (&str, A), (b_label, b): (&str, B), ratio: &str, target: Option<f64>)
 where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
 {
-    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(16);
-    let (a_rate, b_rate, paired) = interleaved(s, rounds, calls_per_batch(4_000).into(), a, b);
+    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(64);
+    let (a_rate, b_rate, ratios) = interleaved(s, rounds, calls_per_batch(4_000).into(), a, b);
+    let (paired, low, high) = median_interval(ratios);
     println!("{a_label}{a_rate:>9.0} calls/s");
     println!("{b_label}{b_rate:>9.0} calls/s");
-    let shown = format!("{ratio}{:.3}  (median of the per-round ratios: {paired:.3})", b_rate / a_rate);
+    let shown = format!(
+        "{ratio}{:.3}  (median of the per-round ratios: {paired:.3}, 95 % CI {low:.3}-{high:.3})",
+        b_rate / a_rate
+    );
     match target {
         Some(target) => println!("{shown}  (target >= {target:.2})"),
         None => println!("{shown}"),
