@@ -536,19 +536,27 @@ fn ab_report(s: &Setup) {
             reqwest_mw_call(with, url()),
         )
     };
-    let clients: Vec<Call> = vec![
-        Arc::new(bare.clone()),
-        Arc::new(wrapped.clone()),
+    let clients: Vec<(&str, Call)> = vec![
+        ("hyper-bare", Arc::new(bare.clone())),
+        ("hyper-layer", Arc::new(wrapped.clone())),
         #[cfg(feature = "reqwest-middleware")]
-        Arc::new(plain.clone()),
+        ("reqwest-plain", Arc::new(plain.clone())),
         #[cfg(feature = "reqwest-middleware")]
-        Arc::new(empty.clone()),
+        ("reqwest-none", Arc::new(empty.clone())),
         #[cfg(feature = "reqwest-middleware")]
-        Arc::new(noop.clone()),
+        ("reqwest-noop", Arc::new(noop.clone())),
         #[cfg(feature = "reqwest-middleware")]
-        Arc::new(with.clone()),
+        ("reqwest-forward", Arc::new(with.clone())),
     ];
-    warm_up(s, &clients);
+    if let Ok(side) = std::env::var("EZT_BENCH_SIDE") {
+        // One client alone, untimed, for `scripts/count-pass-through`.
+        if let Some((_, client)) = clients.iter().find(|(name, _)| *name == side) {
+            let client = Arc::clone(client);
+            s.rt.block_on(batch(calls_per_batch(4_000).into(), move || client()));
+        }
+        return;
+    }
+    warm_up(s, &clients.into_iter().map(|(_, client)| client).collect::<Vec<_>>());
     ab_compare(
         s,
         ("hyper-util bare            ", bare.clone()),
@@ -567,9 +575,18 @@ fn ab_report(s: &Setup) {
         );
         ab_compare(
             s,
-            ("reqwest-middleware + a no-op one   ", noop),
+            ("reqwest-middleware + a no-op one   ", noop.clone()),
             ("reqwest-middleware + Forward       ", with.clone()),
             "ratio Forward / no-op middleware    ",
+            None,
+        );
+        // What any one middleware costs reqwest-middleware (a boxed future, a dynamic
+        // call): the floor under the ratio with / without the middleware.
+        ab_compare(
+            s,
+            ("reqwest-middleware, no middleware  ", empty.clone()),
+            ("reqwest-middleware + a no-op one   ", noop),
+            "ratio no-op middleware / none       ",
             None,
         );
         ab_compare(

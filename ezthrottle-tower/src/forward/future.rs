@@ -177,11 +177,12 @@ where
                 match read_body(request.body_mut(), &mut chunks, &mut trailers, &mut cx) {
                     Some(Ok(())) => {
                         let bytes = chunks.into_bytes();
-                        let capture = Capture::Kept { head: Head::of(&request), body: bytes.clone() };
-                        *request.body_mut() = B::from(bytes);
+                        let head = Head::of(&request);
                         if trailers {
-                            trailers_not_replayed(&capture);
+                            trailers_not_replayed(&head);
                         }
+                        let capture = Capture::Kept { head, body: bytes.clone() };
+                        *request.body_mut() = B::from(bytes);
                         ctx.begin(service, request, capture)
                     }
                     Some(Err(error)) => State::BodyFailed { error: error.into().to_string() },
@@ -327,11 +328,9 @@ fn not_forwarded_outcome<R, E>(
     }
 }
 
-/// Says that a captured request's body trailers will not be part of its job.
-fn trailers_not_replayed(capture: &Capture) {
-    if let Capture::Kept { head, .. } = capture {
-        tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), "the request body's trailers are not replayed");
-    }
+/// Says that the trailers of the request body of `head` will not be part of its job.
+fn trailers_not_replayed(head: &Head) {
+    tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), "the request body's trailers are not replayed");
 }
 
 /// The synthesized answer when the request body failed while being read.
@@ -391,10 +390,11 @@ where
                     }
                     let bytes = chunks.into_bytes();
                     let request = Request::from_parts(parts, B::from(bytes.clone()));
-                    let capture = Capture::Kept { head: Head::of(&request), body: bytes };
+                    let head = Head::of(&request);
                     if trailers {
-                        trailers_not_replayed(&capture);
+                        trailers_not_replayed(&head);
                     }
+                    let capture = Capture::Kept { head, body: bytes };
                     let next = ctx.start(inner, request, capture);
                     state.set(next);
                 }

@@ -194,8 +194,11 @@
 //! `method`, `host` and, once it ends, `outcome` (`passed`, `forwarded`, `not_forwarded`,
 //! `error`) and, when forwarded, `reason`. The call to the target and the submission run
 //! inside it, so the HTTP client's spans and the client's `submit` span nest in it; the
-//! path and the query are never fields. Every forwarded call is also an `info` event and
-//! counts in `ezthrottle_forwards_total{reason}` ([`ezthrottle_core::telemetry`]).
+//! path and the query are never fields (`host` is empty for a URI without one). Every
+//! forwarded call is also an `info` event and counts in `ezthrottle_forwards_total{reason}`
+//! ([`ezthrottle_core::telemetry`]). When nothing listens at `debug` (no subscriber that
+//! wants it, and no `log` logger at debug for `tracing`'s `log` feature), the call makes
+//! no span at all: the pass-through pays nothing for it.
 //!
 //! # reqwest
 //!
