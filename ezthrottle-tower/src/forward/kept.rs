@@ -71,8 +71,8 @@ fn kept_body(body: &mut reqwest::Body, cap: usize) -> Result<Bytes, NotCaptured>
         return Ok(Bytes::copy_from_slice(bytes));
     }
     // A buffered body (the one kind with `as_bytes`: reqwest's `Reusable`) yields all its
-    // bytes in one frame, at once: it is put back whole. The check below only guards
-    // against that ever changing (the job would not be the request).
+    // bytes in one frame, at once, so it is put back whole. Should a later reqwest yield
+    // them otherwise, the check below keeps such a request from becoming a job.
     let (mut chunks, mut trailers) = (Chunks::Empty, false);
     let read = read_body(body, &mut chunks, &mut trailers, &mut Context::from_waker(Waker::noop()));
     let bytes = chunks.into_bytes();
