@@ -145,13 +145,16 @@ where
     /// takes its place (clone-and-swap).
     pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
         let span = call_span(request.method(), || request.uri().host());
-        let (state, ctx) = in_span(&span, || Self::start(service, request, config));
-        Self { state, ctx, span }
+        if span.is_disabled() {
+            return Self::start(service, request, config, span);
+        }
+        let _entered = span.clone().entered();
+        Self::start(service, request, config, span)
     }
 
     /// [`Self::new`] in the call's span: the state the call starts in. The request is
     /// not taken apart on the common path: each move of its parts is a copy.
-    fn start(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>) -> (StateOf<S, B>, Ctx<P>) {
+    fn start(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>, span: tracing::Span) -> Self {
         let settings = &config.settings;
         let hint = request.body().size_hint();
         let captured = if hint.exact() == Some(0) {
@@ -202,7 +205,7 @@ where
                 State::Calling { future, capture: Capture::Missing(not_captured) }
             }
         };
-        (state, ctx)
+        Self { state, ctx, span }
     }
 }
 
@@ -247,7 +250,7 @@ impl<P> Ctx<P> {
     }
 
     /// The outcome of the call that reached the target: answer it, or forward it.
-    fn after_call<R, E: 'static>(&mut self, outcome: Result<Response<R>, E>, capture: Capture) -> AfterCall<R, E>
+    fn after_call<R, E: 'static>(&mut self, outcome: Result<Response<R>, E>, capture: &Capture) -> AfterCall<R, E>
     where
         P: ForwardPolicy<R, E>,
     {
@@ -270,7 +273,7 @@ impl<P> Ctx<P> {
             Ok(response) => ForwardReason::Status(response.status()),
             Err(_) => ForwardReason::TransportError,
         };
-        let (head, body) = match &capture {
+        let (head, body) = match capture {
             Capture::Kept { head, body } => (head, body),
             Capture::Missing(not_captured) => {
                 tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
@@ -352,9 +355,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let answer = ready!(in_span(this.span, || Self::advance(this.state, this.ctx, cx)));
-        record_outcome(this.span, answer.as_ref().ok().map(Response::extensions));
-        Poll::Ready(answer)
+        let polled = in_span(this.span, || Self::advance(this.state, this.ctx, cx));
+        if let Poll::Ready(answer) = &polled {
+            record_outcome(this.span, answer.as_ref().ok().map(Response::extensions));
+        }
+        polled
     }
 }
 
@@ -367,9 +372,8 @@ where
     P: ForwardPolicy<R, S::Error>,
 {
     /// Runs the state machine as far as it goes.
-    #[allow(clippy::type_complexity)]
     fn advance(
-        mut state: Pin<&mut State<S, B, S::Future, S::Response, S::Error>>,
+        mut state: Pin<&mut StateOf<S, B>>,
         ctx: &mut Ctx<P>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response<ResponseBody<R>>, S::Error>> {
@@ -400,10 +404,13 @@ where
                 }
                 StateProj::Calling { future, capture } => {
                     let outcome = ready!(future.poll(cx));
-                    let capture = std::mem::replace(capture, Capture::Spent);
-                    state.set(State::Done);
-                    match ctx.after_call(outcome, capture) {
-                        AfterCall::Answer(answer) => return Poll::Ready(answer),
+                    let next = ctx.after_call(outcome, capture);
+                    // The request kept and the finished call are dropped here, in place.
+                    match next {
+                        AfterCall::Answer(answer) => {
+                            state.set(State::Done);
+                            return Poll::Ready(answer);
+                        }
                         AfterCall::Submit(work) => state.set(State::Submitting { work }),
                     }
                 }

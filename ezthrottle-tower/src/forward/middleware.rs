@@ -182,9 +182,17 @@ where
             let span = &pending.span;
             // A disabled span (nothing listens at debug) is not attached: `Instrumented`
             // would enter it at every poll and at drop, for nothing.
-            let outcome = if span.is_disabled() { call.await } else { call.instrument(span.clone()).await };
+            let mut outcome = if span.is_disabled() { call.await } else { call.instrument(span.clone()).await };
             let answer = 'call: {
-                let (forwardable, outcome) = decide(&self.config.policy, outcome);
+                // The response is looked at where it is: moving it costs more than the look.
+                let forwardable = match outcome {
+                    Ok(ref mut response) => forwards_response(&self.config.policy, response),
+                    Err(error) => {
+                        let (forward, error) = forwards_error(&self.config.policy, error);
+                        outcome = Err(error);
+                        forward
+                    }
+                };
                 let retry_at = match &outcome {
                     Ok(response) if forwardable => settings.retry_at_of(response.headers()),
                     _ => None,
@@ -306,33 +314,34 @@ fn submission(
     Ok((settings.submit(job), url))
 }
 
-/// Applies the policy to a reqwest outcome, through a view of the response's head (its
-/// headers are moved into the view and back: nothing is copied).
-fn decide<P>(policy: &P, outcome: reqwest_middleware::Result<Response>) -> (bool, reqwest_middleware::Result<Response>)
+/// Applies the policy to a reqwest response, through a view of its head: its headers are
+/// moved into the view and back (nothing is copied, the response stays where it is).
+fn forwards_response<P>(policy: &P, response: &mut Response) -> bool
 where
     P: ForwardPolicy<(), reqwest_middleware::Error>,
 {
-    match outcome {
-        Ok(mut response) => {
-            let mut view = http::Response::new(());
-            *view.status_mut() = response.status();
-            *view.version_mut() = response.version();
-            std::mem::swap(view.headers_mut(), response.headers_mut());
-            let view: Result<http::Response<()>, reqwest_middleware::Error> = Ok(view);
-            let forward = policy.should_forward(&view);
-            if let Ok(mut view) = view {
-                std::mem::swap(view.headers_mut(), response.headers_mut());
-            }
-            (forward, Ok(response))
-        }
-        Err(error) => {
-            let view: Result<http::Response<()>, reqwest_middleware::Error> = Err(error);
-            let forward = policy.should_forward(&view);
-            match view {
-                Err(error) => (forward, Err(error)),
-                Ok(_) => unreachable!("the view was built from an error"),
-            }
-        }
+    let mut view = http::Response::new(());
+    *view.status_mut() = response.status();
+    *view.version_mut() = response.version();
+    std::mem::swap(view.headers_mut(), response.headers_mut());
+    let view: Result<http::Response<()>, reqwest_middleware::Error> = Ok(view);
+    let forward = policy.should_forward(&view);
+    if let Ok(mut view) = view {
+        std::mem::swap(view.headers_mut(), response.headers_mut());
+    }
+    forward
+}
+
+/// Applies the policy to a reqwest error, moved into the policy's view and back.
+fn forwards_error<P>(policy: &P, error: reqwest_middleware::Error) -> (bool, reqwest_middleware::Error)
+where
+    P: ForwardPolicy<(), reqwest_middleware::Error>,
+{
+    let view: Result<http::Response<()>, reqwest_middleware::Error> = Err(error);
+    let forward = policy.should_forward(&view);
+    match view {
+        Err(error) => (forward, error),
+        Ok(_) => unreachable!("the view was built from an error"),
     }
 }
 
