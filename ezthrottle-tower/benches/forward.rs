@@ -400,9 +400,8 @@ where
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+fn median(values: Vec<f64>) -> f64 {
+    median_interval(values).0
 }
 
 /// Rounds of one batch of `a` and one of `b`, back to back in an order drawn at random
@@ -450,7 +449,7 @@ impl Coin {
 
 /// The median of `values` and a 95 % confidence interval for it that assumes nothing of
 /// their distribution: the order statistics at ranks n/2 -/+ 1.96 sqrt(n)/2 (the sign
-/// test's interval, by the binomial's normal approximation; with 16 values, the 4th and
+/// test's interval, by the binomial's normal approximation; with 16 values, the 5th and
 /// 13th of them).
 fn median_interval(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
