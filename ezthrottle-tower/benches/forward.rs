@@ -485,7 +485,8 @@ where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
 {
-    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(64);
+    // At least one round: the median of none does not exist.
+    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(64).max(1);
     let (a_rate, b_rate, ratios) = interleaved(s, rounds, calls_per_batch(4_000).into(), a, b);
     let (paired, low, high) = median_interval(ratios);
     println!("{a_label}{a_rate:>9.0} calls/s");
