@@ -10,6 +10,7 @@ use ezthrottle_core::protocol::redact::BodyLen;
 use http_body::Body;
 
 use super::decision::NotCaptured;
+use super::extension::ForwardFailed;
 use super::head::Head;
 
 /// What the request can become as a job.
@@ -21,8 +22,8 @@ pub(super) enum Capture {
     Kept { head: Head, body: Bytes },
     /// Nothing: the body was not captured.
     Missing(NotCaptured),
-    /// Already used, or not needed any more.
-    Spent,
+    /// A forward was already tried for this call and failed: it is not tried again.
+    Tried(Box<ForwardFailed>),
 }
 
 impl fmt::Debug for Capture {
@@ -32,7 +33,7 @@ impl fmt::Debug for Capture {
                 f.debug_struct("Kept").field("head", head).field("body", &BodyLen::of(body)).finish_non_exhaustive()
             }
             Capture::Missing(not_captured) => f.debug_tuple("Missing").field(not_captured).finish(),
-            Capture::Spent => f.write_str("Spent"),
+            Capture::Tried(failed) => f.debug_tuple("Tried").field(failed).finish(),
         }
     }
 }
@@ -60,19 +61,16 @@ impl Chunks {
         if chunk.is_empty() {
             return;
         }
-        *self = match std::mem::replace(self, Chunks::Empty) {
-            Chunks::Empty => Chunks::One(chunk),
+        match self {
+            Chunks::Empty => *self = Chunks::One(chunk),
             Chunks::One(first) => {
                 let mut all = BytesMut::with_capacity(first.len() + chunk.len());
-                all.extend_from_slice(&first);
+                all.extend_from_slice(first);
                 all.extend_from_slice(&chunk);
-                Chunks::Many(all)
+                *self = Chunks::Many(all);
             }
-            Chunks::Many(mut all) => {
-                all.extend_from_slice(&chunk);
-                Chunks::Many(all)
-            }
-        };
+            Chunks::Many(all) => all.extend_from_slice(&chunk),
+        }
     }
 
     pub(super) fn into_bytes(self) -> Bytes {

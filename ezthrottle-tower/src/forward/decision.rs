@@ -69,6 +69,8 @@ pub(crate) enum Plan {
 
 impl Settings {
     /// Decides how the request to `host` goes, before anything is sent.
+    // Inline: without a host, the caller sees that no probe guard is made (nothing to drop).
+    #[inline]
     pub(crate) fn plan(&self, host: Option<&str>) -> Plan {
         if !self.template.is_frugal() {
             return Plan::ForwardFirst { reason: ForwardReason::Performance, retry_at: None };
@@ -140,10 +142,12 @@ impl Settings {
     }
 }
 
-/// Runs `f` in `span` if anything listens to it (entering a disabled span is not free:
-/// with `tracing`'s `log` feature on, it checks the `log` level at each enter and exit).
-pub(crate) fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
-    if span.is_disabled() { f() } else { span.in_scope(f) }
+/// Runs `f` in `span`, if there is one (a [`call_span`]).
+pub(crate) fn in_span<T>(span: Option<&tracing::Span>, f: impl FnOnce() -> T) -> T {
+    match span {
+        Some(span) => span.in_scope(f),
+        None => f(),
+    }
 }
 
 /// The span of one call through the layer or the middleware (`forward`, target
@@ -155,21 +159,23 @@ pub(crate) fn in_span<T>(span: &tracing::Span, f: impl FnOnce() -> T) -> T {
 /// feature (on with axum's defaults) and no subscriber set, the fields of every span are
 /// built even when nothing listens.
 ///
-/// When nothing listens at debug (neither a subscriber nor the `log` logger), it is
-/// `Span::none()`: the span macro alone would build its fields and check the `log` level
-/// at creation and at drop, on every call.
-pub(crate) fn call_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> tracing::Span {
+/// `None` when nothing listens to it: then the call is not slowed by a span at all (the
+/// span macro alone would build its fields and check the `log` level at creation and at
+/// drop, and entering a disabled span checks it again each time). When nothing listens at
+/// debug (neither a subscriber nor the `log` logger), no span is made.
+pub(crate) fn call_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> Option<tracing::Span> {
     if !tracing::level_enabled!(tracing::Level::DEBUG) && log::max_level() < log::LevelFilter::Debug {
-        return tracing::Span::none();
+        return None;
     }
-    tracing::debug_span!(
+    let span = tracing::debug_span!(
         target: ezthrottle_core::telemetry::TARGET_FORWARD,
         "forward",
         method = %method,
         host = %Lazy(host),
         outcome = tracing::field::Empty,
         reason = tracing::field::Empty,
-    )
+    );
+    (!span.is_disabled()).then_some(span)
 }
 
 /// A field value found only when it is written.
@@ -185,10 +191,10 @@ impl<'a, F: Fn() -> Option<&'a str>> fmt::Display for Lazy<F> {
 /// reason) when it carries a [`ForwardedJob`], `not_forwarded` (a forward was due and
 /// failed or was refused) when it carries a [`ForwardFailed`], `passed` otherwise, and
 /// `error` for the wrapped service's error (`None`).
-pub(crate) fn record_outcome(span: &tracing::Span, answer: Option<&http::Extensions>) {
-    if span.is_disabled() {
+pub(crate) fn record_outcome(span: Option<&tracing::Span>, answer: Option<&http::Extensions>) {
+    let Some(span) = span else {
         return;
-    }
+    };
     let (outcome, reason) = match answer {
         None => ("error", None),
         Some(extensions) => match (extensions.get::<ForwardedJob>(), extensions.get::<ForwardFailed>()) {
@@ -390,7 +396,7 @@ mod tests {
         let subscriber =
             tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(std::io::sink).finish();
         tracing::subscriber::with_default(subscriber, || {
-            assert!(!call_span(&Method::GET, host).is_disabled());
+            assert!(!call_span(&Method::GET, host).expect("a span").is_disabled());
         });
         assert_eq!(found.get(), 1, "the host is found once, for the span that was written");
     }

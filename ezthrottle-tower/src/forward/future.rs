@@ -17,8 +17,8 @@ use super::body::ResponseBody;
 use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
 use super::decision::{
-    Plan, Submission, accepted, body_failed, call_span, capturable, in_span, mark_forwarded, maybe_forwarded,
-    not_forwarded, record_outcome, submission_failed,
+    Plan, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded, not_forwarded,
+    record_outcome, submission_failed,
 };
 use ezthrottle_core::protocol::redact::RedactedUrl;
 
@@ -39,7 +39,8 @@ pin_project! {
     /// `Full<Bytes>`, `axum::body::Body::from(bytes)`, a buffered `reqwest::Body`) is read
     /// in `call` and the service is called there. Only the rarer states are boxed: the
     /// submission of a forwarded call, a request forwarded before calling the target,
-    /// and a body whose bytes are still arriving when the call is made.
+    /// and a body whose bytes are still arriving when the call is made; so are a span
+    /// something listens to and a circuit breaker's state.
     ///
     /// # `Send`
     ///
@@ -53,9 +54,9 @@ pin_project! {
         #[pin]
         state: State<S, B, S::Future, S::Response, S::Error>,
         ctx: Ctx<P>,
-        // Entered (when enabled) while the call is made and at each poll: the target's and the
-        // submission's spans nest in it.
-        span: tracing::Span,
+        // Entered while the call is made and at each poll: the target's and the
+        // submission's spans nest in it. `None` when nothing listens to it.
+        span: Option<Box<tracing::Span>>,
     }
 }
 
@@ -90,6 +91,10 @@ pin_project! {
     }
 }
 
+/// Forward without calling the target (the circuit is open, or PERFORMANCE): why, and the
+/// `retry_at` of the job.
+type First = Option<(ForwardReason, Option<std::time::SystemTime>)>;
+
 /// A request whose body is still arriving, with the ready service that will send it.
 struct Pending<S, B> {
     body: B,
@@ -97,6 +102,7 @@ struct Pending<S, B> {
     trailers: bool,
     inner: S,
     parts: Parts,
+    first: First,
 }
 
 struct Submit<T, E> {
@@ -112,16 +118,60 @@ struct Ahead<S, B> {
     reason: ForwardReason,
 }
 
-/// What the future knows besides its state.
+/// What the future knows besides its state. Small: a future past 128 bytes is moved
+/// with a `memcpy` call, and a call's future moves several times.
 struct Ctx<P> {
     config: Arc<Config<P>>,
-    /// The circuit-breaker key of the target (only with a breaker).
-    host: Option<String>,
+    /// Only with a circuit breaker and a target host.
+    circuit: Option<Box<Circuit>>,
+}
+
+/// A call's part in its target's circuit.
+struct Circuit {
+    /// The circuit-breaker key of the target.
+    host: String,
+    /// Set when this call is the half-open probe.
     probe: Option<ProbeGuard>,
-    /// Forward without calling the target, once the body is captured.
-    ahead: Option<(ForwardReason, Option<std::time::SystemTime>)>,
-    /// A forward was already tried and failed: do not try again after the call.
-    failed: Option<Box<ForwardFailed>>,
+}
+
+/// What [`capture`] made of the request.
+enum Captured {
+    /// The request can be sent now.
+    Now(Capture),
+    /// Its body is still arriving: what was read so far.
+    Waiting { chunks: Chunks, trailers: bool },
+    /// Its body failed while it was read.
+    Failed(String),
+}
+
+/// Keeps what `request` can become as a job: reads a body already in memory (and gives the
+/// request the same bytes back), when its size is known and at most `cap`.
+fn capture<B>(request: &mut Request<B>, cap: usize) -> Captured
+where
+    B: Body + From<Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let hint = request.body().size_hint();
+    if hint.exact() == Some(0) {
+        return Captured::Now(Capture::Kept { head: Head::of(request), body: Bytes::new() });
+    }
+    if let Err(not_captured) = capturable(hint.upper(), cap) {
+        return Captured::Now(Capture::Missing(not_captured));
+    }
+    let (mut chunks, mut trailers) = (Chunks::Empty, false);
+    match read_body(request.body_mut(), &mut chunks, &mut trailers, &mut Context::from_waker(Waker::noop())) {
+        Some(Ok(())) => {
+            let bytes = chunks.into_bytes();
+            let head = Head::of(request);
+            if trailers {
+                trailers_not_replayed(&head);
+            }
+            *request.body_mut() = B::from(bytes.clone());
+            Captured::Now(Capture::Kept { head, body: bytes })
+        }
+        Some(Err(error)) => Captured::Failed(error.into().to_string()),
+        None => Captured::Waiting { chunks, trailers },
+    }
 }
 
 /// The state of a call through `S`.
@@ -143,129 +193,121 @@ where
     /// once when possible; when the call must wait (the body is still arriving, or the
     /// request is forwarded first), the ready service moves into the future and a clone
     /// takes its place (clone-and-swap).
+    ///
+    /// The common path is written straight: the request is moved once, into the call,
+    /// and the future is built where it is returned (each move of either is a copy).
     pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
-        let span = call_span(request.method(), || request.uri().host());
-        // Entered only if anything listens (see `in_span`); the span itself moves into the future.
-        let _entered = (!span.is_disabled()).then(|| span.clone().entered());
-        Self::start(service, request, config, span)
-    }
-
-    /// [`Self::new`] in the call's span: the state the call starts in. The request is
-    /// not taken apart on the common path: each move of its parts is a copy.
-    fn start(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>, span: tracing::Span) -> Self {
-        let settings = &config.settings;
-        let hint = request.body().size_hint();
-        let captured = if hint.exact() == Some(0) {
-            Ok(false)
-        } else {
-            capturable(hint.upper(), settings.max_replay_bytes).map(|()| true)
-        };
-        let host = settings.breaker.as_ref().and_then(|_| ezthrottle_core::protocol::lane_key_of_uri(request.uri()));
-        let (probe, ahead) = match settings.plan(host.as_deref()) {
-            Plan::Call { probe } => (probe, None),
-            Plan::ForwardFirst { reason, retry_at } => (None, Some((reason, retry_at))),
-        };
-        let mut ctx = Ctx { config, host, probe, ahead, failed: None };
-        let state = match captured {
-            Ok(false) => {
-                let capture = Capture::Kept { head: Head::of(&request), body: Bytes::new() };
-                ctx.begin(service, request, capture)
-            }
-            Ok(true) => {
-                // Most bodies with a known size are already in memory: read them now.
-                let (mut chunks, mut trailers) = (Chunks::Empty, false);
-                let mut cx = Context::from_waker(Waker::noop());
-                match read_body(request.body_mut(), &mut chunks, &mut trailers, &mut cx) {
-                    Some(Ok(())) => {
-                        let bytes = chunks.into_bytes();
-                        let head = Head::of(&request);
-                        if trailers {
-                            trailers_not_replayed(&head);
-                        }
-                        let capture = Capture::Kept { head, body: bytes.clone() };
-                        *request.body_mut() = B::from(bytes);
-                        ctx.begin(service, request, capture)
-                    }
-                    Some(Err(error)) => State::BodyFailed { error: error.into().to_string() },
-                    None => {
-                        let clone = service.clone();
-                        let inner = std::mem::replace(service, clone);
-                        let (parts, body) = request.into_parts();
-                        State::Collecting { pending: Box::new(Pending { body, chunks, trailers, inner, parts }) }
-                    }
-                }
-            }
-            Err(not_captured) => {
-                if let Some((reason, _)) = ctx.ahead.take() {
-                    tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&request.uri().to_string()), %reason, "{not_captured}: calling the target instead of forwarding");
-                }
-                let future = service.call(request);
-                State::Calling { future, capture: Capture::Missing(not_captured) }
-            }
+        let span = call_span(request.method(), || request.uri().host()).map(Box::new);
+        // Not `in_span`: a closure would hold (copy) the request.
+        let (state, ctx) = match span.as_deref() {
+            None => Self::start(service, request, config),
+            Some(span) => span.in_scope(|| Self::start(service, request, config)),
         };
         Self { state, ctx, span }
+    }
+
+    /// [`Self::new`] in the call's span.
+    fn start(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>) -> (StateOf<S, B>, Ctx<P>) {
+        let settings = &config.settings;
+        let host = settings.breaker.as_ref().and_then(|_| ezthrottle_core::protocol::lane_key_of_uri(request.uri()));
+        let (circuit, first) = match (settings.plan(host.as_deref()), host) {
+            (Plan::Call { probe }, host) => (host.map(|host| Box::new(Circuit { host, probe })), None),
+            (Plan::ForwardFirst { reason, retry_at }, host) => {
+                (host.map(|host| Box::new(Circuit { host, probe: None })), Some((reason, retry_at)))
+            }
+        };
+        let captured = capture(&mut request, settings.max_replay_bytes);
+        let ctx = Ctx { config, circuit };
+        match (captured, first) {
+            (Captured::Now(capture), None) => (State::Calling { future: service.call(request), capture }, ctx),
+            (captured, first) => (ctx.otherwise(service, request, captured, first), ctx),
+        }
     }
 }
 
 impl<P> Ctx<P> {
-    /// From `call`: call the ready service now, or, to forward first, move it into the
-    /// future and leave a clone in its place.
-    fn begin<S, B, T, E>(
-        &mut self,
-        service: &mut S,
-        request: Request<B>,
-        capture: Capture,
-    ) -> State<S, B, S::Future, T, E>
+    /// From `call`, off the common path: forward first, wait for the body, or answer its
+    /// failure.
+    fn otherwise<S, B>(&self, service: &mut S, request: Request<B>, captured: Captured, first: First) -> StateOf<S, B>
     where
         S: Service<Request<B>> + Clone,
     {
-        if self.ahead.is_none() {
-            return State::Calling { future: service.call(request), capture };
+        match captured {
+            Captured::Now(capture @ Capture::Kept { .. }) => {
+                let clone = service.clone();
+                let inner = std::mem::replace(service, clone);
+                self.start(inner, request, capture, first)
+            }
+            Captured::Now(capture) => {
+                if let (Some((reason, _)), Capture::Missing(not_captured)) = (first, &capture) {
+                    tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(&request.uri().to_string()), %reason, "{not_captured}: calling the target instead of forwarding");
+                }
+                State::Calling { future: service.call(request), capture }
+            }
+            Captured::Waiting { chunks, trailers } => {
+                let clone = service.clone();
+                let inner = std::mem::replace(service, clone);
+                let (parts, body) = request.into_parts();
+                State::Collecting { pending: Box::new(Pending { body, chunks, trailers, inner, parts, first }) }
+            }
+            Captured::Failed(error) => State::BodyFailed { error },
         }
-        let clone = service.clone();
-        let inner = std::mem::replace(service, clone);
-        self.start(inner, request, capture)
     }
 
     /// With the ready service in hand: forward first, or call the target.
-    fn start<S, B, T, E>(&mut self, mut inner: S, request: Request<B>, capture: Capture) -> State<S, B, S::Future, T, E>
+    fn start<S, B, T, E>(
+        &self,
+        mut inner: S,
+        request: Request<B>,
+        capture: Capture,
+        first: First,
+    ) -> State<S, B, S::Future, T, E>
     where
         S: Service<Request<B>>,
     {
-        if let (Some((reason, retry_at)), Capture::Kept { head, body }) = (self.ahead.take(), &capture) {
-            match self.config.settings.job(head, body, retry_at) {
-                Ok(job) => {
-                    let submission = self.config.settings.submit(job);
-                    return State::Ahead { work: Box::new(Ahead { submission, inner, request, reason }) };
-                }
-                Err(failed) => {
-                    tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), %reason, "{failed}; calling the target instead");
-                    self.failed = Some(Box::new(failed));
-                }
+        let (Some((reason, retry_at)), Capture::Kept { head, body }) = (first, &capture) else {
+            return State::Calling { future: inner.call(request), capture };
+        };
+        match self.config.settings.job(head, body, retry_at) {
+            Ok(job) => {
+                let submission = self.config.settings.submit(job);
+                State::Ahead { work: Box::new(Ahead { submission, inner, request, reason }) }
+            }
+            Err(failed) => {
+                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), %reason, "{failed}; calling the target instead");
+                State::Calling { future: inner.call(request), capture: Capture::Tried(Box::new(failed)) }
             }
         }
-        State::Calling { future: inner.call(request), capture }
     }
 
-    /// The outcome of the call that reached the target: answer it, or forward it.
-    fn after_call<R, E: 'static>(&mut self, outcome: Result<Response<R>, E>, capture: &Capture) -> AfterCall<R, E>
+    /// The half-open probe's guard, if this call is the probe: dropping it reopens the circuit.
+    fn release_probe(&mut self) {
+        if let Some(circuit) = &mut self.circuit {
+            circuit.probe = None;
+        }
+    }
+
+    /// The outcome of the call that reached the target, when the policy forwards it or a
+    /// circuit breaker records it: answer it, or forward it.
+    fn after_call<R, E: 'static>(
+        &mut self,
+        outcome: Result<Response<R>, E>,
+        forwardable: bool,
+        capture: &Capture,
+    ) -> AfterCall<R, E>
     where
         P: ForwardPolicy<R, E>,
     {
-        let forwardable = self.config.policy.should_forward(&outcome);
         let retry_at = match &outcome {
             Ok(response) if forwardable => self.config.settings.retry_at_of(response.headers()),
             _ => None,
         };
-        if self.host.is_some() {
-            let mut probe = self.probe.take();
-            self.config.settings.record(self.host.as_deref(), forwardable, retry_at, probe.as_mut());
+        if let Some(circuit) = &mut self.circuit {
+            let mut probe = circuit.probe.take();
+            self.config.settings.record(Some(&circuit.host), forwardable, retry_at, probe.as_mut());
         }
         if !forwardable {
             return AfterCall::Answer(outcome.map(|response| response.map(ResponseBody::inner)));
-        }
-        if let Some(failed) = self.failed.take() {
-            return AfterCall::Answer(not_forwarded_outcome(outcome, *failed));
         }
         let reason = match &outcome {
             Ok(response) => ForwardReason::Status(response.status()),
@@ -277,16 +319,14 @@ impl<P> Ctx<P> {
                 tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
                 return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string())));
             }
-            Capture::Spent => {
-                return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded("the request was not kept")));
-            }
+            Capture::Tried(failed) => return AfterCall::Answer(not_forwarded_outcome(outcome, (**failed).clone())),
         };
         let settings = &self.config.settings;
         let failure = match &outcome {
             Ok(response) => CallFailure::of_status(response.status()),
             Err(error) => failure_of_error(error, &settings.not_sent),
         };
-        if let Some(refused) = settings.replay_refused_for(head.method(), || head.headers(), failure, reason) {
+        if let Some(refused) = settings.replay_refused_for(&head.method(), || head.headers(), failure, reason) {
             return AfterCall::Answer(not_forwarded_outcome(outcome, refused));
         }
         match self.config.settings.job(head, body, retry_at) {
@@ -353,9 +393,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let polled = in_span(this.span, || Self::advance(this.state, this.ctx, cx));
+        let Some(span) = this.span.as_deref() else {
+            return Self::advance(this.state, this.ctx, cx);
+        };
+        let polled = span.in_scope(|| Self::advance(this.state, this.ctx, cx));
         if let Poll::Ready(answer) = &polled {
-            record_outcome(this.span, answer.as_ref().ok().map(Response::extensions));
+            record_outcome(Some(span), answer.as_ref().ok().map(Response::extensions));
         }
         polled
     }
@@ -385,9 +428,9 @@ where
                     let StateOwned::Collecting { pending } = state.as_mut().project_replace(State::Done) else {
                         unreachable!("the state was Collecting")
                     };
-                    let Pending { chunks, trailers, inner, parts, .. } = *pending;
+                    let Pending { chunks, trailers, inner, parts, first, .. } = *pending;
                     if let Err(error) = read {
-                        ctx.probe = None;
+                        ctx.release_probe();
                         return Poll::Ready(Ok(body_read_failed(&error.into().to_string())));
                     }
                     let bytes = chunks.into_bytes();
@@ -397,14 +440,19 @@ where
                         trailers_not_replayed(&head);
                     }
                     let capture = Capture::Kept { head, body: bytes };
-                    let next = ctx.start(inner, request, capture);
+                    let next = ctx.start(inner, request, capture, first);
                     state.set(next);
                 }
                 StateProj::Calling { future, capture } => {
                     let outcome = ready!(future.poll(cx));
-                    let next = ctx.after_call(outcome, capture);
-                    // The request kept and the finished call are dropped here, in place.
-                    match next {
+                    let forwardable = ctx.config.policy.should_forward(&outcome);
+                    if !forwardable && ctx.circuit.is_none() {
+                        // The common path: the answer moves once, out. The request kept and
+                        // the finished call are dropped in place.
+                        state.set(State::Done);
+                        return Poll::Ready(outcome.map(|response| response.map(ResponseBody::inner)));
+                    }
+                    match ctx.after_call(outcome, forwardable, capture) {
                         AfterCall::Answer(answer) => {
                             state.set(State::Done);
                             return Poll::Ready(answer);
@@ -452,16 +500,15 @@ where
                                 )));
                             }
                             tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, %error, "forwarding to EZThrottle failed; calling the target instead");
-                            ctx.failed = Some(Box::new(submission_failed(&error)));
-                            let future = inner.call(request);
-                            state.set(State::Calling { future, capture: Capture::Spent });
+                            let capture = Capture::Tried(Box::new(submission_failed(&error)));
+                            state.set(State::Calling { future: inner.call(request), capture });
                         }
                     }
                 }
                 StateProj::BodyFailed { error } => {
                     let error = std::mem::take(error);
                     state.set(State::Done);
-                    ctx.probe = None;
+                    ctx.release_probe();
                     return Poll::Ready(Ok(body_read_failed(&error)));
                 }
                 StateProj::Done => unreachable!("ResponseFuture polled after completion"),

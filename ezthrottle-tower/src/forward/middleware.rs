@@ -95,7 +95,16 @@ struct Pending {
     probe: Option<ProbeGuard>,
     /// Why forwarding before the call did not answer (the circuit was open, or PERFORMANCE).
     failed: Option<ForwardFailed>,
-    span: tracing::Span,
+    /// The call's span; `None` when nothing listens to it.
+    span: Option<tracing::Span>,
+}
+
+impl Pending {
+    /// The call's span, disabled when there is none: the parent of the call's events.
+    fn span(&self) -> &tracing::Span {
+        static NONE: tracing::Span = tracing::Span::none();
+        self.span.as_ref().unwrap_or(&NONE)
+    }
 }
 
 // Written out rather than with `#[async_trait]`: the work before the call runs here, not
@@ -125,7 +134,7 @@ where
         let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
         match settings.plan(host.as_deref()) {
             Plan::Call { probe } => {
-                let call = in_span(&span, || next.run(request, extensions));
+                let call = in_span(span.as_ref(), || next.run(request, extensions));
                 Box::pin(self.after_call(call, Pending { kept, host, probe, failed: None, span }))
             }
             Plan::ForwardFirst { reason, retry_at } => {
@@ -152,18 +161,18 @@ where
         retry_at: Option<SystemTime>,
     ) -> reqwest_middleware::Result<Response> {
         match &pending.kept {
-            Ok(copy) => match self.forward_first(copy, &request, reason, retry_at, &pending.span).await {
+            Ok(copy) => match self.forward_first(copy, &request, reason, retry_at, pending.span()).await {
                 Ok(answer) => {
-                    record_outcome(&pending.span, Some(answer.extensions()));
+                    record_outcome(pending.span.as_ref(), Some(answer.extensions()));
                     return Ok(answer);
                 }
                 Err(why) => pending.failed = Some(why),
             },
             Err(not_captured) => {
-                tracing::debug!(target: TARGET_FORWARD, parent: &pending.span, url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
+                tracing::debug!(target: TARGET_FORWARD, parent: pending.span(), url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
             }
         }
-        let call = in_span(&pending.span, || next.run(request, extensions));
+        let call = in_span(pending.span.as_ref(), || next.run(request, extensions));
         self.after_call(call, pending).await
     }
 
@@ -179,10 +188,12 @@ where
     ) -> impl Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
         async move {
             let settings = &self.config.settings;
-            let span = &pending.span;
-            // A disabled span (nothing listens at debug) is not attached: `Instrumented`
-            // would enter it at every poll and at drop, for nothing.
-            let mut outcome = if span.is_disabled() { call.await } else { call.instrument(span.clone()).await };
+            // No span is attached when nothing listens: `Instrumented` would enter a
+            // disabled one at every poll and at drop, for nothing.
+            let mut outcome = match &pending.span {
+                None => call.await,
+                Some(span) => call.instrument(span.clone()).await,
+            };
             let answer = 'call: {
                 // The response is looked at where it is: moving it costs more than the look.
                 let forwardable = match outcome {
@@ -212,7 +223,7 @@ where
                 let copy = match &pending.kept {
                     Ok(copy) => copy,
                     Err(not_captured) => {
-                        tracing::debug!(target: TARGET_FORWARD, parent: span, %reason, "not forwarded: {not_captured}");
+                        tracing::debug!(target: TARGET_FORWARD, parent: pending.span(), %reason, "not forwarded: {not_captured}");
                         break 'call not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
                     }
                 };
@@ -221,14 +232,14 @@ where
                     Err(error) => failure_of_error(error, &settings.not_sent),
                 };
                 if let Some(refused) =
-                    settings.replay_refused_for(copy.head().method(), || copy.head().headers(), failure, reason)
+                    settings.replay_refused_for(&copy.head().method(), || copy.head().headers(), failure, reason)
                 {
                     break 'call not_forwarded_outcome(outcome, refused);
                 }
                 // Boxed, the outcome moved in: the pass-through path's own future stays small.
-                Box::pin(self.submit_outcome(copy, outcome, reason, retry_at, span)).await
+                Box::pin(self.submit_outcome(copy, outcome, reason, retry_at, pending.span())).await
             };
-            record_outcome(span, answer.as_ref().ok().map(Response::extensions));
+            record_outcome(pending.span.as_ref(), answer.as_ref().ok().map(Response::extensions));
             answer
         }
     }

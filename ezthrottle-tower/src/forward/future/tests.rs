@@ -59,3 +59,25 @@ async fn a_body_that_fails_while_read_is_answered_400_without_calling_the_servic
         assert_eq!(calls.load(Ordering::SeqCst), 0, "the request was not sent");
     }
 }
+
+/// Each move of a call's future is a copy, and past 128 bytes the compiler makes it with a
+/// `memcpy` call: over hyper-util's client (a boxed future), the future stays below.
+#[test]
+fn the_future_over_a_boxed_future_fits_in_128_bytes() {
+    type Boxed = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+    #[derive(Clone)]
+    struct Client;
+    impl Service<Request<Full<Bytes>>> for Client {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = Boxed;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<Full<Bytes>>) -> Boxed {
+            Box::pin(async { Ok(Response::new(Full::default())) })
+        }
+    }
+    let size = size_of::<ResponseFuture<Client, Full<Bytes>, crate::forward::DefaultForwardPolicy>>();
+    assert!(size <= 128, "{size} bytes");
+}
