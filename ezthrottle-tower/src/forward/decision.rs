@@ -58,43 +58,54 @@ pub(crate) fn capturable(upper: Option<u64>, cap: usize) -> Result<(), NotCaptur
     }
 }
 
-/// How one request goes.
+/// Forward without calling the target (the circuit is open, or PERFORMANCE): why, and the
+/// `retry_at` of the job.
+pub(crate) type First = Option<(ForwardReason, Option<SystemTime>)>;
+
+/// A call's part in its target's circuit: only with a circuit breaker and a target host.
+/// Boxed where a call keeps it, so that calls without a breaker do not carry it.
 #[derive(Debug)]
-pub(crate) enum Plan {
-    /// Call the target (as the half-open probe when the guard is set).
-    Call { probe: Option<ProbeGuard> },
-    /// Submit to EZThrottle without calling the target.
-    ForwardFirst { reason: ForwardReason, retry_at: Option<SystemTime> },
+pub(crate) struct BreakerCall {
+    /// The circuit-breaker key of the target.
+    host: String,
+    /// Set while this call is the half-open probe.
+    probe: Option<ProbeGuard>,
+}
+
+impl BreakerCall {
+    /// Drops the half-open probe's guard, if this call is the probe: the circuit reopens.
+    pub(crate) fn release_probe(&mut self) {
+        self.probe = None;
+    }
 }
 
 impl Settings {
-    /// Decides how the request to `host` goes, before anything is sent.
-    // Inline: without a host, the caller sees that no probe guard is made (nothing to drop).
+    /// Decides how a request goes, before anything is sent: its circuit (`host` gives the
+    /// target's breaker key; it runs only with a breaker), and whether it is forwarded
+    /// first.
     #[inline]
-    pub(crate) fn plan(&self, host: Option<&str>) -> Plan {
-        if !self.template.is_frugal() {
-            return Plan::ForwardFirst { reason: ForwardReason::Performance, retry_at: None };
+    pub(crate) fn route(&self, host: impl FnOnce() -> Option<String>) -> (Option<Box<BreakerCall>>, First) {
+        let performance = (!self.template.is_frugal()).then_some((ForwardReason::Performance, None));
+        let Some((breaker, host)) = self.breaker.as_ref().and_then(|breaker| Some((breaker, host()?))) else {
+            return (None, performance);
+        };
+        if performance.is_some() {
+            return (Some(Box::new(BreakerCall { host, probe: None })), performance);
         }
-        match (&self.breaker, host) {
-            (Some(breaker), Some(host)) => match breaker.admit(host) {
-                Admission::Call => Plan::Call { probe: None },
-                Admission::Probe(guard) => Plan::Call { probe: Some(guard) },
-                Admission::Forward { retry_at } => Plan::ForwardFirst { reason: ForwardReason::CircuitOpen, retry_at },
-            },
-            _ => Plan::Call { probe: None },
-        }
+        let (probe, first) = match breaker.admit(&host) {
+            Admission::Call => (None, None),
+            Admission::Probe(guard) => (Some(guard), None),
+            Admission::Forward { retry_at } => (None, Some((ForwardReason::CircuitOpen, retry_at))),
+        };
+        (Some(Box::new(BreakerCall { host, probe })), first)
     }
 
-    /// Records, for the circuit breaker, the outcome of a call that reached the target.
-    pub(crate) fn record(
-        &self,
-        host: Option<&str>,
-        forwardable: bool,
-        retry_at: Option<SystemTime>,
-        probe: Option<&mut ProbeGuard>,
-    ) {
-        if let (Some(breaker), Some(host)) = (&self.breaker, host) {
-            breaker.record(host, forwardable, retry_at, probe);
+    /// Records, for the circuit breaker, the outcome of a call that reached the target;
+    /// a probe's guard is settled and dropped.
+    pub(crate) fn record(&self, circuit: Option<&mut BreakerCall>, forwardable: bool, retry_at: Option<SystemTime>) {
+        if let (Some(breaker), Some(circuit)) = (&self.breaker, circuit) {
+            let mut probe = circuit.probe.take();
+            breaker.record(&circuit.host, forwardable, retry_at, probe.as_mut());
         }
     }
 

@@ -14,11 +14,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::breaker::ProbeGuard;
 use super::capture::{Capture, Chunks, read_body};
 use super::decision::{
-    Plan, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded, not_forwarded,
-    record_outcome, submission_failed,
+    BreakerCall, First, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded,
+    not_forwarded, record_outcome, submission_failed,
 };
 use ezthrottle_core::protocol::redact::RedactedUrl;
 
@@ -91,10 +90,6 @@ pin_project! {
     }
 }
 
-/// Forward without calling the target (the circuit is open, or PERFORMANCE): why, and the
-/// `retry_at` of the job.
-type First = Option<(ForwardReason, Option<std::time::SystemTime>)>;
-
 /// A request whose body is still arriving, with the ready service that will send it.
 struct Pending<S, B> {
     body: B,
@@ -123,15 +118,7 @@ struct Ahead<S, B> {
 struct Ctx<P> {
     config: Arc<Config<P>>,
     /// Only with a circuit breaker and a target host.
-    circuit: Option<Box<Circuit>>,
-}
-
-/// A call's part in its target's circuit.
-struct Circuit {
-    /// The circuit-breaker key of the target.
-    host: String,
-    /// Set when this call is the half-open probe.
-    probe: Option<ProbeGuard>,
+    circuit: Option<Box<BreakerCall>>,
 }
 
 /// What [`capture`] made of the request.
@@ -196,32 +183,21 @@ where
     ///
     /// The common path is written straight: the request is moved once, into the call,
     /// and the future is built where it is returned (each move of either is a copy).
-    pub(crate) fn new(service: &mut S, request: Request<B>, config: Arc<Config<P>>) -> Self {
+    pub(crate) fn new(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>) -> Self {
         let span = call_span(request.method(), || request.uri().host()).map(Box::new);
-        // Not `in_span`: a closure would hold (copy) the request.
-        let (state, ctx) = match span.as_deref() {
-            None => Self::start(service, request, config),
-            Some(span) => span.in_scope(|| Self::start(service, request, config)),
-        };
-        Self { state, ctx, span }
-    }
-
-    /// [`Self::new`] in the call's span.
-    fn start(service: &mut S, mut request: Request<B>, config: Arc<Config<P>>) -> (StateOf<S, B>, Ctx<P>) {
+        // Entered while the call is made. A guard, not a closure (`in_span`), and one
+        // function: each would hold the request in a place of its own, a copy.
+        let entered = span.as_deref().map(tracing::Span::enter);
         let settings = &config.settings;
-        let host = settings.breaker.as_ref().and_then(|_| ezthrottle_core::protocol::lane_key_of_uri(request.uri()));
-        let (circuit, first) = match (settings.plan(host.as_deref()), host) {
-            (Plan::Call { probe }, host) => (host.map(|host| Box::new(Circuit { host, probe })), None),
-            (Plan::ForwardFirst { reason, retry_at }, host) => {
-                (host.map(|host| Box::new(Circuit { host, probe: None })), Some((reason, retry_at)))
-            }
-        };
+        let (circuit, first) = settings.route(|| ezthrottle_core::protocol::lane_key_of_uri(request.uri()));
         let captured = capture(&mut request, settings.max_replay_bytes);
         let ctx = Ctx { config, circuit };
-        match (captured, first) {
-            (Captured::Now(capture), None) => (State::Calling { future: service.call(request), capture }, ctx),
-            (captured, first) => (ctx.otherwise(service, request, captured, first), ctx),
-        }
+        let state = match (captured, first) {
+            (Captured::Now(capture), None) => State::Calling { future: service.call(request), capture },
+            (captured, first) => ctx.otherwise(service, request, captured, first),
+        };
+        drop(entered);
+        Self { state, ctx, span }
     }
 }
 
@@ -280,10 +256,10 @@ impl<P> Ctx<P> {
         }
     }
 
-    /// The half-open probe's guard, if this call is the probe: dropping it reopens the circuit.
+    /// See [`BreakerCall::release_probe`].
     fn release_probe(&mut self) {
         if let Some(circuit) = &mut self.circuit {
-            circuit.probe = None;
+            circuit.release_probe();
         }
     }
 
@@ -302,10 +278,7 @@ impl<P> Ctx<P> {
             Ok(response) if forwardable => self.config.settings.retry_at_of(response.headers()),
             _ => None,
         };
-        if let Some(circuit) = &mut self.circuit {
-            let mut probe = circuit.probe.take();
-            self.config.settings.record(Some(&circuit.host), forwardable, retry_at, probe.as_mut());
-        }
+        self.config.settings.record(self.circuit.as_deref_mut(), forwardable, retry_at);
         if !forwardable {
             return AfterCall::Answer(outcome.map(|response| response.map(ResponseBody::inner)));
         }

@@ -15,9 +15,8 @@ use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument as _;
 
-use super::breaker::ProbeGuard;
 use super::decision::{
-    NotCaptured, Plan, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
+    BreakerCall, NotCaptured, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
     record_outcome, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
@@ -91,10 +90,9 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a call keeps while the target answers.
 struct Pending {
     kept: Result<Kept, NotCaptured>,
-    host: Option<String>,
-    probe: Option<ProbeGuard>,
+    circuit: Option<Box<BreakerCall>>,
     /// Why forwarding before the call did not answer (the circuit was open, or PERFORMANCE).
-    failed: Option<ForwardFailed>,
+    failed: Option<Box<ForwardFailed>>,
     /// The call's span; `None` when nothing listens to it.
     span: Option<tracing::Span>,
 }
@@ -131,14 +129,14 @@ where
         let span = call_span(request.method(), || request.url().host_str());
         let settings = &self.config.settings;
         let kept = Kept::of(&mut request, settings.max_replay_bytes);
-        let host = settings.breaker.as_ref().and_then(|_| lane_key_of_url(request.url()));
-        match settings.plan(host.as_deref()) {
-            Plan::Call { probe } => {
-                let call = in_span(span.as_ref(), || next.run(request, extensions));
-                Box::pin(self.after_call(call, Pending { kept, host, probe, failed: None, span }))
+        let (circuit, first) = settings.route(|| lane_key_of_url(request.url()));
+        let pending = Pending { kept, circuit, failed: None, span };
+        match first {
+            None => {
+                let call = in_span(pending.span.as_ref(), || next.run(request, extensions));
+                Box::pin(self.after_call(call, pending))
             }
-            Plan::ForwardFirst { reason, retry_at } => {
-                let pending = Pending { kept, host, probe: None, failed: None, span };
+            Some((reason, retry_at)) => {
                 Box::pin(self.forward_first_then_call(request, extensions, next, pending, reason, retry_at))
             }
         }
@@ -166,7 +164,7 @@ where
                     record_outcome(pending.span.as_ref(), Some(answer.extensions()));
                     return Ok(answer);
                 }
-                Err(why) => pending.failed = Some(why),
+                Err(why) => pending.failed = Some(Box::new(why)),
             },
             Err(not_captured) => {
                 tracing::debug!(target: TARGET_FORWARD, parent: pending.span(), url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
@@ -208,13 +206,12 @@ where
                     Ok(response) if forwardable => settings.retry_at_of(response.headers()),
                     _ => None,
                 };
-                settings.record(pending.host.as_deref(), forwardable, retry_at, pending.probe.as_mut());
-                drop(pending.probe.take());
+                settings.record(pending.circuit.as_deref_mut(), forwardable, retry_at);
                 if !forwardable {
                     break 'call outcome;
                 }
                 if let Some(failed) = pending.failed.take() {
-                    break 'call not_forwarded_outcome(outcome, failed);
+                    break 'call not_forwarded_outcome(outcome, *failed);
                 }
                 let reason = match &outcome {
                     Ok(response) => ForwardReason::Status(response.status()),
