@@ -174,10 +174,17 @@ pub(crate) fn in_span<T>(span: Option<&tracing::Span>, f: impl FnOnce() -> T) ->
 /// span macro alone would build its fields and check the `log` level at creation and at
 /// drop, and entering a disabled span checks it again each time). When nothing listens at
 /// debug (neither a subscriber nor the `log` logger), no span is made.
+// Inline, the span made apart: every call asks, and nearly always for nothing.
+#[inline]
 pub(crate) fn call_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> Option<tracing::Span> {
     if !tracing::level_enabled!(tracing::Level::DEBUG) && log::max_level() < log::LevelFilter::Debug {
         return None;
     }
+    listened_span(method, host)
+}
+
+/// [`call_span`] when something may listen.
+fn listened_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> Option<tracing::Span> {
     let span = tracing::debug_span!(
         target: ezthrottle_core::telemetry::TARGET_FORWARD,
         "forward",
