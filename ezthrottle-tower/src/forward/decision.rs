@@ -170,10 +170,10 @@ pub(crate) fn in_span<T>(span: Option<&tracing::Span>, f: impl FnOnce() -> T) ->
 /// feature (on with axum's defaults) and no subscriber set, the fields of every span are
 /// built even when nothing listens.
 ///
-/// `None` when nothing listens to it: then the call is not slowed by a span at all (the
+/// `None` when nothing listens to it, and then a call pays nothing for a span: when
+/// nothing listens at debug (neither a subscriber nor the `log` logger) none is made (the
 /// span macro alone would build its fields and check the `log` level at creation and at
-/// drop, and entering a disabled span checks it again each time). When nothing listens at
-/// debug (neither a subscriber nor the `log` logger), no span is made.
+/// drop), and a disabled one is not kept (entering it checks that level again each time).
 // Inline, the span made apart: every call asks, and nearly always for nothing.
 #[inline]
 pub(crate) fn call_span<'a>(method: &Method, host: impl Fn() -> Option<&'a str>) -> Option<tracing::Span> {

@@ -13,8 +13,8 @@ use super::extension::ForwardFailed;
 /// headers encoded in one buffer. Every call pays for keeping it, and a copy in one
 /// allocation costs less than cloning a `Uri` and a `HeaderMap` (each part's shared count
 /// touched on clone and on drop, the map allocating twice). Decoded only when a job is
-/// built. It is small (a box and the version) because it lives in every call's future: a
-/// future past 128 bytes is moved with a `memcpy` call, several times per call.
+/// built. It is small (a vector and the version) because it lives in every call's future:
+/// a future past 128 bytes is moved with a `memcpy` call, several times per call.
 ///
 /// The buffer is a sequence of pieces, each `length (u64 LE), bytes`: the method, the
 /// URI, then each header's name and value in the request's order (repeated headers
@@ -92,7 +92,7 @@ impl Head {
         })
     }
 
-    /// The request's method (`GET` should the buffer not hold one, which it always does).
+    /// The request's method (`GET` only if the buffer held none, which never happens).
     pub(crate) fn method(&self) -> Method {
         self.pieces().next().and_then(|method| Method::from_bytes(method).ok()).unwrap_or_default()
     }
