@@ -13,28 +13,45 @@ use super::decision::NotCaptured;
 use super::extension::ForwardFailed;
 use super::head::Head;
 
-/// What the request can become as a job.
+/// What the request can become as a job, for `ForwardLayer` and `ForwardMiddleware`.
 // `Kept` is the common case: boxing it would allocate on the pass-through path.
-// `Debug` by hand: credential header values and the body stay out of logs.
+#[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Capture {
     /// Its head and its whole body.
-    Kept { head: Head, body: Bytes },
+    Kept(Kept),
     /// Nothing: the body was not captured.
     Missing(NotCaptured),
     /// A forward was already tried for this call and failed: it is not tried again.
     Tried(Box<ForwardFailed>),
 }
 
-impl fmt::Debug for Capture {
+/// A request kept while it is sent, so that a forwarded job is exactly that request: its
+/// head and its whole body.
+// `Debug` by hand: credential header values and the body stay out of logs.
+pub(super) struct Kept {
+    head: Head,
+    body: Bytes,
+}
+
+impl Kept {
+    pub(super) fn new(head: Head, body: Bytes) -> Self {
+        Self { head, body }
+    }
+
+    pub(super) fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The body (empty for a request without one).
+    pub(super) fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+impl fmt::Debug for Kept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Capture::Kept { head, body } => {
-                f.debug_struct("Kept").field("head", head).field("body", &BodyLen::of(body)).finish_non_exhaustive()
-            }
-            Capture::Missing(not_captured) => f.debug_tuple("Missing").field(not_captured).finish(),
-            Capture::Tried(failed) => f.debug_tuple("Tried").field(failed).finish(),
-        }
+        f.debug_struct("Kept").field("head", &self.head).field("body", &BodyLen::of(&self.body)).finish()
     }
 }
 
@@ -110,7 +127,7 @@ where
 mod tests {
     use bytes::Bytes;
 
-    use super::{Capture, Chunks};
+    use super::{Capture, Chunks, Kept};
     use crate::forward::head::Head;
 
     #[test]
@@ -135,7 +152,7 @@ mod tests {
         let body = Bytes::from_static(b"card=4242");
         let mut chunks = Chunks::Empty;
         chunks.push(body.clone());
-        let capture = Capture::Kept { head: Head::of(&request), body };
+        let capture = Capture::Kept(Kept::new(Head::of(&request), body));
         for shown in [format!("{capture:?}"), format!("{capture:#?}"), format!("{chunks:?}")] {
             for secret in crate::test_requests::SECRETS.iter().chain(&["card=4242"]) {
                 assert!(!shown.contains(secret), "shows {secret:?}: {shown}");

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::capture::{Capture, Chunks, read_body};
+use super::capture::{Capture, Chunks, Kept, read_body};
 use super::decision::{
     BreakerCall, First, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded,
     not_forwarded, record_outcome, submission_failed,
@@ -140,7 +140,7 @@ where
 {
     let hint = request.body().size_hint();
     if hint.exact() == Some(0) {
-        return Captured::Now(Capture::Kept { head: Head::of(request), body: Bytes::new() });
+        return Captured::Now(Capture::Kept(Kept::new(Head::of(request), Bytes::new())));
     }
     if let Err(not_captured) = capturable(hint.upper(), cap) {
         return Captured::Now(Capture::Missing(not_captured));
@@ -154,7 +154,7 @@ where
                 trailers_not_replayed(&head);
             }
             *request.body_mut() = B::from(bytes.clone());
-            Captured::Now(Capture::Kept { head, body: bytes })
+            Captured::Now(Capture::Kept(Kept::new(head, bytes)))
         }
         Some(Err(error)) => Captured::Failed(error.into().to_string()),
         None => Captured::Waiting { chunks, trailers },
@@ -209,7 +209,7 @@ impl<P> Ctx<P> {
         S: Service<Request<B>> + Clone,
     {
         match captured {
-            Captured::Now(capture @ Capture::Kept { .. }) => {
+            Captured::Now(capture @ Capture::Kept(_)) => {
                 let clone = service.clone();
                 let inner = std::mem::replace(service, clone);
                 self.start(inner, request, capture, first)
@@ -241,16 +241,16 @@ impl<P> Ctx<P> {
     where
         S: Service<Request<B>>,
     {
-        let (Some((reason, retry_at)), Capture::Kept { head, body }) = (first, &capture) else {
+        let (Some((reason, retry_at)), Capture::Kept(kept)) = (first, &capture) else {
             return State::Calling { future: inner.call(request), capture };
         };
-        match self.config.settings.job(head, body, retry_at) {
+        match self.config.settings.job(kept.head(), kept.body(), retry_at) {
             Ok(job) => {
                 let submission = self.config.settings.submit(job);
                 State::Ahead { work: Box::new(Ahead { submission, inner, request, reason }) }
             }
             Err(failed) => {
-                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(head.uri()), %reason, "{failed}; calling the target instead");
+                tracing::warn!(target: ezthrottle_core::telemetry::TARGET_FORWARD, uri = %RedactedUrl::new(kept.head().uri()), %reason, "{failed}; calling the target instead");
                 State::Calling { future: inner.call(request), capture: Capture::Tried(Box::new(failed)) }
             }
         }
@@ -287,7 +287,7 @@ impl<P> Ctx<P> {
             Err(_) => ForwardReason::TransportError,
         };
         let (head, body) = match capture {
-            Capture::Kept { head, body } => (head, body),
+            Capture::Kept(kept) => (kept.head(), kept.body()),
             Capture::Missing(not_captured) => {
                 tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
                 return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string())));
@@ -412,7 +412,7 @@ where
                     if trailers {
                         trailers_not_replayed(&head);
                     }
-                    let capture = Capture::Kept { head, body: bytes };
+                    let capture = Capture::Kept(Kept::new(head, bytes));
                     let next = ctx.start(inner, request, capture, first);
                     state.set(next);
                 }

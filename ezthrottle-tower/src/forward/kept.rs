@@ -1,5 +1,4 @@
-//! [`Kept`]: what `ForwardMiddleware` keeps of a request while it is sent, so that a
-//! forwarded job is exactly that request.
+//! [`Kept::of`]: what `ForwardMiddleware` keeps of a reqwest request while it is sent.
 
 use std::task::{Context, Waker};
 
@@ -7,7 +6,7 @@ use bytes::Bytes;
 use ezthrottle_core::protocol::redact::RedactedUrl;
 use reqwest::{Request, Url};
 
-use super::capture::{Chunks, read_body};
+use super::capture::{Chunks, Kept, read_body};
 use super::decision::{NotCaptured, not_forwarded};
 use super::extension::ForwardFailed;
 use super::head::Head;
@@ -17,33 +16,24 @@ use super::head::Head;
 /// back, which costs more than copying a few KiB, and less than copying more.
 const COPIED_BODY_MAX: usize = 4 * 1024;
 
-/// A request's method, version, URL and headers (one allocation, [`Head`]) and its body
-/// (copied up to [`COPIED_BODY_MAX`] bytes, shared beyond): every call through the
-/// middleware pays for this, and `Request::try_clone` allocates more (the URL, the
-/// request, the headers).
-pub(super) struct Kept {
-    head: Head,
-    body: Bytes,
-}
-
 impl Kept {
-    /// Keeps `request` if its body can be: a buffered body of at most `cap` bytes.
+    /// Keeps `request` if its body can be: a buffered body of at most `cap` bytes. Its
+    /// method, version, URL and headers go into one allocation ([`Head`]), its body is
+    /// copied up to [`COPIED_BODY_MAX`] bytes and shared beyond: every call through the
+    /// middleware pays for this, and `Request::try_clone` allocates more (the URL, the
+    /// request, the headers).
     pub(super) fn of(request: &mut Request, cap: usize) -> Result<Self, NotCaptured> {
         let body = match request.body_mut() {
             Some(body) => kept_body(body, cap)?,
             None => Bytes::new(),
         };
         let head = Head::with_url(request.method(), request.version(), request.url().as_str(), request.headers());
-        Ok(Self { head, body })
-    }
-
-    pub(super) fn head(&self) -> &Head {
-        &self.head
+        Ok(Self::new(head, body))
     }
 
     /// The request's URL, as `Url::as_str` wrote it.
     pub(super) fn url(&self) -> &str {
-        self.head.uri()
+        self.head().uri()
     }
 
     /// The URL parsed again, for the `url()` of a synthesized answer.
@@ -51,11 +41,6 @@ impl Kept {
         Url::parse(self.url()).map_err(|err| {
             not_forwarded(format!("the URL {} does not parse again: {err}", RedactedUrl::new(self.url())))
         })
-    }
-
-    /// The body (empty for a request without one).
-    pub(super) fn body(&self) -> &Bytes {
-        &self.body
     }
 }
 

@@ -15,12 +15,12 @@ use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument as _;
 
+use super::capture::{Capture, Kept};
 use super::decision::{
-    BreakerCall, NotCaptured, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
+    BreakerCall, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
     record_outcome, submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
-use super::kept::Kept;
 use super::layer::ForwardLayer;
 use super::policy::{DefaultForwardPolicy, ForwardPolicy};
 use super::replay::{failure_of_error, maybe_accepted};
@@ -89,10 +89,10 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a call keeps while the target answers.
 struct Pending {
-    kept: Result<Kept, NotCaptured>,
+    /// The request kept, or why not, or why forwarding before the call did not answer
+    /// (the circuit was open, or PERFORMANCE).
+    capture: Capture,
     circuit: Option<Box<BreakerCall>>,
-    /// Why forwarding before the call did not answer (the circuit was open, or PERFORMANCE).
-    failed: Option<Box<ForwardFailed>>,
     /// The call's span; `None` when nothing listens to it.
     span: Option<tracing::Span>,
 }
@@ -128,9 +128,9 @@ where
     {
         let span = call_span(request.method(), || request.url().host_str());
         let settings = &self.config.settings;
-        let kept = Kept::of(&mut request, settings.max_replay_bytes);
+        let capture = Kept::of(&mut request, settings.max_replay_bytes).map_or_else(Capture::Missing, Capture::Kept);
         let (circuit, first) = settings.route(|| lane_key_of_url(request.url()));
-        let pending = Pending { kept, circuit, failed: None, span };
+        let pending = Pending { capture, circuit, span };
         match first {
             None => {
                 let call = in_span(pending.span.as_ref(), || next.run(request, extensions));
@@ -158,15 +158,17 @@ where
         reason: ForwardReason,
         retry_at: Option<SystemTime>,
     ) -> reqwest_middleware::Result<Response> {
-        match &pending.kept {
-            Ok(copy) => match self.forward_first(copy, &request, reason, retry_at, pending.span()).await {
+        match &pending.capture {
+            Capture::Kept(copy) => match self.forward_first(copy, &request, reason, retry_at, pending.span()).await {
                 Ok(answer) => {
                     record_outcome(pending.span.as_ref(), Some(answer.extensions()));
                     return Ok(answer);
                 }
-                Err(why) => pending.failed = Some(Box::new(why)),
+                Err(why) => pending.capture = Capture::Tried(Box::new(why)),
             },
-            Err(not_captured) => {
+            // Made only below, when a forward first fails.
+            Capture::Tried(_) => {}
+            Capture::Missing(not_captured) => {
                 tracing::debug!(target: TARGET_FORWARD, parent: pending.span(), url = %RedactedUrl::new(request.url().as_str()), %reason, "{not_captured}: calling the target instead of forwarding");
             }
         }
@@ -210,19 +212,17 @@ where
                 if !forwardable {
                     break 'call outcome;
                 }
-                if let Some(failed) = pending.failed.take() {
-                    break 'call not_forwarded_outcome(outcome, *failed);
-                }
                 let reason = match &outcome {
                     Ok(response) => ForwardReason::Status(response.status()),
                     Err(_) => ForwardReason::TransportError,
                 };
-                let copy = match &pending.kept {
-                    Ok(copy) => copy,
-                    Err(not_captured) => {
+                let copy = match &pending.capture {
+                    Capture::Kept(copy) => copy,
+                    Capture::Missing(not_captured) => {
                         tracing::debug!(target: TARGET_FORWARD, parent: pending.span(), %reason, "not forwarded: {not_captured}");
                         break 'call not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
                     }
+                    Capture::Tried(failed) => break 'call not_forwarded_outcome(outcome, (**failed).clone()),
                 };
                 let failure = match &outcome {
                     Ok(response) => CallFailure::of_status(response.status()),
