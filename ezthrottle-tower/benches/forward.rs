@@ -27,9 +27,9 @@
 //! `EZT_BENCH_ONLY=ab|latency|storm|down|telemetry|in-process` runs one of reports 2-7
 //! (with a criterion filter that matches nothing, e.g. `-- none`, to skip 1). Report 6 runs
 //! last: its subscriber cannot be uninstalled. `EZT_BENCH_CALLS=N` sets the calls per
-//! batch of reports 2 and 7 (4,000 and 20,000): a few hundred are enough under
+//! batch of reports 2 and 7 (500 and 20,000; a few hundred are enough under
 //! `valgrind --tool=callgrind`, which counts instructions, the same whatever else the
-//! machine is doing. `EZT_BENCH_ROUNDS=N` sets the rounds of each A/B comparison (64):
+//! machine is doing). `EZT_BENCH_ROUNDS=N` sets the rounds of each A/B comparison (1,024):
 //! each ratio is printed with the median of its per-round ratios and a 95 % confidence
 //! interval for that median.
 //! Report 2 ends with A/A comparisons (one client on both sides): how far a ratio moves
@@ -59,6 +59,15 @@ use tower::{Layer, ServiceExt};
 
 const KIB: usize = 1024;
 const CALLERS: usize = 8;
+/// Calls per batch of an A/B comparison, unless `EZT_BENCH_CALLS` is set. Short on
+/// purpose: the two batches of a round (about 10 ms each) run so close together that a
+/// drift of the machine's speed, which on a shared VM moves over tens of milliseconds,
+/// hardly differs between them. Many short rounds then pin the median ratio down: with
+/// 128 rounds of 4,000 calls the 95 % intervals were 2-4 % wide, with 1,024 rounds of
+/// 500 calls (the same calls in all) under 1 %.
+const AB_CALLS: u32 = 500;
+/// Rounds of an A/B comparison, unless `EZT_BENCH_ROUNDS` is set.
+const AB_ROUNDS: usize = 1024;
 
 type Bare = Client<HttpConnector, Full<Bytes>>;
 type Wrapped = Forward<Bare>;
@@ -475,24 +484,25 @@ fn env_count<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// One interleaved A/B comparison (`EZT_BENCH_ROUNDS` rounds, 64 unless set, of
-/// 4,000 calls each side): prints each side's rate under
-/// its label, then `ratio` with b / a (of the medians, and the median per-round ratio with
-/// its 95 % confidence interval) and
-/// the `target` that ratio must reach, if any.
+/// One interleaved A/B comparison ([`AB_ROUNDS`] rounds of [`AB_CALLS`] calls each
+/// side): prints each side's median rate under its label, then `ratio` with b / a (the
+/// median of the per-round ratios with its 95 % confidence interval, then the ratio of the
+/// median rates) and the `target` the first must reach, if any.
 fn ab_compare<A, B>(s: &Setup, (a_label, a): (&str, A), (b_label, b): (&str, B), ratio: &str, target: Option<f64>)
 where
     A: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
     B: Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone + Send + Sync + 'static,
 {
     // At least one round: the median of none does not exist.
-    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(64).max(1);
-    let (a_rate, b_rate, ratios) = interleaved(s, rounds, calls_per_batch(4_000).into(), a, b);
+    let rounds = env_count("EZT_BENCH_ROUNDS").unwrap_or(AB_ROUNDS).max(1);
+    let (a_rate, b_rate, ratios) = interleaved(s, rounds, calls_per_batch(AB_CALLS).into(), a, b);
     let (paired, low, high) = median_interval(ratios);
     println!("{a_label}{a_rate:>9.0} calls/s");
     println!("{b_label}{b_rate:>9.0} calls/s");
+    // The paired figure leads: each round's two batches ran back to back, so their ratio
+    // is free of the drift that moves the two medians of rates apart.
     let shown = format!(
-        "{ratio}{:.3}  (median of the per-round ratios: {paired:.3}, 95 % CI {low:.3}-{high:.3})",
+        "{ratio}{paired:.3}  (median of the per-round ratios, 95 % CI {low:.3}-{high:.3}; of the median rates: {:.3})",
         b_rate / a_rate
     );
     match target {
@@ -510,7 +520,7 @@ type Call = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = (
 /// third (the process still growing its heap and the clients their connection pools;
 /// one warm-up batch per side, in [`interleaved`], is little).
 fn warm_up(s: &Setup, clients: &[Call]) {
-    let calls = u64::from(calls_per_batch(4_000));
+    let calls = 4_000;
     for _ in 0..4 {
         for client in clients {
             let client = Arc::clone(client);
