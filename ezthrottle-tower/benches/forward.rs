@@ -312,7 +312,7 @@ impl reqwest_middleware::Middleware for Answer {
 fn criterion_benches(c: &mut Criterion, s: &Setup) {
     let mut group = c.benchmark_group("pass-through 1 KiB");
     group.throughput(Throughput::Elements(1));
-    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(3));
     group.bench_function("hyper-util bare", |b| {
         b.iter_custom(|iters| s.rt.block_on(batch(iters, tower_call(s.bare.clone(), s.url.clone()))));
     });
