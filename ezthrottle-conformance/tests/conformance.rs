@@ -359,9 +359,7 @@ async fn without_a_secret_deliveries_are_stored_unverified() {
 #[tokio::test]
 async fn a_failed_submission_answers_502_with_the_test_name() {
     // Nothing listens on the engine URL.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = ezthrottle_test_support::refused_url().await;
     let app = start(Config::new().port(0).ezthrottle_url(dead)).await.expect("the app starts");
     let http = reqwest::Client::new();
     for (path, test) in [

@@ -130,7 +130,7 @@ async fn submit_wait_in_cloud_mode_is_refused_before_anything_is_sent() {
 async fn submit_wait_listens_where_asked_and_gives_the_receiver_url_to_the_engine() {
     let (engine, url, base) = engine_and_echo().await;
     // A free loopback port, as a tunnel would be told to forward to.
-    let bind = support::refused_addr().await;
+    let bind = support::free_addr().await;
     // Another spelling of the same address: the engine delivers to the URL given, not to its own.
     let receiver = format!("http://localhost:{}/webhook", bind.port());
     let args = ["--json", "submit", "--ezthrottle-url", &base, "--url", &url, "--wait", "--webhook-secret", SECRET];

@@ -110,7 +110,8 @@ async fn a_429_is_retried_only_when_its_retry_after_fits_the_deadline() {
 
 #[tokio::test]
 async fn the_breaker_opens_sends_nothing_while_open_and_probes_once() {
-    let addr = ezthrottle_test_support::refused_addr().await;
+    // Down now, bound again when EZThrottle comes back.
+    let addr = ezthrottle_test_support::free_addr().await;
     let resolver = CountingResolver::new(addr);
     let client = EZThrottle::builder()
         .direct(format!("http://ezthrottle.invalid:{}", addr.port()))

@@ -66,7 +66,7 @@ async fn the_default_policy_retries_503_three_times_and_not_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_fails_with_the_error_recorded() {
-    let closed = free_port().await;
+    let closed = ezthrottle_test_support::refused_addr().await;
     let (engine, api) = start(fast_engine()).await;
     let id = api
         .submit_ok(&job(
@@ -109,13 +109,19 @@ async fn race_takes_the_first_2xx_and_cancels_the_others() {
     let started = Instant::now();
     let done = run_across_regions(&api, &target.url("/fast-in/lax"), "race", "racing").await;
     assert_eq!(done["response"]["body"], "from lax");
-    assert!(started.elapsed() < Duration::from_secs(3), "the race waited for the slow regions");
+    // A wide margin: a loaded machine can take seconds to run the job, never this long.
+    assert!(started.elapsed() < SLOW_REGION / 2, "the race waited for the slow regions");
+    // A region's attempt is recorded once the host's pacing lets it go. The regions get
+    // their turns in order, so `iad`'s comes before the winner's; `ord`'s may come after
+    // `lax` answered (on a loaded machine), and then it makes no attempt at all.
     let attempts = attempts(&done);
-    assert_eq!(attempts.len(), 3);
+    assert!((2..=3).contains(&attempts.len()), "{done:#}");
     let outcomes = count_by(&attempts, "outcome");
-    assert_eq!((outcomes.get("success"), outcomes.get("cancelled")), (Some(&1), Some(&2)), "{done:#}");
+    let cancelled = attempts.len() - 1;
+    assert_eq!((outcomes.get("success"), outcomes.get("cancelled")), (Some(&1), Some(&cancelled)), "{done:#}");
+    assert_eq!(attempts[0]["region"], "iad", "{done:#}");
     // The winner's request reached the target; a cancelled region's request may or may not
-    // have left before it was cancelled (the attempts above show all three regions ran).
+    // have left before it was cancelled.
     let hits = target.wait_hits("/fast-in", 1).await;
     assert!((1..=3).contains(&hits.len()), "{hits:?}");
     engine.shutdown().await;
@@ -175,7 +181,7 @@ async fn retry_at_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_job_reaches_a_terminal_state() {
     let target = Server::start().await;
-    let closed = free_port().await;
+    let closed = ezthrottle_test_support::refused_addr().await;
     let (engine, api) = start(fast_engine().target_timeout(Duration::from_millis(300))).await;
     let urls = [
         target.url("/ok"),

@@ -1,7 +1,6 @@
 //! Loopback targets, webhook receivers, and an API client for the engine tests.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -54,12 +53,17 @@ impl Region for Hit {
 /// Routes (any method): `/ok`, `/status/{code}`, `/flaky/{n}` (the first `n` hits answer
 /// 429 with `Retry-After: 1`), `/fail-in/{region}` (500 from that region, 200 elsewhere),
 /// `/busy-then-fail-in/{region}` (503 the first time, then as `/fail-in/{region}`),
-/// `/slow/{ms}`, `/fast-in/{region}` (200 at once from that region, after 3 s elsewhere),
+/// `/slow/{ms}`, `/fast-in/{region}` (200 at once from that region, after [`SLOW_REGION`]
+/// elsewhere),
 /// `/pace/{rps}/{max}` (200 with `X-EZTHROTTLE-*` pacing headers), `/aqueduct` (both header
 /// families), `/hook` and `/hook/{n}` (webhook receivers: `/hook/{n}` answers 503 to the
 /// first `n` deliveries), `/redirect/{code}/{rest}` (`code` to `/{rest}` on the same
 /// server) and `/away/{code}/{port}/{rest}` (`code` to `http://127.0.0.1:{port}/{rest}`).
 pub type Server = RoutedServer<EngineTests>;
+
+/// How long `/fast-in/{region}` keeps the other regions waiting: far longer than any run
+/// of the suite takes to finish a raced job, however loaded the machine.
+pub const SLOW_REGION: Duration = Duration::from_secs(60);
 
 pub struct EngineTests;
 
@@ -85,7 +89,7 @@ fn route(hit: &Recorded) -> Answer {
         ["busy-then-fail-in", bad] if region == *bad => Answer::text(500, "region broken"),
         ["fast-in", fast, ..] => {
             let answer = Answer::text(200, &format!("from {region}"));
-            if region == *fast { answer } else { answer.after(Duration::from_secs(3)) }
+            if region == *fast { answer } else { answer.after(SLOW_REGION) }
         }
         ["slow", ms, ..] => ok().after(Duration::from_millis(ms.parse().unwrap_or(0))),
         ["pace", rps, max, ..] => {
@@ -106,11 +110,6 @@ fn route(hit: &Recorded) -> Answer {
         ["hook", ..] => Answer::status(200),
         _ => ok(),
     }
-}
-
-/// A port with nothing listening on it (bound, then released).
-pub async fn free_port() -> SocketAddr {
-    ezthrottle_test_support::refused_addr().await
 }
 
 /// A client of the engine's direct API.

@@ -69,7 +69,7 @@ async fn secrets_set_through_the_api_sign_and_deleted_ones_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_counts_voting_webhooks_only() {
     let target = Server::start().await;
-    let closed = free_port().await;
+    let closed = ezthrottle_test_support::refused_addr().await;
     let (engine, api) = start(fast_engine().webhook_retry(std::time::Duration::from_millis(5), 2)).await;
     let met = api
         .submit_ok(&job(
@@ -103,7 +103,7 @@ async fn quorum_counts_voting_webhooks_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_is_retried_to_a_receiver_that_is_down_at_first() {
     let target = Server::start().await;
-    let receiver_addr = free_port().await;
+    let receiver_addr = ezthrottle_test_support::free_addr().await;
     let (engine, api) =
         start(fast_engine().webhook_secret(SECRET).webhook_retry(std::time::Duration::from_millis(200), 8)).await;
     let id = api

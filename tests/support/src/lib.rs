@@ -4,8 +4,8 @@
 //! - [`TestServer`]: a scripted HTTP server that answers per route and records every
 //!   request (a target API, a proxy, a webhook receiver); [`RoutedServer`] for a test
 //!   binary's fixed route table;
-//! - [`serve`] (an axum app on a free loopback port) and [`refused_addr`] (a port nothing
-//!   listens on);
+//! - [`serve`] (an axum app on a free loopback port), [`refused_addr`] (a port that
+//!   refuses every connection) and [`free_addr`] (a port to bind later);
 //! - [`RedisServer`]: a real `redis-server` on a free port, skipped (or failed, where it is
 //!   required) with a clear message when it is not installed, never a hang;
 //! - [`EndlessChunks`] behind a [`Gate`]: an answer that never ends, to prove a
@@ -40,7 +40,7 @@ pub mod engine;
 pub mod webhook;
 
 pub use endless::{EndlessChunks, Gate};
-pub use net::{BlackHole, CountingResolver, HangUp, refused_addr, refused_url, serve, serve_with_peer_addr};
+pub use net::{BlackHole, CountingResolver, HangUp, free_addr, refused_addr, refused_url, serve, serve_with_peer_addr};
 pub use postgres::{PG_USER, PostgresServer};
 pub use redis::{REQUIRE_REDIS_ENV, RedisServer};
 pub use server::{Answer, Recorded, RoutedServer, Routes, TestServer};

@@ -1,6 +1,9 @@
 //! Loopback listeners.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use tokio::net::TcpSocket;
 
 /// Serves `app` on a free port of 127.0.0.1 until the runtime ends; answers its address.
 ///
@@ -30,11 +33,33 @@ pub async fn serve_with_peer_addr(app: axum::Router) -> SocketAddr {
     addr
 }
 
-/// A loopback address nothing listens on (a port bound, then released).
+/// A loopback address that refuses every connection: a port bound and never listened on,
+/// held for as long as the process runs. A port bound and then released (as
+/// [`free_addr`] gives) may be taken by another test's listener meanwhile, and a test
+/// counting on a refusal then talks to that listener instead.
 ///
 /// # Panics
 /// If no loopback port can be bound.
+#[allow(clippy::unused_async)] // async as the rest of this module: callers await it
 pub async fn refused_addr() -> SocketAddr {
+    static REFUSED: OnceLock<(TcpSocket, SocketAddr)> = OnceLock::new();
+    REFUSED
+        .get_or_init(|| {
+            let socket = TcpSocket::new_v4().expect("a TCP socket");
+            socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a loopback port");
+            let addr = socket.local_addr().expect("the socket's address");
+            (socket, addr)
+        })
+        .1
+}
+
+/// A free loopback address (a port bound, then released) for a test that must bind a
+/// port of its own choosing later. Another listener may take it in between: for a port
+/// that must refuse connections, use [`refused_addr`].
+///
+/// # Panics
+/// If no loopback port can be bound.
+pub async fn free_addr() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     listener.local_addr().expect("the listener's address")
 }
@@ -196,5 +221,19 @@ impl reqwest::dns::Resolve for CountingResolver {
         self.lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let addr = self.addr;
         Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_addr;
+
+    #[tokio::test]
+    async fn the_refused_port_refuses_and_no_listener_can_take_it() {
+        let addr = refused_addr().await;
+        let refused = tokio::net::TcpStream::connect(addr).await.expect_err("refused");
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(tokio::net::TcpListener::bind(addr).await.is_err(), "a listener took the refused port");
+        assert_eq!(refused_addr().await, addr, "one port for the whole process");
     }
 }
