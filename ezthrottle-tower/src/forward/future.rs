@@ -17,7 +17,7 @@ use super::body::ResponseBody;
 use super::capture::{Capture, Chunks, Kept, read_body};
 use super::decision::{
     BreakerCall, First, Submission, accepted, body_failed, call_span, capturable, mark_forwarded, maybe_forwarded,
-    not_forwarded, record_outcome, submission_failed,
+    record_outcome, submission_failed,
 };
 use ezthrottle_core::protocol::redact::RedactedUrl;
 
@@ -286,23 +286,18 @@ impl<P> Ctx<P> {
             Ok(response) => ForwardReason::Status(response.status()),
             Err(_) => ForwardReason::TransportError,
         };
-        let (head, body) = match capture {
-            Capture::Kept(kept) => (kept.head(), kept.body()),
-            Capture::Missing(not_captured) => {
-                tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, %reason, "not forwarded: {not_captured}");
-                return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string())));
-            }
-            Capture::Tried(failed) => return AfterCall::Answer(not_forwarded_outcome(outcome, (**failed).clone())),
-        };
         let settings = &self.config.settings;
         let failure = match &outcome {
             Ok(response) => CallFailure::of_status(response.status()),
             Err(error) => failure_of_error(error, &settings.not_sent),
         };
-        if let Some(refused) = settings.replay_refused_for(&head.method(), || head.headers(), failure, reason) {
-            return AfterCall::Answer(not_forwarded_outcome(outcome, refused));
-        }
-        match self.config.settings.job(head, body, retry_at) {
+        // The call's span is the current one here (entered at each poll).
+        let kept = match settings.to_forward(capture, failure, reason, &tracing::Span::current()) {
+            Ok(kept) => kept,
+            Err(not_forwarded) => return AfterCall::Answer(not_forwarded_outcome(outcome, not_forwarded)),
+        };
+        let head = kept.head();
+        match self.config.settings.job(head, kept.body(), retry_at) {
             Ok(job) => AfterCall::Submit(Box::new(Submit {
                 submission: self.config.settings.submit(job),
                 original: outcome,

@@ -17,8 +17,8 @@ use tracing::Instrument as _;
 
 use super::capture::{Capture, Kept};
 use super::decision::{
-    BreakerCall, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, not_forwarded,
-    record_outcome, submission_failed,
+    BreakerCall, Submission, accepted, call_span, in_span, mark_forwarded, maybe_forwarded, record_outcome,
+    submission_failed,
 };
 use super::extension::{ForwardFailed, ForwardReason, ForwardResponse};
 use super::layer::ForwardLayer;
@@ -216,23 +216,14 @@ where
                     Ok(response) => ForwardReason::Status(response.status()),
                     Err(_) => ForwardReason::TransportError,
                 };
-                let copy = match &pending.capture {
-                    Capture::Kept(copy) => copy,
-                    Capture::Missing(not_captured) => {
-                        tracing::debug!(target: TARGET_FORWARD, parent: pending.span(), %reason, "not forwarded: {not_captured}");
-                        break 'call not_forwarded_outcome(outcome, not_forwarded(not_captured.to_string()));
-                    }
-                    Capture::Tried(failed) => break 'call not_forwarded_outcome(outcome, (**failed).clone()),
-                };
                 let failure = match &outcome {
                     Ok(response) => CallFailure::of_status(response.status()),
                     Err(error) => failure_of_error(error, &settings.not_sent),
                 };
-                if let Some(refused) =
-                    settings.replay_refused_for(&copy.head().method(), || copy.head().headers(), failure, reason)
-                {
-                    break 'call not_forwarded_outcome(outcome, refused);
-                }
+                let copy = match settings.to_forward(&pending.capture, failure, reason, pending.span()) {
+                    Ok(copy) => copy,
+                    Err(not_forwarded) => break 'call not_forwarded_outcome(outcome, not_forwarded),
+                };
                 // Boxed, the outcome moved in: the pass-through path's own future stays small.
                 Box::pin(self.submit_outcome(copy, outcome, reason, retry_at, pending.span())).await
             };

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ezthrottle_core::replay::{CallFailure, has_idempotency_key};
 use http::{HeaderMap, Method};
 
+use super::capture::{Capture, Kept};
 use super::decision::not_forwarded;
 use super::extension::{ForwardFailed, ForwardReason};
 use super::settings::Settings;
@@ -95,20 +96,31 @@ impl Settings {
         Some(refused)
     }
 
-    /// [`replay_refused`](Self::replay_refused) for kept request headers, decoded only
-    /// when the rule needs them.
-    pub(crate) fn replay_refused_for(
+    /// For an outcome the policy forwards (`failure`, `reason`), of the layer or the
+    /// middleware: the request to submit, or why it is not forwarded: it was not kept
+    /// (a `tracing` event, child of `parent`), a forward was already tried and failed, or
+    /// the replay rule refuses it ([`replay_refused`](Self::replay_refused)).
+    pub(super) fn to_forward<'a>(
         &self,
-        method: &Method,
-        headers: impl FnOnce() -> HeaderMap,
+        capture: &'a Capture,
         failure: CallFailure,
         reason: ForwardReason,
-    ) -> Option<ForwardFailed> {
+        parent: &tracing::Span,
+    ) -> Result<&'a Kept, ForwardFailed> {
+        let kept = match capture {
+            Capture::Kept(kept) => kept,
+            Capture::Missing(not_captured) => {
+                tracing::debug!(target: ezthrottle_core::telemetry::TARGET_FORWARD, parent: parent, %reason, "not forwarded: {not_captured}");
+                return Err(not_forwarded(not_captured.to_string()));
+            }
+            Capture::Tried(failed) => return Err((**failed).clone()),
+        };
+        let method = kept.head().method();
         // The common case needs no header decoding: an idempotent method, or `Always`.
-        if self.template.replay_policy().allows(method, false, failure) {
-            return None;
+        if self.template.replay_policy().allows(&method, false, failure) {
+            return Ok(kept);
         }
-        self.replay_refused(method, &headers(), failure, reason)
+        self.replay_refused(&method, &kept.head().headers(), failure, reason).map_or(Ok(kept), Err)
     }
 
     /// After a failed submission of a request not sent to the target yet (circuit open,
